@@ -375,7 +375,9 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
-/// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
+/// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm); the inverse of
+/// [`civil_from_days`], used by the tests.
+#[cfg(test)]
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -432,7 +434,8 @@ impl CronSpec {
             return self.months != 0;
         }
         (1..=12).any(|m| {
-            self.months & (1 << m) != 0 && (1..=days_in_month(2000, m)).any(|d| self.dom & (1 << d) != 0)
+            self.months & (1 << m) != 0
+                && (1..=days_in_month(2000, m)).any(|d| self.dom & (1 << d) != 0)
         })
     }
 
@@ -458,7 +461,11 @@ impl CronSpec {
     fn next_civil(&self, from: i64, until: i64) -> Option<i64> {
         let mut day = from.div_euclid(SECS_PER_DAY);
         let tod = from.rem_euclid(SECS_PER_DAY);
-        let mut lower = ((tod / 3600) as u32, ((tod / 60) % 60) as u32, (tod % 60) as u32);
+        let mut lower = (
+            (tod / 3600) as u32,
+            ((tod / 60) % 60) as u32,
+            (tod % 60) as u32,
+        );
         loop {
             if day * SECS_PER_DAY >= until {
                 return None;
@@ -630,6 +637,65 @@ impl Schedule {
     }
 }
 
+/// A time given on the command line: an instant, or a bare local date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeArg {
+    Instant(Timestamp),
+    Date(jiff::civil::Date),
+}
+
+impl TimeArg {
+    /// Parses RFC 3339 (`2026-11-20T02:00:00Z`), a local date-time (`2026-11-20T02:00`, also
+    /// with a space, in `tz`) or a local date (`2026-11-20`).
+    pub fn parse(text: &str, tz: &TimeZone) -> Result<TimeArg, String> {
+        let t = text.trim();
+        if let Ok(ts) = t.parse::<Timestamp>() {
+            return Ok(TimeArg::Instant(ts));
+        }
+        if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
+            if t.len() > 10 {
+                return tz
+                    .to_ambiguous_zoned(dt)
+                    .compatible()
+                    .map(|z| TimeArg::Instant(z.timestamp()))
+                    .map_err(|e| format!("{text:?}: {e}"));
+            }
+        }
+        if let Ok(d) = t.parse::<jiff::civil::Date>() {
+            return Ok(TimeArg::Date(d));
+        }
+        Err(format!(
+            "{text:?} is not a time: use RFC 3339 (2026-11-20T02:00:00Z), a local date-time \
+             (2026-11-20T02:00) or a local date (2026-11-20)"
+        ))
+    }
+
+    /// The instant: a bare date means its local midnight (or the first instant of the day,
+    /// when midnight falls in a DST gap).
+    pub fn instant(self, tz: &TimeZone) -> Result<Timestamp, String> {
+        match self {
+            TimeArg::Instant(ts) => Ok(ts),
+            TimeArg::Date(d) => d
+                .to_zoned(tz.clone())
+                .map(|z| z.timestamp())
+                .map_err(|e| format!("{d}: {e}")),
+        }
+    }
+}
+
+/// RFC 3339 with the zone's offset at that instant: `2026-03-08T03:00:00-04:00`.
+pub fn format_rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.to_zoned(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// The zone's name for display: its IANA name, or what the system calls it.
+pub fn zone_name(tz: &TimeZone) -> String {
+    tz.iana_name()
+        .map_or_else(|| "local".to_string(), str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,7 +720,18 @@ mod tests {
 
     #[test]
     fn civil_days_round_trip() {
-        for z in [-800_000i64, -1, 0, 1, 59, 60, 365, 10_957, 20_000, 2_000_000] {
+        for z in [
+            -800_000i64,
+            -1,
+            0,
+            1,
+            59,
+            60,
+            365,
+            10_957,
+            20_000,
+            2_000_000,
+        ] {
             let (y, m, d) = civil_from_days(z);
             assert_eq!(days_from_civil(y, m, d), z);
         }
@@ -726,7 +803,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            next_n("*/30 1 * * *", "America/New_York", "2026-10-31T12:00:00Z", 4),
+            next_n(
+                "*/30 1 * * *",
+                "America/New_York",
+                "2026-10-31T12:00:00Z",
+                4
+            ),
             [
                 "2026-11-01T01:00:00-04:00",
                 "2026-11-01T01:30:00-04:00",
@@ -739,11 +821,21 @@ mod tests {
     #[test]
     fn gap_fire_runs_once_for_several_matches_and_merges_with_real_match() {
         assert_eq!(
-            next_n("15,45 2 * * *", "America/New_York", "2026-03-08T00:00:00Z", 2),
+            next_n(
+                "15,45 2 * * *",
+                "America/New_York",
+                "2026-03-08T00:00:00Z",
+                2
+            ),
             ["2026-03-08T03:00:00-04:00", "2026-03-09T02:15:00-04:00"]
         );
         assert_eq!(
-            next_n("0,30 2-3 * * *", "America/New_York", "2026-03-08T06:00:00Z", 3),
+            next_n(
+                "0,30 2-3 * * *",
+                "America/New_York",
+                "2026-03-08T06:00:00Z",
+                3
+            ),
             [
                 "2026-03-08T03:00:00-04:00",
                 "2026-03-08T03:30:00-04:00",
@@ -763,7 +855,12 @@ mod tests {
     #[test]
     fn wild_jobs_skip_the_gap() {
         assert_eq!(
-            next_n("*/30 * * * *", "America/New_York", "2026-03-08T06:15:00Z", 3),
+            next_n(
+                "*/30 * * * *",
+                "America/New_York",
+                "2026-03-08T06:15:00Z",
+                3
+            ),
             [
                 "2026-03-08T01:30:00-05:00",
                 "2026-03-08T03:00:00-04:00",
@@ -785,7 +882,12 @@ mod tests {
     fn lord_howe_half_hour_dst() {
         // Australia/Lord_Howe: 2026-10-04 02:00 -> 02:30 (+10:30 -> +11).
         assert_eq!(
-            next_n("15 2 * * *", "Australia/Lord_Howe", "2026-10-03T00:00:00Z", 3),
+            next_n(
+                "15 2 * * *",
+                "Australia/Lord_Howe",
+                "2026-10-03T00:00:00Z",
+                3
+            ),
             [
                 "2026-10-04T02:30:00+11:00",
                 "2026-10-05T02:15:00+11:00",
@@ -824,7 +926,12 @@ mod tests {
 
     #[test]
     fn never_fires_is_detected() {
-        for e in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 31 2 */2"] {
+        for e in [
+            "0 0 31 2 *",
+            "0 0 30 2 *",
+            "0 0 31 4,6,9,11 *",
+            "0 0 31 2 */2",
+        ] {
             assert!(!Expr::parse(e).expect("parses").can_fire(), "{e}");
         }
         for e in ["0 0 29 2 *", "0 0 31 2 mon", "0 0 31 1-2 *", "@daily"] {
@@ -852,14 +959,32 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_range() {
         let cases = [
-            ("60 * * * *", "minute field \"60\": 60 is out of range (allowed: 0-59)"),
-            ("0 24 * * *", "hour field \"24\": 24 is out of range (allowed: 0-23)"),
-            ("0 0 0 * *", "day-of-month field \"0\": 0 is out of range (allowed: 1-31)"),
+            (
+                "60 * * * *",
+                "minute field \"60\": 60 is out of range (allowed: 0-59)",
+            ),
+            (
+                "0 24 * * *",
+                "hour field \"24\": 24 is out of range (allowed: 0-23)",
+            ),
+            (
+                "0 0 0 * *",
+                "day-of-month field \"0\": 0 is out of range (allowed: 1-31)",
+            ),
             ("0 0 * foo *", "month field \"foo\": unknown name \"foo\""),
             ("0 0 * * 8", "day-of-week field \"8\": 8 is out of range"),
-            ("5/10 * * * *", "minute field \"5/10\": a step needs a range or *"),
-            ("*/0 * * * *", "minute field \"*/0\": a step of 0 never advances"),
-            ("30-10 * * * *", "minute field \"30-10\": range 30-10 is reversed"),
+            (
+                "5/10 * * * *",
+                "minute field \"5/10\": a step needs a range or *",
+            ),
+            (
+                "*/0 * * * *",
+                "minute field \"*/0\": a step of 0 never advances",
+            ),
+            (
+                "30-10 * * * *",
+                "minute field \"30-10\": range 30-10 is reversed",
+            ),
             ("１ * * * *", "minute field \"１\": \"１\" is not a number"),
             ("* * * *", "expected 5 fields"),
             ("1,,2 * * * *", "minute field \"1,,2\": empty list item"),

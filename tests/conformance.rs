@@ -18,7 +18,11 @@ fn every_conformance_case_agrees() {
         let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON line");
         let expr = v["expr"].as_str().expect("expr");
         let tz = v["tz"].as_str().expect("tz");
-        let after: Timestamp = v["after"].as_str().expect("after").parse().expect("after instant");
+        let after: Timestamp = v["after"]
+            .as_str()
+            .expect("after")
+            .parse()
+            .expect("after instant");
         let expect: Vec<Timestamp> = v["expect"]
             .as_array()
             .expect("expect array")
@@ -38,5 +42,10 @@ fn every_conformance_case_agrees() {
         }
     }
     assert!(cases >= 300, "the conformance file has {cases} cases");
-    assert!(failures.is_empty(), "{} of {cases} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

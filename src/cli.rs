@@ -1,0 +1,44 @@
+//! The command line (clap derive types only; the work is done in `cmd`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A cron replacement: runs jobs from a TOML table on cron schedules, with timeouts, retries,
+/// output checks, locks, logs and alerts.
+#[derive(Debug, Parser)]
+#[command(name = "cronwarden", version, about, long_about = None)]
+pub struct Cli {
+    /// The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root,
+    /// else $XDG_CONFIG_HOME/cronwarden/jobs.toml]
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the job table and print every problem (exit 0, or 78 when invalid)
+    Check,
+    /// One row per job: schedule, zone, next run, last result
+    List,
+    /// Print the next fire instants of a schedule expression
+    Next {
+        /// The schedule: 5 fields, 6 with seconds, or a macro such as @daily (quote it, or
+        /// pass the fields as separate words)
+        #[arg(required = true, num_args = 1.., value_name = "EXPR")]
+        expr: Vec<String>,
+        /// IANA time zone to evaluate it in [default: the system's zone]
+        #[arg(long, value_name = "ZONE")]
+        tz: Option<String>,
+        /// Start strictly after this time: RFC 3339, or a local date or date-time in ZONE
+        /// [default: now]
+        #[arg(long, value_name = "TIME")]
+        after: Option<String>,
+        /// How many instants to print
+        #[arg(short = 'n', default_value_t = 5, value_name = "N")]
+        count: usize,
+    },
+}

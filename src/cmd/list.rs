@@ -1,0 +1,97 @@
+//! `cronwarden list`: one row per job.
+
+use jiff::Timestamp;
+
+use super::{CmdResult, exit};
+use crate::config::{Config, Job};
+use crate::schedule::{Expr, zone_name};
+
+/// "in 3h 12m", "in 45s", "in 2d 4h".
+pub fn relative(from: Timestamp, to: Timestamp) -> String {
+    let secs = (to.as_second() - from.as_second()).max(0);
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let text = if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    };
+    format!("in {text}")
+}
+
+fn next_run(job: &Job, now: Timestamp) -> String {
+    if !job.enabled {
+        return "disabled".to_string();
+    }
+    match &job.schedule {
+        Some(s) => match s.expr() {
+            Expr::Reboot => "at boot".to_string(),
+            Expr::Manual => "manual".to_string(),
+            _ => match s.next_after(now) {
+                Some(t) => format!(
+                    "{} ({})",
+                    t.to_zoned(job.tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    relative(now, t)
+                ),
+                None => "never".to_string(),
+            },
+        },
+        None => format!("after {}", job.after.join(", ")),
+    }
+}
+
+pub fn run(config: &Config) -> CmdResult {
+    let now = Timestamp::now();
+    let header = [
+        "JOB",
+        "SCHEDULE",
+        "ZONE",
+        "NEXT RUN",
+        "LAST RESULT",
+        "PAUSED",
+    ];
+    let mut rows: Vec<[String; 6]> = Vec::with_capacity(config.jobs.len());
+    for job in &config.jobs {
+        rows.push([
+            job.name.clone(),
+            job.schedule_text.clone().unwrap_or_else(|| "-".to_string()),
+            zone_name(&job.tz),
+            next_run(job, now),
+            "never".to_string(),
+            "no".to_string(),
+        ]);
+    }
+    print!("{}", render_table(&header, &rows));
+    Ok(exit::OK)
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}

@@ -1,0 +1,41 @@
+//! `cronwarden next EXPR`: the next fire instants of a schedule.
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use super::{CmdResult, Failure, exit};
+use crate::schedule::{Expr, Schedule, TimeArg, format_rfc3339};
+
+pub fn run(expr: &str, tz: Option<&str>, after: Option<&str>, count: usize) -> CmdResult {
+    let tz = match tz {
+        Some(name) => TimeZone::get(name)
+            .map_err(|_| Failure::usage(format!("unknown time zone {name:?}")))?,
+        None => TimeZone::system(),
+    };
+    let e = Expr::parse(expr).map_err(|e| Failure::usage(format!("schedule {expr:?}: {e}")))?;
+    if !e.can_fire() {
+        return Err(Failure::usage(format!(
+            "schedule {expr:?} can never fire: no selected month has a selected day of the month"
+        )));
+    }
+    if !e.is_calendar() {
+        return Err(Failure::usage(format!(
+            "schedule {expr:?} has no calendar instants (@reboot runs once when the daemon first \
+             starts after boot; @manual only by `run` or `trigger`)"
+        )));
+    }
+    let after = match after {
+        Some(text) => TimeArg::parse(text, &tz)
+            .and_then(|t| t.instant(&tz))
+            .map_err(Failure::usage)?,
+        None => Timestamp::now(),
+    };
+    let schedule = Schedule::new(e, tz.clone());
+    let mut out = String::new();
+    for ts in schedule.iter_after(after).take(count) {
+        out.push_str(&format_rfc3339(ts, &tz));
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(exit::OK)
+}

@@ -1,0 +1,375 @@
+//! Typed access to one TOML table with source positions. Every getter records a precise
+//! diagnostic in the [`Sink`] and returns `None` on a bad value, so a whole table is checked in
+//! one pass and every problem is reported.
+
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::{Loc, Sink, suggest};
+use crate::units;
+
+/// A value together with where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct At<T> {
+    pub v: T,
+    pub loc: Loc,
+}
+
+pub type Value<'i> = Spanned<DeValue<'i>>;
+
+pub struct TableReader<'t, 'i> {
+    table: &'t DeTable<'i>,
+    pub file: usize,
+    /// Where the table itself starts (for "missing key" errors).
+    pub loc: Loc,
+    pub subject: Option<String>,
+}
+
+pub fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn int_of(v: &DeValue<'_>) -> Option<i64> {
+    match v {
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+        _ => None,
+    }
+}
+
+impl<'t, 'i> TableReader<'t, 'i> {
+    pub fn new(
+        table: &'t DeTable<'i>,
+        file: usize,
+        loc: Loc,
+        subject: Option<String>,
+    ) -> TableReader<'t, 'i> {
+        TableReader {
+            table,
+            file,
+            loc,
+            subject,
+        }
+    }
+
+    /// The same table, reported under another subject (`job "x"`, `[settings]`, ...).
+    pub fn new_from(t: TableReader<'t, 'i>, subject: Option<String>) -> TableReader<'t, 'i> {
+        TableReader { subject, ..t }
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    pub fn loc_of(&self, v: &Value<'_>) -> Loc {
+        Loc {
+            file: self.file,
+            offset: v.span().start,
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&'t str, Loc, &'t Value<'i>)> + '_ {
+        self.table.iter().map(|(k, v)| {
+            (
+                k.get_ref().as_ref(),
+                Loc {
+                    file: self.file,
+                    offset: k.span().start,
+                },
+                v,
+            )
+        })
+    }
+
+    pub fn raw(&self, key: &str) -> Option<&'t Value<'i>> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.raw(key).is_some()
+    }
+
+    /// Reports every key that is not in `allowed`, with a "did you mean" hint.
+    pub fn check_keys(&self, sink: &mut Sink, allowed: &[&str], what: &str) {
+        for (key, loc, _) in self.entries() {
+            if !allowed.contains(&key) {
+                let hint = match suggest(key, allowed.iter().copied()) {
+                    Some(s) => format!(" (did you mean {s:?}?)"),
+                    None => String::new(),
+                };
+                sink.error(
+                    loc,
+                    self.subject(),
+                    format!(
+                        "unknown key {key:?}{hint}; {what} keys are: {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    pub fn error(&self, sink: &mut Sink, v: &Value<'_>, key: &str, msg: impl AsRef<str>) {
+        sink.error(
+            self.loc_of(v),
+            self.subject(),
+            format!("{key}: {}", msg.as_ref()),
+        );
+    }
+
+    fn wrong_type(&self, sink: &mut Sink, v: &Value<'_>, key: &str, want: &str) {
+        self.error(
+            sink,
+            v,
+            key,
+            format!("expected {want}, found {}", type_name(v.get_ref())),
+        );
+    }
+
+    pub fn string(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
+        let v = self.raw(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(At {
+                v: s.to_string(),
+                loc: self.loc_of(v),
+            }),
+            _ => {
+                self.wrong_type(sink, v, key, "a string");
+                None
+            }
+        }
+    }
+
+    /// A non-empty string.
+    pub fn nonempty(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
+        let s = self.string(sink, key)?;
+        if s.v.trim().is_empty() {
+            sink.error(s.loc, self.subject(), format!("{key}: must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    pub fn bool(&self, sink: &mut Sink, key: &str) -> Option<At<bool>> {
+        let v = self.raw(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(At {
+                v: *b,
+                loc: self.loc_of(v),
+            }),
+            _ => {
+                self.wrong_type(sink, v, key, "true or false");
+                None
+            }
+        }
+    }
+
+    pub fn int(&self, sink: &mut Sink, key: &str, min: i64, max: i64) -> Option<At<i64>> {
+        let v = self.raw(key)?;
+        let Some(n) = int_of(v.get_ref()) else {
+            self.wrong_type(sink, v, key, &format!("an integer from {min} to {max}"));
+            return None;
+        };
+        if n < min || n > max {
+            self.error(
+                sink,
+                v,
+                key,
+                format!("{n} is out of range ({min} to {max})"),
+            );
+            return None;
+        }
+        Some(At {
+            v: n,
+            loc: self.loc_of(v),
+        })
+    }
+
+    pub fn float(&self, sink: &mut Sink, key: &str) -> Option<At<f64>> {
+        let v = self.raw(key)?;
+        let f = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(_) => int_of(v.get_ref()).map(|i| i as f64),
+            _ => None,
+        };
+        match f {
+            Some(f) if f.is_finite() => Some(At {
+                v: f,
+                loc: self.loc_of(v),
+            }),
+            _ => {
+                self.wrong_type(sink, v, key, "a finite number");
+                None
+            }
+        }
+    }
+
+    pub fn duration(&self, sink: &mut Sink, key: &str) -> Option<At<Duration>> {
+        let s = self.string(sink, key)?;
+        match units::parse_duration(&s.v) {
+            Ok(d) => Some(At { v: d, loc: s.loc }),
+            Err(e) => {
+                sink.error(s.loc, self.subject(), format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A size: a string with a unit (`"10KiB"`) or a plain integer of bytes.
+    pub fn size(&self, sink: &mut Sink, key: &str) -> Option<At<u64>> {
+        let v = self.raw(key)?;
+        let loc = self.loc_of(v);
+        let parsed = match v.get_ref() {
+            DeValue::String(s) => units::parse_size(s),
+            DeValue::Integer(_) => match int_of(v.get_ref()) {
+                Some(n) if n >= 0 => Ok(n as u64),
+                _ => Err("a size must not be negative".to_string()),
+            },
+            other => Err(format!(
+                "expected a size like \"10KiB\", found {}",
+                type_name(other)
+            )),
+        };
+        match parsed {
+            Ok(n) => Some(At { v: n, loc }),
+            Err(e) => {
+                sink.error(loc, self.subject(), format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words.
+    pub fn choice(&self, sink: &mut Sink, key: &str, allowed: &[&str]) -> Option<At<String>> {
+        let s = self.string(sink, key)?;
+        if allowed.contains(&s.v.as_str()) {
+            return Some(s);
+        }
+        let hint = suggest(&s.v, allowed.iter().copied())
+            .map(|h| format!(" (did you mean {h:?}?)"))
+            .unwrap_or_default();
+        sink.error(
+            s.loc,
+            self.subject(),
+            format!(
+                "{key}: {:?} is not allowed{hint}; use one of: {}",
+                s.v,
+                allowed.join(", ")
+            ),
+        );
+        None
+    }
+
+    /// An array of strings; with `allow_single`, a lone string counts as a list of one.
+    pub fn strings(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        allow_single: bool,
+    ) -> Option<At<Vec<At<String>>>> {
+        let v = self.raw(key)?;
+        let loc = self.loc_of(v);
+        match v.get_ref() {
+            DeValue::String(s) if allow_single => Some(At {
+                v: vec![At {
+                    v: s.to_string(),
+                    loc,
+                }],
+                loc,
+            }),
+            DeValue::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut ok = true;
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => out.push(At {
+                            v: s.to_string(),
+                            loc: self.loc_of(item),
+                        }),
+                        other => {
+                            ok = false;
+                            sink.error(
+                                self.loc_of(item),
+                                self.subject(),
+                                format!(
+                                    "{key}: every element must be a string, found {}",
+                                    type_name(other)
+                                ),
+                            );
+                        }
+                    }
+                }
+                ok.then_some(At { v: out, loc })
+            }
+            _ => {
+                self.wrong_type(sink, v, key, "an array of strings");
+                None
+            }
+        }
+    }
+
+    /// A sub-table.
+    pub fn table(&self, sink: &mut Sink, key: &str) -> Option<TableReader<'t, 'i>> {
+        let v = self.raw(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(TableReader {
+                table: t,
+                file: self.file,
+                loc: self.loc_of(v),
+                subject: self.subject.clone(),
+            }),
+            _ => {
+                self.wrong_type(sink, v, key, "a table");
+                None
+            }
+        }
+    }
+
+    /// A table of string (or number/boolean, kept as text) values.
+    pub fn string_map(&self, sink: &mut Sink, key: &str) -> Option<Vec<(At<String>, At<String>)>> {
+        let t = self.table(sink, key)?;
+        let mut out = Vec::new();
+        for (k, kloc, v) in t.entries() {
+            let text = match v.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                DeValue::Integer(_) => int_of(v.get_ref()).map(|n| n.to_string()),
+                DeValue::Float(f) => Some(f.as_str().to_string()),
+                DeValue::Boolean(b) => Some(b.to_string()),
+                _ => None,
+            };
+            match text {
+                Some(text) => out.push((
+                    At {
+                        v: k.to_string(),
+                        loc: kloc,
+                    },
+                    At {
+                        v: text,
+                        loc: t.loc_of(v),
+                    },
+                )),
+                None => sink.error(
+                    t.loc_of(v),
+                    self.subject(),
+                    format!(
+                        "{key}.{k}: expected a string, found {}",
+                        type_name(v.get_ref())
+                    ),
+                ),
+            }
+        }
+        Some(out)
+    }
+}

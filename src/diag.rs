@@ -1,0 +1,177 @@
+//! Diagnostics for the operator: what is wrong, where (file:line:col), in which job or channel,
+//! and what is allowed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A position in one of the loaded files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Loc {
+    pub file: usize,
+    pub offset: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem concerns the file as a whole.
+    pub line: usize,
+    pub col: usize,
+    /// `job "backup"`, `alert channel "ops"`, `[settings]`, ...
+    pub subject: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.col)?;
+        }
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, ": {sev}: ")?;
+        if let Some(s) = &self.subject {
+            write!(f, "{s}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// One loaded file's text, kept to turn byte offsets into lines and columns.
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: PathBuf, text: String) -> SourceFile {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+}
+
+/// Collects diagnostics while a table is loaded.
+#[derive(Default)]
+pub struct Sink {
+    pub files: Vec<SourceFile>,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Sink {
+    pub fn add_file(&mut self, path: PathBuf, text: String) -> usize {
+        self.files.push(SourceFile::new(path, text));
+        self.files.len() - 1
+    }
+
+    pub fn path(&self, file: usize) -> &Path {
+        &self.files[file].path
+    }
+
+    fn push(&mut self, severity: Severity, loc: Loc, subject: Option<&str>, message: String) {
+        let (path, (line, col)) = match self.files.get(loc.file) {
+            Some(f) => (f.path.clone(), f.line_col(loc.offset)),
+            None => (PathBuf::from("?"), (0, 0)),
+        };
+        self.diags.push(Diagnostic {
+            severity,
+            file: path,
+            line,
+            col,
+            subject: subject.map(str::to_string),
+            message,
+        });
+    }
+
+    pub fn error(&mut self, loc: Loc, subject: Option<&str>, message: impl Into<String>) {
+        self.push(Severity::Error, loc, subject, message.into());
+    }
+
+    pub fn warning(&mut self, loc: Loc, subject: Option<&str>, message: impl Into<String>) {
+        self.push(Severity::Warning, loc, subject, message.into());
+    }
+
+    /// A problem with a whole file (no position).
+    pub fn file_error(&mut self, path: &Path, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            subject: None,
+            message: message.into(),
+        });
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// The closest candidate to a misspelt word, for "did you mean" hints.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, c)| *d <= (c.len() / 3).max(1) || lower.eq_ignore_ascii_case(c))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let f = SourceFile::new("x".into(), "ab\ncdé\nf".to_string());
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(3), (2, 1));
+        assert_eq!(f.line_col(7), (2, 4));
+        assert_eq!(f.line_col(8), (3, 1));
+    }
+
+    #[test]
+    fn suggestions() {
+        let keys = ["retries", "retry_delay", "timeout"];
+        assert_eq!(suggest("retrys", keys), Some("retries"));
+        assert_eq!(suggest("timeuot", keys), Some("timeout"));
+        assert_eq!(suggest("banana", keys), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! `{{ ds }}`-style placeholders in `command`, `env` values and `verify.files`.
+
+use std::collections::BTreeMap;
+
+/// The placeholder names a template may use (besides `params.K`).
+pub const NAMES: &[&str] = &["ds", "ds_nodash", "ts", "job", "run_id", "attempt"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    /// A placeholder name: `ds`, ..., or `params.K`.
+    Var(String),
+}
+
+/// Splits a template into text and placeholders. `{{` without a closing `}}` and an empty
+/// placeholder are errors; names are checked by [`check`].
+pub fn parse(text: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            pieces.push(Piece::Text(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| format!("{{{{ without a closing }}}} in {text:?}"))?;
+        let name = after[..close].trim();
+        if name.is_empty() {
+            return Err(format!("empty placeholder {{{{}}}} in {text:?}"));
+        }
+        pieces.push(Piece::Var(name.to_string()));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_string()));
+    }
+    Ok(pieces)
+}
+
+/// Checks every placeholder of a template against the known names and the declared
+/// parameters; returns the problems found.
+pub fn check(text: &str, params: &BTreeMap<String, String>, allow_params: bool) -> Vec<String> {
+    let pieces = match parse(text) {
+        Ok(p) => p,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    for piece in pieces {
+        let Piece::Var(name) = piece else { continue };
+        if let Some(key) = name.strip_prefix("params.") {
+            if !allow_params {
+                problems.push(format!(
+                    "{{{{ {name} }}}} in a string command would put data into shell syntax; use \
+                     \"$CRONWARDEN_PARAM_{key}\" instead"
+                ));
+            } else if !params.contains_key(key) {
+                let declared: Vec<&str> = params.keys().map(String::as_str).collect();
+                problems.push(format!(
+                    "{{{{ {name} }}}}: no parameter {key:?} is declared in `params` (declared: {})",
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
+                ));
+            }
+        } else if !NAMES.contains(&name.as_str()) {
+            let hint = crate::diag::suggest(&name, NAMES.iter().copied())
+                .map(|s| format!(" (did you mean {{{{ {s} }}}}?)"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "unknown placeholder {{{{ {name} }}}}{hint}; known: {}, params.NAME",
+                NAMES.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+/// Fills a template. Unknown names are left as written (the table was checked at load).
+pub fn render(text: &str, vars: &BTreeMap<String, String>) -> String {
+    match parse(text) {
+        Ok(pieces) => pieces
+            .into_iter()
+            .map(|p| match p {
+                Piece::Text(t) => t,
+                Piece::Var(name) => vars
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{{{{ {name} }}}}")),
+            })
+            .collect(),
+        Err(_) => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_render() {
+        let mut vars = BTreeMap::new();
+        vars.insert("ds".to_string(), "2026-11-20".to_string());
+        vars.insert("params.mode".to_string(), "full".to_string());
+        assert_eq!(
+            render("/b/db-{{ ds }}-{{params.mode}}.gz", &vars),
+            "/b/db-2026-11-20-full.gz"
+        );
+        assert_eq!(render("no placeholders", &vars), "no placeholders");
+    }
+
+    #[test]
+    fn check_reports_problems() {
+        let mut params = BTreeMap::new();
+        params.insert("mode".to_string(), "full".to_string());
+        assert!(check("{{ ds }} {{ params.mode }}", &params, true).is_empty());
+        assert!(check("{{ dss }}", &params, true)[0].contains("did you mean {{ ds }}"));
+        assert!(check("{{ params.nope }}", &params, true)[0].contains("no parameter"));
+        assert!(check("{{ params.mode }}", &params, false)[0].contains("CRONWARDEN_PARAM_mode"));
+        assert!(check("{{ ds", &params, true)[0].contains("without a closing"));
+        assert!(check("{{ }}", &params, true)[0].contains("empty placeholder"));
+    }
+}
