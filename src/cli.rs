@@ -41,4 +41,11 @@ pub enum Command {
         #[arg(short = 'n', default_value_t = 5, value_name = "N")]
         count: usize,
     },
+    /// Print shell completions
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the cronwarden(1) man page (roff)
+    Man,
 }

@@ -1,0 +1,131 @@
+//! The loader through the library API: merging, defaults and the root-only rules.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cronwarden::config::{self, CommandLine, LoadOptions, Overlap};
+
+fn write(name: &str, text: &str, mode: u32) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cw-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = dir.join("jobs.toml");
+    std::fs::write(&p, text).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    p
+}
+
+#[test]
+fn defaults_merge_key_by_key_and_env_entry_by_entry() {
+    let p = write(
+        "merge",
+        r#"
+[defaults]
+timeout = "1h"
+retries = 2
+env = { A = "from-defaults", B = "from-defaults" }
+params = { mode = "full" }
+
+[jobs.x]
+schedule = "@daily"
+command = ["/bin/echo", "{{ params.mode }}"]
+retries = 5
+env = { B = "from-job" }
+"#,
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    let c = loaded.config.expect("valid");
+    let j = c.job("x").expect("job x");
+    assert_eq!(j.timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(j.retry.retries, 5);
+    assert_eq!(j.env["A"], "from-defaults");
+    assert_eq!(j.env["B"], "from-job");
+    assert_eq!(j.params["mode"], "full");
+    // The documented defaults for everything unset.
+    assert_eq!(j.kill_grace, Duration::from_secs(10));
+    assert_eq!(j.retry.delay, Duration::from_secs(30));
+    assert_eq!(j.retry.backoff, 2.0);
+    assert_eq!(j.retry.max_delay, Duration::from_secs(3600));
+    assert!(j.retry.jitter);
+    assert_eq!(j.success_codes, [0]);
+    assert_eq!(j.output_limit, 1 << 20);
+    assert_eq!(j.overlap, Overlap::Skip);
+    assert_eq!(j.umask, 0o022);
+    assert_eq!(j.shell, PathBuf::from("/bin/sh"));
+    assert!(j.enabled);
+    assert_eq!(
+        j.command,
+        CommandLine::Argv(vec!["/bin/echo".into(), "{{ params.mode }}".into()])
+    );
+    assert_eq!(c.settings.max_concurrent, 64);
+    assert_eq!(c.settings.shutdown_grace, Duration::from_secs(300));
+}
+
+#[test]
+fn as_root_a_group_writable_table_is_refused() {
+    let p = write("mode", "[jobs.x]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n", 0o664);
+    let loaded = config::load(&p, LoadOptions { as_root: true });
+    assert!(loaded.config.is_none());
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("writable by group or others (mode 0664)")
+            && m.contains("chmod go-w")),
+        "{msgs:?}"
+    );
+    // The same file with mode 0644 passes, provided root owns it.
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let loaded = config::load(&p, LoadOptions { as_root: true });
+    let owned_by_root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&p).expect("meta").uid() == 0
+    };
+    assert_eq!(loaded.config.is_some(), owned_by_root);
+}
+
+#[test]
+fn as_root_a_table_owned_by_another_user_is_refused() {
+    let p = write("owner", "[jobs.x]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n", 0o644);
+    // As root, hand the file to nobody; any other user owns it already.
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+    }
+    let loaded = config::load(&p, LoadOptions { as_root: true });
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    assert!(msgs.iter().any(|m| m.contains("not owned by root")), "{msgs:?}");
+}
+
+#[test]
+fn placeholder_and_secret_rules() {
+    let p = write(
+        "placeholders",
+        r#"
+[alerts.db]
+type = "webhook"
+url = "ftp://x"
+
+[cluster]
+postgres_url = "postgres://u:secret@db/cron"
+
+[jobs.x]
+schedule = "@daily"
+command = ["/bin/echo", "{{ dss }}"]
+env = { OUT = "/tmp/{{ params.nope }}" }
+verify = { files = ["/tmp/{{ ds }}"], min_size = "1XB" }
+params = { "bad-name" = "1" }
+"#,
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    for want in [
+        "url: \"ftp://x\" must start with http:// or https://",
+        "postgres_url: no password in the table",
+        "unknown placeholder {{ dss }} (did you mean {{ ds }}?)",
+        "env.OUT: {{ params.nope }}: no parameter \"nope\" is declared",
+        "min_size: \"1XB\": unknown size unit",
+        "params: \"bad-name\" is not a valid parameter name",
+    ] {
+        assert!(msgs.iter().any(|m| m.contains(want)), "missing {want:?} in {msgs:#?}");
+    }
+}
