@@ -478,14 +478,12 @@ impl CronSpec {
                 continue;
             }
             let weekday = (day + 4).rem_euclid(7) as u32;
-            if self.day_matches(m, d, weekday) {
-                if let Some((h, mi, s)) = self.first_time_from(lower) {
-                    let c = day * SECS_PER_DAY
-                        + i64::from(h) * 3600
-                        + i64::from(mi) * 60
-                        + i64::from(s);
-                    return (c < until).then_some(c);
-                }
+            if self.day_matches(m, d, weekday)
+                && let Some((h, mi, s)) = self.first_time_from(lower)
+            {
+                let c =
+                    day * SECS_PER_DAY + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
+                return (c < until).then_some(c);
             }
             day += 1;
             lower = (0, 0, 0);
@@ -595,10 +593,11 @@ impl Schedule {
         let limit = lo.checked_add(SEARCH_WINDOW_SECS)?;
         let mut seg = self.segment_at(lo);
         // A gap that ends exactly at `lo`: its fire instant is `lo` itself.
-        if let Some((b, before)) = seg.begin {
-            if b == lo && Self::gap_has_match(spec, b + before, b + seg.offset) {
-                return Some(lo);
-            }
+        if let Some((b, before)) = seg.begin
+            && b == lo
+            && Self::gap_has_match(spec, b + before, b + seg.offset)
+        {
+            return Some(lo);
         }
         let mut start = lo;
         loop {
@@ -652,14 +651,14 @@ impl TimeArg {
         if let Ok(ts) = t.parse::<Timestamp>() {
             return Ok(TimeArg::Instant(ts));
         }
-        if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
-            if t.len() > 10 {
-                return tz
-                    .to_ambiguous_zoned(dt)
-                    .compatible()
-                    .map(|z| TimeArg::Instant(z.timestamp()))
-                    .map_err(|e| format!("{text:?}: {e}"));
-            }
+        if let Ok(dt) = t.parse::<jiff::civil::DateTime>()
+            && t.len() > 10
+        {
+            return tz
+                .to_ambiguous_zoned(dt)
+                .compatible()
+                .map(|z| TimeArg::Instant(z.timestamp()))
+                .map_err(|e| format!("{text:?}: {e}"));
         }
         if let Ok(d) = t.parse::<jiff::civil::Date>() {
             return Ok(TimeArg::Date(d));

@@ -64,13 +64,18 @@ env = { B = "from-job" }
 
 #[test]
 fn as_root_a_group_writable_table_is_refused() {
-    let p = write("mode", "[jobs.x]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n", 0o664);
+    let p = write(
+        "mode",
+        "[jobs.x]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n",
+        0o664,
+    );
     let loaded = config::load(&p, LoadOptions { as_root: true });
     assert!(loaded.config.is_none());
     let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
     assert!(
-        msgs.iter().any(|m| m.contains("writable by group or others (mode 0664)")
-            && m.contains("chmod go-w")),
+        msgs.iter()
+            .any(|m| m.contains("writable by group or others (mode 0664)")
+                && m.contains("chmod go-w")),
         "{msgs:?}"
     );
     // The same file with mode 0644 passes, provided root owns it.
@@ -85,14 +90,21 @@ fn as_root_a_group_writable_table_is_refused() {
 
 #[test]
 fn as_root_a_table_owned_by_another_user_is_refused() {
-    let p = write("owner", "[jobs.x]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n", 0o644);
+    let p = write(
+        "owner",
+        "[jobs.x]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n",
+        0o644,
+    );
     // As root, hand the file to nobody; any other user owns it already.
     if nix::unistd::geteuid().is_root() {
         nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
     }
     let loaded = config::load(&p, LoadOptions { as_root: true });
     let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
-    assert!(msgs.iter().any(|m| m.contains("not owned by root")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("not owned by root")),
+        "{msgs:?}"
+    );
 }
 
 #[test]
@@ -126,6 +138,9 @@ params = { "bad-name" = "1" }
         "min_size: \"1XB\": unknown size unit",
         "params: \"bad-name\" is not a valid parameter name",
     ] {
-        assert!(msgs.iter().any(|m| m.contains(want)), "missing {want:?} in {msgs:#?}");
+        assert!(
+            msgs.iter().any(|m| m.contains(want)),
+            "missing {want:?} in {msgs:#?}"
+        );
     }
 }

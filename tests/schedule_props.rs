@@ -550,41 +550,26 @@ fn engine_matches_reference_around_every_transition() {
 
 #[derive(Clone, Copy)]
 struct Kind {
-    lo: u32,
     hi: u32,
     names: &'static [&'static str],
 }
 
-const SEC: Kind = Kind {
-    lo: 0,
-    hi: 59,
-    names: &[],
-};
+const SEC: Kind = Kind { hi: 59, names: &[] };
 const MIN: Kind = SEC;
-const HOUR: Kind = Kind {
-    lo: 0,
-    hi: 23,
-    names: &[],
-};
-const DOM: Kind = Kind {
-    lo: 1,
-    hi: 31,
-    names: &[],
-};
+const HOUR: Kind = Kind { hi: 23, names: &[] };
+const DOM: Kind = Kind { hi: 31, names: &[] };
 const MON: Kind = Kind {
-    lo: 1,
     hi: 12,
     names: &MONTH_NAMES,
 };
 const DOW: Kind = Kind {
-    lo: 0,
     hi: 7,
     names: &DOW_NAMES,
 };
 
 /// A value as text: a number, or (sometimes) a name in some letter case.
 fn render(k: Kind, v: u32, choice: u8) -> String {
-    if k.names.is_empty() || choice % 3 != 0 {
+    if k.names.is_empty() || !choice.is_multiple_of(3) {
         return v.to_string();
     }
     let name = if k.names.len() == 12 {
@@ -692,7 +677,14 @@ fn after_strategy() -> impl Strategy<Value = (usize, i64)> {
                     _ => tr + back % 5 - 2,
                 }
             };
-            (zi, if align && mode != 4 { t.div_euclid(60) * 60 } else { t })
+            (
+                zi,
+                if align && mode != 4 {
+                    t.div_euclid(60) * 60
+                } else {
+                    t
+                },
+            )
         })
 }
 

@@ -5,7 +5,6 @@ mod list;
 mod next;
 
 use std::fmt;
-use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, LoadOptions};
@@ -110,7 +109,10 @@ pub fn man_page(out: &mut Vec<u8>) -> std::io::Result<()> {
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
             out.extend_from_slice(format!("{}\n", roff_escape(&about.to_string())).as_bytes());
         }
-        for arg in sub.get_arguments().filter(|a| !a.is_hide_set() && !a.is_global_set()) {
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_global_set())
+        {
             let flag = match (arg.get_short(), arg.get_long()) {
                 (Some(s), Some(l)) => format!("-{s}, --{l}"),
                 (None, Some(l)) => format!("--{l}"),
@@ -126,7 +128,10 @@ pub fn man_page(out: &mut Vec<u8>) -> std::io::Result<()> {
                 }
                 _ => flag,
             };
-            let help = arg.get_long_help().or(arg.get_help()).map(|h| h.to_string());
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(|h| h.to_string());
             out.extend_from_slice(
                 format!(
                     ".RS\n.TP\n{}\n{}\n.RE\n",
@@ -164,7 +169,7 @@ fn roff_escape(s: &str) -> String {
 
 /// Loads the table for a command that needs a valid one: warnings go to stderr, and any
 /// error stops the command with exit 78 after printing every problem.
-pub fn load_or_fail(path: &PathBuf) -> Result<Config, Failure> {
+pub fn load_or_fail(path: &std::path::Path) -> Result<Config, Failure> {
     let loaded = config::load(path, LoadOptions::default());
     for d in &loaded.diagnostics {
         eprintln!("{d}");

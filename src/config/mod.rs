@@ -526,7 +526,7 @@ impl Loader<'_> {
             let Some(t) = r.table(self.sink, "alerts") else {
                 continue;
             };
-            for (name, loc, _) in t.entries() {
+            for (name, loc, value) in t.entries() {
                 if let Some(first) = alert_locs.get(name) {
                     let (p, (l, _)) = self.where_is(*first);
                     self.sink.error(
@@ -539,7 +539,7 @@ impl Loader<'_> {
                 alert_locs.insert(name.to_string(), loc);
                 let subject = format!("alert channel {name:?}");
                 self.check_name(name, loc, &subject);
-                let Some(ch) = t.table(self.sink, name) else {
+                let Some(ch) = t.table_value(self.sink, name, value) else {
                     continue;
                 };
                 let mut ch = TableReader::new_from(ch, Some(subject));
@@ -565,7 +565,7 @@ impl Loader<'_> {
             let Some(t) = r.table(self.sink, "jobs") else {
                 continue;
             };
-            for (name, loc, _) in t.entries() {
+            for (name, loc, value) in t.entries() {
                 let subject = format!("job {name:?}");
                 if let Some(first) = job_locs.get(name) {
                     let (p, (l, _)) = self.where_is(*first);
@@ -578,7 +578,7 @@ impl Loader<'_> {
                 }
                 job_locs.insert(name.to_string(), loc);
                 self.check_name(name, loc, &subject);
-                let Some(jt) = t.table(self.sink, name) else {
+                let Some(jt) = t.table_value(self.sink, name, value) else {
                     continue;
                 };
                 let mut jt = TableReader::new_from(jt, Some(subject));
@@ -915,11 +915,11 @@ impl Loader<'_> {
         });
         let from = t.nonempty(self.sink, "from");
         let to = t.strings(self.sink, "to", true);
-        if let Some(to) = &to {
-            if to.v.is_empty() {
-                self.sink
-                    .error(to.loc, t.subject(), "to: name at least one address");
-            }
+        if let Some(to) = &to
+            && to.v.is_empty()
+        {
+            self.sink
+                .error(to.loc, t.subject(), "to: name at least one address");
         }
         for addr in from.iter().chain(to.iter().flat_map(|l| l.v.iter())) {
             if !addr.v.contains('@') {
@@ -1108,30 +1108,30 @@ impl Loader<'_> {
             failed_command: false,
             failed_schedule: false,
         };
-        if let Some(b) = &s.retry_backoff {
-            if b.v < 1.0 {
-                sink.error(
-                    b.loc,
-                    t.subject(),
-                    format!(
-                        "retry_backoff: {} would shrink the delays; use 1.0 (constant) or more",
-                        b.v
-                    ),
-                );
-                s.retry_backoff = None;
-            }
+        if let Some(b) = &s.retry_backoff
+            && b.v < 1.0
+        {
+            sink.error(
+                b.loc,
+                t.subject(),
+                format!(
+                    "retry_backoff: {} would shrink the delays; use 1.0 (constant) or more",
+                    b.v
+                ),
+            );
+            s.retry_backoff = None;
         }
-        if let Some(u) = &s.healthcheck_url {
-            if !(u.v.starts_with("http://") || u.v.starts_with("https://")) {
-                sink.error(
-                    u.loc,
-                    t.subject(),
-                    format!(
-                        "healthcheck_url: {:?} must start with http:// or https://",
-                        u.v
-                    ),
-                );
-            }
+        if let Some(u) = &s.healthcheck_url
+            && !(u.v.starts_with("http://") || u.v.starts_with("https://"))
+        {
+            sink.error(
+                u.loc,
+                t.subject(),
+                format!(
+                    "healthcheck_url: {:?} must start with http:// or https://",
+                    u.v
+                ),
+            );
         }
         if let Some(v) = t.raw("umask") {
             let loc = t.loc_of(v);
@@ -1354,23 +1354,23 @@ impl Loader<'_> {
             }
         }
         if self.opts.as_root {
-            if let Some(u) = &s.user {
-                if !matches!(nix::unistd::User::from_name(&u.v), Ok(Some(_))) {
-                    self.sink.warning(
-                        u.loc,
-                        subj,
-                        format!("user {:?} does not exist on this machine", u.v),
-                    );
-                }
+            if let Some(u) = &s.user
+                && !matches!(nix::unistd::User::from_name(&u.v), Ok(Some(_)))
+            {
+                self.sink.warning(
+                    u.loc,
+                    subj,
+                    format!("user {:?} does not exist on this machine", u.v),
+                );
             }
-            if let Some(g) = &s.group {
-                if !matches!(nix::unistd::Group::from_name(&g.v), Ok(Some(_))) {
-                    self.sink.warning(
-                        g.loc,
-                        subj,
-                        format!("group {:?} does not exist on this machine", g.v),
-                    );
-                }
+            if let Some(g) = &s.group
+                && !matches!(nix::unistd::Group::from_name(&g.v), Ok(Some(_)))
+            {
+                self.sink.warning(
+                    g.loc,
+                    subj,
+                    format!("group {:?} does not exist on this machine", g.v),
+                );
             }
         } else {
             for key in [&s.user, &s.group].into_iter().flatten() {

@@ -323,6 +323,16 @@ impl<'t, 'i> TableReader<'t, 'i> {
     /// A sub-table.
     pub fn table(&self, sink: &mut Sink, key: &str) -> Option<TableReader<'t, 'i>> {
         let v = self.raw(key)?;
+        self.table_value(sink, key, v)
+    }
+
+    /// A value of this table (from [`TableReader::entries`]) that must be a table.
+    pub fn table_value(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        v: &'t Value<'i>,
+    ) -> Option<TableReader<'t, 'i>> {
         match v.get_ref() {
             DeValue::Table(t) => Some(TableReader {
                 table: t,

@@ -5,8 +5,9 @@ use super::run;
 fn man_page_matches_the_command_line() {
     let (code, out, _) = run(&["man"]);
     assert_eq!(code, 0);
-    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/cronwarden.1"))
-        .expect("man/cronwarden.1 exists");
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/cronwarden.1"))
+            .expect("man/cronwarden.1 exists");
     assert!(
         out == checked_in,
         "man/cronwarden.1 is out of date: run `cargo run -- man > man/cronwarden.1`"
@@ -20,5 +21,21 @@ fn completions_are_generated() {
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("cronwarden"), "{shell}");
         assert!(out.contains("next"), "{shell}");
+    }
+}
+
+/// Both pages render without a groff warning (groff-base is on every Debian machine; the test
+/// command installs it where it is missing).
+#[test]
+fn man_pages_render_without_warnings() {
+    for page in ["man/cronwarden.1", "man/cronwarden.toml.5"] {
+        let path = format!("{}/{page}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-ww", "-z", &path])
+            .output()
+            .expect("groff runs (apt-get install groff-base)");
+        assert!(out.status.success(), "{page}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.trim().is_empty(), "{page}: {err}");
     }
 }

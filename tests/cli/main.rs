@@ -1,8 +1,8 @@
 //! Integration tests: drive the real `cronwarden` binary (one test binary, a file per feature).
 
 mod check;
-mod next;
 mod docs;
+mod next;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
