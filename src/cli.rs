@@ -14,12 +14,30 @@ pub struct Cli {
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Run one job now (the same as the `run` command)
+    #[arg(long = "run", value_name = "JOB")]
+    pub run: Option<String>,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run one job now through the same path the daemon uses: lock, timeout, retries,
+    /// verify, record, log
+    Run {
+        /// The job's name
+        #[arg(value_name = "JOB")]
+        job: String,
+        /// The logical scheduled time ({{ ds }}): RFC 3339, a local date-time, or a local date
+        /// (that day's first scheduled instant) [default: now]
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Set a declared parameter (repeatable)
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+    },
     /// Validate the job table and print every problem (exit 0, or 78 when invalid)
     Check,
     /// One row per job: schedule, zone, next run, last result

@@ -3,6 +3,7 @@
 mod check;
 mod list;
 mod next;
+pub mod run;
 
 use std::fmt;
 
@@ -58,7 +59,24 @@ pub fn run(cli: Cli) -> CmdResult {
         .config
         .clone()
         .unwrap_or_else(crate::paths::default_config);
-    match cli.command {
+    let command = match (cli.command, cli.run) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage("--run JOB cannot be combined with a command"));
+        }
+        (Some(c), None) => c,
+        (None, Some(job)) => Command::Run {
+            job,
+            at: None,
+            params: Vec::new(),
+        },
+        (None, None) => {
+            return Err(Failure::usage(
+                "no command given; try `cronwarden --help` (e.g. `cronwarden check`)",
+            ));
+        }
+    };
+    match command {
+        Command::Run { job, at, params } => run::run(&config_path, &job, at.as_deref(), &params),
         Command::Check => check::run(&config_path),
         Command::List => list::run(&load_or_fail(&config_path)?),
         Command::Next {

@@ -1,0 +1,213 @@
+//! Per-job locks: `lock_dir/JOB.lock`, held with flock(2) for a whole run, retries included.
+//!
+//! The daemon and every `cronwarden run` use the same file, so they exclude each other. The
+//! lock's descriptor is inherited by the job's processes: if the runner dies while the job
+//! runs, the job keeps the lock and nothing starts a second copy. The kernel releases it when
+//! the last holder exits. The file is never deleted (deleting a held lock file would let a
+//! second run lock a new file of the same name); it holds a line naming the current holder.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Who holds a lock, as written in its file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: Option<i32>,
+    /// The process group of the running job (for `overlap = "replace"`).
+    pub pgid: Option<i32>,
+    pub since: Option<String>,
+    pub run_id: Option<String>,
+}
+
+impl Holder {
+    fn parse(text: &str) -> Holder {
+        let mut h = Holder::default();
+        for word in text.split_whitespace() {
+            match word.split_once('=') {
+                Some(("pid", v)) => h.pid = v.parse().ok(),
+                Some(("pgid", v)) => h.pgid = v.parse().ok(),
+                Some(("since", v)) => h.since = Some(v.to_string()),
+                Some(("run_id", v)) => h.run_id = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        h
+    }
+
+    fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = self.pid {
+            parts.push(format!("pid={p}"));
+        }
+        if let Some(p) = self.pgid {
+            parts.push(format!("pgid={p}"));
+        }
+        if let Some(s) = &self.since {
+            parts.push(format!("since={s}"));
+        }
+        if let Some(r) = &self.run_id {
+            parts.push(format!("run_id={r}"));
+        }
+        parts.join(" ") + "\n"
+    }
+
+    /// "pid 123 since 2026-11-25T03:00:00Z (run r-1)" for messages.
+    pub fn describe(&self) -> String {
+        let mut s = match self.pid {
+            Some(p) => format!("pid {p}"),
+            None => "another process".to_string(),
+        };
+        if let Some(since) = &self.since {
+            s.push_str(&format!(" since {since}"));
+        }
+        if let Some(r) = &self.run_id {
+            s.push_str(&format!(" (run {r})"));
+        }
+        s
+    }
+}
+
+/// A held job lock. Dropping it closes this process's descriptor; the lock itself is
+/// released when the job's processes that inherited it have exited too.
+#[derive(Debug)]
+pub struct JobLock {
+    file: File,
+    path: PathBuf,
+}
+
+pub enum Acquired {
+    Locked(JobLock),
+    Held(Holder),
+}
+
+pub fn lock_path(lock_dir: &Path, job: &str) -> PathBuf {
+    lock_dir.join(format!("{job}.lock"))
+}
+
+fn open(lock_dir: &Path, job: &str) -> io::Result<(File, PathBuf)> {
+    crate::record::ensure_dir(lock_dir)?;
+    let path = lock_path(lock_dir, job);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    Ok((file, path))
+}
+
+fn read_holder(file: &mut File) -> Holder {
+    let mut text = String::new();
+    let _ = file.seek(SeekFrom::Start(0));
+    let _ = file.take(4096).read_to_string(&mut text);
+    Holder::parse(&text)
+}
+
+/// Takes the job's lock if it is free; otherwise says who holds it.
+pub fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
+    let (mut file, path) = open(lock_dir, job)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Acquired::Locked(JobLock { file, path })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Held(read_holder(&mut file))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Reads who holds the lock now (whether or not it is held).
+pub fn holder(lock_dir: &Path, job: &str) -> Option<Holder> {
+    let (mut file, _) = open(lock_dir, job).ok()?;
+    Some(read_holder(&mut file))
+}
+
+/// Waits for the job's lock. `cancelled` is polled a few times a second; when it returns
+/// true the wait ends with `Ok(None)`.
+pub fn acquire_wait(
+    lock_dir: &Path,
+    job: &str,
+    cancelled: &dyn Fn() -> bool,
+) -> io::Result<Option<JobLock>> {
+    let (file, path) = open(lock_dir, job)?;
+    match file.try_lock() {
+        Ok(()) => return Ok(Some(JobLock { file, path })),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    // A blocking flock on a duplicate of the descriptor (same open file description, so the
+    // lock it takes is ours) in a helper thread; this thread stays free to notice a cancel.
+    let dup = file.try_clone()?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(dup.lock());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Ok(())) => return Ok(Some(JobLock { file, path })),
+            Ok(Err(e)) => return Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if cancelled() {
+                    return Ok(None);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(io::Error::other("lock wait thread ended"));
+            }
+        }
+    }
+}
+
+impl JobLock {
+    /// Records the holder in the lock file (for messages and `replace`).
+    pub fn set_holder(&mut self, holder: &Holder) {
+        let line = holder.line();
+        let _ = self.file.set_len(0);
+        let _ = self.file.seek(SeekFrom::Start(0));
+        let _ = self.file.write_all(line.as_bytes());
+    }
+
+    /// The descriptor the job's processes inherit.
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_locker_sees_the_holder() {
+        let dir = std::env::temp_dir().join(format!("cw-lock-{}", std::process::id()));
+        let mut first = match try_acquire(&dir, "j").expect("lock") {
+            Acquired::Locked(l) => l,
+            Acquired::Held(_) => panic!("fresh lock is free"),
+        };
+        first.set_holder(&Holder {
+            pid: Some(42),
+            pgid: Some(43),
+            since: Some("2026-01-01T00:00:00Z".into()),
+            run_id: Some("r1".into()),
+        });
+        match try_acquire(&dir, "j").expect("lock") {
+            Acquired::Held(h) => {
+                assert_eq!(h.describe(), "pid 42 since 2026-01-01T00:00:00Z (run r1)");
+                assert_eq!(h.pgid, Some(43));
+            }
+            Acquired::Locked(_) => panic!("lock must be held"),
+        }
+        drop(first);
+        assert!(matches!(try_acquire(&dir, "j").expect("lock"), Acquired::Locked(_)));
+        // The file stays: deleting a lock file is never safe.
+        assert!(lock_path(&dir, "j").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,174 @@
+//! The run log: a line per attempt start and end (and per notable event), as text or JSON, to
+//! `log_file` or to stderr (journald).
+//!
+//! Before each write the log file's path is compared with the open file (device and inode):
+//! after logrotate moved it away, the next line goes to a new file at the configured path,
+//! never to the rotated or deleted one. A write error (a full disk, `/dev/full`) is reported
+//! once on stderr and that line goes to stderr; jobs keep running.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::config::LogFormat;
+
+pub struct Logger {
+    inner: Mutex<Inner>,
+    format: LogFormat,
+}
+
+struct Inner {
+    path: Option<PathBuf>,
+    file: Option<(File, u64, u64)>,
+    failed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl Logger {
+    pub fn new(path: Option<PathBuf>, format: LogFormat) -> Logger {
+        Logger {
+            inner: Mutex::new(Inner {
+                path,
+                file: None,
+                failed: false,
+            }),
+            format,
+        }
+    }
+
+    pub fn stderr() -> Logger {
+        Logger::new(None, LogFormat::Text)
+    }
+
+    /// One event: `fields` are key/value pairs (job, run id, attempt, ...).
+    pub fn log(&self, level: Level, event: &str, fields: &[(&str, String)], message: &str) {
+        let ts = jiff::Timestamp::now();
+        let line = match self.format {
+            LogFormat::Json => {
+                let mut m = serde_json::Map::new();
+                m.insert("ts".into(), ts.to_string().into());
+                m.insert("level".into(), level.as_str().into());
+                m.insert("event".into(), event.into());
+                for (k, v) in fields {
+                    m.insert((*k).into(), v.clone().into());
+                }
+                if !message.is_empty() {
+                    m.insert("msg".into(), message.into());
+                }
+                serde_json::Value::Object(m).to_string()
+            }
+            LogFormat::Text => {
+                let mut l = format!("{ts:.3} {} {event}", level.as_str());
+                for (k, v) in fields {
+                    if v.contains([' ', '"']) || v.is_empty() {
+                        l.push_str(&format!(" {k}={v:?}"));
+                    } else {
+                        l.push_str(&format!(" {k}={v}"));
+                    }
+                }
+                if !message.is_empty() {
+                    l.push_str(&format!(": {message}"));
+                }
+                l
+            }
+        };
+        let mut inner = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        inner.write_line(&line);
+    }
+}
+
+impl Inner {
+    fn write_line(&mut self, line: &str) {
+        let Some(path) = self.path.clone() else {
+            eprintln!("{line}");
+            return;
+        };
+        // Reopen when the path no longer names the open file (rotated or deleted).
+        let current = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+        let stale = match (&self.file, current) {
+            (Some((_, dev, ino)), Some(cur)) => (*dev, *ino) != cur,
+            _ => true,
+        };
+        if stale {
+            self.file = None;
+            if let Some(dir) = path.parent() {
+                let _ = crate::record::ensure_dir(dir);
+            }
+            match OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(&path)
+            {
+                Ok(f) => {
+                    let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
+                    self.file = Some((f, id.0, id.1));
+                }
+                Err(e) => return self.fail(&path, &e.to_string(), line),
+            }
+        }
+        let mut buf = line.as_bytes().to_vec();
+        buf.push(b'\n');
+        let result = match self.file.as_mut() {
+            Some((f, _, _)) => f.write_all(&buf),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => self.failed = false,
+            Err(e) => self.fail(&path, &e.to_string(), line),
+        }
+    }
+
+    fn fail(&mut self, path: &std::path::Path, err: &str, line: &str) {
+        if !self.failed {
+            eprintln!(
+                "cronwarden: cannot write the log file {}: {err}; logging to stderr",
+                path.display()
+            );
+            self.failed = true;
+        }
+        eprintln!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_a_rotated_file() {
+        let dir = std::env::temp_dir().join(format!("cw-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("cw.log");
+        let log = Logger::new(Some(path.clone()), LogFormat::Text);
+        log.log(Level::Info, "one", &[("job", "a".into())], "");
+        std::fs::rename(&path, dir.join("cw.log.1")).expect("rotate");
+        log.log(Level::Info, "two", &[("job", "a b".into())], "hello");
+        let old = std::fs::read_to_string(dir.join("cw.log.1")).expect("old");
+        let new = std::fs::read_to_string(&path).expect("new");
+        assert!(old.contains(" info one job=a") && !old.contains("two"), "{old}");
+        assert!(new.contains(" info two job=\"a b\": hello"), "{new}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,266 @@
+//! A job's output: streamed to a file in the state directory, bounded to its tail.
+//!
+//! Memory stays constant whatever the job prints: the file side alternates between two
+//! segment files of at most `limit` bytes each, so the last `limit` bytes are always on disk,
+//! and at the end they are joined into one file. A small in-memory tail of stdout and of
+//! stderr is kept for alerts.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// How much of each stream is kept in memory for alerts.
+pub const MEMORY_TAIL: usize = 64 * 1024;
+
+/// A ring buffer that keeps the last `cap` bytes written to it.
+#[derive(Clone, Debug)]
+pub struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+    /// Where the next byte goes once the buffer is full.
+    head: usize,
+    total: u64,
+}
+
+impl Tail {
+    pub fn new(cap: usize) -> Tail {
+        Tail {
+            buf: Vec::new(),
+            cap,
+            head: 0,
+            total: 0,
+        }
+    }
+
+    pub fn push(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        if self.cap == 0 {
+            return;
+        }
+        if data.len() >= self.cap {
+            data = &data[data.len() - self.cap..];
+            self.buf.clear();
+            self.buf.extend_from_slice(data);
+            self.head = 0;
+            return;
+        }
+        if self.buf.len() < self.cap {
+            let room = self.cap - self.buf.len();
+            let n = room.min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        while !data.is_empty() {
+            let n = (self.cap - self.head).min(data.len());
+            self.buf[self.head..self.head + n].copy_from_slice(&data[..n]);
+            self.head = (self.head + n) % self.cap;
+            data = &data[n..];
+        }
+    }
+
+    /// The kept bytes, oldest first.
+    pub fn bytes(&self) -> Vec<u8> {
+        if self.buf.len() < self.cap {
+            return self.buf.clone();
+        }
+        let mut v = Vec::with_capacity(self.cap);
+        v.extend_from_slice(&self.buf[self.head..]);
+        v.extend_from_slice(&self.buf[..self.head]);
+        v
+    }
+
+    /// Everything ever pushed, in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Which stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The sink a run's output goes to.
+pub struct Output {
+    limit: u64,
+    dir: PathBuf,
+    stem: String,
+    /// The segment being written and its length; the other, full one.
+    cur: Option<(File, u64, u8)>,
+    prev: Option<(File, u64)>,
+    pub stdout: Tail,
+    pub stderr: Tail,
+    /// The first error writing the file, if any: the run goes on, the record says so.
+    pub error: Option<String>,
+}
+
+impl Output {
+    /// Output for run `stem` kept in `dir` (created 0700), at most `limit` bytes on disk.
+    pub fn new(dir: &Path, stem: &str, limit: u64) -> Output {
+        let mut out = Output {
+            limit,
+            dir: dir.to_path_buf(),
+            stem: stem.to_string(),
+            cur: None,
+            prev: None,
+            stdout: Tail::new(MEMORY_TAIL),
+            stderr: Tail::new(MEMORY_TAIL),
+            error: None,
+        };
+        if limit > 0 {
+            match crate::record::ensure_dir(dir).and_then(|()| out.open_segment(0)) {
+                Ok(f) => out.cur = Some((f, 0, 0)),
+                Err(e) => out.error = Some(format!("output file in {}: {e}", dir.display())),
+            }
+        }
+        out
+    }
+
+    fn segment_path(&self, n: u8) -> PathBuf {
+        self.dir.join(format!("{}.part{n}", self.stem))
+    }
+
+    /// The final file: the kept tail of the run's output.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.stem))
+    }
+
+    fn open_segment(&self, n: u8) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.segment_path(n))
+    }
+
+    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+        match stream {
+            Stream::Stdout => self.stdout.push(data),
+            Stream::Stderr => self.stderr.push(data),
+        }
+        if let Err(e) = self.write_file(data) {
+            if self.error.is_none() {
+                self.error = Some(format!("writing {}: {e}", self.path().display()));
+            }
+            self.cur = None;
+            self.prev = None;
+        }
+    }
+
+    fn write_file(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let Some((file, len, n)) = self.cur.as_mut() else {
+                return Ok(());
+            };
+            let room = self.limit - *len;
+            let take = (room as usize).min(data.len());
+            file.write_all(&data[..take])?;
+            *len += take as u64;
+            data = &data[take..];
+            if *len >= self.limit {
+                // Swap: the full segment becomes the previous one, the other is reused.
+                let next = 1 - *n;
+                let full = self.cur.take().map(|(f, l, _)| (f, l));
+                let reuse = match self.prev.take() {
+                    Some((mut f, _)) => {
+                        f.set_len(0)?;
+                        f.seek(SeekFrom::Start(0))?;
+                        f
+                    }
+                    None => self.open_segment(next)?,
+                };
+                self.prev = full;
+                self.cur = Some((reuse, 0, next));
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins the segments into the final file (the last `limit` bytes) and returns its path,
+    /// or `None` when nothing could be kept.
+    pub fn finish(&mut self) -> Option<PathBuf> {
+        let cur = self.cur.take();
+        let prev = self.prev.take();
+        let (mut cur_file, cur_len, cur_n) = cur?;
+        let final_path = self.path();
+        let result = (|| -> io::Result<()> {
+            match prev {
+                None => {
+                    cur_file.flush()?;
+                    fs::rename(self.segment_path(cur_n), &final_path)?;
+                }
+                Some((mut prev_file, prev_len)) => {
+                    let want_prev = (self.limit - cur_len).min(prev_len);
+                    let mut out = OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&final_path)?;
+                    prev_file.seek(SeekFrom::Start(prev_len - want_prev))?;
+                    io::copy(&mut (&mut prev_file).take(want_prev), &mut out)?;
+                    cur_file.seek(SeekFrom::Start(0))?;
+                    io::copy(&mut cur_file, &mut out)?;
+                    let _ = fs::remove_file(self.segment_path(0));
+                    let _ = fs::remove_file(self.segment_path(1));
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Some(final_path),
+            Err(e) => {
+                self.error.get_or_insert(format!(
+                    "keeping the output in {}: {e}",
+                    final_path.display()
+                ));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut t = Tail::new(5);
+        t.push(b"ab");
+        assert_eq!(t.bytes(), b"ab");
+        t.push(b"cdefg");
+        assert_eq!(t.bytes(), b"cdefg");
+        t.push(b"hi");
+        assert_eq!(t.bytes(), b"efghi");
+        t.push(b"0123456789");
+        assert_eq!(t.bytes(), b"56789");
+        assert_eq!(t.total(), 19);
+    }
+
+    #[test]
+    fn file_keeps_exactly_the_tail() {
+        let dir = std::env::temp_dir().join(format!("cw-output-{}", std::process::id()));
+        let mut out = Output::new(&dir, "run", 10);
+        let mut all = Vec::new();
+        for i in 0..37u8 {
+            let chunk = [b'a' + (i % 26); 3];
+            all.extend_from_slice(&chunk);
+            out.write(Stream::Stdout, &chunk);
+        }
+        let path = out.finish().expect("kept");
+        let kept = fs::read(&path).expect("read");
+        assert_eq!(kept, all[all.len() - 10..]);
+        assert!(!dir.join("run.part0").exists() && !dir.join("run.part1").exists());
+        // Short output is kept whole.
+        let mut out = Output::new(&dir, "short", 10);
+        out.write(Stream::Stderr, b"hello");
+        assert_eq!(fs::read(out.finish().expect("kept")).expect("read"), b"hello");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

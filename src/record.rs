@@ -1,0 +1,210 @@
+//! Run history in the state directory: one JSON line per run in `history/JOB.jsonl`.
+//!
+//! A record is appended with one `write` on a file opened with `O_APPEND`, so a crash in the
+//! middle of a write can at worst leave a torn last line; earlier records are never touched,
+//! and readers skip a line that does not parse.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// Stopped by SIGINT/SIGTERM to `cronwarden run` or the daemon.
+    Interrupted,
+    /// Not run because another run held the lock (`overlap = "skip"`).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    /// RFC 3339.
+    pub started: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Why the attempt failed, for a person: "exit 2", "timed out after 2h", "verify: ...".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub job: String,
+    /// The scheduled (logical) instant, RFC 3339.
+    pub scheduled: String,
+    pub started: String,
+    pub ended: String,
+    pub duration_ms: u64,
+    pub attempts: Vec<AttemptRecord>,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// The kept output of the last attempt.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output: Option<String>,
+    /// What started it: `run`, `schedule`, ...
+    pub trigger: String,
+}
+
+/// Creates a directory (and parents) with mode 0700 if it does not exist.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
+    state_dir.join("history").join(format!("{job}.jsonl"))
+}
+
+/// Appends one record to the job's history.
+pub fn append(state_dir: &Path, rec: &RunRecord) -> io::Result<()> {
+    let path = history_path(state_dir, &rec.job);
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir)?;
+    }
+    let mut line = serde_json::to_string(rec).map_err(io::Error::other)?;
+    line.push('\n');
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path)?;
+    // After a torn write the file does not end in a newline: start on a fresh line so the
+    // torn fragment cannot swallow this record.
+    let len = f.metadata()?.len();
+    if len > 0 {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8; 1];
+        f.read_exact_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            line.insert(0, '\n');
+        }
+    }
+    f.write_all(line.as_bytes())
+}
+
+/// The job's records, oldest first; lines that do not parse (a torn last write) are skipped.
+pub fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
+    let f = match fs::File::open(history_path(state_dir, job)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(f).split(b'\n') {
+        let line = line?;
+        if let Ok(rec) = serde_json::from_slice::<RunRecord>(&line) {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+/// The most recent record of a job, if any.
+pub fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
+    read(state_dir, job).ok()?.pop()
+}
+
+/// Writes a file atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    ensure_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str) -> RunRecord {
+        RunRecord {
+            run_id: id.to_string(),
+            job: "j".to_string(),
+            scheduled: "2026-01-01T00:00:00Z".to_string(),
+            started: "2026-01-01T00:00:00Z".to_string(),
+            ended: "2026-01-01T00:00:01Z".to_string(),
+            duration_ms: 1000,
+            attempts: vec![],
+            outcome: Outcome::Success,
+            reason: None,
+            output: None,
+            trigger: "run".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_does_not_hide_earlier_records() {
+        let dir = std::env::temp_dir().join(format!("cw-record-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        append(&dir, &rec("a")).expect("append");
+        append(&dir, &rec("b")).expect("append");
+        // A crash in the middle of the third write.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(history_path(&dir, "j"))
+            .expect("open");
+        f.write_all(b"{\"run_id\":\"c\",\"jo").expect("write");
+        let ids: Vec<String> = read(&dir, "j")
+            .expect("read")
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        // The next record after the torn one is intact.
+        append(&dir, &rec("d")).expect("append");
+        let ids: Vec<String> = read(&dir, "j")
+            .expect("read")
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "d"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

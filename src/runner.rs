@@ -1,0 +1,493 @@
+//! One attempt of a job: spawn it in its own process group, drain its output, enforce the
+//! timeout on the whole group, and report how it ended.
+//!
+//! A single thread waits with poll(2) on stdout, stderr, a pidfd for the child's exit and
+//! the interrupt pipe, so stdout and stderr are drained concurrently (a child blocked on a full
+//! stderr pipe while we wait on stdout would deadlock) and no timer thread is needed.
+//!
+//! Process-tree rules: the timeout (and an interrupt) signals the job's whole process group,
+//! SIGTERM first and SIGKILL after `kill_grace`. When the main process exits while processes
+//! it left behind still hold its output open, they get `kill_grace` to finish, then the same
+//! TERM/KILL sequence, so a grandchild holding stdout can never hang the runner.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::output::{Output, Stream};
+
+/// Who the job runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups: exactly these, nothing inherited from the runner.
+    pub groups: Vec<u32>,
+}
+
+/// Everything needed to start one attempt.
+#[derive(Clone, Debug)]
+pub struct AttemptSpec {
+    /// argv; the first element is the program (looked up in the job's PATH).
+    pub argv: Vec<String>,
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub stdin: Option<Vec<u8>>,
+    pub umask: u32,
+    pub nice: Option<i32>,
+    pub creds: Option<Creds>,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    /// A descriptor the job inherits (the job lock).
+    pub inherit_fd: Option<RawFd>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// The program could not be started: the reason, naming it.
+    NotStarted(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptResult {
+    pub started: Timestamp,
+    pub duration: Duration,
+    pub exit: Exit,
+    pub timed_out: bool,
+    /// The signal that interrupted the run (forwarded to the job), if any.
+    pub interrupted: Option<i32>,
+    pub pid: Option<u32>,
+}
+
+/// Signals that ask the current run to stop (SIGINT/SIGTERM to `cronwarden run`, or a
+/// daemon's shutdown). Each source is a socket that becomes readable when its signal arrived.
+pub struct Interrupt {
+    sources: Vec<(UnixStream, i32)>,
+    received: std::cell::Cell<Option<i32>>,
+}
+
+impl Interrupt {
+    /// No signals: never interrupted.
+    pub fn none() -> Interrupt {
+        Interrupt {
+            sources: Vec::new(),
+            received: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Interrupted by these signals (registered with signal-hook's self-pipe).
+    pub fn on_signals(signals: &[i32]) -> io::Result<Interrupt> {
+        let mut sources = Vec::new();
+        for &sig in signals {
+            let (read, write) = UnixStream::pair()?;
+            read.set_nonblocking(true)?;
+            signal_hook::low_level::pipe::register(sig, write)?;
+            sources.push((read, sig));
+        }
+        Ok(Interrupt {
+            sources,
+            received: std::cell::Cell::new(None),
+        })
+    }
+
+    /// The signal received so far, if any.
+    pub fn received(&self) -> Option<i32> {
+        self.received.get()
+    }
+
+    fn fds(&self) -> impl Iterator<Item = (RawFd, i32)> + '_ {
+        self.sources.iter().map(|(s, sig)| (s.as_raw_fd(), *sig))
+    }
+
+    /// Drains a readable source and remembers its signal.
+    fn take(&self, fd: RawFd) -> Option<i32> {
+        let (sock, sig) = self.sources.iter().find(|(s, _)| s.as_raw_fd() == fd)?;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = (&*sock).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        self.received.set(Some(*sig));
+        Some(*sig)
+    }
+
+    /// Sleeps for `d` unless a signal arrives first; returns the signal.
+    pub fn sleep(&self, d: Duration) -> Option<i32> {
+        if let Some(s) = self.received() {
+            return Some(s);
+        }
+        let deadline = Instant::now() + d;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let mut pfds: Vec<libc::pollfd> = self
+                .fds()
+                .map(|(fd, _)| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            poll(&mut pfds, Some(deadline - now));
+            for p in &pfds {
+                if p.revents != 0 {
+                    return self.take(p.fd);
+                }
+            }
+        }
+    }
+}
+
+fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
+    let ms = match timeout {
+        // Round up so that a deadline is never missed by a truncated wait.
+        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+        None => -1,
+    };
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the call's duration.
+    let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+}
+
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success it returns a new descriptor
+    // that we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        None
+    } else {
+        // SAFETY: the descriptor was just created and is owned by nobody else.
+        Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+}
+
+fn killpg(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// Prepares the child between fork and exec. Only async-signal-safe calls: everything that
+/// allocates (the group list) was computed before the fork.
+fn pre_exec(spec: &AttemptSpec) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
+    let umask = spec.umask;
+    let nice = spec.nice;
+    let creds = spec.creds.clone();
+    let inherit = spec.inherit_fd;
+    move || {
+        // SAFETY: each call below is async-signal-safe and takes plain values or pointers
+        // to memory that stays valid for the call.
+        unsafe {
+            // A clean signal state: nothing blocked, every disposition default (a job must
+            // not inherit an ignored SIGPIPE or SIGINT from its runner).
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            libc::umask(umask as libc::mode_t);
+            if let Some(n) = nice {
+                if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(fd) = inherit {
+                // Keep the lock open across exec: the job's processes hold it too.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+            }
+            if let Some(c) = &creds {
+                if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::setgid(c.gid) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::setuid(c.uid) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn spawn(spec: &AttemptSpec) -> io::Result<Child> {
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = &spec.workdir {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: the closure only makes async-signal-safe calls (see `pre_exec`).
+    unsafe {
+        cmd.pre_exec(pre_exec(spec));
+    }
+    cmd.spawn()
+}
+
+fn set_pipe_size(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own; failure is harmless (the default size stays).
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+enum Phase {
+    Running,
+    /// SIGTERM sent; SIGKILL at this instant.
+    Terminating(Instant),
+    /// SIGKILL sent; stop waiting for the pipes at this instant.
+    Killed(Instant),
+}
+
+/// Runs one attempt to the end. Output goes to `out`.
+pub fn run_attempt(spec: &AttemptSpec, out: &mut Output, interrupt: &Interrupt) -> AttemptResult {
+    run_attempt_with(spec, out, interrupt, &mut |_| {})
+}
+
+/// [`run_attempt`], calling `on_spawn` with the child's pid (= its process group) once it
+/// runs.
+pub fn run_attempt_with(
+    spec: &AttemptSpec,
+    out: &mut Output,
+    interrupt: &Interrupt,
+    on_spawn: &mut dyn FnMut(u32),
+) -> AttemptResult {
+    let started = Timestamp::now();
+    let t0 = Instant::now();
+    let not_started = |msg: String| AttemptResult {
+        started,
+        duration: t0.elapsed(),
+        exit: Exit::NotStarted(msg),
+        timed_out: false,
+        interrupted: None,
+        pid: None,
+    };
+    if spec.argv.is_empty() || spec.argv[0].is_empty() {
+        return not_started("empty command".to_string());
+    }
+    if let Some(sig) = interrupt.received() {
+        let mut r = not_started("interrupted before it started".to_string());
+        r.interrupted = Some(sig);
+        return r;
+    }
+    let mut child = match spawn(spec) {
+        Ok(c) => c,
+        Err(e) => {
+            let what = match &spec.workdir {
+                Some(dir) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
+                    format!("workdir {}", dir.display())
+                }
+                _ => spec.argv[0].clone(),
+            };
+            return not_started(format!("cannot run {what:?}: {e}"));
+        }
+    };
+    let pid = child.id();
+    let pgid = pid as i32;
+    on_spawn(pid);
+    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), spec.stdin.clone()) {
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    for fd in [
+        stdout.as_ref().map(|s| s.as_raw_fd()),
+        stderr.as_ref().map(|s| s.as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        set_pipe_size(fd);
+    }
+    let pidfd = pidfd_open(pid);
+
+    let deadline = spec.timeout.map(|t| t0 + t);
+    let mut phase = Phase::Running;
+    let mut status: Option<ExitStatus> = None;
+    let mut linger_until: Option<Instant> = None;
+    let mut timed_out = false;
+    let mut interrupted = None;
+    let mut buf = vec![0u8; 256 * 1024];
+
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        let now = Instant::now();
+        // Deadlines first.
+        match phase {
+            Phase::Running => {
+                let timeout_hit = status.is_none() && deadline.is_some_and(|d| now >= d);
+                let linger_hit = linger_until.is_some_and(|d| now >= d);
+                if timeout_hit || linger_hit {
+                    timed_out |= timeout_hit;
+                    killpg(pgid, libc::SIGTERM);
+                    phase = Phase::Terminating(now + spec.kill_grace);
+                    continue;
+                }
+            }
+            Phase::Terminating(at) if now >= at => {
+                killpg(pgid, libc::SIGKILL);
+                phase = Phase::Killed(now + Duration::from_secs(2));
+                continue;
+            }
+            Phase::Killed(at) if now >= at && status.is_some() => {
+                // Something unkillable (uninterruptible sleep) still holds the pipes.
+                break;
+            }
+            _ => {}
+        }
+        let next_deadline = match phase {
+            Phase::Running => [deadline.filter(|_| status.is_none()), linger_until]
+                .into_iter()
+                .flatten()
+                .min(),
+            Phase::Terminating(at) | Phase::Killed(at) => Some(at),
+        };
+        let mut wait = next_deadline.map(|d| d.saturating_duration_since(now));
+        if pidfd.is_none() && status.is_none() {
+            // No pidfd (old kernel): look at the child a few times a second.
+            wait = Some(wait.map_or(Duration::from_millis(100), |w| {
+                w.min(Duration::from_millis(100))
+            }));
+        }
+
+        let mut pfds = Vec::with_capacity(8);
+        for fd in [
+            stdout.as_ref().map(|s| s.as_raw_fd()),
+            stderr.as_ref().map(|s| s.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            pfds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let (Some(p), None) = (&pidfd, status) {
+            pfds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if interrupted.is_none() {
+            for (fd, _) in interrupt.fds() {
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        }
+        poll(&mut pfds, wait);
+
+        for p in &pfds {
+            if p.revents == 0 {
+                continue;
+            }
+            let fd = p.fd;
+            if stdout.as_ref().is_some_and(|s| s.as_raw_fd() == fd) {
+                if !drain(&mut stdout, &mut buf, out, Stream::Stdout) {
+                    stdout = None;
+                }
+            } else if stderr.as_ref().is_some_and(|s| s.as_raw_fd() == fd) {
+                if !drain(&mut stderr, &mut buf, out, Stream::Stderr) {
+                    stderr = None;
+                }
+            } else if pidfd.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
+                // Handled below by try_wait.
+            } else if let Some(sig) = interrupt.take(fd) {
+                interrupted = Some(sig);
+                killpg(pgid, sig);
+                if matches!(phase, Phase::Running) {
+                    phase = Phase::Terminating(Instant::now() + spec.kill_grace);
+                }
+            }
+        }
+        if status.is_none() {
+            if let Ok(Some(st)) = child.try_wait() {
+                status = Some(st);
+                if stdout.is_some() || stderr.is_some() {
+                    linger_until = Some(Instant::now() + spec.kill_grace);
+                }
+            }
+        }
+    }
+    let status = match status {
+        Some(s) => s,
+        None => match child.wait() {
+            Ok(s) => s,
+            Err(e) => return not_started(format!("waiting for pid {pid}: {e}")),
+        },
+    };
+    let exit = match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        (None, None) => Exit::Code(-1),
+    };
+    AttemptResult {
+        started,
+        duration: t0.elapsed(),
+        exit,
+        timed_out,
+        interrupted,
+        pid: Some(pid),
+    }
+}
+
+/// Reads what is available; false at end of file (or on an error, which ends the stream).
+fn drain<R: Read>(src: &mut Option<R>, buf: &mut [u8], out: &mut Output, which: Stream) -> bool {
+    let Some(r) = src.as_mut() else {
+        return false;
+    };
+    match r.read(buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            out.write(which, &buf[..n]);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+        Err(_) => false,
+    }
+}
+
+/// The signal's name for messages: "SIGTERM".
+pub fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("signal {sig}"),
+    }
+}
