@@ -3,6 +3,7 @@
 mod check;
 mod docs;
 mod next;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

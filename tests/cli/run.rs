@@ -1,0 +1,431 @@
+//! `cronwarden run`: real processes, real files, real locks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{TempDir, bin};
+
+/// A table in a temporary directory whose state and locks live beside it.
+struct Table {
+    dir: TempDir,
+    path: PathBuf,
+}
+
+impl Table {
+    fn new(tag: &str, jobs: &str) -> Table {
+        let dir = TempDir::new(tag);
+        let d = dir.path().display().to_string();
+        let text = format!(
+            "[settings]\ntimezone = \"UTC\"\nstate_dir = \"{d}/state\"\nlock_dir = \"{d}/run\"\n\
+             log_file = \"{d}/cronwarden.log\"\n\n{}",
+            jobs.replace("$DIR", &d)
+        );
+        let path = dir.write("jobs.toml", &text);
+        Table { dir, path }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.arg("-c").arg(&self.path).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd(args).output().expect("cronwarden runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cronwarden starts")
+    }
+
+    fn history(&self, job: &str) -> Vec<serde_json::Value> {
+        let p = self.dir().join("state/history").join(format!("{job}.jsonl"));
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("history line is JSON"))
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("cronwarden.log")).unwrap_or_default()
+    }
+
+    /// Waits until the job's lock file names a running process group (the job started).
+    fn wait_running(&self, job: &str) {
+        let p = self.dir().join("run").join(format!("{job}.lock"));
+        wait_for(|| std::fs::read_to_string(&p).is_ok_and(|t| t.contains("pgid=")));
+    }
+}
+
+/// Waits for a condition: an event, not a fixed sleep (gives up after a minute).
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not reached within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ts(v: &serde_json::Value) -> jiff::Timestamp {
+    v.as_str().expect("timestamp string").parse().expect("RFC 3339")
+}
+
+/// Alive means present and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn timeout_kills_the_whole_tree_even_when_a_grandchild_holds_stdout() {
+    let t = Table::new(
+        "timeout",
+        r#"
+[jobs.tree]
+schedule = "@manual"
+command = "sleep 300 & echo $! > $DIR/grandchild; echo started; sleep 300"
+timeout = "1s"
+kill_grace = "1s"
+"#,
+    );
+    let start = Instant::now();
+    let (code, _, err) = t.run(&["run", "tree"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    let gc: i32 = std::fs::read_to_string(t.dir().join("grandchild"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(!alive(gc), "grandchild {gc} survived the timeout");
+    let h = t.history("tree");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["outcome"], "failure");
+    assert_eq!(h[0]["reason"], "timed out after 1s");
+    assert_eq!(h[0]["attempts"][0]["timed_out"], true);
+    assert_eq!(h[0]["attempts"][0]["signal"], 15);
+    let output = std::fs::read_to_string(h[0]["output"].as_str().expect("output path")).expect("output");
+    assert_eq!(output, "started\n");
+}
+
+#[test]
+fn a_job_failing_twice_then_succeeding_follows_the_backoff() {
+    let t = Table::new(
+        "retry",
+        r#"
+[jobs.flaky]
+schedule = "@manual"
+command = "n=$(cat $DIR/count 2>/dev/null || echo 0); echo $((n+1)) > $DIR/count; echo attempt $CRONWARDEN_ATTEMPT run $CRONWARDEN_RUN_ID >&2; [ $n -ge 2 ]"
+retries = 4
+retry_delay = "300ms"
+retry_backoff = 2.0
+retry_jitter = false
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "flaky"]);
+    assert_eq!(code, 0, "{err}");
+    let h = t.history("flaky");
+    let a = h[0]["attempts"].as_array().expect("attempts");
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[0]["reason"], "exit 1");
+    assert_eq!(a[1]["reason"], "exit 1");
+    assert!(a[2].get("reason").is_none());
+    // Lower bounds: 300 ms after the first attempt, then 600 ms.
+    let d1 = ts(&a[1]["started"]).duration_since(ts(&a[0]["started"]));
+    let d2 = ts(&a[2]["started"]).duration_since(ts(&a[1]["started"]));
+    assert!(d1 >= jiff::SignedDuration::from_millis(300), "{d1:?}");
+    assert!(d2 >= jiff::SignedDuration::from_millis(600), "{d2:?}");
+    // A retry keeps the run id.
+    let run_id = h[0]["run_id"].as_str().expect("run id");
+    let output = std::fs::read_to_string(h[0]["output"].as_str().expect("path")).expect("output");
+    for n in 1..=3 {
+        assert!(output.contains(&format!("attempt {n} run {run_id}")), "{output}");
+    }
+    let log = t.log();
+    assert_eq!(log.matches(" attempt-start ").count(), 3, "{log}");
+    assert_eq!(log.matches(" attempt-end ").count(), 3, "{log}");
+    assert!(log.contains("retry-wait") && log.contains("attempt 3 in 600ms"), "{log}");
+    assert!(log.contains("outcome=success attempts=3"), "{log}");
+}
+
+#[test]
+fn verify_failures_name_the_file_and_the_problem() {
+    let t = Table::new(
+        "verify",
+        r#"
+[jobs.missing]
+schedule = "@manual"
+command = ["/bin/true"]
+verify = { files = ["$DIR/out-{{ ds }}.txt"] }
+
+[jobs.small]
+schedule = "@manual"
+command = "printf abc > $DIR/small.txt"
+verify = { files = ["$DIR/small.txt"], min_size = "1KiB" }
+
+[jobs.stale]
+schedule = "@manual"
+command = ["/bin/true"]
+verify = { files = ["$DIR/stale.txt"], fresh = true }
+
+[jobs.good]
+schedule = "@manual"
+command = "printf abc > $DIR/good-{{ ds_nodash }}.txt"
+verify = { files = ["$DIR/good-{{ ds_nodash }}.txt"] }
+"#,
+    );
+    let d = t.dir().display().to_string();
+    let (code, _, err) = t.run(&["run", "missing", "--at", "2026-11-20T03:00:00Z"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(t.history("missing")[0]["reason"], format!("verify: {d}/out-2026-11-20.txt is missing"));
+
+    let (code, _, _) = t.run(&["run", "small"]);
+    assert_eq!(code, 1);
+    assert_eq!(t.history("small")[0]["reason"], format!("verify: {d}/small.txt is 3 bytes < 1KiB"));
+
+    let stale = t.dir().join("stale.txt");
+    std::fs::write(&stale, "old").expect("write");
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("set mtime");
+    let (code, _, _) = t.run(&["run", "stale"]);
+    assert_eq!(code, 1);
+    let reason = t.history("stale")[0]["reason"].as_str().expect("reason").to_string();
+    assert!(reason.starts_with(&format!("verify: {d}/stale.txt was not modified during the run")), "{reason}");
+
+    let (code, _, err) = t.run(&["run", "good", "--at", "2026-11-20"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(t.dir().join("good-20261120.txt").exists());
+}
+
+const HOLD: &str = r#"
+schedule = "@manual"
+command = "echo start $CRONWARDEN_RUN_ID >> $DIR/events; while [ ! -e $DIR/release ]; do sleep 0.05; done; echo end $CRONWARDEN_RUN_ID >> $DIR/events"
+"#;
+
+#[test]
+fn overlap_skip_exits_75_and_names_the_holder() {
+    let t = Table::new("skip", &format!("[jobs.hold]\n{HOLD}\noverlap = \"skip\"\n"));
+    let mut first = t.spawn(&["run", "hold"]);
+    t.wait_running("hold");
+    let (code, _, err) = t.run(&["run", "hold"]);
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains(&format!("another run holds the lock: pid {}", first.id())), "{err}");
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert!(first.wait().expect("wait").success());
+    let outcomes: Vec<String> = t.history("hold").iter().map(|r| r["outcome"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(outcomes, ["skipped", "success"]);
+}
+
+#[test]
+fn overlap_queue_runs_one_after_the_other() {
+    let t = Table::new("queue", &format!("[jobs.hold]\n{HOLD}\noverlap = \"queue\"\n"));
+    let mut first = t.spawn(&["run", "hold"]);
+    t.wait_running("hold");
+    let mut second = t.spawn(&["run", "hold"]);
+    wait_for(|| t.log().contains(" queued "));
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert!(first.wait().expect("wait").success());
+    assert!(second.wait().expect("wait").success());
+    let events = std::fs::read_to_string(t.dir().join("events")).expect("events");
+    let kinds: Vec<&str> = events.lines().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    assert_eq!(kinds, ["start", "end", "start", "end"], "{events}");
+}
+
+#[test]
+fn overlap_replace_stops_the_running_copy() {
+    let t = Table::new(
+        "replace",
+        &format!("[jobs.hold]\n{HOLD}\noverlap = \"replace\"\nkill_grace = \"2s\"\n"),
+    );
+    let mut first = t.spawn(&["run", "hold"]);
+    t.wait_running("hold");
+    let mut second = t.spawn(&["run", "hold"]);
+    wait_for(|| std::fs::read_to_string(t.dir().join("events")).is_ok_and(|e| e.lines().count() >= 2));
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    let first_status = first.wait().expect("wait");
+    assert_eq!(first_status.code(), Some(1));
+    assert!(second.wait().expect("wait").success());
+    let h = t.history("hold");
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["outcome"], "failure");
+    assert_eq!(h[0]["reason"], "killed by SIGTERM");
+    assert_eq!(h[1]["outcome"], "success");
+}
+
+#[test]
+fn a_missing_program_is_a_failed_attempt_not_a_crash() {
+    let t = Table::new(
+        "missing-prog",
+        "[jobs.ghost]\nschedule = \"@manual\"\ncommand = [\"/nonexistent/prog\", \"x\"]\n",
+    );
+    let (code, _, err) = t.run(&["run", "ghost"]);
+    assert_eq!(code, 1, "{err}");
+    let reason = t.history("ghost")[0]["reason"].as_str().expect("reason").to_string();
+    assert!(reason.starts_with("cannot run \"/nonexistent/prog\": No such file or directory"), "{reason}");
+}
+
+#[test]
+fn an_unknown_job_lists_the_known_ones() {
+    let t = Table::new("unknown", "[jobs.backup]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n");
+    let (code, _, err) = t.run(&["run", "bakcup"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown job \"bakcup\" (did you mean \"backup\"?); the table has: backup"), "{err}");
+    let (code, _, err) = t.run(&["run", "backup", "--param", "x=1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("declares no parameter \"x\""), "{err}");
+}
+
+#[test]
+fn environment_placeholders_params_and_stdin() {
+    let t = Table::new(
+        "env",
+        r#"
+[jobs.show]
+schedule = "0 3 * * *"
+timezone = "America/New_York"
+command = ["/bin/sh", "-c", "env | sort > $DIR/env; cat > $DIR/stdin; echo \"$1\" > $DIR/arg", "sh", "{{ params.who }}; rm -rf /"]
+env = { OUT = "/data/{{ ds }}/{{ job }}" }
+params = { who = "nobody" }
+stdin = "line one\nline two\n"
+umask = "077"
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "show", "--at", "2026-03-08", "--param", "who=$(id)"]);
+    assert_eq!(code, 0, "{err}");
+    let env = std::fs::read_to_string(t.dir().join("env")).expect("env");
+    for want in [
+        "CRONWARDEN_DS=2026-03-08",
+        "CRONWARDEN_DS_NODASH=20260308",
+        // 03:00 exists on the spring-forward day in New York (the gap is 02:00-03:00).
+        "CRONWARDEN_TS=2026-03-08T03:00:00-04:00",
+        "CRONWARDEN_JOB=show",
+        "CRONWARDEN_ATTEMPT=1",
+        "CRONWARDEN_PARAM_who=$(id)",
+        "OUT=/data/2026-03-08/show",
+        "TZ=America/New_York",
+        "SHELL=/bin/sh",
+    ] {
+        assert!(env.lines().any(|l| l == want), "missing {want} in\n{env}");
+    }
+    assert!(env.lines().any(|l| l.starts_with("CRONWARDEN_RUN_ID=")));
+    assert!(env.lines().any(|l| l.starts_with("HOME=")) && env.lines().any(|l| l.starts_with("USER=")));
+    assert!(!env.lines().any(|l| l.starts_with("CARGO")), "the runner's environment leaked:\n{env}");
+    assert_eq!(std::fs::read_to_string(t.dir().join("stdin")).expect("stdin"), "line one\nline two\n");
+    // A parameter stays one argument: no shell ever sees it.
+    assert_eq!(std::fs::read_to_string(t.dir().join("arg")).expect("arg"), "$(id); rm -rf /\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(t.dir().join("env")).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "umask 077 applies");
+}
+
+#[test]
+fn sigint_is_forwarded_to_the_job_and_recorded() {
+    let t = Table::new(
+        "sigint",
+        r#"
+[jobs.long]
+schedule = "@manual"
+command = "trap 'echo got INT > $DIR/trapped; exit 7' INT; echo ready; while :; do sleep 0.05; done"
+"#,
+    );
+    let mut child = t.spawn(&["run", "long"]);
+    t.wait_running("long");
+    wait_for(|| {
+        std::fs::read_dir(t.dir().join("state/output/long"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    });
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(std::fs::read_to_string(t.dir().join("trapped")).expect("trap ran"), "got INT\n");
+    let h = t.history("long");
+    assert_eq!(h[0]["outcome"], "interrupted");
+    assert_eq!(h[0]["reason"], "interrupted by SIGINT");
+}
+
+#[test]
+fn output_of_100_mib_keeps_memory_flat_and_the_kept_tail_bounded() {
+    let t = Table::new(
+        "big",
+        r#"
+[jobs.big]
+schedule = "@manual"
+command = "head -c 104857600 /dev/zero; echo THE-END"
+output_limit = "1MiB"
+"#,
+    );
+    let child = t.cmd(&["run", "big"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    // wait4 gives this child's own peak RSS.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let peak_kib = usage.ru_maxrss;
+    assert!(peak_kib < 16 * 1024, "runner peak RSS {peak_kib} KiB for 100 MiB of output");
+    let h = t.history("big");
+    let out = std::fs::read(h[0]["output"].as_str().expect("path")).expect("output");
+    assert_eq!(out.len(), 1 << 20);
+    assert!(out.ends_with(b"\0\0THE-END\n"));
+}
+
+#[test]
+fn user_and_group_switch_drops_every_privilege() {
+    let t = Table::new(
+        "user",
+        r#"
+[jobs.who]
+schedule = "@manual"
+command = ["id"]
+user = "nobody"
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "who"]);
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(code, 0, "{err}");
+        let out = std::fs::read_to_string(t.history("who")[0]["output"].as_str().expect("path")).expect("output");
+        let nobody = nix::unistd::User::from_name("nobody").expect("lookup").expect("nobody exists");
+        // uid, gid and the supplementary groups are nobody's own: root's group 0 is gone.
+        let group = nix::unistd::Group::from_gid(nobody.gid).expect("lookup").expect("group");
+        assert_eq!(
+            out,
+            format!(
+                "uid={uid}(nobody) gid={gid}({g}) groups={gid}({g})\n",
+                uid = nobody.uid,
+                gid = nobody.gid,
+                g = group.name
+            )
+        );
+    } else {
+        assert_eq!(code, 1, "{err}");
+        let reason = t.history("who")[0]["reason"].as_str().expect("reason").to_string();
+        assert!(reason.contains("not running as root"), "{reason}");
+    }
+}
