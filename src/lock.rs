@@ -7,12 +7,15 @@
 //! second run lock a new file of the same name); it holds a line naming the current holder.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// The holder line is padded to this many bytes.
+const HOLDER_WIDTH: usize = 256;
 
 /// Who holds a lock, as written in its file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -164,10 +167,18 @@ pub fn acquire_wait(
 impl JobLock {
     /// Records the holder in the lock file (for messages and `replace`).
     pub fn set_holder(&mut self, holder: &Holder) {
+        use std::os::unix::fs::FileExt;
+        // Overwrite in place, padded to a fixed width: no truncate (it costs a journal write
+        // on some file systems), and a shorter line never leaves a stale tail behind.
         let line = holder.line();
-        let _ = self.file.set_len(0);
-        let _ = self.file.seek(SeekFrom::Start(0));
-        let _ = self.file.write_all(line.as_bytes());
+        let width = line.len().max(HOLDER_WIDTH);
+        let padded = format!("{:<w$}\n", line.trim_end(), w = width - 1);
+        if self.file.write_all_at(padded.as_bytes(), 0).is_ok()
+            && let Ok(meta) = self.file.metadata()
+            && meta.len() > padded.len() as u64
+        {
+            let _ = self.file.set_len(padded.len() as u64);
+        }
     }
 
     /// The descriptor the job's processes inherit.

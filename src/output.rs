@@ -1,17 +1,27 @@
 //! A job's output: streamed to a file in the state directory, bounded to its tail.
 //!
-//! Memory stays constant whatever the job prints: the file side alternates between two
-//! segment files of at most `limit` bytes each, so the last `limit` bytes are always on disk,
-//! and at the end they are joined into one file. A small in-memory tail of stdout and of
-//! stderr is kept for alerts.
+//! Memory stays bounded whatever the job prints. With the usual limits (up to
+//! [`MEMORY_MODE_MAX`], default 1 MiB) the tail lives in a ring buffer of `limit` bytes that is
+//! written to the file at most once a second and at the end, so a job printing gigabytes
+//! costs a memory copy per byte, not a disk write. With a larger limit the file side
+//! alternates between two segment files of at most `limit` bytes each, so the last `limit`
+//! bytes are always on disk, and at the end they are joined into one file. A small in-memory
+//! tail of stdout and of stderr is kept for alerts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// How much of each stream is kept in memory for alerts.
 pub const MEMORY_TAIL: usize = 64 * 1024;
+
+/// Output limits up to this size keep the tail in memory and write it out periodically.
+pub const MEMORY_MODE_MAX: u64 = 8 << 20;
+
+/// How often a memory-mode tail is written to its file while the job runs.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// A ring buffer that keeps the last `cap` bytes written to it.
 #[derive(Clone, Debug)]
@@ -88,13 +98,23 @@ pub struct Output {
     limit: u64,
     dir: PathBuf,
     stem: String,
-    /// The segment being written and its length; the other, full one.
+    /// Memory mode: the tail, the final file, and how much of the ring's total is on disk.
+    ring: Option<Ring>,
+    /// Segment mode: the segment being written and its length; the other, full one.
     cur: Option<(File, u64, u8)>,
     prev: Option<(File, u64)>,
     pub stdout: Tail,
     pub stderr: Tail,
     /// The first error writing the file, if any: the run goes on, the record says so.
     pub error: Option<String>,
+}
+
+struct Ring {
+    tail: Tail,
+    file: File,
+    /// `tail.total()` when the file was last brought up to date.
+    flushed: u64,
+    next_flush: Option<Instant>,
 }
 
 impl Output {
@@ -104,19 +124,82 @@ impl Output {
             limit,
             dir: dir.to_path_buf(),
             stem: stem.to_string(),
+            ring: None,
             cur: None,
             prev: None,
             stdout: Tail::new(MEMORY_TAIL),
             stderr: Tail::new(MEMORY_TAIL),
             error: None,
         };
-        if limit > 0 {
-            match crate::record::ensure_dir(dir).and_then(|()| out.open_segment(0)) {
-                Ok(f) => out.cur = Some((f, 0, 0)),
-                Err(e) => out.error = Some(format!("output file in {}: {e}", dir.display())),
+        if limit == 0 {
+            return out;
+        }
+        let opened = crate::record::ensure_dir(dir).and_then(|()| {
+            if limit <= MEMORY_MODE_MAX {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(out.path())?;
+                out.ring = Some(Ring {
+                    tail: Tail::new(limit as usize),
+                    file,
+                    flushed: 0,
+                    next_flush: None,
+                });
+            } else {
+                out.cur = Some((out.open_segment(0)?, 0, 0));
             }
+            Ok(())
+        });
+        if let Err(e) = opened {
+            out.error = Some(format!("output file in {}: {e}", dir.display()));
         }
         out
+    }
+
+    /// When the runner should call [`Output::tick`] next (memory mode with unwritten output).
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        self.ring.as_ref().and_then(|r| r.next_flush)
+    }
+
+    /// Writes the memory tail to its file if it is due.
+    pub fn tick(&mut self) {
+        if self
+            .flush_deadline()
+            .is_some_and(|d| Instant::now() >= d)
+        {
+            self.flush_ring();
+        }
+    }
+
+    fn flush_ring(&mut self) {
+        let Some(r) = self.ring.as_mut() else {
+            return;
+        };
+        r.next_flush = None;
+        let total = r.tail.total();
+        if total == r.flushed {
+            return;
+        }
+        use std::os::unix::fs::FileExt;
+        let result = if total <= r.tail.cap as u64 {
+            // Not wrapped yet: append what is new.
+            let bytes = r.tail.bytes();
+            r.file.write_all_at(&bytes[r.flushed as usize..], r.flushed)
+        } else {
+            r.file.write_all_at(&r.tail.bytes(), 0)
+        };
+        match result {
+            Ok(()) => r.flushed = total,
+            Err(e) => {
+                let path = self.path();
+                self.error
+                    .get_or_insert(format!("writing {}: {e}", path.display()));
+                self.ring = None;
+            }
+        }
     }
 
     fn segment_path(&self, n: u8) -> PathBuf {
@@ -142,6 +225,14 @@ impl Output {
         match stream {
             Stream::Stdout => self.stdout.push(data),
             Stream::Stderr => self.stderr.push(data),
+        }
+        if let Some(r) = self.ring.as_mut() {
+            r.tail.push(data);
+            let due = *r.next_flush.get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
+            if Instant::now() >= due {
+                self.flush_ring();
+            }
+            return;
         }
         if let Err(e) = self.write_file(data) {
             if self.error.is_none() {
@@ -184,6 +275,10 @@ impl Output {
     /// Joins the segments into the final file (the last `limit` bytes) and returns its path,
     /// or `None` when nothing could be kept.
     pub fn finish(&mut self) -> Option<PathBuf> {
+        if self.ring.is_some() {
+            self.flush_ring();
+            return self.ring.take().map(|_| self.path());
+        }
         let cur = self.cur.take();
         let prev = self.prev.take();
         let (mut cur_file, cur_len, cur_n) = cur?;
@@ -244,18 +339,40 @@ mod tests {
     }
 
     #[test]
-    fn file_keeps_exactly_the_tail() {
-        let dir = std::env::temp_dir().join(format!("cw-output-{}", std::process::id()));
+    fn memory_mode_keeps_exactly_the_tail() {
+        let dir = std::env::temp_dir().join(format!("cw-output-mem-{}", std::process::id()));
         let mut out = Output::new(&dir, "run", 10);
-        let mut all = Vec::new();
+        assert!(out.ring.is_some());
+        out.write(Stream::Stdout, b"abc");
+        out.flush_ring();
+        assert_eq!(fs::read(out.path()).expect("read"), b"abc");
+        let mut all = b"abc".to_vec();
         for i in 0..37u8 {
             let chunk = [b'a' + (i % 26); 3];
             all.extend_from_slice(&chunk);
             out.write(Stream::Stdout, &chunk);
         }
         let path = out.finish().expect("kept");
+        assert_eq!(fs::read(&path).expect("read"), all[all.len() - 10..]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn file_keeps_exactly_the_tail() {
+        let dir = std::env::temp_dir().join(format!("cw-output-{}", std::process::id()));
+        let limit = MEMORY_MODE_MAX + 10;
+        let mut out = Output::new(&dir, "run", limit);
+        assert!(out.ring.is_none());
+        let mut all = Vec::new();
+        for i in 0..37u8 {
+            let chunk = vec![b'a' + (i % 26); (MEMORY_MODE_MAX / 4) as usize + 3];
+            all.extend_from_slice(&chunk);
+            out.write(Stream::Stdout, &chunk);
+        }
+        let path = out.finish().expect("kept");
         let kept = fs::read(&path).expect("read");
-        assert_eq!(kept, all[all.len() - 10..]);
+        assert_eq!(kept.len() as u64, limit);
+        assert!(kept == all[all.len() - limit as usize..]);
         assert!(!dir.join("run.part0").exists() && !dir.join("run.part1").exists());
         // Short output is kept whole.
         let mut out = Output::new(&dir, "short", 10);

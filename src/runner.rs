@@ -328,6 +328,7 @@ pub fn run_attempt_with(
     .flatten()
     {
         set_pipe_size(fd);
+        set_nonblocking(fd);
     }
     let pidfd = pidfd_open(pid);
 
@@ -374,6 +375,10 @@ pub fn run_attempt_with(
                 .min(),
             Phase::Terminating(at) | Phase::Killed(at) => Some(at),
         };
+        let next_deadline = match (next_deadline, out.flush_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut wait = next_deadline.map(|d| d.saturating_duration_since(now));
         if pidfd.is_none() && status.is_none() {
             // No pidfd (old kernel): look at the child a few times a second.
@@ -413,6 +418,7 @@ pub fn run_attempt_with(
             }
         }
         poll(&mut pfds, wait);
+        out.tick();
 
         for p in &pfds {
             if p.revents == 0 {
@@ -468,19 +474,38 @@ pub fn run_attempt_with(
     }
 }
 
-/// Reads what is available; false at end of file (or on an error, which ends the stream).
+/// Reads what is available (the descriptors are non-blocking: until the pipe is empty, with
+/// a cap so that one busy stream cannot starve the other); false at end of file (or on an
+/// error, which ends the stream).
 fn drain<R: Read>(src: &mut Option<R>, buf: &mut [u8], out: &mut Output, which: Stream) -> bool {
     let Some(r) = src.as_mut() else {
         return false;
     };
-    match r.read(buf) {
-        Ok(0) => false,
-        Ok(n) => {
-            out.write(which, &buf[..n]);
-            true
+    let mut budget = 16usize << 20;
+    loop {
+        match r.read(buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                out.write(which, &buf[..n]);
+                budget = budget.saturating_sub(n);
+                if budget == 0 {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
         }
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-        Err(_) => false,
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
     }
 }
 

@@ -636,6 +636,52 @@ impl Schedule {
     }
 }
 
+/// Loads an IANA time zone. The common case reads the one TZif file directly, which avoids
+/// indexing the whole zoneinfo directory (about a millisecond at every start); any other name
+/// (different case, an alias the files do not have) goes through jiff's database.
+pub fn load_zone(name: &str) -> Result<TimeZone, jiff::Error> {
+    if name == "UTC" {
+        return Ok(TimeZone::UTC);
+    }
+    let safe = !name.is_empty()
+        && !name.starts_with('/')
+        && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
+    if safe {
+        let dir = std::env::var_os("TZDIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| std::path::PathBuf::from("/usr/share/zoneinfo"), Into::into);
+        if let Ok(data) = std::fs::read(dir.join(name)) {
+            if let Ok(tz) = TimeZone::tzif(name, &data) {
+                return Ok(tz);
+            }
+        }
+    }
+    TimeZone::get(name)
+}
+
+/// The system's zone: `$TZ` when it names a zone, else the zone `/etc/localtime` links to,
+/// else whatever jiff determines.
+pub fn system_zone() -> TimeZone {
+    if let Ok(tz) = std::env::var("TZ") {
+        let name = tz.strip_prefix(':').unwrap_or(&tz);
+        if let Ok(z) = load_zone(name) {
+            return z;
+        }
+    }
+    if let Ok(target) = std::fs::read_link("/etc/localtime") {
+        let text = target.to_string_lossy();
+        if let Some((_, name)) = text.split_once("zoneinfo/") {
+            if let Ok(z) = load_zone(name) {
+                return z;
+            }
+        }
+    }
+    TimeZone::system()
+}
+
 /// A time given on the command line: an instant, or a bare local date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeArg {

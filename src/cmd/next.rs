@@ -1,16 +1,15 @@
 //! `cronwarden next EXPR`: the next fire instants of a schedule.
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 
 use super::{CmdResult, Failure, exit};
 use crate::schedule::{Expr, Schedule, TimeArg, format_rfc3339};
 
 pub fn run(expr: &str, tz: Option<&str>, after: Option<&str>, count: usize) -> CmdResult {
     let tz = match tz {
-        Some(name) => TimeZone::get(name)
+        Some(name) => crate::schedule::load_zone(name)
             .map_err(|_| Failure::usage(format!("unknown time zone {name:?}")))?,
-        None => TimeZone::system(),
+        None => crate::schedule::system_zone(),
     };
     let e = Expr::parse(expr).map_err(|e| Failure::usage(format!("schedule {expr:?}: {e}")))?;
     if !e.can_fire() {

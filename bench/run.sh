@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark the run engine, side by side with what users would otherwise use:
+#  1. overhead of `cronwarden run` on a `true` job vs `true` directly vs `chronic true`
+#     (moreutils); target: under 3 ms over `true`;
+#  2. output capture of a job printing 1 GiB: throughput and the runner's peak RSS
+#     (target: at least 1 GB/s within 10 MB), next to the same job under chronic.
+# Usage: bench/run.sh   (builds the release binary; installs hyperfine, moreutils and GNU
+# time with apt-get when missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need hyperfine hyperfine
+need chronic moreutils
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cargo build --release --quiet
+bin=$PWD/target/release/cronwarden
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cat > "$dir/jobs.toml" <<TOML
+[settings]
+state_dir = "$dir/state"
+lock_dir = "$dir/run"
+log_file = "$dir/cronwarden.log"
+
+[jobs.true]
+schedule = "@manual"
+command = ["/bin/true"]
+
+[jobs.gib]
+schedule = "@manual"
+command = ["/usr/bin/head", "-c", "1073741824", "/dev/zero"]
+output_limit = "1MiB"
+TOML
+chmod 0644 "$dir/jobs.toml"
+echo "== 1. overhead on a true job (machine: $(nproc) cores, $(uname -r))"
+hyperfine -N --warmup 20 --runs 300 --export-markdown "$dir/overhead.md" \
+  "/bin/true" "chronic /bin/true" "$bin -c $dir/jobs.toml run true"
+cat "$dir/overhead.md"
+
+echo "== 2. 1 GiB of output"
+mb() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f MB/s", b / s / 1e6 }'; }
+for label in "head -c 1GiB > /dev/null" "chronic" "cronwarden run"; do
+  case $label in
+    head*) cmd=(/usr/bin/head -c 1073741824 /dev/zero) ;;
+    chronic) cmd=(chronic /usr/bin/head -c 1073741824 /dev/zero) ;;
+    cronwarden*) cmd=("$bin" -c "$dir/jobs.toml" run gib) ;;
+  esac
+  best=""
+  for _ in 1 2 3; do
+    /usr/bin/time -f "%e %M" -o "$dir/t" "${cmd[@]}" >/dev/null 2>&1
+    read -r secs kib < "$dir/t"
+    if [ -z "$best" ] || awk -v a="$secs" -v b="${best%% *}" 'BEGIN { exit !(a < b) }'; then best="$secs $kib"; fi
+  done
+  read -r secs kib <<< "$best"
+  printf '%-28s %6.2f s  %s  peak RSS %6.1f MB\n' "$label" "$secs" "$(mb 1073741824 "$secs")" "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')"
+done
