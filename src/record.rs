@@ -130,9 +130,31 @@ pub fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
     Ok(out)
 }
 
-/// The most recent record of a job, if any.
+/// The most recent record of a job, if any: parsed from the end of the file, so it costs
+/// the same however long the history is.
 pub fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
-    read(state_dir, job).ok()?.pop()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(history_path(state_dir, job)).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        f.seek(SeekFrom::Start(start)).ok()?;
+        let mut buf = Vec::new();
+        (&mut f).take(len - start).read_to_end(&mut buf).ok()?;
+        // Complete lines only (the first may be cut by the window), newest first.
+        let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+        let skip_first = usize::from(start > 0);
+        for line in lines.iter().skip(skip_first).rev() {
+            if let Ok(rec) = serde_json::from_slice::<RunRecord>(line) {
+                return Some(rec);
+            }
+        }
+        if start == 0 {
+            return None;
+        }
+        window *= 4;
+    }
 }
 
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename.
@@ -205,6 +227,8 @@ mod tests {
             .map(|r| r.run_id)
             .collect();
         assert_eq!(ids, ["a", "b", "d"]);
+        assert_eq!(last(&dir, "j").map(|r| r.run_id), Some("d".to_string()));
+        assert!(last(&dir, "nobody").is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 }

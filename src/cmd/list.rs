@@ -43,6 +43,24 @@ fn next_run(job: &Job, now: Timestamp) -> String {
     }
 }
 
+/// "success 2h ago", "failure 5m ago (exit 2)", or "never".
+fn last_result(config: &Config, job: &Job, now: Timestamp) -> String {
+    let Some(rec) = crate::record::last(&config.settings.state_dir, &job.name) else {
+        return "never".to_string();
+    };
+    let ago = rec
+        .ended
+        .parse::<Timestamp>()
+        .map(|t| relative(t, now).replacen("in ", "", 1) + " ago")
+        .unwrap_or_default();
+    match &rec.reason {
+        Some(r) if rec.outcome != crate::record::Outcome::Success => {
+            format!("{} {ago} ({r})", rec.outcome.as_str())
+        }
+        _ => format!("{} {ago}", rec.outcome.as_str()),
+    }
+}
+
 pub fn run(config: &Config) -> CmdResult {
     let now = Timestamp::now();
     let header = [
@@ -60,7 +78,7 @@ pub fn run(config: &Config) -> CmdResult {
             job.schedule_text.clone().unwrap_or_else(|| "-".to_string()),
             zone_name(&job.tz),
             next_run(job, now),
-            "never".to_string(),
+            last_result(config, job, now),
             "no".to_string(),
         ]);
     }
