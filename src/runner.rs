@@ -195,9 +195,20 @@ fn pre_exec(spec: &AttemptSpec) -> impl FnMut() -> io::Result<()> + Send + Sync 
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            for sig in 1..32 {
+            // Every signal, real-time ones included: the raw system call, because the C
+            // library refuses to touch the two it reserves for itself (32 and 33), which a
+            // parent may still have left ignored. A zeroed kernel sigaction is SIG_DFL with
+            // no flags and an empty mask.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        dfl.as_ptr(),
+                        std::ptr::null::<u64>(),
+                        8usize,
+                    );
                 }
             }
             libc::umask(umask as libc::mode_t);

@@ -429,3 +429,54 @@ user = "nobody"
         assert!(reason.contains("not running as root"), "{reason}");
     }
 }
+
+#[test]
+fn the_job_gets_its_own_group_a_clean_signal_state_and_json_logs() {
+    let t = Table::new(
+        "sigmask",
+        r#"
+[jobs.probe]
+schedule = "@manual"
+command = ["/bin/grep", "-E", "^(SigBlk|SigIgn|NSpgid|Pid):", "/proc/self/status"]
+"#,
+    );
+    // JSON logs: switch the format and check each line parses.
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(&t.path, text.replace("[settings]\n", "[settings]\nlog_format = \"json\"\n")).expect("write");
+    let mut cmd = t.cmd(&["run", "probe"]);
+    // Start the runner with SIGQUIT ignored and SIGUSR1 blocked: the job must see neither.
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let (code, _, err) = cmd
+        .output()
+        .map(|o| (o.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .expect("runs");
+    assert_eq!(code, 0, "{err}");
+    let out = std::fs::read_to_string(t.history("probe")[0]["output"].as_str().expect("path")).expect("output");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("{name} missing in {out}"))
+    };
+    assert_eq!(field("SigBlk"), "0000000000000000");
+    assert_eq!(field("SigIgn"), "0000000000000000");
+    // Its own process group: the group id is its own pid.
+    assert_eq!(field("NSpgid"), field("Pid"));
+    for line in t.log().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert_eq!(v["job"], "probe");
+        assert!(v["event"].is_string() && v["ts"].is_string());
+    }
+    assert!(t.log().contains("\"event\":\"run-end\""));
+}
