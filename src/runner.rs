@@ -99,8 +99,22 @@ impl Interrupt {
         })
     }
 
-    /// The signal received so far, if any.
+    /// The signal received so far, if any (looks at the sources without waiting).
     pub fn received(&self) -> Option<i32> {
+        if self.received.get().is_none() && !self.sources.is_empty() {
+            let mut pfds: Vec<libc::pollfd> = self
+                .fds()
+                .map(|(fd, _)| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            poll(&mut pfds, Some(Duration::ZERO));
+            if let Some(p) = pfds.iter().find(|p| p.revents != 0) {
+                self.take(p.fd);
+            }
+        }
         self.received.get()
     }
 

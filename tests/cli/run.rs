@@ -480,3 +480,24 @@ command = ["/bin/grep", "-E", "^(SigBlk|SigIgn|NSpgid|Pid):", "/proc/self/status
     }
     assert!(t.log().contains("\"event\":\"run-end\""));
 }
+
+#[test]
+fn ctrl_c_while_queued_for_the_lock_ends_the_wait() {
+    let t = Table::new("queue-int", &format!("[jobs.hold]\n{HOLD}\noverlap = \"queue\"\n"));
+    let mut first = t.spawn(&["run", "hold"]);
+    t.wait_running("hold");
+    let mut second = t.spawn(&["run", "hold"]);
+    wait_for(|| t.log().contains(" queued "));
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(second.id() as i32, libc::SIGINT) };
+    assert_eq!(second.wait().expect("wait").code(), Some(130));
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert!(first.wait().expect("wait").success());
+    let h = t.history("hold");
+    assert_eq!(h[0]["outcome"], "interrupted");
+    assert_eq!(h[0]["reason"], "interrupted while waiting for the lock");
+    assert_eq!(h[1]["outcome"], "success");
+    // The queued run never started the job.
+    let events = std::fs::read_to_string(t.dir().join("events")).expect("events");
+    assert_eq!(events.lines().count(), 2, "{events}");
+}
