@@ -13,5 +13,6 @@ pub mod policy;
 pub mod record;
 pub mod runner;
 pub mod schedule;
+pub mod scheduler;
 pub mod template;
 pub mod units;

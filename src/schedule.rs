@@ -210,6 +210,16 @@ impl Expr {
     pub fn is_calendar(&self) -> bool {
         matches!(self, Expr::Cron(_) | Expr::Every(_))
     }
+
+    /// Wild (a star in the minute or hour field, or `@every`): such a job follows the clock
+    /// as it is; a fixed-time job never runs a wall-clock time twice and never skips one.
+    pub fn is_wild(&self) -> bool {
+        match self {
+            Expr::Cron(spec) => spec.is_wild(),
+            Expr::Every(_) => true,
+            Expr::Reboot | Expr::Manual => false,
+        }
+    }
 }
 
 fn general(message: String) -> ParseError {

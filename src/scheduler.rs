@@ -1,0 +1,714 @@
+//! When each job is due: the daemon's clock logic, kept free of threads, processes and real
+//! time so that tests can drive it with a fake clock through DST days, suspends and steps.
+//!
+//! The daemon calls [`Scheduler::observe`] each time it wakes, with the wall clock and how
+//! far the monotonic and boot-time clocks advanced since the previous call. Each job's next
+//! instant is computed from its previous one, never from "now", so a late wake-up neither
+//! skips nor repeats an instant. Comparing the clocks tells a suspend (boot time advanced
+//! more than monotonic time) from a step of the wall clock (the wall clock moved differently
+//! from boot time); SCHEDULE-SEMANTICS.md says what each of them means for a job.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::config::{Catchup, Job};
+use crate::schedule::Schedule;
+
+/// Wall-clock moves smaller than this are noise (NTP slewing, a slow wake-up).
+const STEP_TOLERANCE: SignedDuration = SignedDuration::from_secs(2);
+/// A step at least this large is a correction: every job continues from the new time.
+const CORRECTION: SignedDuration = SignedDuration::from_hours(3);
+/// `catchup = "all"` runs at most this many missed instants (the most recent ones).
+pub const CATCHUP_ALL_LIMIT: usize = 100;
+/// At most this many instants of one job are dispatched by one observation.
+const MAX_PER_OBSERVATION: usize = 1000;
+
+/// Why an instant is dispatched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// On time (or late by less than a clock event).
+    Scheduled,
+    /// Missed while the daemon was down or the machine suspended (`catchup`).
+    Catchup,
+    /// Skipped by a forward step of the wall clock (a fixed-time job runs it once).
+    ClockStep,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    pub job: String,
+    pub scheduled: Timestamp,
+    pub why: Why,
+}
+
+/// What the daemon saw when it woke.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation {
+    pub wall: Timestamp,
+    /// How far CLOCK_MONOTONIC advanced since the previous observation.
+    pub mono: Duration,
+    /// How far CLOCK_BOOTTIME advanced (it keeps counting during a suspend).
+    pub boot: Duration,
+}
+
+struct Entry {
+    name: String,
+    schedule: Schedule,
+    catchup: Catchup,
+    wild: bool,
+    /// Schedule text and zone: a reload that changes them resets the job's clock.
+    key: String,
+    next: Option<Timestamp>,
+    /// The latest scheduled instant dispatched (persisted by the daemon before the job starts).
+    mark: Option<Timestamp>,
+}
+
+/// A job as the scheduler needs it.
+pub struct Timed {
+    pub name: String,
+    pub schedule: Schedule,
+    pub catchup: Catchup,
+    pub key: String,
+}
+
+impl Timed {
+    /// The jobs of a table that fire on a calendar (enabled, with a cron or `@every` schedule).
+    pub fn from_jobs<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<Timed> {
+        jobs.into_iter()
+            .filter(|j| j.enabled)
+            .filter_map(|j| {
+                let s = j.schedule.as_ref().filter(|s| s.expr().is_calendar())?;
+                Some(Timed {
+                    name: j.name.clone(),
+                    schedule: s.clone(),
+                    catchup: j.catchup,
+                    key: format!(
+                        "{}|{}",
+                        j.schedule_text.as_deref().unwrap_or(""),
+                        crate::schedule::zone_name(&j.tz)
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+pub struct Scheduler {
+    entries: Vec<Entry>,
+    wall: Timestamp,
+}
+
+/// Instants of `s` in `(from, to]`, at most `limit + 1` of them (to tell "more than limit").
+fn instants_between(s: &Schedule, from: Timestamp, to: Timestamp, limit: usize) -> Vec<Timestamp> {
+    s.iter_after(from)
+        .take_while(|t| *t <= to)
+        .take(limit + 1)
+        .collect()
+}
+
+impl Scheduler {
+    /// Starts the clock at `now`. `marks` are the last dispatched instants from the state
+    /// directory: instants after them up to `now` were missed while the daemon was down and
+    /// follow each job's `catchup`. Returns the catch-up dispatches and notes for the log.
+    pub fn start(
+        jobs: Vec<Timed>,
+        now: Timestamp,
+        marks: &HashMap<String, Timestamp>,
+    ) -> (Scheduler, Vec<Dispatch>, Vec<String>) {
+        let mut s = Scheduler {
+            entries: Vec::new(),
+            wall: now,
+        };
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        for t in jobs {
+            let mark = marks.get(&t.name).copied();
+            let mut e = s.entry(t, now, mark);
+            if let Some(m) = mark {
+                s.catch_up(&mut e, m, now, &mut out, &mut notes, "while the daemon was down");
+            }
+            s.entries.push(e);
+        }
+        (s, out, notes)
+    }
+
+    fn entry(&self, t: Timed, now: Timestamp, mark: Option<Timestamp>) -> Entry {
+        let wild = t.schedule.expr().is_wild();
+        let from = mark.map_or(now, |m| m.max(now));
+        Entry {
+            next: t.schedule.next_after(from),
+            name: t.name,
+            catchup: t.catchup,
+            wild,
+            key: t.key,
+            schedule: t.schedule,
+            mark,
+        }
+    }
+
+    /// Applies `catchup` to the instants of `e` in `(from, to]`.
+    fn catch_up(
+        &self,
+        e: &mut Entry,
+        from: Timestamp,
+        to: Timestamp,
+        out: &mut Vec<Dispatch>,
+        notes: &mut Vec<String>,
+        when: &str,
+    ) {
+        let limit = match e.catchup {
+            Catchup::All => CATCHUP_ALL_LIMIT,
+            _ => 1,
+        };
+        let missed = instants_between(&e.schedule, from, to, limit.max(MAX_PER_OBSERVATION));
+        if missed.is_empty() {
+            return;
+        }
+        let n = missed.len();
+        let more = if n > MAX_PER_OBSERVATION { "more than " } else { "" };
+        match e.catchup {
+            Catchup::None => notes.push(format!(
+                "job {}: {more}{n} run(s) missed {when}, not caught up (catchup = \"none\")",
+                e.name
+            )),
+            Catchup::Once => {
+                let last = missed[n.min(MAX_PER_OBSERVATION) - 1];
+                let last = if n > MAX_PER_OBSERVATION {
+                    e.schedule
+                        .iter_after(last)
+                        .take_while(|t| *t <= to)
+                        .last()
+                        .unwrap_or(last)
+                } else {
+                    last
+                };
+                notes.push(format!(
+                    "job {}: {more}{n} run(s) missed {when}; running once for {last}",
+                    e.name
+                ));
+                Self::dispatch(e, last, Why::Catchup, out);
+            }
+            Catchup::All => {
+                let keep: Vec<Timestamp> = if n > CATCHUP_ALL_LIMIT {
+                    let all: Vec<Timestamp> = e
+                        .schedule
+                        .iter_after(from)
+                        .take_while(|t| *t <= to)
+                        .collect();
+                    notes.push(format!(
+                        "job {}: {} runs missed {when}; catchup = \"all\" runs only the last {}",
+                        e.name,
+                        all.len(),
+                        CATCHUP_ALL_LIMIT
+                    ));
+                    all[all.len() - CATCHUP_ALL_LIMIT..].to_vec()
+                } else {
+                    notes.push(format!(
+                        "job {}: {n} run(s) missed {when}; running each",
+                        e.name
+                    ));
+                    missed
+                };
+                for t in keep {
+                    Self::dispatch(e, t, Why::Catchup, out);
+                }
+            }
+        }
+    }
+
+    fn dispatch(e: &mut Entry, at: Timestamp, why: Why, out: &mut Vec<Dispatch>) {
+        e.mark = Some(e.mark.map_or(at, |m| m.max(at)));
+        out.push(Dispatch {
+            job: e.name.clone(),
+            scheduled: at,
+            why,
+        });
+    }
+
+    /// The earliest instant any job is due, if any.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.entries.iter().filter_map(|e| e.next).min()
+    }
+
+    /// The next instant of one job.
+    pub fn next_of(&self, job: &str) -> Option<Timestamp> {
+        self.entries.iter().find(|e| e.name == job)?.next
+    }
+
+    /// Advances the clock to an observation; returns what is due, in order, and notes.
+    pub fn observe(&mut self, obs: Observation) -> (Vec<Dispatch>, Vec<String>) {
+        let prev = self.wall;
+        self.wall = obs.wall;
+        let boot = SignedDuration::try_from(obs.boot).unwrap_or(SignedDuration::MAX);
+        let expected = prev.checked_add(boot).unwrap_or(obs.wall);
+        let step = obs.wall.duration_since(expected);
+        let suspended = obs.boot.saturating_sub(obs.mono) > Duration::from_secs(2);
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        let wall = obs.wall;
+
+        if step.abs() >= CORRECTION {
+            notes.push(format!(
+                "the wall clock moved by {} ({} -> {}): treated as a correction, every job \
+                 continues from the new time",
+                fmt_signed(step),
+                prev,
+                wall
+            ));
+            for e in &mut self.entries {
+                e.next = e.schedule.next_after(wall);
+            }
+            return (out, notes);
+        }
+        if step <= -STEP_TOLERANCE {
+            notes.push(format!(
+                "the wall clock stepped back by {}: fixed-time jobs do not repeat instants \
+                 already run",
+                fmt_signed(-step)
+            ));
+            for e in &mut self.entries {
+                e.next = e.schedule.next_after(wall);
+            }
+            return (out, notes);
+        }
+        // Instants up to `on_time` were due while the daemon was awake and the clock ran
+        // normally; later ones were jumped over.
+        let on_time = if suspended || step >= STEP_TOLERANCE {
+            if suspended {
+                prev
+            } else {
+                expected
+            }
+        } else {
+            wall
+        };
+        for e in &mut self.entries {
+            let mut count = 0;
+            while let Some(n) = e.next.filter(|n| *n <= on_time) {
+                if count >= MAX_PER_OBSERVATION {
+                    e.next = e.schedule.next_after(on_time);
+                    break;
+                }
+                if e.wild || e.mark.is_none_or(|m| n > m) {
+                    Self::dispatch(e, n, Why::Scheduled, &mut out);
+                    count += 1;
+                }
+                e.next = e.schedule.next_after(n);
+            }
+        }
+        if on_time < wall {
+            for i in 0..self.entries.len() {
+                let mut e = std::mem::replace(&mut self.entries[i], placeholder());
+                if suspended {
+                    let what = format!("while the machine was suspended ({})", fmt_signed(boot));
+                    self.catch_up(&mut e, on_time, wall, &mut out, &mut notes, &what);
+                } else if !e.wild {
+                    // A forward step under 3 hours: like a DST gap, a fixed-time job whose
+                    // instants were skipped runs once.
+                    let skipped = instants_between(&e.schedule, on_time, wall, MAX_PER_OBSERVATION);
+                    if let Some(last) = skipped.last().copied() {
+                        notes.push(format!(
+                            "job {}: the clock stepped forward by {} over {} instant(s); \
+                             running once for {last}",
+                            e.name,
+                            fmt_signed(step),
+                            skipped.len()
+                        ));
+                        Self::dispatch(&mut e, last, Why::ClockStep, &mut out);
+                    }
+                }
+                e.next = e.schedule.next_after(wall);
+                self.entries[i] = e;
+            }
+            if !suspended {
+                notes.insert(
+                    0,
+                    format!("the wall clock stepped forward by {}", fmt_signed(step)),
+                );
+            }
+        }
+        out.sort_by_key(|d| d.scheduled);
+        (out, notes)
+    }
+
+    /// Takes a new table: jobs whose schedule and zone did not change keep their clock;
+    /// new or changed jobs start from now (no catch-up); removed jobs are dropped.
+    pub fn reload(&mut self, jobs: Vec<Timed>, now: Timestamp) {
+        let mut old: HashMap<String, Entry> = self
+            .entries
+            .drain(..)
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        for t in jobs {
+            let entry = match old.remove(&t.name) {
+                Some(mut e) if e.key == t.key => {
+                    e.catchup = t.catchup;
+                    e
+                }
+                Some(e) => self.entry(t, now, e.mark),
+                None => self.entry(t, now, None),
+            };
+            self.entries.push(entry);
+        }
+    }
+
+    /// The jobs and their next instants (for status lines).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn placeholder() -> Entry {
+    Entry {
+        name: String::new(),
+        schedule: Schedule::new(crate::schedule::Expr::Manual, jiff::tz::TimeZone::UTC),
+        catchup: Catchup::None,
+        wild: false,
+        key: String::new(),
+        next: None,
+        mark: None,
+    }
+}
+
+fn fmt_signed(d: SignedDuration) -> String {
+    let secs = d.as_secs();
+    let sign = if secs < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}",
+        crate::units::format_duration(Duration::from_secs(secs.unsigned_abs()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Expr;
+    use jiff::tz::TimeZone;
+
+    fn timed(name: &str, expr: &str, tz: &str, catchup: Catchup) -> Timed {
+        Timed {
+            name: name.to_string(),
+            schedule: Schedule::new(
+                Expr::parse(expr).expect("expr"),
+                TimeZone::get(tz).expect("zone"),
+            ),
+            catchup,
+            key: format!("{expr}|{tz}"),
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("instant")
+    }
+
+    /// A fake clock: wall, monotonic and boot time advance together unless told otherwise.
+    struct Fake {
+        s: Scheduler,
+        wall: Timestamp,
+        log: Vec<(String, Timestamp, Why)>,
+        notes: Vec<String>,
+    }
+
+    impl Fake {
+        fn new(jobs: Vec<Timed>, start: &str, marks: &[(&str, &str)]) -> Fake {
+            let marks = marks.iter().map(|(j, t)| (j.to_string(), ts(t))).collect();
+            let (s, d, notes) = Scheduler::start(jobs, ts(start), &marks);
+            let mut f = Fake {
+                s,
+                wall: ts(start),
+                log: Vec::new(),
+                notes,
+            };
+            f.record(d);
+            f
+        }
+
+        fn record(&mut self, d: Vec<Dispatch>) {
+            self.log
+                .extend(d.into_iter().map(|d| (d.job, d.scheduled, d.why)));
+        }
+
+        /// Sleeps like the daemon: until the next instant or at most a minute.
+        fn run_until(&mut self, end: &str) {
+            let end = ts(end);
+            while self.wall < end {
+                let mut wake = self.wall + SignedDuration::from_secs(60);
+                if let Some(n) = self.s.next_due() {
+                    wake = wake.min(n.max(self.wall));
+                }
+                let wake = wake.min(end);
+                let dt = Duration::try_from(wake.duration_since(self.wall)).expect("forward");
+                self.observe(wake, dt, dt);
+                if dt.is_zero() {
+                    // Due now: the observation above dispatched it; move on by a second.
+                    let one = Duration::from_secs(1);
+                    let w = self.wall + SignedDuration::from_secs(1);
+                    self.observe(w, one, one);
+                }
+            }
+        }
+
+        fn observe(&mut self, wall: Timestamp, mono: Duration, boot: Duration) {
+            self.wall = wall;
+            let (d, notes) = self.s.observe(Observation { wall, mono, boot });
+            self.notes.extend(notes);
+            self.record(d);
+        }
+
+        fn instants(&self, job: &str) -> Vec<Timestamp> {
+            self.log
+                .iter()
+                .filter(|(j, _, _)| j == job)
+                .map(|(_, t, _)| *t)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn spring_forward_runs_a_fixed_time_job_once_after_the_gap() {
+        let mut f = Fake::new(
+            vec![
+                timed("fixed", "30 2 * * *", "America/New_York", Catchup::None),
+                timed("wild", "*/30 * * * *", "America/New_York", Catchup::None),
+            ],
+            "2026-03-08T05:00:00Z",
+            &[],
+        );
+        f.run_until("2026-03-08T09:00:00Z");
+        assert_eq!(f.instants("fixed"), [ts("2026-03-08T07:00:00Z")]);
+        // 00:30, 01:00, 01:30 EST, then 03:00, 03:30, 04:00 EDT: 02:xx does not exist.
+        assert_eq!(
+            f.instants("wild"),
+            [
+                ts("2026-03-08T05:30:00Z"),
+                ts("2026-03-08T06:00:00Z"),
+                ts("2026-03-08T06:30:00Z"),
+                ts("2026-03-08T07:00:00Z"),
+                ts("2026-03-08T07:30:00Z"),
+                ts("2026-03-08T08:00:00Z"),
+                ts("2026-03-08T08:30:00Z"),
+                ts("2026-03-08T09:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_runs_fixed_once_and_wild_in_both_passes() {
+        let mut f = Fake::new(
+            vec![
+                timed("fixed", "30 1 * * *", "America/New_York", Catchup::None),
+                timed("wild", "*/30 1 * * *", "America/New_York", Catchup::None),
+            ],
+            "2026-11-01T04:00:00Z",
+            &[],
+        );
+        f.run_until("2026-11-01T08:00:00Z");
+        assert_eq!(f.instants("fixed"), [ts("2026-11-01T05:30:00Z")]);
+        assert_eq!(
+            f.instants("wild"),
+            [
+                ts("2026-11-01T05:00:00Z"),
+                ts("2026-11-01T05:30:00Z"),
+                ts("2026-11-01T06:00:00Z"),
+                ts("2026-11-01T06:30:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn restart_catches_up_per_policy_and_never_repeats_an_instant() {
+        let jobs = || {
+            vec![
+                timed("none", "0 * * * *", "UTC", Catchup::None),
+                timed("once", "0 * * * *", "UTC", Catchup::Once),
+                timed("all", "0 * * * *", "UTC", Catchup::All),
+            ]
+        };
+        // Down from 10:00:30 to 13:20: 11:00, 12:00 and 13:00 were missed.
+        let marks = [
+            ("none", "2026-01-01T10:00:00Z"),
+            ("once", "2026-01-01T10:00:00Z"),
+            ("all", "2026-01-01T10:00:00Z"),
+        ];
+        let f = Fake::new(jobs(), "2026-01-01T13:20:00Z", &marks);
+        assert!(f.instants("none").is_empty());
+        assert_eq!(f.instants("once"), [ts("2026-01-01T13:00:00Z")]);
+        assert_eq!(
+            f.instants("all"),
+            [
+                ts("2026-01-01T11:00:00Z"),
+                ts("2026-01-01T12:00:00Z"),
+                ts("2026-01-01T13:00:00Z")
+            ]
+        );
+        assert!(f.log.iter().all(|(_, _, w)| *w == Why::Catchup));
+        assert!(f.notes.iter().any(|n| n.contains("job none: 3 run(s) missed")));
+        // Restarted within the same second as a dispatch: nothing runs twice.
+        let f2 = Fake::new(jobs(), "2026-01-01T10:00:00.5Z", &marks);
+        assert!(f2.log.is_empty());
+        assert_eq!(f2.s.next_of("once"), Some(ts("2026-01-01T11:00:00Z")));
+    }
+
+    #[test]
+    fn catchup_all_is_bounded() {
+        let f = Fake::new(
+            vec![timed("m", "* * * * *", "UTC", Catchup::All)],
+            "2026-01-02T00:00:00Z",
+            &[("m", "2026-01-01T00:00:00Z")],
+        );
+        let got = f.instants("m");
+        assert_eq!(got.len(), CATCHUP_ALL_LIMIT);
+        assert_eq!(got.last(), Some(&ts("2026-01-02T00:00:00Z")));
+        assert!(f.notes[0].contains("1440 runs missed"), "{:?}", f.notes);
+    }
+
+    #[test]
+    fn suspend_follows_catchup() {
+        for (policy, want) in [(Catchup::None, 0), (Catchup::Once, 1), (Catchup::All, 5)] {
+            let mut f = Fake::new(
+                vec![timed("h", "0 * * * *", "UTC", policy)],
+                "2026-01-01T09:59:00Z",
+                &[],
+            );
+            f.run_until("2026-01-01T10:00:30Z");
+            assert_eq!(f.instants("h"), [ts("2026-01-01T10:00:00Z")]);
+            // Suspended for 5 hours: the monotonic clock saw 30 s of it.
+            f.observe(
+                ts("2026-01-01T15:01:00Z"),
+                Duration::from_secs(30),
+                Duration::from_secs(5 * 3600 + 30),
+            );
+            let after: Vec<_> = f.log[1..].iter().map(|(_, t, w)| (*t, *w)).collect();
+            assert_eq!(after.len(), want, "{policy:?}: {after:?}");
+            assert!(after.iter().all(|(_, w)| *w == Why::Catchup));
+            if want > 0 {
+                assert_eq!(after.last().map(|a| a.0), Some(ts("2026-01-01T15:00:00Z")));
+            }
+            assert_eq!(f.s.next_of("h"), Some(ts("2026-01-01T16:00:00Z")));
+        }
+    }
+
+    #[test]
+    fn forward_step_runs_skipped_fixed_time_jobs_once() {
+        let mut f = Fake::new(
+            vec![
+                timed("fixed", "15,45 3 * * *", "UTC", Catchup::None),
+                timed("wild", "*/10 * * * *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T02:58:00Z",
+            &[],
+        );
+        // One minute of real time passes, the wall clock jumps an hour.
+        f.observe(
+            ts("2026-01-01T03:59:00Z"),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.instants("fixed"), [ts("2026-01-01T03:45:00Z")]);
+        assert_eq!(f.log[0].2, Why::ClockStep);
+        assert!(f.instants("wild").is_empty());
+        assert_eq!(f.s.next_of("wild"), Some(ts("2026-01-01T04:00:00Z")));
+        assert!(f.notes[0].starts_with("the wall clock stepped forward by 1h"), "{:?}", f.notes);
+    }
+
+    #[test]
+    fn backward_step_never_reruns_a_fixed_time_instant() {
+        let mut f = Fake::new(
+            vec![
+                timed("fixed", "30 3 * * *", "UTC", Catchup::None),
+                timed("wild", "*/30 * * * *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T03:00:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T03:40:00Z");
+        assert_eq!(f.instants("fixed"), [ts("2026-01-01T03:30:00Z")]);
+        // The clock is set back an hour.
+        f.observe(
+            ts("2026-01-01T02:41:00Z"),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        f.run_until("2026-01-01T04:10:00Z");
+        assert_eq!(f.instants("fixed"), [ts("2026-01-01T03:30:00Z")]);
+        // Wild jobs follow the clock: 03:00 and 03:30 come round again.
+        assert_eq!(
+            f.instants("wild"),
+            [
+                ts("2026-01-01T03:30:00Z"),
+                ts("2026-01-01T03:00:00Z"),
+                ts("2026-01-01T03:30:00Z"),
+                ts("2026-01-01T04:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_big_step_is_a_correction() {
+        let mut f = Fake::new(
+            vec![timed("fixed", "0 12 * * *", "UTC", Catchup::All)],
+            "2026-01-01T06:00:00Z",
+            &[],
+        );
+        f.observe(
+            ts("2026-01-01T18:00:00Z"),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        assert!(f.log.is_empty());
+        assert!(f.notes[0].contains("treated as a correction"));
+        assert_eq!(f.s.next_of("fixed"), Some(ts("2026-01-02T12:00:00Z")));
+    }
+
+    #[test]
+    fn a_late_wakeup_neither_skips_nor_repeats() {
+        let mut f = Fake::new(
+            vec![timed("s", "* * * * * *", "UTC", Catchup::None)],
+            "2026-01-01T00:00:00Z",
+            &[],
+        );
+        // The loop was stalled for 1.5 s (load): both seconds run, once each.
+        f.observe(
+            ts("2026-01-01T00:00:02.5Z"),
+            Duration::from_millis(2500),
+            Duration::from_millis(2500),
+        );
+        assert_eq!(
+            f.instants("s"),
+            [ts("2026-01-01T00:00:01Z"), ts("2026-01-01T00:00:02Z")]
+        );
+        f.observe(
+            ts("2026-01-01T00:00:03Z"),
+            Duration::from_millis(500),
+            Duration::from_millis(500),
+        );
+        assert_eq!(f.instants("s").len(), 3);
+    }
+
+    #[test]
+    fn reload_keeps_unchanged_clocks_and_starts_new_jobs_from_now() {
+        let (mut s, _, _) = Scheduler::start(
+            vec![timed("a", "0 * * * *", "UTC", Catchup::None)],
+            ts("2026-01-01T00:30:00Z"),
+            &HashMap::new(),
+        );
+        s.reload(
+            vec![
+                timed("a", "0 * * * *", "UTC", Catchup::None),
+                timed("b", "*/5 * * * *", "UTC", Catchup::None),
+            ],
+            ts("2026-01-01T00:31:00Z"),
+        );
+        assert_eq!(s.next_of("a"), Some(ts("2026-01-01T01:00:00Z")));
+        assert_eq!(s.next_of("b"), Some(ts("2026-01-01T00:35:00Z")));
+        s.reload(vec![timed("b", "*/5 * * * *", "UTC", Catchup::None)], ts("2026-01-01T00:32:00Z"));
+        assert_eq!(s.next_of("a"), None);
+        assert_eq!(s.len(), 1);
+    }
+}
