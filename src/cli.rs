@@ -38,6 +38,8 @@ pub enum Command {
         #[arg(long = "param", value_name = "K=V")]
         params: Vec<String>,
     },
+    /// Run the scheduler in the foreground (systemd Type=notify)
+    Daemon,
     /// Validate the job table and print every problem (exit 0, or 78 when invalid)
     Check,
     /// One row per job: schedule, zone, next run, last result

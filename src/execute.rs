@@ -56,7 +56,7 @@ struct Identity {
 }
 
 fn identity(job: &Job) -> Result<Identity, String> {
-    use nix::unistd::{Group, User, getgrouplist, geteuid};
+    use nix::unistd::{Group, User, geteuid, getgrouplist};
     let me = geteuid();
     let wants_switch = job.user.is_some() || job.group.is_some();
     if wants_switch && !me.is_root() {
@@ -206,9 +206,10 @@ fn fields(job: &str, run_id: &str) -> Vec<(&'static str, String)> {
     vec![("job", job.to_string()), ("run_id", run_id.to_string())]
 }
 
-/// The lock for a run, per the job's `overlap`: `Ok(None)` for `allow`; `Err(holder)` when
-/// the run must be skipped (or the wait was interrupted).
-fn take_lock(
+/// The lock for a run, per the job's `overlap`: `Ok(None)` for `allow`; `Err(reason)` when
+/// the run must not happen (the lock is held and `overlap = "skip"`, or the wait was
+/// interrupted).
+pub fn acquire(
     cfg: &Config,
     job: &Job,
     log: &Logger,
@@ -274,9 +275,70 @@ fn take_lock(
 }
 
 /// Runs a job through the whole path and records it.
-pub fn execute(cfg: &Config, req: RunRequest<'_>, log: &Logger, interrupt: &Interrupt) -> RunReport {
-    let job = req.job;
+pub fn execute(
+    cfg: &Config,
+    req: RunRequest<'_>,
+    log: &Logger,
+    interrupt: &Interrupt,
+) -> RunReport {
     let run_id = new_run_id();
+    match acquire(cfg, req.job, log, &run_id, interrupt) {
+        Ok(lock) => execute_locked(cfg, &req, &run_id, lock, log, interrupt),
+        Err(reason) => not_run(cfg, &req, &run_id, reason, interrupt.received(), log),
+    }
+}
+
+/// Records a run that did not happen: skipped (the lock is held) or interrupted while
+/// waiting for it.
+pub fn not_run(
+    cfg: &Config,
+    req: &RunRequest<'_>,
+    run_id: &str,
+    reason: String,
+    interrupted: Option<i32>,
+    log: &Logger,
+) -> RunReport {
+    let job = req.job;
+    let now = Timestamp::now().to_string();
+    let outcome = if interrupted.is_some() {
+        Outcome::Interrupted
+    } else {
+        Outcome::Skipped
+    };
+    let mut f = fields(&job.name, run_id);
+    f.push(("scheduled", format_rfc3339(req.scheduled, &job.tz)));
+    log.log(Level::Warn, outcome.as_str(), &f, &reason);
+    let rec = RunRecord {
+        run_id: run_id.to_string(),
+        job: job.name.clone(),
+        scheduled: format_rfc3339(req.scheduled, &job.tz),
+        started: now.clone(),
+        ended: now,
+        duration_ms: 0,
+        attempts: Vec::new(),
+        outcome,
+        reason: Some(reason),
+        output: None,
+        trigger: req.trigger.to_string(),
+    };
+    save(&cfg.settings.state_dir, &rec, log);
+    RunReport {
+        record: rec,
+        exit_code: interrupted.map_or(exit::LOCKED, interrupt_exit),
+    }
+}
+
+/// The run itself, once its lock (if any) is held.
+pub fn execute_locked(
+    cfg: &Config,
+    req: &RunRequest<'_>,
+    run_id: &str,
+    mut lock: Option<JobLock>,
+    log: &Logger,
+    interrupt: &Interrupt,
+) -> RunReport {
+    let job = req.job;
+    let run_id = run_id.to_string();
     let started = Timestamp::now();
     let state = &cfg.settings.state_dir;
     let tz = &job.tz;
@@ -298,28 +360,6 @@ pub fn execute(cfg: &Config, req: RunRequest<'_>, log: &Logger, interrupt: &Inte
     let mut f = fields(&job.name, &run_id);
     f.push(("scheduled", format_rfc3339(req.scheduled, tz)));
 
-    let mut lock = match take_lock(cfg, job, log, &run_id, interrupt) {
-        Ok(l) => l,
-        Err(reason) => {
-            let interrupted = interrupt.received();
-            let outcome = if interrupted.is_some() {
-                Outcome::Interrupted
-            } else {
-                Outcome::Skipped
-            };
-            log.log(Level::Warn, outcome.as_str(), &f, &reason);
-            let rec = base(outcome, Some(reason), Vec::new(), None);
-            save(state, &rec, log);
-            let exit_code = match interrupted {
-                Some(sig) => interrupt_exit(sig),
-                None => exit::LOCKED,
-            };
-            return RunReport {
-                record: rec,
-                exit_code,
-            };
-        }
-    };
     let mut holder = Holder {
         pid: Some(std::process::id() as i32),
         pgid: None,
@@ -377,7 +417,10 @@ pub fn execute(cfg: &Config, req: RunRequest<'_>, log: &Logger, interrupt: &Inte
         };
         let rec = AttemptRecord {
             attempt: n,
-            started: res.as_ref().map_or(Timestamp::now(), |r| r.started).to_string(),
+            started: res
+                .as_ref()
+                .map_or(Timestamp::now(), |r| r.started)
+                .to_string(),
             duration_ms: res.as_ref().map_or(0, |r| r.duration.as_millis() as u64),
             exit_code: res.as_ref().and_then(|r| match r.exit {
                 Exit::Code(c) => Some(c),
@@ -452,8 +495,11 @@ pub fn execute(cfg: &Config, req: RunRequest<'_>, log: &Logger, interrupt: &Inte
     prune_outputs(&output_dir);
     let exit_code = match outcome {
         Outcome::Success => exit::OK,
-        Outcome::Interrupted => interrupt.received().map_or(exit::JOB_FAILED, interrupt_exit),
+        Outcome::Interrupted => interrupt
+            .received()
+            .map_or(exit::JOB_FAILED, interrupt_exit),
         Outcome::Skipped => exit::LOCKED,
+        Outcome::Lost => exit::JOB_FAILED,
         Outcome::Failure => exit::JOB_FAILED,
     };
     drop(lock);

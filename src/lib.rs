@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod daemon;
 pub mod diag;
 pub mod execute;
 pub mod lock;

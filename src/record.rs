@@ -20,6 +20,9 @@ pub enum Outcome {
     Interrupted,
     /// Not run because another run held the lock (`overlap = "skip"`).
     Skipped,
+    /// The daemon stopped (crashed, was killed) while the run was in progress: its end is
+    /// unknown.
+    Lost,
 }
 
 impl Outcome {
@@ -29,6 +32,7 @@ impl Outcome {
             Outcome::Failure => "failure",
             Outcome::Interrupted => "interrupted",
             Outcome::Skipped => "skipped",
+            Outcome::Lost => "lost",
         }
     }
 }

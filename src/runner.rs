@@ -99,6 +99,26 @@ impl Interrupt {
         })
     }
 
+    /// Interrupted (as if by `sig`) when `source` becomes readable: a byte arrives, or its
+    /// peer is closed. Several runs can share one source through clones of the socket.
+    pub fn on_stream(source: UnixStream, sig: i32) -> io::Result<Interrupt> {
+        source.set_nonblocking(true)?;
+        Ok(Interrupt {
+            sources: vec![(source, sig)],
+            received: std::cell::Cell::new(None),
+        })
+    }
+
+    /// Descriptors to include in a poll set.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.sources.iter().map(|(s, _)| s.as_raw_fd()).collect()
+    }
+
+    /// Forgets a received signal (for signals that can come again, like SIGHUP).
+    pub fn reset(&self) {
+        self.received.set(None);
+    }
+
     /// The signal received so far, if any (looks at the sources without waiting).
     pub fn received(&self) -> Option<i32> {
         if self.received.get().is_none() && !self.sources.is_empty() {

@@ -61,7 +61,9 @@ pub fn run(cli: Cli) -> CmdResult {
         .unwrap_or_else(crate::paths::default_config);
     let command = match (cli.command, cli.run) {
         (Some(_), Some(_)) => {
-            return Err(Failure::usage("--run JOB cannot be combined with a command"));
+            return Err(Failure::usage(
+                "--run JOB cannot be combined with a command",
+            ));
         }
         (Some(c), None) => c,
         (None, Some(job)) => Command::Run {
@@ -77,6 +79,7 @@ pub fn run(cli: Cli) -> CmdResult {
     };
     match command {
         Command::Run { job, at, params } => run::run(&config_path, &job, at.as_deref(), &params),
+        Command::Daemon => crate::daemon::run(&config_path),
         Command::Check => check::run(&config_path),
         Command::List => list::run(&load_or_fail(&config_path)?),
         Command::Next {

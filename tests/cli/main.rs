@@ -1,12 +1,14 @@
 //! Integration tests: drive the real `cronwarden` binary (one test binary, a file per feature).
 
 mod check;
+mod daemon;
 mod docs;
 mod next;
 mod run;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cronwarden"));
@@ -57,5 +59,114 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A table in a temporary directory whose state and locks live beside it.
+pub struct Table {
+    pub dir: TempDir,
+    pub path: PathBuf,
+}
+
+impl Table {
+    pub fn new(tag: &str, jobs: &str) -> Table {
+        let dir = TempDir::new(tag);
+        let d = dir.path().display().to_string();
+        let text = format!(
+            "[settings]\ntimezone = \"UTC\"\nstate_dir = \"{d}/state\"\nlock_dir = \"{d}/run\"\n\
+             log_file = \"{d}/cronwarden.log\"\n\n{}",
+            jobs.replace("$DIR", &d)
+        );
+        let path = dir.write("jobs.toml", &text);
+        Table { dir, path }
+    }
+
+    /// Replaces the jobs, keeping the settings.
+    pub fn rewrite(&self, jobs: &str) {
+        let d = self.dir().display().to_string();
+        let text = format!(
+            "[settings]\ntimezone = \"UTC\"\nstate_dir = \"{d}/state\"\nlock_dir = \"{d}/run\"\n\
+             log_file = \"{d}/cronwarden.log\"\n\n{}",
+            jobs.replace("$DIR", &d)
+        );
+        std::fs::write(&self.path, text).expect("rewrite table");
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.arg("-c").arg(&self.path).args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd(args).output().expect("cronwarden runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cronwarden starts")
+    }
+
+    pub fn history(&self, job: &str) -> Vec<serde_json::Value> {
+        let p = self
+            .dir()
+            .join("state/history")
+            .join(format!("{job}.jsonl"));
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("history line is JSON"))
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("cronwarden.log")).unwrap_or_default()
+    }
+
+    /// Waits until the job's lock file names a running process group (the job started).
+    pub fn wait_running(&self, job: &str) {
+        let p = self.dir().join("run").join(format!("{job}.lock"));
+        wait_for(|| std::fs::read_to_string(&p).is_ok_and(|t| t.contains("pgid=")));
+    }
+}
+
+/// Waits for a condition: an event, not a fixed sleep (gives up after a minute).
+pub fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn ts(v: &serde_json::Value) -> jiff::Timestamp {
+    v.as_str()
+        .expect("timestamp string")
+        .parse()
+        .expect("RFC 3339")
+}
+
+/// Alive means present and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
     }
 }

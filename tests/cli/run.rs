@@ -1,99 +1,9 @@
 //! `cronwarden run`: real processes, real files, real locks.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::{TempDir, bin};
-
-/// A table in a temporary directory whose state and locks live beside it.
-struct Table {
-    dir: TempDir,
-    path: PathBuf,
-}
-
-impl Table {
-    fn new(tag: &str, jobs: &str) -> Table {
-        let dir = TempDir::new(tag);
-        let d = dir.path().display().to_string();
-        let text = format!(
-            "[settings]\ntimezone = \"UTC\"\nstate_dir = \"{d}/state\"\nlock_dir = \"{d}/run\"\n\
-             log_file = \"{d}/cronwarden.log\"\n\n{}",
-            jobs.replace("$DIR", &d)
-        );
-        let path = dir.write("jobs.toml", &text);
-        Table { dir, path }
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = bin();
-        c.arg("-c").arg(&self.path).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.cmd(args).output().expect("cronwarden runs");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cronwarden starts")
-    }
-
-    fn history(&self, job: &str) -> Vec<serde_json::Value> {
-        let p = self.dir().join("state/history").join(format!("{job}.jsonl"));
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("history line is JSON"))
-            .collect()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir().join("cronwarden.log")).unwrap_or_default()
-    }
-
-    /// Waits until the job's lock file names a running process group (the job started).
-    fn wait_running(&self, job: &str) {
-        let p = self.dir().join("run").join(format!("{job}.lock"));
-        wait_for(|| std::fs::read_to_string(&p).is_ok_and(|t| t.contains("pgid=")));
-    }
-}
-
-/// Waits for a condition: an event, not a fixed sleep (gives up after a minute).
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached within 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ts(v: &serde_json::Value) -> jiff::Timestamp {
-    v.as_str().expect("timestamp string").parse().expect("RFC 3339")
-}
-
-/// Alive means present and not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
+use super::{Table, alive, ts, wait_for};
 
 #[test]
 fn timeout_kills_the_whole_tree_even_when_a_grandchild_holds_stdout() {
@@ -123,7 +33,8 @@ kill_grace = "1s"
     assert_eq!(h[0]["reason"], "timed out after 1s");
     assert_eq!(h[0]["attempts"][0]["timed_out"], true);
     assert_eq!(h[0]["attempts"][0]["signal"], 15);
-    let output = std::fs::read_to_string(h[0]["output"].as_str().expect("output path")).expect("output");
+    let output =
+        std::fs::read_to_string(h[0]["output"].as_str().expect("output path")).expect("output");
     assert_eq!(output, "started\n");
 }
 
@@ -158,12 +69,18 @@ retry_jitter = false
     let run_id = h[0]["run_id"].as_str().expect("run id");
     let output = std::fs::read_to_string(h[0]["output"].as_str().expect("path")).expect("output");
     for n in 1..=3 {
-        assert!(output.contains(&format!("attempt {n} run {run_id}")), "{output}");
+        assert!(
+            output.contains(&format!("attempt {n} run {run_id}")),
+            "{output}"
+        );
     }
     let log = t.log();
     assert_eq!(log.matches(" attempt-start ").count(), 3, "{log}");
     assert_eq!(log.matches(" attempt-end ").count(), 3, "{log}");
-    assert!(log.contains("retry-wait") && log.contains("attempt 3 in 600ms"), "{log}");
+    assert!(
+        log.contains("retry-wait") && log.contains("attempt 3 in 600ms"),
+        "{log}"
+    );
     assert!(log.contains("outcome=success attempts=3"), "{log}");
 }
 
@@ -196,11 +113,17 @@ verify = { files = ["$DIR/good-{{ ds_nodash }}.txt"] }
     let d = t.dir().display().to_string();
     let (code, _, err) = t.run(&["run", "missing", "--at", "2026-11-20T03:00:00Z"]);
     assert_eq!(code, 1, "{err}");
-    assert_eq!(t.history("missing")[0]["reason"], format!("verify: {d}/out-2026-11-20.txt is missing"));
+    assert_eq!(
+        t.history("missing")[0]["reason"],
+        format!("verify: {d}/out-2026-11-20.txt is missing")
+    );
 
     let (code, _, _) = t.run(&["run", "small"]);
     assert_eq!(code, 1);
-    assert_eq!(t.history("small")[0]["reason"], format!("verify: {d}/small.txt is 3 bytes < 1KiB"));
+    assert_eq!(
+        t.history("small")[0]["reason"],
+        format!("verify: {d}/small.txt is 3 bytes < 1KiB")
+    );
 
     let stale = t.dir().join("stale.txt");
     std::fs::write(&stale, "old").expect("write");
@@ -212,8 +135,16 @@ verify = { files = ["$DIR/good-{{ ds_nodash }}.txt"] }
         .expect("set mtime");
     let (code, _, _) = t.run(&["run", "stale"]);
     assert_eq!(code, 1);
-    let reason = t.history("stale")[0]["reason"].as_str().expect("reason").to_string();
-    assert!(reason.starts_with(&format!("verify: {d}/stale.txt was not modified during the run")), "{reason}");
+    let reason = t.history("stale")[0]["reason"]
+        .as_str()
+        .expect("reason")
+        .to_string();
+    assert!(
+        reason.starts_with(&format!(
+            "verify: {d}/stale.txt was not modified during the run"
+        )),
+        "{reason}"
+    );
 
     let (code, _, err) = t.run(&["run", "good", "--at", "2026-11-20"]);
     assert_eq!(code, 0, "{err}");
@@ -227,21 +158,34 @@ command = "echo start $CRONWARDEN_RUN_ID >> $DIR/events; while [ ! -e $DIR/relea
 
 #[test]
 fn overlap_skip_exits_75_and_names_the_holder() {
-    let t = Table::new("skip", &format!("[jobs.hold]\n{HOLD}\noverlap = \"skip\"\n"));
+    let t = Table::new(
+        "skip",
+        &format!("[jobs.hold]\n{HOLD}\noverlap = \"skip\"\n"),
+    );
     let mut first = t.spawn(&["run", "hold"]);
     t.wait_running("hold");
     let (code, _, err) = t.run(&["run", "hold"]);
     assert_eq!(code, 75, "{err}");
-    assert!(err.contains(&format!("another run holds the lock: pid {}", first.id())), "{err}");
+    assert!(
+        err.contains(&format!("another run holds the lock: pid {}", first.id())),
+        "{err}"
+    );
     std::fs::write(t.dir().join("release"), "").expect("release");
     assert!(first.wait().expect("wait").success());
-    let outcomes: Vec<String> = t.history("hold").iter().map(|r| r["outcome"].as_str().unwrap_or("").to_string()).collect();
+    let outcomes: Vec<String> = t
+        .history("hold")
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
+        .collect();
     assert_eq!(outcomes, ["skipped", "success"]);
 }
 
 #[test]
 fn overlap_queue_runs_one_after_the_other() {
-    let t = Table::new("queue", &format!("[jobs.hold]\n{HOLD}\noverlap = \"queue\"\n"));
+    let t = Table::new(
+        "queue",
+        &format!("[jobs.hold]\n{HOLD}\noverlap = \"queue\"\n"),
+    );
     let mut first = t.spawn(&["run", "hold"]);
     t.wait_running("hold");
     let mut second = t.spawn(&["run", "hold"]);
@@ -250,7 +194,10 @@ fn overlap_queue_runs_one_after_the_other() {
     assert!(first.wait().expect("wait").success());
     assert!(second.wait().expect("wait").success());
     let events = std::fs::read_to_string(t.dir().join("events")).expect("events");
-    let kinds: Vec<&str> = events.lines().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    let kinds: Vec<&str> = events
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
     assert_eq!(kinds, ["start", "end", "start", "end"], "{events}");
 }
 
@@ -263,7 +210,9 @@ fn overlap_replace_stops_the_running_copy() {
     let mut first = t.spawn(&["run", "hold"]);
     t.wait_running("hold");
     let mut second = t.spawn(&["run", "hold"]);
-    wait_for(|| std::fs::read_to_string(t.dir().join("events")).is_ok_and(|e| e.lines().count() >= 2));
+    wait_for(|| {
+        std::fs::read_to_string(t.dir().join("events")).is_ok_and(|e| e.lines().count() >= 2)
+    });
     std::fs::write(t.dir().join("release"), "").expect("release");
     let first_status = first.wait().expect("wait");
     assert_eq!(first_status.code(), Some(1));
@@ -283,16 +232,28 @@ fn a_missing_program_is_a_failed_attempt_not_a_crash() {
     );
     let (code, _, err) = t.run(&["run", "ghost"]);
     assert_eq!(code, 1, "{err}");
-    let reason = t.history("ghost")[0]["reason"].as_str().expect("reason").to_string();
-    assert!(reason.starts_with("cannot run \"/nonexistent/prog\": No such file or directory"), "{reason}");
+    let reason = t.history("ghost")[0]["reason"]
+        .as_str()
+        .expect("reason")
+        .to_string();
+    assert!(
+        reason.starts_with("cannot run \"/nonexistent/prog\": No such file or directory"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn an_unknown_job_lists_the_known_ones() {
-    let t = Table::new("unknown", "[jobs.backup]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n");
+    let t = Table::new(
+        "unknown",
+        "[jobs.backup]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n",
+    );
     let (code, _, err) = t.run(&["run", "bakcup"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown job \"bakcup\" (did you mean \"backup\"?); the table has: backup"), "{err}");
+    assert!(
+        err.contains("unknown job \"bakcup\" (did you mean \"backup\"?); the table has: backup"),
+        "{err}"
+    );
     let (code, _, err) = t.run(&["run", "backup", "--param", "x=1"]);
     assert_eq!(code, 2);
     assert!(err.contains("declares no parameter \"x\""), "{err}");
@@ -331,13 +292,27 @@ umask = "077"
         assert!(env.lines().any(|l| l == want), "missing {want} in\n{env}");
     }
     assert!(env.lines().any(|l| l.starts_with("CRONWARDEN_RUN_ID=")));
-    assert!(env.lines().any(|l| l.starts_with("HOME=")) && env.lines().any(|l| l.starts_with("USER=")));
-    assert!(!env.lines().any(|l| l.starts_with("CARGO")), "the runner's environment leaked:\n{env}");
-    assert_eq!(std::fs::read_to_string(t.dir().join("stdin")).expect("stdin"), "line one\nline two\n");
+    assert!(
+        env.lines().any(|l| l.starts_with("HOME=")) && env.lines().any(|l| l.starts_with("USER="))
+    );
+    assert!(
+        !env.lines().any(|l| l.starts_with("CARGO")),
+        "the runner's environment leaked:\n{env}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.dir().join("stdin")).expect("stdin"),
+        "line one\nline two\n"
+    );
     // A parameter stays one argument: no shell ever sees it.
-    assert_eq!(std::fs::read_to_string(t.dir().join("arg")).expect("arg"), "$(id); rm -rf /\n");
+    assert_eq!(
+        std::fs::read_to_string(t.dir().join("arg")).expect("arg"),
+        "$(id); rm -rf /\n"
+    );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(t.dir().join("env")).expect("meta").permissions().mode();
+    let mode = std::fs::metadata(t.dir().join("env"))
+        .expect("meta")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "umask 077 applies");
 }
 
@@ -362,7 +337,10 @@ command = "trap 'echo got INT > $DIR/trapped; exit 7' INT; echo ready; while :; 
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130));
-    assert_eq!(std::fs::read_to_string(t.dir().join("trapped")).expect("trap ran"), "got INT\n");
+    assert_eq!(
+        std::fs::read_to_string(t.dir().join("trapped")).expect("trap ran"),
+        "got INT\n"
+    );
     let h = t.history("long");
     assert_eq!(h[0]["outcome"], "interrupted");
     assert_eq!(h[0]["reason"], "interrupted by SIGINT");
@@ -379,7 +357,12 @@ command = "head -c 104857600 /dev/zero; echo THE-END"
 output_limit = "1MiB"
 "#,
     );
-    let child = t.cmd(&["run", "big"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let child = t
+        .cmd(&["run", "big"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     // wait4 gives this child's own peak RSS.
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
@@ -389,7 +372,10 @@ output_limit = "1MiB"
     assert_eq!(pid, child.id() as i32);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     let peak_kib = usage.ru_maxrss;
-    assert!(peak_kib < 16 * 1024, "runner peak RSS {peak_kib} KiB for 100 MiB of output");
+    assert!(
+        peak_kib < 16 * 1024,
+        "runner peak RSS {peak_kib} KiB for 100 MiB of output"
+    );
     let h = t.history("big");
     let out = std::fs::read(h[0]["output"].as_str().expect("path")).expect("output");
     assert_eq!(out.len(), 1 << 20);
@@ -410,10 +396,15 @@ user = "nobody"
     let (code, _, err) = t.run(&["run", "who"]);
     if nix::unistd::geteuid().is_root() {
         assert_eq!(code, 0, "{err}");
-        let out = std::fs::read_to_string(t.history("who")[0]["output"].as_str().expect("path")).expect("output");
-        let nobody = nix::unistd::User::from_name("nobody").expect("lookup").expect("nobody exists");
+        let out = std::fs::read_to_string(t.history("who")[0]["output"].as_str().expect("path"))
+            .expect("output");
+        let nobody = nix::unistd::User::from_name("nobody")
+            .expect("lookup")
+            .expect("nobody exists");
         // uid, gid and the supplementary groups are nobody's own: root's group 0 is gone.
-        let group = nix::unistd::Group::from_gid(nobody.gid).expect("lookup").expect("group");
+        let group = nix::unistd::Group::from_gid(nobody.gid)
+            .expect("lookup")
+            .expect("group");
         assert_eq!(
             out,
             format!(
@@ -425,7 +416,10 @@ user = "nobody"
         );
     } else {
         assert_eq!(code, 1, "{err}");
-        let reason = t.history("who")[0]["reason"].as_str().expect("reason").to_string();
+        let reason = t.history("who")[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .to_string();
         assert!(reason.contains("not running as root"), "{reason}");
     }
 }
@@ -442,7 +436,11 @@ command = ["/bin/grep", "-E", "^(SigBlk|SigIgn|NSpgid|Pid):", "/proc/self/status
     );
     // JSON logs: switch the format and check each line parses.
     let text = std::fs::read_to_string(&t.path).expect("table");
-    std::fs::write(&t.path, text.replace("[settings]\n", "[settings]\nlog_format = \"json\"\n")).expect("write");
+    std::fs::write(
+        &t.path,
+        text.replace("[settings]\n", "[settings]\nlog_format = \"json\"\n"),
+    )
+    .expect("write");
     let mut cmd = t.cmd(&["run", "probe"]);
     // Start the runner with SIGQUIT ignored and SIGUSR1 blocked: the job must see neither.
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -459,10 +457,17 @@ command = ["/bin/grep", "-E", "^(SigBlk|SigIgn|NSpgid|Pid):", "/proc/self/status
     }
     let (code, _, err) = cmd
         .output()
-        .map(|o| (o.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .map(|o| {
+            (
+                o.status.code().unwrap_or(-1),
+                String::new(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
         .expect("runs");
     assert_eq!(code, 0, "{err}");
-    let out = std::fs::read_to_string(t.history("probe")[0]["output"].as_str().expect("path")).expect("output");
+    let out = std::fs::read_to_string(t.history("probe")[0]["output"].as_str().expect("path"))
+        .expect("output");
     let field = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}:")))
@@ -483,7 +488,10 @@ command = ["/bin/grep", "-E", "^(SigBlk|SigIgn|NSpgid|Pid):", "/proc/self/status
 
 #[test]
 fn ctrl_c_while_queued_for_the_lock_ends_the_wait() {
-    let t = Table::new("queue-int", &format!("[jobs.hold]\n{HOLD}\noverlap = \"queue\"\n"));
+    let t = Table::new(
+        "queue-int",
+        &format!("[jobs.hold]\n{HOLD}\noverlap = \"queue\"\n"),
+    );
     let mut first = t.spawn(&["run", "hold"]);
     t.wait_running("hold");
     let mut second = t.spawn(&["run", "hold"]);

@@ -1,0 +1,653 @@
+//! `cronwarden daemon`: the loop around the scheduler and the run engine.
+//!
+//! The main thread sleeps in poll(2) until the earliest due instant (at most a minute, so a
+//! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
+//! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
+//! state directory (atomically, before the job starts, so a crash never runs an instant
+//! twice) and handed to a thread that waits for the job's lock and a `max_concurrent` slot,
+//! then runs the very same `execute_locked` path as `cronwarden run`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::cmd::{CmdResult, Failure, exit};
+use crate::config::{self, Config, LoadOptions};
+use crate::diag::Severity;
+use crate::execute::{self, RunRequest};
+use crate::lock::{self, Acquired};
+use crate::log::{Level, Logger};
+use crate::record::{self, Outcome, RunRecord};
+use crate::runner::Interrupt;
+use crate::schedule::{Expr, format_rfc3339};
+use crate::scheduler::{Dispatch, Observation, Scheduler, Timed, Why};
+
+/// The longest the loop sleeps without looking at the wall clock.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// A first-come, first-served counting semaphore: `max_concurrent` slots, granted in the
+/// order they were asked for.
+struct Slots {
+    state: Mutex<SlotState>,
+    cv: Condvar,
+}
+
+struct SlotState {
+    free: usize,
+    next_ticket: u64,
+    serving: u64,
+    closed: bool,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            state: Mutex::new(SlotState {
+                free: n,
+                next_ticket: 0,
+                serving: 0,
+                closed: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot; `false` when the daemon is shutting down.
+    fn acquire(&self) -> bool {
+        let mut st = lock_ignoring_poison(&self.state);
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        while !(st.closed || (st.serving == ticket && st.free > 0)) {
+            st = match self.cv.wait(st) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+        if st.closed {
+            return false;
+        }
+        st.free -= 1;
+        st.serving += 1;
+        self.cv.notify_all();
+        true
+    }
+
+    fn release(&self) {
+        let mut st = lock_ignoring_poison(&self.state);
+        st.free += 1;
+        self.cv.notify_all();
+    }
+
+    fn close(&self) {
+        lock_ignoring_poison(&self.state).closed = true;
+        self.cv.notify_all();
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Threads still working (waiting or running), to wait for at shutdown.
+#[derive(Default)]
+struct Active {
+    count: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Active {
+    fn enter(&self) {
+        *lock_ignoring_poison(&self.count) += 1;
+    }
+
+    fn leave(&self) {
+        let mut c = lock_ignoring_poison(&self.count);
+        *c = c.saturating_sub(1);
+        self.cv.notify_all();
+    }
+
+    /// Waits until nothing is active or `deadline`; true when nothing is.
+    fn wait_idle(&self, deadline: Instant) -> bool {
+        let mut c = lock_ignoring_poison(&self.count);
+        while *c > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            c = match self.cv.wait_timeout(c, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
+/// Everything the run threads share.
+struct Shared {
+    log: Logger,
+    slots: Slots,
+    active: Active,
+    /// Jobs with a run waiting for its lock or a slot: further ticks coalesce into it.
+    pending: Mutex<HashSet<String>>,
+    /// Readable (its peer closed) once running jobs must stop.
+    stop: UnixStream,
+    state_dir: PathBuf,
+}
+
+fn mark_path(state: &Path, job: &str) -> PathBuf {
+    state.join("marks").join(job)
+}
+
+fn running_dir(state: &Path) -> PathBuf {
+    state.join("running")
+}
+
+/// The last dispatched instant of every job.
+fn read_marks(state: &Path) -> HashMap<String, Timestamp> {
+    let mut out = HashMap::new();
+    if let Ok(dir) = fs::read_dir(state.join("marks")) {
+        for e in dir.flatten() {
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(t) = fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<Timestamp>().ok())
+            {
+                out.insert(name, t);
+            }
+        }
+    }
+    out
+}
+
+/// Runs that were in progress when a previous daemon died: recorded as lost.
+fn recover_lost(state: &Path, log: &Logger) {
+    let Ok(dir) = fs::read_dir(running_dir(state)) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let path = e.path();
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Ok(mut rec) = serde_json::from_str::<RunRecord>(&text) {
+            // A crash between recording the run and removing its marker: nothing was lost.
+            let recorded = record::read(state, &rec.job)
+                .map(|all| all.iter().rev().take(100).any(|r| r.run_id == rec.run_id))
+                .unwrap_or(false);
+            if recorded {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            rec.outcome = Outcome::Lost;
+            rec.ended = Timestamp::now().to_string();
+            rec.reason = Some(
+                "the daemon stopped while this run was in progress; its end is unknown".to_string(),
+            );
+            log.log(
+                Level::Error,
+                "lost",
+                &[
+                    ("job", rec.job.clone()),
+                    ("run_id", rec.run_id.clone()),
+                    ("scheduled", rec.scheduled.clone()),
+                ],
+                rec.reason.as_deref().unwrap_or(""),
+            );
+            if let Err(err) = record::append(state, &rec) {
+                log.log(Level::Error, "history", &[], &err.to_string());
+            }
+        }
+        let _ = fs::remove_file(&path);
+    }
+}
+
+fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// CLOCK_MONOTONIC and CLOCK_BOOTTIME now.
+fn clocks() -> (Duration, Duration) {
+    use nix::time::{ClockId, clock_gettime};
+    let get = |id| {
+        clock_gettime(id)
+            .map(|t| Duration::new(t.tv_sec().max(0) as u64, t.tv_nsec().max(0) as u32))
+            .unwrap_or_default()
+    };
+    (get(ClockId::CLOCK_MONOTONIC), get(ClockId::CLOCK_BOOTTIME))
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    let _ = sd_notify::notify(states);
+}
+
+fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
+    let loaded = config::load(path, LoadOptions::default());
+    for d in &loaded.diagnostics {
+        let level = match d.severity {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warn,
+        };
+        log.log(level, "config", &[], &d.to_string());
+    }
+    match loaded.config {
+        Some(c) => Ok(c),
+        None => Err(loaded.errors().count()),
+    }
+}
+
+fn status_line(cfg: &Config, sched: &Scheduler) -> String {
+    let next = sched
+        .next_due()
+        .map(|t| format!("; next run {}", format_rfc3339(t, &cfg.settings.tz)))
+        .unwrap_or_default();
+    format!("{} jobs, {} scheduled{next}", cfg.jobs.len(), sched.len())
+}
+
+pub fn run(config_path: &Path) -> CmdResult {
+    let boot_log = Logger::stderr();
+    let cfg = match load(config_path, &boot_log) {
+        Ok(c) => c,
+        Err(n) => {
+            return Err(Failure::config(format!(
+                "{}: {n} error(s) in the job table; not starting",
+                config_path.display()
+            )));
+        }
+    };
+    let state = cfg.settings.state_dir.clone();
+    record::ensure_dir(&state)
+        .map_err(|e| Failure::config(format!("state_dir {}: {e}", state.display())))?;
+    // One daemon per state directory.
+    let _daemon_lock = match lock::try_acquire(&state, ".daemon") {
+        Ok(Acquired::Locked(mut l)) => {
+            l.set_holder(&lock::Holder {
+                pid: Some(std::process::id() as i32),
+                pgid: None,
+                since: Some(Timestamp::now().to_string()),
+                run_id: None,
+            });
+            l
+        }
+        Ok(Acquired::Held(h)) => {
+            return Err(Failure {
+                code: exit::LOCKED,
+                message: format!(
+                    "another daemon already runs on {}: {}",
+                    state.display(),
+                    h.describe()
+                ),
+            });
+        }
+        Err(e) => {
+            return Err(Failure::config(format!(
+                "daemon lock in {}: {e}",
+                state.display()
+            )));
+        }
+    };
+
+    let sig = |s: i32| {
+        Interrupt::on_signals(&[s])
+            .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))
+    };
+    let hup = sig(libc::SIGHUP)?;
+    let term = Interrupt::on_signals(&[libc::SIGTERM, libc::SIGINT])
+        .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
+    let (stop_tx, stop_rx) =
+        UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
+
+    let shared = Arc::new(Shared {
+        log: Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
+        slots: Slots::new(cfg.settings.max_concurrent),
+        active: Active::default(),
+        pending: Mutex::new(HashSet::new()),
+        stop: stop_rx,
+        state_dir: state.clone(),
+    });
+    let log = &shared.log;
+    let mut cfg = Arc::new(cfg);
+    recover_lost(&state, log);
+
+    let now = Timestamp::now();
+    let marks = read_marks(&state);
+    let (mut sched, startup, notes) = Scheduler::start(Timed::from_jobs(&cfg.jobs), now, &marks);
+    for n in notes {
+        log.log(Level::Warn, "catchup", &[], &n);
+    }
+    log.log(
+        Level::Info,
+        "daemon-start",
+        &[
+            ("pid", std::process::id().to_string()),
+            ("table", config_path.display().to_string()),
+        ],
+        &status_line(&cfg, &sched),
+    );
+    // @reboot: once per boot, not on every daemon restart.
+    let boot = boot_id();
+    let boot_file = state.join("boot_id");
+    let last_boot = fs::read_to_string(&boot_file)
+        .ok()
+        .map(|s| s.trim().to_string());
+    if boot.is_some() && boot != last_boot {
+        for job in cfg.jobs.iter().filter(|j| {
+            j.enabled
+                && j.schedule
+                    .as_ref()
+                    .is_some_and(|s| *s.expr() == Expr::Reboot)
+        }) {
+            dispatch(&shared, &cfg, &job.name, now, "reboot");
+        }
+        if let Some(b) = &boot {
+            let _ = record::write_atomic(&boot_file, b.as_bytes());
+        }
+    }
+    for d in startup {
+        start(&shared, &cfg, d);
+    }
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status_line(&cfg, &sched)),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut next_watchdog = watchdog.map(|d| Instant::now() + d);
+
+    let (mut mono0, mut boot0) = clocks();
+    loop {
+        let now = Timestamp::now();
+        let mut sleep = MAX_SLEEP;
+        if let Some(due) = sched.next_due() {
+            let until = due.duration_since(now);
+            sleep = sleep.min(Duration::try_from(until).unwrap_or(Duration::ZERO));
+        }
+        if let Some(w) = next_watchdog {
+            sleep = sleep.min(w.saturating_duration_since(Instant::now()));
+        }
+        // Wait for the instant, a signal, or the minute's look at the clock.
+        let mut fds = vec![];
+        for src in [&hup, &term] {
+            fds.extend(src.raw_fds());
+        }
+        let ready = wait_readable(&fds, sleep);
+        if let Some(w) = watchdog
+            && next_watchdog.is_some_and(|n| Instant::now() >= n)
+        {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+            next_watchdog = Some(Instant::now() + w);
+        }
+        if term.received().is_some() {
+            break;
+        }
+        if ready && hup.received().is_some() {
+            hup.reset();
+            notify(&[
+                sd_notify::NotifyState::Reloading,
+                sd_notify::NotifyState::monotonic_usec_now()
+                    .unwrap_or(sd_notify::NotifyState::Custom("")),
+            ]);
+            match load(config_path, log) {
+                Ok(new) => {
+                    sched.reload(Timed::from_jobs(&new.jobs), Timestamp::now());
+                    log.log(
+                        Level::Info,
+                        "reload",
+                        &[],
+                        &format!("new table loaded: {}", status_line(&new, &sched)),
+                    );
+                    cfg = Arc::new(new);
+                }
+                Err(n) => log.log(
+                    Level::Error,
+                    "reload",
+                    &[],
+                    &format!("{n} error(s) in the new table; the old table keeps running"),
+                ),
+            }
+            notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&status_line(&cfg, &sched)),
+            ]);
+        }
+        let (mono1, boot1) = clocks();
+        let obs = Observation {
+            wall: Timestamp::now(),
+            mono: mono1.saturating_sub(mono0),
+            boot: boot1.saturating_sub(boot0),
+        };
+        (mono0, boot0) = (mono1, boot1);
+        let (due, notes) = sched.observe(obs);
+        for n in notes {
+            log.log(Level::Warn, "clock", &[], &n);
+        }
+        if !due.is_empty() {
+            for d in due {
+                start(&shared, &cfg, d);
+            }
+            notify(&[sd_notify::NotifyState::Status(&status_line(&cfg, &sched))]);
+        }
+    }
+
+    // Shutdown: no new runs; running ones get `shutdown_grace`, then are stopped.
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let grace = cfg.settings.shutdown_grace;
+    log.log(
+        Level::Info,
+        "daemon-stop",
+        &[],
+        &format!(
+            "stopping; waiting up to {} for running jobs",
+            crate::units::format_duration(grace)
+        ),
+    );
+    shared.slots.close();
+    if !shared.active.wait_idle(Instant::now() + grace) {
+        log.log(
+            Level::Warn,
+            "daemon-stop",
+            &[],
+            "shutdown_grace is over: stopping the running jobs",
+        );
+    }
+    drop(stop_tx);
+    // Runs stop their process groups (SIGTERM, kill_grace, SIGKILL) and record themselves.
+    shared
+        .active
+        .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
+    log.log(Level::Info, "daemon-exit", &[], "");
+    Ok(exit::OK)
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes; true when one is.
+fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Round up: waking a little late is fine, early means a second wake-up.
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: `pfds` is a valid slice of pollfd for the duration of the call.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    n > 0
+}
+
+/// Marks the instant as dispatched (atomically, before anything runs), then starts it.
+fn start(shared: &Arc<Shared>, cfg: &Arc<Config>, d: Dispatch) {
+    let why = match d.why {
+        Why::Scheduled => "schedule",
+        Why::Catchup => "catchup",
+        Why::ClockStep => "clock-step",
+    };
+    if let Err(e) = record::write_atomic(
+        &mark_path(&shared.state_dir, &d.job),
+        d.scheduled.to_string().as_bytes(),
+    ) {
+        // Without the mark a crash could run this instant twice: do not run it.
+        shared.log.log(
+            Level::Error,
+            "mark",
+            &[("job", d.job.clone())],
+            &format!(
+                "cannot record the dispatch of {} in {}: {e}; not running it",
+                d.scheduled,
+                shared.state_dir.display()
+            ),
+        );
+        return;
+    }
+    dispatch(shared, cfg, &d.job, d.scheduled, why);
+}
+
+/// Hands one run to a thread: jitter, lock, slot, run.
+fn dispatch(
+    shared: &Arc<Shared>,
+    cfg: &Arc<Config>,
+    job: &str,
+    scheduled: Timestamp,
+    why: &'static str,
+) {
+    let Some(j) = cfg.job(job) else {
+        return;
+    };
+    {
+        let mut pending = lock_ignoring_poison(&shared.pending);
+        if pending.contains(job) {
+            shared.log.log(
+                Level::Info,
+                "coalesced",
+                &[
+                    ("job", job.to_string()),
+                    ("scheduled", scheduled.to_string()),
+                ],
+                "a run of this job is already waiting to start; this tick joins it",
+            );
+            return;
+        }
+        pending.insert(job.to_string());
+    }
+    let jitter = j.jitter;
+    let shared = Arc::clone(shared);
+    let cfg = Arc::clone(cfg);
+    let name = job.to_string();
+    shared.active.enter();
+    let spawned = std::thread::Builder::new()
+        .name(format!("job {name}"))
+        .spawn({
+            let shared = Arc::clone(&shared);
+            move || {
+                run_one(&shared, &cfg, &name, scheduled, why, jitter);
+                lock_ignoring_poison(&shared.pending).remove(&name);
+                shared.active.leave();
+            }
+        });
+    if let Err(e) = spawned {
+        lock_ignoring_poison(&shared.pending).remove(job);
+        shared.active.leave();
+        shared.log.log(
+            Level::Error,
+            "dispatch",
+            &[("job", job.to_string())],
+            &format!("cannot start a thread: {e}"),
+        );
+    }
+}
+
+fn run_one(
+    shared: &Shared,
+    cfg: &Config,
+    name: &str,
+    scheduled: Timestamp,
+    why: &'static str,
+    jitter: Option<Duration>,
+) {
+    let Some(job) = cfg.job(name) else {
+        return;
+    };
+    let interrupt = match shared
+        .stop
+        .try_clone()
+        .and_then(|s| Interrupt::on_stream(s, libc::SIGTERM))
+    {
+        Ok(i) => i,
+        Err(e) => {
+            shared.log.log(
+                Level::Error,
+                "dispatch",
+                &[("job", name.to_string())],
+                &format!("cannot set up the run: {e}"),
+            );
+            return;
+        }
+    };
+    if let Some(j) = jitter {
+        let delay = j.mul_f64(crate::policy::random01());
+        if interrupt.sleep(delay).is_some() {
+            return;
+        }
+    }
+    let req = RunRequest {
+        job,
+        scheduled,
+        params: Default::default(),
+        trigger: why,
+    };
+    let run_id = execute::new_run_id();
+    let lock = match execute::acquire(cfg, job, &shared.log, &run_id, &interrupt) {
+        Ok(l) => l,
+        Err(reason) => {
+            execute::not_run(
+                cfg,
+                &req,
+                &run_id,
+                reason,
+                interrupt.received(),
+                &shared.log,
+            );
+            return;
+        }
+    };
+    if !shared.slots.acquire() {
+        return;
+    }
+    lock_ignoring_poison(&shared.pending).remove(name);
+    // While it runs, a marker says so: if the daemon dies, the next one records it as lost.
+    let marker = running_dir(&shared.state_dir).join(format!("{run_id}.json"));
+    let placeholder = RunRecord {
+        run_id: run_id.clone(),
+        job: name.to_string(),
+        scheduled: format_rfc3339(scheduled, &job.tz),
+        started: Timestamp::now().to_string(),
+        ended: String::new(),
+        duration_ms: 0,
+        attempts: Vec::new(),
+        outcome: Outcome::Lost,
+        reason: None,
+        output: None,
+        trigger: why.to_string(),
+    };
+    if let Ok(text) = serde_json::to_vec(&placeholder) {
+        let _ = record::write_atomic(&marker, &text);
+    }
+    execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
+    let _ = fs::remove_file(&marker);
+    shared.slots.release();
+}

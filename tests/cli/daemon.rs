@@ -1,0 +1,335 @@
+//! `cronwarden daemon`: a real daemon process, real signals, real jobs. Schedules with a
+//! seconds field keep these tests short; assertions are on recorded scheduled instants and
+//! their order, and delays only ever as lower bounds.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use super::{Table, alive, wait_for};
+
+/// A running daemon, killed when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(t: &Table) -> Daemon {
+        let child = t
+            .cmd(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts");
+        wait_for(|| t.log().contains(" daemon-start "));
+        Daemon(child)
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signals our own child process.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    fn wait(mut self) -> Option<i32> {
+        let code = self.0.wait().expect("wait").code();
+        std::mem::forget(self);
+        code
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The scheduled instants of a job's runs, in the order they were recorded.
+fn scheduled(t: &Table, job: &str) -> Vec<jiff::Timestamp> {
+    t.history(job)
+        .iter()
+        .map(|r| {
+            r["scheduled"]
+                .as_str()
+                .expect("scheduled")
+                .parse()
+                .expect("instant")
+        })
+        .collect()
+}
+
+fn ticks(path: &std::path::Path) -> Vec<(jiff::Timestamp, jiff::Timestamp)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (sched, ran) = l.split_once(' ')?;
+            Some((sched.parse().ok()?, ran.parse().ok()?))
+        })
+        .collect()
+}
+
+const TICK: &str = r#"
+[jobs.tick]
+schedule = "* * * * * *"
+command = "echo $CRONWARDEN_TS $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) >> $DIR/ticks"
+"#;
+
+#[test]
+fn jobs_fire_on_their_second_once_each() {
+    let t = Table::new("d-fire", TICK);
+    let d = Daemon::start(&t);
+    wait_for(|| ticks(&t.dir().join("ticks")).len() >= 4);
+    drop(d);
+    let got = ticks(&t.dir().join("ticks"));
+    for pair in got.windows(2) {
+        assert_eq!(pair[1].0.as_second() - pair[0].0.as_second(), 1, "{got:?}");
+    }
+    for (sched, ran) in &got {
+        assert_eq!(sched.subsec_nanosecond(), 0);
+        assert!(ran >= sched, "ran before its instant: {sched} at {ran}");
+    }
+}
+
+#[test]
+fn a_broken_reload_keeps_the_old_table_and_a_good_one_adds_and_removes_jobs() {
+    let t = Table::new("d-reload", TICK);
+    let d = Daemon::start(&t);
+    wait_for(|| !ticks(&t.dir().join("ticks")).is_empty());
+    // A broken table: the daemon logs its problems and goes on with the old one.
+    std::fs::write(&t.path, "[jobs.tick]\nschedule = \"61 * * * *\"\n").expect("write");
+    d.signal(libc::SIGHUP);
+    wait_for(|| t.log().contains("the old table keeps running"));
+    assert!(t.log().contains("minute field \"61\""), "{}", t.log());
+    let before = ticks(&t.dir().join("ticks")).len();
+    wait_for(|| ticks(&t.dir().join("ticks")).len() >= before + 2);
+    // A good table that removes `tick` and adds `tock`.
+    t.rewrite(
+        r#"
+[jobs.tock]
+schedule = "* * * * * *"
+command = "echo $CRONWARDEN_TS $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) >> $DIR/tocks"
+"#,
+    );
+    d.signal(libc::SIGHUP);
+    wait_for(|| t.log().contains("new table loaded"));
+    let reloaded_at = jiff::Timestamp::now();
+    wait_for(|| ticks(&t.dir().join("tocks")).len() >= 2);
+    drop(d);
+    // Nothing of `tick` was scheduled after the reload (allowing the second it happened in).
+    let late: Vec<_> = ticks(&t.dir().join("ticks"))
+        .into_iter()
+        .filter(|(s, _)| s.as_second() > reloaded_at.as_second() + 1)
+        .collect();
+    assert!(late.is_empty(), "removed job still ran: {late:?}");
+}
+
+#[test]
+fn kill_9_and_restart_runs_no_instant_twice_and_catches_up_once() {
+    let t = Table::new("d-crash", &format!("{TICK}catchup = \"once\"\n"));
+    let d = Daemon::start(&t);
+    wait_for(|| scheduled(&t, "tick").len() >= 2);
+    d.signal(libc::SIGKILL);
+    d.wait();
+    let before = scheduled(&t, "tick");
+    let last_before = *before.last().expect("ran before the crash");
+    // Down for at least two whole seconds.
+    wait_for(|| jiff::Timestamp::now().as_second() >= last_before.as_second() + 3);
+    let d = Daemon::start(&t);
+    wait_for(|| scheduled(&t, "tick").len() >= before.len() + 3);
+    drop(d);
+    let recs = t.history("tick");
+    let all = scheduled(&t, "tick");
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "an instant ran twice: {all:?}");
+    let catchups: Vec<_> = recs.iter().filter(|r| r["trigger"] == "catchup").collect();
+    assert_eq!(catchups.len(), 1, "{recs:#?}");
+    let c: jiff::Timestamp = catchups[0]["scheduled"]
+        .as_str()
+        .expect("s")
+        .parse()
+        .expect("t");
+    // The catch-up carries the latest missed instant: after the crash, before the first
+    // regular tick of the new daemon.
+    assert!(
+        c.as_second() >= last_before.as_second() + 2,
+        "{c} vs {last_before}"
+    );
+    let first_new = recs
+        .iter()
+        .filter(|r| r["trigger"] == "schedule")
+        .map(|r| {
+            r["scheduled"]
+                .as_str()
+                .expect("s")
+                .parse::<jiff::Timestamp>()
+                .expect("t")
+        })
+        .find(|s| *s > last_before)
+        .expect("regular ticks after the restart");
+    assert_eq!(first_new.as_second(), c.as_second() + 1);
+}
+
+#[test]
+fn sigterm_waits_for_the_running_job_and_leaves_no_process() {
+    let t = Table::new(
+        "d-term",
+        r#"
+[jobs.slow]
+schedule = "* * * * * *"
+command = "echo $$ > $DIR/pid; sleep 1; echo done > $DIR/done"
+overlap = "skip"
+"#,
+    );
+    let d = Daemon::start(&t);
+    wait_for(|| t.dir().join("pid").exists());
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    assert!(
+        t.dir().join("done").exists(),
+        "the daemon did not wait for the job"
+    );
+    let pid: i32 = std::fs::read_to_string(t.dir().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("n");
+    assert!(!alive(pid));
+    assert!(t.log().contains(" daemon-exit"));
+}
+
+#[test]
+fn after_shutdown_grace_running_jobs_are_stopped_and_recorded() {
+    let t = Table::new(
+        "d-grace",
+        r#"
+[jobs.stuck]
+schedule = "* * * * * *"
+command = "echo $$ > $DIR/pid; sleep 300 & sleep 300"
+kill_grace = "1s"
+"#,
+    );
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replace("[settings]\n", "[settings]\nshutdown_grace = \"1s\"\n"),
+    )
+    .expect("write");
+    let d = Daemon::start(&t);
+    wait_for(|| t.dir().join("pid").exists());
+    let started = std::time::Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let pid: i32 = std::fs::read_to_string(t.dir().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("n");
+    assert!(!alive(pid), "job process {pid} outlived the daemon");
+    let h = t.history("stuck");
+    assert_eq!(h.last().expect("recorded")["outcome"], "interrupted");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_refuses() {
+    let t = Table::new("d-two", TICK);
+    let d = Daemon::start(&t);
+    let (code, _, err) = t.run(&["daemon"]);
+    assert_eq!(code, 75, "{err}");
+    assert!(
+        err.contains(&format!(
+            "another daemon already runs on {}/state: pid {}",
+            t.dir().display(),
+            d.pid()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn max_concurrent_holds() {
+    let mut jobs = String::new();
+    for i in 0..5 {
+        jobs.push_str(&format!(
+            "[jobs.j{i}]\nschedule = \"*/2 * * * * *\"\ncommand = \"sleep 0.5\"\noverlap = \"allow\"\n\n"
+        ));
+    }
+    let t = Table::new("d-max", &jobs);
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replace("[settings]\n", "[settings]\nmax_concurrent = 2\n"),
+    )
+    .expect("write");
+    let d = Daemon::start(&t);
+    wait_for(|| (0..5).all(|i| t.history(&format!("j{i}")).len() >= 2));
+    drop(d);
+    // Each run's [start, end) from its record; at no instant were more than 2 running.
+    let mut edges = Vec::new();
+    for i in 0..5 {
+        for r in t.history(&format!("j{i}")) {
+            let a = &r["attempts"][0];
+            let s: jiff::Timestamp = a["started"].as_str().expect("s").parse().expect("t");
+            let e = s + jiff::SignedDuration::from_millis(a["duration_ms"].as_i64().expect("ms"));
+            edges.push((s, 1));
+            edges.push((e, -1));
+        }
+    }
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, delta) in edges {
+        now += delta;
+        peak = peak.max(now);
+    }
+    assert_eq!(peak, 2, "peak concurrency");
+}
+
+#[test]
+fn a_job_outlives_a_killed_daemon_keeps_its_lock_and_is_recorded_lost() {
+    let t = Table::new(
+        "d-lost",
+        r#"
+[jobs.long]
+schedule = "* * * * * *"
+command = "echo $$ > $DIR/pid; sleep 2; echo $$ $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) >> $DIR/done"
+overlap = "skip"
+"#,
+    );
+    let d = Daemon::start(&t);
+    wait_for(|| t.dir().join("pid").exists());
+    d.signal(libc::SIGKILL);
+    d.wait();
+    let pid: i32 = std::fs::read_to_string(t.dir().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("n");
+    assert!(alive(pid), "the job dies with the daemon");
+    let d = Daemon::start(&t);
+    // The orphaned job still holds the lock: new ticks are skipped, never run beside it.
+    wait_for(|| t.history("long").iter().any(|r| r["outcome"] == "skipped"));
+    assert!(alive(pid) || t.dir().join("done").exists());
+    wait_for(|| !alive(pid));
+    wait_for(|| t.history("long").iter().any(|r| r["outcome"] == "success"));
+    drop(d);
+    let h = t.history("long");
+    let lost: Vec<_> = h.iter().filter(|r| r["outcome"] == "lost").collect();
+    assert_eq!(lost.len(), 1, "{h:#?}");
+    assert!(t.log().contains(" lost "), "{}", t.log());
+    // Every success started after the orphan finished: the lock was never shared.
+    let done = std::fs::read_to_string(t.dir().join("done")).expect("done");
+    let orphan_end: jiff::Timestamp = done
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{pid} ")))
+        .expect("the orphan finished")
+        .parse()
+        .expect("time");
+    for r in h.iter().filter(|r| r["outcome"] == "success") {
+        let started: jiff::Timestamp = r["started"].as_str().expect("s").parse().expect("t");
+        assert!(started >= orphan_end, "{r:#}");
+    }
+}
