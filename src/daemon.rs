@@ -309,6 +309,12 @@ pub fn run(config_path: &Path) -> CmdResult {
     let hup = sig(libc::SIGHUP)?;
     let term = Interrupt::on_signals(&[libc::SIGTERM, libc::SIGINT])
         .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
+    // As PID 1 (a container's init), orphans are re-parented to us: reap them on SIGCHLD.
+    let reaper = if std::process::id() == 1 {
+        Some(sig(libc::SIGCHLD)?)
+    } else {
+        None
+    };
     let (stop_tx, stop_rx) =
         UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
 
@@ -381,7 +387,10 @@ pub fn run(config_path: &Path) -> CmdResult {
         }
         // Wait for the instant, a signal, or the minute's look at the clock.
         let mut fds = vec![];
-        for src in [&hup, &term] {
+        for src in [Some(&hup), Some(&term), reaper.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             fds.extend(src.raw_fds());
         }
         let ready = wait_readable(&fds, sleep);
@@ -393,6 +402,12 @@ pub fn run(config_path: &Path) -> CmdResult {
         }
         if term.received().is_some() {
             break;
+        }
+        if let Some(r) = &reaper
+            && r.received().is_some()
+        {
+            r.reset();
+            crate::runner::reap_orphans();
         }
         if ready && hup.received().is_some() {
             hup.reset();

@@ -22,6 +22,17 @@ use jiff::Timestamp;
 
 use crate::output::{Output, Stream};
 
+/// Pids of the job processes this process started and has not reaped yet. A daemon that is
+/// PID 1 reaps orphans, and must leave these to their runners.
+pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    match CHILDREN.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 /// Who the job runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Creds {
@@ -343,7 +354,16 @@ pub fn run_attempt_with(
         r.interrupted = Some(sig);
         return r;
     }
-    let mut child = match spawn(spec) {
+    let spawned = {
+        // Registered under the lock, so a reaper never sees the pid unregistered.
+        let mut kids = children();
+        let r = spawn(spec);
+        if let Ok(c) = &r {
+            kids.push(c.id());
+        }
+        r
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let what = match &spec.workdir {
@@ -501,9 +521,13 @@ pub fn run_attempt_with(
         Some(s) => s,
         None => match child.wait() {
             Ok(s) => s,
-            Err(e) => return not_started(format!("waiting for pid {pid}: {e}")),
+            Err(e) => {
+                children().retain(|p| *p != pid);
+                return not_started(format!("waiting for pid {pid}: {e}"));
+            }
         },
     };
+    children().retain(|p| *p != pid);
     let exit = match (status.code(), status.signal()) {
         (Some(c), _) => Exit::Code(c),
         (None, Some(s)) => Exit::Signal(s),
@@ -551,6 +575,41 @@ fn set_nonblocking(fd: RawFd) {
         if flags >= 0 {
             libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
+    }
+}
+
+/// Reaps exited processes that are not ours to wait for: orphans re-parented to this
+/// process when it runs as PID 1 in a container. Jobs' own main processes are left to their
+/// runners.
+pub fn reap_orphans() {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": comm may contain spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut f = rest.split(' ');
+        let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<u32>().ok()));
+        if state != Some("Z") || ppid != Some(me) {
+            continue;
+        }
+        let kids = children();
+        if kids.contains(&pid) {
+            continue;
+        }
+        let mut status = 0;
+        // SAFETY: reaps one specific exited child; no memory beyond `status` is involved.
+        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        drop(kids);
     }
 }
 

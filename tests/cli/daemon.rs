@@ -333,3 +333,51 @@ overlap = "skip"
         assert!(started >= orphan_end, "{r:#}");
     }
 }
+
+#[test]
+fn as_pid_1_the_daemon_reaps_orphaned_zombies() {
+    let t = Table::new(
+        "d-pid1",
+        r#"
+[jobs.orphans]
+schedule = "* * * * * *"
+command = "(sleep 0.1 &) ; exit 0"
+overlap = "allow"
+
+[jobs.count]
+schedule = "* * * * * *"
+command = "n=0; for f in /proc/[0-9]*/stat; do read -r s < $f 2>/dev/null || continue; case \"${s##*) }\" in Z*) n=$((n+1));; esac; done; echo $n >> $DIR/zombies"
+overlap = "allow"
+"#,
+    );
+    // A new PID namespace (with its own /proc): cronwarden is PID 1 there, as in a container.
+    let mut args = vec!["--pid", "--fork", "--mount-proc"];
+    if !nix::unistd::geteuid().is_root() {
+        args.insert(0, "--map-root-user");
+        args.insert(0, "--user");
+    }
+    let child = std::process::Command::new("unshare")
+        .args(&args)
+        .arg(env!("CARGO_BIN_EXE_cronwarden"))
+        .arg("-c")
+        .arg(&t.path)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let d = Daemon(child);
+    let samples = || -> Vec<u32> {
+        std::fs::read_to_string(t.dir().join("zombies"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_for(|| samples().len() >= 5);
+    drop(d);
+    // Orphans are made every second; each is reaped as soon as it exits.
+    let s = samples();
+    assert!(t.history("orphans").len() >= 4);
+    assert!(s[2..].iter().all(|n| *n == 0), "zombies piled up: {s:?}");
+}
