@@ -381,3 +381,47 @@ overlap = "allow"
     assert!(t.history("orphans").len() >= 4);
     assert!(s[2..].iter().all(|n| *n == 0), "zombies piled up: {s:?}");
 }
+
+#[test]
+fn systemd_notify_ready_status_reload_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let t = Table::new("d-notify", TICK);
+    let sock_path = t.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let child = t
+        .cmd(&["daemon"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let d = Daemon(child);
+    let mut buf = [0u8; 4096];
+    let mut next = || -> String {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.contains("READY=1"), "{first}");
+    assert!(first.contains("STATUS=1 jobs, 1 scheduled; next run "), "{first}");
+    // WatchdogSec=0.4s: pings every 0.2 s.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+        seen.push(next());
+    }
+    d.signal(libc::SIGHUP);
+    while !seen.iter().any(|m: &String| m.contains("RELOADING=1")) {
+        seen.push(next());
+    }
+    let reload_at = seen.len();
+    while !seen[reload_at..].iter().any(|m| m.contains("READY=1")) {
+        seen.push(next());
+    }
+    d.signal(libc::SIGTERM);
+    while !seen.iter().any(|m| m.contains("STOPPING=1")) {
+        seen.push(next());
+    }
+    assert_eq!(d.wait(), Some(0));
+}

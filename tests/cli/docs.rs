@@ -39,3 +39,28 @@ fn man_pages_render_without_warnings() {
         assert!(err.trim().is_empty(), "{page}: {err}");
     }
 }
+
+/// `systemd-analyze verify` accepts the shipped unit (with this build's binary path).
+#[test]
+fn systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/systemd/cronwarden.service"
+    ))
+    .expect("unit file");
+    let dir = super::TempDir::new("unit");
+    let path = dir.write(
+        "cronwarden.service",
+        &unit.replace("/usr/bin/cronwarden", env!("CARGO_BIN_EXE_cronwarden")),
+    );
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (apt-get install systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    // TimeoutStopSec covers the default shutdown_grace (5m) + kill_grace (10s) + 30s.
+    assert!(unit.contains("TimeoutStopSec=6min"));
+    assert!(unit.contains("RuntimeDirectoryPreserve=yes"));
+}
