@@ -216,7 +216,10 @@ mod tests {
             Acquired::Locked(_) => panic!("lock must be held"),
         }
         drop(first);
-        assert!(matches!(try_acquire(&dir, "j").expect("lock"), Acquired::Locked(_)));
+        assert!(matches!(
+            try_acquire(&dir, "j").expect("lock"),
+            Acquired::Locked(_)
+        ));
         // The file stays: deleting a lock file is never safe.
         assert!(lock_path(&dir, "j").exists());
         let _ = std::fs::remove_dir_all(&dir);

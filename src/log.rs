@@ -167,7 +167,10 @@ mod tests {
         log.log(Level::Info, "two", &[("job", "a b".into())], "hello");
         let old = std::fs::read_to_string(dir.join("cw.log.1")).expect("old");
         let new = std::fs::read_to_string(&path).expect("new");
-        assert!(old.contains(" info one job=a") && !old.contains("two"), "{old}");
+        assert!(
+            old.contains(" info one job=a") && !old.contains("two"),
+            "{old}"
+        );
         assert!(new.contains(" info two job=\"a b\": hello"), "{new}");
         let _ = std::fs::remove_dir_all(&dir);
     }

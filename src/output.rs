@@ -166,10 +166,7 @@ impl Output {
 
     /// Writes the memory tail to its file if it is due.
     pub fn tick(&mut self) {
-        if self
-            .flush_deadline()
-            .is_some_and(|d| Instant::now() >= d)
-        {
+        if self.flush_deadline().is_some_and(|d| Instant::now() >= d) {
             self.flush_ring();
         }
     }
@@ -228,7 +225,9 @@ impl Output {
         }
         if let Some(r) = self.ring.as_mut() {
             r.tail.push(data);
-            let due = *r.next_flush.get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
+            let due = *r
+                .next_flush
+                .get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
             if Instant::now() >= due {
                 self.flush_ring();
             }
@@ -377,7 +376,10 @@ mod tests {
         // Short output is kept whole.
         let mut out = Output::new(&dir, "short", 10);
         out.write(Stream::Stderr, b"hello");
-        assert_eq!(fs::read(out.finish().expect("kept")).expect("read"), b"hello");
+        assert_eq!(
+            fs::read(out.finish().expect("kept")).expect("read"),
+            b"hello"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

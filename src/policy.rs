@@ -27,7 +27,12 @@ pub fn exit_failure(r: &AttemptResult, success_codes: &[i32]) -> Option<String> 
 
 /// A size for messages: `1MiB`, `512 bytes`, `1.5KiB`.
 pub fn format_size(n: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     for (name, size) in UNITS {
         if n >= size {
             if n % size == 0 {

@@ -655,14 +655,19 @@ pub fn load_zone(name: &str) -> Result<TimeZone, jiff::Error> {
     }
     let safe = !name.is_empty()
         && !name.starts_with('/')
-        && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        && !name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
     if safe {
         let dir = std::env::var_os("TZDIR")
             .filter(|d| !d.is_empty())
-            .map_or_else(|| std::path::PathBuf::from("/usr/share/zoneinfo"), Into::into);
+            .map_or_else(
+                || std::path::PathBuf::from("/usr/share/zoneinfo"),
+                Into::into,
+            );
         if let Ok(data) = std::fs::read(dir.join(name)) {
             if let Ok(tz) = TimeZone::tzif(name, &data) {
                 return Ok(tz);

@@ -127,7 +127,14 @@ impl Scheduler {
             let mark = marks.get(&t.name).copied();
             let mut e = s.entry(t, now, mark);
             if let Some(m) = mark {
-                s.catch_up(&mut e, m, now, &mut out, &mut notes, "while the daemon was down");
+                s.catch_up(
+                    &mut e,
+                    m,
+                    now,
+                    &mut out,
+                    &mut notes,
+                    "while the daemon was down",
+                );
             }
             s.entries.push(e);
         }
@@ -167,7 +174,11 @@ impl Scheduler {
             return;
         }
         let n = missed.len();
-        let more = if n > MAX_PER_OBSERVATION { "more than " } else { "" };
+        let more = if n > MAX_PER_OBSERVATION {
+            "more than "
+        } else {
+            ""
+        };
         match e.catchup {
             Catchup::None => notes.push(format!(
                 "job {}: {more}{n} run(s) missed {when}, not caught up (catchup = \"none\")",
@@ -276,11 +287,7 @@ impl Scheduler {
         // Instants up to `on_time` were due while the daemon was awake and the clock ran
         // normally; later ones were jumped over.
         let on_time = if suspended || step >= STEP_TOLERANCE {
-            if suspended {
-                prev
-            } else {
-                expected
-            }
+            if suspended { prev } else { expected }
         } else {
             wall
         };
@@ -548,7 +555,11 @@ mod tests {
             ]
         );
         assert!(f.log.iter().all(|(_, _, w)| *w == Why::Catchup));
-        assert!(f.notes.iter().any(|n| n.contains("job none: 3 run(s) missed")));
+        assert!(
+            f.notes
+                .iter()
+                .any(|n| n.contains("job none: 3 run(s) missed"))
+        );
         // Restarted within the same second as a dispatch: nothing runs twice.
         let f2 = Fake::new(jobs(), "2026-01-01T10:00:00.5Z", &marks);
         assert!(f2.log.is_empty());
@@ -614,7 +625,11 @@ mod tests {
         assert_eq!(f.log[0].2, Why::ClockStep);
         assert!(f.instants("wild").is_empty());
         assert_eq!(f.s.next_of("wild"), Some(ts("2026-01-01T04:00:00Z")));
-        assert!(f.notes[0].starts_with("the wall clock stepped forward by 1h"), "{:?}", f.notes);
+        assert!(
+            f.notes[0].starts_with("the wall clock stepped forward by 1h"),
+            "{:?}",
+            f.notes
+        );
     }
 
     #[test]
@@ -707,7 +722,10 @@ mod tests {
         );
         assert_eq!(s.next_of("a"), Some(ts("2026-01-01T01:00:00Z")));
         assert_eq!(s.next_of("b"), Some(ts("2026-01-01T00:35:00Z")));
-        s.reload(vec![timed("b", "*/5 * * * *", "UTC", Catchup::None)], ts("2026-01-01T00:32:00Z"));
+        s.reload(
+            vec![timed("b", "*/5 * * * *", "UTC", Catchup::None)],
+            ts("2026-01-01T00:32:00Z"),
+        );
         assert_eq!(s.next_of("a"), None);
         assert_eq!(s.len(), 1);
     }

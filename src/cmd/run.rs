@@ -74,7 +74,12 @@ pub fn parse_params(job: &Job, pairs: &[String]) -> Result<BTreeMap<String, Stri
     Ok(out)
 }
 
-pub fn run(config_path: &std::path::Path, name: &str, at: Option<&str>, params: &[String]) -> CmdResult {
+pub fn run(
+    config_path: &std::path::Path,
+    name: &str,
+    at: Option<&str>,
+    params: &[String],
+) -> CmdResult {
     let cfg = load_or_fail(config_path)?;
     let job = find_job(&cfg, name)?;
     let scheduled = scheduled_at(job, at)?;
