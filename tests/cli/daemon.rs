@@ -425,3 +425,35 @@ fn systemd_notify_ready_status_reload_and_watchdog() {
     }
     assert_eq!(d.wait(), Some(0));
 }
+
+#[test]
+fn reboot_jobs_run_once_per_boot_not_per_daemon_start() {
+    let t = Table::new(
+        "d-reboot",
+        r#"
+[jobs.at-boot]
+schedule = "@reboot"
+command = "echo $CRONWARDEN_RUN_ID >> $DIR/boots"
+
+[jobs.tick]
+schedule = "* * * * * *"
+command = ["/bin/true"]
+"#,
+    );
+    let d = Daemon::start(&t);
+    wait_for(|| t.history("at-boot").len() == 1);
+    wait_for(|| !t.history("tick").is_empty());
+    drop(d);
+    // A daemon restart in the same boot does not run it again.
+    let ticks_before = t.history("tick").len();
+    let d = Daemon::start(&t);
+    wait_for(|| t.history("tick").len() >= ticks_before + 2);
+    drop(d);
+    assert_eq!(t.history("at-boot").len(), 1);
+    assert_eq!(t.history("at-boot")[0]["trigger"], "reboot");
+    // A new boot (another boot id on record) runs it again.
+    std::fs::write(t.dir().join("state/boot_id"), "an-earlier-boot\n").expect("write");
+    let d = Daemon::start(&t);
+    wait_for(|| t.history("at-boot").len() == 2);
+    drop(d);
+}
