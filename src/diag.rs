@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -47,16 +48,19 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// One loaded file's text, kept to turn byte offsets into lines and columns.
+/// One loaded file's text, kept to turn byte offsets into lines and columns. The text is
+/// shared with the loader, not copied.
 pub struct SourceFile {
     pub path: PathBuf,
-    pub text: String,
+    pub text: Arc<String>,
     line_starts: Vec<usize>,
 }
 
 impl SourceFile {
-    pub fn new(path: PathBuf, text: String) -> SourceFile {
-        let mut line_starts = vec![0];
+    pub fn new(path: PathBuf, text: impl Into<Arc<String>>) -> SourceFile {
+        let text = text.into();
+        let mut line_starts = Vec::with_capacity(text.len() / 16 + 1);
+        line_starts.push(0);
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         SourceFile {
             path,
@@ -89,7 +93,7 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn add_file(&mut self, path: PathBuf, text: String) -> usize {
+    pub fn add_file(&mut self, path: PathBuf, text: impl Into<Arc<String>>) -> usize {
         self.files.push(SourceFile::new(path, text));
         self.files.len() - 1
     }

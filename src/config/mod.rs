@@ -7,6 +7,7 @@
 //! the daemon's start and its reload all call [`load`], so they agree on what is valid.
 
 pub mod reader;
+pub mod toml_tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -15,12 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
-use toml::de::DeTable;
 
 use crate::diag::{Diagnostic, Loc, Severity, Sink, suggest};
 use crate::schedule::{Expr, Schedule};
 use crate::template;
 use reader::{At, TableReader};
+use toml_tree::{Kind, Table};
 
 const TOP_KEYS: &[&str] = &[
     "include", "settings", "defaults", "alerts", "cluster", "jobs",
@@ -377,7 +378,8 @@ struct Loader<'s> {
 /// One parsed file.
 struct Doc {
     file: usize,
-    text: Arc<str>,
+    /// Shared with the diagnostics' copy of the file (no copy of the text is made).
+    text: Arc<String>,
 }
 
 impl Loader<'_> {
@@ -396,8 +398,8 @@ impl Loader<'_> {
             }
         };
         self.check_permissions(path);
-        let text: Arc<str> = Arc::from(text);
-        let file = self.sink.add_file(path.to_path_buf(), text.to_string());
+        let text = Arc::new(text);
+        let file = self.sink.add_file(path.to_path_buf(), Arc::clone(&text));
         Some(Doc { file, text })
     }
 
@@ -444,27 +446,25 @@ impl Loader<'_> {
         }
     }
 
-    fn parse<'t>(&mut self, doc: &'t Doc) -> toml::Spanned<DeTable<'t>> {
-        let (table, errors) = DeTable::parse_recoverable(&doc.text);
-        for e in errors {
-            let offset = e.span().map_or(0, |s| s.start);
-            let msg = e.message().trim().to_string();
+    fn parse<'t>(&mut self, doc: &'t Doc) -> Table<'t> {
+        let parsed = toml_tree::parse(&doc.text);
+        for e in &parsed.errors {
             self.sink.error(
                 Loc {
                     file: doc.file,
-                    offset,
+                    offset: e.offset(),
                 },
                 None,
-                format!("TOML syntax: {msg}"),
+                format!("TOML syntax: {}", e.message.trim()),
             );
         }
-        table
+        parsed.root
     }
 
     fn load(&mut self, path: &Path) -> Option<Config> {
         let main = self.read(path)?;
         let main_table = self.parse(&main);
-        let top = TableReader::new(main_table.get_ref(), main.file, Loc::default(), None);
+        let top = TableReader::new(&main_table, main.file, Loc::default(), None);
         top.check_keys(self.sink, TOP_KEYS, "top-level");
 
         // Drop-in files.
@@ -503,7 +503,7 @@ impl Loader<'_> {
         let mut readers = vec![top];
         for (file, t) in &inc_tables {
             let r = TableReader::new(
-                t.get_ref(),
+                t,
                 *file,
                 Loc {
                     file: *file,
@@ -637,7 +637,7 @@ impl Loader<'_> {
 
     fn zone(&mut self, r: &TableReader, key: &str) -> Option<(String, TimeZone)> {
         let name = r.nonempty(self.sink, key)?;
-        match TimeZone::get(&name.v) {
+        match crate::schedule::load_zone(&name.v) {
             Ok(tz) => Some((name.v, tz)),
             Err(_) => {
                 let names: Vec<String> = jiff::tz::db()
@@ -677,7 +677,7 @@ impl Loader<'_> {
 
     /// `[settings]`; `None` only when a value in it is invalid.
     fn settings(&mut self, top: &TableReader) -> Option<Settings> {
-        let empty = DeTable::new();
+        let empty = Table::new();
         let t = match top.table(self.sink, "settings") {
             Some(t) => TableReader::new_from(t, Some("[settings]".to_string())),
             None if top.has("settings") => return None,
@@ -732,7 +732,7 @@ impl Loader<'_> {
         }
         let (timezone, tz) = match zone {
             Some((n, tz)) => (Some(n), tz),
-            None => (None, TimeZone::system()),
+            None => (None, crate::schedule::system_zone()),
         };
         Some(Settings {
             timezone,
@@ -1018,8 +1018,8 @@ impl Loader<'_> {
 
     fn command(&mut self, t: &TableReader, key: &str) -> Option<At<CommandLine>> {
         let v = t.raw(key)?;
-        match v.get_ref() {
-            toml::de::DeValue::String(_) => {
+        match &v.kind {
+            Kind::String(_) => {
                 let s = t.nonempty(self.sink, key)?;
                 Some(At {
                     v: CommandLine::Shell(s.v),
@@ -1135,17 +1135,15 @@ impl Loader<'_> {
         }
         if let Some(v) = t.raw("umask") {
             let loc = t.loc_of(v);
-            let parsed = match v.get_ref() {
-                toml::de::DeValue::String(text)
+            let parsed = match &v.kind {
+                Kind::String(text)
                     if (1..=4).contains(&text.len())
                         && text.bytes().all(|b| (b'0'..=b'7').contains(&b)) =>
                 {
                     u32::from_str_radix(text, 8).ok()
                 }
-                toml::de::DeValue::Integer(i) if i.radix() == 8 => {
-                    u32::from_str_radix(i.as_str(), 8)
-                        .ok()
-                        .filter(|m| *m <= 0o777)
+                Kind::Integer { value, radix: 8 } => {
+                    u32::try_from(*value).ok().filter(|m| *m <= 0o777)
                 }
                 _ => None,
             };
@@ -1162,15 +1160,10 @@ impl Loader<'_> {
             let loc = t.loc_of(v);
             let mut codes = Vec::new();
             let mut ok = true;
-            match v.get_ref() {
-                toml::de::DeValue::Array(items) if !items.is_empty() => {
+            match &v.kind {
+                Kind::Array(items) if !items.is_empty() => {
                     for item in items.iter() {
-                        let n = match item.get_ref() {
-                            toml::de::DeValue::Integer(i) => {
-                                i64::from_str_radix(i.as_str(), i.radix()).ok()
-                            }
-                            _ => None,
-                        };
+                        let n = item.as_integer();
                         match n {
                             Some(n) if (0..=255).contains(&n) => codes.push(n as i32),
                             _ => {

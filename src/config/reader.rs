@@ -2,11 +2,10 @@
 //! diagnostic in the [`Sink`] and returns `None` on a bad value, so a whole table is checked in
 //! one pass and every problem is reported.
 
+use std::rc::Rc;
 use std::time::Duration;
 
-use toml::Spanned;
-use toml::de::{DeTable, DeValue};
-
+use super::toml_tree::{Kind, Table};
 use crate::diag::{Loc, Sink, suggest};
 use crate::units;
 
@@ -17,38 +16,39 @@ pub struct At<T> {
     pub loc: Loc,
 }
 
-pub type Value<'i> = Spanned<DeValue<'i>>;
+pub type Value<'i> = super::toml_tree::Value<'i>;
 
 pub struct TableReader<'t, 'i> {
-    table: &'t DeTable<'i>,
+    table: &'t Table<'i>,
     pub file: usize,
     /// Where the table itself starts (for "missing key" errors).
     pub loc: Loc,
-    pub subject: Option<String>,
+    /// Shared with the readers of sub-tables.
+    subject: Option<Rc<str>>,
 }
 
-pub fn type_name(v: &DeValue<'_>) -> &'static str {
+pub fn type_name(v: &Kind<'_>) -> &'static str {
     match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date-time",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
+        Kind::String(_) => "a string",
+        Kind::Integer { .. } => "an integer",
+        Kind::Float { .. } => "a float",
+        Kind::Boolean(_) => "a boolean",
+        Kind::Datetime(_) => "a date-time",
+        Kind::Array(_) => "an array",
+        Kind::Table(_) => "a table",
     }
 }
 
-fn int_of(v: &DeValue<'_>) -> Option<i64> {
+fn int_of(v: &Kind<'_>) -> Option<i64> {
     match v {
-        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+        Kind::Integer { value, .. } => Some(*value),
         _ => None,
     }
 }
 
 impl<'t, 'i> TableReader<'t, 'i> {
     pub fn new(
-        table: &'t DeTable<'i>,
+        table: &'t Table<'i>,
         file: usize,
         loc: Loc,
         subject: Option<String>,
@@ -57,13 +57,16 @@ impl<'t, 'i> TableReader<'t, 'i> {
             table,
             file,
             loc,
-            subject,
+            subject: subject.map(Rc::from),
         }
     }
 
     /// The same table, reported under another subject (`job "x"`, `[settings]`, ...).
     pub fn new_from(t: TableReader<'t, 'i>, subject: Option<String>) -> TableReader<'t, 'i> {
-        TableReader { subject, ..t }
+        TableReader {
+            subject: subject.map(Rc::from),
+            ..t
+        }
     }
 
     pub fn subject(&self) -> Option<&str> {
@@ -73,17 +76,18 @@ impl<'t, 'i> TableReader<'t, 'i> {
     pub fn loc_of(&self, v: &Value<'_>) -> Loc {
         Loc {
             file: self.file,
-            offset: v.span().start,
+            offset: v.span.start(),
         }
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&'t str, Loc, &'t Value<'i>)> + '_ {
-        self.table.iter().map(|(k, v)| {
+        let table: &'t Table<'i> = self.table;
+        table.iter().map(|(k, v)| {
             (
-                k.get_ref().as_ref(),
+                k.name.as_ref(),
                 Loc {
                     file: self.file,
-                    offset: k.span().start,
+                    offset: k.span.start(),
                 },
                 v,
             )
@@ -91,10 +95,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     pub fn raw(&self, key: &str) -> Option<&'t Value<'i>> {
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map(|(_, v)| v)
+        let table: &'t Table<'i> = self.table;
+        table.get(key)
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -134,14 +136,14 @@ impl<'t, 'i> TableReader<'t, 'i> {
             sink,
             v,
             key,
-            format!("expected {want}, found {}", type_name(v.get_ref())),
+            format!("expected {want}, found {}", type_name(&v.kind)),
         );
     }
 
     pub fn string(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
         let v = self.raw(key)?;
-        match v.get_ref() {
-            DeValue::String(s) => Some(At {
+        match &v.kind {
+            Kind::String(s) => Some(At {
                 v: s.to_string(),
                 loc: self.loc_of(v),
             }),
@@ -164,8 +166,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     pub fn bool(&self, sink: &mut Sink, key: &str) -> Option<At<bool>> {
         let v = self.raw(key)?;
-        match v.get_ref() {
-            DeValue::Boolean(b) => Some(At {
+        match &v.kind {
+            Kind::Boolean(b) => Some(At {
                 v: *b,
                 loc: self.loc_of(v),
             }),
@@ -178,7 +180,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     pub fn int(&self, sink: &mut Sink, key: &str, min: i64, max: i64) -> Option<At<i64>> {
         let v = self.raw(key)?;
-        let Some(n) = int_of(v.get_ref()) else {
+        let Some(n) = int_of(&v.kind) else {
             self.wrong_type(sink, v, key, &format!("an integer from {min} to {max}"));
             return None;
         };
@@ -199,9 +201,9 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     pub fn float(&self, sink: &mut Sink, key: &str) -> Option<At<f64>> {
         let v = self.raw(key)?;
-        let f = match v.get_ref() {
-            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
-            DeValue::Integer(_) => int_of(v.get_ref()).map(|i| i as f64),
+        let f = match &v.kind {
+            Kind::Float { value, .. } => Some(*value),
+            Kind::Integer { value, .. } => Some(*value as f64),
             _ => None,
         };
         match f {
@@ -231,9 +233,9 @@ impl<'t, 'i> TableReader<'t, 'i> {
     pub fn size(&self, sink: &mut Sink, key: &str) -> Option<At<u64>> {
         let v = self.raw(key)?;
         let loc = self.loc_of(v);
-        let parsed = match v.get_ref() {
-            DeValue::String(s) => units::parse_size(s),
-            DeValue::Integer(_) => match int_of(v.get_ref()) {
+        let parsed = match &v.kind {
+            Kind::String(s) => units::parse_size(s),
+            Kind::Integer { .. } => match int_of(&v.kind) {
                 Some(n) if n >= 0 => Ok(n as u64),
                 _ => Err("a size must not be negative".to_string()),
             },
@@ -281,20 +283,20 @@ impl<'t, 'i> TableReader<'t, 'i> {
     ) -> Option<At<Vec<At<String>>>> {
         let v = self.raw(key)?;
         let loc = self.loc_of(v);
-        match v.get_ref() {
-            DeValue::String(s) if allow_single => Some(At {
+        match &v.kind {
+            Kind::String(s) if allow_single => Some(At {
                 v: vec![At {
                     v: s.to_string(),
                     loc,
                 }],
                 loc,
             }),
-            DeValue::Array(items) => {
+            Kind::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 let mut ok = true;
                 for item in items.iter() {
-                    match item.get_ref() {
-                        DeValue::String(s) => out.push(At {
+                    match &item.kind {
+                        Kind::String(s) => out.push(At {
                             v: s.to_string(),
                             loc: self.loc_of(item),
                         }),
@@ -333,8 +335,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
         key: &str,
         v: &'t Value<'i>,
     ) -> Option<TableReader<'t, 'i>> {
-        match v.get_ref() {
-            DeValue::Table(t) => Some(TableReader {
+        match &v.kind {
+            Kind::Table(t) => Some(TableReader {
                 table: t,
                 file: self.file,
                 loc: self.loc_of(v),
@@ -352,11 +354,12 @@ impl<'t, 'i> TableReader<'t, 'i> {
         let t = self.table(sink, key)?;
         let mut out = Vec::new();
         for (k, kloc, v) in t.entries() {
-            let text = match v.get_ref() {
-                DeValue::String(s) => Some(s.to_string()),
-                DeValue::Integer(_) => int_of(v.get_ref()).map(|n| n.to_string()),
-                DeValue::Float(f) => Some(f.as_str().to_string()),
-                DeValue::Boolean(b) => Some(b.to_string()),
+            let text = match &v.kind {
+                Kind::String(s) => Some(s.to_string()),
+                Kind::Integer { value, .. } => Some(value.to_string()),
+                // As written, less the digit separators.
+                Kind::Float { raw, .. } => Some(raw.replace('_', "")),
+                Kind::Boolean(b) => Some(b.to_string()),
                 _ => None,
             };
             match text {
@@ -373,10 +376,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 None => sink.error(
                     t.loc_of(v),
                     self.subject(),
-                    format!(
-                        "{key}.{k}: expected a string, found {}",
-                        type_name(v.get_ref())
-                    ),
+                    format!("{key}.{k}: expected a string, found {}", type_name(&v.kind)),
                 ),
             }
         }
