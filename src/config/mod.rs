@@ -347,6 +347,7 @@ pub fn load(path: &Path, opts: LoadOptions) -> Loaded {
     let config = Loader {
         sink: &mut sink,
         opts,
+        zones: HashMap::new(),
     }
     .load(path);
     let failed = sink.has_errors();
@@ -373,6 +374,8 @@ pub fn load(path: &Path, opts: LoadOptions) -> Loaded {
 struct Loader<'s> {
     sink: &'s mut Sink,
     opts: LoadOptions,
+    /// Zones by name: a table names a few zones for many jobs.
+    zones: HashMap<String, Option<TimeZone>>,
 }
 
 /// One parsed file.
@@ -637,9 +640,14 @@ impl Loader<'_> {
 
     fn zone(&mut self, r: &TableReader, key: &str) -> Option<(String, TimeZone)> {
         let name = r.nonempty(self.sink, key)?;
-        match crate::schedule::load_zone(&name.v) {
-            Ok(tz) => Some((name.v, tz)),
-            Err(_) => {
+        let found = self
+            .zones
+            .entry(name.v.clone())
+            .or_insert_with(|| crate::schedule::load_zone(&name.v).ok())
+            .clone();
+        match found {
+            Some(tz) => Some((name.v, tz)),
+            None => {
                 let names: Vec<String> = jiff::tz::db()
                     .available()
                     .map(|n| n.as_str().to_string())
