@@ -31,17 +31,30 @@ use crate::scheduler::{Dispatch, Observation, Scheduler, Timed, Why};
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// A first-come, first-served counting semaphore: `max_concurrent` slots, granted in the
-/// order they were asked for.
+/// order they were asked for. A released slot is handed straight to the first waiter, which
+/// alone is woken (no thundering herd when 100 runs wait).
 struct Slots {
     state: Mutex<SlotState>,
-    cv: Condvar,
 }
 
 struct SlotState {
     free: usize,
-    next_ticket: u64,
-    serving: u64,
+    waiters: std::collections::VecDeque<Arc<Waiter>>,
     closed: bool,
+}
+
+#[derive(Default)]
+struct Waiter {
+    /// Set when the slot was handed over (true) or the daemon is closing (false).
+    granted: Mutex<Option<bool>>,
+    cv: Condvar,
+}
+
+impl Waiter {
+    fn wake(&self, granted: bool) {
+        *lock_ignoring_poison(&self.granted) = Some(granted);
+        self.cv.notify_one();
+    }
 }
 
 impl Slots {
@@ -49,43 +62,57 @@ impl Slots {
         Slots {
             state: Mutex::new(SlotState {
                 free: n,
-                next_ticket: 0,
-                serving: 0,
+                waiters: std::collections::VecDeque::new(),
                 closed: false,
             }),
-            cv: Condvar::new(),
         }
     }
 
     /// Waits for a slot; `false` when the daemon is shutting down.
     fn acquire(&self) -> bool {
-        let mut st = lock_ignoring_poison(&self.state);
-        let ticket = st.next_ticket;
-        st.next_ticket += 1;
-        while !(st.closed || (st.serving == ticket && st.free > 0)) {
-            st = match self.cv.wait(st) {
+        let me = {
+            let mut st = lock_ignoring_poison(&self.state);
+            if st.closed {
+                return false;
+            }
+            if st.free > 0 && st.waiters.is_empty() {
+                st.free -= 1;
+                return true;
+            }
+            let w = Arc::new(Waiter::default());
+            st.waiters.push_back(Arc::clone(&w));
+            w
+        };
+        let mut g = lock_ignoring_poison(&me.granted);
+        loop {
+            if let Some(granted) = *g {
+                return granted;
+            }
+            g = match me.cv.wait(g) {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
         }
-        if st.closed {
-            return false;
-        }
-        st.free -= 1;
-        st.serving += 1;
-        self.cv.notify_all();
-        true
     }
 
     fn release(&self) {
         let mut st = lock_ignoring_poison(&self.state);
-        st.free += 1;
-        self.cv.notify_all();
+        match st.waiters.pop_front() {
+            Some(w) if !st.closed => w.wake(true),
+            Some(w) => {
+                w.wake(false);
+                st.free += 1;
+            }
+            None => st.free += 1,
+        }
     }
 
     fn close(&self) {
-        lock_ignoring_poison(&self.state).closed = true;
-        self.cv.notify_all();
+        let mut st = lock_ignoring_poison(&self.state);
+        st.closed = true;
+        for w in st.waiters.drain(..) {
+            w.wake(false);
+        }
     }
 }
 
@@ -140,6 +167,8 @@ struct Shared {
     pending: Mutex<HashSet<String>>,
     /// Readable (its peer closed) once running jobs must stop.
     stop: UnixStream,
+    /// The last dispatched instant per job, written in order (see [`Shared::mark`]).
+    marks: Mutex<HashMap<String, Arc<Mutex<Option<Timestamp>>>>>,
     state_dir: PathBuf,
 }
 
@@ -324,6 +353,7 @@ pub fn run(config_path: &Path) -> CmdResult {
         active: Active::default(),
         pending: Mutex::new(HashSet::new()),
         stop: stop_rx,
+        marks: Mutex::new(HashMap::new()),
         state_dir: state.clone(),
     });
     let log = &shared.log;
@@ -505,31 +535,42 @@ fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
     n > 0
 }
 
-/// Marks the instant as dispatched (atomically, before anything runs), then starts it.
+/// Starts a due instant; its thread marks it as dispatched before anything runs.
 fn start(shared: &Arc<Shared>, cfg: &Arc<Config>, d: Dispatch) {
     let why = match d.why {
         Why::Scheduled => "schedule",
         Why::Catchup => "catchup",
         Why::ClockStep => "clock-step",
     };
-    if let Err(e) = record::write_atomic(
-        &mark_path(&shared.state_dir, &d.job),
-        d.scheduled.to_string().as_bytes(),
-    ) {
-        // Without the mark a crash could run this instant twice: do not run it.
-        shared.log.log(
-            Level::Error,
-            "mark",
-            &[("job", d.job.clone())],
-            &format!(
-                "cannot record the dispatch of {} in {}: {e}; not running it",
-                d.scheduled,
-                shared.state_dir.display()
-            ),
-        );
-        return;
-    }
     dispatch(shared, cfg, &d.job, d.scheduled, why);
+}
+
+impl Shared {
+    /// Records `at` as the job's last dispatched instant, atomically (rename) and never
+    /// backwards, before the run starts: after a crash of the daemon, no instant runs twice.
+    /// No fsync on this hot path: a crashed process loses nothing the kernel has; only a
+    /// power loss can take the newest marks back, and then those instants count as missed
+    /// (`catchup`).
+    fn mark(&self, job: &str, at: Timestamp) -> Result<(), String> {
+        let slot = Arc::clone(
+            lock_ignoring_poison(&self.marks)
+                .entry(job.to_string())
+                .or_default(),
+        );
+        let mut last = lock_ignoring_poison(&slot);
+        if last.is_some_and(|l| l >= at) {
+            return Ok(());
+        }
+        record::write_replace(&mark_path(&self.state_dir, job), at.to_string().as_bytes())
+            .map_err(|e| {
+                format!(
+                    "cannot record the dispatch of {at} in {}: {e}; not running it",
+                    self.state_dir.display()
+                )
+            })?;
+        *last = Some(at);
+        Ok(())
+    }
 }
 
 /// Hands one run to a thread: jitter, lock, slot, run.
@@ -546,6 +587,14 @@ fn dispatch(
     {
         let mut pending = lock_ignoring_poison(&shared.pending);
         if pending.contains(job) {
+            drop(pending);
+            if why != "reboot"
+                && let Err(e) = shared.mark(job, scheduled)
+            {
+                shared
+                    .log
+                    .log(Level::Error, "mark", &[("job", job.to_string())], &e);
+            }
             shared.log.log(
                 Level::Info,
                 "coalesced",
@@ -597,6 +646,14 @@ fn run_one(
     let Some(job) = cfg.job(name) else {
         return;
     };
+    if why != "reboot"
+        && let Err(e) = shared.mark(name, scheduled)
+    {
+        shared
+            .log
+            .log(Level::Error, "mark", &[("job", name.to_string())], &e);
+        return;
+    }
     let interrupt = match shared
         .stop
         .try_clone()
@@ -660,7 +717,7 @@ fn run_one(
         trigger: why.to_string(),
     };
     if let Ok(text) = serde_json::to_vec(&placeholder) {
-        let _ = record::write_atomic(&marker, &text);
+        let _ = record::write_replace(&marker, &text);
     }
     execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
     let _ = fs::remove_file(&marker);

@@ -161,14 +161,29 @@ pub fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
     }
 }
 
-/// Writes a file atomically: a temporary file in the same directory, fsync, rename.
+/// Writes a file atomically and durably: a temporary file in the same directory, fsync,
+/// rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_renamed(path, data, true)
+}
+
+/// Writes a file atomically, without waiting for the disk: readers (and a process started
+/// after this one crashed) see the old content or the new, never a mix. Only a power loss
+/// can take the new content back. For the daemon's hot path (dispatch marks), where a
+/// fsync would delay the job by milliseconds.
+pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_renamed(path, data, false)
+}
+
+fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_dir(dir)?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}.{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let mut f = OpenOptions::new()
         .write(true)
@@ -176,10 +191,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    if let Err(e) = f.write_all(data).and_then(|()| {
+        if durable { f.sync_all() } else { Ok(()) }
+    }) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path)?;
-    if let Ok(d) = fs::File::open(dir) {
+    if durable && let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
