@@ -401,6 +401,7 @@ pub fn run(config_path: &Path) -> CmdResult {
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status_line(&cfg, &sched)),
     ]);
+    trim_startup_memory();
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut next_watchdog = watchdog.map(|d| Instant::now() + d);
 
@@ -516,6 +517,58 @@ pub fn run(config_path: &Path) -> CmdResult {
         .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
     log.log(Level::Info, "daemon-exit", &[], "");
     Ok(exit::OK)
+}
+
+/// Lets go of the memory that only start-up needed (parsing the command line and the table):
+/// clean pages of the executable's read-only mappings are dropped from this process's
+/// resident set (the few the idle loop uses fault back in from the page cache), and free
+/// heap is returned to the system. A mapping is dropped only when it is not writable and
+/// has no dirty page: dropping a private page that was written (relocated data) would lose
+/// its contents.
+fn trim_startup_memory() {
+    // SAFETY: glibc's malloc_trim only releases free memory back to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let Ok(exe) = fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize)> = None;
+    let mut dirty = 0u64;
+    let mut flush = |cur: Option<(usize, usize)>, dirty: u64| {
+        if let Some((start, end)) = cur
+            && dirty == 0
+        {
+            // SAFETY: the range is one of our own non-writable, file-backed mappings with
+            // no dirty page; MADV_DONTNEED only drops clean pages, re-read from the file on
+            // use.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else { continue };
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            flush(current.take(), dirty);
+            dirty = 0;
+            let perms = f.next().unwrap_or("");
+            let path = f.nth(3);
+            if !perms.contains('w') && path.map(Path::new) == Some(exe.as_path()) {
+                current = Some((start, end));
+            }
+        } else if first == "Private_Dirty:" || first == "Shared_Dirty:" {
+            dirty += f.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(1);
+        }
+    }
+    flush(current, dirty);
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes; true when one is.

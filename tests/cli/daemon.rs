@@ -351,7 +351,8 @@ overlap = "allow"
 "#,
     );
     // A new PID namespace (with its own /proc): cronwarden is PID 1 there, as in a container.
-    let mut args = vec!["--pid", "--fork", "--mount-proc"];
+    // --kill-child: when the test kills unshare, the namespace's PID 1 (the daemon) dies too.
+    let mut args = vec!["--pid", "--fork", "--mount-proc", "--kill-child"];
     if !nix::unistd::geteuid().is_root() {
         args.insert(0, "--map-root-user");
         args.insert(0, "--user");
@@ -388,7 +389,8 @@ fn systemd_notify_ready_status_reload_and_watchdog() {
     let t = Table::new("d-notify", TICK);
     let sock_path = t.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind");
-    sock.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let child = t
         .cmd(&["daemon"])
         .env("NOTIFY_SOCKET", &sock_path)
@@ -405,7 +407,10 @@ fn systemd_notify_ready_status_reload_and_watchdog() {
     };
     let first = next();
     assert!(first.contains("READY=1"), "{first}");
-    assert!(first.contains("STATUS=1 jobs, 1 scheduled; next run "), "{first}");
+    assert!(
+        first.contains("STATUS=1 jobs, 1 scheduled; next run "),
+        "{first}"
+    );
     // WatchdogSec=0.4s: pings every 0.2 s.
     let mut seen = Vec::new();
     while !seen.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
