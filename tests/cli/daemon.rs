@@ -375,12 +375,14 @@ overlap = "allow"
             .filter_map(|l| l.trim().parse().ok())
             .collect()
     };
-    wait_for(|| samples().len() >= 5);
+    wait_for(|| samples().len() >= 6);
     drop(d);
-    // Orphans are made every second; each is reaped as soon as it exits.
+    // An orphan is made every second and reaped as soon as it exits: a sample may catch
+    // one in the moment between its exit and the reaping, never more (unreaped, they add
+    // up: one more every second).
     let s = samples();
     assert!(t.history("orphans").len() >= 4);
-    assert!(s[2..].iter().all(|n| *n == 0), "zombies piled up: {s:?}");
+    assert!(s.iter().all(|n| *n <= 1), "zombies piled up: {s:?}");
 }
 
 #[test]
