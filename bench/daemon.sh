@@ -76,7 +76,9 @@ tables() {
   else ub="$(minute "$burst" u) * * * *"; lb="$(minute "$burst") * * * *"; fi
   {
     printf '[settings]\ntimezone = "UTC"\nstate_dir = "%s/state"\nlock_dir = "%s/run"\n' "$cw" "$cw"
-    printf 'log_file = "%s/cronwarden.log"\nshutdown_grace = "5s"\n' "$cw"
+    # max_concurrent 128: all 100 burst jobs may start at once (with the default 64 the
+    # last 36 wait for free slots, by design).
+    printf 'log_file = "%s/cronwarden.log"\nshutdown_grace = "5s"\nmax_concurrent = 128\n' "$cw"
     if [ -n "$us" ]; then
       printf '\n[jobs.single]\nschedule = "%s * * * *"\ncommand = "%s"\n' "$us" "$(cmd "$cw/single.txt")"
       printf '\n[jobs.persec]\nschedule = "1-59 %s * * * *"\ncommand = "%s"\n' "$us" "$(cmd "$cw/persec.txt")"

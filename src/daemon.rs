@@ -538,7 +538,7 @@ fn trim_startup_memory() {
     };
     let mut current: Option<(usize, usize)> = None;
     let mut dirty = 0u64;
-    let mut flush = |cur: Option<(usize, usize)>, dirty: u64| {
+    let flush = |cur: Option<(usize, usize)>, dirty: u64| {
         if let Some((start, end)) = cur
             && dirty == 0
         {
@@ -571,21 +571,12 @@ fn trim_startup_memory() {
     flush(current, dirty);
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes; true when one is.
+/// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up
+/// to whole milliseconds: waking a little late is fine, early would mean a second wake-up.)
 fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    // Round up: waking a little late is fine, early means a second wake-up.
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: `pfds` is a valid slice of pollfd for the duration of the call.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    n > 0
+    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| crate::runner::pollin(fd)).collect();
+    crate::runner::poll(&mut pfds, Some(timeout));
+    pfds.iter().any(|p| p.revents != 0)
 }
 
 /// Starts a due instant; its thread marks it as dispatched before anything runs.

@@ -400,15 +400,15 @@ pub fn execute_locked(
                     }
                 });
                 let mut why = policy::exit_failure(&res, &job.success_codes);
-                if why.is_none() {
-                    if let Some(ver) = &job.verify {
-                        let files: Vec<String> =
-                            ver.files.iter().map(|p| template::render(p, &v)).collect();
-                        let started_at = SystemTime::from(res.started);
-                        let problems = policy::verify(&files, ver.min_size, ver.fresh, started_at);
-                        if !problems.is_empty() {
-                            why = Some(format!("verify: {}", problems.join("; ")));
-                        }
+                if why.is_none()
+                    && let Some(ver) = &job.verify
+                {
+                    let files: Vec<String> =
+                        ver.files.iter().map(|p| template::render(p, &v)).collect();
+                    let started_at = SystemTime::from(res.started);
+                    let problems = policy::verify(&files, ver.min_size, ver.fresh, started_at);
+                    if !problems.is_empty() {
+                        why = Some(format!("verify: {}", problems.join("; ")));
                     }
                 }
                 (Some(res), why)

@@ -35,7 +35,7 @@ pub fn format_size(n: u64) -> String {
     ];
     for (name, size) in UNITS {
         if n >= size {
-            if n % size == 0 {
+            if n.is_multiple_of(size) {
                 return format!("{}{name}", n / size);
             }
             return format!("{:.1}{name}", n as f64 / size as f64);

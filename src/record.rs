@@ -191,9 +191,10 @@ fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    if let Err(e) = f.write_all(data).and_then(|()| {
-        if durable { f.sync_all() } else { Ok(()) }
-    }) {
+    if let Err(e) = f
+        .write_all(data)
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
+    {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }

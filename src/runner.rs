@@ -133,24 +133,21 @@ impl Interrupt {
     /// The signal received so far, if any (looks at the sources without waiting).
     pub fn received(&self) -> Option<i32> {
         if self.received.get().is_none() && !self.sources.is_empty() {
-            let mut pfds: Vec<libc::pollfd> = self
-                .fds()
-                .map(|(fd, _)| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            poll(&mut pfds, Some(Duration::ZERO));
-            if let Some(p) = pfds.iter().find(|p| p.revents != 0) {
-                self.take(p.fd);
-            }
+            self.wait_for_signal(Duration::ZERO);
         }
         self.received.get()
     }
 
     fn fds(&self) -> impl Iterator<Item = (RawFd, i32)> + '_ {
         self.sources.iter().map(|(s, sig)| (s.as_raw_fd(), *sig))
+    }
+
+    /// Waits up to `timeout` for a source to become readable, and takes it.
+    fn wait_for_signal(&self, timeout: Duration) -> Option<i32> {
+        let mut pfds: Vec<libc::pollfd> = self.fds().map(|(fd, _)| pollin(fd)).collect();
+        poll(&mut pfds, Some(timeout));
+        let fd = pfds.iter().find(|p| p.revents != 0)?.fd;
+        self.take(fd)
     }
 
     /// Drains a readable source and remembers its signal.
@@ -177,25 +174,24 @@ impl Interrupt {
             if now >= deadline {
                 return None;
             }
-            let mut pfds: Vec<libc::pollfd> = self
-                .fds()
-                .map(|(fd, _)| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            poll(&mut pfds, Some(deadline - now));
-            for p in &pfds {
-                if p.revents != 0 {
-                    return self.take(p.fd);
-                }
+            if let Some(s) = self.wait_for_signal(deadline - now) {
+                return Some(s);
             }
         }
     }
 }
 
-fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
+/// A pollfd waiting for input on `fd`.
+pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// poll(2) with a timeout rounded up to whole milliseconds (`None`: wait indefinitely).
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
     let ms = match timeout {
         // Round up so that a deadline is never missed by a truncated wait.
         Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
@@ -257,10 +253,10 @@ fn pre_exec(spec: &AttemptSpec) -> impl FnMut() -> io::Result<()> + Send + Sync 
                 }
             }
             libc::umask(umask as libc::mode_t);
-            if let Some(n) = nice {
-                if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+            if let Some(n) = nice
+                && libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0
+            {
+                return Err(io::Error::last_os_error());
             }
             if let Some(fd) = inherit {
                 // Keep the lock open across exec: the job's processes hold it too.
@@ -460,26 +456,14 @@ pub fn run_attempt_with(
         .into_iter()
         .flatten()
         {
-            pfds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            pfds.push(pollin(fd));
         }
         if let (Some(p), None) = (&pidfd, status) {
-            pfds.push(libc::pollfd {
-                fd: p.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            pfds.push(pollin(p.as_raw_fd()));
         }
         if interrupted.is_none() {
             for (fd, _) in interrupt.fds() {
-                pfds.push(libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+                pfds.push(pollin(fd));
             }
         }
         poll(&mut pfds, wait);
@@ -508,12 +492,12 @@ pub fn run_attempt_with(
                 }
             }
         }
-        if status.is_none() {
-            if let Ok(Some(st)) = child.try_wait() {
-                status = Some(st);
-                if stdout.is_some() || stderr.is_some() {
-                    linger_until = Some(Instant::now() + spec.kill_grace);
-                }
+        if status.is_none()
+            && let Ok(Some(st)) = child.try_wait()
+        {
+            status = Some(st);
+            if stdout.is_some() || stderr.is_some() {
+                linger_until = Some(Instant::now() + spec.kill_grace);
             }
         }
     }

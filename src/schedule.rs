@@ -668,10 +668,10 @@ pub fn load_zone(name: &str) -> Result<TimeZone, jiff::Error> {
                 || std::path::PathBuf::from("/usr/share/zoneinfo"),
                 Into::into,
             );
-        if let Ok(data) = std::fs::read(dir.join(name)) {
-            if let Ok(tz) = TimeZone::tzif(name, &data) {
-                return Ok(tz);
-            }
+        if let Ok(data) = std::fs::read(dir.join(name))
+            && let Ok(tz) = TimeZone::tzif(name, &data)
+        {
+            return Ok(tz);
         }
     }
     TimeZone::get(name)
@@ -688,10 +688,10 @@ pub fn system_zone() -> TimeZone {
     }
     if let Ok(target) = std::fs::read_link("/etc/localtime") {
         let text = target.to_string_lossy();
-        if let Some((_, name)) = text.split_once("zoneinfo/") {
-            if let Ok(z) = load_zone(name) {
-                return z;
-            }
+        if let Some((_, name)) = text.split_once("zoneinfo/")
+            && let Ok(z) = load_zone(name)
+        {
+            return z;
         }
     }
     TimeZone::system()

@@ -357,6 +357,8 @@ command = "head -c 104857600 /dev/zero; echo THE-END"
 output_limit = "1MiB"
 "#,
     );
+    // Reaped below with wait4(2), which std's Child cannot do (it would not give the rusage).
+    #[allow(clippy::zombie_processes)]
     let child = t
         .cmd(&["run", "big"])
         .stdout(Stdio::null())
