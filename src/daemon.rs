@@ -30,6 +30,11 @@ use crate::scheduler::{Dispatch, Observation, Scheduler, Timed, Why};
 /// The longest the loop sleeps without looking at the wall clock.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// Runs are handed to their threads this much before their instant: the thread takes the
+/// lock and a slot and writes its marks ahead, then waits for the exact instant and only
+/// has to start the process. A job never starts before its scheduled instant.
+const LOOKAHEAD: jiff::SignedDuration = jiff::SignedDuration::from_millis(20);
+
 /// A first-come, first-served counting semaphore: `max_concurrent` slots, granted in the
 /// order they were asked for. A released slot is handed straight to the first waiter, which
 /// alone is woken (no thundering herd when 100 runs wait).
@@ -410,7 +415,7 @@ pub fn run(config_path: &Path) -> CmdResult {
         let now = Timestamp::now();
         let mut sleep = MAX_SLEEP;
         if let Some(due) = sched.next_due() {
-            let until = due.duration_since(now);
+            let until = due.duration_since(now) - LOOKAHEAD;
             sleep = sleep.min(Duration::try_from(until).unwrap_or(Duration::ZERO));
         }
         if let Some(w) = next_watchdog {
@@ -472,7 +477,9 @@ pub fn run(config_path: &Path) -> CmdResult {
         }
         let (mono1, boot1) = clocks();
         let obs = Observation {
-            wall: Timestamp::now(),
+            // Looking ahead by a constant: what is due within LOOKAHEAD starts its
+            // preparation now (a constant offset does not disturb clock-step detection).
+            wall: Timestamp::now() + LOOKAHEAD,
             mono: mono1.saturating_sub(mono0),
             boot: boot1.saturating_sub(boot0),
         };
@@ -762,6 +769,23 @@ fn run_one(
     };
     if let Ok(text) = serde_json::to_vec(&placeholder) {
         let _ = record::write_replace(&marker, &text);
+    }
+    // Handed over early (LOOKAHEAD): start on the instant, not before.
+    if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
+        && !early.is_zero()
+        && interrupt.sleep(early).is_some()
+    {
+        execute::not_run(
+            cfg,
+            &req,
+            &run_id,
+            "the daemon stopped before it started".to_string(),
+            interrupt.received(),
+            &shared.log,
+        );
+        let _ = fs::remove_file(&marker);
+        shared.slots.release();
+        return;
     }
     execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
     let _ = fs::remove_file(&marker);

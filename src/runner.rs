@@ -190,15 +190,25 @@ pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
     }
 }
 
-/// poll(2) with a timeout rounded up to whole milliseconds (`None`: wait indefinitely).
+/// ppoll(2): waits for `fds` with a timeout to the microsecond (`None`: indefinitely).
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
-    let ms = match timeout {
-        // Round up so that a deadline is never missed by a truncated wait.
-        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
-        None => -1,
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd and `tsp` is null or
+    // points to a live timespec for the call's duration; a null sigmask leaves it unchanged.
+    let _ = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
     };
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the call's duration.
-    let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
 }
 
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
