@@ -552,7 +552,10 @@ fn trim_startup_memory() {
             // SAFETY: the range is one of our own non-writable, file-backed mappings with
             // no dirty page; MADV_DONTNEED only drops clean pages, re-read from the file on
             // use.
+            // MADV_RANDOM first: it turns off fault-around, so a page the loop touches later
+            // brings back that page, not the 64 KiB around it.
             unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }
         }
