@@ -752,6 +752,15 @@ fn run_one(
         }
     };
     if !shared.slots.acquire() {
+        // Shutting down before a slot came free: say so, the instant will not run.
+        execute::not_run(
+            cfg,
+            &req,
+            &run_id,
+            "the daemon stopped while the run waited for a max_concurrent slot".to_string(),
+            Some(libc::SIGTERM),
+            &shared.log,
+        );
         return;
     }
     lock_ignoring_poison(&shared.pending).remove(name);
