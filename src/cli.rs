@@ -61,6 +61,26 @@ pub enum Command {
         #[arg(short = 'n', default_value_t = 5, value_name = "N")]
         count: usize,
     },
+    /// The state of each job (or one): running or idle, last run, next run, success rate
+    Status {
+        /// Only this job
+        #[arg(value_name = "JOB")]
+        job: Option<String>,
+        /// JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's last runs: run id, scheduled, started, duration, attempts, exit, outcome
+    History {
+        #[arg(value_name = "JOB")]
+        job: String,
+        /// How many runs
+        #[arg(short = 'n', default_value_t = 20, value_name = "N")]
+        count: usize,
+        /// JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell

@@ -122,6 +122,27 @@ pub fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
     }
 }
 
+/// Whether the job's lock is held now, and by whom. Read from /proc/locks, without taking
+/// the lock even for a moment (a probe that took it could make a scheduled run skip).
+pub fn held_by(lock_dir: &Path, job: &str) -> Option<Holder> {
+    use std::os::unix::fs::MetadataExt;
+    let path = lock_path(lock_dir, job);
+    let meta = std::fs::metadata(&path).ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let id = format!("{major:02x}:{minor:02x}:{ino}");
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let held = locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str())
+    });
+    if !held {
+        return None;
+    }
+    let mut file = File::open(&path).ok()?;
+    Some(read_holder(&mut file))
+}
+
 /// Reads who holds the lock now (whether or not it is held).
 pub fn holder(lock_dir: &Path, job: &str) -> Option<Holder> {
     let (mut file, _) = open(lock_dir, job).ok()?;

@@ -4,6 +4,7 @@ mod check;
 mod list;
 mod next;
 pub mod run;
+mod status;
 
 use std::fmt;
 
@@ -88,6 +89,12 @@ pub fn run(cli: Cli) -> CmdResult {
             after,
             count,
         } => next::run(&expr.join(" "), tz.as_deref(), after.as_deref(), count),
+        Command::Status { job, json } => {
+            status::status(&load_or_fail(&config_path)?, job.as_deref(), json)
+        }
+        Command::History { job, count, json } => {
+            status::history(&load_or_fail(&config_path)?, &job, count, json)
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "cronwarden", &mut std::io::stdout());

@@ -5,6 +5,7 @@ mod daemon;
 mod docs;
 mod next;
 mod run;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,104 @@
+//! `cronwarden status` and `cronwarden history`, read from the state directory.
+
+use super::{Table, wait_for};
+
+#[test]
+fn history_lists_runs_in_text_and_json() {
+    let t = Table::new(
+        "history",
+        r#"
+[jobs.flip]
+schedule = "@daily"
+command = "test -e $DIR/ok; r=$?; touch $DIR/ok; exit $r"
+"#,
+    );
+    assert_eq!(t.run(&["run", "flip"]).0, 1);
+    assert_eq!(t.run(&["run", "flip"]).0, 0);
+    let h = t.history("flip");
+    let ids: Vec<&str> = h
+        .iter()
+        .map(|r| r["run_id"].as_str().expect("id"))
+        .collect();
+    let (code, out, err) = t.run(&["history", "flip"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("RUN ID"), "{out}");
+    assert!(
+        lines[1].starts_with(ids[0])
+            && lines[1].contains(" failure ")
+            && lines[1].ends_with("exit 1"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with(ids[1]) && lines[2].contains(" success"),
+        "{out}"
+    );
+    let (code, out, _) = t.run(&["history", "flip", "-n", "1", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v.as_array().map(Vec::len), Some(1));
+    assert_eq!(v[0]["run_id"], ids[1]);
+    assert_eq!(v[0]["outcome"], "success");
+    let (code, _, err) = t.run(&["history", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown job \"nope\""), "{err}");
+}
+
+#[test]
+fn status_shows_running_jobs_last_runs_and_rates_without_touching_locks() {
+    let t = Table::new(
+        "status",
+        r#"
+[jobs.hold]
+schedule = "0 3 * * *"
+command = "while [ ! -e $DIR/release ]; do sleep 0.05; done"
+
+[jobs.never]
+schedule = "@manual"
+command = ["/bin/true"]
+"#,
+    );
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert_eq!(t.run(&["run", "hold"]).0, 0);
+    std::fs::remove_file(t.dir().join("release")).expect("rm");
+    let mut child = t.spawn(&["run", "hold"]);
+    t.wait_running("hold");
+    let (code, out, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let hold = out
+        .lines()
+        .find(|l| l.starts_with("hold "))
+        .expect("hold row");
+    assert!(
+        hold.contains("running since ") && hold.contains(&format!("(pid {})", child.id())),
+        "{out}"
+    );
+    assert!(
+        hold.contains(" success ") && hold.contains("100% of 1"),
+        "{out}"
+    );
+    let never = out
+        .lines()
+        .find(|l| l.starts_with("never "))
+        .expect("never row");
+    assert!(
+        never.contains(" idle ") && never.contains(" never "),
+        "{out}"
+    );
+    // status only looked: a run started now still finds the lock held, not stolen.
+    let (code, _, _) = t.run(&["run", "hold"]);
+    assert_eq!(code, 75);
+    let (code, out, _) = t.run(&["status", "hold", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v[0]["state"], "running");
+    assert_eq!(v[0]["running_pid"], child.id());
+    assert_eq!(v[0]["last_run"]["outcome"], "skipped");
+    assert_eq!(v[0]["success_rate"], 1.0);
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert!(child.wait().expect("wait").success());
+    wait_for(|| {
+        let (_, out, _) = t.run(&["status", "hold", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|v| v[0]["state"] == "idle")
+    });
+}
