@@ -61,6 +61,27 @@ pub enum Command {
         #[arg(short = 'n', default_value_t = 5, value_name = "N")]
         count: usize,
     },
+    /// Ask the running daemon to run a job now, as a background task (prints the run id)
+    Trigger {
+        #[arg(value_name = "JOB")]
+        job: String,
+        /// Set a declared parameter (repeatable)
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// Wait for the run and exit with its outcome (0 success, 1 failure, 75 locked)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop scheduling a job (the running daemon; survives restarts)
+    Pause {
+        #[arg(value_name = "JOB")]
+        job: String,
+    },
+    /// Schedule a paused job again
+    Resume {
+        #[arg(value_name = "JOB")]
+        job: String,
+    },
     /// The state of each job (or one): running or idle, last run, next run, success rate
     Status {
         /// Only this job

@@ -163,8 +163,8 @@ impl Active {
     }
 }
 
-/// Everything the run threads share.
-struct Shared {
+/// Everything the run threads (and the control socket) share.
+pub(crate) struct Shared {
     log: Logger,
     slots: Slots,
     active: Active,
@@ -174,6 +174,10 @@ struct Shared {
     stop: UnixStream,
     /// The last dispatched instant per job, written in order (see [`Shared::mark`]).
     marks: Mutex<HashMap<String, Arc<Mutex<Option<Timestamp>>>>>,
+    /// Paused jobs (one file each in `state_dir/paused/`, so it survives restarts).
+    paused: Mutex<HashSet<String>>,
+    /// The table in force (replaced by a reload).
+    pub(crate) current: Mutex<Arc<Config>>,
     state_dir: PathBuf,
 }
 
@@ -352,6 +356,7 @@ pub fn run(config_path: &Path) -> CmdResult {
     let (stop_tx, stop_rx) =
         UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
 
+    let cfg = Arc::new(cfg);
     let shared = Arc::new(Shared {
         log: Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
         slots: Slots::new(cfg.settings.max_concurrent),
@@ -359,11 +364,16 @@ pub fn run(config_path: &Path) -> CmdResult {
         pending: Mutex::new(HashSet::new()),
         stop: stop_rx,
         marks: Mutex::new(HashMap::new()),
+        paused: Mutex::new(read_paused(&state)),
+        current: Mutex::new(Arc::clone(&cfg)),
         state_dir: state.clone(),
     });
     let log = &shared.log;
-    let mut cfg = Arc::new(cfg);
+    let mut cfg = cfg;
     recover_lost(&state, log);
+    let socket = crate::control::listen(&cfg.settings, log)
+        .map_err(|e| Failure::config(format!("control socket: {e}")))?;
+    crate::control::serve(socket.listener, Arc::clone(&shared));
 
     let now = Timestamp::now();
     let marks = read_marks(&state);
@@ -393,7 +403,7 @@ pub fn run(config_path: &Path) -> CmdResult {
                     .as_ref()
                     .is_some_and(|s| *s.expr() == Expr::Reboot)
         }) {
-            dispatch(&shared, &cfg, &job.name, now, "reboot");
+            dispatch(&shared, &cfg, Launch::tick(&job.name, now, "reboot"));
         }
         if let Some(b) = &boot {
             let _ = record::write_atomic(&boot_file, b.as_bytes());
@@ -462,6 +472,7 @@ pub fn run(config_path: &Path) -> CmdResult {
                         &format!("new table loaded: {}", status_line(&new, &sched)),
                     );
                     cfg = Arc::new(new);
+                    *lock_ignoring_poison(&shared.current) = Arc::clone(&cfg);
                 }
                 Err(n) => log.log(
                     Level::Error,
@@ -522,6 +533,7 @@ pub fn run(config_path: &Path) -> CmdResult {
     shared
         .active
         .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
+    let _ = fs::remove_file(&socket.path);
     log.log(Level::Info, "daemon-exit", &[], "");
     Ok(exit::OK)
 }
@@ -596,10 +608,68 @@ fn start(shared: &Arc<Shared>, cfg: &Arc<Config>, d: Dispatch) {
         Why::Catchup => "catchup",
         Why::ClockStep => "clock-step",
     };
-    dispatch(shared, cfg, &d.job, d.scheduled, why);
+    if shared.is_paused(&d.job) {
+        // Paused: the tick counts as handled (no catch-up of it later), nothing runs.
+        let _ = shared.mark(&d.job, d.scheduled);
+        shared.log.log(
+            Level::Info,
+            "paused",
+            &[
+                ("job", d.job.clone()),
+                ("scheduled", d.scheduled.to_string()),
+            ],
+            "the job is paused; this tick does not run",
+        );
+        return;
+    }
+    dispatch(shared, cfg, Launch::tick(&d.job, d.scheduled, why));
+}
+
+/// The table in force.
+pub(crate) fn current(shared: &Shared) -> Arc<Config> {
+    Arc::clone(&lock_ignoring_poison(&shared.current))
+}
+
+/// The names in `state_dir/paused/`.
+pub fn read_paused(state: &Path) -> HashSet<String> {
+    fs::read_dir(state.join("paused"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Shared {
+    pub(crate) fn is_paused(&self, job: &str) -> bool {
+        lock_ignoring_poison(&self.paused).contains(job)
+    }
+
+    /// Pauses or resumes a job's schedule; the state is kept in the state directory.
+    pub(crate) fn set_paused(&self, job: &str, paused: bool) -> std::io::Result<()> {
+        let path = self.state_dir.join("paused").join(job);
+        if paused {
+            record::write_replace(&path, Timestamp::now().to_string().as_bytes())?;
+            lock_ignoring_poison(&self.paused).insert(job.to_string());
+        } else {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            lock_ignoring_poison(&self.paused).remove(job);
+        }
+        self.log.log(
+            Level::Info,
+            if paused { "pause" } else { "resume" },
+            &[("job", job.to_string())],
+            "",
+        );
+        Ok(())
+    }
+
     /// Records `at` as the job's last dispatched instant, atomically (rename) and never
     /// backwards, before the run starts: after a crash of the daemon, no instant runs twice.
     /// No fsync on this hot path: a crashed process loses nothing the kernel has; only a
@@ -627,82 +697,123 @@ impl Shared {
     }
 }
 
+/// One run to start.
+pub(crate) struct Launch {
+    pub job: String,
+    pub scheduled: Timestamp,
+    /// "schedule", "catchup", "clock-step", "reboot", "trigger".
+    pub why: &'static str,
+    pub params: std::collections::BTreeMap<String, String>,
+    pub run_id: String,
+    /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
+    pub mark: bool,
+    /// Scheduler ticks coalesce into a run that is still waiting; triggers never do.
+    pub coalesce: bool,
+    /// Told the run's record when it ends (`trigger --wait`).
+    pub done: Option<std::sync::mpsc::Sender<RunRecord>>,
+}
+
+impl Launch {
+    fn tick(job: &str, scheduled: Timestamp, why: &'static str) -> Launch {
+        Launch {
+            job: job.to_string(),
+            scheduled,
+            why,
+            params: Default::default(),
+            run_id: execute::new_run_id(),
+            mark: why != "reboot",
+            coalesce: true,
+            done: None,
+        }
+    }
+}
+
 /// Hands one run to a thread: jitter, lock, slot, run.
-fn dispatch(
-    shared: &Arc<Shared>,
-    cfg: &Arc<Config>,
-    job: &str,
-    scheduled: Timestamp,
-    why: &'static str,
-) {
-    let Some(j) = cfg.job(job) else {
+pub(crate) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) {
+    let Some(j) = cfg.job(&launch.job) else {
         return;
     };
-    {
+    let job = launch.job.clone();
+    if launch.coalesce {
         let mut pending = lock_ignoring_poison(&shared.pending);
-        if pending.contains(job) {
+        if pending.contains(&job) {
             drop(pending);
-            if why != "reboot"
-                && let Err(e) = shared.mark(job, scheduled)
+            if launch.mark
+                && let Err(e) = shared.mark(&job, launch.scheduled)
             {
                 shared
                     .log
-                    .log(Level::Error, "mark", &[("job", job.to_string())], &e);
+                    .log(Level::Error, "mark", &[("job", job.clone())], &e);
             }
             shared.log.log(
                 Level::Info,
                 "coalesced",
                 &[
-                    ("job", job.to_string()),
-                    ("scheduled", scheduled.to_string()),
+                    ("job", job.clone()),
+                    ("scheduled", launch.scheduled.to_string()),
                 ],
                 "a run of this job is already waiting to start; this tick joins it",
             );
             return;
         }
-        pending.insert(job.to_string());
+        pending.insert(job.clone());
     }
-    let jitter = j.jitter;
-    let shared = Arc::clone(shared);
+    let jitter = if launch.why == "trigger" {
+        None
+    } else {
+        j.jitter
+    };
     let cfg = Arc::clone(cfg);
-    let name = job.to_string();
     shared.active.enter();
+    let coalesce = launch.coalesce;
     let spawned = std::thread::Builder::new()
-        .name(format!("job {name}"))
+        .name(format!("job {job}"))
         .spawn({
-            let shared = Arc::clone(&shared);
+            let shared = Arc::clone(shared);
+            let job = job.clone();
             move || {
-                run_one(&shared, &cfg, &name, scheduled, why, jitter);
-                lock_ignoring_poison(&shared.pending).remove(&name);
+                run_one(&shared, &cfg, launch, jitter);
+                if coalesce {
+                    lock_ignoring_poison(&shared.pending).remove(&job);
+                }
                 shared.active.leave();
             }
         });
     if let Err(e) = spawned {
-        lock_ignoring_poison(&shared.pending).remove(job);
+        if coalesce {
+            lock_ignoring_poison(&shared.pending).remove(&job);
+        }
         shared.active.leave();
         shared.log.log(
             Level::Error,
             "dispatch",
-            &[("job", job.to_string())],
+            &[("job", job)],
             &format!("cannot start a thread: {e}"),
         );
     }
 }
 
-fn run_one(
-    shared: &Shared,
-    cfg: &Config,
-    name: &str,
-    scheduled: Timestamp,
-    why: &'static str,
-    jitter: Option<Duration>,
-) {
+fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
+    let Launch {
+        job: name,
+        scheduled,
+        why,
+        params,
+        run_id,
+        mark,
+        done,
+        ..
+    } = launch;
+    let name = name.as_str();
+    let report = |rec: RunRecord| {
+        if let Some(tx) = &done {
+            let _ = tx.send(rec);
+        }
+    };
     let Some(job) = cfg.job(name) else {
         return;
     };
-    if why != "reboot"
-        && let Err(e) = shared.mark(name, scheduled)
-    {
+    if mark && let Err(e) = shared.mark(name, scheduled) {
         shared
             .log
             .log(Level::Error, "mark", &[("job", name.to_string())], &e);
@@ -733,14 +844,13 @@ fn run_one(
     let req = RunRequest {
         job,
         scheduled,
-        params: Default::default(),
+        params,
         trigger: why,
     };
-    let run_id = execute::new_run_id();
     let lock = match execute::acquire(cfg, job, &shared.log, &run_id, &interrupt) {
         Ok(l) => l,
         Err(reason) => {
-            execute::not_run(
+            let r = execute::not_run(
                 cfg,
                 &req,
                 &run_id,
@@ -748,12 +858,13 @@ fn run_one(
                 interrupt.received(),
                 &shared.log,
             );
+            report(r.record);
             return;
         }
     };
     if !shared.slots.acquire() {
         // Shutting down before a slot came free: say so, the instant will not run.
-        execute::not_run(
+        let r = execute::not_run(
             cfg,
             &req,
             &run_id,
@@ -761,6 +872,7 @@ fn run_one(
             Some(libc::SIGTERM),
             &shared.log,
         );
+        report(r.record);
         return;
     }
     lock_ignoring_poison(&shared.pending).remove(name);
@@ -787,7 +899,7 @@ fn run_one(
         && !early.is_zero()
         && interrupt.sleep(early).is_some()
     {
-        execute::not_run(
+        let r = execute::not_run(
             cfg,
             &req,
             &run_id,
@@ -795,11 +907,13 @@ fn run_one(
             interrupt.received(),
             &shared.log,
         );
+        report(r.record);
         let _ = fs::remove_file(&marker);
         shared.slots.release();
         return;
     }
-    execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
+    let r = execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
+    report(r.record);
     let _ = fs::remove_file(&marker);
     shared.slots.release();
 }

@@ -63,6 +63,7 @@ fn last_result(config: &Config, job: &Job, now: Timestamp) -> String {
 
 pub fn run(config: &Config) -> CmdResult {
     let now = Timestamp::now();
+    let paused = crate::daemon::read_paused(&config.settings.state_dir);
     let header = [
         "JOB",
         "SCHEDULE",
@@ -79,7 +80,12 @@ pub fn run(config: &Config) -> CmdResult {
             zone_name(&job.tz),
             next_run(job, now),
             last_result(config, job, now),
-            "no".to_string(),
+            if paused.contains(&job.name) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
         ]);
     }
     print!("{}", render_table(&header, &rows));

@@ -89,6 +89,50 @@ pub fn run(cli: Cli) -> CmdResult {
             after,
             count,
         } => next::run(&expr.join(" "), tz.as_deref(), after.as_deref(), count),
+        Command::Trigger { job, params, wait } => {
+            let cfg = load_or_fail(&config_path)?;
+            let j = run::find_job(&cfg, &job)?;
+            let params = run::parse_params(j, &params)?;
+            let resp = crate::control::request(
+                &cfg.settings,
+                &crate::control::Request {
+                    cmd: "trigger".into(),
+                    job: Some(job.clone()),
+                    params,
+                    wait,
+                },
+            )?;
+            answered(resp, |r| {
+                let id = r.run_id.clone().unwrap_or_default();
+                match &r.outcome {
+                    Some(o) => println!("{id} {o}"),
+                    None => println!("{id}"),
+                }
+                r.exit_code.unwrap_or(exit::OK)
+            })
+        }
+        Command::Pause { ref job } | Command::Resume { ref job } => {
+            let cmd = if matches!(command, Command::Pause { .. }) {
+                "pause"
+            } else {
+                "resume"
+            };
+            let job = job.clone();
+            let cfg = load_or_fail(&config_path)?;
+            run::find_job(&cfg, &job)?;
+            let resp = crate::control::request(
+                &cfg.settings,
+                &crate::control::Request {
+                    cmd: cmd.into(),
+                    job: Some(job.clone()),
+                    ..Default::default()
+                },
+            )?;
+            answered(resp, |_| {
+                eprintln!("{job}: {}d", cmd);
+                exit::OK
+            })
+        }
         Command::Status { job, json } => {
             status::status(&load_or_fail(&config_path)?, job.as_deref(), json)
         }
@@ -112,6 +156,23 @@ pub fn run(cli: Cli) -> CmdResult {
                 .map_err(|e| Failure::usage(format!("cannot write: {e}")))?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// Turns the daemon's answer into an exit code.
+fn answered(
+    resp: crate::control::Response,
+    ok: impl FnOnce(&crate::control::Response) -> u8,
+) -> CmdResult {
+    if resp.ok {
+        Ok(ok(&resp))
+    } else {
+        Err(Failure {
+            code: resp.code.unwrap_or(exit::JOB_FAILED),
+            message: resp
+                .error
+                .unwrap_or_else(|| "the daemon refused".to_string()),
+        })
     }
 }
 

@@ -40,13 +40,19 @@ fn running(cfg: &Config, job: &Job) -> Option<lock::Holder> {
 
 struct JobStatus {
     name: String,
+    paused: bool,
     running: Option<lock::Holder>,
     last: Option<RunRecord>,
     next: Option<Timestamp>,
     rate: Option<(usize, usize)>,
 }
 
-fn job_status(cfg: &Config, job: &Job, now: Timestamp) -> JobStatus {
+fn job_status(
+    cfg: &Config,
+    job: &Job,
+    now: Timestamp,
+    paused: &std::collections::HashSet<String>,
+) -> JobStatus {
     let runs = record::read(&cfg.settings.state_dir, &job.name).unwrap_or_default();
     let finished: Vec<&RunRecord> = runs
         .iter()
@@ -60,6 +66,7 @@ fn job_status(cfg: &Config, job: &Job, now: Timestamp) -> JobStatus {
         .count();
     JobStatus {
         name: job.name.clone(),
+        paused: paused.contains(&job.name),
         running: if job.overlap == crate::config::Overlap::Allow {
             None
         } else {
@@ -81,7 +88,11 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
         None => cfg.jobs.iter().collect(),
     };
     let now = Timestamp::now();
-    let all: Vec<JobStatus> = jobs.iter().map(|j| job_status(cfg, j, now)).collect();
+    let paused = crate::daemon::read_paused(&cfg.settings.state_dir);
+    let all: Vec<JobStatus> = jobs
+        .iter()
+        .map(|j| job_status(cfg, j, now, &paused))
+        .collect();
     if json {
         let v: Vec<serde_json::Value> = all
             .iter()
@@ -89,6 +100,7 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
                 serde_json::json!({
                     "job": s.name,
                     "state": if s.running.is_some() { "running" } else { "idle" },
+                    "paused": s.paused,
                     "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
                     "running_pid": s.running.as_ref().and_then(|h| h.pid),
                     "last_run": s.last,
@@ -117,6 +129,11 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
                     h.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
                 ),
                 None => "idle".to_string(),
+            };
+            let state = if s.paused {
+                format!("{state}, paused")
+            } else {
+                state
             };
             let (when, outcome, dur, attempts) = match &s.last {
                 Some(r) => (

@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `cronwarden` binary (one test binary, a file per feature).
 
 mod check;
+mod control;
 mod daemon;
 mod docs;
 mod next;
