@@ -94,6 +94,11 @@ pub fn listen(settings: &Settings, log: &Logger) -> std::io::Result<Socket> {
                 .map_err(std::io::Error::other)?
                 .ok_or_else(|| std::io::Error::other(format!("no group {group:?}")))?;
             nix::unistd::chown(&path, None, Some(g.gid)).map_err(std::io::Error::other)?;
+            // The group must be able to reach the socket: lock_dir becomes 0710 for it.
+            if let Some(dir) = path.parent().filter(|d| *d == settings.lock_dir) {
+                nix::unistd::chown(dir, None, Some(g.gid)).map_err(std::io::Error::other)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
+            }
             0o660
         }
         None => 0o600,
@@ -228,7 +233,20 @@ pub fn request(settings: &Settings, req: &Request) -> Result<Response, crate::cm
             path.display()
         ),
     };
-    let conn = UnixStream::connect(path).map_err(no_daemon)?;
+    let conn = UnixStream::connect(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            crate::cmd::Failure {
+                code: exit::JOB_FAILED,
+                message: format!(
+                    "not allowed to talk to the daemon at {} ({e}): the control socket is for \
+                     its owner (and control_socket_group)",
+                    path.display()
+                ),
+            }
+        } else {
+            no_daemon(e)
+        }
+    })?;
     let io = |e: std::io::Error| crate::cmd::Failure {
         code: exit::JOB_FAILED,
         message: format!("talking to the daemon at {}: {e}", path.display()),

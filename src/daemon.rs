@@ -178,6 +178,7 @@ pub(crate) struct Shared {
     paused: Mutex<HashSet<String>>,
     /// The table in force (replaced by a reload).
     pub(crate) current: Mutex<Arc<Config>>,
+    metrics: Arc<crate::metrics::Metrics>,
     state_dir: PathBuf,
 }
 
@@ -212,7 +213,7 @@ fn read_marks(state: &Path) -> HashMap<String, Timestamp> {
 }
 
 /// Runs that were in progress when a previous daemon died: recorded as lost.
-fn recover_lost(state: &Path, log: &Logger) {
+fn recover_lost(state: &Path, keep: usize, log: &Logger) {
     let Ok(dir) = fs::read_dir(running_dir(state)) else {
         return;
     };
@@ -245,7 +246,7 @@ fn recover_lost(state: &Path, log: &Logger) {
                 ],
                 rec.reason.as_deref().unwrap_or(""),
             );
-            if let Err(err) = record::append(state, &rec) {
+            if let Err(err) = record::append(state, &rec, keep) {
                 log.log(Level::Error, "history", &[], &err.to_string());
             }
         }
@@ -366,11 +367,23 @@ pub fn run(config_path: &Path) -> CmdResult {
         marks: Mutex::new(HashMap::new()),
         paused: Mutex::new(read_paused(&state)),
         current: Mutex::new(Arc::clone(&cfg)),
+        metrics: Arc::default(),
         state_dir: state.clone(),
     });
     let log = &shared.log;
     let mut cfg = cfg;
-    recover_lost(&state, log);
+    let cfg_metrics = cfg.settings.metrics_listen.is_some();
+    recover_lost(&state, cfg.settings.history_keep, log);
+    if let Some(addr) = cfg.settings.metrics_listen {
+        crate::metrics::serve(addr, Arc::clone(&shared.metrics))
+            .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
+        log.log(
+            Level::Info,
+            "metrics",
+            &[("listen", addr.to_string())],
+            "serving /metrics",
+        );
+    }
     let socket = crate::control::listen(&cfg.settings, log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;
     crate::control::serve(socket.listener, Arc::clone(&shared));
@@ -412,6 +425,12 @@ pub fn run(config_path: &Path) -> CmdResult {
     for d in startup {
         start(&shared, &cfg, d);
     }
+    let publish = |sched: &Scheduler| {
+        if cfg_metrics {
+            shared.metrics.set_next_runs(sched.next_runs());
+        }
+    };
+    publish(&sched);
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status_line(&cfg, &sched)),
@@ -465,6 +484,7 @@ pub fn run(config_path: &Path) -> CmdResult {
             match load(config_path, log) {
                 Ok(new) => {
                     sched.reload(Timed::from_jobs(&new.jobs), Timestamp::now());
+                    publish(&sched);
                     log.log(
                         Level::Info,
                         "reload",
@@ -503,6 +523,7 @@ pub fn run(config_path: &Path) -> CmdResult {
             for d in due {
                 start(&shared, &cfg, d);
             }
+            publish(&sched);
             notify(&[sd_notify::NotifyState::Status(&status_line(&cfg, &sched))]);
         }
     }
@@ -805,7 +826,8 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         ..
     } = launch;
     let name = name.as_str();
-    let report = |rec: RunRecord| {
+    let report = |rec: RunRecord, was_running: bool| {
+        shared.metrics.finished(&rec.job, was_running, &rec);
         if let Some(tx) = &done {
             let _ = tx.send(rec);
         }
@@ -858,7 +880,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
                 interrupt.received(),
                 &shared.log,
             );
-            report(r.record);
+            report(r.record, false);
             return;
         }
     };
@@ -872,7 +894,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
             Some(libc::SIGTERM),
             &shared.log,
         );
-        report(r.record);
+        report(r.record, false);
         return;
     }
     lock_ignoring_poison(&shared.pending).remove(name);
@@ -907,13 +929,14 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
             interrupt.received(),
             &shared.log,
         );
-        report(r.record);
+        report(r.record, false);
         let _ = fs::remove_file(&marker);
         shared.slots.release();
         return;
     }
+    shared.metrics.started(name);
     let r = execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
-    report(r.record);
+    report(r.record, true);
     let _ = fs::remove_file(&marker);
     shared.slots.release();
 }

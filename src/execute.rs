@@ -321,7 +321,7 @@ pub fn not_run(
         output: None,
         trigger: req.trigger.to_string(),
     };
-    save(&cfg.settings.state_dir, &rec, log);
+    save(&cfg.settings, &rec, log);
     RunReport {
         record: rec,
         exit_code: interrupted.map_or(exit::LOCKED, interrupt_exit),
@@ -491,7 +491,7 @@ pub fn execute_locked(
         Level::Error
     };
     log.log(level, "run-end", &endf, reason.as_deref().unwrap_or(""));
-    save(state, &rec, log);
+    save(&cfg.settings, &rec, log);
     prune_outputs(&output_dir);
     let exit_code = match outcome {
         Outcome::Success => exit::OK,
@@ -517,8 +517,9 @@ fn interrupt_exit(sig: i32) -> u8 {
     }
 }
 
-fn save(state: &Path, rec: &RunRecord, log: &Logger) {
-    if let Err(e) = record::append(state, rec) {
+fn save(settings: &crate::config::Settings, rec: &RunRecord, log: &Logger) {
+    let state = &settings.state_dir;
+    if let Err(e) = record::append(state, rec, settings.history_keep) {
         log.log(
             Level::Error,
             "history",

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod execute;
 pub mod lock;
 pub mod log;
+pub mod metrics;
 pub mod output;
 pub mod paths;
 pub mod policy;

@@ -89,12 +89,24 @@ pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
     state_dir.join("history").join(format!("{job}.jsonl"))
 }
 
-/// Appends one record to the job's history.
-pub fn append(state_dir: &Path, rec: &RunRecord) -> io::Result<()> {
+/// Appends one record to the job's history, keeping at most about `keep` runs (0: all).
+///
+/// Appends and compactions of one job are serialized by a lock on a side file that is never
+/// replaced. When the history has doubled since it was last compacted, it is rewritten
+/// (atomically) with its newest `keep` records, so the file stays between one and two
+/// `keep`s of runs without reading it on every append.
+pub fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> {
     let path = history_path(state_dir, &rec.job);
-    if let Some(dir) = path.parent() {
-        ensure_dir(dir)?;
-    }
+    let dir = path.parent().unwrap_or(state_dir);
+    ensure_dir(dir)?;
+    let guard = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(format!(".{}.lock", rec.job)))?;
+    guard.lock()?;
     let mut line = serde_json::to_string(rec).map_err(io::Error::other)?;
     line.push('\n');
     let mut f = OpenOptions::new()
@@ -114,7 +126,35 @@ pub fn append(state_dir: &Path, rec: &RunRecord) -> io::Result<()> {
             line.insert(0, '\n');
         }
     }
-    f.write_all(line.as_bytes())
+    f.write_all(line.as_bytes())?;
+    let len = len + line.len() as u64;
+    if keep == 0 {
+        return Ok(());
+    }
+    // The size after the last compaction is kept in the lock file.
+    let mut text = String::new();
+    use std::io::Read;
+    (&guard).read_to_string(&mut text)?;
+    let base: u64 = text.trim().parse().unwrap_or(keep as u64 * 256);
+    if len <= base.saturating_mul(2) {
+        return Ok(());
+    }
+    let all = fs::read(&path)?;
+    let lines: Vec<&[u8]> = all
+        .split(|b| *b == b'\n')
+        .filter(|l| serde_json::from_slice::<RunRecord>(l).is_ok())
+        .collect();
+    let kept = &lines[lines.len().saturating_sub(keep)..];
+    let mut out = Vec::with_capacity(all.len());
+    for l in kept {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    write_atomic(&path, &out)?;
+    guard.set_len(0)?;
+    use std::os::unix::fs::FileExt;
+    guard.write_all_at(out.len().max(1).to_string().as_bytes(), 0)?;
+    Ok(())
 }
 
 /// The job's records, oldest first; lines that do not parse (a torn last write) are skipped.
@@ -226,11 +266,33 @@ mod tests {
     }
 
     #[test]
+    fn history_stays_bounded() {
+        let dir = std::env::temp_dir().join(format!("cw-record-keep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for i in 0..500 {
+            append(&dir, &rec(&format!("r{i:03}")), 10).expect("append");
+            let n = read(&dir, "j").expect("read").len();
+            assert!(n <= 2 * 10 + 40, "{n} records after {i} appends");
+        }
+        let ids: Vec<String> = read(&dir, "j")
+            .expect("read")
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert!(ids.len() >= 10, "{ids:?}");
+        assert_eq!(ids.last().map(String::as_str), Some("r499"));
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "order kept");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_torn_last_line_does_not_hide_earlier_records() {
         let dir = std::env::temp_dir().join(format!("cw-record-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        append(&dir, &rec("a")).expect("append");
-        append(&dir, &rec("b")).expect("append");
+        append(&dir, &rec("a"), 0).expect("append");
+        append(&dir, &rec("b"), 0).expect("append");
         // A crash in the middle of the third write.
         let mut f = OpenOptions::new()
             .append(true)
@@ -244,7 +306,7 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a", "b"]);
         // The next record after the torn one is intact.
-        append(&dir, &rec("d")).expect("append");
+        append(&dir, &rec("d"), 0).expect("append");
         let ids: Vec<String> = read(&dir, "j")
             .expect("read")
             .into_iter()

@@ -243,6 +243,14 @@ impl Scheduler {
         self.entries.iter().filter_map(|e| e.next).min()
     }
 
+    /// Every job's next instant.
+    pub fn next_runs(&self) -> Vec<(String, Option<Timestamp>)> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.clone(), e.next))
+            .collect()
+    }
+
     /// The next instant of one job.
     pub fn next_of(&self, job: &str) -> Option<Timestamp> {
         self.entries.iter().find(|e| e.name == job)?.next

@@ -38,6 +38,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "control_socket",
     "control_socket_group",
     "metrics_listen",
+    "history_keep",
 ];
 /// Every key a job (or `[defaults]`) may set.
 pub const JOB_KEYS: &[&str] = &[
@@ -144,6 +145,8 @@ pub struct Settings {
     pub control_socket: PathBuf,
     pub control_socket_group: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    /// Runs kept per job in the history (0: keep everything).
+    pub history_keep: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -715,6 +718,9 @@ impl Loader<'_> {
             .abs_path(&t, "control_socket")
             .map_or_else(|| lock_dir.join("cronwarden.sock"), |a| a.v);
         let control_socket_group = t.nonempty(self.sink, "control_socket_group").map(|a| a.v);
+        let history_keep = t
+            .int(self.sink, "history_keep", 0, 10_000_000)
+            .map_or(1000, |a| a.v as usize);
         let metrics_listen =
             t.nonempty(self.sink, "metrics_listen")
                 .and_then(|s| match s.v.parse::<SocketAddr>() {
@@ -754,6 +760,7 @@ impl Loader<'_> {
             control_socket,
             control_socket_group,
             metrics_listen,
+            history_keep,
         })
     }
 

@@ -130,3 +130,107 @@ fn garbage_and_stuck_clients_do_not_hurt_the_daemon() {
     let (code, _, err) = t.run(&["trigger", "ok", "--wait"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn metrics_are_prometheus_text_with_per_job_series() {
+    use std::io::Read;
+    // A free loopback port (released just before the daemon binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let t = table("c-metrics");
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replace(
+            "[settings]\n",
+            &format!("[settings]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+        ),
+    )
+    .expect("write");
+    let _d = Daemon::start(&t);
+    assert_eq!(t.run(&["trigger", "ok", "--wait"]).0, 0);
+    assert_eq!(t.run(&["trigger", "ok", "--wait"]).0, 0);
+    assert_eq!(t.run(&["trigger", "bad", "--wait"]).0, 1);
+    let get = |path: &str| -> String {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut s = String::new();
+        c.read_to_string(&mut s).expect("read");
+        s
+    };
+    let resp = get("/metrics");
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert!(
+        resp.contains("Content-Type: text/plain; version=0.0.4"),
+        "{resp}"
+    );
+    let body = resp.split("\r\n\r\n").nth(1).expect("body");
+    // Every sample line is `name{labels} value` with a number; every family has HELP and TYPE.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        assert!(
+            series.starts_with("cronwarden_") && series.ends_with("\"}"),
+            "{line}"
+        );
+        let name = &series[..series.find('{').expect("labels")];
+        assert!(body.contains(&format!("# TYPE {name} ")), "{name}");
+    }
+    for want in [
+        "cronwarden_runs_total{job=\"ok\",outcome=\"success\"} 2",
+        "cronwarden_runs_total{job=\"bad\",outcome=\"failure\"} 1",
+        "cronwarden_attempts_total{job=\"ok\"} 2",
+        "cronwarden_running{job=\"ok\"} 0",
+    ] {
+        assert!(body.lines().any(|l| l == want), "missing {want} in\n{body}");
+    }
+    assert!(body.contains("cronwarden_last_success_timestamp_seconds{job=\"ok\"} "));
+    assert!(body.contains("cronwarden_next_run_timestamp_seconds{job=\"tick\"} "));
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn other_users_cannot_use_the_control_socket() {
+    let t = table("c-perm");
+    let _d = Daemon::start(&t);
+    let sock = t.dir().join("run/cronwarden.sock");
+    if !nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&sock).expect("socket");
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        return;
+    }
+    // A table any user can read that names the same socket.
+    let public = std::env::temp_dir().join(format!("cw-perm-{}.toml", std::process::id()));
+    std::fs::write(
+        &public,
+        format!(
+            "[settings]\ncontrol_socket = \"{}\"\nstate_dir = \"/tmp/cw-perm-state-{}\"\n[jobs.ok]\nschedule = \"@manual\"\ncommand = [\"/bin/true\"]\n",
+            sock.display(),
+            std::process::id()
+        ),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(env!("CARGO_BIN_EXE_cronwarden"))
+        .arg("-c")
+        .arg(&public)
+        .args(["trigger", "ok"])
+        .output()
+        .expect("runuser (util-linux) runs");
+    let _ = std::fs::remove_file(&public);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not allowed to talk to the daemon") && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert!(t.history("ok").is_empty(), "nobody triggered a run");
+}

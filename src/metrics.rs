@@ -1,0 +1,228 @@
+//! Prometheus metrics at `http://metrics_listen/metrics` (text format 0.0.4), only when
+//! `metrics_listen` is set, and only on that address.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::record::RunRecord;
+
+#[derive(Default)]
+struct JobMetrics {
+    runs: BTreeMap<&'static str, u64>,
+    attempts: u64,
+    last_success: Option<f64>,
+    last_duration: Option<f64>,
+    running: u64,
+    next_run: Option<i64>,
+}
+
+/// Counters since the daemon started, and gauges.
+#[derive(Default)]
+pub struct Metrics {
+    jobs: Mutex<BTreeMap<String, JobMetrics>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Metrics {
+    pub fn started(&self, job: &str) {
+        lock(&self.jobs).entry(job.to_string()).or_default().running += 1;
+    }
+
+    pub fn finished(&self, job: &str, was_running: bool, rec: &RunRecord) {
+        let mut jobs = lock(&self.jobs);
+        let m = jobs.entry(job.to_string()).or_default();
+        if was_running {
+            m.running = m.running.saturating_sub(1);
+        }
+        *m.runs.entry(rec.outcome.as_str()).or_default() += 1;
+        m.attempts += rec.attempts.len() as u64;
+        if !rec.attempts.is_empty() {
+            m.last_duration = Some(rec.duration_ms as f64 / 1000.0);
+        }
+        if rec.outcome == crate::record::Outcome::Success {
+            m.last_success = rec
+                .ended
+                .parse::<Timestamp>()
+                .ok()
+                .map(|t| t.as_millisecond() as f64 / 1000.0);
+        }
+    }
+
+    /// The next scheduled instant of every job (replaces the previous snapshot).
+    pub fn set_next_runs(&self, next: impl IntoIterator<Item = (String, Option<Timestamp>)>) {
+        let mut jobs = lock(&self.jobs);
+        for m in jobs.values_mut() {
+            m.next_run = None;
+        }
+        for (name, t) in next {
+            jobs.entry(name).or_default().next_run = t.map(|t| t.as_second());
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let jobs = lock(&self.jobs);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for l in lines {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        };
+        let label = |job: &str| job.replace('\\', "\\\\").replace('"', "\\\"");
+        family(
+            "cronwarden_runs_total",
+            "counter",
+            "Runs since the daemon started, by job and outcome.",
+            jobs.iter()
+                .flat_map(|(j, m)| {
+                    m.runs.iter().map(move |(o, n)| {
+                        format!(
+                            "cronwarden_runs_total{{job=\"{}\",outcome=\"{o}\"}} {n}",
+                            label(j)
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "cronwarden_attempts_total",
+            "counter",
+            "Attempts since the daemon started (retries included).",
+            jobs.iter()
+                .map(|(j, m)| {
+                    format!(
+                        "cronwarden_attempts_total{{job=\"{}\"}} {}",
+                        label(j),
+                        m.attempts
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "cronwarden_running",
+            "gauge",
+            "Runs of the job in progress.",
+            jobs.iter()
+                .map(|(j, m)| format!("cronwarden_running{{job=\"{}\"}} {}", label(j), m.running))
+                .collect(),
+        );
+        family(
+            "cronwarden_last_success_timestamp_seconds",
+            "gauge",
+            "When the job last succeeded (Unix time).",
+            jobs.iter()
+                .filter_map(|(j, m)| {
+                    m.last_success.map(|t| {
+                        format!(
+                            "cronwarden_last_success_timestamp_seconds{{job=\"{}\"}} {t}",
+                            label(j)
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "cronwarden_last_duration_seconds",
+            "gauge",
+            "How long the job's last run took.",
+            jobs.iter()
+                .filter_map(|(j, m)| {
+                    m.last_duration.map(|d| {
+                        format!(
+                            "cronwarden_last_duration_seconds{{job=\"{}\"}} {d}",
+                            label(j)
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "cronwarden_next_run_timestamp_seconds",
+            "gauge",
+            "When the job is next scheduled (Unix time).",
+            jobs.iter()
+                .filter_map(|(j, m)| {
+                    m.next_run.map(|t| {
+                        format!(
+                            "cronwarden_next_run_timestamp_seconds{{job=\"{}\"}} {t}",
+                            label(j)
+                        )
+                    })
+                })
+                .collect(),
+        );
+        out
+    }
+}
+
+/// Serves `/metrics` on `addr` in a thread of its own, one short-lived thread per client.
+pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let metrics = Arc::clone(&metrics);
+                let _ = std::thread::Builder::new()
+                    .name("metrics client".into())
+                    .spawn(move || answer(conn, &metrics));
+            }
+        })?;
+    Ok(())
+}
+
+fn answer(conn: TcpStream, metrics: &Metrics) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(std::io::Read::take(&conn, 8192));
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    // Read (and ignore) the headers up to the blank line.
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line == "\r\n" || line == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let mut parts = first.split_whitespace();
+    let (method, path) = (parts.next(), parts.next());
+    let (status, body, kind) = match (method, path) {
+        (Some("GET"), Some("/metrics")) => (
+            "200 OK",
+            metrics.render(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        (Some("GET"), _) => ("404 Not Found", "try /metrics\n".to_string(), "text/plain"),
+        _ => (
+            "405 Method Not Allowed",
+            "GET /metrics\n".to_string(),
+            "text/plain",
+        ),
+    };
+    let _ = (&conn).write_all(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
