@@ -102,6 +102,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a test message through one alert channel
+    TestAlert {
+        #[arg(value_name = "CHANNEL")]
+        channel: String,
+    },
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell

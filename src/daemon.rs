@@ -27,6 +27,9 @@ use crate::runner::Interrupt;
 use crate::schedule::{Expr, format_rfc3339};
 use crate::scheduler::{Dispatch, Observation, Scheduler, Timed, Why};
 
+/// How often a non-empty alert spool is looked at (each alert has its own backoff).
+const SPOOL_CHECK: Duration = Duration::from_secs(5);
+
 /// The longest the loop sleeps without looking at the wall clock.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -373,6 +376,9 @@ pub fn run(config_path: &Path) -> CmdResult {
     let log = &shared.log;
     let mut cfg = cfg;
     let cfg_metrics = cfg.settings.metrics_listen.is_some();
+    *lock_ignoring_poison(&shared.metrics.state_dir) = Some(state.clone());
+    let flushing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut next_flush = Instant::now();
     recover_lost(&state, cfg.settings.history_keep, log);
     if let Some(addr) = cfg.settings.metrics_listen {
         crate::metrics::serve(addr, Arc::clone(&shared.metrics))
@@ -449,6 +455,25 @@ pub fn run(config_path: &Path) -> CmdResult {
         }
         if let Some(w) = next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
+        }
+        // Undelivered alerts: retried in a thread of their own (a slow mail server must not
+        // hold up the schedule); only a non-empty spool wakes the loop for them.
+        let spooled = crate::alert::spool_size(&state) > 0;
+        if spooled {
+            if Instant::now() >= next_flush
+                && !flushing.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let (cfg, shared, flushing) =
+                    (Arc::clone(&cfg), Arc::clone(&shared), Arc::clone(&flushing));
+                let _ = std::thread::Builder::new()
+                    .name("spool".into())
+                    .spawn(move || {
+                        crate::alert::flush_spool(&cfg, &shared.log, false);
+                        flushing.store(false, std::sync::atomic::Ordering::SeqCst);
+                    });
+                next_flush = Instant::now() + SPOOL_CHECK;
+            }
+            sleep = sleep.min(next_flush.saturating_duration_since(Instant::now()));
         }
         // Wait for the instant, a signal, or the minute's look at the clock.
         let mut fds = vec![];

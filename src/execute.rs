@@ -370,6 +370,9 @@ pub fn execute_locked(
         l.set_holder(&holder);
     }
 
+    if let Some(url) = &job.healthcheck_url {
+        crate::alert::ping(url, crate::alert::Ping::Start, &[], log, &job.name);
+    }
     let mut params = job.params.clone();
     params.extend(req.params.clone());
     let output_dir = state.join("output").join(&job.name);
@@ -493,6 +496,26 @@ pub fn execute_locked(
     log.log(level, "run-end", &endf, reason.as_deref().unwrap_or(""));
     save(&cfg.settings, &rec, log);
     prune_outputs(&output_dir);
+    crate::alert::after_run(
+        cfg,
+        job,
+        &rec,
+        (&out.stdout.bytes(), &out.stderr.bytes()),
+        log,
+    );
+    if let Some(url) = &job.healthcheck_url {
+        match outcome {
+            Outcome::Success => {
+                crate::alert::ping(url, crate::alert::Ping::Success, &[], log, &job.name)
+            }
+            Outcome::Failure => {
+                let mut tail = out.stdout.bytes();
+                tail.extend_from_slice(&out.stderr.bytes());
+                crate::alert::ping(url, crate::alert::Ping::Fail, &tail, log, &job.name);
+            }
+            _ => {}
+        }
+    }
     let exit_code = match outcome {
         Outcome::Success => exit::OK,
         Outcome::Interrupted => interrupt

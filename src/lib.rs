@@ -1,5 +1,6 @@
 //! cronwarden: a cron replacement. The data flows
 //! `config -> schedule -> run attempt -> retry/verify -> record -> alert`.
+pub mod alert;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -26,6 +26,8 @@ struct JobMetrics {
 #[derive(Default)]
 pub struct Metrics {
     jobs: Mutex<BTreeMap<String, JobMetrics>>,
+    /// Where the alert spool is (for its size).
+    pub state_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -164,6 +166,24 @@ impl Metrics {
                     })
                 })
                 .collect(),
+        );
+        let spool = lock(&self.state_dir)
+            .as_deref()
+            .map_or(0, crate::alert::spool_size);
+        family(
+            "cronwarden_alert_delivery_failures_total",
+            "counter",
+            "Alert deliveries that failed (each is spooled and retried, or logged as dropped).",
+            vec![format!(
+                "cronwarden_alert_delivery_failures_total {}",
+                crate::alert::DELIVERY_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+            )],
+        );
+        family(
+            "cronwarden_alert_spool_size",
+            "gauge",
+            "Alerts waiting in the spool for another delivery attempt.",
+            vec![format!("cronwarden_alert_spool_size {spool}")],
         );
         out
     }

@@ -139,6 +139,15 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::History { job, count, json } => {
             status::history(&load_or_fail(&config_path)?, &job, count, json)
         }
+        Command::TestAlert { channel } => {
+            let cfg = load_or_fail(&config_path)?;
+            crate::alert::test(&cfg, &channel).map_err(|e| Failure {
+                code: exit::JOB_FAILED,
+                message: format!("channel {channel:?}: {e}"),
+            })?;
+            eprintln!("test alert sent through {channel:?}");
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "cronwarden", &mut std::io::stdout());

@@ -87,6 +87,8 @@ pub fn run(
     let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
         .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
     let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+    // Alerts that earlier processes could not deliver go out first.
+    crate::alert::flush_spool(&cfg, &log, false);
     let report = execute(
         &cfg,
         RunRequest {

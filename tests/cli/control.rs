@@ -172,11 +172,14 @@ fn metrics_are_prometheus_text_with_per_job_series() {
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').expect("name and value");
         assert!(value.parse::<f64>().is_ok(), "{line}");
-        assert!(
-            series.starts_with("cronwarden_") && series.ends_with("\"}"),
-            "{line}"
-        );
-        let name = &series[..series.find('{').expect("labels")];
+        assert!(series.starts_with("cronwarden_"), "{line}");
+        let name = match series.find('{') {
+            Some(i) => {
+                assert!(series.ends_with("\"}"), "{line}");
+                &series[..i]
+            }
+            None => series,
+        };
         assert!(body.contains(&format!("# TYPE {name} ")), "{name}");
     }
     for want in [
@@ -189,6 +192,15 @@ fn metrics_are_prometheus_text_with_per_job_series() {
     }
     assert!(body.contains("cronwarden_last_success_timestamp_seconds{job=\"ok\"} "));
     assert!(body.contains("cronwarden_next_run_timestamp_seconds{job=\"tick\"} "));
+    assert!(
+        body.lines().any(|l| l == "cronwarden_alert_spool_size 0"),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l == "cronwarden_alert_delivery_failures_total 0"),
+        "{body}"
+    );
     assert!(get("/other").starts_with("HTTP/1.1 404"));
 }
 

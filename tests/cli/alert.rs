@@ -1,0 +1,278 @@
+//! Alerts through real channels: a command, and a real HTTP server on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use super::{Table, wait_for};
+
+/// A tiny HTTP server on loopback that records every request and answers `status`.
+struct Hook {
+    port: u16,
+    seen: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Hook {
+    fn start(status: u16) -> Hook {
+        Hook::serve(TcpListener::bind("127.0.0.1:0").expect("bind"), status)
+    }
+
+    fn start_on(port: u16, status: u16) -> Hook {
+        Hook::serve(
+            TcpListener::bind(("127.0.0.1", port)).expect("bind"),
+            status,
+        )
+    }
+
+    fn serve(l: TcpListener, status: u16) -> Hook {
+        let port = l.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let mut r = BufReader::new(&conn);
+                let mut first = String::new();
+                if r.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let mut p = first.split_whitespace();
+                let (m, path) = (
+                    p.next().unwrap_or("").to_string(),
+                    p.next().unwrap_or("").to_string(),
+                );
+                s.lock().expect("lock").push((
+                    m,
+                    path,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let _ = (&conn).write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        Hook { port, seen }
+    }
+
+    fn requests(&self) -> Vec<(String, String, String)> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+#[test]
+fn command_channel_gets_one_alert_after_retries_then_a_recovery() {
+    let t = Table::new(
+        "a-command",
+        r#"
+[alerts.page]
+type = "command"
+command = "env | grep ^CRONWARDEN_ | sort > $DIR/alert-$CRONWARDEN_EVENT.env; cat > $DIR/alert-$CRONWARDEN_EVENT.body"
+on = ["failure", "recovery"]
+
+[jobs.flaky]
+schedule = "@daily"
+command = "echo 'disk full on /backups' >&2; test -e $DIR/fixed"
+retries = 2
+retry_delay = "100ms"
+retry_jitter = false
+alert = ["page"]
+"#,
+    );
+    assert_eq!(t.run(&["run", "flaky"]).0, 1);
+    let env =
+        std::fs::read_to_string(t.dir().join("alert-failure.env")).expect("one failure alert");
+    let run_id = t.history("flaky")[0]["run_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for want in [
+        "CRONWARDEN_JOB=flaky".to_string(),
+        format!("CRONWARDEN_RUN_ID={run_id}"),
+        "CRONWARDEN_OUTCOME=failure".to_string(),
+        "CRONWARDEN_EXIT_CODE=1".to_string(),
+        "CRONWARDEN_ATTEMPTS=3".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "missing {want} in\n{env}");
+    }
+    assert!(
+        env.lines().any(|l| l.starts_with("CRONWARDEN_OUTPUT=/")),
+        "{env}"
+    );
+    let body = std::fs::read_to_string(t.dir().join("alert-failure.body")).expect("body");
+    assert!(body.starts_with("[cronwarden] FAILED flaky on "), "{body}");
+    assert!(body.contains(": exit 1 after 3 attempts"), "{body}");
+    assert!(body.contains("disk full on /backups"), "{body}");
+    // Exactly one: intermediate attempts do not alert.
+    assert_eq!(t.log().matches(" alert-sent ").count(), 1, "{}", t.log());
+    std::fs::write(t.dir().join("fixed"), "").expect("fix");
+    assert_eq!(t.run(&["run", "flaky"]).0, 0);
+    let env = std::fs::read_to_string(t.dir().join("alert-recovery.env")).expect("recovery alert");
+    assert!(env.contains("CRONWARDEN_OUTCOME=success"), "{env}");
+    // A second success is no recovery.
+    std::fs::remove_file(t.dir().join("alert-recovery.env")).expect("rm");
+    assert_eq!(t.run(&["run", "flaky"]).0, 0);
+    assert!(!t.dir().join("alert-recovery.env").exists());
+}
+
+#[test]
+fn min_interval_suppresses_and_counts_within_a_streak() {
+    let t = Table::new(
+        "a-interval",
+        r#"
+[alerts.page]
+type = "command"
+command = "cat >> $DIR/alerts"
+min_interval = "2s"
+
+[jobs.broken]
+schedule = "@daily"
+command = ["/bin/false"]
+alert = ["page"]
+"#,
+    );
+    let start = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(t.run(&["run", "broken"]).0, 1);
+    }
+    let alerts = std::fs::read_to_string(t.dir().join("alerts")).expect("alerts");
+    assert_eq!(
+        alerts.matches("[cronwarden] FAILED broken").count(),
+        1,
+        "{alerts}"
+    );
+    wait_for(|| start.elapsed() >= std::time::Duration::from_millis(2100));
+    assert_eq!(t.run(&["run", "broken"]).0, 1);
+    let alerts = std::fs::read_to_string(t.dir().join("alerts")).expect("alerts");
+    assert_eq!(
+        alerts.matches("[cronwarden] FAILED broken").count(),
+        2,
+        "{alerts}"
+    );
+    assert!(
+        alerts.contains("suppressed: 2 earlier failure alert(s) within min_interval"),
+        "{alerts}"
+    );
+}
+
+#[test]
+fn webhook_json_carries_the_facts_and_healthchecks_are_pinged() {
+    let hook = Hook::start(200);
+    let t = Table::new(
+        "a-webhook",
+        &format!(
+            r#"
+[alerts.chat]
+type = "webhook"
+url = "http://127.0.0.1:{p}/hook"
+
+[jobs.bad]
+schedule = "0 3 * * *"
+command = "echo oops >&2; exit 3"
+alert = ["chat"]
+healthcheck_url = "http://127.0.0.1:{p}/hc/bad"
+
+[jobs.good]
+schedule = "@manual"
+command = ["/bin/true"]
+healthcheck_url = "http://127.0.0.1:{p}/hc/good"
+"#,
+            p = hook.port
+        ),
+    );
+    assert_eq!(t.run(&["run", "bad"]).0, 1);
+    assert_eq!(t.run(&["run", "good"]).0, 0);
+    let reqs = hook.requests();
+    let hooks: Vec<_> = reqs.iter().filter(|r| r.1 == "/hook").collect();
+    assert_eq!(hooks.len(), 1, "{reqs:?}");
+    let v: serde_json::Value = serde_json::from_str(&hooks[0].2).expect("JSON body");
+    assert_eq!(v["event"], "failure");
+    assert_eq!(v["job"], "bad");
+    assert_eq!(v["run_id"], t.history("bad")[0]["run_id"]);
+    assert_eq!(v["attempts"][0]["exit_code"], 3);
+    assert_eq!(v["stderr_tail"], "oops");
+    assert_eq!(v["schedule"], "0 3 * * *");
+    let pings: Vec<(String, String)> = reqs
+        .iter()
+        .filter(|r| r.1.starts_with("/hc/"))
+        .map(|r| (r.0.clone(), r.1.clone()))
+        .collect();
+    assert_eq!(
+        pings,
+        [
+            ("GET".to_string(), "/hc/bad/start".to_string()),
+            ("POST".to_string(), "/hc/bad/fail".to_string()),
+            ("GET".to_string(), "/hc/good/start".to_string()),
+            ("GET".to_string(), "/hc/good".to_string()),
+        ]
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.1 == "/hc/bad/fail" && r.2.contains("oops"))
+    );
+    // test-alert goes through the same channel.
+    assert_eq!(t.run(&["test-alert", "chat"]).0, 0);
+    assert!(
+        hook.requests()
+            .iter()
+            .any(|r| r.1 == "/hook" && r.2.contains("\"event\":\"test\""))
+    );
+}
+
+#[test]
+fn an_undeliverable_alert_is_spooled_and_the_next_run_delivers_it() {
+    // A port with nothing listening: the webhook fails, the alert is spooled.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let t = Table::new(
+        "a-spool",
+        &format!(
+            r#"
+[alerts.chat]
+type = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+
+[jobs.bad]
+schedule = "@daily"
+command = ["/bin/false"]
+alert = ["chat"]
+
+[jobs.other]
+schedule = "@manual"
+command = ["/bin/true"]
+"#
+        ),
+    );
+    assert_eq!(t.run(&["run", "bad"]).0, 1);
+    assert!(t.log().contains(" alert-spooled "), "{}", t.log());
+    let spool = t.dir().join("state/spool");
+    assert_eq!(std::fs::read_dir(&spool).expect("spool").count(), 1);
+    // The server comes back on the same port; the next `run` (of any job) delivers it once
+    // its retry time has come.
+    let hook = Hook::start_on(port, 200);
+    wait_for(|| {
+        t.run(&["run", "other"]);
+        hook.requests().iter().any(|r| r.1 == "/hook")
+    });
+    assert_eq!(std::fs::read_dir(&spool).expect("spool").count(), 0);
+    let got = hook.requests();
+    let v: serde_json::Value =
+        serde_json::from_str(&got.iter().find(|r| r.1 == "/hook").expect("hook").2).expect("json");
+    assert_eq!(v["job"], "bad");
+    assert_eq!(v["event"], "failure");
+}
