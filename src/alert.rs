@@ -7,8 +7,8 @@
 //! later by whichever cronwarden process runs jobs (the daemon, or the next `run`), so an
 //! alert is never silently lost.
 //!
-//! Channels here: `command` and `webhook` (JSON or Slack). `email` is parsed and validated but
-//! not delivered yet: its alerts wait in the spool, and the log says so.
+//! Channels: `email` (lettre over rustls: smtp:// with STARTTLS when offered, smtps://,
+//! `?tls=required`, or a local sendmail), `command` and `webhook` (JSON or Slack).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,6 +63,12 @@ impl Alert {
                 self.run.reason.as_deref().unwrap_or("failed")
             ),
             "test" => format!("[cronwarden] test alert from {}", self.host),
+            "channel-broken" => format!(
+                "[cronwarden] ALERT CHANNEL BROKEN on {} (job {}): {}",
+                self.host,
+                self.job,
+                self.run.reason.as_deref().unwrap_or("")
+            ),
             _ => format!("[cronwarden] output of {} on {}", self.job, self.host),
         }
     }
@@ -107,6 +113,7 @@ impl Alert {
                 a.duration_ms as f64 / 1000.0,
                 a.reason
                     .as_ref()
+                    .filter(|r| **r != how)
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             ));
@@ -271,9 +278,124 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
                 _ => Err(transient(format!("POST {url}: HTTP {status}"))),
             }
         }
-        AlertKind::Email { .. } => Err(transient(
-            "email delivery is not built yet; the alert waits in the spool".to_string(),
-        )),
+        AlertKind::Email {
+            transport,
+            from,
+            to,
+            username,
+            password,
+            timeout,
+        } => send_email(
+            transport,
+            from,
+            to,
+            username.as_deref(),
+            password.as_ref(),
+            *timeout,
+            alert,
+        ),
+    }
+}
+
+/// Reads a secret from the environment or a file (trailing newline ignored). Never logged.
+fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
+    let permanent = |reason: String| DeliveryError {
+        reason,
+        permanent: true,
+    };
+    match s {
+        crate::config::Secret::Env(var) => std::env::var(var)
+            .map_err(|_| permanent(format!("the password variable {var} is not set"))),
+        crate::config::Secret::File(path) => std::fs::read_to_string(path)
+            .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| permanent(format!("password_file {}: {e}", path.display()))),
+    }
+}
+
+fn send_email(
+    transport: &crate::config::SmtpTransport,
+    from: &str,
+    to: &[String],
+    username: Option<&str>,
+    password: Option<&crate::config::Secret>,
+    timeout: Duration,
+    alert: &Alert,
+) -> Result<(), DeliveryError> {
+    use lettre::Transport;
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let permanent = |reason: String| DeliveryError {
+        reason,
+        permanent: true,
+    };
+    let mut msg = lettre::Message::builder()
+        .from(
+            from.parse()
+                .map_err(|e| permanent(format!("from {from:?}: {e}")))?,
+        )
+        .subject(alert.subject())
+        .header(ContentType::TEXT_PLAIN);
+    for addr in to {
+        msg = msg.to(addr
+            .parse()
+            .map_err(|e| permanent(format!("to {addr:?}: {e}")))?);
+    }
+    let msg = msg
+        .body(alert.body())
+        .map_err(|e| permanent(format!("building the message: {e}")))?;
+    match transport {
+        crate::config::SmtpTransport::Sendmail(path) => {
+            let t = match path {
+                Some(p) => lettre::SendmailTransport::new_with_command(p),
+                None => lettre::SendmailTransport::new(),
+            };
+            t.send(&msg).map_err(|e| DeliveryError {
+                reason: format!("sendmail: {e}"),
+                permanent: false,
+            })
+        }
+        crate::config::SmtpTransport::Smtp { host, port, tls } => {
+            let params = TlsParameters::new(host.clone())
+                .map_err(|e| permanent(format!("TLS setup for {host}: {e}")))?;
+            let tls = match tls {
+                crate::config::SmtpTls::Opportunistic => Tls::Opportunistic(params),
+                crate::config::SmtpTls::Required => Tls::Required(params),
+                crate::config::SmtpTls::Wrapper => Tls::Wrapper(params),
+            };
+            let mut b = lettre::SmtpTransport::builder_dangerous(host.as_str())
+                .port(*port)
+                .tls(tls)
+                .timeout(Some(timeout));
+            if let Some(user) = username {
+                let pass = match password {
+                    Some(p) => secret(p)?,
+                    None => String::new(),
+                };
+                b = b.credentials(Credentials::new(user.to_string(), pass));
+            }
+            b.build().send(&msg).map(|_| ()).map_err(|e| {
+                let auth = e.status().is_some_and(|c| {
+                    c.to_string().starts_with("535") || c.to_string().starts_with("534")
+                });
+                let kind = if auth {
+                    "authentication failed"
+                } else if e.is_tls() {
+                    "TLS failed"
+                } else if e.is_timeout() {
+                    "timed out"
+                } else if e.is_permanent() {
+                    "rejected"
+                } else {
+                    "not delivered"
+                };
+                DeliveryError {
+                    reason: format!("smtp://{host}:{port}: {kind}: {e}"),
+                    // A wrong password or a rejected message does not get better by retrying.
+                    permanent: auth || e.is_permanent(),
+                }
+            })
+        }
     }
 }
 
@@ -356,6 +478,8 @@ pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])
         .as_ref()
         .and_then(|s| s.next_after(Timestamp::now()))
         .map(|t| crate::schedule::format_rfc3339(t, &job.tz));
+    let mut working: Vec<&AlertChannel> = Vec::new();
+    let mut broken: Vec<(String, String, Alert)> = Vec::new();
     for name in &job.alert {
         let Some(ch) = cfg.alert(name) else { continue };
         for ev in events.iter().filter(|e| ch.on.contains(e)) {
@@ -411,12 +535,45 @@ pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])
                 stderr_tail: tail(tails.1),
                 suppressed,
             };
-            send_or_spool(cfg, ch, alert, log);
+            let template = alert.clone();
+            match send_or_spool(cfg, ch, alert, log) {
+                None => working.push(ch),
+                Some(reason) => broken.push((ch.name.clone(), reason, template)),
+            }
+        }
+    }
+    // A channel that failed while others work: say so through the ones that work, once per
+    // run, so that a broken mail relay does not go unnoticed.
+    working.dedup_by(|a, b| a.name == b.name);
+    if let Some((_, _, template)) = broken.first() {
+        let list: Vec<String> = broken
+            .iter()
+            .map(|(name, reason, _)| format!("[alerts.{name}]: {reason}"))
+            .collect();
+        let mut note = template.clone();
+        note.event = "channel-broken".to_string();
+        note.run.reason = Some(format!(
+            "alert channel(s) failed: {} (undelivered alerts are spooled and retried)",
+            list.join("; ")
+        ));
+        for ch in working
+            .iter()
+            .filter(|c| !broken.iter().any(|(n, _, _)| *n == c.name))
+        {
+            if deliver(ch, &note).is_ok() {
+                log.log(
+                    Level::Warn,
+                    "alert-channel-broken",
+                    &[("job", job.name.clone()), ("via", ch.name.clone())],
+                    &list.join("; "),
+                );
+            }
         }
     }
 }
 
-fn send_or_spool(cfg: &Config, ch: &AlertChannel, alert: Alert, log: &Logger) {
+/// Delivers an alert, or spools it; returns the failure reason, if any.
+fn send_or_spool(cfg: &Config, ch: &AlertChannel, alert: Alert, log: &Logger) -> Option<String> {
     let fields = [
         ("job", alert.job.clone()),
         ("channel", ch.name.clone()),
@@ -424,13 +581,19 @@ fn send_or_spool(cfg: &Config, ch: &AlertChannel, alert: Alert, log: &Logger) {
         ("run_id", alert.run.run_id.clone()),
     ];
     match deliver(ch, &alert) {
-        Ok(()) => log.log(Level::Info, "alert-sent", &fields, &alert.subject()),
-        Err(e) if e.permanent => log.log(
-            Level::Error,
-            "alert-failed",
-            &fields,
-            &format!("{} (not retried)", e.reason),
-        ),
+        Ok(()) => {
+            log.log(Level::Info, "alert-sent", &fields, &alert.subject());
+            None
+        }
+        Err(e) if e.permanent => {
+            log.log(
+                Level::Error,
+                "alert-failed",
+                &fields,
+                &format!("{} (not retried)", e.reason),
+            );
+            Some(e.reason)
+        }
         Err(e) => {
             log.log(
                 Level::Warn,
@@ -445,9 +608,10 @@ fn send_or_spool(cfg: &Config, ch: &AlertChannel, alert: Alert, log: &Logger) {
                 created: now,
                 tries: 1,
                 next_try: now + jiff::SignedDuration::from_secs(5),
-                last_error: e.reason,
+                last_error: e.reason.clone(),
             };
             write_spooled(&cfg.settings.state_dir, &s, log);
+            Some(e.reason)
         }
     }
 }

@@ -276,3 +276,216 @@ command = ["/bin/true"]
     assert_eq!(v["job"], "bad");
     assert_eq!(v["event"], "failure");
 }
+
+/// A small but real SMTP server on loopback (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) that
+/// keeps every message it accepts.
+struct Smtp {
+    port: u16,
+    mail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Smtp {
+    fn start(port: u16) -> Smtp {
+        let l = TcpListener::bind(("127.0.0.1", port)).expect("bind smtp");
+        let port = l.local_addr().expect("addr").port();
+        let mail = Arc::new(Mutex::new(Vec::new()));
+        let m = Arc::clone(&mail);
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let mut w = &conn;
+                    let mut r = BufReader::new(&conn);
+                    let _ = w.write_all(b"220 test ESMTP\r\n");
+                    let mut line = String::new();
+                    while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        let cmd = line.trim_end().to_string();
+                        line.clear();
+                        let upper = cmd.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") {
+                            b"250-test\r\n250 AUTH PLAIN\r\n"
+                        } else if upper.starts_with("AUTH PLAIN") {
+                            // base64("\0cron\0s3cret")
+                            if cmd.ends_with("AGNyb24AczNjcmV0") {
+                                b"235 ok\r\n"
+                            } else {
+                                b"535 5.7.8 bad credentials\r\n"
+                            }
+                        } else if upper == "DATA" {
+                            let _ = w.write_all(b"354 go\r\n");
+                            let mut msg = String::new();
+                            let mut l = String::new();
+                            while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+                                if l == ".\r\n" {
+                                    break;
+                                }
+                                msg.push_str(&l);
+                                l.clear();
+                            }
+                            m.lock().expect("lock").push(msg);
+                            b"250 queued\r\n"
+                        } else if upper == "QUIT" {
+                            let _ = w.write_all(b"221 bye\r\n");
+                            break;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        let _ = w.write_all(reply);
+                    }
+                });
+            }
+        });
+        Smtp { port, mail }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.mail.lock().expect("lock").clone()
+    }
+}
+
+fn mail_table(tag: &str, port: u16, password: &str) -> Table {
+    let t = Table::new(
+        tag,
+        &format!(
+            r#"
+[alerts.ops]
+type = "email"
+smtp_url = "smtp://127.0.0.1:{port}"
+from = "cronwarden@example.com"
+to = ["ops@example.com"]
+username = "cron"
+password_file = "$DIR/smtp.pass"
+on = ["failure", "recovery"]
+
+[jobs.backup]
+schedule = "30 2 * * *"
+command = "test -e $DIR/fixed || {{ echo 'pg_dump: connection refused' >&2; exit 2; }}"
+retries = 1
+retry_delay = "100ms"
+retry_jitter = false
+alert = ["ops"]
+"#
+        ),
+    );
+    std::fs::write(t.dir().join("smtp.pass"), format!("{password}\n")).expect("password file");
+    t
+}
+
+#[test]
+fn one_email_for_a_failed_run_naming_the_job_with_the_stderr_tail() {
+    let smtp = Smtp::start(0);
+    let t = mail_table("a-email", smtp.port, "s3cret");
+    assert_eq!(t.run(&["run", "backup"]).0, 1);
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let m = &msgs[0];
+    assert!(m.contains("Subject: [cronwarden] FAILED backup on "), "{m}");
+    assert!(m.contains(": exit 2 after 2 attempts"), "{m}");
+    assert!(m.contains("To: ops@example.com"), "{m}");
+    assert!(m.contains("pg_dump: connection refused"), "{m}");
+    assert!(m.contains("schedule:   30 2 * * *"), "{m}");
+    // The password never reaches the log.
+    assert!(!t.log().contains("s3cret"));
+    // Fixed: the next success sends the recovery mail.
+    std::fs::write(t.dir().join("fixed"), "").expect("fix");
+    assert_eq!(t.run(&["run", "backup"]).0, 0);
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[1].contains("Subject: [cronwarden] RECOVERED backup on "),
+        "{}",
+        msgs[1]
+    );
+}
+
+#[test]
+fn a_wrong_smtp_password_is_a_clear_error_and_not_retried() {
+    let smtp = Smtp::start(0);
+    let t = mail_table("a-badpass", smtp.port, "wrong");
+    assert_eq!(t.run(&["run", "backup"]).0, 1);
+    let log = t.log();
+    assert!(
+        log.contains(" alert-failed ") && log.contains("authentication failed"),
+        "{log}"
+    );
+    assert!(log.contains("(not retried)"), "{log}");
+    assert!(!log.contains("wrong"), "the password leaked into the log");
+    assert!(smtp.messages().is_empty());
+    assert!(
+        !t.dir().join("state/spool").exists()
+            || std::fs::read_dir(t.dir().join("state/spool"))
+                .expect("dir")
+                .count()
+                == 0
+    );
+}
+
+#[test]
+fn smtp_down_at_failure_time_is_delivered_by_the_daemon_after_a_restart() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let t = mail_table("a-down", port, "s3cret");
+    assert_eq!(t.run(&["run", "backup"]).0, 1);
+    assert!(t.log().contains(" alert-spooled "), "{}", t.log());
+    // A daemon comes and goes while the mail server is still down: nothing is lost.
+    let d = super::daemon::Daemon::start(&t);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    assert_eq!(
+        std::fs::read_dir(t.dir().join("state/spool"))
+            .expect("spool")
+            .count(),
+        1
+    );
+    // The mail server is back; the next daemon delivers the spooled alert.
+    let smtp = Smtp::start(port);
+    let _d = super::daemon::Daemon::start(&t);
+    wait_for(|| !smtp.messages().is_empty());
+    assert!(smtp.messages()[0].contains("Subject: [cronwarden] FAILED backup on "));
+    wait_for(|| {
+        std::fs::read_dir(t.dir().join("state/spool"))
+            .expect("spool")
+            .count()
+            == 0
+    });
+}
+
+#[test]
+fn a_broken_channel_is_reported_through_the_channels_that_work() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let t = Table::new(
+        "a-broken",
+        &format!(
+            r#"
+[alerts.ops]
+type = "email"
+smtp_url = "smtp://127.0.0.1:{port}"
+from = "cronwarden@example.com"
+to = ["ops@example.com"]
+
+[alerts.page]
+type = "command"
+command = "cat >> $DIR/paged"
+
+[jobs.backup]
+schedule = "@daily"
+command = ["/bin/false"]
+alert = ["ops", "page"]
+"#
+        ),
+    );
+    assert_eq!(t.run(&["run", "backup"]).0, 1);
+    let paged = std::fs::read_to_string(t.dir().join("paged")).expect("paged");
+    assert!(paged.contains("[cronwarden] FAILED backup"), "{paged}");
+    assert!(paged.contains("ALERT CHANNEL BROKEN"), "{paged}");
+    assert!(
+        paged.contains(&format!("[alerts.ops]: smtp://127.0.0.1:{port}: ")),
+        "{paged}"
+    );
+    assert!(t.log().contains(" alert-channel-broken "), "{}", t.log());
+}
