@@ -23,9 +23,6 @@ use crate::record::{self, Outcome, RunRecord};
 /// Deliveries that failed since this process started (for metrics).
 pub static DELIVERY_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// How long an undelivered alert is retried before it is dropped (and the drop logged).
-pub const SPOOL_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-
 /// What an alert says: every fact a person needs to act, for every channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Alert {
@@ -41,6 +38,9 @@ pub struct Alert {
     pub stderr_tail: String,
     /// Failure alerts suppressed by `min_interval` since the previous one.
     pub suppressed: u64,
+    /// The daemon's log file, when it has one.
+    #[serde(default)]
+    pub log_file: Option<String>,
 }
 
 impl Alert {
@@ -121,6 +121,9 @@ impl Alert {
         if let Some(o) = &r.output {
             b.push_str(&format!("output:     {o}\n"));
         }
+        if let Some(l) = &self.log_file {
+            b.push_str(&format!("log:        {l}\n"));
+        }
         if let Some(n) = &self.next_run {
             b.push_str(&format!("next run:   {n}\n"));
         }
@@ -154,6 +157,7 @@ impl Alert {
             "stdout_tail": self.stdout_tail,
             "stderr_tail": self.stderr_tail,
             "suppressed": self.suppressed,
+            "log_file": self.log_file,
         })
     }
 }
@@ -439,6 +443,64 @@ fn spool_dir(state: &Path) -> PathBuf {
     state.join("spool")
 }
 
+/// Sends the `retry` alerts for a failed attempt that will be retried (only to channels
+/// whose `on` includes "retry"; never throttled: the user asked for each one).
+pub fn on_retry(cfg: &Config, job: &Job, so_far: &RunRecord, tails: (&[u8], &[u8]), log: &Logger) {
+    for name in &job.alert {
+        let Some(ch) = cfg.alert(name) else { continue };
+        if !ch.on.contains(&AlertEvent::Retry) {
+            continue;
+        }
+        let alert = make_alert("retry", job, so_far, tails, 0, cfg);
+        send_or_spool(cfg, ch, alert, log);
+    }
+}
+
+fn tail(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(b);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut t = lines[lines.len().saturating_sub(40)..].join("\n");
+    if t.len() > 8192 {
+        let mut cut = t.len() - 8192;
+        while !t.is_char_boundary(cut) {
+            cut += 1;
+        }
+        t = t[cut..].to_string();
+    }
+    t
+}
+
+fn make_alert(
+    event: &str,
+    job: &Job,
+    rec: &RunRecord,
+    tails: (&[u8], &[u8]),
+    suppressed: u64,
+    cfg: &Config,
+) -> Alert {
+    Alert {
+        event: event.to_string(),
+        job: job.name.clone(),
+        host: host(),
+        schedule: job.schedule_text.clone(),
+        zone: crate::schedule::zone_name(&job.tz),
+        run: rec.clone(),
+        next_run: job
+            .schedule
+            .as_ref()
+            .and_then(|s| s.next_after(Timestamp::now()))
+            .map(|t| crate::schedule::format_rfc3339(t, &job.tz)),
+        stdout_tail: tail(tails.0),
+        stderr_tail: tail(tails.1),
+        suppressed,
+        log_file: cfg
+            .settings
+            .log_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    }
+}
+
 /// Sends (or spools) the alerts a finished run calls for.
 pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8]), log: &Logger) {
     let state = &cfg.settings.state_dir;
@@ -464,20 +526,6 @@ pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])
     if events.is_empty() {
         return;
     }
-    let tail = |b: &[u8]| {
-        let text = String::from_utf8_lossy(b);
-        let lines: Vec<&str> = text.lines().collect();
-        let mut t = lines[lines.len().saturating_sub(40)..].join("\n");
-        if t.len() > 8192 {
-            t = t[t.len() - 8192..].to_string();
-        }
-        t
-    };
-    let next_run = job
-        .schedule
-        .as_ref()
-        .and_then(|s| s.next_after(Timestamp::now()))
-        .map(|t| crate::schedule::format_rfc3339(t, &job.tz));
     let mut working: Vec<&AlertChannel> = Vec::new();
     let mut broken: Vec<(String, String, Alert)> = Vec::new();
     for name in &job.alert {
@@ -523,18 +571,7 @@ pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])
             if *ev == AlertEvent::Recovery {
                 let _ = std::fs::remove_file(&throttle_file);
             }
-            let alert = Alert {
-                event: event.to_string(),
-                job: job.name.clone(),
-                host: host(),
-                schedule: job.schedule_text.clone(),
-                zone: crate::schedule::zone_name(&job.tz),
-                run: rec.clone(),
-                next_run: next_run.clone(),
-                stdout_tail: tail(tails.0),
-                stderr_tail: tail(tails.1),
-                suppressed,
-            };
+            let alert = make_alert(event, job, rec, tails, suppressed, cfg);
             let template = alert.clone();
             match send_or_spool(cfg, ch, alert, log) {
                 None => working.push(ch),
@@ -698,7 +735,9 @@ pub fn flush_spool(cfg: &Config, log: &Logger, force: bool) -> (usize, usize) {
                 failed += 1;
                 let age = now.duration_since(s.created);
                 if e.permanent
-                    || age > jiff::SignedDuration::try_from(SPOOL_MAX_AGE).unwrap_or_default()
+                    || age
+                        > jiff::SignedDuration::try_from(cfg.settings.alert_spool_max_age)
+                            .unwrap_or_default()
                 {
                     log.log(
                         Level::Error,
@@ -749,6 +788,7 @@ pub fn test(cfg: &Config, channel: &str) -> Result<(), String> {
         stdout_tail: String::new(),
         stderr_tail: String::new(),
         suppressed: 0,
+        log_file: None,
     };
     deliver(ch, &alert).map_err(|e| e.reason)
 }

@@ -463,6 +463,15 @@ pub fn execute_locked(
             break;
         }
         if n < max_attempts {
+            // Channels with `on = ["retry"]` hear about each failed attempt that is retried.
+            let so_far = base(Outcome::Failure, reason.clone(), attempts.clone(), None);
+            crate::alert::on_retry(
+                cfg,
+                job,
+                &so_far,
+                (&out.stdout.bytes(), &out.stderr.bytes()),
+                log,
+            );
             let delay = policy::retry_delay(&job.retry, n, policy::random01());
             log.log(
                 Level::Info,

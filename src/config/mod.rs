@@ -39,6 +39,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "control_socket_group",
     "metrics_listen",
     "history_keep",
+    "alert_spool_max_age",
 ];
 /// Every key a job (or `[defaults]`) may set.
 pub const JOB_KEYS: &[&str] = &[
@@ -147,6 +148,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Runs kept per job in the history (0: keep everything).
     pub history_keep: usize,
+    /// How long an undelivered alert is retried before it is dropped.
+    pub alert_spool_max_age: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -718,6 +721,9 @@ impl Loader<'_> {
             .abs_path(&t, "control_socket")
             .map_or_else(|| lock_dir.join("cronwarden.sock"), |a| a.v);
         let control_socket_group = t.nonempty(self.sink, "control_socket_group").map(|a| a.v);
+        let alert_spool_max_age = t
+            .duration(self.sink, "alert_spool_max_age")
+            .map_or(Duration::from_secs(24 * 3600), |a| a.v);
         let history_keep = t
             .int(self.sink, "history_keep", 0, 10_000_000)
             .map_or(1000, |a| a.v as usize);
@@ -761,6 +767,7 @@ impl Loader<'_> {
             control_socket_group,
             metrics_listen,
             history_keep,
+            alert_spool_max_age,
         })
     }
 

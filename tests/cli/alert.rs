@@ -489,3 +489,27 @@ alert = ["ops", "page"]
     );
     assert!(t.log().contains(" alert-channel-broken "), "{}", t.log());
 }
+
+#[test]
+fn retry_alerts_come_for_each_retried_attempt_only_when_asked() {
+    let t = Table::new(
+        "a-retry",
+        r#"
+[alerts.noisy]
+type = "command"
+command = "echo $CRONWARDEN_EVENT $CRONWARDEN_ATTEMPTS >> $DIR/events"
+on = ["retry", "failure"]
+
+[jobs.flaky]
+schedule = "@daily"
+command = ["/bin/false"]
+retries = 2
+retry_delay = "50ms"
+retry_jitter = false
+alert = ["noisy"]
+"#,
+    );
+    assert_eq!(t.run(&["run", "flaky"]).0, 1);
+    let events = std::fs::read_to_string(t.dir().join("events")).expect("events");
+    assert_eq!(events, "retry 1\nretry 2\nfailure 3\n");
+}
