@@ -37,6 +37,24 @@ pub enum Command {
         /// Set a declared parameter (repeatable)
         #[arg(long = "param", value_name = "K=V")]
         params: Vec<String>,
+        /// Run just JOB, not the jobs that come after it
+        #[arg(long)]
+        only: bool,
+    },
+    /// Run every scheduled instant of JOB in a range (both ends inclusive), oldest first,
+    /// each with its own {{ ds }} and its pipeline
+    Backfill {
+        #[arg(value_name = "JOB")]
+        job: String,
+        /// First instant: RFC 3339, a local date-time, or a local date (that day's start)
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// Last instant: RFC 3339, a local date-time, or a local date (that whole day)
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        /// Go on after a failed pipeline run
+        #[arg(long)]
+        keep_going: bool,
     },
     /// Run the scheduler in the foreground (systemd Type=notify)
     Daemon,

@@ -961,7 +961,24 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
     }
     shared.metrics.started(name);
     let r = execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
+    let root_record = r.record.clone();
     report(r.record, true);
     let _ = fs::remove_file(&marker);
     shared.slots.release();
+    // The jobs that come after it run as one pipeline run with its scheduled instant (after
+    // a failure they are recorded as skipped).
+    let ran = !matches!(root_record.outcome, Outcome::Skipped | Outcome::Interrupted);
+    if ran && !cfg.children(name).is_empty() {
+        let p = crate::pipeline::run_downstream(
+            cfg,
+            job,
+            scheduled,
+            root_record,
+            &shared.log,
+            &interrupt,
+        );
+        for step in p.steps.iter().skip(1) {
+            shared.metrics.finished(&step.job, false, step);
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod log;
 pub mod metrics;
 pub mod output;
 pub mod paths;
+pub mod pipeline;
 pub mod policy;
 pub mod record;
 pub mod runner;

@@ -83,7 +83,7 @@ pub struct AttemptResult {
 /// daemon's shutdown). Each source is a socket that becomes readable when its signal arrived.
 pub struct Interrupt {
     sources: Vec<(UnixStream, i32)>,
-    received: std::cell::Cell<Option<i32>>,
+    received: std::sync::atomic::AtomicI32,
 }
 
 impl Interrupt {
@@ -91,7 +91,7 @@ impl Interrupt {
     pub fn none() -> Interrupt {
         Interrupt {
             sources: Vec::new(),
-            received: std::cell::Cell::new(None),
+            received: std::sync::atomic::AtomicI32::new(0),
         }
     }
 
@@ -106,7 +106,7 @@ impl Interrupt {
         }
         Ok(Interrupt {
             sources,
-            received: std::cell::Cell::new(None),
+            received: std::sync::atomic::AtomicI32::new(0),
         })
     }
 
@@ -116,7 +116,7 @@ impl Interrupt {
         source.set_nonblocking(true)?;
         Ok(Interrupt {
             sources: vec![(source, sig)],
-            received: std::cell::Cell::new(None),
+            received: std::sync::atomic::AtomicI32::new(0),
         })
     }
 
@@ -125,17 +125,28 @@ impl Interrupt {
         self.sources.iter().map(|(s, _)| s.as_raw_fd()).collect()
     }
 
-    /// Forgets a received signal (for signals that can come again, like SIGHUP).
+    /// Forgets a received signal (for signals that can come again, like SIGHUP): drains the
+    /// sources, then clears the flag.
     pub fn reset(&self) {
-        self.received.set(None);
+        let mut buf = [0u8; 64];
+        for (sock, _) in &self.sources {
+            while let Ok(n) = (&*sock).read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        self.received.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The signal received so far, if any (looks at the sources without waiting).
     pub fn received(&self) -> Option<i32> {
-        if self.received.get().is_none() && !self.sources.is_empty() {
+        let get =
+            || Some(self.received.load(std::sync::atomic::Ordering::SeqCst)).filter(|s| *s != 0);
+        if get().is_none() && !self.sources.is_empty() {
             self.wait_for_signal(Duration::ZERO);
         }
-        self.received.get()
+        get()
     }
 
     fn fds(&self) -> impl Iterator<Item = (RawFd, i32)> + '_ {
@@ -150,16 +161,13 @@ impl Interrupt {
         self.take(fd)
     }
 
-    /// Drains a readable source and remembers its signal.
+    /// Remembers the signal of a readable source. The source is not drained, so every
+    /// thread that shares this interrupt (the steps of a pipeline) sees it too; `reset`
+    /// drains it for signals that can come again.
     fn take(&self, fd: RawFd) -> Option<i32> {
-        let (sock, sig) = self.sources.iter().find(|(s, _)| s.as_raw_fd() == fd)?;
-        let mut buf = [0u8; 64];
-        while let Ok(n) = (&*sock).read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-        self.received.set(Some(*sig));
+        let (_, sig) = self.sources.iter().find(|(s, _)| s.as_raw_fd() == fd)?;
+        self.received
+            .store(*sig, std::sync::atomic::Ordering::SeqCst);
         Some(*sig)
     }
 

@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> CmdResult {
             job,
             at: None,
             params: Vec::new(),
+            only: false,
         },
         (None, None) => {
             return Err(Failure::usage(
@@ -79,7 +80,18 @@ pub fn run(cli: Cli) -> CmdResult {
         }
     };
     match command {
-        Command::Run { job, at, params } => run::run(&config_path, &job, at.as_deref(), &params),
+        Command::Run {
+            job,
+            at,
+            params,
+            only,
+        } => run::run(&config_path, &job, at.as_deref(), &params, only),
+        Command::Backfill {
+            job,
+            from,
+            to,
+            keep_going,
+        } => run::backfill(&config_path, &job, &from, &to, keep_going),
         Command::Daemon => crate::daemon::run(&config_path),
         Command::Check => check::run(&config_path),
         Command::List => list::run(&load_or_fail(&config_path)?),

@@ -6,7 +6,6 @@ use jiff::Timestamp;
 
 use super::{CmdResult, Failure, load_or_fail};
 use crate::config::{Config, Job};
-use crate::execute::{RunRequest, execute};
 use crate::log::Logger;
 use crate::runner::Interrupt;
 use crate::schedule::{TimeArg, format_rfc3339};
@@ -74,53 +73,144 @@ pub fn parse_params(job: &Job, pairs: &[String]) -> Result<BTreeMap<String, Stri
     Ok(out)
 }
 
-pub fn run(
-    config_path: &std::path::Path,
-    name: &str,
-    at: Option<&str>,
-    params: &[String],
-) -> CmdResult {
-    let cfg = load_or_fail(config_path)?;
-    let job = find_job(&cfg, name)?;
-    let scheduled = scheduled_at(job, at)?;
-    let params = parse_params(job, params)?;
-    let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
-        .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
-    let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
-    // Alerts that earlier processes could not deliver go out first.
-    crate::alert::flush_spool(&cfg, &log, false);
-    let report = execute(
-        &cfg,
-        RunRequest {
-            job,
-            scheduled,
-            params,
-            trigger: "run",
-        },
-        &log,
-        &interrupt,
-    );
-    let r = &report.record;
-    let mut summary = format!(
-        "{} run {} ({}): {}",
-        r.job,
-        r.run_id,
-        format_rfc3339(scheduled, &job.tz),
-        r.outcome.as_str()
-    );
+fn step_line(r: &crate::record::RunRecord) -> String {
+    let mut line = format!("{} {}: {}", r.job, r.run_id, r.outcome.as_str());
     if !r.attempts.is_empty() {
-        summary.push_str(&format!(
+        line.push_str(&format!(
             " after {} attempt{}",
             r.attempts.len(),
             if r.attempts.len() == 1 { "" } else { "s" }
         ));
     }
     if let Some(reason) = &r.reason {
-        summary.push_str(&format!(": {reason}"));
+        line.push_str(&format!(": {reason}"));
     }
     if let Some(out) = &r.output {
-        summary.push_str(&format!("\noutput: {out}"));
+        line.push_str(&format!("\n  output: {out}"));
     }
-    eprintln!("{summary}");
+    line
+}
+
+fn setup(cfg: &Config) -> Result<(Interrupt, Logger), Failure> {
+    let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
+    let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+    // Alerts that earlier processes could not deliver go out first.
+    crate::alert::flush_spool(cfg, &log, false);
+    Ok((interrupt, log))
+}
+
+pub fn run(
+    config_path: &std::path::Path,
+    name: &str,
+    at: Option<&str>,
+    params: &[String],
+    only: bool,
+) -> CmdResult {
+    let cfg = load_or_fail(config_path)?;
+    let job = find_job(&cfg, name)?;
+    let scheduled = scheduled_at(job, at)?;
+    let params = parse_params(job, params)?;
+    let (interrupt, log) = setup(&cfg)?;
+    let report = crate::pipeline::run(&cfg, job, scheduled, params, only, "run", &log, &interrupt);
+    eprintln!("{name} ({}):", format_rfc3339(scheduled, &job.tz));
+    for r in &report.steps {
+        eprintln!("  {}", step_line(r));
+    }
     Ok(report.exit_code)
+}
+
+/// `backfill JOB --from --to`: each scheduled instant in the range, oldest first, each a
+/// full pipeline run; stops at the first failed one unless `keep_going`.
+pub fn backfill(
+    config_path: &std::path::Path,
+    name: &str,
+    from: &str,
+    to: &str,
+    keep_going: bool,
+) -> CmdResult {
+    let cfg = load_or_fail(config_path)?;
+    let job = find_job(&cfg, name)?;
+    let schedule = job
+        .schedule
+        .as_ref()
+        .filter(|s| s.expr().is_calendar())
+        .ok_or_else(|| {
+            Failure::usage(format!("job {name:?} has no calendar schedule to backfill"))
+        })?;
+    let start = match TimeArg::parse(from, &job.tz).map_err(Failure::usage)? {
+        TimeArg::Instant(t) => t,
+        d @ TimeArg::Date(_) => d.instant(&job.tz).map_err(Failure::usage)?,
+    };
+    let end = match TimeArg::parse(to, &job.tz).map_err(Failure::usage)? {
+        TimeArg::Instant(t) => t,
+        // A bare date means the whole day: up to the next day's midnight.
+        TimeArg::Date(d) => {
+            let next = d.tomorrow().map_err(|e| Failure::usage(e.to_string()))?;
+            TimeArg::Date(next)
+                .instant(&job.tz)
+                .map_err(Failure::usage)?
+                - jiff::SignedDuration::from_nanos(1)
+        }
+    };
+    if end < start {
+        return Err(Failure::usage(format!("--to {to} is before --from {from}")));
+    }
+    let instants: Vec<Timestamp> = schedule
+        .iter_after(start - jiff::SignedDuration::from_secs(1))
+        .take_while(|t| *t <= end)
+        .take(100_000)
+        .collect();
+    if instants.is_empty() {
+        eprintln!("{name}: no scheduled instant between {from} and {to}");
+        return Ok(super::exit::OK);
+    }
+    let (interrupt, log) = setup(&cfg)?;
+    let mut rows = Vec::new();
+    let mut code = super::exit::OK;
+    for t in instants {
+        let report = crate::pipeline::run(
+            &cfg,
+            job,
+            t,
+            BTreeMap::new(),
+            false,
+            "backfill",
+            &log,
+            &interrupt,
+        );
+        let ok = report
+            .steps
+            .iter()
+            .filter(|r| r.outcome == crate::record::Outcome::Success)
+            .count();
+        let outcome = if report.exit_code == 0 {
+            "success"
+        } else {
+            "failure"
+        };
+        rows.push([
+            format_rfc3339(t, &job.tz),
+            outcome.to_string(),
+            format!("{ok}/{}", report.steps.len()),
+            report
+                .steps
+                .iter()
+                .filter(|r| r.outcome != crate::record::Outcome::Success)
+                .map(|r| format!("{} {}", r.job, r.outcome.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+        if report.exit_code != 0 {
+            code = report.exit_code;
+            if !keep_going || interrupt.received().is_some() {
+                break;
+            }
+        }
+    }
+    print!(
+        "{}",
+        super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
+    );
+    Ok(code)
 }

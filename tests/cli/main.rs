@@ -6,6 +6,7 @@ mod control;
 mod daemon;
 mod docs;
 mod next;
+mod pipeline;
 mod run;
 mod status;
 
