@@ -888,11 +888,14 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
             return;
         }
     }
+    // A job with jobs after it alerts at the end of its pipeline run (the failure alert
+    // then also lists what was skipped).
     let req = RunRequest {
         job,
         scheduled,
         params,
         trigger: why,
+        alerts: cfg.children(name).is_empty(),
     };
     let lock = match execute::acquire(cfg, job, &shared.log, &run_id, &interrupt) {
         Ok(l) => l,
@@ -962,6 +965,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
     shared.metrics.started(name);
     let r = execute::execute_locked(cfg, &req, &run_id, lock, &shared.log, &interrupt);
     let root_record = r.record.clone();
+    let root_tails = r.tails;
     report(r.record, true);
     let _ = fs::remove_file(&marker);
     shared.slots.release();
@@ -974,6 +978,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
             job,
             scheduled,
             root_record,
+            root_tails,
             &shared.log,
             &interrupt,
         );

@@ -32,6 +32,9 @@ pub struct RunRequest<'a> {
     pub params: BTreeMap<String, String>,
     /// What started it, for the record: "run", "schedule", ...
     pub trigger: &'static str,
+    /// Send its alerts at the end (a pipeline step with steps below it leaves that to the
+    /// pipeline, whose failure alert also lists what was skipped).
+    pub alerts: bool,
 }
 
 /// How a run ended.
@@ -39,6 +42,8 @@ pub struct RunReport {
     pub record: RunRecord,
     /// The exit code `cronwarden run` returns for it.
     pub exit_code: u8,
+    /// The kept tails of stdout and stderr (for alerts sent later).
+    pub tails: (Vec<u8>, Vec<u8>),
 }
 
 /// A new run id: the start time and a random suffix, so ids sort by start.
@@ -325,6 +330,7 @@ pub fn not_run(
     RunReport {
         record: rec,
         exit_code: interrupted.map_or(exit::LOCKED, interrupt_exit),
+        tails: (Vec::new(), Vec::new()),
     }
 }
 
@@ -505,13 +511,10 @@ pub fn execute_locked(
     log.log(level, "run-end", &endf, reason.as_deref().unwrap_or(""));
     save(&cfg.settings, &rec, log);
     prune_outputs(&output_dir);
-    crate::alert::after_run(
-        cfg,
-        job,
-        &rec,
-        (&out.stdout.bytes(), &out.stderr.bytes()),
-        log,
-    );
+    let tails = (out.stdout.bytes(), out.stderr.bytes());
+    if req.alerts {
+        crate::alert::after_run(cfg, job, &rec, (&tails.0, &tails.1), log);
+    }
     if let Some(url) = &job.healthcheck_url {
         match outcome {
             Outcome::Success => {
@@ -538,6 +541,7 @@ pub fn execute_locked(
     RunReport {
         record: rec,
         exit_code,
+        tails,
     }
 }
 

@@ -38,6 +38,9 @@ pub fn members<'c>(cfg: &'c Config, root: &str, only: bool) -> Vec<&'c Job> {
         .collect()
 }
 
+/// The kept stdout and stderr tails of a step (for its alerts).
+pub type Tails = (Vec<u8>, Vec<u8>);
+
 /// How a pipeline run ended.
 pub struct PipelineReport {
     /// Every step's record, in the order they ended.
@@ -69,6 +72,7 @@ pub fn run_downstream(
     root: &Job,
     scheduled: Timestamp,
     root_record: RunRecord,
+    root_tails: Tails,
     log: &Logger,
     interrupt: &Interrupt,
 ) -> PipelineReport {
@@ -81,7 +85,7 @@ pub fn run_downstream(
         "pipeline",
         log,
         interrupt,
-        Some(root_record),
+        Some((root_record, root_tails)),
     )
 }
 
@@ -95,7 +99,7 @@ fn run_from(
     trigger: &'static str,
     log: &Logger,
     interrupt: &Interrupt,
-    root_done: Option<RunRecord>,
+    root_done: Option<(RunRecord, Tails)>,
 ) -> PipelineReport {
     let steps = members(cfg, &root.name, only);
     let in_run: BTreeSet<&str> = steps.iter().map(|j| j.name.as_str()).collect();
@@ -119,7 +123,9 @@ fn run_from(
     let mut started: BTreeSet<String> = BTreeSet::new();
     let mut records = Vec::new();
     let mut root_exit = None;
-    if let Some(rec) = root_done {
+    let mut deferred: Vec<(String, RunRecord, Tails)> = Vec::new();
+    if let Some((rec, tails)) = root_done {
+        deferred.push((root.name.clone(), rec.clone(), tails));
         done.insert(root.name.clone(), rec.outcome);
         root_exit = Some(if rec.outcome == Outcome::Success {
             0
@@ -154,6 +160,7 @@ fn run_from(
                             scheduled,
                             params: BTreeMap::new(),
                             trigger,
+                            alerts: false,
                         };
                         let r = execute::not_run(cfg, &req, &execute::new_run_id(), why, None, log);
                         records.push(r.record);
@@ -185,6 +192,10 @@ fn run_from(
                     BTreeMap::new()
                 };
                 let job: &Job = j;
+                // A step with steps below it alerts at the end of the pipeline run.
+                let has_below = steps
+                    .iter()
+                    .any(|s| parents[s.name.as_str()].contains(&job.name.as_str()));
                 scope.spawn(move || {
                     let r = execute::execute(
                         cfg,
@@ -193,6 +204,7 @@ fn run_from(
                             scheduled,
                             params: step_params,
                             trigger,
+                            alerts: !has_below,
                         },
                         log,
                         interrupt,
@@ -209,10 +221,41 @@ fn run_from(
             if name == root.name {
                 root_exit = Some(r.exit_code);
             }
+            let has_below = steps
+                .iter()
+                .any(|s| parents[s.name.as_str()].contains(&name.as_str()));
+            if has_below {
+                deferred.push((name.clone(), r.record.clone(), r.tails));
+            }
             done.insert(name, r.record.outcome);
             records.push(r.record);
         }
     });
+    // Alerts of steps with steps below them: a failure alert also lists what was skipped.
+    for (name, mut rec, tails) in deferred {
+        let Some(job) = cfg.job(&name) else { continue };
+        if rec.outcome == Outcome::Failure {
+            let skipped: Vec<&str> = records
+                .iter()
+                .filter(|r| {
+                    r.outcome == Outcome::Skipped
+                        && r.reason
+                            .as_deref()
+                            .is_some_and(|why| why.starts_with("upstream "))
+                        && descends(cfg, &r.job, &name)
+                })
+                .map(|r| r.job.as_str())
+                .collect();
+            if !skipped.is_empty() {
+                rec.reason = Some(format!(
+                    "{}; skipped below it: {}",
+                    rec.reason.as_deref().unwrap_or("failed"),
+                    skipped.join(", ")
+                ));
+            }
+        }
+        crate::alert::after_run(cfg, job, &rec, (&tails.0, &tails.1), log);
+    }
     let failed = records.iter().any(|r| {
         matches!(
             r.outcome,
@@ -233,4 +276,22 @@ fn run_from(
         steps: records,
         exit_code,
     }
+}
+
+/// Whether `job` comes (directly or not) after `ancestor`.
+fn descends(cfg: &Config, job: &str, ancestor: &str) -> bool {
+    let mut stack = vec![job.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(j) = stack.pop() {
+        let Some(jj) = cfg.job(&j) else { continue };
+        for p in &jj.after {
+            if p == ancestor {
+                return true;
+            }
+            if seen.insert(p.clone()) {
+                stack.push(p.clone());
+            }
+        }
+    }
+    false
 }

@@ -17,7 +17,8 @@ fn shipped_example_table_is_valid() {
     let names: Vec<&str> = out
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|l| l.trim_start().split("  ").next())
+        .map(|n| n.trim_start_matches([' ', '└', '─']).trim())
         .collect();
     assert_eq!(
         names,
@@ -31,6 +32,9 @@ fn shipped_example_table_is_valid() {
             "reindex"
         ]
     );
+    // The pipeline shows as a tree under its root.
+    assert!(out.lines().any(|l| l.starts_with("└─ transform ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("   └─ load ")), "{out}");
     assert!(out.contains("after extract"), "{out}");
 }
 

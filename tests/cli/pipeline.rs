@@ -204,3 +204,22 @@ command = "echo child $CRONWARDEN_TS >> $DIR/steps"
     }
     assert_eq!(t.history("child")[0]["trigger"], "pipeline");
 }
+
+#[test]
+fn one_alert_names_the_failed_step_and_lists_what_was_skipped() {
+    let t = Table::new(
+        "p-alert",
+        &format!(
+            "[defaults]\nalert = [\"page\"]\n\n[alerts.page]\ntype = \"command\"\ncommand = \"cat >> $DIR/alerts\"\n{ETL}"
+        ),
+    );
+    std::fs::write(t.dir().join("break-transform"), "").expect("break");
+    assert_eq!(t.run(&["run", "extract"]).0, 1);
+    let alerts = std::fs::read_to_string(t.dir().join("alerts")).expect("alerts");
+    assert_eq!(alerts.matches("[cronwarden] FAILED").count(), 1, "{alerts}");
+    assert!(
+        alerts.contains("[cronwarden] FAILED transform on ")
+            && alerts.contains("skipped below it: load, cleanup"),
+        "{alerts}"
+    );
+}
