@@ -235,10 +235,7 @@ healthcheck_url = "http://127.0.0.1:{p}/hc/good"
 #[test]
 fn an_undeliverable_alert_is_spooled_and_the_next_run_delivers_it() {
     // A port with nothing listening: the webhook fails, the alert is spooled.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = super::free_port();
     let t = Table::new(
         "a-spool",
         &format!(
@@ -422,10 +419,7 @@ fn a_wrong_smtp_password_is_a_clear_error_and_not_retried() {
 
 #[test]
 fn smtp_down_at_failure_time_is_delivered_by_the_daemon_after_a_restart() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = super::free_port();
     let t = mail_table("a-down", port, "s3cret");
     assert_eq!(t.run(&["run", "backup"]).0, 1);
     assert!(t.log().contains(" alert-spooled "), "{}", t.log());
@@ -454,10 +448,7 @@ fn smtp_down_at_failure_time_is_delivered_by_the_daemon_after_a_restart() {
 
 #[test]
 fn a_broken_channel_is_reported_through_the_channels_that_work() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = super::free_port();
     let t = Table::new(
         "a-broken",
         &format!(

@@ -135,10 +135,7 @@ fn garbage_and_stuck_clients_do_not_hurt_the_daemon() {
 fn metrics_are_prometheus_text_with_per_job_series() {
     use std::io::Read;
     // A free loopback port (released just before the daemon binds it).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = super::free_port();
     let t = table("c-metrics");
     let text = std::fs::read_to_string(&t.path).expect("table");
     std::fs::write(
