@@ -120,6 +120,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a job table equivalent to a crontab (stdin by default)
+    Import {
+        /// The /etc/crontab and /etc/cron.d format, with a user field
+        #[arg(long)]
+        system: bool,
+        /// The crontab file [default: standard input]
+        #[arg(value_name = "CRONTAB")]
+        crontab: Option<std::path::PathBuf>,
+    },
     /// Send a test message through one alert channel
     TestAlert {
         #[arg(value_name = "CHANNEL")]

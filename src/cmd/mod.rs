@@ -151,6 +151,31 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::History { job, count, json } => {
             status::history(&load_or_fail(&config_path)?, &job, count, json)
         }
+        Command::Import { system, crontab } => {
+            let (text, source) = match &crontab {
+                Some(p) => (
+                    std::fs::read_to_string(p)
+                        .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?,
+                    p.display().to_string(),
+                ),
+                None => {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                        .map_err(|e| Failure::usage(format!("standard input: {e}")))?;
+                    (t, "standard input".to_string())
+                }
+            };
+            let imported = crate::import::import(&text, system, &source);
+            print!("{}", imported.toml);
+            for (line, p) in &imported.problems {
+                eprintln!("{source}:{line}: not converted: {p}");
+            }
+            Ok(if imported.problems.is_empty() {
+                exit::OK
+            } else {
+                exit::JOB_FAILED
+            })
+        }
         Command::TestAlert { channel } => {
             let cfg = load_or_fail(&config_path)?;
             crate::alert::test(&cfg, &channel).map_err(|e| Failure {

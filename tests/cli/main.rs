@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod daemon;
 mod docs;
+mod import;
 mod next;
 mod pipeline;
 mod run;
