@@ -64,3 +64,40 @@ fn systemd_unit_verifies() {
     assert!(unit.contains("TimeoutStopSec=6min"));
     assert!(unit.contains("RuntimeDirectoryPreserve=yes"));
 }
+
+/// The packaged completions are generated: regenerate with
+/// `for s in bash zsh fish; do cronwarden completions $s > packaging/completions/cronwarden.$s; done`.
+#[test]
+fn packaged_completions_match_the_command_line() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = super::run(&["completions", shell]);
+        assert_eq!(code, 0);
+        let file = format!(
+            "{}/packaging/completions/cronwarden.{shell}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let checked_in = std::fs::read_to_string(&file).expect("completion file");
+        assert!(out == checked_in, "{file} is out of date");
+    }
+}
+
+/// The table the package installs as /etc/cronwarden/jobs.toml is valid, with every job off.
+#[test]
+fn packaged_table_is_valid_and_disabled() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/jobs.toml"))
+        .expect("packaging/jobs.toml");
+    let dir = super::TempDir::new("pkg-table");
+    let path = dir.write("jobs.toml", &text);
+    let (code, out, err) = super::run(&["-c", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("7 jobs"), "{out}");
+    let (_, list, _) = super::run(&["-c", path.to_str().expect("utf-8"), "list"]);
+    assert_eq!(
+        list.lines()
+            .skip(1)
+            .filter(|l| l.contains(" disabled "))
+            .count(),
+        7,
+        "{list}"
+    );
+}
