@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 /// A cron replacement: runs jobs from a TOML table on cron schedules, with timeouts, retries,
 /// output checks, locks, logs and alerts.
 #[derive(Debug, Parser)]
-#[command(name = "cronwarden", version, about, long_about = None)]
+#[command(name = "cronwarden", version, long_about = None)]
 pub struct Cli {
     /// The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root,
     /// else $XDG_CONFIG_HOME/cronwarden/jobs.toml]
