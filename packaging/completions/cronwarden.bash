@@ -756,3 +756,27 @@ if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERS
 else
     complete -F _cronwarden -o bashdefault -o default cronwarden
 fi
+
+# Job names (from `cronwarden list`) for the commands that take a job.
+_cronwarden_job_names() {
+    cronwarden "$@" list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, ""); print $1 }'
+}
+_cronwarden_with_jobs() {
+    local i cmd="" conf=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            -c|--config) conf=(-c "${COMP_WORDS[i+1]}"); ((i++)) ;;
+            -*) ;;
+            *) cmd="${COMP_WORDS[i]}"; break ;;
+        esac
+    done
+    if [[ $i -eq $((COMP_CWORD - 1)) ]]; then
+        case "$cmd" in
+            run|trigger|pause|resume|history|backfill|status)
+                COMPREPLY=( $(compgen -W "$(_cronwarden_job_names "${conf[@]}")" -- "${COMP_WORDS[COMP_CWORD]}") )
+                return 0 ;;
+        esac
+    fi
+    _cronwarden "$@"
+}
+complete -F _cronwarden_with_jobs -o bashdefault -o default cronwarden

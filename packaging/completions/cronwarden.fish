@@ -105,3 +105,5 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fi
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status history import test-alert completions man help" -f -a "completions" -d 'Print shell completions'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status history import test-alert completions man help" -f -a "man" -d 'Print the cronwarden(1) man page (roff)'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status history import test-alert completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+
+complete -c cronwarden -n "__fish_seen_subcommand_from run trigger pause resume history backfill status" -f -a "(cronwarden list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, \"\"); print \$1 }')"

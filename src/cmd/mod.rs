@@ -188,6 +188,11 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "cronwarden", &mut std::io::stdout());
+            match shell {
+                clap_complete::Shell::Bash => print!("{BASH_JOB_NAMES}"),
+                clap_complete::Shell::Fish => print!("{FISH_JOB_NAMES}"),
+                _ => {}
+            }
             Ok(exit::OK)
         }
         Command::Man => {
@@ -325,3 +330,35 @@ pub fn load_or_fail(path: &std::path::Path) -> Result<Config, Failure> {
         }
     }
 }
+
+/// Bash: job names for the commands that take one, read from the table with `list`.
+const BASH_JOB_NAMES: &str = r#"
+# Job names (from `cronwarden list`) for the commands that take a job.
+_cronwarden_job_names() {
+    cronwarden "$@" list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, ""); print $1 }'
+}
+_cronwarden_with_jobs() {
+    local i cmd="" conf=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            -c|--config) conf=(-c "${COMP_WORDS[i+1]}"); ((i++)) ;;
+            -*) ;;
+            *) cmd="${COMP_WORDS[i]}"; break ;;
+        esac
+    done
+    if [[ $i -eq $((COMP_CWORD - 1)) ]]; then
+        case "$cmd" in
+            run|trigger|pause|resume|history|backfill|status)
+                COMPREPLY=( $(compgen -W "$(_cronwarden_job_names "${conf[@]}")" -- "${COMP_WORDS[COMP_CWORD]}") )
+                return 0 ;;
+        esac
+    fi
+    _cronwarden "$@"
+}
+complete -F _cronwarden_with_jobs -o bashdefault -o default cronwarden
+"#;
+
+/// Fish: job names for the commands that take one.
+const FISH_JOB_NAMES: &str = r#"
+complete -c cronwarden -n "__fish_seen_subcommand_from run trigger pause resume history backfill status" -f -a "(cronwarden list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, \"\"); print \$1 }')"
+"#;

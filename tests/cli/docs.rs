@@ -101,3 +101,44 @@ fn packaged_table_is_valid_and_disabled() {
         "{list}"
     );
 }
+
+/// Bash completes job names (from the table) after run, trigger, pause, resume and history.
+#[test]
+fn bash_completes_job_names() {
+    let dir = super::TempDir::new("complete");
+    let d = dir.path().display();
+    let table = dir.write(
+        "t.toml",
+        &format!("[settings]\nstate_dir = \"{d}/s\"\n[jobs.backup]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n[jobs.bake]\nafter = [\"backup\"]\ncommand = [\"/bin/true\"]\n[jobs.other]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n"),
+    );
+    let script = format!(
+        "{}/packaging/completions/cronwarden.bash",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {script}; for cmd in run trigger pause resume history; do COMP_WORDS=(cronwarden $cmd ba); COMP_CWORD=2; _cronwarden_with_jobs; echo \"$cmd: ${{COMPREPLY[*]}}\"; done"
+        ))
+        .env("PATH", path)
+        .env("CRONWARDEN_CONFIG", &table)
+        .output()
+        .expect("bash runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "trigger", "pause", "resume", "history"] {
+        assert!(
+            text.lines().any(|l| l == format!("{cmd}: backup bake")),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
