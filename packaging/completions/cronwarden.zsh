@@ -2,6 +2,11 @@
 
 autoload -U is-at-least
 
+_cronwarden_jobs() {
+    local -a jobs
+    jobs=(${(f)"$(cronwarden list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, ""); print $1 }')"})
+    _describe 'job' jobs
+}
 _cronwarden() {
     typeset -A opt_args
     typeset -a _arguments_options
@@ -17,7 +22,7 @@ _cronwarden() {
     _arguments "${_arguments_options[@]}" : \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
-'--run=[Run one job now (the same as the \`run\` command)]:JOB:_default' \
+'--run=[Run one job now (the same as the \`run\` command)]:JOB:_cronwarden_jobs' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -40,7 +45,7 @@ _arguments "${_arguments_options[@]}" : \
 '--only[Run just JOB, not the jobs that come after it]' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job -- The job'\''s name:_default' \
+':job:_cronwarden_jobs' \
 && ret=0
 ;;
 (backfill)
@@ -52,7 +57,7 @@ _arguments "${_arguments_options[@]}" : \
 '--keep-going[Go on after a failed pipeline run]' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job:_default' \
+':job:_cronwarden_jobs' \
 && ret=0
 ;;
 (daemon)
@@ -99,7 +104,7 @@ _arguments "${_arguments_options[@]}" : \
 '--wait[Wait for the run and exit with its outcome (0 success, 1 failure, 75 locked)]' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job:_default' \
+':job:_cronwarden_jobs' \
 && ret=0
 ;;
 (pause)
@@ -108,7 +113,7 @@ _arguments "${_arguments_options[@]}" : \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job:_default' \
+':job:_cronwarden_jobs' \
 && ret=0
 ;;
 (resume)
@@ -117,7 +122,7 @@ _arguments "${_arguments_options[@]}" : \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job:_default' \
+':job:_cronwarden_jobs' \
 && ret=0
 ;;
 (status)
@@ -127,7 +132,7 @@ _arguments "${_arguments_options[@]}" : \
 '--json[JSON for scripts]' \
 '-h[Print help]' \
 '--help[Print help]' \
-'::job -- Only this job:_default' \
+'::job:_cronwarden_jobs' \
 && ret=0
 ;;
 (history)
@@ -138,7 +143,7 @@ _arguments "${_arguments_options[@]}" : \
 '--json[JSON for scripts]' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job:_default' \
+':job:_cronwarden_jobs' \
 && ret=0
 ;;
 (import)

@@ -187,12 +187,34 @@ pub fn run(cli: Cli) -> CmdResult {
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "cronwarden", &mut std::io::stdout());
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "cronwarden", &mut buf);
+            let mut text = String::from_utf8_lossy(&buf).into_owned();
             match shell {
-                clap_complete::Shell::Bash => print!("{BASH_JOB_NAMES}"),
-                clap_complete::Shell::Fish => print!("{FISH_JOB_NAMES}"),
+                clap_complete::Shell::Bash => text.push_str(BASH_JOB_NAMES),
+                clap_complete::Shell::Fish => text.push_str(FISH_JOB_NAMES),
+                clap_complete::Shell::Zsh => {
+                    // Job arguments complete from the table.
+                    text = text
+                        .replace(
+                            "':job -- The job'\\''s name:_default'",
+                            "':job:_cronwarden_jobs'",
+                        )
+                        .replace("':job:_default'", "':job:_cronwarden_jobs'")
+                        .replace(
+                            "'::job -- Only this job:_default'",
+                            "'::job:_cronwarden_jobs'",
+                        )
+                        .replace("]:JOB:_default'", "]:JOB:_cronwarden_jobs'");
+                    text = text.replacen(
+                        "\n_cronwarden() {",
+                        &format!("\n{ZSH_JOB_NAMES}\n_cronwarden() {{"),
+                        1,
+                    );
+                }
                 _ => {}
             }
+            print!("{text}");
             Ok(exit::OK)
         }
         Command::Man => {
@@ -362,3 +384,10 @@ complete -F _cronwarden_with_jobs -o bashdefault -o default cronwarden
 const FISH_JOB_NAMES: &str = r#"
 complete -c cronwarden -n "__fish_seen_subcommand_from run trigger pause resume history backfill status" -f -a "(cronwarden list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, \"\"); print \$1 }')"
 "#;
+
+/// Zsh: job names for job arguments.
+const ZSH_JOB_NAMES: &str = r#"_cronwarden_jobs() {
+    local -a jobs
+    jobs=(${(f)"$(cronwarden list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, ""); print $1 }')"})
+    _describe 'job' jobs
+}"#;
