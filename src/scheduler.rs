@@ -322,7 +322,13 @@ impl Scheduler {
                 } else if !e.wild {
                     // A forward step under 3 hours: like a DST gap, a fixed-time job whose
                     // instants were skipped runs once.
-                    let skipped = instants_between(&e.schedule, on_time, wall, MAX_PER_OBSERVATION);
+                    // Never an instant already dispatched (a step back, then forward again).
+                    let mark = e.mark;
+                    let skipped: Vec<Timestamp> =
+                        instants_between(&e.schedule, on_time, wall, MAX_PER_OBSERVATION)
+                            .into_iter()
+                            .filter(|t| mark.is_none_or(|m| *t > m))
+                            .collect();
                     if let Some(last) = skipped.last().copied() {
                         notes.push(format!(
                             "job {}: the clock stepped forward by {} over {} instant(s); \
@@ -670,6 +676,85 @@ mod tests {
                 ts("2026-01-01T04:00:00Z"),
             ]
         );
+    }
+
+    #[test]
+    fn a_step_back_then_forward_again_reruns_nothing() {
+        let mut f = Fake::new(
+            vec![
+                timed("fixed", "30 3 * * *", "UTC", Catchup::None),
+                timed("wild", "*/30 * * * *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T03:00:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T03:40:00Z");
+        // Set back an hour by mistake...
+        f.observe(
+            ts("2026-01-01T02:41:00Z"),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        f.run_until("2026-01-01T02:50:00Z");
+        // ...and put right ten minutes later: forward by the same hour, over 03:30 again.
+        f.observe(
+            ts("2026-01-01T03:51:00Z"),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        f.run_until("2026-01-01T04:10:00Z");
+        assert_eq!(f.instants("fixed"), [ts("2026-01-01T03:30:00Z")]);
+        assert!(
+            f.log.iter().all(|(_, _, w)| *w != Why::ClockStep),
+            "{:?}",
+            f.log
+        );
+        // Wild jobs follow the clock (no step dispatch for them).
+        assert_eq!(
+            f.instants("wild"),
+            [ts("2026-01-01T03:30:00Z"), ts("2026-01-01T04:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn small_clock_jitter_neither_repeats_nor_skips() {
+        let mut f = Fake::new(
+            vec![
+                timed("sec", "* * * * * *", "UTC", Catchup::None),
+                timed("fixed", "0 4 * * *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T03:59:58Z",
+            &[],
+        );
+        f.run_until("2026-01-01T04:00:00.5Z");
+        // NTP steps the clock back 1.5 s (under the 2 s tolerance): the seconds already
+        // run come round again on the wall clock but do not run again.
+        f.observe(
+            ts("2026-01-01T03:59:59.2Z"),
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+        );
+        f.run_until("2026-01-01T04:00:02.5Z");
+        // Then forward by 1.5 s: nothing is skipped.
+        f.observe(
+            ts("2026-01-01T04:00:04.2Z"),
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+        );
+        f.run_until("2026-01-01T04:00:05.5Z");
+        let got = f.instants("sec");
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "an instant ran twice: {got:?}");
+        assert_eq!(
+            unique,
+            (59..=65)
+                .map(|s| ts("2026-01-01T03:59:00Z") + SignedDuration::from_secs(s))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(f.instants("fixed"), [ts("2026-01-01T04:00:00Z")]);
+        assert!(f.notes.is_empty(), "{:?}", f.notes);
     }
 
     #[test]
