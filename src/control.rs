@@ -133,20 +133,26 @@ fn handle(conn: UnixStream, shared: &Arc<Shared>) {
     let _ = conn.set_write_timeout(Some(CLIENT_TIMEOUT));
     let mut line = Vec::new();
     let reply = match BufReader::new((&conn).take(MAX_REQUEST)).read_until(b'\n', &mut line) {
-        Ok(_) if line.ends_with(b"\n") => match serde_json::from_slice::<Request>(&line) {
+        Ok(_) => match parse_request(&line) {
             Ok(req) => answer(req, shared, &conn),
-            Err(e) => fail(exit::USAGE, format!("bad request: {e}")),
+            Err(e) => fail(exit::USAGE, e),
         },
-        Ok(_) => fail(
-            exit::USAGE,
-            "bad request: send one JSON object on one line (at most 64 KiB)",
-        ),
         Err(e) => fail(exit::USAGE, format!("bad request: {e}")),
     };
     if let Ok(mut text) = serde_json::to_string(&reply) {
         text.push('\n');
         let _ = (&conn).write_all(text.as_bytes());
     }
+}
+
+/// Parses one request line as a client sent it: one JSON object ending in a newline, at most
+/// 64 KiB in all. The error is the message for the client (`bad request: ...`). Pure, so the
+/// fuzz target `control_request` (fuzz/) drives it directly.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    if !line.ends_with(b"\n") || line.len() as u64 > MAX_REQUEST {
+        return Err("bad request: send one JSON object on one line (at most 64 KiB)".to_string());
+    }
+    serde_json::from_slice::<Request>(line).map_err(|e| format!("bad request: {e}"))
 }
 
 fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
