@@ -63,6 +63,12 @@ impl Alert {
                 self.run.reason.as_deref().unwrap_or("failed")
             ),
             "test" => format!("[cronwarden] test alert from {}", self.host),
+            "node-lost" => format!(
+                "[cronwarden] NODE LOST {} while running {}: {}",
+                self.run.node.as_deref().unwrap_or("?"),
+                self.job,
+                self.run.reason.as_deref().unwrap_or("")
+            ),
             "channel-broken" => format!(
                 "[cronwarden] ALERT CHANNEL BROKEN on {} (job {}): {}",
                 self.host,
@@ -501,6 +507,30 @@ fn make_alert(
     }
 }
 
+fn event_name(e: AlertEvent) -> &'static str {
+    match e {
+        AlertEvent::Failure => "failure",
+        AlertEvent::Recovery => "recovery",
+        AlertEvent::Retry => "retry",
+        AlertEvent::Output => "output",
+    }
+}
+
+/// Fleet mode: tells the job's failure channels that the node running `rec` was lost (sent
+/// by the one node that took the run over).
+pub fn node_lost(cfg: &Config, job: &Job, rec: &RunRecord, log: &Logger) {
+    if crate::fleet::get().is_some_and(|f| !f.first_alert(&rec.run_id, "node-lost")) {
+        return;
+    }
+    for name in &job.alert {
+        let Some(ch) = cfg.alert(name) else { continue };
+        if ch.on.contains(&AlertEvent::Failure) {
+            let alert = make_alert("node-lost", job, rec, (&[], &[]), 0, cfg);
+            send_or_spool(cfg, ch, alert, log);
+        }
+    }
+}
+
 /// Sends (or spools) the alerts a finished run calls for.
 pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8]), log: &Logger) {
     let state = &cfg.settings.state_dir;
@@ -523,6 +553,10 @@ pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])
     if !tails.0.is_empty() || !tails.1.is_empty() {
         events.push(AlertEvent::Output);
     }
+    // Fleet mode: each event of a run is sent by one node only.
+    if let Some(f) = crate::fleet::get() {
+        events.retain(|e| f.first_alert(&rec.run_id, event_name(*e)));
+    }
     if events.is_empty() {
         return;
     }
@@ -531,12 +565,7 @@ pub fn after_run(cfg: &Config, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])
     for name in &job.alert {
         let Some(ch) = cfg.alert(name) else { continue };
         for ev in events.iter().filter(|e| ch.on.contains(e)) {
-            let event = match ev {
-                AlertEvent::Failure => "failure",
-                AlertEvent::Recovery => "recovery",
-                AlertEvent::Retry => "retry",
-                AlertEvent::Output => "output",
-            };
+            let event = event_name(*ev);
             let mut suppressed = 0;
             let throttle_file = state_path(state, &format!("{}.{}.throttle", job.name, ch.name));
             if *ev == AlertEvent::Failure && !ch.min_interval.is_zero() {
@@ -783,6 +812,7 @@ pub fn test(cfg: &Config, channel: &str) -> Result<(), String> {
             reason: None,
             output: None,
             trigger: "test-alert".into(),
+            node: None,
         },
         next_run: None,
         stdout_tail: String::new(),

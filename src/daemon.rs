@@ -115,6 +115,10 @@ impl Slots {
         }
     }
 
+    fn is_closed(&self) -> bool {
+        lock_ignoring_poison(&self.state).closed
+    }
+
     fn close(&self) {
         let mut st = lock_ignoring_poison(&self.state);
         st.closed = true;
@@ -393,6 +397,31 @@ pub fn run(config_path: &Path) -> CmdResult {
     let socket = crate::control::listen(&cfg.settings, log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;
     crate::control::serve(socket.listener, Arc::clone(&shared));
+    if let Some(cluster) = &cfg.cluster {
+        let fleet = crate::fleet::Fleet::join(
+            cluster,
+            crate::fleet::Role::Node,
+            Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
+        )
+        .map_err(|e| Failure {
+            code: exit::NO_DAEMON,
+            message: format!("[cluster]: {e}"),
+        })?;
+        log.log(
+            Level::Info,
+            "fleet",
+            &[
+                ("node", fleet.node.clone()),
+                ("incarnation", fleet.incarnation.clone()),
+            ],
+            "joined the fleet",
+        );
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("fleet".into())
+            .spawn(move || fleet_worker(fleet, shared))
+            .map_err(|e| Failure::usage(format!("cannot start a thread: {e}")))?;
+    }
 
     let now = Timestamp::now();
     let marks = read_marks(&state);
@@ -580,6 +609,9 @@ pub fn run(config_path: &Path) -> CmdResult {
         .active
         .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
     let _ = fs::remove_file(&socket.path);
+    if let Some(f) = crate::fleet::get() {
+        f.leave();
+    }
     log.log(Level::Info, "daemon-exit", &[], "");
     Ok(exit::OK)
 }
@@ -757,6 +789,8 @@ pub(crate) struct Launch {
     pub coalesce: bool,
     /// Told the run's record when it ends (`trigger --wait`).
     pub done: Option<std::sync::mpsc::Sender<RunRecord>>,
+    /// 1, or the attempt a run taken over from a lost fleet node goes on with.
+    pub first_attempt: u32,
 }
 
 impl Launch {
@@ -770,6 +804,7 @@ impl Launch {
             mark: why != "reboot",
             coalesce: true,
             done: None,
+            first_attempt: 1,
         }
     }
 }
@@ -839,6 +874,176 @@ pub(crate) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
     }
 }
 
+/// Claims a tick for this node; false when another node has it (or it is paused fleet-wide,
+/// or the database stayed unreachable for `dead_after`: then the tick is missed here, and a
+/// node that can reach the database runs it).
+fn claim(
+    fleet: &crate::fleet::Fleet,
+    shared: &Shared,
+    job: &str,
+    scheduled: Timestamp,
+    run_id: &str,
+) -> bool {
+    let deadline = Instant::now() + fleet.dead_after;
+    let mut delay = Duration::from_millis(100);
+    let mut told = false;
+    loop {
+        match fleet.claim(job, scheduled, run_id) {
+            Ok(won) => return won,
+            Err(e) => {
+                let f = [
+                    ("job", job.to_string()),
+                    ("scheduled", scheduled.to_string()),
+                ];
+                if Instant::now() + delay >= deadline {
+                    shared.log.log(
+                        Level::Error,
+                        "claim",
+                        &f,
+                        &format!("cannot claim the tick: {e}; giving it up on this node"),
+                    );
+                    return false;
+                }
+                if !told {
+                    told = true;
+                    shared.log.log(
+                        Level::Warn,
+                        "claim",
+                        &f,
+                        &format!("cannot claim the tick: {e}; retrying"),
+                    );
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(fleet.heartbeat);
+            }
+        }
+    }
+}
+
+/// Fleet mode, in a thread of its own: takes trigger requests (woken by NOTIFY), and every
+/// heartbeat takes over the runs of nodes that stopped heartbeating.
+fn fleet_worker(fleet: &'static crate::fleet::Fleet, shared: Arc<Shared>) {
+    let mut next_scan = Instant::now();
+    fleet.listen(fleet.heartbeat, || {
+        if shared.slots.is_closed() {
+            return false;
+        }
+        let cfg = current(&shared);
+        let jobs: Vec<String> = cfg.jobs.iter().map(|j| j.name.clone()).collect();
+        match fleet.take_triggers(&jobs) {
+            Ok(list) => {
+                for t in list {
+                    dispatch(
+                        &shared,
+                        &cfg,
+                        Launch {
+                            job: t.job,
+                            scheduled: Timestamp::now(),
+                            why: "trigger",
+                            params: t.params,
+                            run_id: t.run_id,
+                            mark: false,
+                            coalesce: false,
+                            done: None,
+                            first_attempt: 1,
+                        },
+                    );
+                }
+            }
+            Err(e) => shared.log.log(
+                Level::Warn,
+                "fleet",
+                &[],
+                &format!("cannot take trigger requests: {e}"),
+            ),
+        }
+        if Instant::now() >= next_scan {
+            next_scan = Instant::now() + fleet.heartbeat;
+            take_over(fleet, &shared, &cfg);
+        }
+        true
+    });
+}
+
+/// Runs lost on dead nodes: recorded and alerted as lost by this node (the one whose update
+/// won), and run again with the same run id and scheduled instant when retries are left.
+fn take_over(fleet: &'static crate::fleet::Fleet, shared: &Arc<Shared>, cfg: &Arc<Config>) {
+    let lost = match fleet.take_over_lost() {
+        Ok(l) => l,
+        Err(e) => {
+            shared.log.log(
+                Level::Warn,
+                "fleet",
+                &[],
+                &format!("cannot look for lost runs: {e}"),
+            );
+            return;
+        }
+    };
+    for l in lost {
+        let Some(job) = cfg.job(&l.job) else {
+            continue;
+        };
+        let attempts_left = job.retry.retries.saturating_add(1) > l.attempt;
+        let next = l.attempt.saturating_add(1).max(1);
+        let reason = format!(
+            "node {} was lost during attempt {} (no heartbeat for {}); {}",
+            l.node,
+            l.attempt.max(1),
+            crate::units::format_duration(fleet.dead_after),
+            if attempts_left {
+                format!("node {} runs attempt {next}", fleet.node)
+            } else {
+                "no retries left".to_string()
+            }
+        );
+        let now = Timestamp::now().to_string();
+        let rec = RunRecord {
+            run_id: l.run_id.clone(),
+            job: l.job.clone(),
+            scheduled: format_rfc3339(l.scheduled, &job.tz),
+            started: now.clone(),
+            ended: now,
+            duration_ms: 0,
+            attempts: Vec::new(),
+            outcome: Outcome::Lost,
+            reason: Some(reason.clone()),
+            output: None,
+            trigger: l.trigger.clone(),
+            node: Some(l.node.clone()),
+        };
+        shared.log.log(
+            Level::Error,
+            "node-lost",
+            &[
+                ("job", l.job.clone()),
+                ("run_id", l.run_id.clone()),
+                ("node", l.node.clone()),
+            ],
+            &reason,
+        );
+        let _ = fleet.record_lost(&rec);
+        crate::alert::node_lost(cfg, job, &rec, &shared.log);
+        if attempts_left {
+            dispatch(
+                shared,
+                cfg,
+                Launch {
+                    job: l.job,
+                    scheduled: l.scheduled,
+                    why: "takeover",
+                    params: l.params,
+                    run_id: l.run_id,
+                    mark: false,
+                    coalesce: false,
+                    done: None,
+                    first_attempt: next,
+                },
+            );
+        }
+    }
+}
+
 fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
     let Launch {
         job: name,
@@ -848,6 +1053,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         run_id,
         mark,
         done,
+        first_attempt,
         ..
     } = launch;
     let name = name.as_str();
@@ -864,6 +1070,13 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         shared
             .log
             .log(Level::Error, "mark", &[("job", name.to_string())], &e);
+        return;
+    }
+    // Fleet mode: a tick runs on the one node whose claim went in.
+    if mark
+        && let Some(fleet) = crate::fleet::get()
+        && !claim(fleet, shared, name, scheduled, &run_id)
+    {
         return;
     }
     let interrupt = match shared
@@ -896,6 +1109,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         params,
         trigger: why,
         alerts: cfg.children(name).is_empty(),
+        first_attempt,
     };
     let lock = match execute::acquire(cfg, job, &shared.log, &run_id, &interrupt) {
         Ok(l) => l,
@@ -940,6 +1154,7 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         reason: None,
         output: None,
         trigger: why.to_string(),
+        node: None,
     };
     if let Ok(text) = serde_json::to_vec(&placeholder) {
         let _ = record::write_replace(&marker, &text);

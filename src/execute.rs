@@ -35,6 +35,8 @@ pub struct RunRequest<'a> {
     /// Send its alerts at the end (a pipeline step with steps below it leaves that to the
     /// pipeline, whose failure alert also lists what was skipped).
     pub alerts: bool,
+    /// The first attempt's number: 1, or where a run taken over from a lost node goes on.
+    pub first_attempt: u32,
 }
 
 /// How a run ended.
@@ -221,6 +223,59 @@ pub fn acquire(
     run_id: &str,
     interrupt: &Interrupt,
 ) -> Result<Option<JobLock>, String> {
+    let mut local = acquire_local(cfg, job, log, run_id, interrupt)?;
+    if let (Some(l), Some(fleet)) = (local.as_mut(), crate::fleet::get()) {
+        l.lease = Some(fleet_lease(fleet, job, log, run_id, interrupt)?);
+    }
+    Ok(local)
+}
+
+/// The cluster-wide lease that goes with the local lock in fleet mode. `skip` gives up when
+/// another node holds it; `queue` and `replace` wait for it (a run on another node cannot
+/// be stopped from here, so `replace` waits like `queue` across nodes).
+fn fleet_lease(
+    fleet: &'static crate::fleet::Fleet,
+    job: &Job,
+    log: &Logger,
+    run_id: &str,
+    interrupt: &Interrupt,
+) -> Result<crate::fleet::Lease, String> {
+    let mut told = false;
+    loop {
+        let holder = match fleet.try_lease(&job.name, run_id) {
+            Ok(Ok(lease)) => return Ok(lease),
+            Ok(Err(h)) => h,
+            Err(e) => return Err(format!("cannot take the fleet lease of the job: {e}")),
+        };
+        let who = format!(
+            "node {} (run {}, since {}, renewed {:.1}s ago)",
+            holder.node, holder.run_id, holder.since, holder.age_s
+        );
+        if job.overlap == Overlap::Skip {
+            return Err(format!("another run holds the fleet lease: {who}"));
+        }
+        if !told {
+            told = true;
+            log.log(
+                Level::Info,
+                "queued",
+                &fields(&job.name, run_id),
+                &format!("waiting for the fleet lease held by {who}"),
+            );
+        }
+        if interrupt.sleep(Duration::from_millis(500)).is_some() {
+            return Err("interrupted while waiting for the fleet lease".to_string());
+        }
+    }
+}
+
+fn acquire_local(
+    cfg: &Config,
+    job: &Job,
+    log: &Logger,
+    run_id: &str,
+    interrupt: &Interrupt,
+) -> Result<Option<JobLock>, String> {
     let dir = &cfg.settings.lock_dir;
     let lock_err = |e: std::io::Error| format!("lock file in {}: {e}", dir.display());
     match job.overlap {
@@ -325,6 +380,7 @@ pub fn not_run(
         reason: Some(reason),
         output: None,
         trigger: req.trigger.to_string(),
+        node: crate::fleet::get().map(|f| f.node.clone()),
     };
     save(&cfg.settings, &rec, log);
     RunReport {
@@ -362,9 +418,40 @@ pub fn execute_locked(
         reason,
         output,
         trigger: req.trigger.to_string(),
+        node: crate::fleet::get().map(|f| f.node.clone()),
     };
     let mut f = fields(&job.name, &run_id);
     f.push(("scheduled", format_rfc3339(req.scheduled, tz)));
+
+    // Fleet mode: the run is a row every node can see; a fenced lease interrupts it.
+    let fleet = crate::fleet::get();
+    if let Some(fl) = fleet
+        && let Err(e) = fl.run_started(&run_id, &job.name, req.trigger, req.scheduled, &req.params)
+    {
+        log.log(
+            Level::Warn,
+            "fleet",
+            &f,
+            &format!("cannot record the run in the database: {e}"),
+        );
+    }
+    let fence_source = lock
+        .as_mut()
+        .and_then(|l| l.lease.as_mut())
+        .and_then(|l| l.fence.take());
+    let fenced_interrupt;
+    let interrupt = match fence_source.map(|s| interrupt.with_source(s, libc::SIGTERM)) {
+        Some(Ok(i)) => {
+            fenced_interrupt = i;
+            &fenced_interrupt
+        }
+        _ => interrupt,
+    };
+    let is_fenced = |lock: &Option<JobLock>| {
+        lock.as_ref()
+            .and_then(|l| l.lease.as_ref())
+            .is_some_and(|l| l.fenced())
+    };
 
     let mut holder = Holder {
         pid: Some(std::process::id() as i32),
@@ -388,7 +475,10 @@ pub fn execute_locked(
     let mut attempts = Vec::new();
     let mut outcome = Outcome::Failure;
     let mut reason = None;
-    for n in 1..=max_attempts {
+    for n in req.first_attempt.max(1)..=max_attempts {
+        if let Some(fl) = fleet {
+            let _ = fl.attempt(&run_id, n);
+        }
         let v = vars(job, req.scheduled, &run_id, n, &params);
         let mut af = f.clone();
         af.push(("attempt", n.to_string()));
@@ -406,8 +496,17 @@ pub fn execute_locked(
                     holder.pgid = Some(pid as i32);
                     if let Some(l) = lock.as_mut() {
                         l.set_holder(&holder);
+                        if let Some(lease) = &l.lease {
+                            lease.set_pgid(pid as i32);
+                        }
+                    }
+                    if let Some(fl) = fleet {
+                        fl.keep(pid as i32, true);
                     }
                 });
+                if let (Some(fl), Some(pid)) = (fleet, res.pid) {
+                    fl.keep(pid as i32, false);
+                }
                 let mut why = policy::exit_failure(&res, &job.success_codes);
                 if why.is_none()
                     && let Some(ver) = &job.verify
@@ -495,6 +594,15 @@ pub fn execute_locked(
             }
         }
     }
+    let fenced = is_fenced(&lock);
+    if fenced {
+        outcome = Outcome::Interrupted;
+        reason = Some(
+            "fenced: this node could not renew its fleet lease, so it stopped the job; \
+             another node takes the run over"
+                .to_string(),
+        );
+    }
     let output = out.finish().map(|p| p.to_string_lossy().into_owned());
     if let Some(e) = &out.error {
         log.log(Level::Warn, "output", &f, e);
@@ -509,10 +617,18 @@ pub fn execute_locked(
         Level::Error
     };
     log.log(level, "run-end", &endf, reason.as_deref().unwrap_or(""));
-    save(&cfg.settings, &rec, log);
+    if fenced {
+        // Left for the node that takes it over (it records it lost, alerts, retries).
+        save_local(&cfg.settings, &rec, log);
+        if let Some(fl) = fleet {
+            let _ = fl.abandon(&run_id);
+        }
+    } else {
+        save(&cfg.settings, &rec, log);
+    }
     prune_outputs(&output_dir);
     let tails = (out.stdout.bytes(), out.stderr.bytes());
-    if req.alerts {
+    if req.alerts && !fenced {
         crate::alert::after_run(cfg, job, &rec, (&tails.0, &tails.1), log);
     }
     if let Some(url) = &job.healthcheck_url {
@@ -553,7 +669,23 @@ fn interrupt_exit(sig: i32) -> u8 {
     }
 }
 
-fn save(settings: &crate::config::Settings, rec: &RunRecord, log: &Logger) {
+/// Records a run: in the state directory, and in fleet mode in the database too.
+pub(crate) fn save(settings: &crate::config::Settings, rec: &RunRecord, log: &Logger) {
+    save_local(settings, rec, log);
+    if let Some(fl) = crate::fleet::get() {
+        let scheduled = rec.scheduled.parse::<Timestamp>().unwrap_or_default();
+        if let Err(e) = fl.run_ended(rec, scheduled) {
+            log.log(
+                Level::Error,
+                "fleet",
+                &fields(&rec.job, &rec.run_id),
+                &format!("cannot record the run in the database: {e}"),
+            );
+        }
+    }
+}
+
+fn save_local(settings: &crate::config::Settings, rec: &RunRecord, log: &Logger) {
     let state = &settings.state_dir;
     if let Err(e) = record::append(state, rec, settings.history_keep) {
         log.log(

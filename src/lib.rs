@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod diag;
 pub mod execute;
+pub mod fleet;
 pub mod import;
 pub mod lock;
 pub mod log;

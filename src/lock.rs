@@ -81,6 +81,8 @@ impl Holder {
 pub struct JobLock {
     file: File,
     path: PathBuf,
+    /// In fleet mode, the cluster-wide lease that goes with the local lock.
+    pub lease: Option<crate::fleet::Lease>,
 }
 
 pub enum Acquired {
@@ -116,7 +118,11 @@ fn read_holder(file: &mut File) -> Holder {
 pub fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
     let (mut file, path) = open(lock_dir, job)?;
     match file.try_lock() {
-        Ok(()) => Ok(Acquired::Locked(JobLock { file, path })),
+        Ok(()) => Ok(Acquired::Locked(JobLock {
+            file,
+            path,
+            lease: None,
+        })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Held(read_holder(&mut file))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
@@ -158,7 +164,13 @@ pub fn acquire_wait(
 ) -> io::Result<Option<JobLock>> {
     let (file, path) = open(lock_dir, job)?;
     match file.try_lock() {
-        Ok(()) => return Ok(Some(JobLock { file, path })),
+        Ok(()) => {
+            return Ok(Some(JobLock {
+                file,
+                path,
+                lease: None,
+            }));
+        }
         Err(std::fs::TryLockError::WouldBlock) => {}
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
@@ -171,7 +183,13 @@ pub fn acquire_wait(
     });
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Ok(())) => return Ok(Some(JobLock { file, path })),
+            Ok(Ok(())) => {
+                return Ok(Some(JobLock {
+                    file,
+                    path,
+                    lease: None,
+                }));
+            }
             Ok(Err(e)) => return Err(e),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if cancelled() {

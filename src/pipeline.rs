@@ -161,6 +161,7 @@ fn run_from(
                             params: BTreeMap::new(),
                             trigger,
                             alerts: false,
+                            first_attempt: 1,
                         };
                         let r = execute::not_run(cfg, &req, &execute::new_run_id(), why, None, log);
                         records.push(r.record);
@@ -205,6 +206,7 @@ fn run_from(
                             params: step_params,
                             trigger,
                             alerts: !has_below,
+                            first_attempt: 1,
                         },
                         log,
                         interrupt,

@@ -72,6 +72,9 @@ pub struct RunRecord {
     pub output: Option<String>,
     /// What started it: `run`, `schedule`, ...
     pub trigger: String,
+    /// The fleet node that ran it (fleet mode only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<String>,
 }
 
 /// Creates a directory (and parents) with mode 0700 if it does not exist.
@@ -262,6 +265,7 @@ mod tests {
             reason: None,
             output: None,
             trigger: "run".to_string(),
+            node: None,
         }
     }
 

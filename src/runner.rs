@@ -120,6 +120,23 @@ impl Interrupt {
         })
     }
 
+    /// This interrupt plus one more source (a run's fence in fleet mode): the new one shares
+    /// the existing sources through duplicated descriptors.
+    pub fn with_source(&self, source: UnixStream, sig: i32) -> io::Result<Interrupt> {
+        source.set_nonblocking(true)?;
+        let mut sources = Vec::with_capacity(self.sources.len() + 1);
+        for (s, sg) in &self.sources {
+            sources.push((s.try_clone()?, *sg));
+        }
+        sources.push((source, sig));
+        Ok(Interrupt {
+            sources,
+            received: std::sync::atomic::AtomicI32::new(
+                self.received.load(std::sync::atomic::Ordering::SeqCst),
+            ),
+        })
+    }
+
     /// Descriptors to include in a poll set.
     pub fn raw_fds(&self) -> Vec<RawFd> {
         self.sources.iter().map(|(s, _)| s.as_raw_fd()).collect()

@@ -93,6 +93,10 @@ pub fn run(cli: Cli) -> CmdResult {
             keep_going,
         } => run::backfill(&config_path, &job, &from, &to, keep_going),
         Command::Daemon => crate::daemon::run(&config_path),
+        Command::FenceKeeper { grace_ms } => {
+            crate::fleet::keeper(std::time::Duration::from_millis(grace_ms));
+            Ok(exit::OK)
+        }
         Command::Check => check::run(&config_path),
         Command::List => list::run(&load_or_fail(&config_path)?),
         Command::Next {
@@ -105,6 +109,9 @@ pub fn run(cli: Cli) -> CmdResult {
             let cfg = load_or_fail(&config_path)?;
             let j = run::find_job(&cfg, &job)?;
             let params = run::parse_params(j, &params)?;
+            if let Some(fleet) = join_fleet(&cfg, crate::fleet::Role::Client)? {
+                return fleet_trigger(fleet, &job, &params, wait);
+            }
             let resp = crate::control::request(
                 &cfg.settings,
                 &crate::control::Request {
@@ -132,6 +139,16 @@ pub fn run(cli: Cli) -> CmdResult {
             let job = job.clone();
             let cfg = load_or_fail(&config_path)?;
             run::find_job(&cfg, &job)?;
+            if let Some(fleet) = join_fleet(&cfg, crate::fleet::Role::Client)? {
+                fleet
+                    .set_paused(&job, cmd == "pause")
+                    .map_err(|e| Failure {
+                        code: exit::NO_DAEMON,
+                        message: format!("fleet database: {e}"),
+                    })?;
+                eprintln!("{job}: {cmd}d on every node");
+                return Ok(exit::OK);
+            }
             let resp = crate::control::request(
                 &cfg.settings,
                 &crate::control::Request {
@@ -146,10 +163,14 @@ pub fn run(cli: Cli) -> CmdResult {
             })
         }
         Command::Status { job, json } => {
-            status::status(&load_or_fail(&config_path)?, job.as_deref(), json)
+            let cfg = load_or_fail(&config_path)?;
+            join_fleet(&cfg, crate::fleet::Role::Client)?;
+            status::status(&cfg, job.as_deref(), json)
         }
         Command::History { job, count, json } => {
-            status::history(&load_or_fail(&config_path)?, &job, count, json)
+            let cfg = load_or_fail(&config_path)?;
+            join_fleet(&cfg, crate::fleet::Role::Client)?;
+            status::history(&cfg, &job, count, json)
         }
         Command::Import { system, crontab } => {
             let (text, source) = match &crontab {
@@ -391,3 +412,60 @@ const ZSH_JOB_NAMES: &str = r#"_cronwarden_jobs() {
     jobs=(${(f)"$(cronwarden list 2>/dev/null | awk 'NR > 1 { sub(/^[ └─]+/, ""); print $1 }')"})
     _describe 'job' jobs
 }"#;
+
+/// Fleet mode: joins the fleet's database (as a node that runs jobs, or as a client that
+/// only reads and requests). Without the database, fleet commands do not fall back to this
+/// host's view: that would show one node and call it the fleet.
+pub(crate) fn join_fleet(
+    cfg: &Config,
+    role: crate::fleet::Role,
+) -> Result<Option<&'static crate::fleet::Fleet>, Failure> {
+    let Some(cluster) = &cfg.cluster else {
+        return Ok(None);
+    };
+    let log = crate::log::Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+    crate::fleet::Fleet::join(cluster, role, log)
+        .map(Some)
+        .map_err(|e| Failure {
+            code: exit::NO_DAEMON,
+            message: format!("fleet mode ([cluster] in {}): {e}", cfg.path.display()),
+        })
+}
+
+/// `trigger` in fleet mode: a request in the database that exactly one node takes.
+fn fleet_trigger(
+    fleet: &crate::fleet::Fleet,
+    job: &str,
+    params: &std::collections::BTreeMap<String, String>,
+    wait: bool,
+) -> CmdResult {
+    let db = |e: String| Failure {
+        code: exit::NO_DAEMON,
+        message: format!("fleet database: {e}"),
+    };
+    let run_id = fleet.request_trigger(job, params).map_err(db)?;
+    if !wait {
+        println!("{run_id}");
+        return Ok(exit::OK);
+    }
+    let interrupt = crate::runner::Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
+    loop {
+        if let Some(rec) = fleet.finished(&run_id).map_err(db)? {
+            println!("{run_id} {}", rec.outcome.as_str());
+            return Ok(match rec.outcome {
+                crate::record::Outcome::Success => exit::OK,
+                crate::record::Outcome::Skipped => exit::LOCKED,
+                _ => exit::JOB_FAILED,
+            });
+        }
+        if let Some(sig) = interrupt.sleep(std::time::Duration::from_millis(200)) {
+            eprintln!("{run_id}: still queued or running; stopped waiting");
+            return Ok(if sig == libc::SIGINT {
+                exit::SIGINT
+            } else {
+                exit::SIGTERM
+            });
+        }
+    }
+}

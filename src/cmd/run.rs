@@ -95,6 +95,9 @@ fn setup(cfg: &Config) -> Result<(Interrupt, Logger), Failure> {
     let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
         .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
     let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+    // Fleet mode: an ad-hoc run takes the same cluster-wide lease as the daemons' runs and
+    // is recorded where every node sees it; without the database it does not run.
+    super::join_fleet(cfg, crate::fleet::Role::Node)?;
     // Alerts that earlier processes could not deliver go out first.
     crate::alert::flush_spool(cfg, &log, false);
     Ok((interrupt, log))
@@ -116,6 +119,9 @@ pub fn run(
     eprintln!("{name} ({}):", format_rfc3339(scheduled, &job.tz));
     for r in &report.steps {
         eprintln!("  {}", step_line(r));
+    }
+    if let Some(f) = crate::fleet::get() {
+        f.leave();
     }
     Ok(report.exit_code)
 }
@@ -212,5 +218,8 @@ pub fn backfill(
         "{}",
         super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
     );
+    if let Some(f) = crate::fleet::get() {
+        f.leave();
+    }
     Ok(code)
 }

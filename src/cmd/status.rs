@@ -42,9 +42,17 @@ struct JobStatus {
     name: String,
     paused: bool,
     running: Option<lock::Holder>,
+    /// Fleet mode: the node the running run is on.
+    node: Option<String>,
     last: Option<RunRecord>,
     next: Option<Timestamp>,
     rate: Option<(usize, usize)>,
+}
+
+/// Fleet mode: what the database says about every node's runs.
+struct FleetView {
+    fleet: &'static crate::fleet::Fleet,
+    leases: std::collections::HashMap<String, crate::fleet::LeaseHolder>,
 }
 
 fn job_status(
@@ -52,8 +60,16 @@ fn job_status(
     job: &Job,
     now: Timestamp,
     paused: &std::collections::HashSet<String>,
-) -> JobStatus {
-    let runs = record::read(&cfg.settings.state_dir, &job.name).unwrap_or_default();
+    fleet: Option<&FleetView>,
+) -> Result<JobStatus, Failure> {
+    let runs = match fleet {
+        Some(v) => v
+            .fleet
+            .history(&job.name, RATE_WINDOW * 2)
+            .map_err(fleet_failure)?,
+        None => record::read(&cfg.settings.state_dir, &job.name).unwrap_or_default(),
+    };
+    let lease = fleet.and_then(|v| v.leases.get(&job.name));
     let finished: Vec<&RunRecord> = runs
         .iter()
         .rev()
@@ -64,14 +80,24 @@ fn job_status(
         .iter()
         .filter(|r| r.outcome == Outcome::Success)
         .count();
-    JobStatus {
+    Ok(JobStatus {
         name: job.name.clone(),
         paused: paused.contains(&job.name),
         running: if job.overlap == crate::config::Overlap::Allow {
             None
+        } else if let Some(l) = lease {
+            Some(lock::Holder {
+                pid: None,
+                pgid: None,
+                since: Some(l.since.clone()),
+                run_id: Some(l.run_id.clone()),
+            })
+        } else if fleet.is_some() {
+            None
         } else {
             running(cfg, job)
         },
+        node: lease.map(|l| l.node.clone()),
         last: runs.last().cloned(),
         next: job
             .schedule
@@ -79,6 +105,13 @@ fn job_status(
             .filter(|_| job.enabled)
             .and_then(|s| s.next_after(now)),
         rate: (!finished.is_empty()).then_some((ok, finished.len())),
+    })
+}
+
+fn fleet_failure(e: String) -> Failure {
+    Failure {
+        code: exit::NO_DAEMON,
+        message: format!("fleet database: {e}"),
     }
 }
 
@@ -88,11 +121,21 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
         None => cfg.jobs.iter().collect(),
     };
     let now = Timestamp::now();
-    let paused = crate::daemon::read_paused(&cfg.settings.state_dir);
+    let view = match crate::fleet::get() {
+        Some(f) => Some(FleetView {
+            fleet: f,
+            leases: f.leases().map_err(fleet_failure)?,
+        }),
+        None => None,
+    };
+    let paused = match &view {
+        Some(v) => v.fleet.paused().map_err(fleet_failure)?,
+        None => crate::daemon::read_paused(&cfg.settings.state_dir),
+    };
     let all: Vec<JobStatus> = jobs
         .iter()
-        .map(|j| job_status(cfg, j, now, &paused))
-        .collect();
+        .map(|j| job_status(cfg, j, now, &paused, view.as_ref()))
+        .collect::<Result<_, _>>()?;
     if json {
         let v: Vec<serde_json::Value> = all
             .iter()
@@ -103,6 +146,7 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
                     "paused": s.paused,
                     "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
                     "running_pid": s.running.as_ref().and_then(|h| h.pid),
+                    "running_node": s.node,
                     "last_run": s.last,
                     "next_run": s.next.map(|t| t.to_string()),
                     "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
@@ -124,9 +168,13 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
         .map(|s| {
             let state = match &s.running {
                 Some(h) => format!(
-                    "running since {}{}",
+                    "running since {}{}{}",
                     h.since.as_deref().unwrap_or("?"),
-                    h.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                    h.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                    s.node
+                        .as_ref()
+                        .map(|n| format!(" on {n}"))
+                        .unwrap_or_default()
                 ),
                 None => "idle".to_string(),
             };
@@ -173,10 +221,13 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
 
 pub fn history(cfg: &Config, name: &str, count: usize, json: bool) -> CmdResult {
     let job = find_job(cfg, name)?;
-    let runs = record::read(&cfg.settings.state_dir, &job.name).map_err(|e| Failure {
-        code: exit::JOB_FAILED,
-        message: format!("reading the history of {name}: {e}"),
-    })?;
+    let runs = match crate::fleet::get() {
+        Some(f) => f.history(&job.name, count).map_err(fleet_failure)?,
+        None => record::read(&cfg.settings.state_dir, &job.name).map_err(|e| Failure {
+            code: exit::JOB_FAILED,
+            message: format!("reading the history of {name}: {e}"),
+        })?,
+    };
     let recent = &runs[runs.len().saturating_sub(count)..];
     if json {
         println!(
@@ -185,6 +236,7 @@ pub fn history(cfg: &Config, name: &str, count: usize, json: bool) -> CmdResult 
         );
         return Ok(exit::OK);
     }
+    let fleet = crate::fleet::get().is_some();
     let header = [
         "RUN ID",
         "SCHEDULED",
@@ -194,8 +246,9 @@ pub fn history(cfg: &Config, name: &str, count: usize, json: bool) -> CmdResult 
         "EXIT",
         "OUTCOME",
         "REASON",
+        "NODE",
     ];
-    let rows: Vec<[String; 8]> = recent
+    let rows: Vec<[String; 9]> = recent
         .iter()
         .map(|r| {
             let started = r
@@ -212,9 +265,19 @@ pub fn history(cfg: &Config, name: &str, count: usize, json: bool) -> CmdResult 
                 exit_of(r),
                 r.outcome.as_str().to_string(),
                 r.reason.clone().unwrap_or_default(),
+                r.node.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    print!("{}", render_table(&header, &rows));
+    if fleet {
+        print!("{}", render_table(&header, &rows));
+    } else {
+        let h8: [&str; 8] = std::array::from_fn(|i| header[i]);
+        let rows: Vec<[String; 8]> = rows
+            .into_iter()
+            .map(|r| std::array::from_fn(|i| r[i].clone()))
+            .collect();
+        print!("{}", render_table(&h8, &rows));
+    }
     Ok(exit::OK)
 }

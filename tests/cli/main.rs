@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod daemon;
 mod docs;
+mod fleet;
 mod import;
 mod next;
 mod pipeline;

@@ -1,0 +1,541 @@
+//! Fleet mode against a real PostgreSQL: a throwaway cluster (`initdb` into a temp dir as
+//! an unprivileged user, on a free loopback port), one database per test, three daemons
+//! with separate state directories.
+//!
+//! The jobs record what they did in an events file shared by the nodes (all on this
+//! machine), and a long job checks at its start that no copy of itself is still alive on
+//! any node: "OVERLAP" in the file fails the tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::daemon::Daemon;
+use super::{Table, TempDir, free_port, wait_for};
+
+/// The shared server: started once per test process, stopped by a watcher when the test
+/// process exits.
+struct Pg {
+    port: u16,
+    _dir: PathBuf,
+}
+
+const UNPRIVILEGED: u32 = 65534;
+
+fn pg_bin_dir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        && out.status.success()
+    {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let p = std::fs::canonicalize(&p).unwrap_or(p);
+        return p.parent().map(Path::to_path_buf);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn server() -> &'static Pg {
+    static PG: OnceLock<Pg> = OnceLock::new();
+    PG.get_or_init(|| {
+        let bin = match pg_bin_dir() {
+            Some(b) => b,
+            None => {
+                // A fresh machine: the server package, when we are allowed to install it.
+                assert!(
+                    is_root(),
+                    "fleet tests need PostgreSQL's server binaries (initdb, postgres): install \
+                     Debian's postgresql package"
+                );
+                let ok = Command::new("sh")
+                    .args([
+                        "-c",
+                        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
+                         -y -qq postgresql >/dev/null",
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "apt-get install postgresql failed");
+                pg_bin_dir().expect("initdb after installing postgresql")
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("cw-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let as_user = |c: &mut Command| {
+            if is_root() {
+                c.uid(UNPRIVILEGED).gid(UNPRIVILEGED);
+            }
+        };
+        if is_root() {
+            std::os::unix::fs::chown(&dir, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown");
+        }
+        let data = dir.join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        as_user(&mut initdb);
+        let out = initdb.output().expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut pg = Command::new(bin.join("postgres"));
+        pg.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).expect("log"))
+            .process_group(0);
+        as_user(&mut pg);
+        let child = pg.spawn().expect("postgres starts");
+        // Stops the server (fast shutdown) and removes its files once this process is gone.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "while kill -0 $0 2>/dev/null; do sleep 0.5; done; kill -INT $1; \
+                 while kill -0 $1 2>/dev/null; do sleep 0.2; done; rm -rf \"$2\"",
+            )
+            .arg(std::process::id().to_string())
+            .arg(child.id().to_string())
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        std::mem::forget(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if postgres::Client::connect(
+                &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+                postgres::NoTls,
+            )
+            .is_ok()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "postgres did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Pg { port, _dir: dir }
+    })
+}
+
+/// A database of its own for one test.
+struct Db {
+    port: u16,
+    name: String,
+}
+
+impl Db {
+    fn new(tag: &str) -> Db {
+        let pg = server();
+        let name = format!("t_{tag}");
+        let mut c = admin(pg.port, "postgres");
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop database");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        Db {
+            port: pg.port,
+            name,
+        }
+    }
+
+    fn url(&self, user: &str) -> String {
+        format!(
+            "postgres://{user}@127.0.0.1:{}/{}?sslmode=disable",
+            self.port, self.name
+        )
+    }
+
+    fn sql(&self) -> postgres::Client {
+        admin(self.port, &self.name)
+    }
+}
+
+fn admin(port: u16, db: &str) -> postgres::Client {
+    postgres::Client::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname={db}"),
+        postgres::NoTls,
+    )
+    .expect("connect as postgres")
+}
+
+/// One node's table: `[cluster]` with a short heartbeat, and `jobs` (with `$EVENTS` and
+/// `$NODE` filled in).
+fn node(db: &Db, user: &str, name: &str, events: &Path, jobs: &str) -> Table {
+    let text = format!(
+        "[cluster]\npostgres_url = \"{}\"\nnode = \"{name}\"\nheartbeat = \"1s\"\n\
+         dead_after = \"4s\"\n\n{}",
+        db.url(user),
+        jobs.replace("$EVENTS", &events.display().to_string())
+            .replace("$NODE", name)
+    );
+    Table::new(&format!("fleet-{name}"), &text)
+}
+
+fn events(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// A job that logs `start NODE RUN_ID ATTEMPT EPOCH`, says OVERLAP if another copy of it is
+/// alive, runs for `secs`, then logs `end NODE RUN_ID EPOCH`.
+fn long_job(name: &str, secs: u32, extra: &str) -> String {
+    format!(
+        "[jobs.{name}]\nschedule = \"@manual\"\nretries = 1\nretry_jitter = false\n{extra}\n\
+         command = [\"/bin/sh\", \"-c\", \"\"\"\
+         for p in $(cat $EVENTS.pids 2>/dev/null); do kill -0 $p 2>/dev/null && \
+         echo OVERLAP $p >> $EVENTS; done; echo $$ >> $EVENTS.pids; \
+         echo start $NODE $CRONWARDEN_RUN_ID $CRONWARDEN_ATTEMPT $(date +%s.%N) >> $EVENTS; \
+         sleep {secs}; echo end $NODE $CRONWARDEN_RUN_ID $(date +%s.%N) >> $EVENTS\"\"\"]\n"
+    )
+}
+
+const TICK: &str = "[jobs.tick]\nschedule = \"* * * * * *\"\noverlap = \"allow\"\n\
+    command = [\"/bin/sh\", \"-c\", \"echo tick $NODE $CRONWARDEN_TS >> $EVENTS.ticks\"]\n";
+
+fn no_overlap(ev: &Path) {
+    let all = events(ev);
+    assert!(
+        !all.iter().any(|e| e[0] == "OVERLAP"),
+        "two copies ran at once: {all:?}"
+    );
+}
+
+/// Each tick instant between the first and the last seen ran exactly once in total, on
+/// some node; returns the instants per node.
+fn ticks_once_without_gaps(ev: &Path) -> HashMap<String, usize> {
+    let lines = events(&PathBuf::from(format!("{}.ticks", ev.display())));
+    let mut seen: BTreeMap<jiff::Timestamp, Vec<String>> = BTreeMap::new();
+    for l in &lines {
+        let t: jiff::Timestamp = l[2].parse().expect("CRONWARDEN_TS");
+        seen.entry(t).or_default().push(l[1].clone());
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| n.len() > 1).collect();
+    assert!(twice.is_empty(), "instants run more than once: {twice:?}");
+    let (first, last) = (
+        *seen.keys().next().expect("ticks ran"),
+        *seen.keys().last().expect("ticks ran"),
+    );
+    let span = (last - first).get_seconds() + 1;
+    assert_eq!(
+        seen.len() as i64,
+        span,
+        "every second from {first} to {last} runs once: {:?}",
+        seen.keys().collect::<Vec<_>>()
+    );
+    let mut per_node = HashMap::new();
+    for nodes in seen.values() {
+        *per_node.entry(nodes[0].clone()).or_insert(0) += 1;
+    }
+    per_node
+}
+
+#[test]
+fn three_nodes_run_each_per_second_instant_exactly_once() {
+    let db = Db::new("once");
+    let dir = TempDir::new("fleet-once");
+    let ev = dir.path().join("events");
+    let tables: Vec<Table> = ["a", "b", "c"]
+        .iter()
+        .map(|n| node(&db, "postgres", n, &ev, TICK))
+        .collect();
+    let daemons: Vec<Daemon> = tables.iter().map(Daemon::start).collect();
+    let tick_file = PathBuf::from(format!("{}.ticks", ev.display()));
+    wait_for(|| !events(&tick_file).is_empty());
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for d in &daemons {
+        d.signal(libc::SIGTERM);
+    }
+    for d in daemons {
+        d.wait();
+    }
+    let per_node = ticks_once_without_gaps(&ev);
+    let total: usize = per_node.values().sum();
+    assert!(total >= 19, "about 20 s of ticks: {per_node:?}");
+    // The history on any node shows the whole fleet's runs, with the node of each.
+    let (code, out, err) = tables[0].run(&["history", "tick", "-n", "1000", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&out).expect("history JSON");
+    assert_eq!(runs.len(), total, "every run is in the fleet history");
+    let nodes: std::collections::BTreeSet<&str> =
+        runs.iter().filter_map(|r| r["node"].as_str()).collect();
+    for (n, count) in &per_node {
+        assert!(
+            nodes.contains(n.as_str()),
+            "{n} ran {count} ticks: {nodes:?}"
+        );
+    }
+    assert!(
+        per_node.len() >= 2,
+        "more than one node won claims: {per_node:?}"
+    );
+}
+
+#[test]
+fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
+    let db = Db::new("kill");
+    let dir = TempDir::new("fleet-kill");
+    let ev = dir.path().join("events");
+    let jobs = format!("{}{TICK}", long_job("long", 30, ""));
+    let tables: Vec<Table> = ["a", "b", "c"]
+        .iter()
+        .map(|n| node(&db, "postgres", n, &ev, &jobs))
+        .collect();
+    let mut daemons: Vec<Option<Daemon>> = tables.iter().map(|t| Some(Daemon::start(t))).collect();
+    let (code, out, err) = tables[1].run(&["trigger", "long"]);
+    assert_eq!(code, 0, "{err}");
+    let run_id = out.trim().to_string();
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "start"));
+    let first = events(&ev)
+        .into_iter()
+        .find(|e| e[0] == "start")
+        .expect("started");
+    assert_eq!(first[2], run_id);
+    let victim = ["a", "b", "c"]
+        .iter()
+        .position(|n| *n == first[1])
+        .expect("a node");
+    let killed_at = jiff::Timestamp::now();
+    daemons[victim]
+        .take()
+        .expect("running")
+        .signal(libc::SIGKILL);
+    // Taken over on another node: same run id, the next attempt.
+    wait_for(|| events(&ev).iter().filter(|e| e[0] == "start").count() >= 2);
+    let second = events(&ev)
+        .into_iter()
+        .filter(|e| e[0] == "start")
+        .nth(1)
+        .expect("taken over");
+    assert_ne!(second[1], first[1], "another node runs it");
+    assert_eq!(second[2], run_id, "same run id");
+    assert_eq!(second[3], "2", "the next attempt");
+    let started: f64 = second[4].parse().expect("epoch");
+    let waited = started - killed_at.as_millisecond() as f64 / 1000.0;
+    // The lease was last renewed at most a heartbeat (1 s) before the kill and may be taken
+    // only dead_after (4 s) after that.
+    assert!(waited >= 3.0, "taken over after {waited:.2}s");
+    // The killed node's job was stopped with it (the fence keeper), so it never overlapped.
+    no_overlap(&ev);
+    let pids = std::fs::read_to_string(format!("{}.pids", ev.display())).expect("pids");
+    let victim_pid: i32 = pids
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("pid");
+    assert!(
+        !super::alive(victim_pid),
+        "the killed node's copy was stopped"
+    );
+    let survivor = (victim + 1) % 3;
+    wait_for(|| tables[survivor].log().contains("node-lost"));
+    // Ticks continue on the other nodes without a gap through the kill and the takeover.
+    let tick_file = PathBuf::from(format!("{}.ticks", ev.display()));
+    let after = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    wait_for(|| {
+        events(&tick_file)
+            .iter()
+            .any(|l| l[2].parse::<jiff::Timestamp>().is_ok_and(|t| t >= after))
+    });
+    ticks_once_without_gaps(&ev);
+    drop(daemons);
+}
+
+#[test]
+fn a_node_cut_off_from_the_database_stops_its_job_before_another_starts_it() {
+    let db = Db::new("fence");
+    let dir = TempDir::new("fleet-fence");
+    let ev = dir.path().join("events");
+    let mut sql = db.sql();
+    // The schema is created by the first node; node_a is a role we can lock out.
+    sql.batch_execute(
+        "DO $$ BEGIN CREATE ROLE node_a LOGIN; EXCEPTION WHEN duplicate_object THEN \
+         ALTER ROLE node_a LOGIN; END $$; GRANT ALL ON SCHEMA public TO node_a",
+    )
+    .expect("role");
+    let jobs = long_job("long", 30, "");
+    let a = node(&db, "node_a", "a", &ev, &jobs);
+    let b = node(&db, "postgres", "b", &ev, &jobs);
+    let da = Daemon::start(&a);
+    let (code, _, err) = a.run(&["trigger", "long"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "start" && e[1] == "a"));
+    let db_ = Daemon::start(&b);
+    // Cut node a off: no new connections, and its open ones terminated.
+    sql.batch_execute(
+        "ALTER ROLE node_a NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'node_a'",
+    )
+    .expect("cut off");
+    let cut = Instant::now();
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "start" && e[1] == "b"));
+    let took = cut.elapsed();
+    // Node a said it fenced its job, and b started only after that, with no overlap (b's
+    // copy checks that a's is gone).
+    let log_a = a.log();
+    assert!(
+        log_a.contains(" fenced "),
+        "node a logs the fence:\n{log_a}"
+    );
+    no_overlap(&ev);
+    assert!(
+        took >= Duration::from_secs(3),
+        "taken over after dead_after, not at once ({took:?})"
+    );
+    let second = events(&ev)
+        .into_iter()
+        .find(|e| e[0] == "start" && e[1] == "b")
+        .expect("b started");
+    assert_eq!(second[3], "2", "b goes on with the next attempt");
+    let _ = sql.batch_execute("ALTER ROLE node_a LOGIN");
+    drop((da, db_));
+}
+
+#[test]
+fn a_trigger_from_any_node_runs_once_and_a_long_job_never_overlaps() {
+    let db = Db::new("trigger");
+    let dir = TempDir::new("fleet-trigger");
+    let ev = dir.path().join("events");
+    let jobs = format!(
+        "{}{}",
+        long_job("long", 1, "overlap = \"queue\""),
+        "[jobs.quick]\nschedule = \"@manual\"\noverlap = \"allow\"\ncommand = [\"/bin/sh\", \
+         \"-c\", \"echo quick $NODE $CRONWARDEN_RUN_ID >> $EVENTS\"]\n"
+    );
+    let tables: Vec<Table> = ["a", "b", "c"]
+        .iter()
+        .map(|n| node(&db, "postgres", n, &ev, &jobs))
+        .collect();
+    let daemons: Vec<Daemon> = tables.iter().map(Daemon::start).collect();
+    // Nine triggers of a quick job, three from each node's command line.
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let (code, out, err) = tables[i % 3].run(&["trigger", "quick"]);
+        assert_eq!(code, 0, "{err}");
+        ids.push(out.trim().to_string());
+    }
+    // And a long job queued from every node at once: they run one after another.
+    for t in &tables {
+        let (code, _, err) = t.run(&["trigger", "long"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, out, err) = tables[2].run(&["trigger", "quick", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with(" success\n"), "{out}");
+    ids.push(out.split_whitespace().next().expect("id").to_string());
+    wait_for(|| events(&ev).iter().filter(|e| e[0] == "end").count() >= 3);
+    let all = events(&ev);
+    for id in &ids {
+        let n = all
+            .iter()
+            .filter(|e| e[0] == "quick" && e[2] == *id)
+            .count();
+        assert_eq!(n, 1, "trigger {id} ran {n} times: {all:?}");
+    }
+    no_overlap(&ev);
+    // The long runs did not overlap in time either (from their own start and end stamps).
+    let mut spans: Vec<(f64, f64)> = Vec::new();
+    for s in all.iter().filter(|e| e[0] == "start") {
+        let end = all
+            .iter()
+            .find(|e| e[0] == "end" && e[2] == s[2])
+            .expect("ended");
+        spans.push((s[4].parse().expect("t"), end[3].parse().expect("t")));
+    }
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "long runs overlapped: {spans:?}");
+    }
+    // `status` on any node shows the fleet's last run.
+    let (code, out, _) = tables[1].run(&["status", "quick", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(v[0]["last_run"]["outcome"], "success");
+    drop(daemons);
+}
+
+#[test]
+fn without_the_database_fleet_commands_say_so() {
+    let dir = TempDir::new("fleet-down");
+    let port = free_port();
+    let t = Table::new(
+        "fleet-down",
+        &format!(
+            "[cluster]\npostgres_url = \"postgres://postgres@127.0.0.1:{port}/x?sslmode=disable\"\n\
+             [jobs.j]\nschedule = \"@manual\"\ncommand = [\"/bin/true\"]\n"
+        ),
+    );
+    let _ = dir;
+    for args in [
+        &["run", "j"][..],
+        &["trigger", "j"],
+        &["status"],
+        &["history", "j"],
+        &["daemon"],
+    ] {
+        let (code, _, err) = t.run(args);
+        assert_eq!(code, 69, "{args:?}: {err}");
+        assert!(
+            err.contains("cannot connect to PostgreSQL") && err.contains("[cluster]"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("postgres://"),
+            "no connection string in {err}"
+        );
+    }
+}
