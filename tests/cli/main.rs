@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod daemon;
 mod docs;
+mod faults;
 mod fleet;
 mod import;
 mod next;

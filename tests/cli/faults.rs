@@ -1,0 +1,767 @@
+//! Fault injection: the daemon killed at random moments, a full log device, a state
+//! directory that cannot be written, jobs that fight back (ignore SIGTERM, fork 200
+//! children, print binary garbage), 10,000 jobs, 500 jobs due at the same instant. Real
+//! binary, real processes; waits on events, delays only as lower bounds.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::daemon::Daemon;
+use super::{Table, alive, ts, wait_for};
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Adds lines to the table's `[settings]`.
+fn settings(t: &Table, extra: &str) {
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replace("[settings]\n", &format!("[settings]\n{extra}\n")),
+    )
+    .expect("write table");
+}
+
+/// Collects a child's standard error in the background (a daemon blocks on a full pipe).
+fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let mut err = child.stderr.take().expect("stderr piped");
+    let b = Arc::clone(&buf);
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = err.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .expect("lock")
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}
+
+/// A daemon whose stderr is kept (for a log that cannot be written).
+fn daemon_with_stderr(t: &Table) -> (Daemon, Arc<Mutex<String>>) {
+    let mut child = t
+        .cmd(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    let err = capture_stderr(&mut child);
+    (Daemon(child), err)
+}
+
+/// Live (not zombie) processes whose environment carries this run id: what a run left.
+fn processes_of_run(run_id: &str) -> Vec<i32> {
+    let needle = format!("CRONWARDEN_RUN_ID={run_id}\0");
+    let mut left = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.windows(needle.len()).any(|w| w == needle.as_bytes()) && alive(pid) {
+            left.push(pid);
+        }
+    }
+    left
+}
+
+/// A small xorshift generator; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("CW_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+                    | 1
+            });
+        eprintln!("fault seed: CW_FAULT_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_runs_no_instant_twice_and_leaves_readable_state() {
+    // Per-second jobs of different lengths (some outlive a killed daemon), a failing one
+    // whose alerts go to the spool, and a tiny history_keep so that history files are
+    // rewritten often: the daemon writes state files most of the time.
+    let mut jobs = String::from(
+        "[alerts.down]\ntype = \"command\"\ncommand = \"exit 1\"\n\n\
+         [jobs.bad]\nschedule = \"* * * * * *\"\ncommand = \"echo bad $CRONWARDEN_TS >> $DIR/ran; exit 3\"\nalert = [\"down\"]\n\n",
+    );
+    for (i, secs) in ["0", "0.2", "0.5", "1.5", "0", "0.1", "0", "0.3"]
+        .iter()
+        .enumerate()
+    {
+        jobs.push_str(&format!(
+            "[jobs.j{i}]\nschedule = \"* * * * * *\"\n\
+             command = \"echo $CRONWARDEN_JOB $CRONWARDEN_TS >> $DIR/ran; echo out; sleep {secs}\"\n\n"
+        ));
+    }
+    let t = Table::new("f-kill", &jobs);
+    settings(&t, "history_keep = 3");
+    let mut rng = Rng::new();
+    let starts = |t: &Table| t.log().matches(" daemon-start ").count();
+    for round in 1..=8 {
+        let mut child = t
+            .cmd(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts");
+        wait_for(|| starts(&t) >= round);
+        // A random moment within the next 1.2 s: between ticks, in a dispatch, in a write.
+        std::thread::sleep(Duration::from_millis(rng.below(1200)));
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+    }
+    let killed_at = jiff::Timestamp::now();
+    let d = Daemon::start(&t);
+    let ran = || -> Vec<(String, jiff::Timestamp)> {
+        std::fs::read_to_string(t.dir().join("ran"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (job, at) = l.split_once(' ')?;
+                Some((job.to_string(), at.parse().ok()?))
+            })
+            .collect()
+    };
+    // The last daemon works normally: runs after the last kill, for instants after it.
+    wait_for(|| {
+        ran()
+            .iter()
+            .filter(|(j, at)| j == "j0" && at.as_second() > killed_at.as_second() + 1)
+            .count()
+            >= 2
+    });
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+
+    // No instant ran twice: each job process appended its scheduled instant when it started.
+    let all = ran();
+    let mut seen = HashSet::new();
+    let twice: Vec<_> = all.iter().filter(|r| !seen.insert((*r).clone())).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+
+    let state = t.dir().join("state");
+    let (mut torn, mut lost) = (0, 0);
+    let jobs: Vec<String> = std::iter::once("bad".to_string())
+        .chain((0..8).map(|i| format!("j{i}")))
+        .collect();
+    for job in &jobs {
+        let text = std::fs::read_to_string(state.join("history").join(format!("{job}.jsonl")))
+            .expect("history");
+        let mut instants = HashSet::new();
+        for line in text.lines() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(r) => {
+                    lost += usize::from(r["outcome"] == "lost");
+                    assert!(
+                        instants.insert(r["scheduled"].as_str().expect("scheduled").to_string()),
+                        "{job}: an instant recorded twice:\n{text}"
+                    );
+                }
+                // A write cut by kill -9 can leave a torn line (readers skip it); never
+                // anything but the start of a record.
+                Err(_) => {
+                    assert!(line.starts_with("{\"run_id\":"), "{job}: garbage {line:?}");
+                    torn += 1;
+                }
+            }
+        }
+        assert!(!instants.is_empty(), "{job} never recorded");
+    }
+    assert!(torn <= 8, "{torn} torn lines after 8 kills");
+    eprintln!("8 kills: {lost} runs recorded lost, {torn} torn history lines");
+    // Dispatch marks: one instant each (a leftover temporary file is never read).
+    for e in std::fs::read_dir(state.join("marks"))
+        .expect("marks")
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            assert!(name.contains(".tmp"), "unexpected {name}");
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).expect("mark");
+        text.trim()
+            .parse::<jiff::Timestamp>()
+            .unwrap_or_else(|err| panic!("marks/{name}: {text:?}: {err}"));
+    }
+    // Run markers were all settled at the restart and by the clean stop.
+    let running: Vec<_> = std::fs::read_dir(state.join("running"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(running.is_empty(), "running markers left: {running:?}");
+    for e in std::fs::read_dir(state.join("spool"))
+        .expect("spool")
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !name.starts_with('.') {
+            let b = std::fs::read(e.path()).expect("spooled");
+            serde_json::from_slice::<serde_json::Value>(&b)
+                .unwrap_or_else(|err| panic!("spool/{name}: {err}"));
+        }
+    }
+    // And the commands that read the state work.
+    let (code, out, err) = t.run(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(v.as_array().expect("array").len(), 9);
+    for job in &jobs {
+        let (code, out, err) = t.run(&["history", job, "--json", "-n", "50"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("history JSON");
+    }
+    let (code, _, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+const TICK_AND_ONCE: &str = r#"
+[jobs.tick]
+schedule = "* * * * * *"
+command = ["/bin/true"]
+
+[jobs.once]
+schedule = "@manual"
+command = "echo ran > $DIR/once"
+"#;
+
+#[test]
+fn log_file_on_a_full_device_jobs_still_run_and_stderr_says_so() {
+    let t = Table::new("f-devfull", TICK_AND_ONCE);
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    let log_line = format!("log_file = \"{}/cronwarden.log\"", t.dir().display());
+    std::fs::write(&t.path, text.replace(&log_line, "log_file = \"/dev/full\"")).expect("write");
+    let (code, _, err) = t.run(&["run", "once"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(t.dir().join("once").exists());
+    assert_eq!(t.history("once")[0]["outcome"], "success");
+    let report = "cannot write the log file /dev/full: No space left on device";
+    assert_eq!(err.matches(report).count(), 1, "{err}");
+    assert!(
+        err.contains(" run-end job=once "),
+        "the log line itself: {err}"
+    );
+
+    let (d, err) = daemon_with_stderr(&t);
+    wait_for(|| t.history("tick").len() >= 2);
+    drop(d);
+    let err = err.lock().expect("lock").clone();
+    assert_eq!(err.matches(report).count(), 1, "{err}");
+    assert!(err.contains(" daemon-start "), "{err}");
+    assert!(
+        t.history("tick").iter().all(|r| r["outcome"] == "success"),
+        "{:?}",
+        t.history("tick")
+    );
+}
+
+/// A tmpfs mounted for one test (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_log_device_that_fills_up_is_reported_and_logging_resumes_when_space_returns() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let t = Table::new("f-tmpfs", TICK_AND_ONCE);
+    let logs = t.dir().join("logs");
+    let Some(_fs) = Tmpfs::mount(&logs, "64k") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    let log_line = format!("log_file = \"{}/cronwarden.log\"", t.dir().display());
+    let log = logs.join("cronwarden.log");
+    std::fs::write(
+        &t.path,
+        text.replace(&log_line, &format!("log_file = \"{}\"", log.display())),
+    )
+    .expect("write");
+    // Fill the device to the last byte.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(logs.join("filler")).expect("filler");
+        let block = [0u8; 4096];
+        while f.write(&block).is_ok_and(|n| n > 0) {}
+        while f.write(&block[..1]).is_ok_and(|n| n > 0) {}
+    }
+    let (d, err) = daemon_with_stderr(&t);
+    wait_for(|| t.history("tick").len() >= 2);
+    let report = format!(
+        "cannot write the log file {}: No space left on device",
+        log.display()
+    );
+    wait_for(|| err.lock().expect("lock").contains(&report));
+    // Space comes back: the next lines go to the file again.
+    std::fs::remove_file(logs.join("filler")).expect("free space");
+    wait_for(|| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" attempt-end job=tick ")));
+    drop(d);
+    let err = err.lock().expect("lock").clone();
+    assert!(
+        err.contains(" daemon-start "),
+        "lines went to stderr: {err}"
+    );
+    assert!(t.history("tick").iter().all(|r| r["outcome"] == "success"));
+    // The file holds whole lines only.
+    let text = std::fs::read_to_string(&log).expect("log");
+    for line in text.lines() {
+        assert!(
+            line.len() > 24 && line.as_bytes()[4] == b'-' && line.contains(" info "),
+            "torn line in the log: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn a_state_dir_that_cannot_be_written_is_a_clear_error_not_a_panic() {
+    let t = super::TempDir::new("f-rostate");
+    let d = t.path().display().to_string();
+    let state = t.path().join("state");
+    let run = t.path().join("run");
+    std::fs::create_dir_all(state.join("history")).expect("state");
+    std::fs::create_dir_all(&run).expect("run");
+    use std::os::unix::fs::PermissionsExt;
+    let table = t.write(
+        "jobs.toml",
+        &format!(
+            "[settings]\ntimezone = \"UTC\"\nstate_dir = \"{d}/state\"\nlock_dir = \"{d}/run\"\n\n\
+             [jobs.a]\nschedule = \"* * * * * *\"\ncommand = \"echo ran >> {d}/run/ran\"\n"
+        ),
+    );
+    // As root: run as nobody, who may write the lock dir but not the state dir. Otherwise
+    // this user, with the state dir made read-only.
+    let as_user = |args: &[&str]| -> (i32, String, String) {
+        let mut c = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "nobody", "--"])
+                .arg(env!("CARGO_BIN_EXE_cronwarden"));
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        };
+        let out = c
+            .env_remove("CRONWARDEN_CONFIG")
+            .arg("-c")
+            .arg(&table)
+            .args(args)
+            .output()
+            .expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    if is_root() {
+        let nobody = nix::unistd::User::from_name("nobody")
+            .expect("lookup")
+            .expect("nobody");
+        nix::unistd::chown(&run, Some(nobody.uid), None).expect("chown");
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for p in [&state, &state.join("history")] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    } else {
+        for p in [&state.join("history"), &state] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        }
+    }
+    // `run`: the job runs; that its run could not be recorded is said, with where and why.
+    let (code, _, err) = as_user(&["run", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(run.join("ran").exists(), "the job did not run: {err}");
+    assert!(
+        err.contains(&format!(
+            "cannot record the run in {d}/state: Permission denied"
+        )),
+        "{err}"
+    );
+    // The daemon refuses to start, naming the directory.
+    let (code, _, err) = as_user(&["daemon"]);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!("{d}/state")) && err.contains("Permission denied"),
+        "{err}"
+    );
+    // Reading commands still work.
+    for args in [&["status"][..], &["history", "a"], &["list"], &["check"]] {
+        let (code, _, err) = as_user(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    if !is_root() {
+        for p in [&state, &state.join("history")] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+}
+
+/// A read-only bind mount of a directory onto itself (root only), undone when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &std::path::Path) -> Option<ReadOnly> {
+        let sh = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !sh(&["--bind"]) {
+            return None;
+        }
+        let guard = ReadOnly(dir.to_path_buf());
+        let ok = std::process::Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_state_dir_turning_read_only_under_the_daemon_stops_runs_until_it_is_writable() {
+    if !is_root() {
+        eprintln!("skipped: a read-only bind mount needs root");
+        return;
+    }
+    let t = Table::new(
+        "f-rostate-live",
+        "[jobs.tick]\nschedule = \"* * * * * *\"\ncommand = \"echo $CRONWARDEN_TS >> $DIR/ticks\"\n",
+    );
+    let d = Daemon::start(&t);
+    wait_for(|| t.history("tick").len() >= 2);
+    let state = t.dir().join("state");
+    let Some(ro) = ReadOnly::mount(&state) else {
+        eprintln!("skipped: cannot bind-mount here");
+        return;
+    };
+    // No run without its dispatch mark (that is what keeps an instant from running twice).
+    wait_for(|| t.log().contains("cannot record the dispatch of "));
+    let log = t.log();
+    assert!(
+        log.contains("Read-only file system") && log.contains("; not running it"),
+        "{log}"
+    );
+    assert!(alive(d.pid()), "the daemon died");
+    let before = t.history("tick").len();
+    drop(ro);
+    wait_for(|| t.history("tick").len() >= before + 2);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+}
+
+#[test]
+fn a_job_ignoring_sigterm_is_killed_after_kill_grace_with_nothing_left() {
+    let t = Table::new(
+        "f-stubborn",
+        r#"
+[jobs.stubborn]
+schedule = "@manual"
+command = "trap '' TERM; sleep 300 & echo $! > $DIR/child; echo $$ > $DIR/pid; wait; wait"
+timeout = "1s"
+kill_grace = "1s"
+"#,
+    );
+    let start = Instant::now();
+    let (code, _, err) = t.run(&["run", "stubborn"]);
+    assert_eq!(code, 1, "{err}");
+    // Lower bound: the timeout, then the whole grace.
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let h = t.history("stubborn");
+    // The reason gives the attempt's whole length (timeout + grace), in whole seconds.
+    let reason = h[0]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("timed out after "), "{reason}");
+    assert_eq!(h[0]["attempts"][0]["timed_out"], true);
+    assert_eq!(h[0]["attempts"][0]["signal"], libc::SIGKILL);
+    let a = &h[0]["attempts"][0];
+    assert!(a["duration_ms"].as_u64().expect("ms") >= 2000, "{a}");
+    for f in ["pid", "child"] {
+        let pid: i32 = std::fs::read_to_string(t.dir().join(f))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(!alive(pid), "{f} {pid} survived");
+    }
+    let run_id = h[0]["run_id"].as_str().expect("run id");
+    assert_eq!(processes_of_run(run_id), Vec::<i32>::new());
+}
+
+#[test]
+fn a_job_forking_200_children_leaves_none_after_its_timeout() {
+    let t = Table::new(
+        "f-forks",
+        r#"
+[jobs.forky]
+schedule = "@manual"
+command = "for i in $(seq 200); do sleep 300 & echo $! >> $DIR/kids; done; touch $DIR/spawned; wait"
+timeout = "3s"
+kill_grace = "1s"
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "forky"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        t.dir().join("spawned").exists(),
+        "200 children were not spawned within the 3 s timeout"
+    );
+    let h = t.history("forky");
+    let reason = h[0]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("timed out after "), "{reason}");
+    assert_eq!(h[0]["attempts"][0]["timed_out"], true);
+    let kids: Vec<i32> = std::fs::read_to_string(t.dir().join("kids"))
+        .expect("kids")
+        .lines()
+        .map(|l| l.trim().parse().expect("pid"))
+        .collect();
+    assert_eq!(kids.len(), 200);
+    let run_id = h[0]["run_id"].as_str().expect("run id");
+    // Every process that carries the run's id in its environment is gone (a recycled pid
+    // would not carry it).
+    assert_eq!(processes_of_run(run_id), Vec::<i32>::new());
+}
+
+#[test]
+fn binary_garbage_and_very_long_lines_keep_records_valid_and_the_tail_bounded() {
+    let t = Table::new(
+        "f-garbage",
+        r#"
+[alerts.out]
+type = "command"
+command = "cat > $DIR/alert-body"
+on = ["output"]
+
+[jobs.noise]
+schedule = "@manual"
+command = "head -c 300000 /dev/urandom; head -c 500000 /dev/zero | tr '\\0' x; head -c 100000 /dev/urandom >&2; printf '\\377\\376\\0 the end\\n'"
+output_limit = "64KiB"
+alert = ["out"]
+"#,
+    );
+    settings(&t, "log_format = \"json\"");
+    let (code, _, err) = t.run(&["run", "noise"]);
+    assert_eq!(code, 0, "{err}");
+    let h = t.history("noise");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["outcome"], "success");
+    let kept = std::fs::read(h[0]["output"].as_str().expect("output")).expect("kept output");
+    assert!(kept.len() <= 64 * 1024, "{} bytes kept", kept.len());
+    assert!(kept.ends_with(b" the end\n"));
+    // The log: valid UTF-8, one JSON object a line.
+    let log = std::fs::read(t.dir().join("cronwarden.log")).expect("log");
+    let log = String::from_utf8(log).expect("the log is UTF-8");
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a JSON log line");
+    }
+    // The alert carries a bounded, valid UTF-8 tail of each stream.
+    let body = std::fs::read(t.dir().join("alert-body")).expect("output alert");
+    let body = String::from_utf8(body).expect("the alert body is UTF-8");
+    assert!(body.len() < 32 * 1024, "{} bytes of alert", body.len());
+    assert!(body.contains(" the end"), "{body}");
+    for args in [&["status", "--json"][..], &["history", "noise", "--json"]] {
+        let (code, out, err) = t.run(args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("JSON");
+    }
+}
+
+#[test]
+fn a_table_of_10000_jobs_checks_lists_and_starts() {
+    // Nothing of it fires while the test runs: every calendar schedule is months away.
+    let far = (jiff::Zoned::now().month() as i32 + 5) % 12 + 1;
+    let zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu"];
+    let mut jobs = String::with_capacity(10_000 * 120);
+    for i in 0..10_000 {
+        jobs.push_str(&format!("[jobs.j{i:05}]\n"));
+        match i % 5 {
+            0 => jobs.push_str(&format!(
+                "schedule = \"{} {} {} {far} *\"\n",
+                i % 60,
+                i % 24,
+                1 + i % 28
+            )),
+            1 => jobs.push_str(&format!(
+                "schedule = \"{} {} {} {} {far} *\"\n",
+                i % 60,
+                (i / 7) % 60,
+                i % 24,
+                1 + i % 28
+            )),
+            2 => jobs.push_str(&format!(
+                "schedule = \"*/{} {} 1-7 {far} mon-fri\"\n",
+                1 + i % 30,
+                i % 24
+            )),
+            3 => jobs.push_str(&format!("after = [\"j{:05}\"]\n", i - 1)),
+            _ => jobs.push_str(&format!(
+                "schedule = \"0 {} {} {far} *\"\ntimezone = \"{}\"\n",
+                i % 24,
+                1 + i % 28,
+                zones[i % zones.len()]
+            )),
+        }
+        jobs.push_str("command = [\"/bin/true\"]\n\n");
+    }
+    let t = Table::new("f-10k", &jobs);
+    let started = Instant::now();
+    let (code, out, err) = t.run(&["check"]);
+    eprintln!("check of 10,000 jobs: {:?}", started.elapsed());
+    assert_eq!(code, 0, "{out}{}", &err[..err.len().min(2000)]);
+    let (code, out, err) = t.run(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().count() > 10_000,
+        "{} lines",
+        out.lines().count()
+    );
+    let d = Daemon::start(&t);
+    assert!(
+        t.log().contains("10000 jobs, 8000 scheduled"),
+        "{}",
+        t.log()
+    );
+    let (code, out, err) = t.run(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(v.as_array().expect("array").len(), 10_000);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+}
+
+#[test]
+fn five_hundred_jobs_due_at_once_all_run_never_more_than_max_concurrent() {
+    let table = |t: &Table, schedule: &str| {
+        let d = t.dir().display().to_string();
+        let mut text = format!(
+            "[settings]\ntimezone = \"UTC\"\nstate_dir = \"{d}/state\"\nlock_dir = \"{d}/run\"\n\
+             log_file = \"{d}/cronwarden.log\"\nmax_concurrent = 16\n\n"
+        );
+        for i in 0..500 {
+            text.push_str(&format!(
+                "[jobs.s{i:03}]\nschedule = \"{schedule}\"\ncommand = [\"/bin/sleep\", \"0.01\"]\n\n"
+            ));
+        }
+        std::fs::write(&t.path, text).expect("write table");
+    };
+    let t = Table::new("f-500", "");
+    table(&t, "@manual");
+    let d = Daemon::start(&t);
+    // Give all 500 one instant a few seconds ahead (by a reload, once the daemon is up);
+    // should the reload finish too late for it, pick another.
+    let mut reloads = 0;
+    let target = loop {
+        let target =
+            jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 3).expect("instant");
+        let z = target.to_zoned(jiff::tz::TimeZone::UTC);
+        table(
+            &t,
+            &format!("{} {} {} * * *", z.second(), z.minute(), z.hour()),
+        );
+        d.signal(libc::SIGHUP);
+        reloads += 1;
+        wait_for(|| t.log().matches("new table loaded").count() >= reloads);
+        if jiff::Timestamp::now() + jiff::SignedDuration::from_millis(500) < target {
+            break target;
+        }
+    };
+    wait_for(|| t.log().matches(" run-end ").count() >= 500);
+    drop(d);
+    let mut edges = Vec::new();
+    let mut started_all = BTreeMap::new();
+    for i in 0..500 {
+        let h = t.history(&format!("s{i:03}"));
+        assert_eq!(h.len(), 1, "s{i:03}: {h:?}");
+        assert_eq!(h[0]["outcome"], "success", "{:?}", h[0]);
+        assert_eq!(ts(&h[0]["scheduled"]), target);
+        let a = &h[0]["attempts"][0];
+        let s = ts(&a["started"]);
+        assert!(s >= target, "started {s} before its instant {target}");
+        let e = s + jiff::SignedDuration::from_millis(a["duration_ms"].as_i64().expect("ms"));
+        edges.push((s, 1));
+        edges.push((e, -1));
+        started_all.insert(s, i);
+    }
+    // Ends sort before starts at the same instant: [start, end) intervals.
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, delta) in edges {
+        now += delta;
+        peak = peak.max(now);
+    }
+    assert!(peak <= 16, "{peak} runs at once with max_concurrent = 16");
+    assert!(peak >= 1);
+    eprintln!(
+        "500 runs from {} to {}, peak {peak}",
+        started_all.keys().next().expect("first"),
+        started_all.keys().last().expect("last")
+    );
+}
