@@ -58,12 +58,6 @@ pub enum Command {
     },
     /// Run the scheduler in the foreground (systemd Type=notify)
     Daemon,
-    /// Internal (fleet mode): stops the job process groups named on stdin when stdin closes
-    #[command(hide = true, name = "__fence-keeper")]
-    FenceKeeper {
-        /// Milliseconds between SIGTERM and SIGKILL
-        grace_ms: u64,
-    },
     /// Validate the job table and print every problem (exit 0, or 78 when invalid)
     Check,
     /// One row per job: schedule, zone, next run, last result

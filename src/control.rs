@@ -194,6 +194,7 @@ fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
                     mark: false,
                     coalesce: false,
                     done: req.wait.then_some(tx),
+                    first_attempt: 1,
                 },
             );
             if !req.wait {

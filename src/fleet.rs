@@ -107,6 +107,9 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// The first argument that makes the binary the fence keeper.
+pub const KEEPER_ARG: &str = "__cronwarden-fence-keeper";
+
 /// The channel `trigger` notifies.
 pub const TRIGGER_CHANNEL: &str = "cronwarden_trigger";
 
@@ -969,7 +972,7 @@ fn start_keeper(grace: Duration) -> Result<std::process::ChildStdin, String> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| format!("fence keeper: {e}"))?;
     let mut child = std::process::Command::new(exe)
-        .arg("__fence-keeper")
+        .arg(KEEPER_ARG)
         .arg(grace.as_millis().to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -984,7 +987,7 @@ fn start_keeper(grace: Duration) -> Result<std::process::ChildStdin, String> {
     Ok(stdin)
 }
 
-/// The fence keeper itself (`cronwarden __fence-keeper GRACE_MS`).
+/// The fence keeper itself (`cronwarden __cronwarden-fence-keeper GRACE_MS`).
 pub fn keeper(grace: Duration) {
     use std::io::BufRead;
     let mut groups: HashSet<i32> = HashSet::new();

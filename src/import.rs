@@ -40,6 +40,20 @@ fn quote(s: &str) -> String {
     out
 }
 
+/// Text for a TOML comment: TOML allows no control character but tab in a comment, so any
+/// other (a stray `\r`, a `\x16` from a binary crontab) is written as `\xNN`.
+fn comment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if (c.is_ascii_control() && c != '\t') || c == '\u{7f}' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Splits cron's `%` syntax: (command, standard input).
 fn split_percent(cmd: &str) -> (String, Option<String>) {
     let mut command = String::new();
@@ -189,7 +203,7 @@ pub fn import(text: &str, system: bool, source: &str) -> Imported {
                 None => problems.push((n, format!("not a job or an environment line: {line:?}"))),
             }
             if problems.last().is_some_and(|(l, _)| *l == n) {
-                jobs.push_str(&format!("# line {n} not converted: {raw}\n"));
+                jobs.push_str(&format!("# line {n} not converted: {}\n", comment(raw)));
             }
             comments.clear();
             continue;
@@ -235,14 +249,18 @@ pub fn import(text: &str, system: bool, source: &str) -> Imported {
         };
         if let Some(p) = problem {
             problems.push((n, p.clone()));
-            jobs.push_str(&format!("# line {n} not converted ({p}): {raw}\n\n"));
+            jobs.push_str(&format!(
+                "# line {n} not converted ({}): {}\n\n",
+                comment(&p),
+                comment(raw)
+            ));
             comments.clear();
             continue;
         }
         let (command, stdin) = split_percent(command_text);
         let name = job_name(&command, n, &mut used);
         for c in comments.drain(..) {
-            jobs.push_str(&format!("#{c}\n"));
+            jobs.push_str(&format!("#{}\n", comment(&c)));
         }
         jobs.push_str(&format!("[jobs.{name}]\n# crontab line {n}\n"));
         jobs.push_str(&format!("schedule = {}\n", quote(&sched)));
@@ -303,7 +321,8 @@ pub fn import(text: &str, system: bool, source: &str) -> Imported {
             })
             .collect();
         out.push_str(&format!(
-            "# MAILTO={addr}: like cron, mail any output through the local MTA.\n[alerts.{name}]\ntype = \"email\"\nsmtp_url = \"sendmail:\"\nfrom = \"cron@localhost\"\nto = [{}]\non = [\"output\"]\n\n",
+            "# MAILTO={}: like cron, mail any output through the local MTA.\n[alerts.{name}]\ntype = \"email\"\nsmtp_url = \"sendmail:\"\nfrom = \"cron@localhost\"\nto = [{}]\non = [\"output\"]\n\n",
+            comment(addr),
             to.join(", ")
         ));
     }

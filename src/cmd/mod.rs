@@ -93,10 +93,6 @@ pub fn run(cli: Cli) -> CmdResult {
             keep_going,
         } => run::backfill(&config_path, &job, &from, &to, keep_going),
         Command::Daemon => crate::daemon::run(&config_path),
-        Command::FenceKeeper { grace_ms } => {
-            crate::fleet::keeper(std::time::Duration::from_millis(grace_ms));
-            Ok(exit::OK)
-        }
         Command::Check => check::run(&config_path),
         Command::List => list::run(&load_or_fail(&config_path)?),
         Command::Next {
