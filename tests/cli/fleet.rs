@@ -330,7 +330,11 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
     let db = Db::new("kill");
     let dir = TempDir::new("fleet-kill");
     let ev = dir.path().join("events");
-    let jobs = format!("{}{TICK}", long_job("long", 30, ""));
+    let jobs = format!(
+        "[alerts.page]\ntype = \"command\"\non = [\"failure\"]\ncommand = [\"/bin/sh\", \"-c\", \
+         \"echo $CRONWARDEN_EVENT $NODE $CRONWARDEN_RUN_ID >> $EVENTS.alerts\"]\n\n{}{TICK}",
+        long_job("long", 30, "alert = [\"page\"]")
+    );
     let tables: Vec<Table> = ["a", "b", "c"]
         .iter()
         .map(|n| node(&db, "postgres", n, &ev, &jobs))
@@ -390,6 +394,13 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
     assert!(
         log.contains(&format!("node-lost job=long run_id={run_id} node={}", first[1])),
         "{log}"
+    );
+    // One alert, from that node, says the node was lost.
+    let alerts_file = PathBuf::from(format!("{}.alerts", ev.display()));
+    wait_for(|| !events(&alerts_file).is_empty());
+    assert_eq!(
+        events(&alerts_file),
+        vec![vec!["node-lost".to_string(), second[1].clone(), run_id.clone()]]
     );
     // Ticks continue on the other nodes without a gap through the kill and the takeover.
     let tick_file = PathBuf::from(format!("{}.ticks", ev.display()));
