@@ -277,15 +277,21 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
                 .post(url)
                 .header("Content-Type", "application/json")
                 .send(body.to_string())
-                .map_err(|e| transient(format!("POST {url}: {e}")))?;
+                .map_err(|e| transient(format!("POST {}: {}", redact_url(url), redact(e, url))))?;
             let status = resp.status().as_u16();
             match status {
                 200..=299 => Ok(()),
                 400..=499 if status != 408 && status != 429 => Err(DeliveryError {
-                    reason: format!("POST {url}: HTTP {status} (the request was rejected)"),
+                    reason: format!(
+                        "POST {}: HTTP {status} (the request was rejected)",
+                        redact_url(url)
+                    ),
                     permanent: true,
                 }),
-                _ => Err(transient(format!("POST {url}: HTTP {status}"))),
+                _ => Err(transient(format!(
+                    "POST {}: HTTP {status}",
+                    redact_url(url)
+                ))),
             }
         }
         AlertKind::Email {
@@ -307,6 +313,28 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
     }
 }
 
+/// A URL as logs, alerts and the spool show it: scheme, host and port. The user info, the
+/// path and the query can all carry credentials (`user:pass@`, the secret paths of Slack
+/// hooks and healthchecks.io, `?token=`); the table has the whole URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a URL)".to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let more = if rest.len() > authority.len() + 1 {
+        "/..."
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{more}")
+}
+
+/// An HTTP client's error, with the URL (should it quote it) redacted.
+fn redact(e: impl std::fmt::Display, url: &str) -> String {
+    e.to_string().replace(url, &redact_url(url))
+}
+
 /// Reads a secret from the environment or a file (trailing newline ignored). Never logged.
 fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
     let permanent = |reason: String| DeliveryError {
@@ -316,10 +344,43 @@ fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
     match s {
         crate::config::Secret::Env(var) => std::env::var(var)
             .map_err(|_| permanent(format!("the password variable {var} is not set"))),
-        crate::config::Secret::File(path) => std::fs::read_to_string(path)
+        crate::config::Secret::File(path) => read_private(path)
             .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
             .map_err(|e| permanent(format!("password_file {}: {e}", path.display()))),
     }
+}
+
+/// Reads a file that only its owner can use, as ssh does a private key: owned by this user
+/// or root, no permission for group or others (checked on the open file).
+fn read_private(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    let me = nix::unistd::geteuid();
+    if meta.uid() != me.as_raw() && meta.uid() != 0 {
+        let name = nix::unistd::User::from_uid(me)
+            .ok()
+            .flatten()
+            .map_or_else(|| me.to_string(), |u| u.name);
+        return Err(format!(
+            "refusing a password file owned by uid {} (whoever owns it can read and change \
+             the password). Fix: chown {name} {}",
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "refusing a password file that group or others may use (mode {mode:04o}). \
+             Fix: chmod 600 {}",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 fn send_email(
@@ -828,6 +889,11 @@ pub fn test(cfg: &Config, channel: &str) -> Result<(), String> {
 /// never fails the job.
 pub fn ping(url: &str, what: Ping, body: &[u8], log: &Logger, job: &str) {
     let base = url.trim_end_matches('/');
+    let kind = match what {
+        Ping::Start => "start",
+        Ping::Success => "success",
+        Ping::Fail => "fail",
+    };
     let target = match what {
         Ping::Start => format!("{base}/start"),
         Ping::Success => base.to_string(),
@@ -851,13 +917,13 @@ pub fn ping(url: &str, what: Ping, body: &[u8], log: &Logger, job: &str) {
             Level::Warn,
             "healthcheck",
             &[("job", job.to_string())],
-            &format!("{target}: HTTP {status}"),
+            &format!("{} ({kind} ping): HTTP {status}", redact_url(url)),
         ),
         Err(e) => log.log(
             Level::Warn,
             "healthcheck",
             &[("job", job.to_string())],
-            &format!("{target}: {e}"),
+            &format!("{} ({kind} ping): {}", redact_url(url), redact(e, &target)),
         ),
     }
 }

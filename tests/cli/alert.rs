@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use super::{Table, wait_for};
 
 /// A tiny HTTP server on loopback that records every request and answers `status`.
-struct Hook {
-    port: u16,
+pub(super) struct Hook {
+    pub(super) port: u16,
     seen: Arc<Mutex<Vec<(String, String, String)>>>,
 }
 
 impl Hook {
-    fn start(status: u16) -> Hook {
+    pub(super) fn start(status: u16) -> Hook {
         Hook::serve(TcpListener::bind("127.0.0.1:0").expect("bind"), status)
     }
 
@@ -68,7 +68,7 @@ impl Hook {
         Hook { port, seen }
     }
 
-    fn requests(&self) -> Vec<(String, String, String)> {
+    pub(super) fn requests(&self) -> Vec<(String, String, String)> {
         self.seen.lock().expect("lock").clone()
     }
 }
@@ -276,13 +276,13 @@ command = ["/bin/true"]
 
 /// A small but real SMTP server on loopback (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) that
 /// keeps every message it accepts.
-struct Smtp {
-    port: u16,
+pub(super) struct Smtp {
+    pub(super) port: u16,
     mail: Arc<Mutex<Vec<String>>>,
 }
 
 impl Smtp {
-    fn start(port: u16) -> Smtp {
+    pub(super) fn start(port: u16) -> Smtp {
         let l = TcpListener::bind(("127.0.0.1", port)).expect("bind smtp");
         let port = l.local_addr().expect("addr").port();
         let mail = Arc::new(Mutex::new(Vec::new()));
@@ -335,7 +335,7 @@ impl Smtp {
         Smtp { port, mail }
     }
 
-    fn messages(&self) -> Vec<String> {
+    pub(super) fn messages(&self) -> Vec<String> {
         self.mail.lock().expect("lock").clone()
     }
 }
@@ -364,7 +364,11 @@ alert = ["ops"]
 "#
         ),
     );
-    std::fs::write(t.dir().join("smtp.pass"), format!("{password}\n")).expect("password file");
+    let pass = t.dir().join("smtp.pass");
+    std::fs::write(&pass, format!("{password}\n")).expect("password file");
+    // Only its owner may read a password file.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     t
 }
 

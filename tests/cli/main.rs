@@ -11,6 +11,7 @@ mod import;
 mod next;
 mod pipeline;
 mod run;
+mod security;
 mod status;
 
 use std::path::{Path, PathBuf};
