@@ -226,6 +226,12 @@ fn recover_lost(state: &Path, keep: usize, log: &Logger) {
     };
     for e in dir.flatten() {
         let path = e.path();
+        // The temporary file of a marker whose write a crash cut short (before its rename,
+        // so before the run started): nothing ran.
+        if e.file_name().to_string_lossy().starts_with('.') {
+            let _ = fs::remove_file(&path);
+            continue;
+        }
         let Ok(text) = fs::read_to_string(&path) else {
             continue;
         };

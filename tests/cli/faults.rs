@@ -765,3 +765,35 @@ fn five_hundred_jobs_due_at_once_all_run_never_more_than_max_concurrent() {
         started_all.keys().last().expect("last")
     );
 }
+
+#[test]
+fn a_crash_between_writing_a_run_marker_and_its_rename_records_no_lost_run() {
+    let t = Table::new(
+        "f-marker",
+        "[jobs.job]\nschedule = \"@manual\"\ncommand = [\"/bin/true\"]\n",
+    );
+    let running = t.dir().join("state/running");
+    std::fs::create_dir_all(&running).expect("running dir");
+    let marker = |id: &str| {
+        format!(
+            "{{\"run_id\":\"{id}\",\"job\":\"job\",\"scheduled\":\"2026-01-01T00:00:00+00:00\",\
+             \"started\":\"2026-01-01T00:00:00Z\",\"ended\":\"\",\"duration_ms\":0,\
+             \"attempts\":[],\"outcome\":\"lost\",\"trigger\":\"schedule\"}}"
+        )
+    };
+    // A daemon died in a run (its marker is in place), another one before the rename of a
+    // marker: that run never started.
+    std::fs::write(running.join("r-started.json"), marker("r-started")).expect("marker");
+    std::fs::write(running.join(".r-never.json.tmp4242.0"), marker("r-never"))
+        .expect("temporary marker");
+    let d = Daemon::start(&t);
+    let h = t.history("job");
+    let ids: Vec<&str> = h
+        .iter()
+        .map(|r| r["run_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["r-started"], "{h:#?}");
+    assert_eq!(h[0]["outcome"], "lost");
+    assert_eq!(std::fs::read_dir(&running).expect("dir").count(), 0);
+    drop(d);
+}
