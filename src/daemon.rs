@@ -890,6 +890,17 @@ fn claim(
     scheduled: Timestamp,
     run_id: &str,
 ) -> bool {
+    let age = Timestamp::now().duration_since(scheduled);
+    if age > jiff::SignedDuration::try_from(crate::fleet::CLAIM_RETENTION).unwrap_or_default() {
+        shared.log.log(
+            Level::Warn,
+            "claim",
+            &[("job", job.to_string()), ("scheduled", scheduled.to_string())],
+            "older than the fleet's claim retention (7d): not run, since another node may \
+             have run it and its claim is gone",
+        );
+        return false;
+    }
     let deadline = Instant::now() + fleet.dead_after;
     let mut delay = Duration::from_millis(100);
     let mut told = false;
@@ -930,6 +941,7 @@ fn claim(
 /// heartbeat takes over the runs of nodes that stopped heartbeating.
 fn fleet_worker(fleet: &'static crate::fleet::Fleet, shared: Arc<Shared>) {
     let mut next_scan = Instant::now();
+    let mut next_prune = Instant::now();
     fleet.listen(fleet.heartbeat, || {
         if shared.slots.is_closed() {
             return false;
@@ -966,6 +978,14 @@ fn fleet_worker(fleet: &'static crate::fleet::Fleet, shared: Arc<Shared>) {
         if Instant::now() >= next_scan {
             next_scan = Instant::now() + fleet.heartbeat;
             take_over(fleet, &shared, &cfg);
+        }
+        if Instant::now() >= next_prune {
+            next_prune = Instant::now() + Duration::from_secs(600);
+            if let Err(e) = fleet.prune(cfg.settings.history_keep) {
+                shared
+                    .log
+                    .log(Level::Warn, "fleet", &[], &format!("cannot prune: {e}"));
+            }
         }
         true
     });
@@ -1028,7 +1048,10 @@ fn take_over(fleet: &'static crate::fleet::Fleet, shared: &Arc<Shared>, cfg: &Ar
             ],
             &reason,
         );
-        let _ = fleet.record_lost(&rec);
+        if !attempts_left {
+            // With a retry coming, the record that counts is the retry's (same run id).
+            let _ = fleet.record_lost(&rec);
+        }
         crate::alert::node_lost(cfg, job, &rec, &shared.log);
         if attempts_left {
             dispatch(

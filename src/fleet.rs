@@ -107,6 +107,10 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// How long claims are kept: a tick older than this is not run in fleet mode (its claim,
+/// if any, may be gone), so catch-up reaches back at most this far.
+pub const CLAIM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The first argument that makes the binary the fence keeper.
 pub const KEEPER_ARG: &str = "__cronwarden-fence-keeper";
 
@@ -444,6 +448,36 @@ impl Fleet {
         .map(|n| n == 1)
     }
 
+    /// Keeps the tables bounded: claims, trigger requests and alert marks past the claim
+    /// retention (plus a day), node rows silent for a day, and per job the newest `keep`
+    /// finished runs (`history_keep`).
+    pub fn prune(&self, keep: usize) -> Result<u64, String> {
+        let days = CLAIM_RETENTION.as_secs_f64() + 86400.0;
+        self.with(|c| {
+            let mut n = 0;
+            for q in [
+                "DELETE FROM cronwarden_claims WHERE claimed < now() - $1 * interval '1 second'",
+                "DELETE FROM cronwarden_triggers WHERE taken < now() - $1 * interval '1 second'",
+                "DELETE FROM cronwarden_alerts WHERE sent < now() - $1 * interval '1 second'",
+            ] {
+                n += c.execute(q, &[&days])?;
+            }
+            n += c.execute(
+                "DELETE FROM cronwarden_nodes WHERE heartbeat < now() - interval '1 day'",
+                &[],
+            )?;
+            n += c.execute(
+                "DELETE FROM cronwarden_runs WHERE run_id IN (
+                    SELECT run_id FROM (
+                        SELECT run_id, row_number() OVER (PARTITION BY job ORDER BY started DESC) AS n
+                        FROM cronwarden_runs WHERE state <> 'running') x
+                    WHERE n > $1)",
+                &[&(keep.min(i64::MAX as usize) as i64)],
+            )?;
+            Ok(n)
+        })
+    }
+
     /// Pauses or resumes a job for the whole fleet.
     pub fn set_paused(&self, job: &str, paused: bool) -> Result<(), String> {
         self.with(|c| {
@@ -628,7 +662,8 @@ impl Fleet {
                  ON CONFLICT (run_id) DO UPDATE
                     SET state = 'done', ended = now(), record = excluded.record,
                         attempt = excluded.attempt
-                    WHERE r.incarnation = excluded.incarnation AND r.state = 'running'",
+                    WHERE (r.incarnation = excluded.incarnation AND r.state = 'running')
+                       OR (r.state = 'lost' AND r.record IS NULL)",
                 &[
                     &rec.run_id,
                     &rec.job,
@@ -820,6 +855,13 @@ impl Fleet {
                 return;
             }
             let sent = Instant::now();
+            // Only the leases held right now are renewed: a lease row left behind by a run
+            // that ended while the database was away must expire, not live on.
+            let snapshot: Vec<(String, Arc<LeaseState>)> = lock(&self.leases)
+                .iter()
+                .map(|(j, st)| (j.clone(), Arc::clone(st)))
+                .collect();
+            let run_ids: Vec<&str> = snapshot.iter().map(|(_, st)| st.run_id.as_str()).collect();
             let result = (|| -> Result<Vec<String>, String> {
                 if conn.as_ref().is_none_or(|c| c.is_closed()) {
                     conn = Some(self.connect()?);
@@ -834,8 +876,8 @@ impl Fleet {
                 let rows = tx
                     .query(
                         "UPDATE cronwarden_leases SET renewed = now()
-                         WHERE incarnation = $1 RETURNING job",
-                        &[&self.incarnation],
+                         WHERE incarnation = $1 AND run_id = ANY($2) RETURNING job",
+                        &[&self.incarnation, &run_ids],
                     )
                     .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
@@ -856,8 +898,8 @@ impl Fleet {
                     }
                     *lock(&self.renewed) = sent;
                     let held: HashSet<String> = jobs.into_iter().collect();
-                    for (job, st) in lock(&self.leases).iter() {
-                        if st.acquired < sent && !held.contains(job) {
+                    for (job, st) in &snapshot {
+                        if !held.contains(job) {
                             self.fence(job, st, "its lease was taken over by another node");
                             self.kill(st);
                         }
