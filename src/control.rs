@@ -87,7 +87,15 @@ pub fn listen(settings: &Settings, log: &Logger) -> std::io::Result<Socket> {
     if path.exists() {
         std::fs::remove_file(&path)?;
     }
-    let listener = UnixListener::bind(&path)?;
+    // Created owner-only, whatever the umask the daemon was started with: permissions set
+    // after bind(2) would leave a moment in which anyone could connect (and keep the
+    // connection). Nothing else creates files at this point of the start.
+    // SAFETY: umask(2) only swaps the process's file mode mask.
+    let umask = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(&path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(umask) };
+    let listener = bound?;
     let mode = match &settings.control_socket_group {
         Some(group) => {
             let g = nix::unistd::Group::from_name(group)
