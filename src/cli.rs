@@ -79,7 +79,8 @@ pub enum Command {
         #[arg(short = 'n', default_value_t = 5, value_name = "N")]
         count: usize,
     },
-    /// Ask the running daemon to run a job now, as a background task (prints the run id)
+    /// Ask the running daemon (in fleet mode: one node of the fleet) to run a job now, as a
+    /// background task (prints the run id)
     Trigger {
         #[arg(value_name = "JOB")]
         job: String,
@@ -90,7 +91,8 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Stop scheduling a job (the running daemon; survives restarts)
+    /// Stop scheduling a job (the running daemon, or every node in fleet mode; survives
+    /// restarts)
     Pause {
         #[arg(value_name = "JOB")]
         job: String,

@@ -276,8 +276,8 @@ _cronwarden_commands() {
 'check:Validate the job table and print every problem (exit 0, or 78 when invalid)' \
 'list:One row per job\: schedule, zone, next run, last result' \
 'next:Print the next fire instants of a schedule expression' \
-'trigger:Ask the running daemon to run a job now, as a background task (prints the run id)' \
-'pause:Stop scheduling a job (the running daemon; survives restarts)' \
+'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
+'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts)' \
 'resume:Schedule a paused job again' \
 'status:The state of each job (or one)\: running or idle, last run, next run, success rate' \
 'history:A job'\''s last runs\: run id, scheduled, started, duration, attempts, exit, outcome' \
@@ -318,8 +318,8 @@ _cronwarden__subcmd__help_commands() {
 'check:Validate the job table and print every problem (exit 0, or 78 when invalid)' \
 'list:One row per job\: schedule, zone, next run, last result' \
 'next:Print the next fire instants of a schedule expression' \
-'trigger:Ask the running daemon to run a job now, as a background task (prints the run id)' \
-'pause:Stop scheduling a job (the running daemon; survives restarts)' \
+'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
+'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts)' \
 'resume:Schedule a paused job again' \
 'status:The state of each job (or one)\: running or idle, last run, next run, success rate' \
 'history:A job'\''s last runs\: run id, scheduled, started, duration, attempts, exit, outcome' \
