@@ -4,7 +4,8 @@
 //! Before each write the log file's path is compared with the open file (device and inode):
 //! after logrotate moved it away, the next line goes to a new file at the configured path,
 //! never to the rotated or deleted one. A write error (a full disk, `/dev/full`) is reported
-//! once on stderr and that line goes to stderr; jobs keep running.
+//! once on stderr and that line goes to stderr; jobs keep running. The part of a line that a
+//! full disk cut short is ended before the next line, so lines are never glued together.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,6 +24,9 @@ struct Inner {
     path: Option<PathBuf>,
     file: Option<(File, u64, u64)>,
     failed: bool,
+    /// A failed write (a full disk) left part of a line in the open file: the next line
+    /// starts on a fresh one instead of being glued to the fragment.
+    partial: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +53,7 @@ impl Logger {
                 path,
                 file: None,
                 failed: false,
+                partial: false,
             }),
             format,
         }
@@ -124,19 +129,39 @@ impl Inner {
                 Ok(f) => {
                     let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
                     self.file = Some((f, id.0, id.1));
+                    self.partial = false;
                 }
                 Err(e) => return self.fail(&path, &e.to_string(), line),
             }
         }
-        let mut buf = line.as_bytes().to_vec();
+        let mut buf = Vec::with_capacity(line.len() + 2);
+        if self.partial {
+            buf.push(b'\n');
+        }
+        buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        let result = match self.file.as_mut() {
-            Some((f, _, _)) => f.write_all(&buf),
-            None => Ok(()),
+        let Some((f, _, _)) = self.file.as_mut() else {
+            return;
+        };
+        let mut written = 0;
+        let result = loop {
+            match f.write(&buf[written..]) {
+                Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) if written + n == buf.len() => break Ok(()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
         };
         match result {
-            Ok(()) => self.failed = false,
-            Err(e) => self.fail(&path, &e.to_string(), line),
+            Ok(()) => {
+                self.failed = false;
+                self.partial = false;
+            }
+            Err(e) => {
+                self.partial |= written > 0;
+                self.fail(&path, &e.to_string(), line);
+            }
         }
     }
 
