@@ -82,7 +82,8 @@ impl Rng {
     fn new() -> Rng {
         let seed = std::env::var("CW_FAULT_SEED")
             .ok()
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|s| s | 1)
             .unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
