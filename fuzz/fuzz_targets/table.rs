@@ -1,0 +1,8 @@
+//! The job table loader (see checks::table).
+#![no_main]
+
+#[path = "../checks.rs"]
+#[allow(dead_code)] // each target uses one of the checks
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::table(data));
