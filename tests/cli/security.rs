@@ -260,6 +260,14 @@ healthcheck_url = "http://hcuser:hcpass-S3CR3T@127.0.0.1:{dead}/ping/uuid-S3CR3T
     // Mail went out through both channels (so both passwords were used): the failures and
     // the notes that the webhooks are broken.
     assert!(smtp.messages().len() >= 4, "{:?}", smtp.messages());
+    for ch in ["mail_env", "mail_file"] {
+        assert!(
+            t.log().lines().any(|l| l.contains(" alert-sent ")
+                && l.contains(&format!("channel={ch} event=failure"))),
+            "{ch} did not deliver: {}",
+            t.log()
+        );
+    }
     assert!(!failing_hook.requests().is_empty());
     for (i, m) in smtp.messages().into_iter().enumerate() {
         seen.push((format!("mail {i}"), m.into_bytes()));
