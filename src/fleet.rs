@@ -373,8 +373,15 @@ impl Fleet {
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, String> {
+        // A free connection if there is one, else wait for the next in turn.
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        let mut slot = lock(&self.pool[i]);
+        let free = (0..self.pool.len())
+            .map(|k| (i + k) % self.pool.len())
+            .find_map(|k| self.pool[k].try_lock().ok());
+        let mut slot = match free {
+            Some(s) => s,
+            None => lock(&self.pool[i]),
+        };
         for tried in 0..2 {
             if slot.as_ref().is_none_or(|c| c.is_closed()) {
                 *slot = Some(self.connect()?);
@@ -433,19 +440,36 @@ impl Fleet {
         })
     }
 
-    /// Claims a scheduler tick; true when this node won it and must run it. A paused job's
-    /// ticks are claimed by nobody.
-    pub fn claim(&self, job: &str, scheduled: Timestamp, run_id: &str) -> Result<bool, String> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO cronwarden_claims (job, scheduled_ms, node, run_id)
-                 SELECT $1, $2, $3, $4
-                 WHERE NOT EXISTS (SELECT 1 FROM cronwarden_paused WHERE job = $1)
-                 ON CONFLICT DO NOTHING",
-                &[&job, &ms(scheduled), &self.node, &run_id],
+    /// Claims many ticks in one statement; returns the run ids this node won. Rows go in
+    /// in one order (job, instant) on every node, so concurrent batches wait for each other
+    /// instead of deadlocking. A paused job's
+    /// ticks are claimed by nobody, and a retry after a lost reply finds its own claims.
+    pub fn claim_batch(
+        &self,
+        ticks: &[(String, Timestamp, String)],
+    ) -> Result<HashSet<String>, String> {
+        let jobs: Vec<&str> = ticks.iter().map(|t| t.0.as_str()).collect();
+        let at: Vec<i64> = ticks.iter().map(|t| ms(t.1)).collect();
+        let ids: Vec<&str> = ticks.iter().map(|t| t.2.as_str()).collect();
+        let rows = self.with(|c| {
+            c.query(
+                "WITH want AS (
+                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+                        AS w(job, scheduled_ms, run_id)),
+                 ins AS (
+                    INSERT INTO cronwarden_claims (job, scheduled_ms, node, run_id)
+                    SELECT w.job, w.scheduled_ms, $4, w.run_id FROM want w
+                    WHERE NOT EXISTS (SELECT 1 FROM cronwarden_paused p WHERE p.job = w.job)
+                    ORDER BY w.job, w.scheduled_ms
+                    ON CONFLICT DO NOTHING RETURNING run_id)
+                 SELECT run_id FROM ins
+                 UNION ALL
+                 SELECT c.run_id FROM cronwarden_claims c JOIN want w
+                    ON c.job = w.job AND c.scheduled_ms = w.scheduled_ms AND c.run_id = w.run_id",
+                &[&jobs, &at, &ids, &self.node],
             )
-        })
-        .map(|n| n == 1)
+        })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Keeps the tables bounded: claims, trigger requests and alert marks past the claim
@@ -516,6 +540,7 @@ impl Fleet {
                     SET node = excluded.node, incarnation = excluded.incarnation,
                         run_id = excluded.run_id, since = now(), renewed = now()
                     WHERE l.renewed < now() - $5 * interval '1 second'
+                       OR (l.incarnation = excluded.incarnation AND l.run_id = excluded.run_id)
                  RETURNING (xmax = 0) AS fresh",
                 &[
                     &job,
