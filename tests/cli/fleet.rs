@@ -392,7 +392,10 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
         .expect("a node");
     let log = tables[taker].log();
     assert!(
-        log.contains(&format!("node-lost job=long run_id={run_id} node={}", first[1])),
+        log.contains(&format!(
+            "node-lost job=long run_id={run_id} node={}",
+            first[1]
+        )),
         "{log}"
     );
     // One alert, from that node, says the node was lost.
@@ -400,7 +403,11 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
     wait_for(|| !events(&alerts_file).is_empty());
     assert_eq!(
         events(&alerts_file),
-        vec![vec!["node-lost".to_string(), second[1].clone(), run_id.clone()]]
+        vec![vec![
+            "node-lost".to_string(),
+            second[1].clone(),
+            run_id.clone()
+        ]]
     );
     // Ticks continue on the other nodes without a gap through the kill and the takeover.
     let tick_file = PathBuf::from(format!("{}.ticks", ev.display()));
