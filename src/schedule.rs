@@ -533,7 +533,10 @@ impl Schedule {
     /// The first fire instant strictly after `after`, or `None` for `@reboot`, `@manual` and
     /// a schedule with no instant in the next 400 years. Fire instants are whole seconds.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let lo = after.as_second().checked_add(1)?;
+        // The first whole second after `after`. `as_second` truncates toward zero, so before
+        // 1970 a fraction must round down first (found by fuzzing: -1.5 s gave 0, not -1).
+        let floor = after.as_second() - i64::from(after.subsec_nanosecond() < 0);
+        let lo = floor.checked_add(1)?;
         let next = match &self.expr {
             Expr::Cron(spec) => self.next_cron(spec, lo),
             Expr::Every(period) => {

@@ -89,3 +89,54 @@ fn import_keeps_control_characters_out_of_toml_comments() {
         out.toml
     );
 }
+
+/// Found by the `schedule` fuzzer (`* * * * 4 *` after 1905-04-30T03:01:58.5Z): before 1970 an
+/// instant with a fraction of a second was rounded up, not down, so the next whole second was
+/// skipped (`Timestamp::as_second` truncates toward zero).
+#[test]
+fn next_fire_before_1970_with_a_fraction_skips_no_second() {
+    use cronwarden::schedule::{Expr, Schedule};
+    use jiff::Timestamp;
+    use jiff::tz::TimeZone;
+    let ts = |s: &str| s.parse::<Timestamp>().expect("instant");
+    for (expr, after, next) in [
+        (
+            "* * * * 4 *",
+            "1905-04-30T03:01:58.5Z",
+            "1905-04-30T03:01:59Z",
+        ),
+        (
+            "* * * * * *",
+            "1969-12-31T23:59:59.5Z",
+            "1970-01-01T00:00:00Z",
+        ),
+        (
+            "* * * * * *",
+            "1969-12-31T23:59:58.999999999Z",
+            "1969-12-31T23:59:59Z",
+        ),
+        (
+            "@every 1s",
+            "1969-12-31T23:59:58.5Z",
+            "1969-12-31T23:59:59Z",
+        ),
+        // After 1970, and on whole seconds, nothing changes.
+        (
+            "* * * * * *",
+            "1970-01-01T00:00:00.5Z",
+            "1970-01-01T00:00:01Z",
+        ),
+        (
+            "* * * * * *",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+        ),
+    ] {
+        let s = Schedule::new(Expr::parse(expr).expect("expression"), TimeZone::UTC);
+        assert_eq!(
+            s.next_after(ts(after)),
+            Some(ts(next)),
+            "{expr} after {after}"
+        );
+    }
+}
