@@ -406,7 +406,7 @@ pub fn run(config_path: &Path) -> CmdResult {
     if let Some(cluster) = &cfg.cluster {
         let fleet = crate::fleet::Fleet::join(
             cluster,
-            crate::fleet::Role::Node,
+            crate::fleet::Role::Daemon,
             Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
         )
         .map_err(|e| Failure {
@@ -732,17 +732,34 @@ fn claim_and_dispatch(
         l.mark = false;
         keep.push(l);
     }
-    let wanted: Vec<(String, Timestamp, String)> = keep
-        .iter()
-        .map(|l| (l.job.clone(), l.scheduled, l.run_id.clone()))
-        .collect();
-    let won = claim_batch(fleet, shared, &wanted);
+    // By rank: this node's own share at once, then every CLAIM_STEP the share of the next
+    // node in line (taken only if that node has not claimed it by then).
+    let mut by_rank: std::collections::BTreeMap<usize, Vec<Launch>> = Default::default();
     for l in keep {
-        if won.contains(&l.run_id) {
-            dispatch(shared, cfg, l);
+        by_rank
+            .entry(fleet.rank(&l.job, l.scheduled))
+            .or_default()
+            .push(l);
+    }
+    let t0 = Instant::now();
+    for (rank, launches) in by_rank {
+        let at = t0 + CLAIM_STEP * rank as u32;
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let wanted: Vec<(String, Timestamp, String)> = launches
+            .iter()
+            .map(|l| (l.job.clone(), l.scheduled, l.run_id.clone()))
+            .collect();
+        let won = claim_batch(fleet, shared, &wanted);
+        for l in launches {
+            if won.contains(&l.run_id) {
+                dispatch(shared, cfg, l);
+            }
         }
     }
 }
+
+/// How long a fleet node leaves a tick to the node ranked before it.
+const CLAIM_STEP: Duration = Duration::from_millis(150);
 
 /// Claims ticks for this node (see [`crate::fleet::Fleet::claim_batch`]); the run ids won.
 /// Ticks older than the claim retention are refused; while the database is unreachable the

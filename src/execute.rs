@@ -426,7 +426,14 @@ pub fn execute_locked(
     // Fleet mode: the run is a row every node can see; a fenced lease interrupts it.
     let fleet = crate::fleet::get();
     if let Some(fl) = fleet
-        && let Err(e) = fl.run_started(&run_id, &job.name, req.trigger, req.scheduled, &req.params)
+        && let Err(e) = fl.run_started(
+            &run_id,
+            &job.name,
+            req.trigger,
+            req.scheduled,
+            &req.params,
+            req.first_attempt.max(1),
+        )
     {
         log.log(
             Level::Warn,
@@ -476,7 +483,9 @@ pub fn execute_locked(
     let mut outcome = Outcome::Failure;
     let mut reason = None;
     for n in req.first_attempt.max(1)..=max_attempts {
-        if let Some(fl) = fleet {
+        if let Some(fl) = fleet
+            && n > req.first_attempt.max(1)
+        {
             let _ = fl.attempt(&run_id, n);
         }
         let v = vars(job, req.scheduled, &run_id, n, &params);

@@ -36,7 +36,7 @@ use crate::log::{Level, Logger};
 use crate::record::RunRecord;
 
 /// How many connections claims, leases and records share.
-const POOL: usize = 4;
+const POOL: usize = 8;
 
 /// The schema, one entry per version; each runs once, in order, in one transaction.
 const MIGRATIONS: &[&str] = &[
@@ -47,7 +47,8 @@ const MIGRATIONS: &[&str] = &[
         pid integer NOT NULL,
         started timestamptz NOT NULL DEFAULT now(),
         heartbeat timestamptz NOT NULL DEFAULT now(),
-        stopped boolean NOT NULL DEFAULT false
+        stopped boolean NOT NULL DEFAULT false,
+        daemon boolean NOT NULL DEFAULT false
      );
      CREATE TABLE cronwarden_claims (
         job text NOT NULL,
@@ -120,7 +121,9 @@ pub const TRIGGER_CHANNEL: &str = "cronwarden_trigger";
 /// What a process does in the fleet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Runs jobs (daemon, `run`): registers a node and renews its leases.
+    /// The daemon: a node that claims ticks.
+    Daemon,
+    /// Runs jobs (`run`, `backfill`): registers a node and renews its leases.
     Node,
     /// Only reads and requests (`status`, `history`, `trigger`).
     Client,
@@ -142,6 +145,8 @@ pub struct Fleet {
     renewed: Mutex<Instant>,
     wake: Condvar,
     stopping: AtomicBool,
+    /// The daemon nodes that heartbeated within `dead_after`, as of the last renewal.
+    live: Mutex<Vec<String>>,
     log: Logger,
     /// The fence keeper's stdin: `+PGID` / `-PGID` lines for the running jobs' groups.
     keeper: Mutex<Option<std::process::ChildStdin>>,
@@ -287,7 +292,7 @@ fn ms(t: Timestamp) -> i64 {
 }
 
 impl Fleet {
-    /// Connects, creates or migrates the schema, and (for [`Role::Node`]) registers this
+    /// Connects, creates or migrates the schema, and (unless a [`Role::Client`]) registers this
     /// process as a node and starts the renewal and fencing threads.
     pub fn join(cluster: &Cluster, role: Role, log: Logger) -> Result<&'static Fleet, String> {
         if let Some(f) = FLEET.get() {
@@ -325,29 +330,32 @@ impl Fleet {
             renewed: Mutex::new(Instant::now()),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
+            live: Mutex::new(Vec::new()),
             log,
             keeper: Mutex::new(None),
         };
         fleet.migrate()?;
-        if role == Role::Node {
+        if role != Role::Client {
             let sent = Instant::now();
             fleet.with(|c| {
                 c.execute(
-                    "INSERT INTO cronwarden_nodes (incarnation, node, pid) VALUES ($1, $2, $3)",
+                    "INSERT INTO cronwarden_nodes (incarnation, node, pid, daemon)
+                     VALUES ($1, $2, $3, $4)",
                     &[
                         &fleet.incarnation,
                         &fleet.node,
                         &(std::process::id() as i32),
+                        &(role == Role::Daemon),
                     ],
                 )
             })?;
             *lock(&fleet.renewed) = sent;
         }
-        if role == Role::Node {
+        if role != Role::Client {
             *lock(&fleet.keeper) = Some(start_keeper(cluster.heartbeat / 2)?);
         }
         let fleet = FLEET.get_or_init(|| fleet);
-        if role == Role::Node {
+        if role != Role::Client {
             std::thread::Builder::new()
                 .name("fleet-renew".into())
                 .spawn(move || fleet.renew_loop())
@@ -438,6 +446,37 @@ impl Fleet {
                 Ok(())
             }
         })
+    }
+
+    /// This node's rank for a tick among the live daemon nodes (rendezvous hashing of node,
+    /// job and instant): 0 for the node that should claim it first. The others wait a little
+    /// per rank before they claim, so the ticks of one instant spread over the fleet, and a
+    /// node that died is stood in for after a short delay, not after `dead_after`.
+    pub fn rank(&self, job: &str, scheduled: Timestamp) -> usize {
+        let live = lock(&self.live);
+        let score = |node: &str| {
+            // FNV-1a, 64 bits: stable across hosts and versions.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in node
+                .bytes()
+                .chain([0])
+                .chain(job.bytes())
+                .chain([0])
+                .chain(ms(scheduled).to_le_bytes())
+            {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h
+        };
+        let mine = score(&self.node);
+        live.iter()
+            .filter(|n| **n != self.node)
+            .filter(|n| {
+                let s = score(n);
+                s > mine || (s == mine && n.as_str() < self.node.as_str())
+            })
+            .count()
     }
 
     /// Claims many ticks in one statement; returns the run ids this node won. Rows go in
@@ -575,7 +614,7 @@ impl Fleet {
     pub fn lease_holder(&self, job: &str) -> Result<Option<LeaseHolder>, String> {
         let row = self.with(|c| {
             c.query_opt(
-                "SELECT node, run_id, since::text,
+                "SELECT node, run_id, to_json(since) #>> '{}',
                         extract(epoch FROM now() - renewed)::float8
                  FROM cronwarden_leases WHERE job = $1",
                 &[&job],
@@ -593,7 +632,7 @@ impl Fleet {
     pub fn leases(&self) -> Result<HashMap<String, LeaseHolder>, String> {
         let rows = self.with(|c| {
             c.query(
-                "SELECT job, node, run_id, since::text,
+                "SELECT job, node, run_id, to_json(since) #>> '{}',
                         extract(epoch FROM now() - renewed)::float8
                  FROM cronwarden_leases",
                 &[],
@@ -616,6 +655,7 @@ impl Fleet {
     }
 
     /// Records that a run started (or, after a takeover, started again here).
+    #[allow(clippy::too_many_arguments)]
     pub fn run_started(
         &self,
         run_id: &str,
@@ -623,16 +663,17 @@ impl Fleet {
         trigger: &str,
         scheduled: Timestamp,
         params: &BTreeMap<String, String>,
+        attempt: u32,
     ) -> Result<(), String> {
         let params = serde_json::to_string(params).unwrap_or_else(|_| "{}".into());
         self.with(|c| {
             c.execute(
                 "INSERT INTO cronwarden_runs
-                    (run_id, job, node, incarnation, scheduled_ms, trigger, params, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')
+                    (run_id, job, node, incarnation, scheduled_ms, trigger, params, state, attempt)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8)
                  ON CONFLICT (run_id) DO UPDATE
                     SET node = excluded.node, incarnation = excluded.incarnation,
-                        state = 'running', ended = NULL",
+                        state = 'running', ended = NULL, attempt = excluded.attempt",
                 &[
                     &run_id,
                     &job,
@@ -641,6 +682,7 @@ impl Fleet {
                     &ms(scheduled),
                     &trigger,
                     &params,
+                    &(attempt as i32),
                 ],
             )
         })
@@ -905,7 +947,17 @@ impl Fleet {
                         &[&self.incarnation, &run_ids],
                     )
                     .map_err(db_err)?;
+                let live = tx
+                    .query(
+                        "SELECT DISTINCT node FROM cronwarden_nodes
+                         WHERE daemon AND NOT stopped
+                           AND heartbeat >= now() - $1 * interval '1 second'
+                         ORDER BY node",
+                        &[&self.dead_after.as_secs_f64()],
+                    )
+                    .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
+                *lock(&self.live) = live.iter().map(|r| r.get(0)).collect();
                 Ok(rows.iter().map(|r| r.get(0)).collect())
             })();
             match result {

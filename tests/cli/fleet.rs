@@ -353,6 +353,18 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
         .iter()
         .position(|n| *n == first[1])
         .expect("a node");
+    // Any node's `status` shows where it runs.
+    let (code, out, _) = tables[(victim + 1) % 3].run(&["status", "long", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(v[0]["state"], "running", "{out}");
+    assert_eq!(v[0]["running_node"], first[1].as_str(), "{out}");
+    assert!(
+        v[0]["running_since"]
+            .as_str()
+            .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+        "{out}"
+    );
     let killed_at = jiff::Timestamp::now();
     daemons[victim]
         .take()
