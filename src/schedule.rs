@@ -28,6 +28,8 @@ const SECS_PER_DAY: i64 = 86_400;
 /// How far `next_after` looks before it concludes that nothing fires: the Gregorian calendar
 /// repeats every 400 years, so a schedule that matches any date matches within this window.
 const SEARCH_WINDOW_SECS: i64 = 401 * 366 * SECS_PER_DAY;
+/// The longest `@every` period: one Gregorian cycle of 400 years.
+const MAX_EVERY_SECS: u64 = 146_097 * SECS_PER_DAY as u64;
 
 /// The six cron fields, in the order they appear in a 6-field expression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +186,13 @@ impl Expr {
                         return Err(general(
                             "@every needs a duration of at least 1s".to_string(),
                         ));
+                    }
+                    // Longer, and the next multiple may lie past the year 9999: such a job
+                    // would never fire (found by fuzzing: "@every 66666666666653m").
+                    if secs > MAX_EVERY_SECS {
+                        return Err(general(format!(
+                            "@every {arg:?}: at most 400 years (146097d)"
+                        )));
                     }
                     Ok(Expr::Every(secs))
                 }

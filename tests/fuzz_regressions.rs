@@ -140,3 +140,25 @@ fn next_fire_before_1970_with_a_fraction_skips_no_second() {
         );
     }
 }
+
+/// Found by the `schedule` fuzzer: `@every 66666666666653m` parsed, and `can_fire()` said yes,
+/// but its next multiple lies past the year 9999, so the job could never fire. Periods are now
+/// at most 400 years, the Gregorian cycle.
+#[test]
+fn every_longer_than_400_years_is_refused() {
+    use cronwarden::schedule::{Expr, Schedule};
+    use jiff::Timestamp;
+    use jiff::tz::TimeZone;
+    for text in [
+        "@every 66666666666653m",
+        "@every 146098d",
+        "@every 146097d 1s",
+    ] {
+        let e = Expr::parse(text).expect_err(text).to_string();
+        assert!(e.contains("at most 400 years"), "{text}: {e}");
+    }
+    let longest = Expr::parse("@every 146097d").expect("400 years");
+    let after: Timestamp = "2026-11-25T00:00:00Z".parse().expect("instant");
+    let next = Schedule::new(longest, TimeZone::UTC).next_after(after);
+    assert_eq!(next, Some("2370-01-01T00:00:00Z".parse().expect("instant")));
+}
