@@ -683,8 +683,8 @@ fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
     pfds.iter().any(|p| p.revents != 0)
 }
 
-/// Starts the due instants. In fleet mode a thread marks them, claims them in one statement
-/// and dispatches the ones this node won (one round trip for a thousand ticks, not one each).
+/// Starts the due instants. In fleet mode a thread claims them, one statement per rank, and
+/// dispatches the ones this node won (one round trip for a thousand ticks, not one each).
 fn start_all(shared: &Arc<Shared>, cfg: &Arc<Config>, due: Vec<Dispatch>) {
     let Some(fleet) = crate::fleet::get() else {
         for d in due {
@@ -720,18 +720,10 @@ fn claim_and_dispatch(
     cfg: &Arc<Config>,
     launches: Vec<Launch>,
 ) {
-    let mut keep = Vec::with_capacity(launches.len());
-    for mut l in launches {
-        if let Err(e) = shared.mark(&l.job, l.scheduled) {
-            shared
-                .log
-                .log(Level::Error, "mark", &[("job", l.job.clone())], &e);
-            continue;
-        }
-        // Marked and claimed here: run_one does neither again.
-        l.mark = false;
-        keep.push(l);
-    }
+    // The claim is what keeps a tick from running twice in fleet mode (a restarted node's
+    // catch-up finds it taken); the dispatch mark, written by each won run's own thread
+    // before it starts, only tells catch-up where this node left off.
+    let keep = launches;
     // By rank: this node's own share at once, then every CLAIM_STEP the share of the next
     // node in line (taken only if that node has not claimed it by then).
     let mut by_rank: std::collections::BTreeMap<usize, Vec<Launch>> = Default::default();

@@ -241,7 +241,7 @@ fn long_job(name: &str, secs: u32, extra: &str) -> String {
     )
 }
 
-const TICK: &str = "[jobs.tick]\nschedule = \"* * * * * *\"\noverlap = \"allow\"\n\
+const TICK: &str = "[jobs.tick]\nschedule = \"* * * * * *\"\noverlap = \"allow\"\ncatchup = \"all\"\n\
     command = [\"/bin/sh\", \"-c\", \"echo tick $NODE $CRONWARDEN_TS >> $EVENTS.ticks\"]\n";
 
 fn no_overlap(ev: &Path) {
@@ -365,6 +365,9 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
             .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
         "{out}"
     );
+    // The victim has won ticks of its own (so it has a catch-up mark when it comes back).
+    let tick_file = PathBuf::from(format!("{}.ticks", ev.display()));
+    wait_for(|| events(&tick_file).iter().any(|l| l[1] == first[1]));
     let killed_at = jiff::Timestamp::now();
     daemons[victim]
         .take()
@@ -422,7 +425,21 @@ fn a_killed_node_s_run_is_taken_over_after_dead_after_and_ticks_go_on() {
         ]]
     );
     // Ticks continue on the other nodes without a gap through the kill and the takeover.
-    let tick_file = PathBuf::from(format!("{}.ticks", ev.display()));
+    let after = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    wait_for(|| {
+        events(&tick_file)
+            .iter()
+            .any(|l| l[2].parse::<jiff::Timestamp>().is_ok_and(|t| t >= after))
+    });
+    // The killed node comes back: its catch-up of the ticks it missed (catchup = "all")
+    // finds them claimed by the others and runs none of them again.
+    daemons[victim] = Some(Daemon::start(&tables[victim]));
+    wait_for(|| tables[victim].log().matches(" daemon-start ").count() >= 2);
+    let log = tables[victim].log();
+    assert!(
+        log.contains("job tick: ") && log.contains("missed") && log.contains("running each"),
+        "the restarted node tried to catch up:\n{log}"
+    );
     let after = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
     wait_for(|| {
         events(&tick_file)
