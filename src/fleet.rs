@@ -287,6 +287,12 @@ fn db_err(e: postgres::Error) -> String {
     }
 }
 
+/// A column of a row, as an error (not a panic) when the table is not what this version
+/// made.
+fn col<'a, T: postgres::types::FromSql<'a>>(r: &'a postgres::Row, i: usize) -> Result<T, String> {
+    r.try_get(i).map_err(db_err)
+}
+
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
@@ -421,7 +427,9 @@ impl Fleet {
             )?;
             let v: i32 = tx
                 .query_opt("SELECT version FROM cronwarden_schema", &[])?
-                .map_or(0, |r| r.get(0));
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(0);
             if v == 0 {
                 tx.execute("INSERT INTO cronwarden_schema VALUES (0)", &[])?;
             }
@@ -508,7 +516,7 @@ impl Fleet {
                 &[&jobs, &at, &ids, &self.node],
             )
         })?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        rows.iter().map(|r| col(r, 0)).collect()
     }
 
     /// Keeps the tables bounded: claims, trigger requests and alert marks past the claim
@@ -559,7 +567,7 @@ impl Fleet {
     /// The paused jobs.
     pub fn paused(&self) -> Result<HashSet<String>, String> {
         self.with(|c| c.query("SELECT job FROM cronwarden_paused", &[]))
-            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .and_then(|rows| rows.iter().map(|r| col(r, 0)).collect())
     }
 
     /// Takes the job's lease for `run_id` if nobody holds a live one; else says who does.
@@ -620,12 +628,15 @@ impl Fleet {
                 &[&job],
             )
         })?;
-        Ok(row.map(|r| LeaseHolder {
-            node: r.get(0),
-            run_id: r.get(1),
-            since: r.get(2),
-            age_s: r.get(3),
-        }))
+        row.map(|r| {
+            Ok(LeaseHolder {
+                node: col(&r, 0)?,
+                run_id: col(&r, 1)?,
+                since: col(&r, 2)?,
+                age_s: col(&r, 3)?,
+            })
+        })
+        .transpose()
     }
 
     /// Every held lease, by job.
@@ -638,20 +649,19 @@ impl Fleet {
                 &[],
             )
         })?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                (
-                    r.get(0),
+                Ok((
+                    col(r, 0)?,
                     LeaseHolder {
-                        node: r.get(1),
-                        run_id: r.get(2),
-                        since: r.get(3),
-                        age_s: r.get(4),
+                        node: col(r, 1)?,
+                        run_id: col(r, 2)?,
+                        since: col(r, 3)?,
+                        age_s: col(r, 4)?,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     /// Records that a run started (or, after a takeover, started again here).
@@ -778,19 +788,20 @@ impl Fleet {
                 &[&self.dead_after.as_secs_f64()],
             )
         })?;
-        Ok(rows
-            .iter()
-            .map(|r| LostRun {
-                run_id: r.get(0),
-                job: r.get(1),
-                node: r.get(2),
-                scheduled: Timestamp::from_millisecond(r.get::<_, i64>(3))
-                    .unwrap_or(Timestamp::UNIX_EPOCH),
-                trigger: r.get(4),
-                params: serde_json::from_str(r.get::<_, &str>(5)).unwrap_or_default(),
-                attempt: r.get::<_, i32>(6).max(0) as u32,
+        rows.iter()
+            .map(|r| {
+                Ok(LostRun {
+                    run_id: col(r, 0)?,
+                    job: col(r, 1)?,
+                    node: col(r, 2)?,
+                    scheduled: Timestamp::from_millisecond(col::<i64>(r, 3)?)
+                        .unwrap_or(Timestamp::UNIX_EPOCH),
+                    trigger: col(r, 4)?,
+                    params: serde_json::from_str(col::<&str>(r, 5)?).unwrap_or_default(),
+                    attempt: col::<i32>(r, 6)?.max(0) as u32,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Stores a lost run's record (written by the node that took it over).
@@ -822,7 +833,7 @@ impl Fleet {
             )?;
             tx.execute(&format!("NOTIFY {TRIGGER_CHANNEL}"), &[])?;
             tx.commit()?;
-            Ok(row.get::<_, String>(0))
+            row.try_get::<_, String>(0)
         })
     }
 
@@ -839,14 +850,15 @@ impl Fleet {
                 &[&self.node, &jobs],
             )
         })?;
-        Ok(rows
-            .iter()
-            .map(|r| Triggered {
-                job: r.get(0),
-                params: serde_json::from_str(r.get::<_, &str>(1)).unwrap_or_default(),
-                run_id: r.get(2),
+        rows.iter()
+            .map(|r| {
+                Ok(Triggered {
+                    job: col(r, 0)?,
+                    params: serde_json::from_str(col::<&str>(r, 1)?).unwrap_or_default(),
+                    run_id: col(r, 2)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// A run's record once it is over (`None` while it runs or before a node took it).
@@ -858,7 +870,7 @@ impl Fleet {
                 &[&run_id],
             )
         })?;
-        Ok(row.and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
+        Ok(row.and_then(|r| serde_json::from_str(col::<&str>(&r, 0).ok()?).ok()))
     }
 
     /// The newest `n` finished runs of a job (oldest first), from every node.
@@ -875,7 +887,7 @@ impl Fleet {
         })?;
         Ok(rows
             .iter()
-            .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
+            .filter_map(|r| serde_json::from_str(col::<&str>(r, 0).ok()?).ok())
             .collect())
     }
 
@@ -957,8 +969,8 @@ impl Fleet {
                     )
                     .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
-                *lock(&self.live) = live.iter().map(|r| r.get(0)).collect();
-                Ok(rows.iter().map(|r| r.get(0)).collect())
+                *lock(&self.live) = live.iter().filter_map(|r| col(r, 0).ok()).collect();
+                rows.iter().map(|r| col(r, 0)).collect()
             })();
             match result {
                 Ok(jobs) => {
