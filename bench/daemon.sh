@@ -14,8 +14,11 @@
 # "floor", starts the same job from a python loop (sleep, posix_spawn; bench/daemon_floor.py)
 # half a second off the daemons' instants: what this machine can do while the benchmark runs.
 # The state_dir of cronwarden is in the temp dir ($TMPDIR or /tmp): its file system matters.
-# Usage: sudo bench/daemon.sh   (as root on Debian; builds the release binary, installs cron
-# with apt-get and yacron with pip when missing; cron must not already be running)
+# Usage: sudo bench/daemon.sh   (as root on Debian; builds the release binary unless
+# CRONWARDEN_BIN names one, installs cron with apt-get when missing, and yacron into bench/.venv
+# (bench/yacron-venv.sh) unless YACRON names one; cron must not already be running). With
+# BENCH_OUT=DIR the raw samples, the meta file and the idle daemons' smaps are copied there at
+# the end, for bench/all.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 window=${WINDOW:-120}
@@ -26,12 +29,12 @@ if pgrep -x cron >/dev/null; then
   exit 1
 fi
 [ -x /usr/sbin/cron ] || { apt-get update -qq && apt-get install -y -qq cron >/dev/null; }
-command -v yacron >/dev/null 2>&1 || pip install -q yacron
-yacron=$(command -v yacron)
-# pyenv's shim is a shell script: run the real entry point so the pid we measure is python's.
-if command -v pyenv >/dev/null 2>&1 && pyenv which yacron >/dev/null 2>&1; then yacron=$(pyenv which yacron); fi
-cargo build --release --quiet
-bin=$PWD/target/release/cronwarden
+# The venv's entry point is a python script (not a shell shim such as pyenv's), so the pid we
+# measure is python's.
+yacron=${YACRON:-$(bench/yacron-venv.sh)}
+ya_python=$(head -1 "$yacron" | sed 's/^#! *//')
+if [ -n "${CRONWARDEN_BIN:-}" ]; then bin=$CRONWARDEN_BIN
+else cargo build --release --quiet; bin=$PWD/target/release/cronwarden; fi
 
 dir=$(mktemp -d)
 crond=/etc/cron.d/cronwarden-bench   # Debian's cron skips names with dots
@@ -39,18 +42,45 @@ pids=()
 had_pidfile=0; [ -e /run/crond.pid ] && had_pidfile=1
 had_reboot=0; [ -e /run/crond.reboot ] && had_reboot=1
 alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+declare -A pname   # pid -> name, for the report of a process that ignores SIGTERM
 stop_all() {
-  local p
+  local p t
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 100); do alive "$p" || break; sleep 0.1; done
+    if alive "$p"; then
+      # Still there 10 s after SIGTERM: keep what its threads wait in, then kill it.
+      echo "daemon.sh: ${pname[$p]:-pid $p} did not exit within 10 s of SIGTERM; killed" >&2
+      echo "killed=${pname[$p]:-$p}" >> "$dir/meta"
+      for t in /proc/"$p"/task/*; do
+        echo "== ${t##*/} $(cat "$t/comm" 2>/dev/null) state $(cut -d' ' -f3 "$t/stat" 2>/dev/null)" \
+          "wchan $(cat "$t/wchan" 2>/dev/null)"
+        cat "$t/stack" 2>/dev/null || true
+      done > "$dir/${pname[$p]:-$p}.hang" 2>&1
+    fi
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
   pids=()
 }
+save_out() {   # with BENCH_OUT: the raw data, also of a run that failed half-way
+  [ -n "${BENCH_OUT:-}" ] || return 0
+  mkdir -p "$BENCH_OUT"
+  for t in cronwarden cron yacron floor; do
+    mkdir -p "$BENCH_OUT/$t"; cp "$dir/a/$t"/*.txt "$BENCH_OUT/$t/" 2>/dev/null || true
+  done
+  cp "$dir/meta" "$dir"/*.smaps "$dir"/*.hang "$BENCH_OUT/" 2>/dev/null || true
+  for ph in a b; do   # the daemons' own logs, for a run that went wrong
+    mkdir -p "$BENCH_OUT/logs-$ph"
+    cp "$dir/$ph/cronwarden/daemon.err" "$BENCH_OUT/logs-$ph/cronwarden.err" 2>/dev/null || true
+    cp "$dir/$ph/cronwarden/cronwarden.log" "$BENCH_OUT/logs-$ph/cronwarden.log" 2>/dev/null || true
+    cp "$dir/$ph/cron/cron.err" "$BENCH_OUT/logs-$ph/cron.err" 2>/dev/null || true
+    cp "$dir/$ph/yacron/yacron.log" "$BENCH_OUT/logs-$ph/yacron.log" 2>/dev/null || true
+  done
+}
 cleanup() {
   stop_all
+  save_out
   rm -f "$crond"
   [ "$had_pidfile" = 1 ] || rm -f /run/crond.pid
   [ "$had_reboot" = 1 ] || rm -f /run/crond.reboot
@@ -110,6 +140,7 @@ start() {
   "$bin" -c "$cw/jobs.toml" daemon 2>"$cw/daemon.err" & cw_pid=$!; pids+=("$cw_pid")
   /usr/sbin/cron -f 2>"$cr/cron.err" & cron_pid=$!; pids+=("$cron_pid")
   "$yacron" -c "$ya/yacron.yaml" >"$ya/yacron.log" 2>&1 & ya_pid=$!; pids+=("$ya_pid")
+  pname[$cw_pid]=cronwarden-$1; pname[$cron_pid]=cron-$1; pname[$ya_pid]=yacron-$1
   sleep 2
   local p name
   for p in "cronwarden $cw_pid $cw/daemon.err" "cron $cron_pid $cr/cron.err" "yacron $ya_pid $ya/yacron.log"; do
@@ -122,7 +153,7 @@ echo "== machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d
   "$(. /etc/os-release && echo "$PRETTY_NAME"); temp dirs on $(df --output=fstype "$dir" | tail -1)"
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews latencies)"
 echo "== versions: $("$bin" --version), cron $(dpkg-query -W -f='${Version}' cron 2>/dev/null)," \
-  "yacron $(pip show yacron 2>/dev/null | awk '/^Version/ {print $2}') on $(head -1 "$yacron" | sed 's/^#!//') ($("$(head -1 "$yacron" | sed 's/^#!//')" --version 2>&1))"
+  "yacron $("$ya_python" -c 'import importlib.metadata as m; print(m.version("yacron"))') on $ya_python ($("$ya_python" --version 2>&1))"
 echo "== commands:"
 echo "   $bin -c DIR/jobs.toml daemon       # [jobs.X] command = \"date +%s.%N >> FILE\""
 echo "   /usr/sbin/cron -f                  # $crond: MIN * * * * root date +\\%s.\\%N >> FILE"
@@ -135,7 +166,7 @@ burst=$((m0 + 180))
 tables a "$m0 $((m0 + 60)) $((m0 + 120))" "$burst"
 start a
 mkdir -p "$dir/a/floor"
-python3 bench/daemon_floor.py "$dir/a/floor" "$m0" "$burst" & pids+=("$!")
+python3 bench/daemon_floor.py "$dir/a/floor" "$m0" "$burst" & pids+=("$!"); pname[$!]=floor
 printf 'm0=%s\nburst=%s\nwindow=%s\n' "$m0" "$burst" "$window" > "$dir/meta"
 echo "== 1+2. latency: one job at $(date -d "@$m0" +%H:%M), +1, +2 min (cronwarden also every second 1-59 of them);" \
   "100 jobs at $(date -d "@$burst" +%H:%M); done about $(date -d "@$((burst + 33))" +%H:%M:%S)"
@@ -160,12 +191,13 @@ for t in cronwarden:$cw_pid cron:$cron_pid yacron:$ya_pid; do before[${t%%:*}]=$
 sleep "$window"
 for t in cronwarden:$cw_pid cron:$cron_pid yacron:$ya_pid; do
   name=${t%%:*} p=${t#*:}
-  alive "$p" || { echo "daemon.sh: $name died while idle" >&2; exit 1; }
+  alive "$p" || { echo "daemon.sh: $name died while idle" >&2; echo "died=$name-b" >> "$dir/meta"; exit 1; }
   {
     echo "${name}_csw=$(( $(csw "$p") - ${before[$name]} ))"
     echo "${name}_rss_kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$p/status")"
     echo "${name}_threads=$(ls "/proc/$p/task" | wc -l)"
   } >> "$dir/meta"
+  cat "/proc/$p/smaps" > "$dir/$name.smaps"
 done
 echo "   cronwarden idle memory (smaps_rollup, kB): $(awk '/^(Rss|Anonymous|Private_Dirty|Shared_Clean|Private_Clean):/ { printf "%s %s  ", $1, $2 }' "/proc/$cw_pid/smaps_rollup")"
 echo "   process checked: cronwarden $(readlink "/proc/$cw_pid/exe"), cron $(readlink "/proc/$cron_pid/exe"), yacron $(readlink "/proc/$ya_pid/exe")"

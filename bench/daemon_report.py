@@ -13,7 +13,7 @@ TARGETS = {
     "single": "",
     "persec": "p99 < 5 ms",
     "burst": "last < 250 ms",
-    "rss": "< 2.5 MB",
+    "rss": "< 2.5 MiB",
     "wake": "<= 1 / min",
 }
 
@@ -94,7 +94,7 @@ def main():
             rows["burst"].append("0/100 started")
 
         rss = meta.get(f"{tool}_rss_kb")
-        rows["rss"].append(f"{int(rss) / 1024:.2f} MB ({rss} kB)" if rss else "n/a")
+        rows["rss"].append(f"{int(rss) / 1024:.2f} MiB ({rss} kB)" if rss else "n/a")
         csw = meta.get(f"{tool}_csw")
         thr = meta.get(f"{tool}_threads", "?")
         rows["wake"].append(

@@ -4,16 +4,19 @@
 #     (moreutils); target: under 3 ms over `true`;
 #  2. output capture of a job printing 1 GiB: throughput and the runner's peak RSS
 #     (target: at least 1 GB/s within 10 MB), next to the same job under chronic.
-# Usage: bench/run.sh   (builds the release binary; installs hyperfine, moreutils and GNU
-# time with apt-get when missing)
+# Usage: bench/run.sh   (builds the release binary unless CRONWARDEN_BIN names one; installs
+# hyperfine, moreutils and GNU time with apt-get when missing; with BENCH_OUT=DIR it also leaves
+# hyperfine's JSON and every capture run, "label seconds peak-KiB", there, for bench/all.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need hyperfine hyperfine
 need chronic moreutils
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet
-bin=$PWD/target/release/cronwarden
+if [ -n "${CRONWARDEN_BIN:-}" ]; then bin=$CRONWARDEN_BIN
+else cargo build --release --quiet; bin=$PWD/target/release/cronwarden; fi
+out=${BENCH_OUT:-}
+[ -z "$out" ] || mkdir -p "$out"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cat > "$dir/jobs.toml" <<TOML
@@ -34,12 +37,14 @@ TOML
 chmod 0644 "$dir/jobs.toml"
 echo "== 1. overhead on a true job (machine: $(nproc) cores, $(uname -r))"
 hyperfine -N --warmup 20 --runs 300 --export-markdown "$dir/overhead.md" \
-  "/bin/true" "chronic /bin/true" "$bin -c $dir/jobs.toml run true"
+  ${out:+--export-json "$out/overhead.json"} -n true "/bin/true" -n chronic "chronic /bin/true" \
+  -n cronwarden "$bin -c $dir/jobs.toml run true"
 cat "$dir/overhead.md"
 
 echo "== 2. 1 GiB of output"
 mb() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f MB/s", b / s / 1e6 }'; }
 for label in "head -c 1GiB > /dev/null" "chronic" "cronwarden run"; do
+  key=${label%% *}
   case $label in
     head*) cmd=(/usr/bin/head -c 1073741824 /dev/zero) ;;
     chronic) cmd=(chronic /usr/bin/head -c 1073741824 /dev/zero) ;;
@@ -49,6 +54,7 @@ for label in "head -c 1GiB > /dev/null" "chronic" "cronwarden run"; do
   for _ in 1 2 3; do
     /usr/bin/time -f "%e %M" -o "$dir/t" "${cmd[@]}" >/dev/null 2>&1
     read -r secs kib < "$dir/t"
+    [ -z "$out" ] || echo "$key $secs $kib" >> "$out/capture.txt"
     if [ -z "$best" ] || awk -v a="$secs" -v b="${best%% *}" 'BEGIN { exit !(a < b) }'; then best="$secs $kib"; fi
   done
   read -r secs kib <<< "$best"
