@@ -628,27 +628,34 @@ pub fn run(config_path: &Path) -> CmdResult {
 }
 
 /// Lets go of the memory that only start-up needed (parsing the command line and the table):
-/// clean pages of the executable's read-only mappings are dropped from this process's
-/// resident set (the few the idle loop uses fault back in from the page cache), and free
-/// heap is returned to the system. A mapping is dropped only when it is not writable and
-/// has no dirty page: dropping a private page that was written (relocated data) would lose
-/// its contents.
+/// the pages of read-only file mappings (this binary, libc, ld.so) are dropped from this
+/// process's resident set (the few the idle loop uses fault back in from the page cache),
+/// and free heap is returned to the system. A mapping is dropped only when it is not
+/// writable and has no anonymous page: dropping a private page that was written (relocated
+/// data) would lose its contents. (Dirty page-cache pages of a binary just written are
+/// fine: the page cache keeps them.)
 fn trim_startup_memory() {
     // SAFETY: glibc's malloc_trim only releases free memory back to the system.
     unsafe {
         libc::malloc_trim(0);
     }
-    let Ok(exe) = fs::read_link("/proc/self/exe") else {
-        return;
-    };
     let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };
     // First the list, then the madvise calls: code that runs after them (parsing smaps)
     // would fault its pages straight back in.
     let mut ranges: Vec<(usize, usize)> = Vec::new();
+    // A candidate: a read-only mapping of a file (this binary, libc, ld.so...), and whether
+    // any of its pages is anonymous (copied on write, e.g. relocated data): those must stay.
     let mut current: Option<(usize, usize)> = None;
-    let mut dirty = 0u64;
+    let mut anonymous = 0u64;
+    let mut take = |cur: Option<(usize, usize)>, anonymous: u64| {
+        if let Some(r) = cur
+            && anonymous == 0
+        {
+            ranges.push(r);
+        }
+    };
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
         let Some(first) = f.next() else { continue };
@@ -656,33 +663,25 @@ fn trim_startup_memory() {
             && let (Ok(start), Ok(end)) =
                 (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
         {
-            if let Some(r) = current.take()
-                && dirty == 0
-            {
-                ranges.push(r);
-            }
-            dirty = 0;
+            take(current.take(), anonymous);
+            anonymous = 0;
             let perms = f.next().unwrap_or("");
-            let path = f.nth(3);
-            if !perms.contains('w') && path.map(Path::new) == Some(exe.as_path()) {
+            let path = f.nth(3).unwrap_or("");
+            if !perms.contains('w') && perms.ends_with('p') && path.starts_with('/') {
                 current = Some((start, end));
             }
-        } else if first == "Private_Dirty:" || first == "Shared_Dirty:" {
-            dirty += f.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(1);
+        } else if first == "Anonymous:" {
+            anonymous += f.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(1);
         }
     }
-    if let Some(r) = current
-        && dirty == 0
-    {
-        ranges.push(r);
-    }
+    take(current, anonymous);
     drop(smaps);
     for (start, end) in ranges {
-        // SAFETY: the range is one of our own non-writable, file-backed mappings with no
-        // dirty page; MADV_DONTNEED only drops clean pages, re-read from the file on use.
+        // SAFETY: the range is one of our own private, non-writable mappings of a file with
+        // no anonymous (copied) page: every page is the file's, so MADV_DONTNEED only drops
+        // it from this process, to be read again from the page cache on use.
         // MADV_RANDOM first: no readahead when they come back. (The kernel still maps up
-        // to 64 KiB of cached pages around each fault: a wake-up brings back about 0.6 MB
-        // of code, measured on Linux 6.18.)
+        // to 64 KiB of cached pages around each fault: a wake-up brings back some of it.)
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
