@@ -337,50 +337,10 @@ fn redact(e: impl std::fmt::Display, url: &str) -> String {
 
 /// Reads a secret from the environment or a file (trailing newline ignored). Never logged.
 fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
-    let permanent = |reason: String| DeliveryError {
+    s.read("password").map_err(|reason| DeliveryError {
         reason,
         permanent: true,
-    };
-    match s {
-        crate::config::Secret::Env(var) => std::env::var(var)
-            .map_err(|_| permanent(format!("the password variable {var} is not set"))),
-        crate::config::Secret::File(path) => read_private(path)
-            .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| permanent(format!("password_file {}: {e}", path.display()))),
-    }
-}
-
-/// Reads a file that only its owner can use, as ssh does a private key: owned by this user
-/// or root, no permission for group or others (checked on the open file).
-fn read_private(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
-    let me = nix::unistd::geteuid();
-    if meta.uid() != me.as_raw() && meta.uid() != 0 {
-        let name = nix::unistd::User::from_uid(me)
-            .ok()
-            .flatten()
-            .map_or_else(|| me.to_string(), |u| u.name);
-        return Err(format!(
-            "refusing a password file owned by uid {} (whoever owns it can read and change \
-             the password). Fix: chown {name} {}",
-            meta.uid(),
-            path.display()
-        ));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "refusing a password file that group or others may use (mode {mode:04o}). \
-             Fix: chmod 600 {}",
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    f.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    Ok(text)
+    })
 }
 
 fn send_email(

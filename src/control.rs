@@ -29,7 +29,6 @@ use crate::cmd::exit;
 use crate::config::Settings;
 use crate::daemon::{Launch, Shared, dispatch};
 use crate::log::{Level, Logger};
-use crate::record::Outcome;
 
 /// The longest request line accepted.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -219,12 +218,7 @@ fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
                     ok: true,
                     run_id: Some(run_id),
                     outcome: Some(rec.outcome.as_str().to_string()),
-                    exit_code: Some(match rec.outcome {
-                        Outcome::Success => exit::OK,
-                        Outcome::Skipped => exit::LOCKED,
-                        Outcome::Interrupted => exit::SIGTERM,
-                        Outcome::Failure | Outcome::Lost => exit::JOB_FAILED,
-                    }),
+                    exit_code: Some(crate::cmd::waited_exit(rec.outcome)),
                     ..Response::default()
                 },
                 Err(_) => fail(exit::JOB_FAILED, "the run ended without a record"),

@@ -454,11 +454,6 @@ pub fn execute_locked(
         }
         _ => interrupt,
     };
-    let is_fenced = |lock: &Option<JobLock>| {
-        lock.as_ref()
-            .and_then(|l| l.lease.as_ref())
-            .is_some_and(|l| l.fenced())
-    };
 
     let mut holder = Holder {
         pid: Some(std::process::id() as i32),
@@ -603,7 +598,10 @@ pub fn execute_locked(
             }
         }
     }
-    let fenced = is_fenced(&lock);
+    let fenced = lock
+        .as_ref()
+        .and_then(|l| l.lease.as_ref())
+        .is_some_and(|l| l.fenced());
     if fenced {
         outcome = Outcome::Interrupted;
         reason = Some(

@@ -211,39 +211,13 @@ pub fn get() -> Option<&'static Fleet> {
     FLEET.get()
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn random_hex() -> String {
-    let mut b = [0u8; 8];
-    if getrandom(&mut b).is_err() {
-        let t = Timestamp::now().as_nanosecond() as u64 ^ u64::from(std::process::id());
-        b = t.to_le_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    // SAFETY: getrandom(2) writes at most `buf.len()` bytes into the exclusively borrowed buffer.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n == buf.len() as isize {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
+use crate::daemon::lock_ignoring_poison as lock;
 
 /// The connection string, from the table or its secret; never logged.
 fn url(c: &Cluster) -> Result<String, String> {
     match &c.postgres_url {
         ClusterUrl::Inline(u) => Ok(u.clone()),
-        ClusterUrl::Secret(crate::config::Secret::Env(var)) => std::env::var(var)
-            .map(|v| v.trim().to_string())
-            .map_err(|_| format!("[cluster] postgres_url_env: {var} is not set")),
-        ClusterUrl::Secret(crate::config::Secret::File(p)) => std::fs::read_to_string(p)
-            .map(|v| v.trim().to_string())
-            .map_err(|e| format!("[cluster] postgres_url_file {}: {e}", p.display())),
+        ClusterUrl::Secret(s) => s.read("postgres_url").map(|v| v.trim().to_string()),
     }
 }
 
@@ -325,7 +299,13 @@ impl Fleet {
         };
         let fleet = Fleet {
             node: cluster.node.clone(),
-            incarnation: format!("{}-{}", cluster.node, random_hex()),
+            // Unique per process start: the node, the pid and a random suffix.
+            incarnation: format!(
+                "{}-{}-{:08x}",
+                cluster.node,
+                std::process::id(),
+                (crate::policy::random01() * f64::from(u32::MAX)) as u32
+            ),
             heartbeat: cluster.heartbeat,
             dead_after: cluster.dead_after,
             pg,
@@ -588,7 +568,7 @@ impl Fleet {
                         run_id = excluded.run_id, since = now(), renewed = now()
                     WHERE l.renewed < now() - $5 * interval '1 second'
                        OR (l.incarnation = excluded.incarnation AND l.run_id = excluded.run_id)
-                 RETURNING (xmax = 0) AS fresh",
+                 RETURNING 1",
                 &[
                     &job,
                     &self.node,
@@ -878,10 +858,10 @@ impl Fleet {
         let rows = self.with(|c| {
             c.query(
                 "SELECT record FROM (
-                    SELECT record, started FROM cronwarden_runs
+                    SELECT record, started, run_id FROM cronwarden_runs
                     WHERE job = $1 AND record IS NOT NULL
                     ORDER BY started DESC, run_id DESC LIMIT $2) t
-                 ORDER BY started, record",
+                 ORDER BY started, run_id",
                 &[&job, &(n.min(i64::MAX as usize) as i64)],
             )
         })?;
@@ -1079,8 +1059,8 @@ impl Fleet {
         }
     }
 
-    /// Marks this node stopped (its runs are then taken over without waiting for
-    /// `dead_after`... only those it left running, which a clean stop does not).
+    /// Marks this node stopped at a clean exit (after its runs ended and were recorded), so
+    /// that the fleet does not count it among the live nodes for ranking.
     pub fn leave(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.wake.notify_all();

@@ -428,6 +428,17 @@ pub(crate) fn join_fleet(
         })
 }
 
+/// The exit code of `trigger --wait` for how the run ended.
+pub(crate) fn waited_exit(outcome: crate::record::Outcome) -> u8 {
+    use crate::record::Outcome;
+    match outcome {
+        Outcome::Success => exit::OK,
+        Outcome::Skipped => exit::LOCKED,
+        Outcome::Interrupted => exit::SIGTERM,
+        Outcome::Failure | Outcome::Lost => exit::JOB_FAILED,
+    }
+}
+
 /// `trigger` in fleet mode: a request in the database that exactly one node takes.
 fn fleet_trigger(
     fleet: &crate::fleet::Fleet,
@@ -449,11 +460,7 @@ fn fleet_trigger(
     loop {
         if let Some(rec) = fleet.finished(&run_id).map_err(db)? {
             println!("{run_id} {}", rec.outcome.as_str());
-            return Ok(match rec.outcome {
-                crate::record::Outcome::Success => exit::OK,
-                crate::record::Outcome::Skipped => exit::LOCKED,
-                _ => exit::JOB_FAILED,
-            });
+            return Ok(waited_exit(rec.outcome));
         }
         if let Some(sig) = interrupt.sleep(std::time::Duration::from_millis(200)) {
             eprintln!("{run_id}: still queued or running; stopped waiting");

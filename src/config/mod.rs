@@ -160,6 +160,51 @@ pub enum Secret {
     File(PathBuf),
 }
 
+impl Secret {
+    /// The secret itself, read when it is needed. `what` is the key without its `_env` or
+    /// `_file` ("password", "postgres_url"), for errors. A file must be private to its owner, as ssh demands of a private key:
+    /// owned by this user or root, no permission for group or others (checked on the open
+    /// file); a trailing newline is dropped.
+    pub fn read(&self, what: &str) -> Result<String, String> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let path = match self {
+            Secret::Env(var) => {
+                return std::env::var(var).map_err(|_| format!("{what}_env: {var} is not set"));
+            }
+            Secret::File(path) => path,
+        };
+        let fail = |e: String| format!("{what}_file {}: {e}", path.display());
+        let mut f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
+        let me = nix::unistd::geteuid();
+        if meta.uid() != me.as_raw() && meta.uid() != 0 {
+            let name = nix::unistd::User::from_uid(me)
+                .ok()
+                .flatten()
+                .map_or_else(|| me.to_string(), |u| u.name);
+            return Err(fail(format!(
+                "refusing a file owned by uid {} (whoever owns it can read and change the \
+                 secret). Fix: chown {name} {}",
+                meta.uid(),
+                path.display()
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(fail(format!(
+                "refusing a file that group or others may use (mode {mode:04o}). \
+                 Fix: chmod 600 {}",
+                path.display()
+            )));
+        }
+        let mut text = String::new();
+        f.read_to_string(&mut text)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(text.trim_end_matches(['\n', '\r']).to_string())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmtpTls {
     /// `smtp://`: STARTTLS when the server offers it.

@@ -594,3 +594,32 @@ fn without_the_database_fleet_commands_say_so() {
         );
     }
 }
+
+#[test]
+fn a_postgres_url_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("fleet-urlfile");
+    let url = dir.write("pg.url", "postgres://cw:secret@127.0.0.1:1/x\n");
+    let t = Table::new(
+        "fleet-urlfile",
+        &format!(
+            "[cluster]\npostgres_url_file = \"{}\"\n[jobs.j]\nschedule = \"@manual\"\n\
+             command = [\"/bin/true\"]\n",
+            url.display()
+        ),
+    );
+    // 0644 (as written): refused before any connection is tried, and the secret stays out.
+    let (code, _, err) = t.run(&["status"]);
+    assert_eq!(code, 69, "{err}");
+    assert!(
+        err.contains("postgres_url_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+    // 0600: read, and the connection is what fails (nothing listens on port 1).
+    std::fs::set_permissions(&url, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, _, err) = t.run(&["status"]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
