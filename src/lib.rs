@@ -1,25 +1,43 @@
-//! cronwarden: a cron replacement. The data flows
-//! `config -> schedule -> run attempt -> retry/verify -> record -> alert`.
-pub mod alert;
+//! cronwarden: a cron replacement. One tick travels
+//! `config -> scheduler -> daemon -> execute (coordination, attempts, verify) -> record -> alert`;
+//! docs/architecture.md has the map, and `tests/architecture.rs` keeps the dependency rule.
+//!
+//! The public modules are what the binary, the tests and the fuzz targets use; the rest is
+//! the crate's own.
+
+// The command layer.
 pub mod cli;
 pub mod cmd;
-pub mod config;
+// The daemon.
+mod daemon;
+mod metrics;
+// The run path.
+mod execute;
+mod pipeline;
+// Alerts.
+mod alert;
+// Coordination: local mode and fleet mode behind one interface.
 pub mod control;
-pub mod daemon;
-pub mod diag;
-pub mod execute;
+mod coord;
 pub mod fleet;
+mod lock;
+// Process supervision.
+mod output;
+mod policy;
+mod runner;
+// Core.
+pub mod config;
 pub mod import;
-pub mod lock;
-pub mod log;
-pub mod metrics;
-pub mod output;
-pub mod paths;
-pub mod pipeline;
-pub mod policy;
-pub mod record;
-pub mod runner;
+mod log;
+mod record;
 pub mod schedule;
-pub mod scheduler;
+mod scheduler;
 pub mod template;
-pub mod units;
+// Leaf modules anyone may use.
+pub mod diag;
+mod exit;
+mod files;
+mod paths;
+mod sync;
+mod sys;
+mod units;

@@ -80,9 +80,6 @@ impl Holder {
 #[derive(Debug)]
 pub struct JobLock {
     file: File,
-    path: PathBuf,
-    /// In fleet mode, the cluster-wide lease that goes with the local lock.
-    pub lease: Option<crate::fleet::Lease>,
 }
 
 pub enum Acquired {
@@ -94,8 +91,8 @@ pub fn lock_path(lock_dir: &Path, job: &str) -> PathBuf {
     lock_dir.join(format!("{job}.lock"))
 }
 
-fn open(lock_dir: &Path, job: &str) -> io::Result<(File, PathBuf)> {
-    crate::record::ensure_dir(lock_dir)?;
+fn open(lock_dir: &Path, job: &str) -> io::Result<File> {
+    crate::files::ensure_dir(lock_dir)?;
     let path = lock_path(lock_dir, job);
     let file = OpenOptions::new()
         .read(true)
@@ -104,7 +101,7 @@ fn open(lock_dir: &Path, job: &str) -> io::Result<(File, PathBuf)> {
         .truncate(false)
         .mode(0o600)
         .open(&path)?;
-    Ok((file, path))
+    Ok(file)
 }
 
 fn read_holder(file: &mut File) -> Holder {
@@ -116,13 +113,9 @@ fn read_holder(file: &mut File) -> Holder {
 
 /// Takes the job's lock if it is free; otherwise says who holds it.
 pub fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
-    let (mut file, path) = open(lock_dir, job)?;
+    let mut file = open(lock_dir, job)?;
     match file.try_lock() {
-        Ok(()) => Ok(Acquired::Locked(JobLock {
-            file,
-            path,
-            lease: None,
-        })),
+        Ok(()) => Ok(Acquired::Locked(JobLock { file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Held(read_holder(&mut file))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
@@ -149,12 +142,6 @@ pub fn held_by(lock_dir: &Path, job: &str) -> Option<Holder> {
     Some(read_holder(&mut file))
 }
 
-/// Reads who holds the lock now (whether or not it is held).
-pub fn holder(lock_dir: &Path, job: &str) -> Option<Holder> {
-    let (mut file, _) = open(lock_dir, job).ok()?;
-    Some(read_holder(&mut file))
-}
-
 /// Waits for the job's lock. `cancelled` is polled a few times a second; when it returns
 /// true the wait ends with `Ok(None)`.
 pub fn acquire_wait(
@@ -162,14 +149,10 @@ pub fn acquire_wait(
     job: &str,
     cancelled: &dyn Fn() -> bool,
 ) -> io::Result<Option<JobLock>> {
-    let (file, path) = open(lock_dir, job)?;
+    let file = open(lock_dir, job)?;
     match file.try_lock() {
         Ok(()) => {
-            return Ok(Some(JobLock {
-                file,
-                path,
-                lease: None,
-            }));
+            return Ok(Some(JobLock { file }));
         }
         Err(std::fs::TryLockError::WouldBlock) => {}
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
@@ -184,11 +167,7 @@ pub fn acquire_wait(
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Ok(())) => {
-                return Ok(Some(JobLock {
-                    file,
-                    path,
-                    lease: None,
-                }));
+                return Ok(Some(JobLock { file }));
             }
             Ok(Err(e)) => return Err(e),
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -223,10 +202,6 @@ impl JobLock {
     /// The descriptor the job's processes inherit.
     pub fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

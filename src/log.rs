@@ -118,7 +118,7 @@ impl Inner {
         if stale {
             self.file = None;
             if let Some(dir) = path.parent() {
-                let _ = crate::record::ensure_dir(dir);
+                let _ = crate::files::ensure_dir(dir);
             }
             match OpenOptions::new()
                 .append(true)

@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+use crate::sync::lock;
 
 use crate::record::RunRecord;
 
@@ -23,26 +26,28 @@ struct JobMetrics {
 }
 
 /// Counters since the daemon started, and gauges.
-#[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     jobs: Mutex<BTreeMap<String, JobMetrics>>,
     /// Where the alert spool is (for its size).
-    pub state_dir: Mutex<Option<std::path::PathBuf>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+    state_dir: PathBuf,
+    /// The daemon's alert delivery counters.
+    alerts: Arc<crate::alert::Stats>,
 }
 
 impl Metrics {
-    pub fn started(&self, job: &str) {
+    pub(crate) fn new(state_dir: &Path, alerts: Arc<crate::alert::Stats>) -> Metrics {
+        Metrics {
+            jobs: Mutex::default(),
+            state_dir: state_dir.to_path_buf(),
+            alerts,
+        }
+    }
+
+    pub(crate) fn started(&self, job: &str) {
         lock(&self.jobs).entry(job.to_string()).or_default().running += 1;
     }
 
-    pub fn finished(&self, job: &str, was_running: bool, rec: &RunRecord) {
+    pub(crate) fn finished(&self, job: &str, was_running: bool, rec: &RunRecord) {
         let mut jobs = lock(&self.jobs);
         let m = jobs.entry(job.to_string()).or_default();
         if was_running {
@@ -63,7 +68,10 @@ impl Metrics {
     }
 
     /// The next scheduled instant of every job (replaces the previous snapshot).
-    pub fn set_next_runs(&self, next: impl IntoIterator<Item = (String, Option<Timestamp>)>) {
+    pub(crate) fn set_next_runs(
+        &self,
+        next: impl IntoIterator<Item = (String, Option<Timestamp>)>,
+    ) {
         let mut jobs = lock(&self.jobs);
         for m in jobs.values_mut() {
             m.next_run = None;
@@ -74,7 +82,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let jobs = lock(&self.jobs);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
@@ -167,16 +175,14 @@ impl Metrics {
                 })
                 .collect(),
         );
-        let spool = lock(&self.state_dir)
-            .as_deref()
-            .map_or(0, crate::alert::spool_size);
+        let spool = crate::alert::spool_size(&self.state_dir);
         family(
             "cronwarden_alert_delivery_failures_total",
             "counter",
             "Alert deliveries that failed (each is spooled and retried, or logged as dropped).",
             vec![format!(
                 "cronwarden_alert_delivery_failures_total {}",
-                crate::alert::DELIVERY_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+                self.alerts.failures()
             )],
         );
         family(
@@ -190,7 +196,7 @@ impl Metrics {
 }
 
 /// Serves `/metrics` on `addr` in a thread of its own, one short-lived thread per client.
-pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub(crate) fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
         .name("metrics".into())

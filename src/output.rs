@@ -134,7 +134,7 @@ impl Output {
         if limit == 0 {
             return out;
         }
-        let opened = crate::record::ensure_dir(dir).and_then(|()| {
+        let opened = crate::files::ensure_dir(dir).and_then(|()| {
             if limit <= MEMORY_MODE_MAX {
                 let file = OpenOptions::new()
                     .write(true)

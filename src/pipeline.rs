@@ -12,14 +12,14 @@ use std::sync::mpsc;
 use jiff::Timestamp;
 
 use crate::config::{Config, Job};
-use crate::execute::{self, RunReport, RunRequest};
-use crate::log::Logger;
+use crate::execute::{self, Ctx, RunReport, RunRequest};
+use crate::exit;
 use crate::record::{Outcome, RunRecord};
 use crate::runner::Interrupt;
 
 /// The steps of a pipeline run rooted at `root`: it and, unless `only`, its descendants, in
 /// table order.
-pub fn members<'c>(cfg: &'c Config, root: &str, only: bool) -> Vec<&'c Job> {
+pub(crate) fn members<'c>(cfg: &'c Config, root: &str, only: bool) -> Vec<&'c Job> {
     let mut set: BTreeSet<&str> = BTreeSet::new();
     set.insert(root);
     if !only {
@@ -39,244 +39,271 @@ pub fn members<'c>(cfg: &'c Config, root: &str, only: bool) -> Vec<&'c Job> {
 }
 
 /// The kept stdout and stderr tails of a step (for its alerts).
-pub type Tails = (Vec<u8>, Vec<u8>);
+pub(crate) type Tails = (Vec<u8>, Vec<u8>);
 
 /// How a pipeline run ended.
-pub struct PipelineReport {
+pub(crate) struct PipelineReport {
     /// Every step's record, in the order they ended.
-    pub steps: Vec<RunRecord>,
-    pub exit_code: u8,
+    pub(crate) steps: Vec<RunRecord>,
+    pub(crate) exit_code: u8,
 }
 
-/// Runs the pipeline rooted at `root` for one scheduled instant. `params` go to the root.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    cfg: &Config,
-    root: &Job,
-    scheduled: Timestamp,
-    params: BTreeMap<String, String>,
-    only: bool,
-    trigger: &'static str,
-    log: &Logger,
-    interrupt: &Interrupt,
-) -> PipelineReport {
-    run_from(
-        cfg, root, scheduled, params, only, trigger, log, interrupt, None,
-    )
+/// What a pipeline run is: its root, instant, the root's parameters, and what started it.
+pub(crate) struct Start<'a> {
+    pub(crate) root: &'a Job,
+    pub(crate) scheduled: Timestamp,
+    /// `--param` values for the root.
+    pub(crate) params: BTreeMap<String, String>,
+    /// Only the root, not what comes after it.
+    pub(crate) only: bool,
+    pub(crate) trigger: &'static str,
+}
+
+/// Runs the pipeline rooted at `start.root` for one scheduled instant.
+pub(crate) fn run(ctx: Ctx<'_>, start: Start<'_>, interrupt: &Interrupt) -> PipelineReport {
+    Pipeline::new(ctx, &start, interrupt).run(None)
 }
 
 /// Runs what comes after `root` once the root itself has run (the daemon runs the root
 /// through its own path first): `root_record` is its record.
-pub fn run_downstream(
-    cfg: &Config,
+pub(crate) fn run_downstream(
+    ctx: Ctx<'_>,
     root: &Job,
     scheduled: Timestamp,
     root_record: RunRecord,
     root_tails: Tails,
-    log: &Logger,
     interrupt: &Interrupt,
 ) -> PipelineReport {
-    run_from(
-        cfg,
+    let start = Start {
         root,
         scheduled,
-        BTreeMap::new(),
-        false,
-        "pipeline",
-        log,
-        interrupt,
-        Some((root_record, root_tails)),
-    )
+        params: BTreeMap::new(),
+        only: false,
+        trigger: "pipeline",
+    };
+    Pipeline::new(ctx, &start, interrupt).run(Some((root_record, root_tails)))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_from(
-    cfg: &Config,
-    root: &Job,
-    scheduled: Timestamp,
-    params: BTreeMap<String, String>,
-    only: bool,
-    trigger: &'static str,
-    log: &Logger,
-    interrupt: &Interrupt,
-    root_done: Option<(RunRecord, Tails)>,
-) -> PipelineReport {
-    let steps = members(cfg, &root.name, only);
-    let in_run: BTreeSet<&str> = steps.iter().map(|j| j.name.as_str()).collect();
-    // Parents that count: those in this run (the root waits for none).
-    let parents: HashMap<&str, Vec<&str>> = steps
-        .iter()
-        .map(|j| {
-            let p = if j.name == root.name {
-                Vec::new()
-            } else {
-                j.after
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|a| in_run.contains(a))
-                    .collect()
-            };
-            (j.name.as_str(), p)
-        })
-        .collect();
-    let mut done: HashMap<String, Outcome> = HashMap::new();
-    let mut started: BTreeSet<String> = BTreeSet::new();
-    let mut records = Vec::new();
-    let mut root_exit = None;
-    let mut deferred: Vec<(String, RunRecord, Tails)> = Vec::new();
-    if let Some((rec, tails)) = root_done {
-        deferred.push((root.name.clone(), rec.clone(), tails));
-        done.insert(root.name.clone(), rec.outcome);
-        root_exit = Some(if rec.outcome == Outcome::Success {
-            0
-        } else {
-            1
-        });
-        records.push(rec);
-    }
-    let limit = cfg.settings.max_concurrent.max(1);
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(String, RunReport)>();
-        let mut running = 0usize;
-        loop {
-            // Steps below a failure (or a skip) are skipped, recorded with the reason.
-            let mut changed = true;
-            while changed {
-                changed = false;
-                for j in &steps {
-                    if started.contains(&j.name) || done.contains_key(&j.name) {
-                        continue;
-                    }
-                    if let Some(bad) = parents[j.name.as_str()]
+/// One pipeline run in progress.
+struct Pipeline<'a> {
+    ctx: Ctx<'a>,
+    start: &'a Start<'a>,
+    interrupt: &'a Interrupt,
+    steps: Vec<&'a Job>,
+    /// Parents that count: those in this run (the root waits for none).
+    parents: HashMap<&'a str, Vec<&'a str>>,
+    done: HashMap<String, Outcome>,
+    started: BTreeSet<String>,
+    records: Vec<RunRecord>,
+    root_exit: Option<u8>,
+    /// Steps with steps below them: their alerts go out at the end.
+    deferred: Vec<(String, RunRecord, Tails)>,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(ctx: Ctx<'a>, start: &'a Start<'a>, interrupt: &'a Interrupt) -> Pipeline<'a> {
+        let steps = members(ctx.cfg, &start.root.name, start.only);
+        let in_run: BTreeSet<&str> = steps.iter().map(|j| j.name.as_str()).collect();
+        let parents = steps
+            .iter()
+            .map(|j| {
+                let p = if j.name == start.root.name {
+                    Vec::new()
+                } else {
+                    j.after
                         .iter()
-                        .find(|p| done.get(**p).is_some_and(|o| *o != Outcome::Success))
-                    {
-                        let why = match done.get(*bad) {
-                            Some(Outcome::Skipped) => format!("upstream {bad} was skipped"),
-                            _ => format!("upstream {bad} failed"),
-                        };
-                        let req = RunRequest {
-                            job: j,
-                            scheduled,
-                            params: BTreeMap::new(),
-                            trigger,
-                            alerts: false,
-                            first_attempt: 1,
-                        };
-                        let r = execute::not_run(cfg, &req, &execute::new_run_id(), why, None, log);
-                        records.push(r.record);
-                        done.insert(j.name.clone(), Outcome::Skipped);
-                        changed = true;
+                        .map(String::as_str)
+                        .filter(|a| in_run.contains(a))
+                        .collect()
+                };
+                (j.name.as_str(), p)
+            })
+            .collect();
+        Pipeline {
+            ctx,
+            start,
+            interrupt,
+            steps,
+            parents,
+            done: HashMap::new(),
+            started: BTreeSet::new(),
+            records: Vec::new(),
+            root_exit: None,
+            deferred: Vec::new(),
+        }
+    }
+
+    fn has_below(&self, name: &str) -> bool {
+        self.steps
+            .iter()
+            .any(|s| self.parents[s.name.as_str()].contains(&name))
+    }
+
+    fn run(mut self, root_done: Option<(RunRecord, Tails)>) -> PipelineReport {
+        let root = self.start.root;
+        if let Some((rec, tails)) = root_done {
+            self.deferred.push((root.name.clone(), rec.clone(), tails));
+            self.done.insert(root.name.clone(), rec.outcome);
+            self.root_exit = Some(if rec.outcome == Outcome::Success {
+                0
+            } else {
+                1
+            });
+            self.records.push(rec);
+        }
+        let limit = self.ctx.cfg.settings.max_concurrent.max(1);
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(String, RunReport)>();
+            let mut running = 0usize;
+            loop {
+                self.skip_below_failures();
+                for j in self.ready() {
+                    if running >= limit || self.interrupt.received().is_some() {
+                        break;
                     }
+                    running += 1;
+                    self.started.insert(j.name.clone());
+                    let req = self.request(j);
+                    let (tx, ctx, interrupt) = (tx.clone(), self.ctx, self.interrupt);
+                    scope.spawn(move || {
+                        let r = execute::execute(ctx, req, interrupt);
+                        let _ = tx.send((j.name.clone(), r));
+                    });
                 }
-            }
-            // Start what is ready.
-            for j in &steps {
-                if running >= limit || interrupt.received().is_some() {
+                if running == 0 {
                     break;
                 }
-                if started.contains(&j.name) || done.contains_key(&j.name) {
-                    continue;
-                }
-                let ready = parents[j.name.as_str()]
-                    .iter()
-                    .all(|p| done.get(*p) == Some(&Outcome::Success));
-                if !ready {
-                    continue;
-                }
-                started.insert(j.name.clone());
-                running += 1;
-                let tx = tx.clone();
-                let step_params = if j.name == root.name {
-                    params.clone()
-                } else {
-                    BTreeMap::new()
-                };
-                let job: &Job = j;
-                // A step with steps below it alerts at the end of the pipeline run.
-                let has_below = steps
-                    .iter()
-                    .any(|s| parents[s.name.as_str()].contains(&job.name.as_str()));
-                scope.spawn(move || {
-                    let r = execute::execute(
-                        cfg,
-                        RunRequest {
-                            job,
-                            scheduled,
-                            params: step_params,
-                            trigger,
-                            alerts: !has_below,
-                            first_attempt: 1,
-                        },
-                        log,
-                        interrupt,
-                    );
-                    let _ = tx.send((job.name.clone(), r));
-                });
+                let Ok((name, r)) = rx.recv() else { break };
+                running -= 1;
+                self.step_ended(name, r);
             }
-            if running == 0 {
-                break;
-            }
-            let Ok((name, r)) = rx.recv() else { break };
-            running -= 1;
-            started.remove(&name);
-            if name == root.name {
-                root_exit = Some(r.exit_code);
-            }
-            let has_below = steps
-                .iter()
-                .any(|s| parents[s.name.as_str()].contains(&name.as_str()));
-            if has_below {
-                deferred.push((name.clone(), r.record.clone(), r.tails));
-            }
-            done.insert(name, r.record.outcome);
-            records.push(r.record);
-        }
-    });
-    // Alerts of steps with steps below them: a failure alert also lists what was skipped.
-    for (name, mut rec, tails) in deferred {
-        let Some(job) = cfg.job(&name) else { continue };
-        if rec.outcome == Outcome::Failure {
-            let skipped: Vec<&str> = records
-                .iter()
-                .filter(|r| {
-                    r.outcome == Outcome::Skipped
-                        && r.reason
-                            .as_deref()
-                            .is_some_and(|why| why.starts_with("upstream "))
-                        && descends(cfg, &r.job, &name)
-                })
-                .map(|r| r.job.as_str())
-                .collect();
-            if !skipped.is_empty() {
-                rec.reason = Some(format!(
-                    "{}; skipped below it: {}",
-                    rec.reason.as_deref().unwrap_or("failed"),
-                    skipped.join(", ")
-                ));
-            }
-        }
-        crate::alert::after_run(cfg, job, &rec, (&tails.0, &tails.1), log);
+        });
+        self.send_deferred_alerts();
+        self.report()
     }
-    let failed = records.iter().any(|r| {
-        matches!(
-            r.outcome,
-            Outcome::Failure | Outcome::Lost | Outcome::Skipped | Outcome::Interrupted
-        )
-    });
-    let exit_code = match (root_exit, failed) {
-        // The root's own code tells locked (75) and interrupted (130/143) apart.
-        (Some(code), _) if code != 0 => code,
-        (_, true) => match interrupt.received() {
-            Some(sig) if sig == libc::SIGINT => crate::cmd::exit::SIGINT,
-            Some(_) => crate::cmd::exit::SIGTERM,
-            None => crate::cmd::exit::JOB_FAILED,
-        },
-        _ => crate::cmd::exit::OK,
-    };
-    PipelineReport {
-        steps: records,
-        exit_code,
+
+    /// Steps below a failure (or a skip) are skipped, recorded with the reason.
+    fn skip_below_failures(&mut self) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for j in self.steps.clone() {
+                if self.started.contains(&j.name) || self.done.contains_key(&j.name) {
+                    continue;
+                }
+                let Some(bad) = self.parents[j.name.as_str()]
+                    .iter()
+                    .find(|p| self.done.get(**p).is_some_and(|o| *o != Outcome::Success))
+                else {
+                    continue;
+                };
+                let why = match self.done.get(*bad) {
+                    Some(Outcome::Skipped) => format!("upstream {bad} was skipped"),
+                    _ => format!("upstream {bad} failed"),
+                };
+                let mut req = self.request(j);
+                req.alerts = false;
+                let r = execute::not_run(self.ctx, &req, &execute::new_run_id(), why, None);
+                self.records.push(r.record);
+                self.done.insert(j.name.clone(), Outcome::Skipped);
+                changed = true;
+            }
+        }
+    }
+
+    /// The steps whose parents in this run all succeeded, not started yet.
+    fn ready(&self) -> Vec<&'a Job> {
+        self.steps
+            .iter()
+            .copied()
+            .filter(|j| !self.started.contains(&j.name) && !self.done.contains_key(&j.name))
+            .filter(|j| {
+                self.parents[j.name.as_str()]
+                    .iter()
+                    .all(|p| self.done.get(*p) == Some(&Outcome::Success))
+            })
+            .collect()
+    }
+
+    fn request(&self, job: &'a Job) -> RunRequest<'a> {
+        RunRequest {
+            job,
+            scheduled: self.start.scheduled,
+            params: if job.name == self.start.root.name {
+                self.start.params.clone()
+            } else {
+                BTreeMap::new()
+            },
+            trigger: self.start.trigger,
+            // A step with steps below it alerts at the end of the pipeline run.
+            alerts: !self.has_below(&job.name),
+            first_attempt: 1,
+        }
+    }
+
+    fn step_ended(&mut self, name: String, r: RunReport) {
+        self.started.remove(&name);
+        if name == self.start.root.name {
+            self.root_exit = Some(r.exit_code);
+        }
+        if self.has_below(&name) {
+            self.deferred
+                .push((name.clone(), r.record.clone(), r.tails));
+        }
+        self.done.insert(name, r.record.outcome);
+        self.records.push(r.record);
+    }
+
+    /// Alerts of steps with steps below them: a failure alert also lists what was skipped.
+    fn send_deferred_alerts(&mut self) {
+        let cfg = self.ctx.cfg;
+        for (name, mut rec, tails) in std::mem::take(&mut self.deferred) {
+            let Some(job) = cfg.job(&name) else { continue };
+            if rec.outcome == Outcome::Failure {
+                let skipped: Vec<&str> = self
+                    .records
+                    .iter()
+                    .filter(|r| {
+                        r.outcome == Outcome::Skipped
+                            && r.reason
+                                .as_deref()
+                                .is_some_and(|why| why.starts_with("upstream "))
+                            && descends(cfg, &r.job, &name)
+                    })
+                    .map(|r| r.job.as_str())
+                    .collect();
+                if !skipped.is_empty() {
+                    rec.reason = Some(format!(
+                        "{}; skipped below it: {}",
+                        rec.reason.as_deref().unwrap_or("failed"),
+                        skipped.join(", ")
+                    ));
+                }
+            }
+            self.ctx.alerts().after_run(job, &rec, (&tails.0, &tails.1));
+        }
+    }
+
+    fn report(self) -> PipelineReport {
+        let failed = self.records.iter().any(|r| {
+            matches!(
+                r.outcome,
+                Outcome::Failure | Outcome::Lost | Outcome::Skipped | Outcome::Interrupted
+            )
+        });
+        let exit_code = match (self.root_exit, failed) {
+            // The root's own code tells locked (75) and interrupted (130/143) apart.
+            (Some(code), _) if code != 0 => code,
+            (_, true) => self
+                .interrupt
+                .received()
+                .map_or(exit::JOB_FAILED, exit::for_signal),
+            _ => exit::OK,
+        };
+        PipelineReport {
+            steps: self.records,
+            exit_code,
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,19 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::Skipped => "skipped",
             Outcome::Lost => "lost",
+        }
+    }
+
+    /// The exit code for a run that ended so (`run`, `trigger --wait`, a pipeline's root):
+    /// an interrupted run exits as the signal that stopped it (SIGTERM when it is not known,
+    /// e.g. a fleet node fenced it or the daemon stopped it).
+    pub fn exit_code(self, signal: Option<i32>) -> u8 {
+        use crate::exit;
+        match self {
+            Outcome::Success => exit::OK,
+            Outcome::Skipped => exit::LOCKED,
+            Outcome::Interrupted => signal.map_or(exit::SIGTERM, exit::for_signal),
+            Outcome::Failure | Outcome::Lost => exit::JOB_FAILED,
         }
     }
 }
@@ -77,17 +90,6 @@ pub struct RunRecord {
     pub node: Option<String>,
 }
 
-/// Creates a directory (and parents) with mode 0700 if it does not exist.
-pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
     state_dir.join("history").join(format!("{job}.jsonl"))
 }
@@ -101,7 +103,7 @@ pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
 pub fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> {
     let path = history_path(state_dir, &rec.job);
     let dir = path.parent().unwrap_or(state_dir);
-    ensure_dir(dir)?;
+    crate::files::ensure_dir(dir)?;
     let guard = OpenOptions::new()
         .read(true)
         .write(true)
@@ -153,7 +155,7 @@ pub fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> 
         out.extend_from_slice(l);
         out.push(b'\n');
     }
-    write_atomic(&path, &out)?;
+    crate::files::write_atomic(&path, &out)?;
     guard.set_len(0)?;
     use std::os::unix::fs::FileExt;
     guard.write_all_at(out.len().max(1).to_string().as_bytes(), 0)?;
@@ -202,50 +204,6 @@ pub fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
         }
         window *= 4;
     }
-}
-
-/// Writes a file atomically and durably: a temporary file in the same directory, fsync,
-/// rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    write_renamed(path, data, true)
-}
-
-/// Writes a file atomically, without waiting for the disk: readers (and a process started
-/// after this one crashed) see the old content or the new, never a mix. Only a power loss
-/// can take the new content back. For the daemon's hot path (dispatch marks), where a
-/// fsync would delay the job by milliseconds.
-pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
-    write_renamed(path, data, false)
-}
-
-fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    ensure_dir(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    if let Err(e) = f
-        .write_all(data)
-        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
-    {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, path)?;
-    if durable && let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

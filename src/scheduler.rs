@@ -252,6 +252,7 @@ impl Scheduler {
     }
 
     /// The next instant of one job.
+    #[cfg(test)]
     pub fn next_of(&self, job: &str) -> Option<Timestamp> {
         self.entries.iter().find(|e| e.name == job)?.next
     }
@@ -378,10 +379,6 @@ impl Scheduler {
     /// The jobs and their next instants (for status lines).
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -6,7 +6,7 @@ use super::{CmdResult, exit};
 use crate::config::{self, LoadOptions};
 use crate::diag::Severity;
 
-pub fn run(path: &Path) -> CmdResult {
+pub(super) fn run(path: &Path) -> CmdResult {
     let loaded = config::load(path, LoadOptions::default());
     for d in &loaded.diagnostics {
         eprintln!("{d}");

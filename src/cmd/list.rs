@@ -7,7 +7,7 @@ use crate::config::{Config, Job};
 use crate::schedule::{Expr, zone_name};
 
 /// "in 3h 12m", "in 45s", "in 2d 4h".
-pub fn relative(from: Timestamp, to: Timestamp) -> String {
+pub(super) fn relative(from: Timestamp, to: Timestamp) -> String {
     let secs = (to.as_second() - from.as_second()).max(0);
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     let text = if d > 0 {
@@ -61,9 +61,9 @@ fn last_result(config: &Config, job: &Job, now: Timestamp) -> String {
     }
 }
 
-pub fn run(config: &Config) -> CmdResult {
+pub(super) fn run(config: &Config) -> CmdResult {
     let now = Timestamp::now();
-    let paused = crate::daemon::read_paused(&config.settings.state_dir);
+    let paused = crate::coord::read_paused(&config.settings.state_dir);
     let header = [
         "JOB",
         "SCHEDULE",
@@ -133,7 +133,7 @@ fn tree_order(config: &Config) -> Vec<(&Job, usize)> {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-pub fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+pub(super) fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

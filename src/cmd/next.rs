@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use super::{CmdResult, Failure, exit};
 use crate::schedule::{Expr, Schedule, TimeArg, format_rfc3339};
 
-pub fn run(expr: &str, tz: Option<&str>, after: Option<&str>, count: usize) -> CmdResult {
+pub(super) fn run(expr: &str, tz: Option<&str>, after: Option<&str>, count: usize) -> CmdResult {
     let tz = match tz {
         Some(name) => crate::schedule::load_zone(name)
             .map_err(|_| Failure::usage(format!("unknown time zone {name:?}")))?,

@@ -1,17 +1,22 @@
 //! `cronwarden run JOB`: one run now, through the same path the daemon uses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{CmdResult, Failure, load_or_fail};
+use super::{CmdResult, Failure, connect, load_or_fail};
+use crate::alert;
 use crate::config::{Config, Job};
+use crate::coord::{Coordinator, Role};
+use crate::execute::Ctx;
 use crate::log::Logger;
+use crate::pipeline::{self, Start};
 use crate::runner::Interrupt;
 use crate::schedule::{TimeArg, format_rfc3339};
 
 /// The job, or a usage error that lists the known ones.
-pub fn find_job<'c>(cfg: &'c Config, name: &str) -> Result<&'c Job, Failure> {
+pub(super) fn find_job<'c>(cfg: &'c Config, name: &str) -> Result<&'c Job, Failure> {
     cfg.job(name).ok_or_else(|| {
         let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
         let hint = crate::diag::suggest(name, names.iter().copied())
@@ -30,7 +35,7 @@ pub fn find_job<'c>(cfg: &'c Config, name: &str) -> Result<&'c Job, Failure> {
 
 /// `--at`: an instant, or a bare date meaning that day's first scheduled instant of the job
 /// (its midnight for a job without a calendar schedule).
-pub fn scheduled_at(job: &Job, at: Option<&str>) -> Result<Timestamp, Failure> {
+fn scheduled_at(job: &Job, at: Option<&str>) -> Result<Timestamp, Failure> {
     let Some(text) = at else {
         return Ok(Timestamp::now());
     };
@@ -50,7 +55,10 @@ pub fn scheduled_at(job: &Job, at: Option<&str>) -> Result<Timestamp, Failure> {
 }
 
 /// `K=V` pairs, each naming a declared parameter.
-pub fn parse_params(job: &Job, pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+pub(super) fn parse_params(
+    job: &Job,
+    pairs: &[String],
+) -> Result<BTreeMap<String, String>, Failure> {
     let mut out = BTreeMap::new();
     for p in pairs {
         let (k, v) = p
@@ -91,19 +99,42 @@ fn step_line(r: &crate::record::RunRecord) -> String {
     line
 }
 
-fn setup(cfg: &Config) -> Result<(Interrupt, Logger), Failure> {
-    let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
-        .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
-    let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
-    // Fleet mode: an ad-hoc run takes the same cluster-wide lease as the daemons' runs and
-    // is recorded where every node sees it; without the database it does not run.
-    super::join_fleet(cfg, crate::fleet::Role::Node)?;
-    // Alerts that earlier processes could not deliver go out first.
-    crate::alert::flush_spool(cfg, &log, false);
-    Ok((interrupt, log))
+/// What a process that runs jobs itself needs: its interrupt (SIGINT, SIGTERM), its log,
+/// the coordination backend and alert counters.
+struct Runner {
+    interrupt: Interrupt,
+    log: Logger,
+    coord: Arc<dyn Coordinator>,
+    alert_stats: alert::Stats,
 }
 
-pub fn run(
+impl Runner {
+    fn new(cfg: &Config) -> Result<Runner, Failure> {
+        let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
+            .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
+        let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+        // Fleet mode: an ad-hoc run takes the same cluster-wide lease as the daemons' runs
+        // and is recorded where every node sees it; without the database it does not run.
+        let coord = connect(cfg, Role::Node)?;
+        Ok(Runner {
+            interrupt,
+            log,
+            coord,
+            alert_stats: alert::Stats::default(),
+        })
+    }
+
+    fn ctx<'a>(&'a self, cfg: &'a Config) -> Ctx<'a> {
+        Ctx {
+            cfg,
+            log: &self.log,
+            coord: &*self.coord,
+            alert_stats: &self.alert_stats,
+        }
+    }
+}
+
+pub(super) fn run(
     config_path: &std::path::Path,
     name: &str,
     at: Option<&str>,
@@ -114,21 +145,29 @@ pub fn run(
     let job = find_job(&cfg, name)?;
     let scheduled = scheduled_at(job, at)?;
     let params = parse_params(job, params)?;
-    let (interrupt, log) = setup(&cfg)?;
-    let report = crate::pipeline::run(&cfg, job, scheduled, params, only, "run", &log, &interrupt);
+    let runner = Runner::new(&cfg)?;
+    let ctx = runner.ctx(&cfg);
+    // Alerts that earlier processes could not deliver go out first.
+    ctx.alerts().flush_spool(false);
+    let start = Start {
+        root: job,
+        scheduled,
+        params,
+        only,
+        trigger: "run",
+    };
+    let report = pipeline::run(ctx, start, &runner.interrupt);
     eprintln!("{name} ({}):", format_rfc3339(scheduled, &job.tz));
     for r in &report.steps {
         eprintln!("  {}", step_line(r));
     }
-    if let Some(f) = crate::fleet::get() {
-        f.leave();
-    }
+    runner.coord.leave();
     Ok(report.exit_code)
 }
 
 /// `backfill JOB --from --to`: each scheduled instant in the range, oldest first, each a
 /// full pipeline run; stops at the first failed one unless `keep_going`.
-pub fn backfill(
+pub(super) fn backfill(
     config_path: &std::path::Path,
     name: &str,
     from: &str,
@@ -171,20 +210,21 @@ pub fn backfill(
         eprintln!("{name}: no scheduled instant between {from} and {to}");
         return Ok(super::exit::OK);
     }
-    let (interrupt, log) = setup(&cfg)?;
+    let runner = Runner::new(&cfg)?;
+    let ctx = runner.ctx(&cfg);
+    ctx.alerts().flush_spool(false);
+    let interrupt = &runner.interrupt;
     let mut rows = Vec::new();
     let mut code = super::exit::OK;
     for t in instants {
-        let report = crate::pipeline::run(
-            &cfg,
-            job,
-            t,
-            BTreeMap::new(),
-            false,
-            "backfill",
-            &log,
-            &interrupt,
-        );
+        let start = Start {
+            root: job,
+            scheduled: t,
+            params: BTreeMap::new(),
+            only: false,
+            trigger: "backfill",
+        };
+        let report = pipeline::run(ctx, start, interrupt);
         let ok = report
             .steps
             .iter()
@@ -218,8 +258,6 @@ pub fn backfill(
         "{}",
         super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
     );
-    if let Some(f) = crate::fleet::get() {
-        f.leave();
-    }
+    runner.coord.leave();
     Ok(code)
 }

@@ -3,12 +3,16 @@
 
 use jiff::Timestamp;
 
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
 use super::list::{relative, render_table};
 use super::run::find_job;
-use super::{CmdResult, Failure, exit};
+use super::{CmdResult, Failure, connect, exit, load_or_fail};
 use crate::config::{Config, Job};
+use crate::coord::{Coordinator, Role, Running};
 use crate::lock;
-use crate::record::{self, Outcome, RunRecord};
+use crate::record::{Outcome, RunRecord};
 use crate::schedule::format_rfc3339;
 
 /// How many recent runs the success rate covers.
@@ -33,11 +37,6 @@ fn exit_of(r: &RunRecord) -> String {
     }
 }
 
-/// Running (with the holder's pid and start) when the job's lock is held, else idle.
-fn running(cfg: &Config, job: &Job) -> Option<lock::Holder> {
-    lock::held_by(&cfg.settings.lock_dir, &job.name)
-}
-
 struct JobStatus {
     name: String,
     paused: bool,
@@ -49,27 +48,15 @@ struct JobStatus {
     rate: Option<(usize, usize)>,
 }
 
-/// Fleet mode: what the database says about every node's runs.
-struct FleetView {
-    fleet: &'static crate::fleet::Fleet,
-    leases: std::collections::HashMap<String, crate::fleet::LeaseHolder>,
-}
-
 fn job_status(
     cfg: &Config,
+    coord: &dyn Coordinator,
     job: &Job,
     now: Timestamp,
-    paused: &std::collections::HashSet<String>,
-    fleet: Option<&FleetView>,
+    paused: &HashSet<String>,
+    running: &mut HashMap<String, Running>,
 ) -> Result<JobStatus, Failure> {
-    let runs = match fleet {
-        Some(v) => v
-            .fleet
-            .history(&job.name, RATE_WINDOW * 2)
-            .map_err(fleet_failure)?,
-        None => record::read(&cfg.settings.state_dir, &job.name).unwrap_or_default(),
-    };
-    let lease = fleet.and_then(|v| v.leases.get(&job.name));
+    let runs = coord.history(&cfg.settings, &job.name, RATE_WINDOW * 2)?;
     let finished: Vec<&RunRecord> = runs
         .iter()
         .rev()
@@ -80,24 +67,15 @@ fn job_status(
         .iter()
         .filter(|r| r.outcome == Outcome::Success)
         .count();
+    let running = match job.overlap {
+        crate::config::Overlap::Allow => None,
+        _ => running.remove(&job.name),
+    };
     Ok(JobStatus {
         name: job.name.clone(),
         paused: paused.contains(&job.name),
-        running: if job.overlap == crate::config::Overlap::Allow {
-            None
-        } else if let Some(l) = lease {
-            Some(lock::Holder {
-                pid: None,
-                pgid: None,
-                since: Some(l.since.clone()),
-                run_id: Some(l.run_id.clone()),
-            })
-        } else if fleet.is_some() {
-            None
-        } else {
-            running(cfg, job)
-        },
-        node: lease.map(|l| l.node.clone()),
+        node: running.as_ref().and_then(|r| r.node.clone()),
+        running: running.map(|r| r.holder),
         last: runs.last().cloned(),
         next: job
             .schedule
@@ -108,35 +86,30 @@ fn job_status(
     })
 }
 
-fn fleet_failure(e: String) -> Failure {
-    Failure {
-        code: exit::NO_DAEMON,
-        message: format!("fleet database: {e}"),
+/// `status [JOB] [--json]`.
+pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
+    let cfg = load_or_fail(path)?;
+    let jobs: Vec<&Job> = match only {
+        Some(name) => vec![find_job(&cfg, name)?],
+        None => cfg.jobs.iter().collect(),
+    };
+    let coord = connect(&cfg, Role::Client)?;
+    let now = Timestamp::now();
+    let mut running = coord.running(&cfg.settings, &jobs)?;
+    let paused = coord.paused(&cfg.settings)?;
+    let all: Vec<JobStatus> = jobs
+        .iter()
+        .map(|j| job_status(&cfg, &*coord, j, now, &paused, &mut running))
+        .collect::<Result<_, _>>()?;
+    if json {
+        print_json(&all)
+    } else {
+        print_table(&all, now)
     }
 }
 
-pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
-    let jobs: Vec<&Job> = match only {
-        Some(name) => vec![find_job(cfg, name)?],
-        None => cfg.jobs.iter().collect(),
-    };
-    let now = Timestamp::now();
-    let view = match crate::fleet::get() {
-        Some(f) => Some(FleetView {
-            fleet: f,
-            leases: f.leases().map_err(fleet_failure)?,
-        }),
-        None => None,
-    };
-    let paused = match &view {
-        Some(v) => v.fleet.paused().map_err(fleet_failure)?,
-        None => crate::daemon::read_paused(&cfg.settings.state_dir),
-    };
-    let all: Vec<JobStatus> = jobs
-        .iter()
-        .map(|j| job_status(cfg, j, now, &paused, view.as_ref()))
-        .collect::<Result<_, _>>()?;
-    if json {
+fn print_json(all: &[JobStatus]) -> CmdResult {
+    {
         let v: Vec<serde_json::Value> = all
             .iter()
             .map(|s| {
@@ -158,8 +131,11 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| Failure::usage(e.to_string()))?
         );
-        return Ok(exit::OK);
+        Ok(exit::OK)
     }
+}
+
+fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
     let header = [
         "JOB", "STATE", "LAST RUN", "OUTCOME", "DURATION", "ATTEMPTS", "NEXT RUN", "SUCCESS",
     ];
@@ -219,15 +195,12 @@ pub fn status(cfg: &Config, only: Option<&str>, json: bool) -> CmdResult {
     Ok(exit::OK)
 }
 
-pub fn history(cfg: &Config, name: &str, count: usize, json: bool) -> CmdResult {
-    let job = find_job(cfg, name)?;
-    let runs = match crate::fleet::get() {
-        Some(f) => f.history(&job.name, count).map_err(fleet_failure)?,
-        None => record::read(&cfg.settings.state_dir, &job.name).map_err(|e| Failure {
-            code: exit::JOB_FAILED,
-            message: format!("reading the history of {name}: {e}"),
-        })?,
-    };
+/// `history JOB [-n COUNT] [--json]`.
+pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdResult {
+    let cfg = load_or_fail(path)?;
+    let job = find_job(&cfg, name)?;
+    let coord = connect(&cfg, Role::Client)?;
+    let runs = coord.history(&cfg.settings, &job.name, count)?;
     let recent = &runs[runs.len().saturating_sub(count)..];
     if json {
         println!(
@@ -236,7 +209,8 @@ pub fn history(cfg: &Config, name: &str, count: usize, json: bool) -> CmdResult 
         );
         return Ok(exit::OK);
     }
-    let fleet = crate::fleet::get().is_some();
+    // Fleet mode: the node each run ran on.
+    let fleet = coord.node().is_some();
     let header = [
         "RUN ID",
         "SCHEDULED",

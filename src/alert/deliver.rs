@@ -1,0 +1,314 @@
+//! Delivery through a channel: `email` (lettre over rustls: smtp:// with STARTTLS when
+//! offered, smtps://, `?tls=required`, or a local sendmail), `command` and `webhook` (JSON
+//! or Slack).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Stats;
+use super::message::{Alert, host};
+use crate::config::{AlertChannel, AlertKind, CommandLine, Config, WebhookFormat};
+use crate::record::{Outcome, RunRecord};
+
+/// Why a delivery failed, and whether retrying can help.
+#[derive(Debug)]
+pub(super) struct DeliveryError {
+    pub(super) reason: String,
+    /// Authentication failures and rejected requests are not retried forever.
+    pub(super) permanent: bool,
+}
+
+pub(super) fn deliver(
+    ch: &AlertChannel,
+    alert: &Alert,
+    stats: &Stats,
+) -> Result<(), DeliveryError> {
+    let r = deliver_once(ch, alert);
+    if r.is_err() {
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
+    let transient = |reason: String| DeliveryError {
+        reason,
+        permanent: false,
+    };
+    match &ch.kind {
+        AlertKind::Command { command, timeout } => {
+            let argv = match command {
+                CommandLine::Argv(a) => a.clone(),
+                CommandLine::Shell(t) => vec!["/bin/sh".into(), "-c".into(), t.clone()],
+            };
+            let r = &alert.run;
+            let mut env: Vec<(String, String)> = vec![
+                (
+                    "PATH".into(),
+                    std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+                ),
+                ("CRONWARDEN_EVENT".into(), alert.event.clone()),
+                ("CRONWARDEN_JOB".into(), alert.job.clone()),
+                ("CRONWARDEN_RUN_ID".into(), r.run_id.clone()),
+                ("CRONWARDEN_OUTCOME".into(), r.outcome.as_str().into()),
+                (
+                    "CRONWARDEN_EXIT_CODE".into(),
+                    r.attempts
+                        .last()
+                        .and_then(|a| a.exit_code)
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                ),
+                ("CRONWARDEN_ATTEMPTS".into(), r.attempts.len().to_string()),
+                (
+                    "CRONWARDEN_OUTPUT".into(),
+                    r.output.clone().unwrap_or_default(),
+                ),
+                ("CRONWARDEN_SCHEDULED".into(), r.scheduled.clone()),
+                (
+                    "CRONWARDEN_REASON".into(),
+                    r.reason.clone().unwrap_or_default(),
+                ),
+                ("CRONWARDEN_SUBJECT".into(), alert.subject()),
+                ("CRONWARDEN_HOST".into(), alert.host.clone()),
+            ];
+            if let Ok(home) = std::env::var("HOME") {
+                env.push(("HOME".into(), home));
+            }
+            let spec = crate::runner::AttemptSpec {
+                argv,
+                env,
+                workdir: None,
+                stdin: Some(alert.body().into_bytes()),
+                umask: 0o077,
+                nice: None,
+                creds: None,
+                timeout: Some(*timeout),
+                kill_grace: Duration::from_secs(5),
+                inherit_fd: None,
+            };
+            let dir = std::env::temp_dir();
+            let mut out = crate::output::Output::new(&dir, "cronwarden-alert", 0);
+            let res =
+                crate::runner::run_attempt(&spec, &mut out, &crate::runner::Interrupt::none());
+            match crate::policy::exit_failure(&res, &[0]) {
+                None => Ok(()),
+                Some(why) => {
+                    let err = String::from_utf8_lossy(&out.stderr.bytes())
+                        .trim()
+                        .to_string();
+                    Err(transient(if err.is_empty() {
+                        format!("command {why}")
+                    } else {
+                        format!("command {why}: {err}")
+                    }))
+                }
+            }
+        }
+        AlertKind::Webhook {
+            url,
+            format,
+            timeout,
+        } => {
+            let body = match format {
+                WebhookFormat::Json => alert.json(),
+                WebhookFormat::Slack => serde_json::json!({ "text": alert.body() }),
+            };
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(*timeout))
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let resp = agent
+                .post(url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string())
+                .map_err(|e| transient(format!("POST {}: {}", redact_url(url), redact(e, url))))?;
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => Ok(()),
+                400..=499 if status != 408 && status != 429 => Err(DeliveryError {
+                    reason: format!(
+                        "POST {}: HTTP {status} (the request was rejected)",
+                        redact_url(url)
+                    ),
+                    permanent: true,
+                }),
+                _ => Err(transient(format!(
+                    "POST {}: HTTP {status}",
+                    redact_url(url)
+                ))),
+            }
+        }
+        AlertKind::Email {
+            transport,
+            from,
+            to,
+            username,
+            password,
+            timeout,
+        } => send_email(
+            transport,
+            from,
+            to,
+            username.as_deref(),
+            password.as_ref(),
+            *timeout,
+            alert,
+        ),
+    }
+}
+
+/// A URL as logs, alerts and the spool show it: scheme, host and port. The user info, the
+/// path and the query can all carry credentials (`user:pass@`, the secret paths of Slack
+/// hooks and healthchecks.io, `?token=`); the table has the whole URL.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a URL)".to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let more = if rest.len() > authority.len() + 1 {
+        "/..."
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{more}")
+}
+
+/// An HTTP client's error, with the URL (should it quote it) redacted.
+pub(super) fn redact(e: impl std::fmt::Display, url: &str) -> String {
+    e.to_string().replace(url, &redact_url(url))
+}
+
+/// Reads a secret from the environment or a file (trailing newline ignored). Never logged.
+fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
+    s.read("password").map_err(|reason| DeliveryError {
+        reason,
+        permanent: true,
+    })
+}
+
+fn send_email(
+    transport: &crate::config::SmtpTransport,
+    from: &str,
+    to: &[String],
+    username: Option<&str>,
+    password: Option<&crate::config::Secret>,
+    timeout: Duration,
+    alert: &Alert,
+) -> Result<(), DeliveryError> {
+    use lettre::Transport;
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let permanent = |reason: String| DeliveryError {
+        reason,
+        permanent: true,
+    };
+    let mut msg = lettre::Message::builder()
+        .from(
+            from.parse()
+                .map_err(|e| permanent(format!("from {from:?}: {e}")))?,
+        )
+        .subject(alert.subject())
+        .header(ContentType::TEXT_PLAIN);
+    for addr in to {
+        msg = msg.to(addr
+            .parse()
+            .map_err(|e| permanent(format!("to {addr:?}: {e}")))?);
+    }
+    let msg = msg
+        .body(alert.body())
+        .map_err(|e| permanent(format!("building the message: {e}")))?;
+    match transport {
+        crate::config::SmtpTransport::Sendmail(path) => {
+            let t = match path {
+                Some(p) => lettre::SendmailTransport::new_with_command(p),
+                None => lettre::SendmailTransport::new(),
+            };
+            t.send(&msg).map_err(|e| DeliveryError {
+                reason: format!("sendmail: {e}"),
+                permanent: false,
+            })
+        }
+        crate::config::SmtpTransport::Smtp { host, port, tls } => {
+            let params = TlsParameters::new(host.clone())
+                .map_err(|e| permanent(format!("TLS setup for {host}: {e}")))?;
+            let tls = match tls {
+                crate::config::SmtpTls::Opportunistic => Tls::Opportunistic(params),
+                crate::config::SmtpTls::Required => Tls::Required(params),
+                crate::config::SmtpTls::Wrapper => Tls::Wrapper(params),
+            };
+            let mut b = lettre::SmtpTransport::builder_dangerous(host.as_str())
+                .port(*port)
+                .tls(tls)
+                .timeout(Some(timeout));
+            if let Some(user) = username {
+                let pass = match password {
+                    Some(p) => secret(p)?,
+                    None => String::new(),
+                };
+                b = b.credentials(Credentials::new(user.to_string(), pass));
+            }
+            b.build().send(&msg).map(|_| ()).map_err(|e| {
+                let auth = e.status().is_some_and(|c| {
+                    c.to_string().starts_with("535") || c.to_string().starts_with("534")
+                });
+                let kind = if auth {
+                    "authentication failed"
+                } else if e.is_tls() {
+                    "TLS failed"
+                } else if e.is_timeout() {
+                    "timed out"
+                } else if e.is_permanent() {
+                    "rejected"
+                } else {
+                    "not delivered"
+                };
+                DeliveryError {
+                    reason: format!("smtp://{host}:{port}: {kind}: {e}"),
+                    // A wrong password or a rejected message does not get better by retrying.
+                    permanent: auth || e.is_permanent(),
+                }
+            })
+        }
+    }
+}
+
+/// `cronwarden test-alert CHANNEL`.
+pub(crate) fn test(cfg: &Config, channel: &str) -> Result<(), String> {
+    let ch = cfg
+        .alert(channel)
+        .ok_or_else(|| format!("no channel [alerts.{channel}] in the table"))?;
+    let now = Timestamp::now().to_string();
+    let alert = Alert {
+        event: "test".into(),
+        job: "test-alert".into(),
+        host: host(),
+        schedule: None,
+        zone: String::new(),
+        run: RunRecord {
+            run_id: "test".into(),
+            job: "test-alert".into(),
+            scheduled: now.clone(),
+            started: now.clone(),
+            ended: now,
+            duration_ms: 0,
+            attempts: Vec::new(),
+            outcome: Outcome::Success,
+            reason: None,
+            output: None,
+            trigger: "test-alert".into(),
+            node: None,
+        },
+        next_run: None,
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+        suppressed: 0,
+        log_file: None,
+    };
+    deliver_once(ch, &alert).map_err(|e| e.reason)
+}

@@ -1,0 +1,253 @@
+//! Alerts: who hears about a run, and when.
+//!
+//! After a run, [`after_run`] decides which events it is (a final `failure`, the `recovery`
+//! that ends a failure streak, any `output`), applies each channel's `min_interval` within a
+//! failure streak (the next alert says how many were suppressed), and delivers through the
+//! channel. A delivery that fails is written to the spool in the state directory and retried
+//! later by whichever cronwarden process runs jobs (the daemon, or the next `run`), so an
+//! alert is never silently lost.
+//!
+//! Channels: `email` (lettre over rustls: smtp:// with STARTTLS when offered, smtps://,
+//! `?tls=required`, or a local sendmail), `command` and `webhook` (JSON or Slack).
+//!
+//! Files: `message` (what an alert says), `deliver` (the channels), `spool` (retrying what
+//! could not be delivered), `ping` (healthcheck pings), this file (which events a run is
+//! and who hears of them).
+
+mod deliver;
+mod message;
+mod ping;
+mod spool;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use deliver::test;
+pub(crate) use message::Alert;
+pub(crate) use ping::{Ping, ping};
+pub(crate) use spool::spool_size;
+
+use crate::config::{AlertChannel, AlertEvent, Config, Job};
+use crate::coord::Coordinator;
+use crate::log::{Level, Logger};
+use crate::record::{Outcome, RunRecord};
+use message::make_alert;
+
+/// Counters of this process's deliveries (the daemon's metrics show them).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    failures: AtomicU64,
+}
+
+impl Stats {
+    /// Deliveries that failed since this process started.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// What sending alerts needs: the table (channels, state directory), the log, the
+/// coordination backend (in a fleet each event of a run is sent by one node only) and the
+/// counters.
+#[derive(Clone, Copy)]
+pub(crate) struct Alerts<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) log: &'a Logger,
+    pub(crate) coord: &'a dyn Coordinator,
+    pub(crate) stats: &'a Stats,
+}
+
+/// Per job and channel: the failure streak's last alert and how many were suppressed since.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Throttle {
+    last_sent: Option<Timestamp>,
+    suppressed: u64,
+}
+
+fn state_path(state: &Path, what: &str) -> PathBuf {
+    state.join("alerts").join(what)
+}
+
+fn read_json<T: for<'de> Deserialize<'de> + Default>(p: &Path) -> T {
+    std::fs::read(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn event_name(e: AlertEvent) -> &'static str {
+    match e {
+        AlertEvent::Failure => "failure",
+        AlertEvent::Recovery => "recovery",
+        AlertEvent::Retry => "retry",
+        AlertEvent::Output => "output",
+    }
+}
+
+impl Alerts<'_> {
+    /// Sends the `retry` alerts for a failed attempt that will be retried (only to channels
+    /// whose `on` includes "retry"; never throttled: the user asked for each one).
+    pub(crate) fn on_retry(&self, job: &Job, so_far: &RunRecord, tails: (&[u8], &[u8])) {
+        for name in &job.alert {
+            let Some(ch) = self.cfg.alert(name) else {
+                continue;
+            };
+            if ch.on.contains(&AlertEvent::Retry) {
+                let alert = make_alert("retry", job, so_far, tails, 0, self.cfg);
+                self.send_or_spool(ch, alert);
+            }
+        }
+    }
+
+    /// Tells the job's failure channels that the node running `rec` was lost (sent by the
+    /// one node that took the run over).
+    pub(crate) fn node_lost(&self, job: &Job, rec: &RunRecord) {
+        if !self.coord.first_alert(&rec.run_id, "node-lost") {
+            return;
+        }
+        for name in &job.alert {
+            let Some(ch) = self.cfg.alert(name) else {
+                continue;
+            };
+            if ch.on.contains(&AlertEvent::Failure) {
+                let alert = make_alert("node-lost", job, rec, (&[], &[]), 0, self.cfg);
+                self.send_or_spool(ch, alert);
+            }
+        }
+    }
+
+    /// Sends (or spools) the alerts a finished run calls for.
+    pub(crate) fn after_run(&self, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])) {
+        let was_failing = self.update_streak(job, rec);
+        let mut events = Vec::new();
+        if matches!(rec.outcome, Outcome::Failure | Outcome::Lost) {
+            events.push(AlertEvent::Failure);
+        }
+        if rec.outcome == Outcome::Success && was_failing {
+            events.push(AlertEvent::Recovery);
+        }
+        if !tails.0.is_empty() || !tails.1.is_empty() {
+            events.push(AlertEvent::Output);
+        }
+        // Each event of a run is sent once (in a fleet, by one node only).
+        events.retain(|e| self.coord.first_alert(&rec.run_id, event_name(*e)));
+        let mut working: Vec<&AlertChannel> = Vec::new();
+        let mut broken: Vec<(String, String, Alert)> = Vec::new();
+        for name in &job.alert {
+            let Some(ch) = self.cfg.alert(name) else {
+                continue;
+            };
+            for ev in events.iter().filter(|e| ch.on.contains(e)) {
+                let Some(suppressed) = self.throttle(job, ch, *ev, was_failing) else {
+                    continue;
+                };
+                let alert = make_alert(event_name(*ev), job, rec, tails, suppressed, self.cfg);
+                let template = alert.clone();
+                match self.send_or_spool(ch, alert) {
+                    None => working.push(ch),
+                    Some(reason) => broken.push((ch.name.clone(), reason, template)),
+                }
+            }
+        }
+        working.dedup_by(|a, b| a.name == b.name);
+        self.tell_broken(job, &working, &broken);
+    }
+
+    /// Keeps the job's failure streak (a recovery is the first success after a failure);
+    /// whether the job was failing before this run.
+    fn update_streak(&self, job: &Job, rec: &RunRecord) -> bool {
+        let state = &self.cfg.settings.state_dir;
+        let streak_file = state_path(state, &format!("{}.failing", job.name));
+        let was_failing = streak_file.exists();
+        let failed = matches!(rec.outcome, Outcome::Failure | Outcome::Lost);
+        if failed && !was_failing {
+            let _ = crate::files::write_replace(&streak_file, rec.run_id.as_bytes());
+        } else if rec.outcome == Outcome::Success && was_failing {
+            let _ = std::fs::remove_file(&streak_file);
+        }
+        was_failing
+    }
+
+    /// A channel's `min_interval` within a failure streak: `None` when this alert is
+    /// suppressed, else how many were suppressed before it.
+    fn throttle(
+        &self,
+        job: &Job,
+        ch: &AlertChannel,
+        ev: AlertEvent,
+        was_failing: bool,
+    ) -> Option<u64> {
+        let state = &self.cfg.settings.state_dir;
+        let throttle_file = state_path(state, &format!("{}.{}.throttle", job.name, ch.name));
+        if ev == AlertEvent::Recovery {
+            let _ = std::fs::remove_file(&throttle_file);
+        }
+        if ev != AlertEvent::Failure || ch.min_interval.is_zero() {
+            return Some(0);
+        }
+        let mut t: Throttle = read_json(&throttle_file);
+        let now = Timestamp::now();
+        let within = t.last_sent.is_some_and(|l| {
+            now.duration_since(l)
+                < jiff::SignedDuration::try_from(ch.min_interval).unwrap_or_default()
+        });
+        let suppressed = t.suppressed;
+        if within && was_failing {
+            t.suppressed += 1;
+            self.log.log(
+                Level::Info,
+                "alert-suppressed",
+                &[("job", job.name.clone()), ("channel", ch.name.clone())],
+                &format!("within min_interval ({} so far)", t.suppressed),
+            );
+        } else {
+            t = Throttle {
+                last_sent: Some(now),
+                suppressed: 0,
+            };
+        }
+        if let Ok(b) = serde_json::to_vec(&t) {
+            let _ = crate::files::write_replace(&throttle_file, &b);
+        }
+        (!(within && was_failing)).then_some(suppressed)
+    }
+
+    /// A channel that failed while others work: say so through the ones that work, once per
+    /// run, so that a broken mail relay does not go unnoticed.
+    fn tell_broken(
+        &self,
+        job: &Job,
+        working: &[&AlertChannel],
+        broken: &[(String, String, Alert)],
+    ) {
+        let Some((_, _, template)) = broken.first() else {
+            return;
+        };
+        let list: Vec<String> = broken
+            .iter()
+            .map(|(name, reason, _)| format!("[alerts.{name}]: {reason}"))
+            .collect();
+        let mut note = template.clone();
+        note.event = "channel-broken".to_string();
+        note.run.reason = Some(format!(
+            "alert channel(s) failed: {} (undelivered alerts are spooled and retried)",
+            list.join("; ")
+        ));
+        for ch in working
+            .iter()
+            .filter(|c| !broken.iter().any(|(n, _, _)| *n == c.name))
+        {
+            if deliver::deliver(ch, &note, self.stats).is_ok() {
+                self.log.log(
+                    Level::Warn,
+                    "alert-channel-broken",
+                    &[("job", job.name.clone()), ("via", ch.name.clone())],
+                    &list.join("; "),
+                );
+            }
+        }
+    }
+}

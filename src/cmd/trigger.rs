@@ -1,0 +1,34 @@
+//! `cronwarden trigger JOB`, `pause JOB`, `resume JOB`: requests to whoever runs the
+//! schedule (the daemon through its control socket, or in fleet mode the fleet's database).
+
+use std::path::Path;
+
+use super::run::{find_job, parse_params};
+use super::{connect, load_or_fail};
+use crate::coord::Role;
+use crate::exit::{CmdResult, OK};
+
+/// `trigger JOB [--param K=V]... [--wait]`.
+pub(super) fn trigger(path: &Path, name: &str, params: &[String], wait: bool) -> CmdResult {
+    let cfg = load_or_fail(path)?;
+    let job = find_job(&cfg, name)?;
+    let params = parse_params(job, params)?;
+    let coord = connect(&cfg, Role::Client)?;
+    let reply = coord.trigger(&cfg.settings, name, &params, wait)?;
+    match (&reply.note, &reply.outcome) {
+        (Some(note), _) => eprintln!("{}: {note}", reply.run_id),
+        (None, Some(o)) => println!("{} {o}", reply.run_id),
+        (None, None) => println!("{}", reply.run_id),
+    }
+    Ok(reply.exit_code)
+}
+
+/// `pause JOB` (`paused = true`) and `resume JOB`.
+pub(super) fn pause(path: &Path, name: &str, paused: bool) -> CmdResult {
+    let cfg = load_or_fail(path)?;
+    find_job(&cfg, name)?;
+    let coord = connect(&cfg, Role::Client)?;
+    let said = coord.set_paused(&cfg.settings, name, paused)?;
+    eprintln!("{said}");
+    Ok(OK)
+}

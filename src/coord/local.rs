@@ -1,0 +1,253 @@
+//! Local mode: one host. A run's exclusion is a flock on `lock_dir/JOB.lock`, runs are
+//! recorded in the state directory, and `trigger`, `pause` and `resume` reach the daemon
+//! through its control socket.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+
+use super::{Coordinator, Exclusion, RunStart, Running, Tick, TriggerReply, WorkSink};
+use crate::config::{Job, Overlap, Settings};
+use crate::control::{self, Request, Response};
+use crate::exit::{self, Failure};
+use crate::lock::{self, Acquired, JobLock};
+use crate::log::{Level, Logger};
+use crate::record::{self, RunRecord};
+use crate::runner::Interrupt;
+
+/// The local backend. It keeps no state of its own: everything is in files.
+pub(crate) struct Local;
+
+impl Coordinator for Local {
+    fn node(&self) -> Option<&str> {
+        None
+    }
+
+    fn acquire(
+        &self,
+        settings: &Settings,
+        job: &Job,
+        log: &Logger,
+        run_id: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Option<Exclusion>, String> {
+        Ok(
+            acquire_lock(&settings.lock_dir, job, log, run_id, interrupt)?
+                .map(|lock| Exclusion { lock, guard: None }),
+        )
+    }
+
+    fn run_started(&self, _run: &RunStart<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn attempt_started(&self, _run_id: &str, _attempt: u32) {}
+
+    fn process_started(&self, _pgid: i32) {}
+
+    fn process_ended(&self, _pgid: i32) {}
+
+    fn record(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
+        save(settings, rec, log);
+    }
+
+    fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
+        save(settings, rec, log);
+    }
+
+    fn first_alert(&self, _run_id: &str, _event: &str) -> bool {
+        true
+    }
+
+    fn claim(self: Arc<Self>, ticks: Vec<Tick>, mut won: Box<dyn FnMut(Tick) + Send>) {
+        for t in ticks {
+            won(t);
+        }
+    }
+
+    fn serve(&self, _sink: &dyn WorkSink) {}
+
+    fn record_lost(&self, _rec: &RunRecord) {}
+
+    fn leave(&self) {}
+
+    fn history(&self, settings: &Settings, job: &str, n: usize) -> Result<Vec<RunRecord>, Failure> {
+        let mut all = record::read(&settings.state_dir, job).map_err(|e| {
+            Failure::new(
+                exit::JOB_FAILED,
+                format!("reading the history of {job}: {e}"),
+            )
+        })?;
+        all.drain(..all.len().saturating_sub(n));
+        Ok(all)
+    }
+
+    fn running(
+        &self,
+        settings: &Settings,
+        jobs: &[&Job],
+    ) -> Result<HashMap<String, Running>, Failure> {
+        Ok(jobs
+            .iter()
+            .filter(|j| j.overlap != Overlap::Allow)
+            .filter_map(|j| {
+                let holder = lock::held_by(&settings.lock_dir, &j.name)?;
+                Some((j.name.clone(), Running { holder, node: None }))
+            })
+            .collect())
+    }
+
+    fn paused(&self, settings: &Settings) -> Result<HashSet<String>, Failure> {
+        Ok(read_paused(&settings.state_dir))
+    }
+
+    fn set_paused(&self, settings: &Settings, job: &str, paused: bool) -> Result<String, Failure> {
+        let cmd = if paused { "pause" } else { "resume" };
+        let req = Request {
+            cmd: cmd.into(),
+            job: Some(job.to_string()),
+            ..Default::default()
+        };
+        answered(control::request(settings, &req)?)?;
+        Ok(format!("{job}: {cmd}d"))
+    }
+
+    fn trigger(
+        &self,
+        settings: &Settings,
+        job: &str,
+        params: &BTreeMap<String, String>,
+        wait: bool,
+    ) -> Result<TriggerReply, Failure> {
+        let req = Request {
+            cmd: "trigger".into(),
+            job: Some(job.to_string()),
+            params: params.clone(),
+            wait,
+        };
+        let r = answered(control::request(settings, &req)?)?;
+        Ok(TriggerReply {
+            run_id: r.run_id.unwrap_or_default(),
+            outcome: r.outcome,
+            exit_code: r.exit_code.unwrap_or(exit::OK),
+            note: None,
+        })
+    }
+}
+
+/// The daemon's answer, or the failure it reported.
+fn answered(resp: Response) -> Result<Response, Failure> {
+    if resp.ok {
+        Ok(resp)
+    } else {
+        Err(Failure::new(
+            resp.code.unwrap_or(exit::JOB_FAILED),
+            resp.error
+                .unwrap_or_else(|| "the daemon refused".to_string()),
+        ))
+    }
+}
+
+/// Records a run in the state directory.
+pub(crate) fn save(settings: &Settings, rec: &RunRecord, log: &Logger) {
+    let state = &settings.state_dir;
+    if let Err(e) = record::append(state, rec, settings.history_keep) {
+        log.log(
+            Level::Error,
+            "history",
+            &[("job", rec.job.clone()), ("run_id", rec.run_id.clone())],
+            &format!("cannot record the run in {}: {e}", state.display()),
+        );
+    }
+}
+
+fn fields(job: &str, run_id: &str) -> Vec<(&'static str, String)> {
+    vec![("job", job.to_string()), ("run_id", run_id.to_string())]
+}
+
+/// The job's flock, per its `overlap`: `Ok(None)` for `allow`; `Err(reason)` when the run
+/// must not happen (held and `skip`, or the wait was interrupted).
+pub(crate) fn acquire_lock(
+    dir: &Path,
+    job: &Job,
+    log: &Logger,
+    run_id: &str,
+    interrupt: &Interrupt,
+) -> Result<Option<JobLock>, String> {
+    let lock_err = |e: std::io::Error| format!("lock file in {}: {e}", dir.display());
+    let wait = |what: &str| -> Result<Option<JobLock>, String> {
+        match lock::acquire_wait(dir, &job.name, &|| interrupt.received().is_some())
+            .map_err(lock_err)?
+        {
+            Some(l) => Ok(Some(l)),
+            None => Err(format!("interrupted while waiting for the {what}")),
+        }
+    };
+    let holder = match job.overlap {
+        Overlap::Allow => return Ok(None),
+        _ => match lock::try_acquire(dir, &job.name).map_err(lock_err)? {
+            Acquired::Locked(l) => return Ok(Some(l)),
+            Acquired::Held(h) => h,
+        },
+    };
+    match job.overlap {
+        Overlap::Skip => Err(format!("another run holds the lock: {}", holder.describe())),
+        Overlap::Queue => {
+            log.log(
+                Level::Info,
+                "queued",
+                &fields(&job.name, run_id),
+                &format!("waiting for the lock held by {}", holder.describe()),
+            );
+            wait("lock")
+        }
+        _ => {
+            log.log(
+                Level::Warn,
+                "replacing",
+                &fields(&job.name, run_id),
+                &format!("stopping the running copy: {}", holder.describe()),
+            );
+            if let Some(pgid) = holder.pgid.filter(|p| *p > 1) {
+                crate::sys::kill_group(pgid, libc::SIGTERM);
+                let deadline = Instant::now() + job.kill_grace;
+                let timed_out = || Instant::now() >= deadline;
+                if let Some(l) = lock::acquire_wait(dir, &job.name, &timed_out).map_err(lock_err)? {
+                    return Ok(Some(l));
+                }
+                crate::sys::kill_group(pgid, libc::SIGKILL);
+            }
+            wait("lock")
+        }
+    }
+}
+
+/// The jobs paused on this host: one file each in `state_dir/paused/`, so a pause survives
+/// restarts.
+pub(crate) fn read_paused(state: &Path) -> HashSet<String> {
+    fs::read_dir(state.join("paused"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes (or removes) a job's pause file.
+pub(crate) fn write_paused(state: &Path, job: &str, paused: bool) -> std::io::Result<()> {
+    let path = state.join("paused").join(job);
+    if paused {
+        crate::files::write_replace(&path, Timestamp::now().to_string().as_bytes())
+    } else {
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

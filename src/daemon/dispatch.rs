@@ -1,0 +1,355 @@
+//! From a due instant (or a trigger) to a running job: each run gets a thread that marks
+//! the instant as dispatched, waits out its jitter, takes the job's exclusion and a
+//! `max_concurrent` slot, writes its run marker, waits for the exact instant, and runs the
+//! very same `execute_locked` path as `cronwarden run`; the jobs after it follow as one
+//! pipeline run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Shared;
+use crate::config::Config;
+use crate::coord::{Exclusion, Tick};
+use crate::execute::{self, Ctx, RunRequest};
+use crate::log::Level;
+use crate::record::{Outcome, RunRecord};
+use crate::runner::Interrupt;
+use crate::schedule::format_rfc3339;
+use crate::scheduler::{Dispatch, Why};
+use crate::sync::lock;
+
+/// One run to start.
+pub(super) struct Launch {
+    pub(super) job: String,
+    pub(super) scheduled: Timestamp,
+    /// "schedule", "catchup", "clock-step", "reboot", "trigger", "takeover".
+    pub(super) why: &'static str,
+    pub(super) params: BTreeMap<String, String>,
+    pub(super) run_id: String,
+    /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
+    pub(super) mark: bool,
+    /// Scheduler ticks coalesce into a run that is still waiting; triggers never do.
+    pub(super) coalesce: bool,
+    /// Told the run's record when it ends (`trigger --wait`).
+    pub(super) done: Option<std::sync::mpsc::Sender<RunRecord>>,
+    /// 1, or the attempt a run taken over from a lost fleet node goes on with.
+    pub(super) first_attempt: u32,
+}
+
+impl Launch {
+    pub(super) fn tick(job: &str, scheduled: Timestamp, why: &'static str) -> Launch {
+        Launch {
+            job: job.to_string(),
+            scheduled,
+            why,
+            params: Default::default(),
+            run_id: execute::new_run_id(),
+            mark: why != "reboot",
+            coalesce: true,
+            done: None,
+            first_attempt: 1,
+        }
+    }
+
+    /// A run asked for now, outside the schedule (never coalesced, never marked).
+    pub(super) fn request(job: String, params: BTreeMap<String, String>, run_id: String) -> Launch {
+        Launch {
+            job,
+            scheduled: Timestamp::now(),
+            why: "trigger",
+            params,
+            run_id,
+            mark: false,
+            coalesce: false,
+            done: None,
+            first_attempt: 1,
+        }
+    }
+}
+
+/// Starts the due instants: the backend decides which run here (all of them in local mode;
+/// in fleet mode those this node claims).
+pub(super) fn start_all(shared: &Arc<Shared>, cfg: &Arc<Config>, due: Vec<Dispatch>) {
+    let mut launches: HashMap<String, Launch> = HashMap::new();
+    let mut ticks = Vec::new();
+    for d in due {
+        if let Some(l) = tick_launch(shared, d) {
+            ticks.push(Tick {
+                job: l.job.clone(),
+                scheduled: l.scheduled,
+                run_id: l.run_id.clone(),
+            });
+            launches.insert(l.run_id.clone(), l);
+        }
+    }
+    let (sh, cf) = (Arc::clone(shared), Arc::clone(cfg));
+    let won = Box::new(move |t: Tick| {
+        if let Some(l) = launches.remove(&t.run_id) {
+            dispatch(&sh, &cf, l);
+        }
+    });
+    Arc::clone(&shared.coord).claim(ticks, won);
+}
+
+/// The launch of a due tick, or `None` when the job is paused here (the tick is then marked
+/// as handled and logged).
+fn tick_launch(shared: &Shared, d: Dispatch) -> Option<Launch> {
+    let why = match d.why {
+        Why::Scheduled => "schedule",
+        Why::Catchup => "catchup",
+        Why::ClockStep => "clock-step",
+    };
+    if shared.paused.contains(&d.job) {
+        let _ = shared.marks.mark(&d.job, d.scheduled);
+        shared.log.log(
+            Level::Info,
+            "paused",
+            &[
+                ("job", d.job.clone()),
+                ("scheduled", d.scheduled.to_string()),
+            ],
+            "the job is paused; this tick does not run",
+        );
+        return None;
+    }
+    Some(Launch::tick(&d.job, d.scheduled, why))
+}
+
+/// Hands one run to a thread: jitter, exclusion, slot, run.
+pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) {
+    let Some(j) = cfg.job(&launch.job) else {
+        return;
+    };
+    let job = launch.job.clone();
+    if launch.coalesce && !join_pending(shared, &launch) {
+        return;
+    }
+    let jitter = if launch.why == "trigger" {
+        None
+    } else {
+        j.jitter
+    };
+    let cfg = Arc::clone(cfg);
+    shared.active.enter();
+    let coalesce = launch.coalesce;
+    let spawned = std::thread::Builder::new()
+        .name(format!("job {job}"))
+        .spawn({
+            let shared = Arc::clone(shared);
+            let job = job.clone();
+            move || {
+                run_one(&shared, &cfg, launch, jitter);
+                if coalesce {
+                    lock(&shared.pending).remove(&job);
+                }
+                shared.active.leave();
+            }
+        });
+    if let Err(e) = spawned {
+        if coalesce {
+            lock(&shared.pending).remove(&job);
+        }
+        shared.active.leave();
+        shared.log.log(
+            Level::Error,
+            "dispatch",
+            &[("job", job)],
+            &format!("cannot start a thread: {e}"),
+        );
+    }
+}
+
+/// A tick of a job with a run still waiting to start joins that run (its instant is marked
+/// as handled); false then. Otherwise the job now has a waiting run.
+fn join_pending(shared: &Shared, launch: &Launch) -> bool {
+    let job = &launch.job;
+    let mut pending = lock(&shared.pending);
+    if !pending.contains(job) {
+        pending.insert(job.clone());
+        return true;
+    }
+    drop(pending);
+    if launch.mark
+        && let Err(e) = shared.marks.mark(job, launch.scheduled)
+    {
+        shared
+            .log
+            .log(Level::Error, "mark", &[("job", job.clone())], &e);
+    }
+    shared.log.log(
+        Level::Info,
+        "coalesced",
+        &[
+            ("job", job.clone()),
+            ("scheduled", launch.scheduled.to_string()),
+        ],
+        "a run of this job is already waiting to start; this tick joins it",
+    );
+    false
+}
+
+/// One run in its thread, start to end (then the jobs after it).
+fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
+    let name = launch.job.as_str();
+    let Some(job) = cfg.job(name) else {
+        return;
+    };
+    let Some(interrupt) = prepare(shared, &launch, jitter) else {
+        return;
+    };
+    let ctx = shared.ctx(cfg);
+    // A job with jobs after it alerts at the end of its pipeline run (the failure alert
+    // then also lists what was skipped).
+    let req = RunRequest {
+        job,
+        scheduled: launch.scheduled,
+        params: launch.params.clone(),
+        trigger: launch.why,
+        alerts: cfg.children(name).is_empty(),
+        first_attempt: launch.first_attempt,
+    };
+    let Some(exclusion) = admit(shared, ctx, &req, &launch, &interrupt) else {
+        return;
+    };
+    // While it runs, a marker says so: if the daemon dies, the next one records it as lost.
+    let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
+    let r = match wait_for_instant(launch.scheduled, &interrupt) {
+        Ok(()) => {
+            shared.metrics.started(name);
+            execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt)
+        }
+        Err(reason) => {
+            let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
+            report(shared, &launch, r.record.clone(), false);
+            let _ = fs::remove_file(&marker);
+            shared.slots.release();
+            return;
+        }
+    };
+    let (root_record, root_tails) = (r.record.clone(), r.tails);
+    report(shared, &launch, r.record, true);
+    let _ = fs::remove_file(&marker);
+    shared.slots.release();
+    // The jobs that come after it run as one pipeline run with its scheduled instant (after
+    // a failure they are recorded as skipped).
+    let ran = !matches!(root_record.outcome, Outcome::Skipped | Outcome::Interrupted);
+    if ran && !cfg.children(name).is_empty() {
+        let p = crate::pipeline::run_downstream(
+            ctx,
+            job,
+            launch.scheduled,
+            root_record,
+            root_tails,
+            &interrupt,
+        );
+        for step in p.steps.iter().skip(1) {
+            shared.metrics.finished(&step.job, false, step);
+        }
+    }
+}
+
+/// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
+/// waits out the jitter; `None` when the run must not go on.
+fn prepare(shared: &Shared, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
+    let name = launch.job.as_str();
+    let f = [("job", name.to_string())];
+    if launch.mark
+        && let Err(e) = shared.marks.mark(name, launch.scheduled)
+    {
+        shared.log.log(Level::Error, "mark", &f, &e);
+        return None;
+    }
+    let interrupt = match shared
+        .stop
+        .try_clone()
+        .and_then(|s| Interrupt::on_stream(s, libc::SIGTERM))
+    {
+        Ok(i) => i,
+        Err(e) => {
+            let msg = format!("cannot set up the run: {e}");
+            shared.log.log(Level::Error, "dispatch", &f, &msg);
+            return None;
+        }
+    };
+    if let Some(j) = jitter {
+        let delay = j.mul_f64(crate::policy::random01());
+        if interrupt.sleep(delay).is_some() {
+            return None;
+        }
+    }
+    Some(interrupt)
+}
+
+/// Takes the job's exclusion, then a `max_concurrent` slot. `None` when the run does not
+/// happen (it is then recorded and reported).
+fn admit(
+    shared: &Shared,
+    ctx: Ctx<'_>,
+    req: &RunRequest<'_>,
+    launch: &Launch,
+    interrupt: &Interrupt,
+) -> Option<Option<Exclusion>> {
+    let settings = &ctx.cfg.settings;
+    let run_id = &launch.run_id;
+    let exclusion = match ctx
+        .coord
+        .acquire(settings, req.job, ctx.log, run_id, interrupt)
+    {
+        Ok(x) => x,
+        Err(reason) => {
+            let r = execute::not_run(ctx, req, run_id, reason, interrupt.received());
+            report(shared, launch, r.record, false);
+            return None;
+        }
+    };
+    if !shared.slots.acquire() {
+        // Shutting down before a slot came free: say so, the instant will not run.
+        let reason = "the daemon stopped while the run waited for a max_concurrent slot";
+        let r = execute::not_run(ctx, req, run_id, reason.to_string(), Some(libc::SIGTERM));
+        report(shared, launch, r.record, false);
+        return None;
+    }
+    lock(&shared.pending).remove(&launch.job);
+    Some(exclusion)
+}
+
+/// Handed over early (`LOOKAHEAD`): start on the instant, not before.
+fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), String> {
+    if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
+        && !early.is_zero()
+        && interrupt.sleep(early).is_some()
+    {
+        return Err("the daemon stopped before it started".to_string());
+    }
+    Ok(())
+}
+
+/// The run marker's content: the run as it would be recorded if the daemon died now.
+fn placeholder(launch: &Launch, job: &crate::config::Job) -> RunRecord {
+    RunRecord {
+        run_id: launch.run_id.clone(),
+        job: launch.job.clone(),
+        scheduled: format_rfc3339(launch.scheduled, &job.tz),
+        started: Timestamp::now().to_string(),
+        ended: String::new(),
+        duration_ms: 0,
+        attempts: Vec::new(),
+        outcome: Outcome::Lost,
+        reason: None,
+        output: None,
+        trigger: launch.why.to_string(),
+        node: None,
+    }
+}
+
+/// A run's end, told to the metrics and to whoever waits for it (`trigger --wait`).
+fn report(shared: &Shared, launch: &Launch, rec: RunRecord, was_running: bool) {
+    shared.metrics.finished(&rec.job, was_running, &rec);
+    if let Some(tx) = &launch.done {
+        let _ = tx.send(rec);
+    }
+}

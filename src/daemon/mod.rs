@@ -1,0 +1,506 @@
+//! `cronwarden daemon`: the loop around the scheduler and the run engine.
+//!
+//! The main thread sleeps in poll(2) until the earliest due instant (at most a minute, so a
+//! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
+//! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
+//! state directory (atomically, before the job starts, so a crash never runs an instant
+//! twice) and handed to a thread that waits for the job's exclusion and a `max_concurrent`
+//! slot, then runs the very same `execute_locked` path as `cronwarden run`.
+//!
+//! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
+//! instant to a running job), `slots` (concurrency), `state` (the daemon's files), `control`
+//! (the control socket server), `work` (work the coordination backend brings).
+
+mod control;
+mod dispatch;
+mod slots;
+mod state;
+mod work;
+
+use std::collections::HashSet;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::alert;
+use crate::config::{self, Config, LoadOptions};
+use crate::coord::Coordinator;
+use crate::diag::Severity;
+use crate::execute::Ctx;
+use crate::exit::{self, CmdResult, Failure};
+use crate::lock::{self, Acquired, JobLock};
+use crate::log::{Level, Logger};
+use crate::metrics::Metrics;
+use crate::runner::Interrupt;
+use crate::schedule::{Expr, format_rfc3339};
+use crate::scheduler::{Observation, Scheduler, Timed};
+use crate::sync::lock;
+use dispatch::{Launch, dispatch, start_all};
+use slots::{Active, Slots};
+use state::{Marks, Paused};
+
+/// How often a non-empty alert spool is looked at (each alert has its own backoff).
+const SPOOL_CHECK: Duration = Duration::from_secs(5);
+
+/// The longest the loop sleeps without looking at the wall clock.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Runs are handed to their threads this much before their instant: the thread takes the
+/// lock and a slot and writes its marks ahead, then waits for the exact instant and only
+/// has to start the process. A job never starts before its scheduled instant.
+const LOOKAHEAD: jiff::SignedDuration = jiff::SignedDuration::from_millis(20);
+
+/// How the daemon reaches its coordination backend, given the table (the command layer
+/// decides: local mode, or the fleet of `[cluster]`).
+pub(crate) type Connect<'a> = &'a dyn Fn(&Config) -> Result<Arc<dyn Coordinator>, Failure>;
+
+/// Everything the run threads (and the control socket) share.
+pub(crate) struct Shared {
+    log: Logger,
+    coord: Arc<dyn Coordinator>,
+    alert_stats: Arc<alert::Stats>,
+    slots: Slots,
+    active: Active,
+    /// Jobs with a run waiting for its lock or a slot: further ticks coalesce into it.
+    pending: Mutex<HashSet<String>>,
+    /// Readable (its peer closed) once running jobs must stop.
+    stop: UnixStream,
+    marks: Marks,
+    paused: Paused,
+    /// The table in force (replaced by a reload).
+    current: Mutex<Arc<Config>>,
+    metrics: Arc<Metrics>,
+    state_dir: PathBuf,
+}
+
+impl Shared {
+    /// The table in force.
+    fn current(&self) -> Arc<Config> {
+        Arc::clone(&lock(&self.current))
+    }
+
+    /// What a run of `cfg` is handed.
+    fn ctx<'a>(&'a self, cfg: &'a Config) -> Ctx<'a> {
+        Ctx {
+            cfg,
+            log: &self.log,
+            coord: &*self.coord,
+            alert_stats: &self.alert_stats,
+        }
+    }
+}
+
+/// The daemon between start and shutdown.
+struct Daemon<'p> {
+    config_path: &'p Path,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    sched: Scheduler,
+    hup: Interrupt,
+    term: Interrupt,
+    /// As PID 1 (a container's init), orphans are re-parented to us: reaped on SIGCHLD.
+    reaper: Option<Interrupt>,
+    /// Dropped to stop the running jobs.
+    stop_tx: UnixStream,
+    /// The control socket, removed at a clean exit.
+    socket: PathBuf,
+    flushing: Arc<AtomicBool>,
+    next_flush: Instant,
+    watchdog: Option<Duration>,
+    next_watchdog: Option<Instant>,
+    clocks: (Duration, Duration),
+    trim_again: bool,
+    /// One daemon per state directory.
+    _daemon_lock: JobLock,
+}
+
+pub(crate) fn run(config_path: &Path, connect: Connect<'_>) -> CmdResult {
+    let mut d = Daemon::start(config_path, connect)?;
+    while d.step() {}
+    d.shutdown()
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    let _ = sd_notify::notify(states);
+}
+
+fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
+    let loaded = config::load(path, LoadOptions::default());
+    for d in &loaded.diagnostics {
+        let level = match d.severity {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warn,
+        };
+        log.log(level, "config", &[], &d.to_string());
+    }
+    match loaded.config {
+        Some(c) => Ok(c),
+        None => Err(loaded.errors().count()),
+    }
+}
+
+fn status_line(cfg: &Config, sched: &Scheduler) -> String {
+    let next = sched
+        .next_due()
+        .map(|t| format!("; next run {}", format_rfc3339(t, &cfg.settings.tz)))
+        .unwrap_or_default();
+    format!("{} jobs, {} scheduled{next}", cfg.jobs.len(), sched.len())
+}
+
+/// CLOCK_MONOTONIC and CLOCK_BOOTTIME now.
+fn clocks() -> (Duration, Duration) {
+    use nix::time::{ClockId, clock_gettime};
+    let get = |id| {
+        clock_gettime(id)
+            .map(|t| Duration::new(t.tv_sec().max(0) as u64, t.tv_nsec().max(0) as u32))
+            .unwrap_or_default()
+    };
+    (get(ClockId::CLOCK_MONOTONIC), get(ClockId::CLOCK_BOOTTIME))
+}
+
+/// The one-daemon-per-state-directory lock.
+fn daemon_lock(state: &Path) -> Result<JobLock, Failure> {
+    match lock::try_acquire(state, ".daemon") {
+        Ok(Acquired::Locked(mut l)) => {
+            l.set_holder(&lock::Holder {
+                pid: Some(std::process::id() as i32),
+                pgid: None,
+                since: Some(Timestamp::now().to_string()),
+                run_id: None,
+            });
+            Ok(l)
+        }
+        Ok(Acquired::Held(h)) => Err(Failure::new(
+            exit::LOCKED,
+            format!(
+                "another daemon already runs on {}: {}",
+                state.display(),
+                h.describe()
+            ),
+        )),
+        Err(e) => Err(Failure::config(format!(
+            "daemon lock in {}: {e}",
+            state.display()
+        ))),
+    }
+}
+
+fn signals(s: &[i32]) -> Result<Interrupt, Failure> {
+    Interrupt::on_signals(s)
+        .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))
+}
+
+impl<'p> Daemon<'p> {
+    /// Loads the table, takes the daemon lock, joins the backend, opens the control socket
+    /// (and metrics), recovers what a previous daemon left, and starts what is due.
+    fn start(config_path: &'p Path, connect: Connect<'_>) -> Result<Daemon<'p>, Failure> {
+        let cfg = load(config_path, &Logger::stderr()).map_err(|n| {
+            Failure::config(format!(
+                "{}: {n} error(s) in the job table; not starting",
+                config_path.display()
+            ))
+        })?;
+        let state = cfg.settings.state_dir.clone();
+        crate::files::ensure_dir(&state)
+            .map_err(|e| Failure::config(format!("state_dir {}: {e}", state.display())))?;
+        let daemon_lock = daemon_lock(&state)?;
+        let hup = signals(&[libc::SIGHUP])?;
+        let term = signals(&[libc::SIGTERM, libc::SIGINT])?;
+        let reaper = match std::process::id() {
+            1 => Some(signals(&[libc::SIGCHLD])?),
+            _ => None,
+        };
+        let (stop_tx, stop_rx) =
+            UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
+        let coord = connect(&cfg)?;
+        let alert_stats = Arc::new(alert::Stats::default());
+        let cfg = Arc::new(cfg);
+        let shared = Arc::new(Shared {
+            log: Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
+            coord,
+            metrics: Arc::new(Metrics::new(&state, Arc::clone(&alert_stats))),
+            alert_stats,
+            slots: Slots::new(cfg.settings.max_concurrent),
+            active: Active::default(),
+            pending: Mutex::new(HashSet::new()),
+            stop: stop_rx,
+            marks: Marks::new(&state),
+            paused: Paused::load(&state),
+            current: Mutex::new(Arc::clone(&cfg)),
+            state_dir: state.clone(),
+        });
+        state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
+        let socket = open_listeners(&cfg, &shared)?;
+        let work = work::Sink(Arc::clone(&shared));
+        std::thread::Builder::new()
+            .name("work".into())
+            .spawn(move || work.0.coord.serve(&work))
+            .map_err(|e| Failure::usage(format!("cannot start a thread: {e}")))?;
+        let (sched, startup, notes) = Scheduler::start(
+            Timed::from_jobs(&cfg.jobs),
+            Timestamp::now(),
+            &state::read_marks(&state),
+        );
+        for n in notes {
+            shared.log.log(Level::Warn, "catchup", &[], &n);
+        }
+        let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let mut d = Daemon {
+            config_path,
+            cfg,
+            shared,
+            sched,
+            hup,
+            term,
+            reaper,
+            stop_tx,
+            socket,
+            flushing: Arc::new(AtomicBool::new(false)),
+            next_flush: Instant::now(),
+            watchdog,
+            next_watchdog: watchdog.map(|w| Instant::now() + w),
+            clocks: clocks(),
+            trim_again: true,
+            _daemon_lock: daemon_lock,
+        };
+        d.boot(startup);
+        Ok(d)
+    }
+
+    /// Announces the start, runs `@reboot` jobs on a new boot and the instants due at start,
+    /// and tells systemd the daemon is ready.
+    fn boot(&mut self, startup: Vec<crate::scheduler::Dispatch>) {
+        let (cfg, shared) = (&self.cfg, &self.shared);
+        shared.log.log(
+            Level::Info,
+            "daemon-start",
+            &[
+                ("pid", std::process::id().to_string()),
+                ("table", self.config_path.display().to_string()),
+            ],
+            &status_line(cfg, &self.sched),
+        );
+        // @reboot: once per boot, not on every daemon restart.
+        let boot = state::boot_id();
+        let boot_file = shared.state_dir.join("boot_id");
+        let last_boot = std::fs::read_to_string(&boot_file)
+            .ok()
+            .map(|s| s.trim().to_string());
+        if boot.is_some() && boot != last_boot {
+            let now = Timestamp::now();
+            for job in cfg.jobs.iter().filter(|j| {
+                j.enabled
+                    && j.schedule
+                        .as_ref()
+                        .is_some_and(|s| *s.expr() == Expr::Reboot)
+            }) {
+                dispatch(shared, cfg, Launch::tick(&job.name, now, "reboot"));
+            }
+            if let Some(b) = &boot {
+                let _ = crate::files::write_atomic(&boot_file, b.as_bytes());
+            }
+        }
+        start_all(shared, cfg, startup);
+        self.publish();
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status_line(cfg, &self.sched)),
+        ]);
+        crate::sys::trim_file_mappings();
+    }
+
+    fn publish(&self) {
+        if self.cfg.settings.metrics_listen.is_some() {
+            self.shared.metrics.set_next_runs(self.sched.next_runs());
+        }
+    }
+
+    /// One pass of the loop: sleep until the next instant, a signal or the minute's look at
+    /// the clock, then act on what woke it. False once the daemon must stop.
+    fn step(&mut self) -> bool {
+        let sleep = self.sleep_time();
+        let mut fds = vec![];
+        for src in [Some(&self.hup), Some(&self.term), self.reaper.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            fds.extend(src.raw_fds());
+        }
+        if self.trim_again {
+            // Once more at the first wait: what only start-up and the first pass of the loop
+            // touched goes too; a wake-up brings back only what it uses.
+            self.trim_again = false;
+            crate::sys::trim_file_mappings();
+        }
+        let ready = wait_readable(&fds, sleep);
+        if let Some(w) = self.watchdog
+            && self.next_watchdog.is_some_and(|n| Instant::now() >= n)
+        {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+            self.next_watchdog = Some(Instant::now() + w);
+        }
+        if self.term.received().is_some() {
+            return false;
+        }
+        if let Some(r) = &self.reaper
+            && r.received().is_some()
+        {
+            r.reset();
+            crate::runner::reap_orphans();
+        }
+        if ready && self.hup.received().is_some() {
+            self.hup.reset();
+            self.reload();
+        }
+        self.start_due();
+        true
+    }
+
+    /// How long to sleep: until the next due instant (less the look-ahead), the watchdog,
+    /// or the next look at a non-empty alert spool (retried in a thread of its own: a slow
+    /// mail server must not hold up the schedule).
+    fn sleep_time(&mut self) -> Duration {
+        let now = Timestamp::now();
+        let mut sleep = MAX_SLEEP;
+        if let Some(due) = self.sched.next_due() {
+            let until = due.duration_since(now) - LOOKAHEAD;
+            sleep = sleep.min(Duration::try_from(until).unwrap_or(Duration::ZERO));
+        }
+        if let Some(w) = self.next_watchdog {
+            sleep = sleep.min(w.saturating_duration_since(Instant::now()));
+        }
+        if alert::spool_size(&self.shared.state_dir) > 0 {
+            if Instant::now() >= self.next_flush && !self.flushing.swap(true, Ordering::SeqCst) {
+                let (cfg, shared, flushing) = (
+                    Arc::clone(&self.cfg),
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.flushing),
+                );
+                let _ = std::thread::Builder::new()
+                    .name("spool".into())
+                    .spawn(move || {
+                        shared.ctx(&cfg).alerts().flush_spool(false);
+                        flushing.store(false, Ordering::SeqCst);
+                    });
+                self.next_flush = Instant::now() + SPOOL_CHECK;
+            }
+            sleep = sleep.min(self.next_flush.saturating_duration_since(Instant::now()));
+        }
+        sleep
+    }
+
+    /// SIGHUP: the new table replaces the old one if it loads; else the old one keeps running.
+    fn reload(&mut self) {
+        notify(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now()
+                .unwrap_or(sd_notify::NotifyState::Custom("")),
+        ]);
+        let log = &self.shared.log;
+        match load(self.config_path, log) {
+            Ok(new) => {
+                self.sched
+                    .reload(Timed::from_jobs(&new.jobs), Timestamp::now());
+                self.cfg = Arc::new(new);
+                self.publish();
+                let msg = format!("new table loaded: {}", status_line(&self.cfg, &self.sched));
+                log.log(Level::Info, "reload", &[], &msg);
+                *lock(&self.shared.current) = Arc::clone(&self.cfg);
+            }
+            Err(n) => log.log(
+                Level::Error,
+                "reload",
+                &[],
+                &format!("{n} error(s) in the new table; the old table keeps running"),
+            ),
+        }
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status_line(&self.cfg, &self.sched)),
+        ]);
+    }
+
+    /// Looks at the clocks and starts what is due.
+    fn start_due(&mut self) {
+        let (mono1, boot1) = clocks();
+        let (mono0, boot0) = self.clocks;
+        let obs = Observation {
+            // Looking ahead by a constant: what is due within LOOKAHEAD starts its
+            // preparation now (a constant offset does not disturb clock-step detection).
+            wall: Timestamp::now() + LOOKAHEAD,
+            mono: mono1.saturating_sub(mono0),
+            boot: boot1.saturating_sub(boot0),
+        };
+        self.clocks = (mono1, boot1);
+        let (due, notes) = self.sched.observe(obs);
+        for n in notes {
+            self.shared.log.log(Level::Warn, "clock", &[], &n);
+        }
+        if !due.is_empty() {
+            start_all(&self.shared, &self.cfg, due);
+            self.publish();
+            notify(&[sd_notify::NotifyState::Status(&status_line(
+                &self.cfg,
+                &self.sched,
+            ))]);
+        }
+    }
+
+    /// No new runs; running ones get `shutdown_grace`, then are stopped (SIGTERM,
+    /// `kill_grace`, SIGKILL) and record themselves.
+    fn shutdown(self) -> CmdResult {
+        notify(&[sd_notify::NotifyState::Stopping]);
+        let (log, shared) = (&self.shared.log, &self.shared);
+        let grace = self.cfg.settings.shutdown_grace;
+        log.log(
+            Level::Info,
+            "daemon-stop",
+            &[],
+            &format!(
+                "stopping; waiting up to {} for running jobs",
+                crate::units::format_duration(grace)
+            ),
+        );
+        shared.slots.close();
+        if !shared.active.wait_idle(Instant::now() + grace) {
+            let msg = "shutdown_grace is over: stopping the running jobs";
+            log.log(Level::Warn, "daemon-stop", &[], msg);
+        }
+        drop(self.stop_tx);
+        shared
+            .active
+            .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
+        let _ = std::fs::remove_file(&self.socket);
+        shared.coord.leave();
+        log.log(Level::Info, "daemon-exit", &[], "");
+        Ok(exit::OK)
+    }
+}
+
+/// Serves `/metrics` (when asked for) and opens the control socket.
+fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<PathBuf, Failure> {
+    if let Some(addr) = cfg.settings.metrics_listen {
+        crate::metrics::serve(addr, Arc::clone(&shared.metrics))
+            .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
+        let f = [("listen", addr.to_string())];
+        shared
+            .log
+            .log(Level::Info, "metrics", &f, "serving /metrics");
+    }
+    let socket = control::listen(&cfg.settings, &shared.log)
+        .map_err(|e| Failure::config(format!("control socket: {e}")))?;
+    control::serve(socket.listener, Arc::clone(shared));
+    Ok(socket.path)
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up
+/// to whole milliseconds: waking a little late is fine, early would mean a second wake-up.)
+fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
+    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| crate::sys::pollin(fd)).collect();
+    crate::sys::poll(&mut pfds, Some(timeout));
+    pfds.iter().any(|p| p.revents != 0)
+}

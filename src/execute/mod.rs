@@ -1,0 +1,320 @@
+//! One run of a job, start to end: exclusion, attempts with retries, verification, record,
+//! alerts. `cronwarden run` calls this directly; the daemon calls the very same functions.
+//!
+//! Files: `spec` (what an attempt is started with), `attempts` (the attempts and retries),
+//! this file (the run around them).
+
+mod attempts;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use crate::alert::{self, Alerts, Ping};
+use crate::config::{Config, Job};
+use crate::coord::{Coordinator, Exclusion, RunStart};
+use crate::lock::Holder;
+use crate::log::{Level, Logger};
+use crate::output::Output;
+use crate::policy;
+use crate::record::{AttemptRecord, Outcome, RunRecord};
+use crate::runner::Interrupt;
+use crate::schedule::format_rfc3339;
+
+/// How many runs' output files are kept per job.
+const KEEP_OUTPUTS: usize = 20;
+
+/// What a run is handed by whoever starts it (`cronwarden run`, the daemon): the table,
+/// the log, the coordination backend and the alert counters.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) log: &'a Logger,
+    pub(crate) coord: &'a dyn Coordinator,
+    pub(crate) alert_stats: &'a alert::Stats,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn alerts(&self) -> Alerts<'a> {
+        Alerts {
+            cfg: self.cfg,
+            log: self.log,
+            coord: self.coord,
+            stats: self.alert_stats,
+        }
+    }
+}
+
+/// What to run.
+pub(crate) struct RunRequest<'a> {
+    pub(crate) job: &'a Job,
+    /// The logical scheduled instant (`{{ ds }}`, `{{ ts }}`).
+    pub(crate) scheduled: Timestamp,
+    /// `--param K=V` values over the job's declared defaults.
+    pub(crate) params: BTreeMap<String, String>,
+    /// What started it, for the record: "run", "schedule", ...
+    pub(crate) trigger: &'static str,
+    /// Send its alerts at the end (a pipeline step with steps below it leaves that to the
+    /// pipeline, whose failure alert also lists what was skipped).
+    pub(crate) alerts: bool,
+    /// The first attempt's number: 1, or where a run taken over from a lost node goes on.
+    pub(crate) first_attempt: u32,
+}
+
+/// How a run ended.
+pub(crate) struct RunReport {
+    pub(crate) record: RunRecord,
+    /// The exit code `cronwarden run` returns for it.
+    pub(crate) exit_code: u8,
+    /// The kept tails of stdout and stderr (for alerts sent later).
+    pub(crate) tails: (Vec<u8>, Vec<u8>),
+}
+
+/// A new run id: the start time and a random suffix, so ids sort by start.
+pub(crate) fn new_run_id() -> String {
+    let now = Timestamp::now();
+    let r = (policy::random01() * f64::from(u32::MAX)) as u32;
+    format!("{}-{:06x}", now.strftime("%Y%m%dT%H%M%S"), r & 0xff_ffff)
+}
+
+fn fields(job: &str, run_id: &str) -> Vec<(&'static str, String)> {
+    vec![("job", job.to_string()), ("run_id", run_id.to_string())]
+}
+
+/// The facts every record of one run shares, to make its record at any point.
+struct RunFacts<'a> {
+    req: &'a RunRequest<'a>,
+    run_id: &'a str,
+    started: Timestamp,
+    node: Option<String>,
+}
+
+impl RunFacts<'_> {
+    fn record(
+        &self,
+        outcome: Outcome,
+        reason: Option<String>,
+        attempts: Vec<AttemptRecord>,
+        output: Option<String>,
+    ) -> RunRecord {
+        let job = self.req.job;
+        RunRecord {
+            run_id: self.run_id.to_string(),
+            job: job.name.clone(),
+            scheduled: format_rfc3339(self.req.scheduled, &job.tz),
+            started: self.started.to_string(),
+            ended: Timestamp::now().to_string(),
+            duration_ms: (Timestamp::now() - self.started)
+                .total(jiff::Unit::Millisecond)
+                .map_or(0, |v| v.max(0.0) as u64),
+            attempts,
+            outcome,
+            reason,
+            output,
+            trigger: self.req.trigger.to_string(),
+            node: self.node.clone(),
+        }
+    }
+}
+
+/// Runs a job through the whole path and records it.
+pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) -> RunReport {
+    let run_id = new_run_id();
+    let settings = &ctx.cfg.settings;
+    match ctx
+        .coord
+        .acquire(settings, req.job, ctx.log, &run_id, interrupt)
+    {
+        Ok(exclusion) => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
+        Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),
+    }
+}
+
+/// Records a run that did not happen: skipped (the lock is held) or interrupted while
+/// waiting for it.
+pub(crate) fn not_run(
+    ctx: Ctx<'_>,
+    req: &RunRequest<'_>,
+    run_id: &str,
+    reason: String,
+    interrupted: Option<i32>,
+) -> RunReport {
+    let job = req.job;
+    let outcome = if interrupted.is_some() {
+        Outcome::Interrupted
+    } else {
+        Outcome::Skipped
+    };
+    let mut f = fields(&job.name, run_id);
+    f.push(("scheduled", format_rfc3339(req.scheduled, &job.tz)));
+    ctx.log.log(Level::Warn, outcome.as_str(), &f, &reason);
+    let facts = RunFacts {
+        req,
+        run_id,
+        started: Timestamp::now(),
+        node: ctx.coord.node().map(str::to_string),
+    };
+    let mut rec = facts.record(outcome, Some(reason), Vec::new(), None);
+    rec.ended = rec.started.clone();
+    rec.duration_ms = 0;
+    ctx.coord.record(&ctx.cfg.settings, &rec, ctx.log);
+    RunReport {
+        exit_code: outcome.exit_code(interrupted),
+        record: rec,
+        tails: (Vec::new(), Vec::new()),
+    }
+}
+
+/// The run itself, once its exclusion (if any) is held.
+pub(crate) fn execute_locked(
+    ctx: Ctx<'_>,
+    req: &RunRequest<'_>,
+    run_id: &str,
+    mut exclusion: Option<Exclusion>,
+    interrupt: &Interrupt,
+) -> RunReport {
+    let job = req.job;
+    let facts = RunFacts {
+        req,
+        run_id,
+        started: Timestamp::now(),
+        node: ctx.coord.node().map(str::to_string),
+    };
+    let mut f = fields(&job.name, run_id);
+    f.push(("scheduled", format_rfc3339(req.scheduled, &job.tz)));
+    let start = RunStart {
+        run_id,
+        job: &job.name,
+        trigger: req.trigger,
+        scheduled: req.scheduled,
+        params: &req.params,
+        attempt: req.first_attempt.max(1),
+    };
+    if let Err(e) = ctx.coord.run_started(&start) {
+        let msg = format!("cannot record the run in the database: {e}");
+        ctx.log.log(Level::Warn, "fleet", &f, &msg);
+    }
+    // A backend that can stop the run from outside (a fenced fleet lease) adds a source.
+    let stop = exclusion
+        .as_mut()
+        .and_then(|x| x.guard.as_mut())
+        .and_then(|g| g.stop_source());
+    let stopped_interrupt;
+    let interrupt = match stop.map(|s| interrupt.with_source(s, libc::SIGTERM)) {
+        Some(Ok(i)) => {
+            stopped_interrupt = i;
+            &stopped_interrupt
+        }
+        _ => interrupt,
+    };
+    let holder = Holder {
+        pid: Some(std::process::id() as i32),
+        pgid: None,
+        since: Some(facts.started.to_string()),
+        run_id: Some(run_id.to_string()),
+    };
+    if let Some(x) = exclusion.as_mut() {
+        x.lock.set_holder(&holder);
+    }
+    if let Some(url) = &job.healthcheck_url {
+        alert::ping(url, Ping::Start, &[], ctx.log, &job.name);
+    }
+    let output_dir = ctx.cfg.settings.state_dir.join("output").join(&job.name);
+    let mut out = Output::new(&output_dir, run_id, job.output_limit);
+    let mut run = attempts::Attempts {
+        ctx,
+        facts: &facts,
+        fields: &f,
+        exclusion: exclusion.as_mut(),
+        holder,
+        out: &mut out,
+        interrupt,
+    };
+    let (attempts, mut outcome, mut reason) = run.run();
+    let fenced = exclusion
+        .as_ref()
+        .and_then(|x| x.guard.as_ref())
+        .and_then(|g| g.fenced());
+    if let Some(why) = &fenced {
+        outcome = Outcome::Interrupted;
+        reason = Some(why.clone());
+    }
+    let output = out.finish().map(|p| p.to_string_lossy().into_owned());
+    if let Some(e) = &out.error {
+        ctx.log.log(Level::Warn, "output", &f, e);
+    }
+    let rec = facts.record(outcome, reason, attempts, output);
+    let tails = (out.stdout.bytes(), out.stderr.bytes());
+    finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
+    prune_outputs(&output_dir);
+    let exit_code = outcome.exit_code(interrupt.received());
+    drop(exclusion);
+    RunReport {
+        record: rec,
+        exit_code,
+        tails,
+    }
+}
+
+/// Logs the end of a run, records it, and tells whoever listens (alerts, healthchecks).
+fn finish(
+    ctx: Ctx<'_>,
+    req: &RunRequest<'_>,
+    rec: &RunRecord,
+    f: &[(&'static str, String)],
+    fenced: bool,
+    tails: &(Vec<u8>, Vec<u8>),
+) {
+    let job = req.job;
+    let mut endf = f.to_vec();
+    endf.push(("outcome", rec.outcome.as_str().to_string()));
+    endf.push(("attempts", rec.attempts.len().to_string()));
+    let level = if rec.outcome == Outcome::Success {
+        Level::Info
+    } else {
+        Level::Error
+    };
+    let reason = rec.reason.as_deref().unwrap_or("");
+    ctx.log.log(level, "run-end", &endf, reason);
+    let settings = &ctx.cfg.settings;
+    if fenced {
+        // Left for whoever takes it over (it records it lost, alerts, retries).
+        ctx.coord.abandon(settings, rec, ctx.log);
+    } else {
+        ctx.coord.record(settings, rec, ctx.log);
+    }
+    if req.alerts && !fenced {
+        ctx.alerts().after_run(job, rec, (&tails.0, &tails.1));
+    }
+    if let Some(url) = &job.healthcheck_url {
+        match rec.outcome {
+            Outcome::Success => alert::ping(url, Ping::Success, &[], ctx.log, &job.name),
+            Outcome::Failure => {
+                let mut tail = tails.0.clone();
+                tail.extend_from_slice(&tails.1);
+                alert::ping(url, Ping::Fail, &tail, ctx.log, &job.name);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Keeps the newest outputs of a job (run ids sort by start time).
+fn prune_outputs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    if names.len() <= KEEP_OUTPUTS {
+        return;
+    }
+    names.sort();
+    for n in &names[..names.len() - KEEP_OUTPUTS] {
+        let _ = std::fs::remove_file(dir.join(n));
+    }
+}

@@ -1,0 +1,52 @@
+//! Exit codes, the error a command ends with, and the signal -> exit code rule. How a run's
+//! outcome maps to an exit code is [`crate::record::Outcome::exit_code`], the one place
+//! that says it.
+
+use std::fmt;
+
+pub const OK: u8 = 0;
+pub const JOB_FAILED: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const NO_DAEMON: u8 = 69;
+pub const LOCKED: u8 = 75;
+pub const CONFIG: u8 = 78;
+pub const SIGINT: u8 = 130;
+pub const SIGTERM: u8 = 143;
+
+/// The exit code of a process stopped by `sig` (128 + the signal, for the two it handles).
+pub fn for_signal(sig: i32) -> u8 {
+    if sig == libc::SIGINT { SIGINT } else { SIGTERM }
+}
+
+/// Work that could not be done: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(USAGE, message)
+    }
+
+    pub fn config(message: impl Into<String>) -> Failure {
+        Failure::new(CONFIG, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a command returns: its exit code, or the failure to print.
+pub type CmdResult = Result<u8, Failure>;

@@ -1,0 +1,223 @@
+//! The cluster-wide per-job lease: a row in `cronwarden_leases`, taken when free or expired
+//! (by the database clock), renewed by the fence thread, released when the run ends.
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Fleet;
+use super::pool::col;
+use crate::config::{Job, Overlap};
+use crate::coord::Guard;
+use crate::log::{Level, Logger};
+use crate::runner::Interrupt;
+use crate::sync::lock;
+
+pub(super) struct LeaseState {
+    pub(super) run_id: String,
+    /// Written to (or dropped) to stop the run: its interrupt source.
+    pub(super) fence: Mutex<Option<UnixStream>>,
+    pub(super) pgid: AtomicI32,
+    pub(super) fenced: AtomicBool,
+    pub(super) acquired: Instant,
+}
+
+/// A held cluster-wide lease on a job; released when dropped.
+pub(super) struct Lease {
+    fleet: Arc<Fleet>,
+    job: String,
+    state: Arc<LeaseState>,
+    /// The run's extra interrupt source: readable once the lease is fenced.
+    fence: Option<UnixStream>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lease({}, {})", self.job, self.state.run_id)
+    }
+}
+
+/// Who holds a lease, for messages and `status`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LeaseHolder {
+    pub(crate) node: String,
+    pub(crate) run_id: String,
+    pub(crate) since: String,
+    /// Seconds since the last renewal, by the database clock.
+    pub(crate) age_s: f64,
+}
+
+impl Fleet {
+    /// Takes the job's lease for `run_id` if nobody holds a live one; else says who does.
+    fn try_lease(&self, job: &str, run_id: &str) -> Result<Result<Lease, LeaseHolder>, String> {
+        let (r, w) = UnixStream::pair().map_err(|e| e.to_string())?;
+        let acquired = Instant::now();
+        // Taken when free, or expired for dead_after by the database clock.
+        let won = self.with(|c| {
+            c.query_opt(
+                "INSERT INTO cronwarden_leases AS l (job, node, incarnation, run_id)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (job) DO UPDATE
+                    SET node = excluded.node, incarnation = excluded.incarnation,
+                        run_id = excluded.run_id, since = now(), renewed = now()
+                    WHERE l.renewed < now() - $5 * interval '1 second'
+                       OR (l.incarnation = excluded.incarnation AND l.run_id = excluded.run_id)
+                 RETURNING 1",
+                &[
+                    &job,
+                    &self.node,
+                    &self.incarnation,
+                    &run_id,
+                    &self.dead_after.as_secs_f64(),
+                ],
+            )
+        })?;
+        if won.is_none() {
+            return Ok(Err(self.lease_holder(job)?.unwrap_or_default()));
+        }
+        let state = Arc::new(LeaseState {
+            run_id: run_id.to_string(),
+            fence: Mutex::new(Some(w)),
+            pgid: AtomicI32::new(0),
+            fenced: AtomicBool::new(false),
+            acquired,
+        });
+        lock(&self.leases).insert(job.to_string(), Arc::clone(&state));
+        self.wake.notify_all();
+        let fleet = self.me.upgrade().ok_or("the fleet connection is closing")?;
+        Ok(Ok(Lease {
+            fleet,
+            job: job.to_string(),
+            state,
+            fence: Some(r),
+        }))
+    }
+
+    /// Who holds the job's lease, if anyone.
+    fn lease_holder(&self, job: &str) -> Result<Option<LeaseHolder>, String> {
+        let row = self.with(|c| {
+            c.query_opt(
+                "SELECT node, run_id, to_json(since) #>> '{}',
+                        extract(epoch FROM now() - renewed)::float8
+                 FROM cronwarden_leases WHERE job = $1",
+                &[&job],
+            )
+        })?;
+        row.map(|r| {
+            Ok(LeaseHolder {
+                node: col(&r, 0)?,
+                run_id: col(&r, 1)?,
+                since: col(&r, 2)?,
+                age_s: col(&r, 3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every held lease, by job.
+    pub(super) fn leases(&self) -> Result<HashMap<String, LeaseHolder>, String> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT job, node, run_id, to_json(since) #>> '{}',
+                        extract(epoch FROM now() - renewed)::float8
+                 FROM cronwarden_leases",
+                &[],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    col(r, 0)?,
+                    LeaseHolder {
+                        node: col(r, 1)?,
+                        run_id: col(r, 2)?,
+                        since: col(r, 3)?,
+                        age_s: col(r, 4)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The lease that goes with the local lock. `skip` gives up when another node holds it;
+    /// `queue` and `replace` wait for it (a run on another node cannot be stopped from
+    /// here, so `replace` waits like `queue` across nodes).
+    pub(super) fn wait_for_lease(
+        &self,
+        job: &Job,
+        log: &Logger,
+        run_id: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Lease, String> {
+        let mut told = false;
+        loop {
+            let holder = match self.try_lease(&job.name, run_id) {
+                Ok(Ok(lease)) => return Ok(lease),
+                Ok(Err(h)) => h,
+                Err(e) => return Err(format!("cannot take the fleet lease of the job: {e}")),
+            };
+            let who = format!(
+                "node {} (run {}, since {}, renewed {:.1}s ago)",
+                holder.node, holder.run_id, holder.since, holder.age_s
+            );
+            if job.overlap == Overlap::Skip {
+                return Err(format!("another run holds the fleet lease: {who}"));
+            }
+            if !told {
+                told = true;
+                log.log(
+                    Level::Info,
+                    "queued",
+                    &[("job", job.name.clone()), ("run_id", run_id.to_string())],
+                    &format!("waiting for the fleet lease held by {who}"),
+                );
+            }
+            if interrupt.sleep(Duration::from_millis(500)).is_some() {
+                return Err("interrupted while waiting for the fleet lease".to_string());
+            }
+        }
+    }
+}
+
+impl Guard for Lease {
+    fn stop_source(&mut self) -> Option<UnixStream> {
+        self.fence.take()
+    }
+
+    fn set_pgid(&self, pgid: i32) {
+        self.state.pgid.store(pgid, Ordering::SeqCst);
+    }
+
+    fn fenced(&self) -> Option<String> {
+        self.state.fenced.load(Ordering::SeqCst).then(|| {
+            "fenced: this node could not renew its fleet lease, so it stopped the job; \
+             another node takes the run over"
+                .to_string()
+        })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        lock(&self.fleet.leases).remove(&self.job);
+        let r = self.fleet.with(|c| {
+            c.execute(
+                "DELETE FROM cronwarden_leases WHERE job = $1 AND incarnation = $2 AND run_id = $3",
+                &[&self.job, &self.fleet.incarnation, &self.state.run_id],
+            )
+        });
+        if let Err(e) = r {
+            self.fleet.log.log(
+                Level::Warn,
+                "fleet",
+                &[("job", self.job.clone())],
+                &format!(
+                    "cannot release the lease ({e}); it expires {} after its last renewal",
+                    crate::units::format_duration(self.fleet.dead_after)
+                ),
+            );
+        }
+    }
+}
