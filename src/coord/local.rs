@@ -41,9 +41,7 @@ impl Coordinator for Local {
         )
     }
 
-    fn run_started(&self, _run: &RunStart<'_>) -> Result<(), String> {
-        Ok(())
-    }
+    fn run_started(&self, _run: &RunStart<'_>, _log: &Logger) {}
 
     fn attempt_started(&self, _run_id: &str, _attempt: u32) {}
 

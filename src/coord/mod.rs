@@ -138,8 +138,8 @@ pub(crate) trait Coordinator: Send + Sync {
         run_id: &str,
         interrupt: &Interrupt,
     ) -> Result<Option<Exclusion>, String>;
-    /// Tells the backend a run started; an error is logged and the run goes on.
-    fn run_started(&self, run: &RunStart<'_>) -> Result<(), String>;
+    /// Tells the backend a run started (a failure to do so is logged; the run goes on).
+    fn run_started(&self, run: &RunStart<'_>, log: &Logger);
     /// The attempt a run is on (a takeover goes on from the next one).
     fn attempt_started(&self, run_id: &str, attempt: u32);
     /// A job's process group started or ended (to be stopped should this process die).

@@ -192,10 +192,7 @@ pub(crate) fn execute_locked(
         params: &req.params,
         attempt: req.first_attempt.max(1),
     };
-    if let Err(e) = ctx.coord.run_started(&start) {
-        let msg = format!("cannot record the run in the database: {e}");
-        ctx.log.log(Level::Warn, "fleet", &f, &msg);
-    }
+    ctx.coord.run_started(&start, ctx.log);
     // A backend that can stop the run from outside (a fenced fleet lease) adds a source.
     let stop = exclusion
         .as_mut()

@@ -54,8 +54,15 @@ impl Coordinator for Fleet {
         }))
     }
 
-    fn run_started(&self, run: &RunStart<'_>) -> Result<(), String> {
-        self.insert_run(run)
+    fn run_started(&self, run: &RunStart<'_>, log: &Logger) {
+        if let Err(e) = self.insert_run(run) {
+            log.log(
+                Level::Warn,
+                "fleet",
+                &[("job", run.job.to_string()), ("run_id", run.run_id.to_string())],
+                &format!("cannot record the run in the database: {e}"),
+            );
+        }
     }
 
     fn attempt_started(&self, run_id: &str, attempt: u32) {
