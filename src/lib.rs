@@ -21,5 +21,6 @@ pub mod record;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+mod sys;
 pub mod template;
 pub mod units;

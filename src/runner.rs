@@ -11,7 +11,7 @@
 //! TERM/KILL sequence, so a grandchild holding stdout can never hang the runner.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::output::{Output, Stream};
+use crate::sys::{self, ChildSetup};
 
 /// Pids of the job processes this process started and has not reaped yet. A daemon that is
 /// PID 1 reaps orphans, and must leave these to their runners.
@@ -206,115 +207,7 @@ impl Interrupt {
     }
 }
 
-/// A pollfd waiting for input on `fd`.
-pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
-}
-
-/// ppoll(2): waits for `fds` with a timeout to the microsecond (`None`: indefinitely).
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
-    });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd and `tsp` is null or
-    // points to a live timespec for the call's duration; a null sigmask leaves it unchanged.
-    let _ = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            tsp,
-            std::ptr::null(),
-        )
-    };
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments; on success it returns a new descriptor
-    // that we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        None
-    } else {
-        // SAFETY: the descriptor was just created and is owned by nobody else.
-        Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-    }
-}
-
-fn killpg(pgid: i32, sig: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, sig);
-    }
-}
-
-/// Prepares the child between fork and exec. Only async-signal-safe calls: everything that
-/// allocates (the group list) was computed before the fork.
-fn pre_exec(spec: &AttemptSpec) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
-    let umask = spec.umask;
-    let nice = spec.nice;
-    let creds = spec.creds.clone();
-    let inherit = spec.inherit_fd;
-    move || {
-        // SAFETY: each call below is async-signal-safe and takes plain values or pointers
-        // to memory that stays valid for the call.
-        unsafe {
-            // A clean signal state: nothing blocked, every disposition default (a job must
-            // not inherit an ignored SIGPIPE or SIGINT from its runner).
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            // Every signal, real-time ones included: the raw system call, because the C
-            // library refuses to touch the two it reserves for itself (32 and 33), which a
-            // parent may still have left ignored. A zeroed kernel sigaction is SIG_DFL with
-            // no flags and an empty mask.
-            let dfl = [0u64; 4];
-            for sig in 1..=64 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        sig,
-                        dfl.as_ptr(),
-                        std::ptr::null::<u64>(),
-                        8usize,
-                    );
-                }
-            }
-            libc::umask(umask as libc::mode_t);
-            if let Some(n) = nice
-                && libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(fd) = inherit {
-                // Keep the lock open across exec: the job's processes hold it too.
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                }
-            }
-            if let Some(c) = &creds {
-                if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setgid(c.gid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setuid(c.uid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-        }
-        Ok(())
-    }
-}
+pub(crate) use crate::sys::{poll, pollin};
 
 fn spawn(spec: &AttemptSpec) -> io::Result<Child> {
     let mut cmd = Command::new(&spec.argv[0]);
@@ -332,18 +225,16 @@ fn spawn(spec: &AttemptSpec) -> io::Result<Child> {
     if let Some(dir) = &spec.workdir {
         cmd.current_dir(dir);
     }
-    // SAFETY: the closure only makes async-signal-safe calls (see `pre_exec`).
-    unsafe {
-        cmd.pre_exec(pre_exec(spec));
-    }
+    sys::install_child_setup(
+        &mut cmd,
+        ChildSetup {
+            umask: spec.umask,
+            nice: spec.nice,
+            creds: spec.creds.clone(),
+            inherit_fd: spec.inherit_fd,
+        },
+    );
     cmd.spawn()
-}
-
-fn set_pipe_size(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own; failure is harmless (the default size stays).
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
-    }
 }
 
 enum Phase {
@@ -417,16 +308,17 @@ pub fn run_attempt_with(
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     for fd in [
-        stdout.as_ref().map(|s| s.as_raw_fd()),
-        stderr.as_ref().map(|s| s.as_raw_fd()),
+        stdout.as_ref().map(AsFd::as_fd),
+        stderr.as_ref().map(AsFd::as_fd),
     ]
     .into_iter()
     .flatten()
     {
-        set_pipe_size(fd);
-        set_nonblocking(fd);
+        // Failures are harmless: the default size stays; a blocking read still ends.
+        let _ = sys::set_pipe_size(fd, 1 << 20);
+        let _ = sys::set_nonblocking(fd);
     }
-    let pidfd = pidfd_open(pid);
+    let pidfd = sys::pidfd_open(pid);
 
     let deadline = spec.timeout.map(|t| t0 + t);
     let mut phase = Phase::Running;
@@ -448,13 +340,13 @@ pub fn run_attempt_with(
                 let linger_hit = linger_until.is_some_and(|d| now >= d);
                 if timeout_hit || linger_hit {
                     timed_out |= timeout_hit;
-                    killpg(pgid, libc::SIGTERM);
+                    let _ = sys::kill_group(pgid, libc::SIGTERM);
                     phase = Phase::Terminating(now + spec.kill_grace);
                     continue;
                 }
             }
             Phase::Terminating(at) if now >= at => {
-                killpg(pgid, libc::SIGKILL);
+                let _ = sys::kill_group(pgid, libc::SIGKILL);
                 phase = Phase::Killed(now + Duration::from_secs(2));
                 continue;
             }
@@ -521,7 +413,7 @@ pub fn run_attempt_with(
                 // Handled below by try_wait.
             } else if let Some(sig) = interrupt.take(fd) {
                 interrupted = Some(sig);
-                killpg(pgid, sig);
+                let _ = sys::kill_group(pgid, sig);
                 if matches!(phase, Phase::Running) {
                     phase = Phase::Terminating(Instant::now() + spec.kill_grace);
                 }
@@ -587,16 +479,6 @@ fn drain<R: Read>(src: &mut Option<R>, buf: &mut [u8], out: &mut Output, which: 
     }
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
-    }
-}
-
 /// Reaps exited processes that are not ours to wait for: orphans re-parented to this
 /// process when it runs as PID 1 in a container. Jobs' own main processes are left to their
 /// runners.
@@ -625,9 +507,7 @@ pub fn reap_orphans() {
         if kids.contains(&pid) {
             continue;
         }
-        let mut status = 0;
-        // SAFETY: reaps one specific exited child; no memory beyond `status` is involved.
-        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        sys::reap(pid as i32);
         drop(kids);
     }
 }
