@@ -30,7 +30,7 @@ use crate::sys::{self, ChildSetup};
 
 /// Pids of the job processes this process started and has not reaped yet. A daemon that is
 /// PID 1 reaps orphans, and must leave these to their runners.
-pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
 fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
     match CHILDREN.lock() {
