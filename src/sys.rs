@@ -41,7 +41,8 @@ pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
 }
 
 /// ppoll(2): waits for `fds` with a timeout to the microsecond (`None`: indefinitely). The
-/// result is in the `revents` of `fds` (an error, EINTR included, leaves them all zero).
+/// result is in the `revents` of `fds`; an error (EINTR) is not reported: callers look at
+/// the revents and at the clock again.
 /// (nix's ppoll takes borrowed descriptors; the callers' poll sets are raw pollfds.)
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
     let ts = timeout.map(|d| libc::timespec {
