@@ -1,30 +1,36 @@
 //! One attempt of a job: spawn it in its own process group, drain its output, enforce the
 //! timeout on the whole group, and report how it ended.
 //!
-//! A single thread waits with poll(2) on stdout, stderr, a pidfd for the child's exit and
-//! the interrupt pipe, so stdout and stderr are drained concurrently (a child blocked on a full
-//! stderr pipe while we wait on stdout would deadlock) and no timer thread is needed.
+//! A single thread (a `Supervisor`, holding the child, its pipes, the deadlines and how far
+//! the stop sequence went) waits with poll(2) on stdout, stderr, a pidfd for the child's exit
+//! and the interrupt pipe, so stdout and stderr are drained concurrently (a child blocked on a
+//! full stderr pipe while we wait on stdout would deadlock) and no timer thread is needed.
+//! Without a pidfd (kernels before 5.3) it looks at the child every 100 ms.
 //!
 //! Process-tree rules: the timeout (and an interrupt) signals the job's whole process group,
 //! SIGTERM first and SIGKILL after `kill_grace`. When the main process exits while processes
 //! it left behind still hold its output open, they get `kill_grace` to finish, then the same
 //! TERM/KILL sequence, so a grandchild holding stdout can never hang the runner.
+//!
+//! The raw system calls (ppoll, pidfd_open, the child's set-up between fork and exec) are in
+//! `crate::sys`.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 use crate::output::{Output, Stream};
+use crate::sys::{self, ChildSetup};
 
 /// Pids of the job processes this process started and has not reaped yet. A daemon that is
 /// PID 1 reaps orphans, and must leave these to their runners.
-pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
 fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
     match CHILDREN.lock() {
@@ -33,14 +39,8 @@ fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
     }
 }
 
-/// Who the job runs as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Creds {
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups: exactly these, nothing inherited from the runner.
-    pub groups: Vec<u32>,
-}
+pub(crate) use crate::sys::Creds;
+use crate::sys::{poll, pollin};
 
 /// Everything needed to start one attempt.
 #[derive(Clone, Debug)]
@@ -206,117 +206,10 @@ impl Interrupt {
     }
 }
 
-/// A pollfd waiting for input on `fd`.
-pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
-}
 
-/// ppoll(2): waits for `fds` with a timeout to the microsecond (`None`: indefinitely).
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
-    });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd and `tsp` is null or
-    // points to a live timespec for the call's duration; a null sigmask leaves it unchanged.
-    let _ = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            tsp,
-            std::ptr::null(),
-        )
-    };
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments; on success it returns a new descriptor
-    // that we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        None
-    } else {
-        // SAFETY: the descriptor was just created and is owned by nobody else.
-        Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-    }
-}
-
-fn killpg(pgid: i32, sig: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, sig);
-    }
-}
-
-/// Prepares the child between fork and exec. Only async-signal-safe calls: everything that
-/// allocates (the group list) was computed before the fork.
-fn pre_exec(spec: &AttemptSpec) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
-    let umask = spec.umask;
-    let nice = spec.nice;
-    let creds = spec.creds.clone();
-    let inherit = spec.inherit_fd;
-    move || {
-        // SAFETY: each call below is async-signal-safe and takes plain values or pointers
-        // to memory that stays valid for the call.
-        unsafe {
-            // A clean signal state: nothing blocked, every disposition default (a job must
-            // not inherit an ignored SIGPIPE or SIGINT from its runner).
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            // Every signal, real-time ones included: the raw system call, because the C
-            // library refuses to touch the two it reserves for itself (32 and 33), which a
-            // parent may still have left ignored. A zeroed kernel sigaction is SIG_DFL with
-            // no flags and an empty mask.
-            let dfl = [0u64; 4];
-            for sig in 1..=64 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        sig,
-                        dfl.as_ptr(),
-                        std::ptr::null::<u64>(),
-                        8usize,
-                    );
-                }
-            }
-            libc::umask(umask as libc::mode_t);
-            if let Some(n) = nice
-                && libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(fd) = inherit {
-                // Keep the lock open across exec: the job's processes hold it too.
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                }
-            }
-            if let Some(c) = &creds {
-                if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setgid(c.gid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setuid(c.uid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn spawn(spec: &AttemptSpec) -> io::Result<Child> {
+/// The command of an attempt: its own process group, piped output, and the child's set-up
+/// between fork and exec (signal state, umask, priority, the lock, credentials).
+fn command(spec: &AttemptSpec) -> Command {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
@@ -332,18 +225,16 @@ fn spawn(spec: &AttemptSpec) -> io::Result<Child> {
     if let Some(dir) = &spec.workdir {
         cmd.current_dir(dir);
     }
-    // SAFETY: the closure only makes async-signal-safe calls (see `pre_exec`).
-    unsafe {
-        cmd.pre_exec(pre_exec(spec));
-    }
-    cmd.spawn()
-}
-
-fn set_pipe_size(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own; failure is harmless (the default size stays).
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
-    }
+    sys::install_child_setup(
+        &mut cmd,
+        ChildSetup {
+            umask: spec.umask,
+            nice: spec.nice,
+            creds: spec.creds.clone(),
+            inherit_fd: spec.inherit_fd,
+        },
+    );
+    cmd
 }
 
 enum Phase {
@@ -352,6 +243,282 @@ enum Phase {
     Terminating(Instant),
     /// SIGKILL sent; stop waiting for the pipes at this instant.
     Killed(Instant),
+}
+
+/// What the supervision loop does after looking at the deadlines.
+enum Step {
+    /// Wait for the pipes, the child or the next deadline.
+    Wait,
+    /// A signal was sent: look again.
+    Again,
+    /// Give up on the pipes (after SIGKILL, something unkillable still holds them).
+    Stop,
+}
+
+/// One running attempt: the child, its output pipes, and how far its stop sequence went.
+struct Supervisor<'a> {
+    spec: &'a AttemptSpec,
+    interrupt: &'a Interrupt,
+    child: Child,
+    /// The child's pid, which is also its process group.
+    pid: u32,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    /// Readable when the child exits (`None` on old kernels: the child is looked at every
+    /// 100 ms instead).
+    pidfd: Option<OwnedFd>,
+    /// The end of the timeout.
+    deadline: Option<Instant>,
+    phase: Phase,
+    status: Option<ExitStatus>,
+    /// The main process exited while others still hold its output: their time is up then.
+    linger_until: Option<Instant>,
+    timed_out: bool,
+    interrupted: Option<i32>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Supervisor<'a> {
+    /// Starts the child (registered in [`CHILDREN`] under the lock, so a reaper never sees
+    /// the pid unregistered), tells `on_spawn` its pid, feeds its stdin from a thread and
+    /// makes its output pipes large and non-blocking. The error names what could not run.
+    fn spawn(
+        spec: &'a AttemptSpec,
+        interrupt: &'a Interrupt,
+        t0: Instant,
+        on_spawn: &mut dyn FnMut(u32),
+    ) -> Result<Supervisor<'a>, String> {
+        let spawned = {
+            let mut kids = children();
+            let r = command(spec).spawn();
+            if let Ok(c) = &r {
+                kids.push(c.id());
+            }
+            r
+        };
+        let mut child = spawned.map_err(|e| {
+            let what = match &spec.workdir {
+                Some(dir) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
+                    format!("workdir {}", dir.display())
+                }
+                _ => spec.argv[0].clone(),
+            };
+            format!("cannot run {what:?}: {e}")
+        })?;
+        let pid = child.id();
+        on_spawn(pid);
+        if let (Some(mut stdin), Some(data)) = (child.stdin.take(), spec.stdin.clone()) {
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+        }
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        for fd in [
+            stdout.as_ref().map(AsFd::as_fd),
+            stderr.as_ref().map(AsFd::as_fd),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // Failures are harmless: the default size stays; a blocking read still ends.
+            let _ = sys::set_pipe_size(fd, 1 << 20);
+            let _ = sys::set_nonblocking(fd);
+        }
+        let pidfd = sys::pidfd_open(pid);
+        Ok(Supervisor {
+            spec,
+            interrupt,
+            child,
+            pid,
+            stdout,
+            stderr,
+            pidfd,
+            deadline: spec.timeout.map(|t| t0 + t),
+            phase: Phase::Running,
+            status: None,
+            linger_until: None,
+            timed_out: false,
+            interrupted: None,
+            buf: vec![0u8; 256 * 1024],
+        })
+    }
+
+    /// Signals the child's whole process group.
+    fn signal_group(&self, sig: i32) {
+        let _ = sys::kill_group(self.pid as i32, sig);
+    }
+
+    /// Drains the output and waits for the child until it exited and its output is closed
+    /// (or, after SIGKILL, the pipes are given up on).
+    fn supervise(&mut self, out: &mut Output) {
+        loop {
+            if self.status.is_some() && self.stdout.is_none() && self.stderr.is_none() {
+                break;
+            }
+            let now = Instant::now();
+            match self.on_deadline(now) {
+                Step::Wait => {}
+                Step::Again => continue,
+                Step::Stop => break,
+            }
+            let wait = self.next_wait(now, out);
+            let mut pfds = self.poll_set();
+            poll(&mut pfds, wait);
+            out.tick();
+            self.on_ready(&pfds, out);
+            self.check_exit();
+        }
+    }
+
+    /// Deadlines: the timeout (while the child runs) or the end of the linger time sends
+    /// SIGTERM to the group, the end of `kill_grace` SIGKILL; two seconds after SIGKILL an
+    /// exited child's pipes are given up on.
+    fn on_deadline(&mut self, now: Instant) -> Step {
+        match self.phase {
+            Phase::Running => {
+                let timeout_hit = self.status.is_none() && self.deadline.is_some_and(|d| now >= d);
+                let linger_hit = self.linger_until.is_some_and(|d| now >= d);
+                if timeout_hit || linger_hit {
+                    self.timed_out |= timeout_hit;
+                    self.signal_group(libc::SIGTERM);
+                    self.phase = Phase::Terminating(now + self.spec.kill_grace);
+                    return Step::Again;
+                }
+            }
+            Phase::Terminating(at) if now >= at => {
+                self.signal_group(libc::SIGKILL);
+                self.phase = Phase::Killed(now + Duration::from_secs(2));
+                return Step::Again;
+            }
+            Phase::Killed(at) if now >= at && self.status.is_some() => {
+                // Something unkillable (uninterruptible sleep) still holds the pipes.
+                return Step::Stop;
+            }
+            _ => {}
+        }
+        Step::Wait
+    }
+
+    /// How long poll may wait: until the next deadline or output flush, and at most 100 ms
+    /// while the child runs and there is no pidfd to tell its exit.
+    fn next_wait(&self, now: Instant, out: &Output) -> Option<Duration> {
+        let next_deadline = match self.phase {
+            Phase::Running => [
+                self.deadline.filter(|_| self.status.is_none()),
+                self.linger_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+            Phase::Terminating(at) | Phase::Killed(at) => Some(at),
+        };
+        let next_deadline = match (next_deadline, out.flush_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wait = next_deadline.map(|d| d.saturating_duration_since(now));
+        if self.pidfd.is_none() && self.status.is_none() {
+            // No pidfd (old kernel): look at the child a few times a second.
+            wait = Some(wait.map_or(Duration::from_millis(100), |w| {
+                w.min(Duration::from_millis(100))
+            }));
+        }
+        wait
+    }
+
+    /// The descriptors to wait for: the open pipes, the pidfd until the child exited, and
+    /// the interrupt sources until one fired.
+    fn poll_set(&self) -> Vec<libc::pollfd> {
+        let mut pfds = Vec::with_capacity(8);
+        for fd in [
+            self.stdout.as_ref().map(|s| s.as_raw_fd()),
+            self.stderr.as_ref().map(|s| s.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            pfds.push(pollin(fd));
+        }
+        if let (Some(p), None) = (&self.pidfd, self.status) {
+            pfds.push(pollin(p.as_raw_fd()));
+        }
+        if self.interrupted.is_none() {
+            for (fd, _) in self.interrupt.fds() {
+                pfds.push(pollin(fd));
+            }
+        }
+        pfds
+    }
+
+    /// Handles the ready descriptors: drains output (closing a stream at its end), and
+    /// forwards an interrupt's signal to the group, with SIGKILL `kill_grace` later.
+    fn on_ready(&mut self, pfds: &[libc::pollfd], out: &mut Output) {
+        for p in pfds {
+            if p.revents == 0 {
+                continue;
+            }
+            let fd = p.fd;
+            if self.stdout.as_ref().is_some_and(|s| s.as_raw_fd() == fd) {
+                if !drain(&mut self.stdout, &mut self.buf, out, Stream::Stdout) {
+                    self.stdout = None;
+                }
+            } else if self.stderr.as_ref().is_some_and(|s| s.as_raw_fd() == fd) {
+                if !drain(&mut self.stderr, &mut self.buf, out, Stream::Stderr) {
+                    self.stderr = None;
+                }
+            } else if self.pidfd.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
+                // Handled by check_exit.
+            } else if let Some(sig) = self.interrupt.take(fd) {
+                self.interrupted = Some(sig);
+                self.signal_group(sig);
+                if matches!(self.phase, Phase::Running) {
+                    self.phase = Phase::Terminating(Instant::now() + self.spec.kill_grace);
+                }
+            }
+        }
+    }
+
+    /// Notes the child's exit; if processes it left behind still hold its output, they get
+    /// `kill_grace` to finish.
+    fn check_exit(&mut self) {
+        if self.status.is_none()
+            && let Ok(Some(st)) = self.child.try_wait()
+        {
+            self.status = Some(st);
+            if self.stdout.is_some() || self.stderr.is_some() {
+                self.linger_until = Some(Instant::now() + self.spec.kill_grace);
+            }
+        }
+    }
+
+    /// The result, once [`Supervisor::supervise`] returned: the child is waited for and
+    /// unregistered. The error is why it could not be waited for.
+    fn finish(mut self, started: Timestamp, t0: Instant) -> Result<AttemptResult, String> {
+        let pid = self.pid;
+        let status = match self.status {
+            Some(s) => Ok(s),
+            None => self
+                .child
+                .wait()
+                .map_err(|e| format!("waiting for pid {pid}: {e}")),
+        };
+        children().retain(|p| *p != pid);
+        let status = status?;
+        let exit = match (status.code(), status.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        };
+        Ok(AttemptResult {
+            started,
+            duration: t0.elapsed(),
+            exit,
+            timed_out: self.timed_out,
+            interrupted: self.interrupted,
+            pid: Some(pid),
+        })
+    }
 }
 
 /// Runs one attempt to the end. Output goes to `out`.
@@ -385,181 +552,12 @@ pub fn run_attempt_with(
         r.interrupted = Some(sig);
         return r;
     }
-    let spawned = {
-        // Registered under the lock, so a reaper never sees the pid unregistered.
-        let mut kids = children();
-        let r = spawn(spec);
-        if let Ok(c) = &r {
-            kids.push(c.id());
-        }
-        r
+    let mut supervisor = match Supervisor::spawn(spec, interrupt, t0, on_spawn) {
+        Ok(s) => s,
+        Err(msg) => return not_started(msg),
     };
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let what = match &spec.workdir {
-                Some(dir) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
-                    format!("workdir {}", dir.display())
-                }
-                _ => spec.argv[0].clone(),
-            };
-            return not_started(format!("cannot run {what:?}: {e}"));
-        }
-    };
-    let pid = child.id();
-    let pgid = pid as i32;
-    on_spawn(pid);
-    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), spec.stdin.clone()) {
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-    }
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    for fd in [
-        stdout.as_ref().map(|s| s.as_raw_fd()),
-        stderr.as_ref().map(|s| s.as_raw_fd()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        set_pipe_size(fd);
-        set_nonblocking(fd);
-    }
-    let pidfd = pidfd_open(pid);
-
-    let deadline = spec.timeout.map(|t| t0 + t);
-    let mut phase = Phase::Running;
-    let mut status: Option<ExitStatus> = None;
-    let mut linger_until: Option<Instant> = None;
-    let mut timed_out = false;
-    let mut interrupted = None;
-    let mut buf = vec![0u8; 256 * 1024];
-
-    loop {
-        if status.is_some() && stdout.is_none() && stderr.is_none() {
-            break;
-        }
-        let now = Instant::now();
-        // Deadlines first.
-        match phase {
-            Phase::Running => {
-                let timeout_hit = status.is_none() && deadline.is_some_and(|d| now >= d);
-                let linger_hit = linger_until.is_some_and(|d| now >= d);
-                if timeout_hit || linger_hit {
-                    timed_out |= timeout_hit;
-                    killpg(pgid, libc::SIGTERM);
-                    phase = Phase::Terminating(now + spec.kill_grace);
-                    continue;
-                }
-            }
-            Phase::Terminating(at) if now >= at => {
-                killpg(pgid, libc::SIGKILL);
-                phase = Phase::Killed(now + Duration::from_secs(2));
-                continue;
-            }
-            Phase::Killed(at) if now >= at && status.is_some() => {
-                // Something unkillable (uninterruptible sleep) still holds the pipes.
-                break;
-            }
-            _ => {}
-        }
-        let next_deadline = match phase {
-            Phase::Running => [deadline.filter(|_| status.is_none()), linger_until]
-                .into_iter()
-                .flatten()
-                .min(),
-            Phase::Terminating(at) | Phase::Killed(at) => Some(at),
-        };
-        let next_deadline = match (next_deadline, out.flush_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let mut wait = next_deadline.map(|d| d.saturating_duration_since(now));
-        if pidfd.is_none() && status.is_none() {
-            // No pidfd (old kernel): look at the child a few times a second.
-            wait = Some(wait.map_or(Duration::from_millis(100), |w| {
-                w.min(Duration::from_millis(100))
-            }));
-        }
-
-        let mut pfds = Vec::with_capacity(8);
-        for fd in [
-            stdout.as_ref().map(|s| s.as_raw_fd()),
-            stderr.as_ref().map(|s| s.as_raw_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            pfds.push(pollin(fd));
-        }
-        if let (Some(p), None) = (&pidfd, status) {
-            pfds.push(pollin(p.as_raw_fd()));
-        }
-        if interrupted.is_none() {
-            for (fd, _) in interrupt.fds() {
-                pfds.push(pollin(fd));
-            }
-        }
-        poll(&mut pfds, wait);
-        out.tick();
-
-        for p in &pfds {
-            if p.revents == 0 {
-                continue;
-            }
-            let fd = p.fd;
-            if stdout.as_ref().is_some_and(|s| s.as_raw_fd() == fd) {
-                if !drain(&mut stdout, &mut buf, out, Stream::Stdout) {
-                    stdout = None;
-                }
-            } else if stderr.as_ref().is_some_and(|s| s.as_raw_fd() == fd) {
-                if !drain(&mut stderr, &mut buf, out, Stream::Stderr) {
-                    stderr = None;
-                }
-            } else if pidfd.as_ref().is_some_and(|p| p.as_raw_fd() == fd) {
-                // Handled below by try_wait.
-            } else if let Some(sig) = interrupt.take(fd) {
-                interrupted = Some(sig);
-                killpg(pgid, sig);
-                if matches!(phase, Phase::Running) {
-                    phase = Phase::Terminating(Instant::now() + spec.kill_grace);
-                }
-            }
-        }
-        if status.is_none()
-            && let Ok(Some(st)) = child.try_wait()
-        {
-            status = Some(st);
-            if stdout.is_some() || stderr.is_some() {
-                linger_until = Some(Instant::now() + spec.kill_grace);
-            }
-        }
-    }
-    let status = match status {
-        Some(s) => s,
-        None => match child.wait() {
-            Ok(s) => s,
-            Err(e) => {
-                children().retain(|p| *p != pid);
-                return not_started(format!("waiting for pid {pid}: {e}"));
-            }
-        },
-    };
-    children().retain(|p| *p != pid);
-    let exit = match (status.code(), status.signal()) {
-        (Some(c), _) => Exit::Code(c),
-        (None, Some(s)) => Exit::Signal(s),
-        (None, None) => Exit::Code(-1),
-    };
-    AttemptResult {
-        started,
-        duration: t0.elapsed(),
-        exit,
-        timed_out,
-        interrupted,
-        pid: Some(pid),
-    }
+    supervisor.supervise(out);
+    supervisor.finish(started, t0).unwrap_or_else(not_started)
 }
 
 /// Reads what is available (the descriptors are non-blocking: until the pipe is empty, with
@@ -583,16 +581,6 @@ fn drain<R: Read>(src: &mut Option<R>, buf: &mut [u8], out: &mut Output, which: 
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
-        }
-    }
-}
-
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
     }
 }
@@ -625,9 +613,7 @@ pub fn reap_orphans() {
         if kids.contains(&pid) {
             continue;
         }
-        let mut status = 0;
-        // SAFETY: reaps one specific exited child; no memory beyond `status` is involved.
-        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        sys::reap(pid as i32);
         drop(kids);
     }
 }

@@ -1,47 +1,320 @@
-//! Placeholder until the system-call module lands (merged from the runner branch).
+//! The system calls that need `unsafe`: the only unsafe code of the crate. Every unsafe
+//! block is here, each with a `// SAFETY:` comment that argues why it is sound, and each
+//! function offers a safe interface (no caller has to uphold anything for memory safety).
+//! Where nix has a safe wrapper (signals, umask, fcntl, waitpid, sigprocmask, the set*id
+//! calls), it is used instead of raw libc.
+//!
+//! What it wraps:
+//! - [`poll`] / [`pollin`]: ppoll(2) with a timeout to the microsecond, on raw pollfds;
+//! - [`pidfd_open`]: a descriptor that becomes readable when a process exits;
+//! - [`kill_group`], [`group_alive`], [`kill`]: signals to a process group or a process;
+//! - [`set_pipe_size`], [`set_nonblocking`]: descriptor flags (safe, through nix);
+//! - [`reap`]: waitpid(WNOHANG) for one pid;
+//! - [`install_child_setup`]: the job's set-up between fork and exec (signal state, umask,
+//!   priority, the inherited lock descriptor, groups and user), installed with
+//!   `CommandExt::pre_exec`;
+//! - [`with_umask`]: a call made under another process umask;
+//! - [`malloc_trim`], [`trim_file_mappings`]: the daemon's idle memory trim (free heap, and
+//!   the pages of read-only file mappings, found in /proc/self/smaps).
 
-/// Signals a process group (never pid 0, 1 or below).
-pub(crate) fn kill_group(pgid: i32, sig: i32) {
-    use nix::sys::signal::{Signal, killpg};
-    use nix::unistd::Pid;
-    if pgid > 1
-        && let Ok(s) = Signal::try_from(sig)
-    {
-        let _ = killpg(Pid::from_raw(pgid), s);
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Gid, Pid, Uid};
+
+
+/// Who the job runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Creds {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    /// Supplementary groups: exactly these, nothing inherited from the runner.
+    pub(crate) groups: Vec<u32>,
+}
+
+/// A pollfd waiting for input on `fd`.
+pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }
 
-/// Swaps the process's umask around `f`.
-pub(crate) fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
-    use nix::sys::stat::{Mode, umask};
-    let old = umask(Mode::from_bits_truncate(mask as nix::libc::mode_t));
-    let r = f();
-    umask(old);
-    r
+/// ppoll(2): waits for `fds` with a timeout to the microsecond (`None`: indefinitely). The
+/// result is in the `revents` of `fds`; an error (EINTR) is not reported: callers look at
+/// the revents and at the clock again.
+/// (nix's ppoll takes borrowed descriptors; the callers' poll sets are raw pollfds.)
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd (the kernel writes only
+    // their `revents`, within the `fds.len()` entries given), and `tsp` is null or points to
+    // a live timespec for the call's duration; a null sigmask leaves the mask unchanged. A
+    // descriptor number that is not open is not a memory error: the kernel reports POLLNVAL.
+    let _ = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
+    };
 }
 
-pub(crate) use crate::runner::{poll, pollin};
+/// pidfd_open(2): a descriptor that becomes readable when process `pid` exits; `None` when
+/// the kernel cannot give one (before Linux 5.3) or the process is gone.
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;
+    // SAFETY: a plain system call with two integer arguments; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: on success pidfd_open returns a new descriptor, open and owned by nobody else
+    // (it has not been handed out anywhere): the OwnedFd becomes its only owner.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
 
-/// Lets go of the memory that only start-up needed (parsing the command line and the table):
-/// the pages of read-only file mappings (this binary, libc, ld.so) are dropped from this
-/// process's resident set (the few the idle loop uses fault back in from the page cache),
-/// and free heap is returned to the system. A mapping is dropped only when it is not
-/// writable and has no anonymous page: dropping a private page that was written (relocated
-/// data) would lose its contents. (Dirty page-cache pages of a binary just written are
-/// fine: the page cache keeps them.)
-pub(crate) fn trim_file_mappings() {
-    // SAFETY: glibc's malloc_trim only releases free memory back to the system.
+/// A signal number as nix's Signal (0: none, i.e. only check that the target exists).
+/// Real-time signals are not in nix's list (cronwarden sends none): EINVAL.
+fn signal(sig: i32) -> io::Result<Option<Signal>> {
+    if sig == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Signal::try_from(sig)?))
+}
+
+/// Sends `sig` to the process group `pgid` (a job's group: the pid of its main process).
+/// Refuses `pgid <= 1`: kill(2) would read 0 as the caller's own group, and 1 is init's.
+pub(crate) fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a job's process group: {pgid}"),
+        ));
+    }
+    Ok(nix::sys::signal::killpg(Pid::from_raw(pgid), signal(sig)?)?)
+}
+
+/// Whether a process of group `pgid` still exists (kill -0 on the group; false for
+/// `pgid <= 1`, and, like kill(2), when it exists but may not be signalled).
+pub(crate) fn group_alive(pgid: i32) -> bool {
+    kill_group(pgid, 0).is_ok()
+}
+
+/// Sets the capacity of the pipe `fd` to `bytes` (F_SETPIPE_SZ; the kernel rounds it up to
+/// a power of two of pages, and refuses more than /proc/sys/fs/pipe-max-size unprivileged).
+pub(crate) fn set_pipe_size(fd: impl AsFd, bytes: usize) -> io::Result<()> {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    fcntl(fd.as_fd(), FcntlArg::F_SETPIPE_SZ(bytes))?;
+    Ok(())
+}
+
+/// Makes reads and writes on `fd` non-blocking (O_NONBLOCK, the other status flags kept).
+pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd();
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// Sends `sig` to the process `pid` (refuses `pid <= 0`, which kill(2) reads as groups).
+#[cfg(test)]
+pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a process id: {pid}"),
+        ));
+    }
+    Ok(nix::sys::signal::kill(Pid::from_raw(pid), signal(sig)?)?)
+}
+
+/// Reaps the child `pid` if it has exited (waitpid with WNOHANG); true when it was reaped.
+pub(crate) fn reap(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    matches!(
+        waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+        Ok(s) if s != WaitStatus::StillAlive
+    )
+}
+
+/// Calls `f` with the process umask set to `mask`, and restores the previous mask after it
+/// (also if it panics). The umask is the whole process's: files that other threads create
+/// meanwhile get it too.
+pub(crate) fn with_umask<R>(mask: u32, f: impl FnOnce() -> R) -> R {
+    struct Restore(Mode);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            nix::sys::stat::umask(self.0);
+        }
+    }
+    let _restore = Restore(nix::sys::stat::umask(mode(mask)));
+    f()
+}
+
+fn mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits as libc::mode_t)
+}
+
+/// How the job's process is set up between fork and exec.
+pub(crate) struct ChildSetup {
+    pub umask: u32,
+    /// The priority (nice value) to set, if any.
+    pub nice: Option<i32>,
+    /// The user, group and exact supplementary groups to switch to, if any.
+    pub creds: Option<Creds>,
+    /// A descriptor to keep open across exec (the job lock): its close-on-exec flag is
+    /// cleared in the child.
+    pub inherit_fd: Option<RawFd>,
+}
+
+/// Installs `setup` on `cmd`, to run in the child between fork and exec, in this order: a
+/// clean signal state (nothing blocked, every disposition the default: a job must not
+/// inherit an ignored SIGPIPE or SIGINT from its runner), the umask, the priority, the
+/// inherited descriptor, then groups, group and user. An error (of setpriority, setgroups,
+/// setgid, setuid) makes the spawn fail with it.
+pub(crate) fn install_child_setup(cmd: &mut Command, setup: ChildSetup) {
+    // Everything that allocates is done here, before the fork.
+    let ChildSetup {
+        umask,
+        nice,
+        creds,
+        inherit_fd,
+    } = setup;
+    let mask = mode(umask);
+    let creds: Option<(Uid, Gid, Vec<Gid>)> = creds.map(|c| {
+        let groups = c.groups.into_iter().map(Gid::from_raw).collect();
+        (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
+    });
+    let child = move || child_setup(mask, nice, inherit_fd, creds.as_ref());
+    // SAFETY: pre_exec requires the closure to be safe to run in the child of a fork(2) of a
+    // possibly multi-threaded process: only async-signal-safe operations, no allocation, no
+    // lock, no state that another thread of the parent may have left half-updated. The
+    // closure only reads values it owns (the group list was allocated above, before the
+    // fork) and `child_setup` makes only async-signal-safe system calls (sigprocmask,
+    // rt_sigaction, umask, setpriority, fcntl, setgroups, setgid, setuid) through thin
+    // wrappers that do not allocate; its errors are raw OS errors, which do not allocate.
+    unsafe {
+        cmd.pre_exec(child);
+    }
+}
+
+/// The child's side of [`install_child_setup`]: runs between fork and exec, so only
+/// async-signal-safe calls (see there).
+fn child_setup(
+    mask: Mode,
+    nice: Option<i32>,
+    inherit_fd: Option<RawFd>,
+    creds: Option<&(Uid, Gid, Vec<Gid>)>,
+) -> io::Result<()> {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    default_dispositions();
+    // (nix's umask only panics for a previous mask outside 0o7777: the kernel's is 0o777.)
+    nix::sys::stat::umask(mask);
+    if let Some(n) = nice {
+        // SAFETY: setpriority(2) with integer arguments only (nix has no wrapper for it).
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(fd) = inherit_fd {
+        // Keep the lock open across exec: the job's processes hold it too. (Raw fcntl, not
+        // nix's, which takes a BorrowedFd: that asserts the number is open, which a number
+        // from the caller cannot promise; fcntl on any number is harmless, EBADF at worst.)
+        // SAFETY: fcntl(2) F_GETFD/F_SETFD on a descriptor number, integer arguments only;
+        // it only changes that descriptor's close-on-exec flag in this (child) process.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            }
+        }
+    }
+    if let Some((uid, gid, groups)) = creds {
+        nix::unistd::setgroups(groups)?;
+        nix::unistd::setgid(*gid)?;
+        nix::unistd::setuid(*uid)?;
+    }
+    Ok(())
+}
+
+/// Sets every signal's disposition to the default, real-time ones included: the raw system
+/// call, because the C library refuses to touch the two it reserves for itself (32 and 33),
+/// which a parent may still have left ignored.
+fn default_dispositions() {
+    // A zeroed kernel sigaction is SIG_DFL with no flags, no restorer and an empty mask.
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction(2) reads the new action from `dfl`, 32 bytes that live
+            // across the call: the kernel's struct sigaction (handler, flags, restorer where
+            // the architecture has one, and a mask of the 8 bytes given as sigsetsize) is at
+            // most that large, and all zeros is a valid value for it. The old action is not
+            // asked for (null). Installing SIG_DFL cannot run any code of this process.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null::<u64>(),
+                    8usize,
+                );
+            }
+        }
+    }
+}
+
+/// Returns free heap memory to the system (glibc's malloc_trim).
+pub(crate) fn malloc_trim() {
+    // SAFETY: malloc_trim takes an integer (the padding to keep) and only releases free
+    // memory of the allocator back to the system, under the allocator's own lock; memory in
+    // use is not touched.
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Drops the pages of this process's read-only file mappings from its resident set (this
+/// binary, libc, ld.so...): the few that are used again fault back in from the page cache.
+/// A mapping is dropped only when it is private, not writable, and has no anonymous page:
+/// dropping a private page that was written (relocated data) would lose its contents.
+/// (Dirty page-cache pages of a binary just written are fine: the page cache keeps them.)
+/// The ranges are found in /proc/self/smaps here, so the invariant is established here.
+pub(crate) fn trim_file_mappings() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
     // First the list, then the madvise calls: code that runs after them (parsing smaps)
     // would fault its pages straight back in.
+    let ranges = file_ranges(&smaps);
+    drop(smaps);
+    for (start, end) in ranges {
+        // SAFETY: `file_ranges` returns only mappings of this process that smaps lists as
+        // private ('p'), not writable (no 'w') and backed by a file (a path), with no
+        // anonymous page, as `drop_file_pages` requires. Nothing of this crate maps or
+        // unmaps memory between reading smaps and this call.
+        unsafe { drop_file_pages(start, end - start) };
+    }
+}
+
+/// The mappings of an smaps text that may be dropped: private, read-only mappings of a file
+/// (the path starts with '/') in which no page is anonymous (copied on write).
+fn file_ranges(smaps: &str) -> Vec<(usize, usize)> {
     let mut ranges: Vec<(usize, usize)> = Vec::new();
-    // A candidate: a read-only mapping of a file (this binary, libc, ld.so...), and whether
-    // any of its pages is anonymous (copied on write, e.g. relocated data): those must stay.
     let mut current: Option<(usize, usize)> = None;
     let mut anonymous = 0u64;
     let mut take = |cur: Option<(usize, usize)>, anonymous: u64| {
@@ -70,16 +343,290 @@ pub(crate) fn trim_file_mappings() {
         }
     }
     take(current, anonymous);
-    drop(smaps);
-    for (start, end) in ranges {
-        // SAFETY: the range is one of our own private, non-writable mappings of a file with
-        // no anonymous (copied) page: every page is the file's, so MADV_DONTNEED only drops
-        // it from this process, to be read again from the page cache on use.
-        // MADV_RANDOM first: no readahead when they come back. (The kernel still maps up
-        // to 64 KiB of cached pages around each fault: a wake-up brings back some of it.)
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    ranges
+}
+
+/// Drops the pages of `len` bytes at `start` from this process (MADV_RANDOM, then
+/// MADV_DONTNEED).
+///
+/// # Safety
+///
+/// The range must be a private, non-writable mapping of a file in this process, without
+/// any anonymous (copied on write) page: then every page is the file's, and MADV_DONTNEED
+/// only drops it from this process, to be read again from the page cache on use. On any
+/// other memory (the heap, a written private page) MADV_DONTNEED would replace contents
+/// with zeros or the file's original bytes under live references.
+unsafe fn drop_file_pages(start: usize, len: usize) {
+    let addr = start as *mut libc::c_void;
+    // SAFETY: the caller guarantees the range is a private read-only file mapping without
+    // anonymous pages (see above). MADV_RANDOM first: no readahead when the pages come back.
+    // (The kernel still maps up to 64 KiB of cached pages around each fault: a wake-up
+    // brings back some of it.)
+    unsafe {
+        libc::madvise(addr, len, libc::MADV_RANDOM);
+        libc::madvise(addr, len, libc::MADV_DONTNEED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    fn sleeper() -> std::process::Child {
+        Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep")
+    }
+
+    #[test]
+    fn poll_times_out_with_nothing_ready() {
+        let (r, _w) = std::io::pipe().unwrap();
+        let mut fds = [pollin(r.as_raw_fd())];
+        let t = Instant::now();
+        poll(&mut fds, Some(Duration::from_millis(50)));
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(45), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(fds[0].revents, 0);
+    }
+
+    #[test]
+    fn poll_sees_input() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut w, b"x").unwrap();
+        let mut fds = [pollin(r.as_raw_fd())];
+        poll(&mut fds, None);
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
+    }
+
+    #[test]
+    fn pidfd_becomes_readable_when_the_child_exits() {
+        let mut child = sleeper();
+        let Some(pidfd) = pidfd_open(child.id()) else {
+            eprintln!("no pidfd on this kernel");
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        };
+        let mut fds = [pollin(pidfd.as_raw_fd())];
+        poll(&mut fds, Some(Duration::ZERO));
+        assert_eq!(fds[0].revents, 0, "readable while the child runs");
+        child.kill().unwrap();
+        let t = Instant::now();
+        poll(&mut fds, Some(Duration::from_secs(10)));
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(pidfd_open(0).is_none());
+    }
+
+    #[test]
+    fn kill_group_signals_the_group() {
+        let mut child = sleeper();
+        let pgid = child.id() as i32;
+        assert!(group_alive(pgid));
+        kill_group(pgid, libc::SIGTERM).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert!(!group_alive(pgid));
+        assert!(kill_group(pgid, libc::SIGKILL).is_err());
+    }
+
+    #[test]
+    fn kill_group_refuses_init_and_own_group() {
+        for pgid in [-5, 0, 1] {
+            let e = kill_group(pgid, 0).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(!group_alive(pgid));
         }
+        assert!(kill(0, 0).is_err());
+        assert!(kill(-1, 0).is_err());
+    }
+
+    #[test]
+    fn kill_and_reap_one_process() {
+        let child = sleeper();
+        let pid = child.id() as i32;
+        assert!(!reap(pid), "reaped a running process");
+        kill(pid, libc::SIGKILL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reap(pid) {
+            assert!(Instant::now() < deadline, "never reaped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!reap(pid));
+        // Already waited for: the Child must not be waited for again.
+        drop(child);
+    }
+
+    #[test]
+    fn set_nonblocking_makes_reads_return_would_block() {
+        let (mut r, _w) = std::io::pipe().unwrap();
+        set_nonblocking(&r).unwrap();
+        let e = r.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn set_pipe_size_grows_the_pipe() {
+        let (r, _w) = std::io::pipe().unwrap();
+        set_pipe_size(&r, 1 << 20).unwrap();
+        assert_eq!(fcntl(r.as_fd(), FcntlArg::F_GETPIPE_SZ).unwrap(), 1 << 20);
+    }
+
+    /// The umask is the whole process's: the test runs in a process of its own (this test
+    /// binary again, running only the next test), not to disturb the files other tests
+    /// create meanwhile.
+    #[test]
+    fn with_umask_applies_and_restores_the_mask() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "sys::tests::with_umask_in_this_process"])
+            .args(["--include-ignored", "--test-threads=1", "--nocapture"])
+            .env("CRONWARDEN_SYS_UMASK_TEST", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("umask test ran"), "{text}");
+    }
+
+    #[test]
+    #[ignore = "run by with_umask_applies_and_restores_the_mask in a process of its own"]
+    fn with_umask_in_this_process() {
+        use std::os::unix::fs::PermissionsExt;
+        if std::env::var_os("CRONWARDEN_SYS_UMASK_TEST").is_none() {
+            return;
+        }
+        let path =
+            std::env::temp_dir().join(format!("cronwarden-sys-umask-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        nix::sys::stat::umask(mode(0o022));
+        let (created, inside) = with_umask(0o177, || {
+            let created = std::fs::File::create(&path).map(drop);
+            let inside = nix::sys::stat::umask(mode(0o177));
+            (created, inside)
+        });
+        let after = nix::sys::stat::umask(mode(0o022));
+        let perms = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+        let _ = std::fs::remove_file(&path);
+        created.unwrap();
+        assert_eq!(inside.bits(), 0o177);
+        assert_eq!(after.bits(), 0o022);
+        assert_eq!(perms.unwrap(), 0o600);
+        // Restored after a panic too.
+        let r = std::panic::catch_unwind(|| with_umask(0o077, || panic!("inside")));
+        assert!(r.is_err());
+        assert_eq!(nix::sys::stat::umask(mode(0o022)).bits(), 0o022);
+        println!("umask test ran");
+    }
+
+    fn child_output(setup: ChildSetup, script: &str) -> (String, std::process::ExitStatus) {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        install_child_setup(&mut cmd, setup);
+        let out = cmd.output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status,
+        )
+    }
+
+    #[test]
+    fn child_setup_sets_umask_nice_and_signal_state() {
+        let setup = ChildSetup {
+            umask: 0o027,
+            nice: Some(7),
+            creds: None,
+            inherit_fd: None,
+        };
+        let (out, st) = child_output(
+            setup,
+            "umask; cut -d' ' -f19 /proc/self/stat; grep -E '^Sig(Blk|Ign)' /proc/self/status",
+        );
+        assert!(st.success(), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "0027");
+        assert_eq!(lines[1], "7");
+        assert!(lines[2].ends_with("0000000000000000"), "{out}");
+        assert!(lines[3].ends_with("0000000000000000"), "{out}");
+    }
+
+    #[test]
+    fn child_setup_keeps_the_inherited_descriptor_open() {
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = r.as_raw_fd();
+        let setup = ChildSetup {
+            umask: 0o022,
+            nice: None,
+            creds: None,
+            inherit_fd: Some(fd),
+        };
+        let (out, st) = child_output(setup, &format!("test -e /proc/self/fd/{fd} && echo open"));
+        assert!(st.success(), "{out}");
+        assert_eq!(out.trim(), "open");
+    }
+
+    #[test]
+    fn child_setup_switches_user_and_groups() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: skipped");
+            return;
+        }
+        let setup = ChildSetup {
+            umask: 0o022,
+            nice: None,
+            creds: Some(Creds {
+                uid: 65534,
+                gid: 65533,
+                groups: vec![65532],
+            }),
+            inherit_fd: None,
+        };
+        let (out, st) = child_output(setup, "grep -E '^(Uid|Gid|Groups)' /proc/self/status");
+        assert!(st.success(), "{out}");
+        let fields: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().skip(1).collect())
+            .collect();
+        assert_eq!(fields[0], ["65534"; 4]);
+        assert_eq!(fields[1], ["65533"; 4]);
+        assert_eq!(fields[2], ["65532"]);
+    }
+
+    #[test]
+    fn file_ranges_keeps_only_clean_read_only_file_mappings() {
+        let smaps = "\
+1000-2000 r--p 00000000 08:01 1 /usr/bin/x
+Anonymous:             0 kB
+2000-3000 r--p 00001000 08:01 1 /usr/bin/x
+Anonymous:             4 kB
+3000-4000 rw-p 00002000 08:01 1 /usr/bin/x
+Anonymous:             0 kB
+4000-5000 r--p 00000000 00:00 0
+Anonymous:             0 kB
+5000-6000 r-xs 00000000 08:01 2 /dev/shm/y
+6000-7000 r-xp 00000000 08:01 3 /usr/lib/libc.so.6
+Rss:                   8 kB
+Anonymous:             0 kB
+";
+        assert_eq!(file_ranges(smaps), [(0x1000, 0x2000), (0x6000, 0x7000)]);
+    }
+
+    #[test]
+    fn trims_run_and_the_process_goes_on() {
+        malloc_trim();
+        trim_file_mappings();
+        // Code and read-only data come back from the page cache.
+        let v: Vec<u64> = (0..1000).collect();
+        assert_eq!(v.iter().sum::<u64>(), 499_500);
+        assert_eq!(format!("{}", 42), "42");
     }
 }

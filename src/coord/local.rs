@@ -211,13 +211,13 @@ pub(crate) fn acquire_lock(
                 &format!("stopping the running copy: {}", holder.describe()),
             );
             if let Some(pgid) = holder.pgid.filter(|p| *p > 1) {
-                crate::sys::kill_group(pgid, libc::SIGTERM);
+                let _ = crate::sys::kill_group(pgid, libc::SIGTERM);
                 let deadline = Instant::now() + job.kill_grace;
                 let timed_out = || Instant::now() >= deadline;
                 if let Some(l) = lock::acquire_wait(dir, &job.name, &timed_out).map_err(lock_err)? {
                     return Ok(Some(l));
                 }
-                crate::sys::kill_group(pgid, libc::SIGKILL);
+                let _ = crate::sys::kill_group(pgid, libc::SIGKILL);
             }
             wait("lock")
         }

@@ -310,7 +310,7 @@ impl<'p> Daemon<'p> {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status_line(cfg, &self.sched)),
         ]);
-        crate::sys::trim_file_mappings();
+        trim_memory();
     }
 
     fn publish(&self) {
@@ -334,7 +334,7 @@ impl<'p> Daemon<'p> {
             // Once more at the first wait: what only start-up and the first pass of the loop
             // touched goes too; a wake-up brings back only what it uses.
             self.trim_again = false;
-            crate::sys::trim_file_mappings();
+            trim_memory();
         }
         let ready = wait_readable(&fds, sleep);
         if let Some(w) = self.watchdog
@@ -503,4 +503,11 @@ fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
     let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| crate::sys::pollin(fd)).collect();
     crate::sys::poll(&mut pfds, Some(timeout));
     pfds.iter().any(|p| p.revents != 0)
+}
+
+/// Lets go of the memory only start-up needed: free heap goes back to the system, and the
+/// pages of read-only file mappings (this binary, libc) leave the resident set until used.
+fn trim_memory() {
+    crate::sys::malloc_trim();
+    crate::sys::trim_file_mappings();
 }

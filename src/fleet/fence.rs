@@ -166,7 +166,7 @@ impl Fleet {
     pub(super) fn kill(&self, st: &LeaseState) {
         let pgid = st.pgid.load(Ordering::SeqCst);
         if pgid > 1 {
-            crate::sys::kill_group(pgid, libc::SIGKILL);
+            let _ = crate::sys::kill_group(pgid, libc::SIGKILL);
         }
     }
 

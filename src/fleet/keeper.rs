@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Fleet;
 use crate::sync::lock;
+use crate::sys;
 
 /// The first argument that makes the binary the fence keeper.
 pub const KEEPER_ARG: &str = "__cronwarden-fence-keeper";
@@ -59,21 +60,15 @@ pub fn keeper(grace: Duration) {
         }
     }
     // The cronwarden process is gone: stop what it was running.
-    let alive = |g: i32| {
-        // SAFETY: kill(2) with signal 0 only checks; no memory involved.
-        unsafe { libc::kill(-g, 0) == 0 }
-    };
     for &g in &groups {
-        // SAFETY: signals a process group; no memory involved.
-        unsafe { libc::kill(-g, libc::SIGTERM) };
+        let _ = sys::kill_group(g, libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && groups.iter().any(|&g| alive(g)) {
+    while Instant::now() < deadline && groups.iter().any(|&g| sys::group_alive(g)) {
         std::thread::sleep(Duration::from_millis(20));
     }
     for &g in &groups {
-        // SAFETY: as above.
-        unsafe { libc::kill(-g, libc::SIGKILL) };
+        let _ = sys::kill_group(g, libc::SIGKILL);
     }
 }
 
