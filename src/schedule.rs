@@ -1,5 +1,5 @@
 //! Schedule expressions and their fire instants: every rule about calendars, time zones and
-//! daylight saving time lives in this one module (see SCHEDULE-SEMANTICS.md).
+//! daylight saving time lives in this one module (see docs/schedules.md).
 //!
 //! The interface the rest of the program uses is small: [`Expr::parse`] turns text into an
 //! expression, [`Schedule`] pairs it with a time zone, and [`Schedule::next_after`] returns the

@@ -6,7 +6,7 @@
 //! instant is computed from its previous one, never from "now", so a late wake-up neither
 //! skips nor repeats an instant. Comparing the clocks tells a suspend (boot time advanced
 //! more than monotonic time) from a step of the wall clock (the wall clock moved differently
-//! from boot time); SCHEDULE-SEMANTICS.md says what each of them means for a job.
+//! from boot time); docs/schedules.md says what each of them means for a job.
 
 use std::collections::HashMap;
 use std::time::Duration;

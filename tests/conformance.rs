@@ -1,5 +1,5 @@
-//! Every case of SCHEDULE-SEMANTICS.md's conformance file (tests/data/next-fires.jsonl, a copy of
-//! ../shared/conformance/next-fires.jsonl) must agree with the schedule engine, instant by instant.
+//! Every case of the conformance file tests/data/next-fires.jsonl (the rules are in
+//! docs/schedules.md) must agree with the schedule engine, instant by instant.
 
 use cronwarden::schedule::{Expr, Schedule};
 use jiff::Timestamp;

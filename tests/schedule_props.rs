@@ -1,5 +1,5 @@
 //! Property tests of the schedule engine against a brute-force reference written straight from
-//! SCHEDULE-SEMANTICS.md, independently of src/schedule.rs: its own field parser and matcher,
+//! docs/schedules.md, independently of src/schedule.rs: its own field parser and matcher,
 //! and a `next_after` that walks the timeline minute by minute, converts every instant to the
 //! zone's wall clock with jiff and applies the day rule, the wild/fixed-time distinction, the
 //! DST gap rule and the fold rule literally.
