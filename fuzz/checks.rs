@@ -46,7 +46,7 @@ fn hash(data: &[u8]) -> u64 {
 /// the engine's contract in UTC and in one zone with DST, after a fixed instant (just before a
 /// spring-forward gap) and after one derived from the input (1900-2100, or near the ends of
 /// the representable range).
-pub fn schedule(data: &[u8]) {
+pub(crate) fn schedule(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -229,7 +229,7 @@ fn same_value(a: &toml_tree::Value<'_>, b: &toml_tree::Value<'_>) -> bool {
 /// written to a file in a private directory, next to a drop-in `jobs.d/extra.toml`. An input
 /// whose `include` leaves that directory is only parsed: a pattern may name any file on the
 /// machine (`/**`, `/dev/zero`), which is the operator's choice, not a bug to find here.
-pub fn table(data: &[u8]) {
+pub(crate) fn table(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -328,7 +328,7 @@ pub fn table(data: &[u8]) {
 
 /// Any text gives a table and a list of problems (user and system format), and the table is
 /// valid TOML whose every job has a schedule the engine accepts and a command.
-pub fn import(data: &[u8]) {
+pub(crate) fn import(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -372,7 +372,7 @@ pub fn import(data: &[u8]) {
 
 /// Any bytes a client sends are a request or a `bad request` message, and a request survives
 /// the client's own encoding (`control::request`) unchanged.
-pub fn control_request(data: &[u8]) {
+pub(crate) fn control_request(data: &[u8]) {
     match parse_request(data) {
         Ok(req) => {
             let mut text = serde_json::to_string(&req).expect("a request serialises");

@@ -4,17 +4,17 @@
 
 use std::fmt;
 
-pub const OK: u8 = 0;
-pub const JOB_FAILED: u8 = 1;
-pub const USAGE: u8 = 2;
-pub const NO_DAEMON: u8 = 69;
-pub const LOCKED: u8 = 75;
-pub const CONFIG: u8 = 78;
-pub const SIGINT: u8 = 130;
-pub const SIGTERM: u8 = 143;
+pub(crate) const OK: u8 = 0;
+pub(crate) const JOB_FAILED: u8 = 1;
+pub(crate) const USAGE: u8 = 2;
+pub(crate) const NO_DAEMON: u8 = 69;
+pub(crate) const LOCKED: u8 = 75;
+pub(crate) const CONFIG: u8 = 78;
+pub(crate) const SIGINT: u8 = 130;
+pub(crate) const SIGTERM: u8 = 143;
 
 /// The exit code of a process stopped by `sig` (128 + the signal, for the two it handles).
-pub fn for_signal(sig: i32) -> u8 {
+pub(crate) fn for_signal(sig: i32) -> u8 {
     if sig == libc::SIGINT { SIGINT } else { SIGTERM }
 }
 

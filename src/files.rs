@@ -6,7 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Creates a directory (and parents) with mode 0700 if it does not exist.
-pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -18,7 +18,7 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes a file atomically and durably: a temporary file in the same directory, fsync,
 /// rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     write_renamed(path, data, true)
 }
 
@@ -26,7 +26,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// after this one crashed) see the old content or the new, never a mix. Only a power loss
 /// can take the new content back. For the daemon's hot path (dispatch marks), where a
 /// fsync would delay the job by milliseconds.
-pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
     write_renamed(path, data, false)
 }
 

@@ -19,7 +19,7 @@ const HOLDER_WIDTH: usize = 256;
 
 /// Who holds a lock, as written in its file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Holder {
+pub(crate) struct Holder {
     pub pid: Option<i32>,
     /// The process group of the running job (for `overlap = "replace"`).
     pub pgid: Option<i32>,
@@ -60,7 +60,7 @@ impl Holder {
     }
 
     /// "pid 123 since 2026-11-25T03:00:00Z (run r-1)" for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = match self.pid {
             Some(p) => format!("pid {p}"),
             None => "another process".to_string(),
@@ -78,16 +78,16 @@ impl Holder {
 /// A held job lock. Dropping it closes this process's descriptor; the lock itself is
 /// released when the job's processes that inherited it have exited too.
 #[derive(Debug)]
-pub struct JobLock {
+pub(crate) struct JobLock {
     file: File,
 }
 
-pub enum Acquired {
+pub(crate) enum Acquired {
     Locked(JobLock),
     Held(Holder),
 }
 
-pub fn lock_path(lock_dir: &Path, job: &str) -> PathBuf {
+pub(crate) fn lock_path(lock_dir: &Path, job: &str) -> PathBuf {
     lock_dir.join(format!("{job}.lock"))
 }
 
@@ -112,7 +112,7 @@ fn read_holder(file: &mut File) -> Holder {
 }
 
 /// Takes the job's lock if it is free; otherwise says who holds it.
-pub fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
+pub(crate) fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
     let mut file = open(lock_dir, job)?;
     match file.try_lock() {
         Ok(()) => Ok(Acquired::Locked(JobLock { file })),
@@ -123,7 +123,7 @@ pub fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
 
 /// Whether the job's lock is held now, and by whom. Read from /proc/locks, without taking
 /// the lock even for a moment (a probe that took it could make a scheduled run skip).
-pub fn held_by(lock_dir: &Path, job: &str) -> Option<Holder> {
+pub(crate) fn held_by(lock_dir: &Path, job: &str) -> Option<Holder> {
     use std::os::unix::fs::MetadataExt;
     let path = lock_path(lock_dir, job);
     let meta = std::fs::metadata(&path).ok()?;
@@ -144,7 +144,7 @@ pub fn held_by(lock_dir: &Path, job: &str) -> Option<Holder> {
 
 /// Waits for the job's lock. `cancelled` is polled a few times a second; when it returns
 /// true the wait ends with `Ok(None)`.
-pub fn acquire_wait(
+pub(crate) fn acquire_wait(
     lock_dir: &Path,
     job: &str,
     cancelled: &dyn Fn() -> bool,
@@ -184,7 +184,7 @@ pub fn acquire_wait(
 
 impl JobLock {
     /// Records the holder in the lock file (for messages and `replace`).
-    pub fn set_holder(&mut self, holder: &Holder) {
+    pub(crate) fn set_holder(&mut self, holder: &Holder) {
         use std::os::unix::fs::FileExt;
         // Overwrite in place, padded to a fixed width: no truncate (it costs a journal write
         // on some file systems), and a shorter line never leaves a stale tail behind.
@@ -200,7 +200,7 @@ impl JobLock {
     }
 
     /// The descriptor the job's processes inherit.
-    pub fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
 }

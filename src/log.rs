@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use crate::config::LogFormat;
 
-pub struct Logger {
+pub(crate) struct Logger {
     inner: Mutex<Inner>,
     format: LogFormat,
 }
@@ -30,7 +30,7 @@ struct Inner {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Info,
     Warn,
     Error,
@@ -47,7 +47,7 @@ impl Level {
 }
 
 impl Logger {
-    pub fn new(path: Option<PathBuf>, format: LogFormat) -> Logger {
+    pub(crate) fn new(path: Option<PathBuf>, format: LogFormat) -> Logger {
         Logger {
             inner: Mutex::new(Inner {
                 path,
@@ -59,12 +59,12 @@ impl Logger {
         }
     }
 
-    pub fn stderr() -> Logger {
+    pub(crate) fn stderr() -> Logger {
         Logger::new(None, LogFormat::Text)
     }
 
     /// One event: `fields` are key/value pairs (job, run id, attempt, ...).
-    pub fn log(&self, level: Level, event: &str, fields: &[(&str, String)], message: &str) {
+    pub(crate) fn log(&self, level: Level, event: &str, fields: &[(&str, String)], message: &str) {
         let ts = jiff::Timestamp::now();
         let line = match self.format {
             LogFormat::Json => {

@@ -15,17 +15,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How much of each stream is kept in memory for alerts.
-pub const MEMORY_TAIL: usize = 64 * 1024;
+pub(crate) const MEMORY_TAIL: usize = 64 * 1024;
 
 /// Output limits up to this size keep the tail in memory and write it out periodically.
-pub const MEMORY_MODE_MAX: u64 = 8 << 20;
+pub(crate) const MEMORY_MODE_MAX: u64 = 8 << 20;
 
 /// How often a memory-mode tail is written to its file while the job runs.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// A ring buffer that keeps the last `cap` bytes written to it.
 #[derive(Clone, Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     buf: Vec<u8>,
     cap: usize,
     /// Where the next byte goes once the buffer is full.
@@ -34,7 +34,7 @@ pub struct Tail {
 }
 
 impl Tail {
-    pub fn new(cap: usize) -> Tail {
+    pub(crate) fn new(cap: usize) -> Tail {
         Tail {
             buf: Vec::new(),
             cap,
@@ -43,7 +43,7 @@ impl Tail {
         }
     }
 
-    pub fn push(&mut self, mut data: &[u8]) {
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
         if self.cap == 0 {
             return;
@@ -70,7 +70,7 @@ impl Tail {
     }
 
     /// The kept bytes, oldest first.
-    pub fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         if self.buf.len() < self.cap {
             return self.buf.clone();
         }
@@ -81,20 +81,20 @@ impl Tail {
     }
 
     /// Everything ever pushed, in bytes.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.total
     }
 }
 
 /// Which stream a chunk came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// The sink a run's output goes to.
-pub struct Output {
+pub(crate) struct Output {
     limit: u64,
     dir: PathBuf,
     stem: String,
@@ -119,7 +119,7 @@ struct Ring {
 
 impl Output {
     /// Output for run `stem` kept in `dir` (created 0700), at most `limit` bytes on disk.
-    pub fn new(dir: &Path, stem: &str, limit: u64) -> Output {
+    pub(crate) fn new(dir: &Path, stem: &str, limit: u64) -> Output {
         let mut out = Output {
             limit,
             dir: dir.to_path_buf(),
@@ -160,12 +160,12 @@ impl Output {
     }
 
     /// When the runner should call [`Output::tick`] next (memory mode with unwritten output).
-    pub fn flush_deadline(&self) -> Option<Instant> {
+    pub(crate) fn flush_deadline(&self) -> Option<Instant> {
         self.ring.as_ref().and_then(|r| r.next_flush)
     }
 
     /// Writes the memory tail to its file if it is due.
-    pub fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         if self.flush_deadline().is_some_and(|d| Instant::now() >= d) {
             self.flush_ring();
         }
@@ -204,7 +204,7 @@ impl Output {
     }
 
     /// The final file: the kept tail of the run's output.
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.join(format!("{}.log", self.stem))
     }
 
@@ -218,7 +218,7 @@ impl Output {
             .open(self.segment_path(n))
     }
 
-    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+    pub(crate) fn write(&mut self, stream: Stream, data: &[u8]) {
         match stream {
             Stream::Stdout => self.stdout.push(data),
             Stream::Stderr => self.stderr.push(data),
@@ -273,7 +273,7 @@ impl Output {
 
     /// Joins the segments into the final file (the last `limit` bytes) and returns its path,
     /// or `None` when nothing could be kept.
-    pub fn finish(&mut self) -> Option<PathBuf> {
+    pub(crate) fn finish(&mut self) -> Option<PathBuf> {
         if self.ring.is_some() {
             self.flush_ring();
             return self.ring.take().map(|_| self.path());

@@ -5,7 +5,7 @@ use std::env;
 use std::path::PathBuf;
 
 /// True when running with effective uid 0.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -31,7 +31,7 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 
 /// `$CRONWARDEN_CONFIG`, else `/etc/cronwarden/jobs.toml` for root, else
 /// `$XDG_CONFIG_HOME/cronwarden/jobs.toml` (`~/.config/cronwarden/jobs.toml`).
-pub fn default_config() -> PathBuf {
+pub(crate) fn default_config() -> PathBuf {
     if let Some(p) = env::var_os("CRONWARDEN_CONFIG").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
@@ -44,7 +44,7 @@ pub fn default_config() -> PathBuf {
 
 /// `/var/lib/cronwarden` for root, else `$XDG_STATE_HOME/cronwarden`
 /// (`~/.local/state/cronwarden`).
-pub fn default_state_dir() -> PathBuf {
+pub(crate) fn default_state_dir() -> PathBuf {
     if is_root() {
         PathBuf::from("/var/lib/cronwarden")
     } else {
@@ -54,7 +54,7 @@ pub fn default_state_dir() -> PathBuf {
 
 /// `/run/cronwarden` for root, else `$XDG_RUNTIME_DIR/cronwarden`, else a private directory
 /// under the state directory.
-pub fn default_lock_dir(state_dir: &std::path::Path) -> PathBuf {
+pub(crate) fn default_lock_dir(state_dir: &std::path::Path) -> PathBuf {
     if is_root() {
         return PathBuf::from("/run/cronwarden");
     }

@@ -9,7 +9,7 @@ use crate::runner::{AttemptResult, Exit, signal_name};
 use crate::units::format_duration;
 
 /// Why an attempt failed by its exit alone, or `None` when the exit means success.
-pub fn exit_failure(r: &AttemptResult, success_codes: &[i32]) -> Option<String> {
+pub(crate) fn exit_failure(r: &AttemptResult, success_codes: &[i32]) -> Option<String> {
     if r.timed_out {
         let after = format_duration(Duration::from_secs(r.duration.as_secs()));
         return Some(format!("timed out after {after}"));
@@ -26,7 +26,7 @@ pub fn exit_failure(r: &AttemptResult, success_codes: &[i32]) -> Option<String> 
 }
 
 /// A size for messages: `1MiB`, `512 bytes`, `1.5KiB`.
-pub fn format_size(n: u64) -> String {
+pub(crate) fn format_size(n: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("TiB", 1 << 40),
         ("GiB", 1 << 30),
@@ -48,7 +48,12 @@ pub fn format_size(n: u64) -> String {
 const MTIME_SLACK: Duration = Duration::from_secs(1);
 
 /// Checks each expected output file; returns one message per problem.
-pub fn verify(files: &[String], min_size: u64, fresh: bool, started: SystemTime) -> Vec<String> {
+pub(crate) fn verify(
+    files: &[String],
+    min_size: u64,
+    fresh: bool,
+    started: SystemTime,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for f in files {
         let path = Path::new(f);
@@ -95,7 +100,7 @@ pub fn verify(files: &[String], min_size: u64, fresh: bool, started: SystemTime)
 
 /// The delay before retry number `n` (1 = the first retry): `delay * backoff^(n-1)`, capped
 /// at `max_delay`; with jitter, uniformly random in `[0, that]` ("full jitter").
-pub fn retry_delay(r: &Retry, n: u32, random01: f64) -> Duration {
+pub(crate) fn retry_delay(r: &Retry, n: u32, random01: f64) -> Duration {
     let exp = r.backoff.powi(n.saturating_sub(1).min(1000) as i32);
     let base = r.delay.as_secs_f64() * exp;
     let capped = if base.is_finite() {
@@ -112,7 +117,7 @@ pub fn retry_delay(r: &Retry, n: u32, random01: f64) -> Duration {
 }
 
 /// A random number in [0, 1) from the standard library's per-process random keys.
-pub fn random01() -> f64 {
+pub(crate) fn random01() -> f64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     let mut h = RandomState::new().build_hasher();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Success,
     Failure,
     /// Stopped by SIGINT/SIGTERM to `cronwarden run` or the daemon.
@@ -26,7 +26,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
@@ -39,7 +39,7 @@ impl Outcome {
     /// The exit code for a run that ended so (`run`, `trigger --wait`, a pipeline's root):
     /// an interrupted run exits as the signal that stopped it (SIGTERM when it is not known,
     /// e.g. a fleet node fenced it or the daemon stopped it).
-    pub fn exit_code(self, signal: Option<i32>) -> u8 {
+    pub(crate) fn exit_code(self, signal: Option<i32>) -> u8 {
         use crate::exit;
         match self {
             Outcome::Success => exit::OK,
@@ -51,7 +51,7 @@ impl Outcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRecord {
+pub(crate) struct AttemptRecord {
     pub attempt: u32,
     /// RFC 3339.
     pub started: String,
@@ -68,7 +68,7 @@ pub struct AttemptRecord {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     pub run_id: String,
     pub job: String,
     /// The scheduled (logical) instant, RFC 3339.
@@ -90,7 +90,7 @@ pub struct RunRecord {
     pub node: Option<String>,
 }
 
-pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
+pub(crate) fn history_path(state_dir: &Path, job: &str) -> PathBuf {
     state_dir.join("history").join(format!("{job}.jsonl"))
 }
 
@@ -100,7 +100,7 @@ pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
 /// replaced. When the history has doubled since it was last compacted, it is rewritten
 /// (atomically) with its newest `keep` records, so the file stays between one and two
 /// `keep`s of runs without reading it on every append.
-pub fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> {
+pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> {
     let path = history_path(state_dir, &rec.job);
     let dir = path.parent().unwrap_or(state_dir);
     crate::files::ensure_dir(dir)?;
@@ -163,7 +163,7 @@ pub fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> 
 }
 
 /// The job's records, oldest first; lines that do not parse (a torn last write) are skipped.
-pub fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
+pub(crate) fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
     let f = match fs::File::open(history_path(state_dir, job)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -181,7 +181,7 @@ pub fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
 
 /// The most recent record of a job, if any: parsed from the end of the file, so it costs
 /// the same however long the history is.
-pub fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
+pub(crate) fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = fs::File::open(history_path(state_dir, job)).ok()?;
     let len = f.metadata().ok()?.len();

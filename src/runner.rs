@@ -44,7 +44,7 @@ use crate::sys::{poll, pollin};
 
 /// Everything needed to start one attempt.
 #[derive(Clone, Debug)]
-pub struct AttemptSpec {
+pub(crate) struct AttemptSpec {
     /// argv; the first element is the program (looked up in the job's PATH).
     pub argv: Vec<String>,
     /// The complete environment.
@@ -61,7 +61,7 @@ pub struct AttemptSpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     Code(i32),
     Signal(i32),
     /// The program could not be started: the reason, naming it.
@@ -69,7 +69,7 @@ pub enum Exit {
 }
 
 #[derive(Clone, Debug)]
-pub struct AttemptResult {
+pub(crate) struct AttemptResult {
     pub started: Timestamp,
     pub duration: Duration,
     pub exit: Exit,
@@ -81,14 +81,14 @@ pub struct AttemptResult {
 
 /// Signals that ask the current run to stop (SIGINT/SIGTERM to `cronwarden run`, or a
 /// daemon's shutdown). Each source is a socket that becomes readable when its signal arrived.
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     sources: Vec<(UnixStream, i32)>,
     received: std::sync::atomic::AtomicI32,
 }
 
 impl Interrupt {
     /// No signals: never interrupted.
-    pub fn none() -> Interrupt {
+    pub(crate) fn none() -> Interrupt {
         Interrupt {
             sources: Vec::new(),
             received: std::sync::atomic::AtomicI32::new(0),
@@ -96,7 +96,7 @@ impl Interrupt {
     }
 
     /// Interrupted by these signals (registered with signal-hook's self-pipe).
-    pub fn on_signals(signals: &[i32]) -> io::Result<Interrupt> {
+    pub(crate) fn on_signals(signals: &[i32]) -> io::Result<Interrupt> {
         let mut sources = Vec::new();
         for &sig in signals {
             let (read, write) = UnixStream::pair()?;
@@ -112,7 +112,7 @@ impl Interrupt {
 
     /// Interrupted (as if by `sig`) when `source` becomes readable: a byte arrives, or its
     /// peer is closed. Several runs can share one source through clones of the socket.
-    pub fn on_stream(source: UnixStream, sig: i32) -> io::Result<Interrupt> {
+    pub(crate) fn on_stream(source: UnixStream, sig: i32) -> io::Result<Interrupt> {
         source.set_nonblocking(true)?;
         Ok(Interrupt {
             sources: vec![(source, sig)],
@@ -122,7 +122,7 @@ impl Interrupt {
 
     /// This interrupt plus one more source (a run's fence in fleet mode): the new one shares
     /// the existing sources through duplicated descriptors.
-    pub fn with_source(&self, source: UnixStream, sig: i32) -> io::Result<Interrupt> {
+    pub(crate) fn with_source(&self, source: UnixStream, sig: i32) -> io::Result<Interrupt> {
         source.set_nonblocking(true)?;
         let mut sources = Vec::with_capacity(self.sources.len() + 1);
         for (s, sg) in &self.sources {
@@ -138,13 +138,13 @@ impl Interrupt {
     }
 
     /// Descriptors to include in a poll set.
-    pub fn raw_fds(&self) -> Vec<RawFd> {
+    pub(crate) fn raw_fds(&self) -> Vec<RawFd> {
         self.sources.iter().map(|(s, _)| s.as_raw_fd()).collect()
     }
 
     /// Forgets a received signal (for signals that can come again, like SIGHUP): drains the
     /// sources, then clears the flag.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         let mut buf = [0u8; 64];
         for (sock, _) in &self.sources {
             while let Ok(n) = (&*sock).read(&mut buf) {
@@ -157,7 +157,7 @@ impl Interrupt {
     }
 
     /// The signal received so far, if any (looks at the sources without waiting).
-    pub fn received(&self) -> Option<i32> {
+    pub(crate) fn received(&self) -> Option<i32> {
         let get =
             || Some(self.received.load(std::sync::atomic::Ordering::SeqCst)).filter(|s| *s != 0);
         if get().is_none() && !self.sources.is_empty() {
@@ -189,7 +189,7 @@ impl Interrupt {
     }
 
     /// Sleeps for `d` unless a signal arrives first; returns the signal.
-    pub fn sleep(&self, d: Duration) -> Option<i32> {
+    pub(crate) fn sleep(&self, d: Duration) -> Option<i32> {
         if let Some(s) = self.received() {
             return Some(s);
         }
@@ -205,7 +205,6 @@ impl Interrupt {
         }
     }
 }
-
 
 /// The command of an attempt: its own process group, piped output, and the child's set-up
 /// between fork and exec (signal state, umask, priority, the lock, credentials).
@@ -522,13 +521,17 @@ impl<'a> Supervisor<'a> {
 }
 
 /// Runs one attempt to the end. Output goes to `out`.
-pub fn run_attempt(spec: &AttemptSpec, out: &mut Output, interrupt: &Interrupt) -> AttemptResult {
+pub(crate) fn run_attempt(
+    spec: &AttemptSpec,
+    out: &mut Output,
+    interrupt: &Interrupt,
+) -> AttemptResult {
     run_attempt_with(spec, out, interrupt, &mut |_| {})
 }
 
 /// [`run_attempt`], calling `on_spawn` with the child's pid (= its process group) once it
 /// runs.
-pub fn run_attempt_with(
+pub(crate) fn run_attempt_with(
     spec: &AttemptSpec,
     out: &mut Output,
     interrupt: &Interrupt,
@@ -588,7 +591,7 @@ fn drain<R: Read>(src: &mut Option<R>, buf: &mut [u8], out: &mut Output, which: 
 /// Reaps exited processes that are not ours to wait for: orphans re-parented to this
 /// process when it runs as PID 1 in a container. Jobs' own main processes are left to their
 /// runners.
-pub fn reap_orphans() {
+pub(crate) fn reap_orphans() {
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return;
@@ -619,7 +622,7 @@ pub fn reap_orphans() {
 }
 
 /// The signal's name for messages: "SIGTERM".
-pub fn signal_name(sig: i32) -> String {
+pub(crate) fn signal_name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => s.as_str().to_string(),
         Err(_) => format!("signal {sig}"),

@@ -21,13 +21,13 @@ const STEP_TOLERANCE: SignedDuration = SignedDuration::from_secs(2);
 /// A step at least this large is a correction: every job continues from the new time.
 const CORRECTION: SignedDuration = SignedDuration::from_hours(3);
 /// `catchup = "all"` runs at most this many missed instants (the most recent ones).
-pub const CATCHUP_ALL_LIMIT: usize = 100;
+pub(crate) const CATCHUP_ALL_LIMIT: usize = 100;
 /// At most this many instants of one job are dispatched by one observation.
 const MAX_PER_OBSERVATION: usize = 1000;
 
 /// Why an instant is dispatched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// On time (or late by less than a clock event).
     Scheduled,
     /// Missed while the daemon was down or the machine suspended (`catchup`).
@@ -37,7 +37,7 @@ pub enum Why {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
     pub job: String,
     pub scheduled: Timestamp,
     pub why: Why,
@@ -45,7 +45,7 @@ pub struct Dispatch {
 
 /// What the daemon saw when it woke.
 #[derive(Clone, Copy, Debug)]
-pub struct Observation {
+pub(crate) struct Observation {
     pub wall: Timestamp,
     /// How far CLOCK_MONOTONIC advanced since the previous observation.
     pub mono: Duration,
@@ -66,7 +66,7 @@ struct Entry {
 }
 
 /// A job as the scheduler needs it.
-pub struct Timed {
+pub(crate) struct Timed {
     pub name: String,
     pub schedule: Schedule,
     pub catchup: Catchup,
@@ -75,7 +75,7 @@ pub struct Timed {
 
 impl Timed {
     /// The jobs of a table that fire on a calendar (enabled, with a cron or `@every` schedule).
-    pub fn from_jobs<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<Timed> {
+    pub(crate) fn from_jobs<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<Timed> {
         jobs.into_iter()
             .filter(|j| j.enabled)
             .filter_map(|j| {
@@ -95,7 +95,7 @@ impl Timed {
     }
 }
 
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     entries: Vec<Entry>,
     wall: Timestamp,
 }
@@ -112,7 +112,7 @@ impl Scheduler {
     /// Starts the clock at `now`. `marks` are the last dispatched instants from the state
     /// directory: instants after them up to `now` were missed while the daemon was down and
     /// follow each job's `catchup`. Returns the catch-up dispatches and notes for the log.
-    pub fn start(
+    pub(crate) fn start(
         jobs: Vec<Timed>,
         now: Timestamp,
         marks: &HashMap<String, Timestamp>,
@@ -239,12 +239,12 @@ impl Scheduler {
     }
 
     /// The earliest instant any job is due, if any.
-    pub fn next_due(&self) -> Option<Timestamp> {
+    pub(crate) fn next_due(&self) -> Option<Timestamp> {
         self.entries.iter().filter_map(|e| e.next).min()
     }
 
     /// Every job's next instant.
-    pub fn next_runs(&self) -> Vec<(String, Option<Timestamp>)> {
+    pub(crate) fn next_runs(&self) -> Vec<(String, Option<Timestamp>)> {
         self.entries
             .iter()
             .map(|e| (e.name.clone(), e.next))
@@ -253,12 +253,12 @@ impl Scheduler {
 
     /// The next instant of one job.
     #[cfg(test)]
-    pub fn next_of(&self, job: &str) -> Option<Timestamp> {
+    pub(crate) fn next_of(&self, job: &str) -> Option<Timestamp> {
         self.entries.iter().find(|e| e.name == job)?.next
     }
 
     /// Advances the clock to an observation; returns what is due, in order, and notes.
-    pub fn observe(&mut self, obs: Observation) -> (Vec<Dispatch>, Vec<String>) {
+    pub(crate) fn observe(&mut self, obs: Observation) -> (Vec<Dispatch>, Vec<String>) {
         let prev = self.wall;
         self.wall = obs.wall;
         let boot = SignedDuration::try_from(obs.boot).unwrap_or(SignedDuration::MAX);
@@ -357,7 +357,7 @@ impl Scheduler {
 
     /// Takes a new table: jobs whose schedule and zone did not change keep their clock;
     /// new or changed jobs start from now (no catch-up); removed jobs are dropped.
-    pub fn reload(&mut self, jobs: Vec<Timed>, now: Timestamp) {
+    pub(crate) fn reload(&mut self, jobs: Vec<Timed>, now: Timestamp) {
         let mut old: HashMap<String, Entry> = self
             .entries
             .drain(..)
@@ -377,7 +377,7 @@ impl Scheduler {
     }
 
     /// The jobs and their next instants (for status lines).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 }

@@ -29,7 +29,6 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 
-
 /// Who the job runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Creds {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Parses a duration: one or more `<integer><unit>` parts with units `s`, `m`, `h`, `d`
 /// (and `ms`), optionally separated by spaces: `"90s"`, `"1h30m"`, `"2d 12h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration (write e.g. \"90s\", \"5m\", \"1h30m\", \"2d\")".to_string());
@@ -53,7 +53,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a size in bytes: a plain integer or one followed by `B`, `KB`/`MB`/`GB`/`TB`
 /// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -87,7 +87,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Formats a duration the way the table writes it: `1h30m`, `45s`, `2d`.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let mut secs = d.as_secs();
     let millis = d.subsec_millis();
     if secs == 0 {

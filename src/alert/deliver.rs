@@ -33,115 +33,13 @@ pub(super) fn deliver(
 }
 
 fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
-    let transient = |reason: String| DeliveryError {
-        reason,
-        permanent: false,
-    };
     match &ch.kind {
-        AlertKind::Command { command, timeout } => {
-            let argv = match command {
-                CommandLine::Argv(a) => a.clone(),
-                CommandLine::Shell(t) => vec!["/bin/sh".into(), "-c".into(), t.clone()],
-            };
-            let r = &alert.run;
-            let mut env: Vec<(String, String)> = vec![
-                (
-                    "PATH".into(),
-                    std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-                ),
-                ("CRONWARDEN_EVENT".into(), alert.event.clone()),
-                ("CRONWARDEN_JOB".into(), alert.job.clone()),
-                ("CRONWARDEN_RUN_ID".into(), r.run_id.clone()),
-                ("CRONWARDEN_OUTCOME".into(), r.outcome.as_str().into()),
-                (
-                    "CRONWARDEN_EXIT_CODE".into(),
-                    r.attempts
-                        .last()
-                        .and_then(|a| a.exit_code)
-                        .map(|c| c.to_string())
-                        .unwrap_or_default(),
-                ),
-                ("CRONWARDEN_ATTEMPTS".into(), r.attempts.len().to_string()),
-                (
-                    "CRONWARDEN_OUTPUT".into(),
-                    r.output.clone().unwrap_or_default(),
-                ),
-                ("CRONWARDEN_SCHEDULED".into(), r.scheduled.clone()),
-                (
-                    "CRONWARDEN_REASON".into(),
-                    r.reason.clone().unwrap_or_default(),
-                ),
-                ("CRONWARDEN_SUBJECT".into(), alert.subject()),
-                ("CRONWARDEN_HOST".into(), alert.host.clone()),
-            ];
-            if let Ok(home) = std::env::var("HOME") {
-                env.push(("HOME".into(), home));
-            }
-            let spec = crate::runner::AttemptSpec {
-                argv,
-                env,
-                workdir: None,
-                stdin: Some(alert.body().into_bytes()),
-                umask: 0o077,
-                nice: None,
-                creds: None,
-                timeout: Some(*timeout),
-                kill_grace: Duration::from_secs(5),
-                inherit_fd: None,
-            };
-            let dir = std::env::temp_dir();
-            let mut out = crate::output::Output::new(&dir, "cronwarden-alert", 0);
-            let res =
-                crate::runner::run_attempt(&spec, &mut out, &crate::runner::Interrupt::none());
-            match crate::policy::exit_failure(&res, &[0]) {
-                None => Ok(()),
-                Some(why) => {
-                    let err = String::from_utf8_lossy(&out.stderr.bytes())
-                        .trim()
-                        .to_string();
-                    Err(transient(if err.is_empty() {
-                        format!("command {why}")
-                    } else {
-                        format!("command {why}: {err}")
-                    }))
-                }
-            }
-        }
+        AlertKind::Command { command, timeout } => run_command(command, *timeout, alert),
         AlertKind::Webhook {
             url,
             format,
             timeout,
-        } => {
-            let body = match format {
-                WebhookFormat::Json => alert.json(),
-                WebhookFormat::Slack => serde_json::json!({ "text": alert.body() }),
-            };
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(*timeout))
-                .http_status_as_error(false)
-                .build()
-                .into();
-            let resp = agent
-                .post(url)
-                .header("Content-Type", "application/json")
-                .send(body.to_string())
-                .map_err(|e| transient(format!("POST {}: {}", redact_url(url), redact(e, url))))?;
-            let status = resp.status().as_u16();
-            match status {
-                200..=299 => Ok(()),
-                400..=499 if status != 408 && status != 429 => Err(DeliveryError {
-                    reason: format!(
-                        "POST {}: HTTP {status} (the request was rejected)",
-                        redact_url(url)
-                    ),
-                    permanent: true,
-                }),
-                _ => Err(transient(format!(
-                    "POST {}: HTTP {status}",
-                    redact_url(url)
-                ))),
-            }
-        }
+        } => post_webhook(url, *format, *timeout, alert),
         AlertKind::Email {
             transport,
             from,
@@ -158,6 +56,126 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
             *timeout,
             alert,
         ),
+    }
+}
+
+/// The `command` channel: the alert's body on standard input, its facts in the environment.
+fn run_command(
+    command: &CommandLine,
+    timeout: Duration,
+    alert: &Alert,
+) -> Result<(), DeliveryError> {
+    let transient = |reason: String| DeliveryError {
+        reason,
+        permanent: false,
+    };
+    let argv = match command {
+        CommandLine::Argv(a) => a.clone(),
+        CommandLine::Shell(t) => vec!["/bin/sh".into(), "-c".into(), t.clone()],
+    };
+    let r = &alert.run;
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        ),
+        ("CRONWARDEN_EVENT".into(), alert.event.clone()),
+        ("CRONWARDEN_JOB".into(), alert.job.clone()),
+        ("CRONWARDEN_RUN_ID".into(), r.run_id.clone()),
+        ("CRONWARDEN_OUTCOME".into(), r.outcome.as_str().into()),
+        (
+            "CRONWARDEN_EXIT_CODE".into(),
+            r.attempts
+                .last()
+                .and_then(|a| a.exit_code)
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        ),
+        ("CRONWARDEN_ATTEMPTS".into(), r.attempts.len().to_string()),
+        (
+            "CRONWARDEN_OUTPUT".into(),
+            r.output.clone().unwrap_or_default(),
+        ),
+        ("CRONWARDEN_SCHEDULED".into(), r.scheduled.clone()),
+        (
+            "CRONWARDEN_REASON".into(),
+            r.reason.clone().unwrap_or_default(),
+        ),
+        ("CRONWARDEN_SUBJECT".into(), alert.subject()),
+        ("CRONWARDEN_HOST".into(), alert.host.clone()),
+    ];
+    if let Ok(home) = std::env::var("HOME") {
+        env.push(("HOME".into(), home));
+    }
+    let spec = crate::runner::AttemptSpec {
+        argv,
+        env,
+        workdir: None,
+        stdin: Some(alert.body().into_bytes()),
+        umask: 0o077,
+        nice: None,
+        creds: None,
+        timeout: Some(timeout),
+        kill_grace: Duration::from_secs(5),
+        inherit_fd: None,
+    };
+    let dir = std::env::temp_dir();
+    let mut out = crate::output::Output::new(&dir, "cronwarden-alert", 0);
+    let res = crate::runner::run_attempt(&spec, &mut out, &crate::runner::Interrupt::none());
+    match crate::policy::exit_failure(&res, &[0]) {
+        None => Ok(()),
+        Some(why) => {
+            let err = String::from_utf8_lossy(&out.stderr.bytes())
+                .trim()
+                .to_string();
+            Err(transient(if err.is_empty() {
+                format!("command {why}")
+            } else {
+                format!("command {why}: {err}")
+            }))
+        }
+    }
+}
+
+/// The `webhook` channel: a POST of the alert as JSON (or Slack's `{"text": ...}`).
+fn post_webhook(
+    url: &str,
+    format: WebhookFormat,
+    timeout: Duration,
+    alert: &Alert,
+) -> Result<(), DeliveryError> {
+    let transient = |reason: String| DeliveryError {
+        reason,
+        permanent: false,
+    };
+    let body = match format {
+        WebhookFormat::Json => alert.json(),
+        WebhookFormat::Slack => serde_json::json!({ "text": alert.body() }),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .map_err(|e| transient(format!("POST {}: {}", redact_url(url), redact(e, url))))?;
+    let status = resp.status().as_u16();
+    match status {
+        200..=299 => Ok(()),
+        400..=499 if status != 408 && status != 429 => Err(DeliveryError {
+            reason: format!(
+                "POST {}: HTTP {status} (the request was rejected)",
+                redact_url(url)
+            ),
+            permanent: true,
+        }),
+        _ => Err(transient(format!(
+            "POST {}: HTTP {status}",
+            redact_url(url)
+        ))),
     }
 }
 

@@ -29,7 +29,7 @@ pub(crate) struct Alert {
 
 impl Alert {
     /// `[cronwarden] FAILED backup on HOST: exit 2 after 3 attempts`.
-    pub fn subject(&self) -> String {
+    pub(crate) fn subject(&self) -> String {
         let n = self.run.attempts.len();
         let attempts = format!("{n} attempt{}", if n == 1 { "" } else { "s" });
         match self.event.as_str() {
@@ -64,7 +64,7 @@ impl Alert {
     }
 
     /// The plain-text body (email, command channel's standard input, Slack text).
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         let r = &self.run;
         let mut b = String::new();
         b.push_str(&format!("{}\n\n", self.subject()));
@@ -129,7 +129,7 @@ impl Alert {
     }
 
     /// The JSON a webhook receives.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "event": self.event,
             "subject": self.subject(),

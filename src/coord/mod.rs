@@ -24,7 +24,7 @@ use crate::runner::Interrupt;
 
 /// What a process does (in fleet mode: how it joins the fleet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// The daemon: claims ticks and takes over lost runs.
     Daemon,
     /// Runs jobs (`run`, `backfill`).

@@ -59,7 +59,10 @@ impl Coordinator for Fleet {
             log.log(
                 Level::Warn,
                 "fleet",
-                &[("job", run.job.to_string()), ("run_id", run.run_id.to_string())],
+                &[
+                    ("job", run.job.to_string()),
+                    ("run_id", run.run_id.to_string()),
+                ],
                 &format!("cannot record the run in the database: {e}"),
             );
         }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use super::{Table, alive, wait_for};
 
 /// A running daemon, killed when dropped.
-pub struct Daemon(pub Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Daemon {
-    pub fn start(t: &Table) -> Daemon {
+    pub(crate) fn start(t: &Table) -> Daemon {
         let child = t
             .cmd(&["daemon"])
             .stdout(Stdio::null())
@@ -22,16 +22,16 @@ impl Daemon {
         Daemon(child)
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.0.id() as i32
     }
 
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: signals our own child process.
         unsafe { libc::kill(self.pid(), sig) };
     }
 
-    pub fn wait(mut self) -> Option<i32> {
+    pub(crate) fn wait(mut self) -> Option<i32> {
         let code = self.0.wait().expect("wait").code();
         std::mem::forget(self);
         code

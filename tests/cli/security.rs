@@ -175,15 +175,14 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[test]
-fn secrets_never_reach_the_log_history_status_alerts_or_jobs() {
-    let smtp = Smtp::start(0);
-    let failing_hook = Hook::start(500);
-    let dead = free_port();
-    let t = Table::new(
-        "s-secrets",
-        &format!(
-            r#"
+/// Channels and a job whose every URL and password carries a marked secret.
+fn leaky_table(
+    smtp: impl std::fmt::Display,
+    hook: impl std::fmt::Display,
+    dead: impl std::fmt::Display,
+) -> String {
+    format!(
+        r#"
 [alerts.mail_env]
 type = "email"
 smtp_url = "smtp://127.0.0.1:{smtp}"
@@ -217,10 +216,18 @@ schedule = "@daily"
 command = "env; echo 'the job prints its environment'; exit 1"
 alert = ["mail_env", "mail_file", "hook_down", "hook_500", "page"]
 healthcheck_url = "http://hcuser:hcpass-S3CR3T@127.0.0.1:{dead}/ping/uuid-S3CR3T"
-"#,
-            smtp = smtp.port,
-            hook = failing_hook.port,
-        ),
+"#
+    )
+}
+
+#[test]
+fn secrets_never_reach_the_log_history_status_alerts_or_jobs() {
+    let smtp = Smtp::start(0);
+    let failing_hook = Hook::start(500);
+    let dead = free_port();
+    let t = Table::new(
+        "s-secrets",
+        &leaky_table(smtp.port, failing_hook.port, dead),
     );
     let pass = t.dir().join("smtp.pass");
     std::fs::write(&pass, "s3cret\n").expect("password file");
