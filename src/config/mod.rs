@@ -6,11 +6,17 @@
 //! alert and `after` names, dependency cycles, pipelines whose parents share no root. `check`,
 //! the daemon's start and its reload all call [`load`], so they agree on what is valid.
 
+mod cluster;
 pub mod reader;
+mod secret;
+mod settings;
 pub mod toml_tree;
 
+pub use cluster::{Cluster, ClusterUrl};
+pub use secret::Secret;
+pub use settings::{LogFormat, Settings};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,20 +33,6 @@ const TOP_KEYS: &[&str] = &[
     "include", "settings", "defaults", "alerts", "cluster", "jobs",
 ];
 const INCLUDE_KEYS: &[&str] = &["alerts", "jobs"];
-const SETTINGS_KEYS: &[&str] = &[
-    "timezone",
-    "state_dir",
-    "lock_dir",
-    "log_file",
-    "log_format",
-    "max_concurrent",
-    "shutdown_grace",
-    "control_socket",
-    "control_socket_group",
-    "metrics_listen",
-    "history_keep",
-    "alert_spool_max_age",
-];
 /// Every key a job (or `[defaults]`) may set.
 pub const JOB_KEYS: &[&str] = &[
     "schedule",
@@ -86,15 +78,6 @@ const EMAIL_KEYS: &[&str] = &[
 ];
 const WEBHOOK_KEYS: &[&str] = &["url", "format", "timeout"];
 const COMMAND_ALERT_KEYS: &[&str] = &["command", "timeout"];
-const CLUSTER_KEYS: &[&str] = &[
-    "postgres_url",
-    "postgres_url_env",
-    "postgres_url_file",
-    "node",
-    "heartbeat",
-    "dead_after",
-];
-
 /// The whole job table, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -123,85 +106,6 @@ impl Config {
             .iter()
             .filter(|j| j.after.iter().any(|a| a == name))
             .collect()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The configured zone name, if any; `tz` is that zone or the system's.
-    pub timezone: Option<String>,
-    pub tz: TimeZone,
-    pub state_dir: PathBuf,
-    pub lock_dir: PathBuf,
-    pub log_file: Option<PathBuf>,
-    pub log_format: LogFormat,
-    pub max_concurrent: usize,
-    pub shutdown_grace: Duration,
-    pub control_socket: PathBuf,
-    pub control_socket_group: Option<String>,
-    pub metrics_listen: Option<SocketAddr>,
-    /// Runs kept per job in the history (0: keep everything).
-    pub history_keep: usize,
-    /// How long an undelivered alert is retried before it is dropped.
-    pub alert_spool_max_age: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Secret {
-    /// The name of an environment variable holding the secret.
-    Env(String),
-    /// A file holding the secret (trailing newline ignored).
-    File(PathBuf),
-}
-
-impl Secret {
-    /// The secret itself, read when it is needed. `what` is the key without its `_env` or
-    /// `_file` ("password", "postgres_url"), for errors. A file must be private to its owner, as ssh demands of a private key:
-    /// owned by this user or root, no permission for group or others (checked on the open
-    /// file); a trailing newline is dropped.
-    pub fn read(&self, what: &str) -> Result<String, String> {
-        use std::io::Read;
-        use std::os::unix::fs::MetadataExt;
-        let path = match self {
-            Secret::Env(var) => {
-                return std::env::var(var).map_err(|_| format!("{what}_env: {var} is not set"));
-            }
-            Secret::File(path) => path,
-        };
-        let fail = |e: String| format!("{what}_file {}: {e}", path.display());
-        let mut f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-        let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
-        let me = nix::unistd::geteuid();
-        if meta.uid() != me.as_raw() && meta.uid() != 0 {
-            let name = nix::unistd::User::from_uid(me)
-                .ok()
-                .flatten()
-                .map_or_else(|| me.to_string(), |u| u.name);
-            return Err(fail(format!(
-                "refusing a file owned by uid {} (whoever owns it can read and change the \
-                 secret). Fix: chown {name} {}",
-                meta.uid(),
-                path.display()
-            )));
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(fail(format!(
-                "refusing a file that group or others may use (mode {mode:04o}). \
-                 Fix: chmod 600 {}",
-                path.display()
-            )));
-        }
-        let mut text = String::new();
-        f.read_to_string(&mut text)
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(text.trim_end_matches(['\n', '\r']).to_string())
     }
 }
 
@@ -267,20 +171,6 @@ pub struct AlertChannel {
     pub kind: AlertKind,
     pub on: Vec<AlertEvent>,
     pub min_interval: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Cluster {
-    pub postgres_url: ClusterUrl,
-    pub node: String,
-    pub heartbeat: Duration,
-    pub dead_after: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClusterUrl {
-    Inline(String),
-    Secret(Secret),
 }
 
 /// How a job's command is started.
@@ -664,6 +554,13 @@ impl Loader<'_> {
         })
     }
 
+    /// Whether an error was reported since the diagnostics numbered `mark`.
+    fn errors_since(&self, mark: usize) -> bool {
+        self.sink.diags[mark..]
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
     fn where_is(&self, loc: Loc) -> (PathBuf, (usize, usize)) {
         match self.sink.files.get(loc.file) {
             Some(f) => (f.path.clone(), f.line_col(loc.offset)),
@@ -732,106 +629,6 @@ impl Loader<'_> {
             return None;
         }
         Some(At { v: p, loc: s.loc })
-    }
-
-    /// `[settings]`; `None` only when a value in it is invalid.
-    fn settings(&mut self, top: &TableReader) -> Option<Settings> {
-        let empty = Table::new();
-        let t = match top.table(self.sink, "settings") {
-            Some(t) => TableReader::new_from(t, Some("[settings]".to_string())),
-            None if top.has("settings") => return None,
-            None => TableReader::new(&empty, 0, Loc::default(), Some("[settings]".to_string())),
-        };
-        t.check_keys(self.sink, SETTINGS_KEYS, "[settings]");
-        let errors_before = self.sink.diags.len();
-        let zone = self.zone(&t, "timezone");
-        let state_dir = self
-            .abs_path(&t, "state_dir")
-            .map_or_else(crate::paths::default_state_dir, |a| a.v);
-        let lock_dir = self
-            .abs_path(&t, "lock_dir")
-            .map_or_else(|| crate::paths::default_lock_dir(&state_dir), |a| a.v);
-        let log_file = self.abs_path(&t, "log_file").map(|a| a.v);
-        let log_format = match t.choice(self.sink, "log_format", &["text", "json"]) {
-            Some(s) if s.v == "json" => LogFormat::Json,
-            _ => LogFormat::Text,
-        };
-        let max_concurrent = t
-            .int(self.sink, "max_concurrent", 1, 100_000)
-            .map_or(64, |a| a.v as usize);
-        let shutdown_grace = t
-            .duration(self.sink, "shutdown_grace")
-            .map_or(Duration::from_secs(300), |a| a.v);
-        let control_socket = self
-            .abs_path(&t, "control_socket")
-            .map_or_else(|| lock_dir.join("cronwarden.sock"), |a| a.v);
-        let control_socket_group = t.nonempty(self.sink, "control_socket_group").map(|a| a.v);
-        let alert_spool_max_age = t
-            .duration(self.sink, "alert_spool_max_age")
-            .map_or(Duration::from_secs(24 * 3600), |a| a.v);
-        let history_keep = t
-            .int(self.sink, "history_keep", 0, 10_000_000)
-            .map_or(1000, |a| a.v as usize);
-        let metrics_listen =
-            t.nonempty(self.sink, "metrics_listen")
-                .and_then(|s| match s.v.parse::<SocketAddr>() {
-                    Ok(a) => Some(a),
-                    Err(_) => {
-                        self.sink.error(
-                            s.loc,
-                            t.subject(),
-                            format!(
-                                "metrics_listen: {:?} is not an address:port such as \
-                             \"127.0.0.1:9477\"",
-                                s.v
-                            ),
-                        );
-                        None
-                    }
-                });
-        if self.sink.diags[errors_before..]
-            .iter()
-            .any(|d| d.severity == Severity::Error)
-        {
-            return None;
-        }
-        let (timezone, tz) = match zone {
-            Some((n, tz)) => (Some(n), tz),
-            None => (None, crate::schedule::system_zone()),
-        };
-        Some(Settings {
-            timezone,
-            tz,
-            state_dir,
-            lock_dir,
-            log_file,
-            log_format,
-            max_concurrent,
-            shutdown_grace,
-            control_socket,
-            control_socket_group,
-            metrics_listen,
-            history_keep,
-            alert_spool_max_age,
-        })
-    }
-
-    fn secret(&mut self, t: &TableReader, env_key: &str, file_key: &str) -> Option<Secret> {
-        let env = t.nonempty(self.sink, env_key);
-        let file = self.abs_path(t, file_key);
-        match (env, file) {
-            (Some(e), Some(_)) => {
-                self.sink.error(
-                    e.loc,
-                    t.subject(),
-                    format!("set either {env_key} or {file_key}, not both"),
-                );
-                None
-            }
-            (Some(e), None) => Some(Secret::Env(e.v)),
-            (None, Some(f)) => Some(Secret::File(f.v)),
-            (None, None) => None,
-        }
     }
 
     fn alert(&mut self, name: &str, t: &TableReader) -> Option<AlertChannel> {
@@ -1009,77 +806,6 @@ impl Loader<'_> {
             username,
             password,
             timeout,
-        })
-    }
-
-    fn cluster(&mut self, t: TableReader) -> Option<Cluster> {
-        let t = TableReader::new_from(t, Some("[cluster]".to_string()));
-        t.check_keys(self.sink, CLUSTER_KEYS, "[cluster]");
-        let inline = t.nonempty(self.sink, "postgres_url");
-        let secret = self.secret(&t, "postgres_url_env", "postgres_url_file");
-        let url = match (inline, secret) {
-            (Some(u), None) => {
-                if url_has_password(&u.v) {
-                    self.sink.error(
-                        u.loc,
-                        t.subject(),
-                        "postgres_url: no password in the table; use postgres_url_env or \
-                         postgres_url_file (or a ~/.pgpass file)",
-                    );
-                    return None;
-                }
-                ClusterUrl::Inline(u.v)
-            }
-            (None, Some(s)) => ClusterUrl::Secret(s),
-            (Some(u), Some(_)) => {
-                self.sink.error(
-                    u.loc,
-                    t.subject(),
-                    "set one of postgres_url, postgres_url_env, postgres_url_file",
-                );
-                return None;
-            }
-            (None, None) => {
-                self.sink.error(
-                    t.loc,
-                    t.subject(),
-                    "missing postgres_url_env, postgres_url_file or postgres_url",
-                );
-                return None;
-            }
-        };
-        let node = t
-            .nonempty(self.sink, "node")
-            .map(|a| a.v)
-            .unwrap_or_else(|| {
-                nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_else(|| "localhost".to_string())
-            });
-        let heartbeat = t
-            .duration(self.sink, "heartbeat")
-            .map_or(Duration::from_secs(5), |a| a.v);
-        let dead_after = t.duration(self.sink, "dead_after");
-        let dead_loc = dead_after.as_ref().map_or(t.loc, |a| a.loc);
-        let dead_after = dead_after.map_or(Duration::from_secs(30), |a| a.v);
-        if heartbeat.is_zero() || dead_after <= heartbeat {
-            self.sink.error(
-                dead_loc,
-                t.subject(),
-                format!(
-                    "dead_after ({}) must be longer than heartbeat ({}), which must not be 0",
-                    crate::units::format_duration(dead_after),
-                    crate::units::format_duration(heartbeat)
-                ),
-            );
-            return None;
-        }
-        Some(Cluster {
-            postgres_url: url,
-            node,
-            heartbeat,
-            dead_after,
         })
     }
 
@@ -1770,15 +1496,6 @@ impl JobSpec {
     }
 }
 
-fn url_has_password(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo.contains(':'),
-        None => url.contains("password="),
-    }
-}
-
 /// `smtp://host[:port][?tls=required]`, `smtps://host[:port]`, `sendmail:[/path]`.
 pub fn parse_smtp_url(url: &str) -> Result<SmtpTransport, String> {
     if let Some(path) = url.strip_prefix("sendmail:") {
@@ -1886,12 +1603,5 @@ mod tests {
         assert!(parse_smtp_url("smtp://u:p@host").is_err());
         assert!(parse_smtp_url("http://host").is_err());
         assert!(parse_smtp_url("smtp://host:99999").is_err());
-    }
-
-    #[test]
-    fn passwords_in_urls() {
-        assert!(url_has_password("postgres://u:secret@db/x"));
-        assert!(!url_has_password("postgres://u@db/x"));
-        assert!(url_has_password("host=db password=x"));
     }
 }
