@@ -6,12 +6,14 @@
 //! alert and `after` names, dependency cycles, pipelines whose parents share no root. `check`,
 //! the daemon's start and its reload all call [`load`], so they agree on what is valid.
 
+mod alerts;
 mod cluster;
 pub mod reader;
 mod secret;
 mod settings;
 pub mod toml_tree;
 
+pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, WebhookFormat};
 pub use cluster::{Cluster, ClusterUrl};
 pub use secret::Secret;
 pub use settings::{LogFormat, Settings};
@@ -66,18 +68,6 @@ pub const JOB_KEYS: &[&str] = &[
     "enabled",
 ];
 const VERIFY_KEYS: &[&str] = &["files", "min_size", "fresh"];
-const ALERT_COMMON_KEYS: &[&str] = &["type", "on", "min_interval"];
-const EMAIL_KEYS: &[&str] = &[
-    "smtp_url",
-    "from",
-    "to",
-    "username",
-    "password_env",
-    "password_file",
-    "timeout",
-];
-const WEBHOOK_KEYS: &[&str] = &["url", "format", "timeout"];
-const COMMAND_ALERT_KEYS: &[&str] = &["command", "timeout"];
 /// The whole job table, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -107,70 +97,6 @@ impl Config {
             .filter(|j| j.after.iter().any(|a| a == name))
             .collect()
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// `smtp://`: STARTTLS when the server offers it.
-    Opportunistic,
-    /// `smtp://...?tls=required`: STARTTLS or fail.
-    Required,
-    /// `smtps://`: TLS from the first byte.
-    Wrapper,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SmtpTransport {
-    Smtp {
-        host: String,
-        port: u16,
-        tls: SmtpTls,
-    },
-    /// `sendmail:` or `sendmail:/path/to/sendmail`.
-    Sendmail(Option<PathBuf>),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookFormat {
-    Json,
-    Slack,
-}
-
-#[derive(Clone, Debug)]
-pub enum AlertKind {
-    Email {
-        transport: SmtpTransport,
-        from: String,
-        to: Vec<String>,
-        username: Option<String>,
-        password: Option<Secret>,
-        timeout: Duration,
-    },
-    Webhook {
-        url: String,
-        format: WebhookFormat,
-        timeout: Duration,
-    },
-    Command {
-        command: CommandLine,
-        timeout: Duration,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AlertEvent {
-    Failure,
-    Recovery,
-    Retry,
-    Output,
-}
-
-#[derive(Clone, Debug)]
-pub struct AlertChannel {
-    pub name: String,
-    pub kind: AlertKind,
-    pub on: Vec<AlertEvent>,
-    pub min_interval: Duration,
 }
 
 /// How a job's command is started.
@@ -463,36 +389,7 @@ impl Loader<'_> {
             .table(self.sink, "cluster")
             .and_then(|t| self.cluster(t));
 
-        // Alert channels from every file.
-        let mut alerts: Vec<AlertChannel> = Vec::new();
-        let mut alert_locs: HashMap<String, Loc> = HashMap::new();
-        for r in &readers {
-            let Some(t) = r.table(self.sink, "alerts") else {
-                continue;
-            };
-            for (name, loc, value) in t.entries() {
-                if let Some(first) = alert_locs.get(name) {
-                    let (p, (l, _)) = self.where_is(*first);
-                    self.sink.error(
-                        loc,
-                        Some(&format!("alert channel {name:?}")),
-                        format!("defined twice (first at {}:{l})", p.display()),
-                    );
-                    continue;
-                }
-                alert_locs.insert(name.to_string(), loc);
-                let subject = format!("alert channel {name:?}");
-                self.check_name(name, loc, &subject);
-                let Some(ch) = t.table_value(self.sink, name, value) else {
-                    continue;
-                };
-                let mut ch = TableReader::new_from(ch, Some(subject));
-                ch.loc = loc;
-                if let Some(a) = self.alert(name, &ch) {
-                    alerts.push(a);
-                }
-            }
-        }
+        let (alerts, alert_locs) = self.alert_channels(&readers);
 
         // [defaults], then jobs from every file.
         let defaults = match readers[0].table(self.sink, "defaults") {
@@ -559,6 +456,28 @@ impl Loader<'_> {
         self.sink.diags[mark..]
             .iter()
             .any(|d| d.severity == Severity::Error)
+    }
+
+    /// Records where `name` is first defined; a second definition is reported, with where
+    /// the first one is, and gives `false`.
+    fn first_definition(
+        &mut self,
+        seen: &mut HashMap<String, Loc>,
+        name: &str,
+        loc: Loc,
+        subject: &str,
+    ) -> bool {
+        if let Some(first) = seen.get(name) {
+            let (p, (l, _)) = self.where_is(*first);
+            self.sink.error(
+                loc,
+                Some(subject),
+                format!("defined twice (first at {}:{l})", p.display()),
+            );
+            return false;
+        }
+        seen.insert(name.to_string(), loc);
+        true
     }
 
     fn where_is(&self, loc: Loc) -> (PathBuf, (usize, usize)) {
@@ -629,184 +548,6 @@ impl Loader<'_> {
             return None;
         }
         Some(At { v: p, loc: s.loc })
-    }
-
-    fn alert(&mut self, name: &str, t: &TableReader) -> Option<AlertChannel> {
-        let errors_before = self.sink.diags.len();
-        let kind = t.choice(self.sink, "type", &["email", "webhook", "command"]);
-        let kind_keys: &[&str] = match kind.as_ref().map(|k| k.v.as_str()) {
-            Some("email") => EMAIL_KEYS,
-            Some("webhook") => WEBHOOK_KEYS,
-            Some("command") => COMMAND_ALERT_KEYS,
-            _ => &[],
-        };
-        if kind.is_none() && !t.has("type") {
-            self.sink.error(
-                t.loc,
-                t.subject(),
-                "missing `type`: one of email, webhook, command",
-            );
-        }
-        if kind.is_some() {
-            let allowed: Vec<&str> = ALERT_COMMON_KEYS.iter().chain(kind_keys).copied().collect();
-            if let Some(v) = t.raw("password") {
-                t.error(
-                    self.sink,
-                    v,
-                    "password",
-                    "a password is never written in the table: use password_env (a variable \
-                     name) or password_file (a root-only file)",
-                );
-            }
-            let others: Vec<&str> = allowed.iter().copied().chain(["password"]).collect();
-            t.check_keys(self.sink, &others, "this channel's");
-        }
-        let on = match t.strings(self.sink, "on", true) {
-            Some(list) => {
-                let mut events = Vec::new();
-                for ev in list.v {
-                    let e = match ev.v.as_str() {
-                        "failure" => AlertEvent::Failure,
-                        "recovery" => AlertEvent::Recovery,
-                        "retry" => AlertEvent::Retry,
-                        "output" => AlertEvent::Output,
-                        other => {
-                            self.sink.error(
-                                ev.loc,
-                                t.subject(),
-                                format!(
-                                    "on: unknown event {other:?}; use failure, recovery, \
-                                     retry or output"
-                                ),
-                            );
-                            continue;
-                        }
-                    };
-                    if !events.contains(&e) {
-                        events.push(e);
-                    }
-                }
-                events
-            }
-            None => vec![AlertEvent::Failure],
-        };
-        let min_interval = t
-            .duration(self.sink, "min_interval")
-            .map_or(Duration::ZERO, |a| a.v);
-        let kind = match kind?.v.as_str() {
-            "email" => self.email(t)?,
-            "webhook" => {
-                let url = t.nonempty(self.sink, "url");
-                if url.is_none() && !t.has("url") {
-                    self.sink
-                        .error(t.loc, t.subject(), "missing `url` for a webhook channel");
-                }
-                let url = url?;
-                if !(url.v.starts_with("http://") || url.v.starts_with("https://")) {
-                    self.sink.error(
-                        url.loc,
-                        t.subject(),
-                        format!("url: {:?} must start with http:// or https://", url.v),
-                    );
-                }
-                let format = match t.choice(self.sink, "format", &["json", "slack"]) {
-                    Some(f) if f.v == "slack" => WebhookFormat::Slack,
-                    _ => WebhookFormat::Json,
-                };
-                let timeout = t
-                    .duration(self.sink, "timeout")
-                    .map_or(Duration::from_secs(10), |a| a.v);
-                AlertKind::Webhook {
-                    url: url.v,
-                    format,
-                    timeout,
-                }
-            }
-            _ => {
-                let command = self.command(t, "command");
-                if command.is_none() && !t.has("command") {
-                    self.sink.error(
-                        t.loc,
-                        t.subject(),
-                        "missing `command` for a command channel",
-                    );
-                }
-                let timeout = t
-                    .duration(self.sink, "timeout")
-                    .map_or(Duration::from_secs(60), |a| a.v);
-                AlertKind::Command {
-                    command: command?.v,
-                    timeout,
-                }
-            }
-        };
-        if self.sink.diags[errors_before..]
-            .iter()
-            .any(|d| d.severity == Severity::Error)
-        {
-            return None;
-        }
-        Some(AlertChannel {
-            name: name.to_string(),
-            kind,
-            on,
-            min_interval,
-        })
-    }
-
-    fn email(&mut self, t: &TableReader) -> Option<AlertKind> {
-        let mut missing = Vec::new();
-        for key in ["smtp_url", "from", "to"] {
-            if !t.has(key) {
-                missing.push(key);
-            }
-        }
-        if !missing.is_empty() {
-            self.sink.error(
-                t.loc,
-                t.subject(),
-                format!("missing {} for an email channel", missing.join(", ")),
-            );
-        }
-        let url = t.nonempty(self.sink, "smtp_url");
-        let transport = url.and_then(|u| match parse_smtp_url(&u.v) {
-            Ok(tr) => Some(tr),
-            Err(e) => {
-                self.sink
-                    .error(u.loc, t.subject(), format!("smtp_url: {e}"));
-                None
-            }
-        });
-        let from = t.nonempty(self.sink, "from");
-        let to = t.strings(self.sink, "to", true);
-        if let Some(to) = &to
-            && to.v.is_empty()
-        {
-            self.sink
-                .error(to.loc, t.subject(), "to: name at least one address");
-        }
-        for addr in from.iter().chain(to.iter().flat_map(|l| l.v.iter())) {
-            if !addr.v.contains('@') {
-                self.sink.error(
-                    addr.loc,
-                    t.subject(),
-                    format!("{:?} is not an email address", addr.v),
-                );
-            }
-        }
-        let username = t.nonempty(self.sink, "username").map(|a| a.v);
-        let password = self.secret(t, "password_env", "password_file");
-        let timeout = t
-            .duration(self.sink, "timeout")
-            .map_or(Duration::from_secs(30), |a| a.v);
-        Some(AlertKind::Email {
-            transport: transport?,
-            from: from?.v,
-            to: to?.v.into_iter().map(|a| a.v).collect(),
-            username,
-            password,
-            timeout,
-        })
     }
 
     fn command(&mut self, t: &TableReader, key: &str) -> Option<At<CommandLine>> {
@@ -1493,115 +1234,5 @@ impl JobSpec {
             self.params.entry(k.clone()).or_insert_with(|| v.clone());
         }
         self
-    }
-}
-
-/// `smtp://host[:port][?tls=required]`, `smtps://host[:port]`, `sendmail:[/path]`.
-pub fn parse_smtp_url(url: &str) -> Result<SmtpTransport, String> {
-    if let Some(path) = url.strip_prefix("sendmail:") {
-        return Ok(SmtpTransport::Sendmail(
-            (!path.is_empty()).then(|| PathBuf::from(path)),
-        ));
-    }
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!("{url:?} is not smtp://HOST[:PORT], smtps://HOST[:PORT] or sendmail:")
-    })?;
-    let (hostport, query) = match rest.split_once('?') {
-        Some((h, q)) => (h.trim_end_matches('/'), Some(q)),
-        None => (rest.trim_end_matches('/'), None),
-    };
-    if hostport.contains('@') {
-        return Err(
-            "no credentials in smtp_url: use username with password_env or password_file"
-                .to_string(),
-        );
-    }
-    let mut tls = match scheme {
-        "smtp" => SmtpTls::Opportunistic,
-        "smtps" => SmtpTls::Wrapper,
-        other => {
-            return Err(format!(
-                "unknown scheme {other:?}; use smtp://, smtps:// or sendmail:"
-            ));
-        }
-    };
-    if let Some(q) = query {
-        for pair in q.split('&') {
-            match pair {
-                "tls=required" if tls == SmtpTls::Opportunistic => tls = SmtpTls::Required,
-                "tls=required" => {}
-                "tls=opportunistic" if tls != SmtpTls::Wrapper => tls = SmtpTls::Opportunistic,
-                other => {
-                    return Err(format!(
-                        "unknown option {other:?}; the only option is ?tls=required"
-                    ));
-                }
-            }
-        }
-    }
-    let default_port = if tls == SmtpTls::Wrapper { 465 } else { 25 };
-    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        // [v6]:port
-        let (h, p) = h
-            .split_once(']')
-            .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
-        (h.to_string(), p.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} names no host"));
-    }
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
-        None => default_port,
-    };
-    Ok(SmtpTransport::Smtp { host, port, tls })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smtp_urls() {
-        assert_eq!(
-            parse_smtp_url("smtp://mail.example.com:587"),
-            Ok(SmtpTransport::Smtp {
-                host: "mail.example.com".into(),
-                port: 587,
-                tls: SmtpTls::Opportunistic
-            })
-        );
-        assert_eq!(
-            parse_smtp_url("smtp://127.0.0.1:2525?tls=required"),
-            Ok(SmtpTransport::Smtp {
-                host: "127.0.0.1".into(),
-                port: 2525,
-                tls: SmtpTls::Required
-            })
-        );
-        assert_eq!(
-            parse_smtp_url("smtps://mail.example.com"),
-            Ok(SmtpTransport::Smtp {
-                host: "mail.example.com".into(),
-                port: 465,
-                tls: SmtpTls::Wrapper
-            })
-        );
-        assert_eq!(
-            parse_smtp_url("sendmail:"),
-            Ok(SmtpTransport::Sendmail(None))
-        );
-        assert!(parse_smtp_url("smtp://u:p@host").is_err());
-        assert!(parse_smtp_url("http://host").is_err());
-        assert!(parse_smtp_url("smtp://host:99999").is_err());
     }
 }
