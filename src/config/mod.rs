@@ -6,6 +6,7 @@
 //! alert and `after` names, dependency cycles, pipelines whose parents share no root. `check`,
 //! the daemon's start and its reload all call [`load`], so they agree on what is valid.
 
+mod after_graph;
 mod alerts;
 mod cluster;
 mod job;
@@ -22,14 +23,13 @@ pub use job::{Catchup, CommandLine, Job, Overlap, Retry, Verify};
 pub use secret::Secret;
 pub use settings::{LogFormat, Settings};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 
 use crate::diag::{Diagnostic, Loc, Severity, Sink, suggest};
-use job_spec::JobSpec;
 use reader::{At, TableReader};
 use toml_tree::{Kind, Table};
 
@@ -430,151 +430,6 @@ impl Loader<'_> {
                         None
                     }
                 }
-            }
-        }
-    }
-
-    /// Unknown `after` names, dependency cycles, and fan-ins whose parents share no root.
-    fn check_graph(&mut self, specs: &[(String, Loc, JobSpec)]) {
-        let index: HashMap<&str, usize> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _, _))| (n.as_str(), i))
-            .collect();
-        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
-        for (i, (name, _, spec)) in specs.iter().enumerate() {
-            let Some(after) = &spec.after else { continue };
-            if after.v.is_empty() {
-                self.sink.error(
-                    after.loc,
-                    Some(&format!("job {name:?}")),
-                    "after: name at least one job",
-                );
-            }
-            for a in &after.v {
-                match index.get(a.v.as_str()) {
-                    Some(&j) if j == i => self.sink.error(
-                        a.loc,
-                        Some(&format!("job {name:?}")),
-                        format!("after: a job cannot run after itself (cycle {name} -> {name})"),
-                    ),
-                    Some(&j) => edges[i].push(j),
-                    None => {
-                        let hint = suggest(&a.v, specs.iter().map(|(n, _, _)| n.as_str()))
-                            .map(|h| format!(" (did you mean {h:?}?)"))
-                            .unwrap_or_default();
-                        self.sink.error(
-                            a.loc,
-                            Some(&format!("job {name:?}")),
-                            format!("after: no job named {:?}{hint}", a.v),
-                        );
-                    }
-                }
-            }
-        }
-        // Cycles: depth-first search over "runs after" edges; report each cycle once.
-        let mut state = vec![0u8; specs.len()]; // 0 new, 1 on stack, 2 done
-        let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
-        let mut cyclic = vec![false; specs.len()];
-        for start in 0..specs.len() {
-            if state[start] != 0 {
-                continue;
-            }
-            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
-            state[start] = 1;
-            while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-                if let Some(&child) = edges[node].get(*next) {
-                    *next += 1;
-                    match state[child] {
-                        0 => {
-                            state[child] = 1;
-                            stack.push((child, 0));
-                        }
-                        1 => {
-                            let pos = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
-                            let cycle: Vec<usize> = stack[pos..].iter().map(|(n, _)| *n).collect();
-                            let mut key = cycle.clone();
-                            key.sort_unstable();
-                            for &c in &cycle {
-                                cyclic[c] = true;
-                            }
-                            if reported.insert(key) {
-                                // Print in the direction the jobs run: parent -> child.
-                                let mut names: Vec<&str> =
-                                    cycle.iter().rev().map(|&n| specs[n].0.as_str()).collect();
-                                names.push(names[0]);
-                                let first = cycle[cycle.len() - 1];
-                                let (name, loc, spec) = &specs[first];
-                                let at = spec.after.as_ref().map_or(*loc, |a| a.loc);
-                                self.sink.error(
-                                    at,
-                                    Some(&format!("job {name:?}")),
-                                    format!("after: dependency cycle {}", names.join(" -> ")),
-                                );
-                            }
-                        }
-                        _ => {}
-                    }
-                } else {
-                    state[node] = 2;
-                    stack.pop();
-                }
-            }
-        }
-        if cyclic.iter().any(|c| *c) {
-            return;
-        }
-        // Roots: a job with a schedule, or without `after`, starts pipeline runs of its own.
-        let mut roots: Vec<Option<BTreeSet<usize>>> = vec![None; specs.len()];
-        fn roots_of(
-            i: usize,
-            specs: &[(String, Loc, JobSpec)],
-            edges: &[Vec<usize>],
-            memo: &mut Vec<Option<BTreeSet<usize>>>,
-        ) -> BTreeSet<usize> {
-            if let Some(r) = &memo[i] {
-                return r.clone();
-            }
-            let mut r = BTreeSet::new();
-            if specs[i].2.schedule.is_some() || edges[i].is_empty() {
-                r.insert(i);
-            }
-            for &p in &edges[i] {
-                r.extend(roots_of(p, specs, edges, memo));
-            }
-            memo[i] = Some(r.clone());
-            r
-        }
-        for i in 0..specs.len() {
-            if edges[i].len() < 2 {
-                continue;
-            }
-            let sets: Vec<BTreeSet<usize>> = edges[i]
-                .iter()
-                .map(|&p| roots_of(p, specs, &edges, &mut roots))
-                .collect();
-            let common = sets.iter().skip(1).fold(sets[0].clone(), |acc, s| {
-                acc.intersection(s).copied().collect()
-            });
-            if common.is_empty() {
-                let (name, loc, spec) = &specs[i];
-                let describe: Vec<String> = edges[i]
-                    .iter()
-                    .zip(&sets)
-                    .map(|(&p, s)| {
-                        let r: Vec<&str> = s.iter().map(|&x| specs[x].0.as_str()).collect();
-                        format!("{} (from {})", specs[p].0, r.join(", "))
-                    })
-                    .collect();
-                self.sink.error(
-                    spec.after.as_ref().map_or(*loc, |a| a.loc),
-                    Some(&format!("job {name:?}")),
-                    format!(
-                        "after: its parents never run in the same pipeline run, so it could \
-                         never start: {}",
-                        describe.join("; ")
-                    ),
-                );
             }
         }
     }
