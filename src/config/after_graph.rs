@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::Loader;
 use super::job_spec::JobSpec;
+use super::loader::Loader;
 use crate::diag::{Loc, suggest};
 
 /// Jobs by table order: name, where the name is written, and the keys.

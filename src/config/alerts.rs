@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::CommandLine;
-use super::Loader;
+use super::loader::Loader;
 use super::reader::{At, TableReader};
 use crate::diag::Loc;
 

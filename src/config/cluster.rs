@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Loader;
+use super::loader::Loader;
 use super::reader::TableReader;
 use super::secret::Secret;
 

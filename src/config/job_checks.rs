@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::Settings;
 use super::job::{CommandLine, Job};
 use super::job_spec::JobSpec;
-use super::{Loader, Settings};
+use super::loader::Loader;
 use crate::diag::{Loc, suggest};
 use crate::template;
 

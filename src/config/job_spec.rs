@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::Loader;
 use super::job::{Catchup, CommandLine, Overlap};
+use super::loader::Loader;
 use super::reader::{At, TableReader};
 use super::toml_tree::Kind;
 use crate::diag::Loc;

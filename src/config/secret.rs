@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::Loader;
+use super::loader::Loader;
 use super::reader::TableReader;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::Loader;
+use super::loader::Loader;
 use super::reader::TableReader;
 use super::toml_tree::Table;
 use crate::diag::Loc;
