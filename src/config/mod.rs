@@ -26,7 +26,7 @@ mod job;
 mod job_checks;
 mod job_spec;
 mod loader;
-pub mod reader;
+mod reader;
 mod secret;
 mod settings;
 pub mod toml_tree;
