@@ -12,6 +12,7 @@ use super::toml_tree::Kind;
 use crate::diag::suggest;
 
 impl Loader<'_> {
+    /// An IANA time zone name and the zone, with a "did you mean" for an unknown one.
     pub(crate) fn zone(&mut self, r: &TableReader, key: &str) -> Option<(String, TimeZone)> {
         let name = r.nonempty(self.sink, key)?;
         let found = self
@@ -43,6 +44,7 @@ impl Loader<'_> {
         }
     }
 
+    /// A non-empty path that must be absolute.
     pub(crate) fn abs_path(&mut self, r: &TableReader, key: &str) -> Option<At<PathBuf>> {
         let s = r.nonempty(self.sink, key)?;
         let p = PathBuf::from(&s.v);
@@ -57,6 +59,8 @@ impl Loader<'_> {
         Some(At { v: p, loc: s.loc })
     }
 
+    /// A command line: a string for the shell, or an argv whose first element names the
+    /// program.
     pub(crate) fn command(&mut self, t: &TableReader, key: &str) -> Option<At<CommandLine>> {
         let v = t.raw(key)?;
         match &v.kind {
