@@ -144,3 +144,47 @@ params = { "bad-name" = "1" }
         );
     }
 }
+
+#[test]
+fn a_date_time_is_a_type_error_for_every_key_and_a_bad_one_a_syntax_error() {
+    // No key takes a date-time: the typed reader names the type it found. A date-time that
+    // is not one (month 13) is refused by the TOML parser itself, as the `toml` crate does.
+    let p = write(
+        "datetime",
+        r#"
+[settings]
+state_dir = 1979-05-27
+
+[jobs.x]
+schedule = 1979-05-27T07:32:00Z
+command = ["/bin/true"]
+timeout = 07:32:00
+retries = 1979-05-27
+enabled = 1979-05-27 07:32:00
+env = { WHEN = 1979-05-27 }
+
+[jobs.y]
+schedule = "@daily"
+command = ["/bin/true"]
+kill_grace = 1979-13-27
+"#,
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    assert!(loaded.config.is_none());
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    for want in [
+        "state_dir: expected a string, found a date-time",
+        "schedule: expected a string, found a date-time",
+        "timeout: expected a string, found a date-time",
+        "retries: expected an integer from 0 to 10000, found a date-time",
+        "enabled: expected true or false, found a date-time",
+        "env.WHEN: expected a string, found a date-time",
+        "TOML syntax: invalid date, expected month between 01 and 12",
+    ] {
+        assert!(
+            msgs.iter().any(|m| m.contains(want)),
+            "missing {want:?} in {msgs:#?}"
+        );
+    }
+}

@@ -5,29 +5,27 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::toml_tree::{Kind, Table};
+use super::toml_tree::{Kind, Table, Value};
 use crate::diag::{Loc, Sink, suggest};
 use crate::units;
 
 /// A value together with where it was written.
 #[derive(Clone, Debug, PartialEq)]
-pub struct At<T> {
-    pub v: T,
-    pub loc: Loc,
+pub(crate) struct At<T> {
+    pub(crate) v: T,
+    pub(crate) loc: Loc,
 }
 
-pub type Value<'i> = super::toml_tree::Value<'i>;
-
-pub struct TableReader<'t, 'i> {
+pub(crate) struct TableReader<'t, 'i> {
     table: &'t Table<'i>,
-    pub file: usize,
+    file: usize,
     /// Where the table itself starts (for "missing key" errors).
-    pub loc: Loc,
+    pub(crate) loc: Loc,
     /// Shared with the readers of sub-tables.
     subject: Option<Rc<str>>,
 }
 
-pub fn type_name(v: &Kind<'_>) -> &'static str {
+fn type_name(v: &Kind<'_>) -> &'static str {
     match v {
         Kind::String(_) => "a string",
         Kind::Integer { .. } => "an integer",
@@ -47,7 +45,7 @@ fn int_of(v: &Kind<'_>) -> Option<i64> {
 }
 
 impl<'t, 'i> TableReader<'t, 'i> {
-    pub fn new(
+    pub(crate) fn new(
         table: &'t Table<'i>,
         file: usize,
         loc: Loc,
@@ -62,25 +60,25 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// The same table, reported under another subject (`job "x"`, `[settings]`, ...).
-    pub fn new_from(t: TableReader<'t, 'i>, subject: Option<String>) -> TableReader<'t, 'i> {
+    pub(crate) fn new_from(t: TableReader<'t, 'i>, subject: Option<String>) -> TableReader<'t, 'i> {
         TableReader {
             subject: subject.map(Rc::from),
             ..t
         }
     }
 
-    pub fn subject(&self) -> Option<&str> {
+    pub(crate) fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
     }
 
-    pub fn loc_of(&self, v: &Value<'_>) -> Loc {
+    pub(crate) fn loc_of(&self, v: &Value<'_>) -> Loc {
         Loc {
             file: self.file,
             offset: v.span.start(),
         }
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = (&'t str, Loc, &'t Value<'i>)> + '_ {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'t str, Loc, &'t Value<'i>)> + '_ {
         let table: &'t Table<'i> = self.table;
         table.iter().map(|(k, v)| {
             (
@@ -94,17 +92,17 @@ impl<'t, 'i> TableReader<'t, 'i> {
         })
     }
 
-    pub fn raw(&self, key: &str) -> Option<&'t Value<'i>> {
+    pub(crate) fn raw(&self, key: &str) -> Option<&'t Value<'i>> {
         let table: &'t Table<'i> = self.table;
         table.get(key)
     }
 
-    pub fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.raw(key).is_some()
     }
 
     /// Reports every key that is not in `allowed`, with a "did you mean" hint.
-    pub fn check_keys(&self, sink: &mut Sink, allowed: &[&str], what: &str) {
+    pub(crate) fn check_keys(&self, sink: &mut Sink, allowed: &[&str], what: &str) {
         for (key, loc, _) in self.entries() {
             if !allowed.contains(&key) {
                 let hint = match suggest(key, allowed.iter().copied()) {
@@ -123,7 +121,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         }
     }
 
-    pub fn error(&self, sink: &mut Sink, v: &Value<'_>, key: &str, msg: impl AsRef<str>) {
+    pub(crate) fn error(&self, sink: &mut Sink, v: &Value<'_>, key: &str, msg: impl AsRef<str>) {
         sink.error(
             self.loc_of(v),
             self.subject(),
@@ -140,7 +138,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         );
     }
 
-    pub fn string(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
+    pub(crate) fn string(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
         let v = self.raw(key)?;
         match &v.kind {
             Kind::String(s) => Some(At {
@@ -155,7 +153,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// A non-empty string.
-    pub fn nonempty(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
+    pub(crate) fn nonempty(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
         let s = self.string(sink, key)?;
         if s.v.trim().is_empty() {
             sink.error(s.loc, self.subject(), format!("{key}: must not be empty"));
@@ -164,7 +162,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         Some(s)
     }
 
-    pub fn bool(&self, sink: &mut Sink, key: &str) -> Option<At<bool>> {
+    pub(crate) fn bool(&self, sink: &mut Sink, key: &str) -> Option<At<bool>> {
         let v = self.raw(key)?;
         match &v.kind {
             Kind::Boolean(b) => Some(At {
@@ -178,7 +176,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         }
     }
 
-    pub fn int(&self, sink: &mut Sink, key: &str, min: i64, max: i64) -> Option<At<i64>> {
+    pub(crate) fn int(&self, sink: &mut Sink, key: &str, min: i64, max: i64) -> Option<At<i64>> {
         let v = self.raw(key)?;
         let Some(n) = int_of(&v.kind) else {
             self.wrong_type(sink, v, key, &format!("an integer from {min} to {max}"));
@@ -199,7 +197,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         })
     }
 
-    pub fn float(&self, sink: &mut Sink, key: &str) -> Option<At<f64>> {
+    pub(crate) fn float(&self, sink: &mut Sink, key: &str) -> Option<At<f64>> {
         let v = self.raw(key)?;
         let f = match &v.kind {
             Kind::Float { value, .. } => Some(*value),
@@ -218,7 +216,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         }
     }
 
-    pub fn duration(&self, sink: &mut Sink, key: &str) -> Option<At<Duration>> {
+    pub(crate) fn duration(&self, sink: &mut Sink, key: &str) -> Option<At<Duration>> {
         let s = self.string(sink, key)?;
         match units::parse_duration(&s.v) {
             Ok(d) => Some(At { v: d, loc: s.loc }),
@@ -230,7 +228,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// A size: a string with a unit (`"10KiB"`) or a plain integer of bytes.
-    pub fn size(&self, sink: &mut Sink, key: &str) -> Option<At<u64>> {
+    pub(crate) fn size(&self, sink: &mut Sink, key: &str) -> Option<At<u64>> {
         let v = self.raw(key)?;
         let loc = self.loc_of(v);
         let parsed = match &v.kind {
@@ -254,7 +252,12 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// One of a fixed set of words.
-    pub fn choice(&self, sink: &mut Sink, key: &str, allowed: &[&str]) -> Option<At<String>> {
+    pub(crate) fn choice(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        allowed: &[&str],
+    ) -> Option<At<String>> {
         let s = self.string(sink, key)?;
         if allowed.contains(&s.v.as_str()) {
             return Some(s);
@@ -275,7 +278,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// An array of strings; with `allow_single`, a lone string counts as a list of one.
-    pub fn strings(
+    pub(crate) fn strings(
         &self,
         sink: &mut Sink,
         key: &str,
@@ -323,13 +326,13 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// A sub-table.
-    pub fn table(&self, sink: &mut Sink, key: &str) -> Option<TableReader<'t, 'i>> {
+    pub(crate) fn table(&self, sink: &mut Sink, key: &str) -> Option<TableReader<'t, 'i>> {
         let v = self.raw(key)?;
         self.table_value(sink, key, v)
     }
 
     /// A value of this table (from [`TableReader::entries`]) that must be a table.
-    pub fn table_value(
+    pub(crate) fn table_value(
         &self,
         sink: &mut Sink,
         key: &str,
@@ -350,7 +353,11 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// A table of string (or number/boolean, kept as text) values.
-    pub fn string_map(&self, sink: &mut Sink, key: &str) -> Option<Vec<(At<String>, At<String>)>> {
+    pub(crate) fn string_map(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+    ) -> Option<Vec<(At<String>, At<String>)>> {
         let t = self.table(sink, key)?;
         let mut out = Vec::new();
         for (k, kloc, v) in t.entries() {

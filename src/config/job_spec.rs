@@ -1,0 +1,432 @@
+//! A job's keys as written, in a job table or in `[defaults]`: [`JobSpec`], read key group
+//! by key group, each key checked on its own, then merged over `[defaults]`. The checks that
+//! need several keys or the whole table come later (`job_checks.rs`, `after_graph.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+
+use super::job::{Catchup, CommandLine, Overlap};
+use super::loader::Loader;
+use super::reader::{At, TableReader};
+use super::toml_tree::Kind;
+use crate::diag::Loc;
+use crate::schedule::Expr;
+
+/// Every key a job (or `[defaults]`) may set.
+const JOB_KEYS: &[&str] = &[
+    "schedule",
+    "command",
+    "shell",
+    "stdin",
+    "timezone",
+    "user",
+    "group",
+    "workdir",
+    "env",
+    "umask",
+    "nice",
+    "timeout",
+    "kill_grace",
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "retry_max_delay",
+    "retry_jitter",
+    "success_codes",
+    "output_limit",
+    "verify",
+    "overlap",
+    "catchup",
+    "jitter",
+    "after",
+    "alert",
+    "healthcheck_url",
+    "params",
+    "enabled",
+];
+const VERIFY_KEYS: &[&str] = &["files", "min_size", "fresh"];
+
+/// The entries of `env` or `params` by name: the key and the value as written.
+pub(crate) type Entries = BTreeMap<String, (At<String>, At<String>)>;
+
+/// A job's keys as written (in a job table or `[defaults]`), each with its location.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct JobSpec {
+    pub(crate) schedule: Option<At<(String, Expr)>>,
+    pub(crate) command: Option<At<CommandLine>>,
+    pub(crate) shell: Option<At<PathBuf>>,
+    pub(crate) stdin: Option<At<String>>,
+    pub(crate) timezone: Option<At<(String, TimeZone)>>,
+    pub(crate) user: Option<At<String>>,
+    pub(crate) group: Option<At<String>>,
+    pub(crate) workdir: Option<At<PathBuf>>,
+    pub(crate) env: Entries,
+    pub(crate) umask: Option<At<u32>>,
+    pub(crate) nice: Option<At<i32>>,
+    pub(crate) timeout: Option<At<Duration>>,
+    pub(crate) kill_grace: Option<At<Duration>>,
+    pub(crate) retries: Option<At<u32>>,
+    pub(crate) retry_delay: Option<At<Duration>>,
+    pub(crate) retry_backoff: Option<At<f64>>,
+    pub(crate) retry_max_delay: Option<At<Duration>>,
+    pub(crate) retry_jitter: Option<At<bool>>,
+    pub(crate) success_codes: Option<At<Vec<i32>>>,
+    pub(crate) output_limit: Option<At<u64>>,
+    pub(crate) verify_files: Option<At<Vec<At<String>>>>,
+    pub(crate) verify_min_size: Option<At<u64>>,
+    pub(crate) verify_fresh: Option<At<bool>>,
+    pub(crate) overlap: Option<At<Overlap>>,
+    pub(crate) catchup: Option<At<Catchup>>,
+    pub(crate) jitter: Option<At<Duration>>,
+    pub(crate) after: Option<At<Vec<At<String>>>>,
+    pub(crate) alert: Option<At<Vec<At<String>>>>,
+    pub(crate) healthcheck_url: Option<At<String>>,
+    pub(crate) params: Entries,
+    pub(crate) enabled: Option<At<bool>>,
+    /// A key was present but invalid (already reported): do not also call it missing.
+    pub(crate) failed_command: bool,
+    pub(crate) failed_schedule: bool,
+}
+
+impl JobSpec {
+    /// This job's keys over `[defaults]`: key by key, and entry by entry for `env`, `params`
+    /// and `verify`.
+    pub(crate) fn merged_over(mut self, d: &JobSpec) -> JobSpec {
+        if self.command.is_none() && !self.failed_command {
+            self.failed_command = d.failed_command;
+        }
+        if self.schedule.is_none() && !self.failed_schedule {
+            self.failed_schedule = d.failed_schedule;
+        }
+        macro_rules! inherit {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = d.$f.clone(); } )* };
+        }
+        inherit!(
+            schedule,
+            command,
+            shell,
+            stdin,
+            timezone,
+            user,
+            group,
+            workdir,
+            umask,
+            nice,
+            timeout,
+            kill_grace,
+            retries,
+            retry_delay,
+            retry_backoff,
+            retry_max_delay,
+            retry_jitter,
+            success_codes,
+            output_limit,
+            verify_files,
+            verify_min_size,
+            verify_fresh,
+            overlap,
+            catchup,
+            jitter,
+            after,
+            alert,
+            healthcheck_url,
+            enabled
+        );
+        for (k, v) in &d.env {
+            self.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &d.params {
+            self.params.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self
+    }
+}
+
+impl Loader<'_> {
+    /// The job tables of every file, each merged over `[defaults]`: name, where the name is
+    /// written, and the keys. A name defined twice keeps its first definition.
+    pub(crate) fn job_specs(&mut self, readers: &[TableReader]) -> Vec<(String, Loc, JobSpec)> {
+        let defaults = match readers[0].table(self.sink, "defaults") {
+            Some(t) => {
+                let t = TableReader::new_from(t, Some("[defaults]".to_string()));
+                t.check_keys(self.sink, JOB_KEYS, "job");
+                self.job_spec(&t)
+            }
+            None => JobSpec::default(),
+        };
+        let mut specs: Vec<(String, Loc, JobSpec)> = Vec::new();
+        let mut job_locs: HashMap<String, Loc> = HashMap::new();
+        for r in readers {
+            let Some(t) = r.table(self.sink, "jobs") else {
+                continue;
+            };
+            for (name, loc, value) in t.entries() {
+                let subject = format!("job {name:?}");
+                if !self.first_definition(&mut job_locs, name, loc, &subject) {
+                    continue;
+                }
+                self.check_name(name, loc, &subject);
+                let Some(jt) = t.table_value(self.sink, name, value) else {
+                    continue;
+                };
+                let mut jt = TableReader::new_from(jt, Some(subject));
+                jt.loc = loc;
+                jt.check_keys(self.sink, JOB_KEYS, "job");
+                let spec = self.job_spec(&jt);
+                specs.push((name.to_string(), loc, spec.merged_over(&defaults)));
+            }
+        }
+        specs
+    }
+
+    /// One job table's keys (or `[defaults]`), group by group.
+    fn job_spec(&mut self, t: &TableReader) -> JobSpec {
+        let mut s = JobSpec::default();
+        self.read_command_keys(t, &mut s);
+        self.read_identity_keys(t, &mut s);
+        self.read_timing_keys(t, &mut s);
+        self.read_outcome_keys(t, &mut s);
+        self.read_notify_keys(t, &mut s);
+        s
+    }
+
+    /// What runs: `command`, `shell`, `stdin`, `workdir`, `env` and the `params` that
+    /// placeholders name.
+    fn read_command_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
+        s.command = self.command(t, "command");
+        s.failed_command = s.command.is_none() && t.has("command");
+        s.shell = self.abs_path(t, "shell");
+        s.stdin = t.string(self.sink, "stdin");
+        s.workdir = self.abs_path(t, "workdir");
+        s.env = self.env_entries(t);
+        s.params = self.param_entries(t);
+    }
+
+    /// Whom it runs as, and how: `user`, `group`, `umask`, `nice`.
+    fn read_identity_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
+        s.user = t.nonempty(self.sink, "user");
+        s.group = t.nonempty(self.sink, "group");
+        s.umask = self.umask(t);
+        s.nice = t.int(self.sink, "nice", -20, 19).map(|a| At {
+            v: a.v as i32,
+            loc: a.loc,
+        });
+    }
+
+    /// When, and for how long: `schedule`, `timezone`, `after`, `enabled`, `overlap`,
+    /// `catchup`, `jitter`, `timeout`, `kill_grace`.
+    fn read_timing_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
+        s.schedule = self.schedule(t);
+        s.failed_schedule = s.schedule.is_none() && t.has("schedule");
+        s.timezone = self.zone(t, "timezone").map(|z| At { v: z, loc: t.loc });
+        let sink = &mut *self.sink;
+        s.after = t.strings(sink, "after", true);
+        s.enabled = t.bool(sink, "enabled");
+        s.overlap = t
+            .choice(sink, "overlap", &["skip", "queue", "replace", "allow"])
+            .map(|a| At {
+                v: match a.v.as_str() {
+                    "queue" => Overlap::Queue,
+                    "replace" => Overlap::Replace,
+                    "allow" => Overlap::Allow,
+                    _ => Overlap::Skip,
+                },
+                loc: a.loc,
+            });
+        s.catchup = t
+            .choice(sink, "catchup", &["none", "once", "all"])
+            .map(|a| At {
+                v: match a.v.as_str() {
+                    "once" => Catchup::Once,
+                    "all" => Catchup::All,
+                    _ => Catchup::None,
+                },
+                loc: a.loc,
+            });
+        s.jitter = t.duration(sink, "jitter");
+        s.timeout = t.duration(sink, "timeout");
+        s.kill_grace = t.duration(sink, "kill_grace");
+    }
+
+    /// What counts as success, and what is done about a failure: `retries` and `retry_*`,
+    /// `success_codes`, `output_limit`, `verify`.
+    fn read_outcome_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
+        let sink = &mut *self.sink;
+        s.retries = t.int(sink, "retries", 0, 10_000).map(|a| At {
+            v: a.v as u32,
+            loc: a.loc,
+        });
+        s.retry_delay = t.duration(sink, "retry_delay");
+        s.retry_backoff = t.float(sink, "retry_backoff");
+        if let Some(b) = &s.retry_backoff
+            && b.v < 1.0
+        {
+            sink.error(
+                b.loc,
+                t.subject(),
+                format!(
+                    "retry_backoff: {} would shrink the delays; use 1.0 (constant) or more",
+                    b.v
+                ),
+            );
+            s.retry_backoff = None;
+        }
+        s.retry_max_delay = t.duration(sink, "retry_max_delay");
+        s.retry_jitter = t.bool(sink, "retry_jitter");
+        s.success_codes = self.success_codes(t);
+        let sink = &mut *self.sink;
+        s.output_limit = t.size(sink, "output_limit");
+        if let Some(vt) = t.table(sink, "verify") {
+            vt.check_keys(sink, VERIFY_KEYS, "verify");
+            s.verify_files = vt.strings(sink, "files", true);
+            s.verify_min_size = vt.size(sink, "min_size");
+            s.verify_fresh = vt.bool(sink, "fresh");
+        }
+    }
+
+    /// Who hears of a run: `alert` (channel names) and `healthcheck_url`.
+    fn read_notify_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
+        s.alert = t.strings(self.sink, "alert", true);
+        s.healthcheck_url = t.nonempty(self.sink, "healthcheck_url");
+        if let Some(u) = &s.healthcheck_url
+            && !(u.v.starts_with("http://") || u.v.starts_with("https://"))
+        {
+            self.sink.error(
+                u.loc,
+                t.subject(),
+                format!(
+                    "healthcheck_url: {:?} must start with http:// or https://",
+                    u.v
+                ),
+            );
+        }
+    }
+
+    /// `schedule`: an expression that can fire.
+    fn schedule(&mut self, t: &TableReader) -> Option<At<(String, Expr)>> {
+        let text = t.nonempty(self.sink, "schedule")?;
+        match Expr::parse(&text.v) {
+            Ok(e) if !e.can_fire() => {
+                self.sink.error(
+                    text.loc,
+                    t.subject(),
+                    format!(
+                        "schedule {:?} can never fire: no selected month has a selected day of \
+                         the month in any year",
+                        text.v
+                    ),
+                );
+                None
+            }
+            Ok(e) => Some(At {
+                v: (text.v, e),
+                loc: text.loc,
+            }),
+            Err(e) => {
+                self.sink
+                    .error(text.loc, t.subject(), format!("schedule {:?}: {e}", text.v));
+                None
+            }
+        }
+    }
+
+    /// `umask`: octal digits in a string ("022"), or an octal integer (0o022).
+    fn umask(&mut self, t: &TableReader) -> Option<At<u32>> {
+        let v = t.raw("umask")?;
+        let loc = t.loc_of(v);
+        let parsed = match &v.kind {
+            Kind::String(text)
+                if (1..=4).contains(&text.len())
+                    && text.bytes().all(|b| (b'0'..=b'7').contains(&b)) =>
+            {
+                u32::from_str_radix(text, 8).ok()
+            }
+            Kind::Integer { value, radix: 8 } => u32::try_from(*value).ok().filter(|m| *m <= 0o777),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.sink.error(
+                loc,
+                t.subject(),
+                "umask: write octal digits as a string, e.g. \"022\" or \"077\"",
+            );
+        }
+        parsed.map(|m| At { v: m, loc })
+    }
+
+    /// `success_codes`: a non-empty array of exit codes.
+    fn success_codes(&mut self, t: &TableReader) -> Option<At<Vec<i32>>> {
+        let v = t.raw("success_codes")?;
+        let loc = t.loc_of(v);
+        let items = match &v.kind {
+            Kind::Array(items) if !items.is_empty() => items,
+            _ => {
+                self.sink.error(
+                    loc,
+                    t.subject(),
+                    "success_codes: expected a non-empty array of exit codes, e.g. [0, 1]",
+                );
+                return None;
+            }
+        };
+        let mut codes = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            match item.as_integer() {
+                Some(n) if (0..=255).contains(&n) => codes.push(n as i32),
+                _ => {
+                    ok = false;
+                    self.sink.error(
+                        t.loc_of(item),
+                        t.subject(),
+                        "success_codes: each element must be an exit code 0-255",
+                    );
+                }
+            }
+        }
+        ok.then_some(At { v: codes, loc })
+    }
+
+    /// `env`: variables by name (no `=` or NUL in a name).
+    fn env_entries(&mut self, t: &TableReader) -> Entries {
+        let mut env = Entries::new();
+        for (k, v) in t.string_map(self.sink, "env").unwrap_or_default() {
+            if k.v.is_empty() || k.v.contains(['=', '\0']) {
+                self.sink.error(
+                    k.loc,
+                    t.subject(),
+                    format!("env: {:?} is not a valid variable name", k.v),
+                );
+                continue;
+            }
+            env.insert(k.v.clone(), (k, v));
+        }
+        env
+    }
+
+    /// `params`: the parameters placeholders may name (`[A-Za-z_][A-Za-z0-9_]*`).
+    fn param_entries(&mut self, t: &TableReader) -> Entries {
+        let mut params = Entries::new();
+        for (k, v) in t.string_map(self.sink, "params").unwrap_or_default() {
+            let valid =
+                k.v.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && k.v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.sink.error(
+                    k.loc,
+                    t.subject(),
+                    format!(
+                        "params: {:?} is not a valid parameter name ([A-Za-z_][A-Za-z0-9_]*)",
+                        k.v
+                    ),
+                );
+                continue;
+            }
+            params.insert(k.v.clone(), (k, v));
+        }
+        params
+    }
+}

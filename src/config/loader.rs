@@ -1,0 +1,269 @@
+//! Loading a table: reading the main file and its drop-in files (with their permission
+//! checks), parsing them, and reading each part of the table in turn (`[settings]`,
+//! `[cluster]`, `[alerts]`, `[defaults]` and `[jobs]`) into a [`Config`]. What each part
+//! means is in the file named after it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+
+use super::reader::TableReader;
+use super::toml_tree::{self, Table};
+use super::{Config, Job, LoadOptions};
+use crate::diag::{Diagnostic, Loc, Severity, Sink};
+
+const TOP_KEYS: &[&str] = &[
+    "include", "settings", "defaults", "alerts", "cluster", "jobs",
+];
+/// What a drop-in file may hold.
+const INCLUDE_KEYS: &[&str] = &["alerts", "jobs"];
+
+/// The state of one load: where diagnostics go, who loads, and what was looked up once.
+pub(crate) struct Loader<'s> {
+    pub(crate) sink: &'s mut Sink,
+    pub(crate) opts: LoadOptions,
+    /// Zones by name: a table names a few zones for many jobs.
+    pub(crate) zones: HashMap<String, Option<TimeZone>>,
+}
+
+/// One parsed file.
+struct Doc {
+    file: usize,
+    /// Shared with the diagnostics' copy of the file (no copy of the text is made).
+    text: Arc<String>,
+}
+
+impl<'s> Loader<'s> {
+    pub(crate) fn new(sink: &'s mut Sink, opts: LoadOptions) -> Loader<'s> {
+        Loader {
+            sink,
+            opts,
+            zones: HashMap::new(),
+        }
+    }
+
+    fn read(&mut self, path: &Path) -> Option<Doc> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    " (create it, or pass another table with -c FILE or $CRONWARDEN_CONFIG)"
+                } else {
+                    ""
+                };
+                self.sink
+                    .file_error(path, format!("cannot read the job table: {e}{hint}"));
+                return None;
+            }
+        };
+        self.check_permissions(path);
+        let text = Arc::new(text);
+        let file = self.sink.add_file(path.to_path_buf(), Arc::clone(&text));
+        Some(Doc { file, text })
+    }
+
+    /// The files `include` names (glob patterns, relative to the main file's directory), each
+    /// pattern's matches in name order.
+    fn drop_in_files(&mut self, top: &TableReader, path: &Path) -> Vec<Doc> {
+        let mut docs = Vec::new();
+        let Some(patterns) = top.strings(self.sink, "include", true) else {
+            return docs;
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        for pat in patterns.v {
+            let full = if Path::new(&pat.v).is_absolute() {
+                PathBuf::from(&pat.v)
+            } else {
+                base.join(&pat.v)
+            };
+            let matches = match glob::glob(&full.to_string_lossy()) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.sink.error(
+                        pat.loc,
+                        None,
+                        format!("include: bad pattern {:?}: {e}", pat.v),
+                    );
+                    continue;
+                }
+            };
+            let mut paths: Vec<PathBuf> = matches.filter_map(Result::ok).collect();
+            paths.sort();
+            for p in paths {
+                if let Some(doc) = self.read(&p) {
+                    docs.push(doc);
+                }
+            }
+        }
+        docs
+    }
+
+    fn check_permissions(&mut self, path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.mode() & 0o7777;
+        if self.opts.as_root {
+            if meta.uid() != 0 {
+                self.sink.file_error(
+                    path,
+                    format!(
+                        "refusing a table not owned by root (owner uid {}): whoever owns it \
+                         could run anything as root. Fix: chown root:root {}",
+                        meta.uid(),
+                        path.display()
+                    ),
+                );
+            }
+            if mode & 0o022 != 0 {
+                self.sink.file_error(
+                    path,
+                    format!(
+                        "refusing a table writable by group or others (mode {mode:04o}), as \
+                         cron does. Fix: chmod go-w {}",
+                        path.display()
+                    ),
+                );
+            }
+        } else if mode & 0o002 != 0 {
+            self.sink.diags.push(Diagnostic {
+                severity: Severity::Warning,
+                file: path.to_path_buf(),
+                line: 0,
+                col: 0,
+                subject: None,
+                message: format!(
+                    "the table is writable by every user (mode {mode:04o}); fix: chmod o-w {}",
+                    path.display()
+                ),
+            });
+        }
+    }
+
+    fn parse<'t>(&mut self, doc: &'t Doc) -> Table<'t> {
+        let parsed = toml_tree::parse(&doc.text);
+        for e in &parsed.errors {
+            self.sink.error(
+                Loc {
+                    file: doc.file,
+                    offset: e.offset(),
+                },
+                None,
+                format!("TOML syntax: {}", e.message.trim()),
+            );
+        }
+        parsed.root
+    }
+
+    /// The table at `path` and its drop-in files, each part read in turn; `None` when
+    /// `[settings]` or the main file could not be read (every other problem leaves out only
+    /// what it concerns, so that all of them are reported).
+    pub(crate) fn load(&mut self, path: &Path) -> Option<Config> {
+        let main = self.read(path)?;
+        let main_table = self.parse(&main);
+        let top = TableReader::new(&main_table, main.file, Loc::default(), None);
+        top.check_keys(self.sink, TOP_KEYS, "top-level");
+
+        let docs = self.drop_in_files(&top, path);
+        let inc_tables: Vec<_> = docs.iter().map(|d| (d.file, self.parse(d))).collect();
+
+        let settings = self.settings(&top);
+        let mut readers = vec![top];
+        for (file, t) in &inc_tables {
+            let r = TableReader::new(
+                t,
+                *file,
+                Loc {
+                    file: *file,
+                    offset: 0,
+                },
+                None,
+            );
+            r.check_keys(self.sink, INCLUDE_KEYS, "drop-in file top-level");
+            readers.push(r);
+        }
+
+        let cluster = readers[0]
+            .table(self.sink, "cluster")
+            .and_then(|t| self.cluster(t));
+        // Alert channels and jobs from every file; [defaults] from the main one.
+        let (alerts, alert_locs) = self.alert_channels(&readers);
+        let specs = self.job_specs(&readers);
+        let jobs: Vec<Job> = specs
+            .iter()
+            .filter_map(|(name, loc, spec)| {
+                self.finish_job(name, *loc, spec, settings.as_ref(), &alert_locs)
+            })
+            .collect();
+        self.check_graph(&specs);
+
+        let settings = settings?;
+        let mut files = vec![path.to_path_buf()];
+        files.extend(docs.iter().map(|d| self.sink.path(d.file).to_path_buf()));
+        Some(Config {
+            path: path.to_path_buf(),
+            files,
+            settings,
+            alerts,
+            cluster,
+            jobs,
+        })
+    }
+
+    /// Whether an error was reported since the diagnostics numbered `mark`.
+    pub(crate) fn errors_since(&self, mark: usize) -> bool {
+        self.sink.diags[mark..]
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    /// Records where `name` is first defined; a second definition is reported, with where
+    /// the first one is, and gives `false`.
+    pub(crate) fn first_definition(
+        &mut self,
+        seen: &mut HashMap<String, Loc>,
+        name: &str,
+        loc: Loc,
+        subject: &str,
+    ) -> bool {
+        if let Some(first) = seen.get(name) {
+            let (p, (l, _)) = self.where_is(*first);
+            self.sink.error(
+                loc,
+                Some(subject),
+                format!("defined twice (first at {}:{l})", p.display()),
+            );
+            return false;
+        }
+        seen.insert(name.to_string(), loc);
+        true
+    }
+
+    pub(crate) fn where_is(&self, loc: Loc) -> (PathBuf, (usize, usize)) {
+        match self.sink.files.get(loc.file) {
+            Some(f) => (f.path.clone(), f.line_col(loc.offset)),
+            None => (PathBuf::from("?"), (0, 0)),
+        }
+    }
+
+    /// Job and channel names become file names and log fields: keep them plain.
+    pub(crate) fn check_name(&mut self, name: &str, loc: Loc, subject: &str) {
+        let ok = !name.is_empty()
+            && name.len() <= 100
+            && !name.starts_with(['.', '-'])
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !ok {
+            self.sink.error(
+                loc,
+                Some(subject),
+                "names may use ASCII letters, digits, '_', '-' and '.', may not start with '.' \
+                 or '-', and are at most 100 characters",
+            );
+        }
+    }
+}

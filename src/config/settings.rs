@@ -1,0 +1,137 @@
+//! `[settings]`: the daemon-wide keys (time zone, directories, log, limits, control socket,
+//! metrics, history and alert spool), each with its documented default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+
+use super::loader::Loader;
+use super::reader::TableReader;
+use super::toml_tree::Table;
+use crate::diag::Loc;
+
+const SETTINGS_KEYS: &[&str] = &[
+    "timezone",
+    "state_dir",
+    "lock_dir",
+    "log_file",
+    "log_format",
+    "max_concurrent",
+    "shutdown_grace",
+    "control_socket",
+    "control_socket_group",
+    "metrics_listen",
+    "history_keep",
+    "alert_spool_max_age",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The configured zone name, if any; `tz` is that zone or the system's.
+    pub timezone: Option<String>,
+    pub tz: TimeZone,
+    pub state_dir: PathBuf,
+    pub lock_dir: PathBuf,
+    pub log_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub max_concurrent: usize,
+    pub shutdown_grace: Duration,
+    pub control_socket: PathBuf,
+    pub control_socket_group: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Runs kept per job in the history (0: keep everything).
+    pub history_keep: usize,
+    /// How long an undelivered alert is retried before it is dropped.
+    pub alert_spool_max_age: Duration,
+}
+
+impl Loader<'_> {
+    /// `[settings]`; `None` only when a value in it is invalid.
+    pub(crate) fn settings(&mut self, top: &TableReader) -> Option<Settings> {
+        let empty = Table::new();
+        let t = match top.table(self.sink, "settings") {
+            Some(t) => TableReader::new_from(t, Some("[settings]".to_string())),
+            None if top.has("settings") => return None,
+            None => TableReader::new(&empty, 0, Loc::default(), Some("[settings]".to_string())),
+        };
+        t.check_keys(self.sink, SETTINGS_KEYS, "[settings]");
+        let errors_before = self.sink.diags.len();
+        let zone = self.zone(&t, "timezone");
+        let state_dir = self
+            .abs_path(&t, "state_dir")
+            .map_or_else(crate::paths::default_state_dir, |a| a.v);
+        let lock_dir = self
+            .abs_path(&t, "lock_dir")
+            .map_or_else(|| crate::paths::default_lock_dir(&state_dir), |a| a.v);
+        let log_file = self.abs_path(&t, "log_file").map(|a| a.v);
+        let log_format = match t.choice(self.sink, "log_format", &["text", "json"]) {
+            Some(s) if s.v == "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        };
+        let max_concurrent = t
+            .int(self.sink, "max_concurrent", 1, 100_000)
+            .map_or(64, |a| a.v as usize);
+        let shutdown_grace = t
+            .duration(self.sink, "shutdown_grace")
+            .map_or(Duration::from_secs(300), |a| a.v);
+        let control_socket = self
+            .abs_path(&t, "control_socket")
+            .map_or_else(|| lock_dir.join("cronwarden.sock"), |a| a.v);
+        let control_socket_group = t.nonempty(self.sink, "control_socket_group").map(|a| a.v);
+        let alert_spool_max_age = t
+            .duration(self.sink, "alert_spool_max_age")
+            .map_or(Duration::from_secs(24 * 3600), |a| a.v);
+        let history_keep = t
+            .int(self.sink, "history_keep", 0, 10_000_000)
+            .map_or(1000, |a| a.v as usize);
+        let metrics_listen = self.metrics_listen(&t);
+        if self.errors_since(errors_before) {
+            return None;
+        }
+        let (timezone, tz) = match zone {
+            Some((n, tz)) => (Some(n), tz),
+            None => (None, crate::schedule::system_zone()),
+        };
+        Some(Settings {
+            timezone,
+            tz,
+            state_dir,
+            lock_dir,
+            log_file,
+            log_format,
+            max_concurrent,
+            shutdown_grace,
+            control_socket,
+            control_socket_group,
+            metrics_listen,
+            history_keep,
+            alert_spool_max_age,
+        })
+    }
+
+    fn metrics_listen(&mut self, t: &TableReader) -> Option<SocketAddr> {
+        let s = t.nonempty(self.sink, "metrics_listen")?;
+        match s.v.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.sink.error(
+                    s.loc,
+                    t.subject(),
+                    format!(
+                        "metrics_listen: {:?} is not an address:port such as \"127.0.0.1:9477\"",
+                        s.v
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
