@@ -343,13 +343,16 @@ impl Drop for Tmpfs {
 #[test]
 fn a_log_device_that_fills_up_is_reported_and_logging_resumes_when_space_returns() {
     if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root");
+        super::skip(
+            "a_log_device_that_fills_up",
+            "mounting a small tmpfs needs root",
+        );
         return;
     }
     let t = Table::new("f-tmpfs", TICK_AND_ONCE);
     let logs = t.dir().join("logs");
     let Some(_fs) = Tmpfs::mount(&logs, "64k") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        super::skip("a_log_device_that_fills_up", "cannot mount a tmpfs here");
         return;
     };
     let text = std::fs::read_to_string(&t.path).expect("table");
@@ -526,7 +529,10 @@ impl Drop for ReadOnly {
 #[test]
 fn a_state_dir_turning_read_only_under_the_daemon_stops_runs_until_it_is_writable() {
     if !is_root() {
-        eprintln!("skipped: a read-only bind mount needs root");
+        super::skip(
+            "a_state_dir_turning_read_only",
+            "a read-only bind mount needs root",
+        );
         return;
     }
     let t = Table::new(
@@ -537,7 +543,7 @@ fn a_state_dir_turning_read_only_under_the_daemon_stops_runs_until_it_is_writabl
     wait_for(|| t.history("tick").len() >= 2);
     let state = t.dir().join("state");
     let Some(ro) = ReadOnly::mount(&state) else {
-        eprintln!("skipped: cannot bind-mount here");
+        super::skip("a_state_dir_turning_read_only", "cannot bind-mount here");
         return;
     };
     // No run without its dispatch mark (that is what keeps an instant from running twice).

@@ -46,34 +46,19 @@ fn pg_bin_dir() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 fn server() -> &'static Pg {
     static PG: OnceLock<Pg> = OnceLock::new();
     PG.get_or_init(|| {
-        let bin = match pg_bin_dir() {
-            Some(b) => b,
-            None => {
-                // A fresh machine: the server package, when we are allowed to install it.
-                assert!(
-                    is_root(),
-                    "fleet tests need PostgreSQL's server binaries (initdb, postgres): install \
-                     Debian's postgresql package"
-                );
-                let ok = Command::new("sh")
-                    .args([
-                        "-c",
-                        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
-                         -y -qq postgresql >/dev/null",
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "apt-get install postgresql failed");
-                pg_bin_dir().expect("initdb after installing postgresql")
-            }
-        };
+        // Installing belongs to `.ci/run` (or the developer), never to a test.
+        let bin = pg_bin_dir().unwrap_or_else(|| {
+            panic!(
+                "fleet tests need PostgreSQL's server binaries (initdb, postgres): install \
+                 Debian's postgresql package (`bash .ci/run` does)"
+            )
+        });
         let dir = std::env::temp_dir().join(format!("cw-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("pg dir");

@@ -10,6 +10,7 @@ mod fleet;
 mod import;
 mod next;
 mod pipeline;
+mod promises;
 mod run;
 mod security;
 mod status;
@@ -185,4 +186,23 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// A test (or a part of one) that cannot run here says so. Under CI (`CI` set, as `.ci/run`
+/// is run) that is a failure: CI must run every test. Elsewhere it is a visible skip, printed
+/// and listed in `target/tmp/skipped-tests.txt`, which `.ci/run` prints.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{test} cannot run here ({why}); CI must run every test");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped-tests.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}: {why}");
+    }
 }

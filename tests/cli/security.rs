@@ -1,6 +1,7 @@
 //! Security review, as tests: who may own the table and the password file, secrets kept out
 //! of every output, parameters that never become shell syntax, private state files. The
-//! ownership checks need root (as in production); they say so and pass when not root.
+//! ownership checks need root (as in production); without it they are visible skips (a
+//! failure under CI).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -13,7 +14,7 @@ use super::{Table, TempDir, free_port, wait_for};
 fn root_or_skip(what: &str) -> bool {
     let root = nix::unistd::geteuid().is_root();
     if !root {
-        eprintln!("skipped: {what} is checked only when running as root");
+        super::skip(what, "checked only when running as root");
     }
     root
 }
