@@ -11,15 +11,30 @@ use super::{Table, alive, wait_for};
 pub(crate) struct Daemon(pub(crate) Child);
 
 impl Daemon {
+    /// Starts a daemon and waits until it says it started: a `daemon-start` line beyond those
+    /// already in the log (a reused log holds earlier ones). A daemon that exits instead fails
+    /// the test with its standard error.
     pub(crate) fn start(t: &Table) -> Daemon {
+        let starts = || t.log().matches(" daemon-start ").count();
+        let before = starts();
+        let errors = t.dir().join(format!("daemon-{before}.err"));
         let child = t
             .cmd(&["daemon"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&errors).expect("daemon stderr file"))
             .spawn()
             .expect("daemon starts");
-        wait_for(|| t.log().contains(" daemon-start "));
-        Daemon(child)
+        let mut d = Daemon(child);
+        wait_for(|| {
+            if let Ok(Some(status)) = d.0.try_wait() {
+                panic!(
+                    "the daemon exited ({status}) instead of starting: {}",
+                    std::fs::read_to_string(&errors).unwrap_or_default()
+                );
+            }
+            starts() > before
+        });
+        d
     }
 
     pub(crate) fn pid(&self) -> i32 {
@@ -27,8 +42,8 @@ impl Daemon {
     }
 
     pub(crate) fn signal(&self, sig: i32) {
-        // SAFETY: signals our own child process.
-        unsafe { libc::kill(self.pid(), sig) };
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("a signal");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
     }
 
     pub(crate) fn wait(mut self) -> Option<i32> {
@@ -208,7 +223,7 @@ fn after_shutdown_grace_running_jobs_are_stopped_and_recorded() {
         r#"
 [jobs.stuck]
 schedule = "* * * * * *"
-command = "echo $$ > $DIR/pid; sleep 300 & sleep 300"
+command = "sleep 300 & echo $! > $DIR/bg; echo $$ > $DIR/pid; sleep 300"
 kill_grace = "1s"
 "#,
     );
@@ -230,6 +245,13 @@ kill_grace = "1s"
         .parse()
         .expect("n");
     assert!(!alive(pid), "job process {pid} outlived the daemon");
+    // The whole tree: the shell's background child too.
+    let bg: i32 = std::fs::read_to_string(t.dir().join("bg"))
+        .expect("bg pid")
+        .trim()
+        .parse()
+        .expect("n");
+    wait_for(|| !alive(bg));
     let h = t.history("stuck");
     assert_eq!(h.last().expect("recorded")["outcome"], "interrupted");
 }
