@@ -20,6 +20,16 @@ pub(super) struct DeliveryError {
     pub(super) permanent: bool,
 }
 
+impl DeliveryError {
+    /// A failure that may pass: the alert is spooled and retried.
+    fn transient(reason: String) -> DeliveryError {
+        DeliveryError {
+            reason,
+            permanent: false,
+        }
+    }
+}
+
 pub(super) fn deliver(
     ch: &AlertChannel,
     alert: &Alert,
@@ -65,10 +75,7 @@ fn run_command(
     timeout: Duration,
     alert: &Alert,
 ) -> Result<(), DeliveryError> {
-    let transient = |reason: String| DeliveryError {
-        reason,
-        permanent: false,
-    };
+    let transient = DeliveryError::transient;
     let argv = match command {
         CommandLine::Argv(a) => a.clone(),
         CommandLine::Shell(t) => vec!["/bin/sh".into(), "-c".into(), t.clone()],
@@ -144,10 +151,7 @@ fn post_webhook(
     timeout: Duration,
     alert: &Alert,
 ) -> Result<(), DeliveryError> {
-    let transient = |reason: String| DeliveryError {
-        reason,
-        permanent: false,
-    };
+    let transient = DeliveryError::transient;
     let body = match format {
         WebhookFormat::Json => alert.json(),
         WebhookFormat::Slack => serde_json::json!({ "text": alert.body() }),
