@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Job};
-use crate::record::RunRecord;
+use crate::record::{Outcome, RunRecord};
 
 /// What an alert says: every fact a person needs to act, for every channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +55,12 @@ impl Alert {
         let n = self.run.attempts.len();
         let attempts = format!("{n} attempt{}", if n == 1 { "" } else { "s" });
         match self.event.as_str() {
+            "failure" if self.run.outcome == Outcome::Lost => format!(
+                "[cronwarden] LOST {} on {}: {}",
+                self.job,
+                self.host,
+                self.run.reason.as_deref().unwrap_or("its end is unknown")
+            ),
             "failure" => format!(
                 "[cronwarden] FAILED {} on {}: {} after {attempts}",
                 self.job,

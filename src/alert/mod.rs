@@ -1,7 +1,7 @@
 //! Alerts: who hears about a run, and when.
 //!
-//! After a run, [`Alerts::after_run`] decides which events it is (a final `failure`, the
-//! `recovery` that ends a failure streak, any `output`), applies each
+//! After a run, [`Alerts::after_run`] decides which events it is (a final `failure`, a run
+//! recorded `lost`, the `recovery` that ends a failure streak, any `output`), applies each
 //! channel's `min_interval` within a failure streak (the next alert says how many were
 //! suppressed), and queues the alert in the spool. Nothing is sent in the run's thread: the
 //! outbox's thread delivers (in the daemon, for its whole life; in `cronwarden run`, while
@@ -125,6 +125,12 @@ impl Alerts<'_> {
                 self.queue(ch, alert);
             }
         }
+    }
+
+    /// A run recorded as `lost` (the process that ran it died): a failure alert with the
+    /// outcome `lost` through the job's failure channels, once.
+    pub(crate) fn lost(&self, job: &Job, rec: &RunRecord) {
+        self.after_run(job, rec, (&[], &[]));
     }
 
     /// Queues the alerts a finished run calls for (the outbox delivers them).

@@ -236,7 +236,14 @@ impl<'p> Daemon<'p> {
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),
         });
-        state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
+        let lost = state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
+        // Lost runs are alerted like failures (queued in the spool; the alert thread, which
+        // starts just below, sends them).
+        for rec in &lost {
+            if let Some(job) = cfg.job(&rec.job) {
+                shared.ctx(&cfg).alerts().lost(job, rec);
+            }
+        }
         let alerts = start_alerts(&shared)?;
         let socket = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));

@@ -1,5 +1,5 @@
-//! Alerts under fire (issue 15): a silent mail server, a slow channel, a webhook that keeps
-//! failing. Real binary, real servers on 127.0.0.1; assertions
+//! Alerts under fire (issue 15): a silent mail server, a slow channel, runs lost with their
+//! daemon, a webhook that keeps failing. Real binary, real servers on 127.0.0.1; assertions
 //! on recorded instants and their order, delays only as lower bounds.
 
 use std::io::Read;
@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use super::alert::{Hook, spooled};
 use super::daemon::Daemon;
-use super::{Table, ts, wait_for};
+use super::{Table, alive, ts, wait_for};
 
 /// When a connection came, and when the client gave up on it.
 type Conns = Arc<Mutex<Vec<(Timestamp, Option<Timestamp>)>>>;
@@ -301,6 +301,61 @@ alert = ["slow"]
         .parse()
         .expect("n");
     assert!(second + 1 >= stands_for, "{delivered}");
+}
+
+#[test]
+fn a_run_lost_with_its_daemon_is_alerted_once_as_lost() {
+    // Issue 15 item 10: cronwarden.toml(5) says a run the daemon died during is recorded
+    // lost and alerted; it was only recorded.
+    let t = Table::new(
+        "af-lost",
+        r#"
+[alerts.page]
+type = "command"
+command = "cat > $DIR/body-$CRONWARDEN_RUN_ID; echo $CRONWARDEN_EVENT $CRONWARDEN_OUTCOME $CRONWARDEN_RUN_ID >> $DIR/alerts"
+
+[jobs.long]
+schedule = "@manual"
+command = "echo $$ > $DIR/pid; exec sleep 300"
+alert = ["page"]
+"#,
+    );
+    let d = start_daemon(&t);
+    let (code, out, err) = t.run(&["trigger", "long"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(|| t.dir().join("pid").exists());
+    d.signal(libc::SIGKILL);
+    d.wait();
+    // The job outlived its daemon; end it (its run stays lost: nobody saw its end).
+    let pid: i32 = std::fs::read_to_string(t.dir().join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    // SAFETY: signals the process group of the job this test started.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    wait_for(|| !alive(pid));
+    let d = start_daemon(&t);
+    let lost: Vec<serde_json::Value> = t
+        .history("long")
+        .into_iter()
+        .filter(|r| r["outcome"] == "lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{:#?}", t.history("long"));
+    let run_id = lost[0]["run_id"].as_str().expect("id").to_string();
+    wait_for(|| t.dir().join("alerts").exists());
+    let body = std::fs::read_to_string(t.dir().join(format!("body-{run_id}"))).expect("body");
+    assert!(body.starts_with("[cronwarden] LOST long on "), "{body}");
+    assert!(body.contains("outcome:    lost"), "{body}");
+    // Once: neither a clean restart nor another start alerts it again.
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    let d = start_daemon(&t);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    let alerts = std::fs::read_to_string(t.dir().join("alerts")).expect("alerts");
+    assert_eq!(alerts, format!("failure lost {run_id}\n"));
+    assert!(spooled(&t).is_empty(), "{:?}", spooled(&t));
 }
 
 /// The failure alerts a webhook received, in order: (status it answered, JSON).
