@@ -508,6 +508,9 @@ impl<'a> Spool<'a> {
     /// Alerts taken for delivery by a process that is gone (nothing holds their lock) go
     /// back in line.
     pub(super) fn recover(&self) -> io::Result<()> {
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
         self.locked(|| {
             for channel in self.channels() {
                 let Ok(dir) = fs::read_dir(self.channel_dir(&channel)) else {
