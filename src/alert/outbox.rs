@@ -27,8 +27,8 @@ const MAX_HELD: usize = 100;
 /// How many runs (and channels) the outbox remembers having told about a broken channel,
 /// and how many deliveries it remembers to decide it.
 const MAX_TOLD: usize = 256;
-/// The longest the thread sleeps while alerts wait (alerts spooled by other processes are
-/// looked at then, or when the daemon wakes it).
+/// The longest the thread sleeps while alerts wait for a backing-off channel (with none
+/// waiting, it sleeps until woken; the daemon wakes it for alerts other processes spooled).
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +37,13 @@ enum End {
     No,
     /// Deliver what is due, starting nothing after the instant; then stop.
     Drain(Instant),
-    /// Finish the delivery in flight and stop.
+    /// Finish the deliveries in flight and stop.
     Now,
 }
 
 struct Ctl {
-    /// Something was queued since the thread last looked.
+    /// Something happened since the thread last looked (an alert was queued, a channel's
+    /// thread is done, the end was asked for).
     dirty: bool,
     end: End,
 }

@@ -2,8 +2,9 @@
 //! it, so that sending never happens in the run that raised it and nothing is lost when the
 //! process stops.
 //!
-//! - One file per waiting alert (`SEQ.json`, in the order they were raised). A newer alert of
-//!   the same job and event (from another run) replaces a waiting one and counts it
+//! - One file per waiting alert (`SEQ.EVENT.RUN_ID.JOB.json`: SEQ orders them as they were
+//!   raised, and the rest lets the spool be listed without reading every file). A newer
+//!   alert of the same job and event (from another run) replaces a waiting one and counts it
 //!   (`coalesced`), so a job that keeps failing holds one place per channel, not one per run.
 //! - At most `alert_spool_max_per_channel` alerts wait per channel; beyond that the oldest is
 //!   dropped. An alert that waited longer than `alert_spool_max_age` for a failing channel is
@@ -12,7 +13,7 @@
 //! - The channel's state (`channel.state`): its failures in a row and when it is tried next.
 //!   A channel backs off as a whole (5 s, doubling, at most 10 minutes): while it does, no
 //!   alert of it is tried.
-//! - Taking an alert to deliver renames it to `SEQ.json.sending` and holds a flock on it;
+//! - Taking an alert to deliver renames it to `NAME.json.sending` and holds a flock on it;
 //!   one that no process holds any more (the process died) goes back in line.
 //!
 //! Every change happens under a flock of `spool/.lock`, held for file operations only, never
