@@ -188,3 +188,33 @@ kill_grace = 1979-13-27
         );
     }
 }
+
+#[test]
+fn alert_spool_bounds_have_their_defaults_and_refuse_nonsense_with_its_place() {
+    let p = write(
+        "spool-default",
+        "[jobs.x]\nschedule = \"@daily\"\ncommand = \"true\"\n",
+        0o644,
+    );
+    let c = config::load(&p, LoadOptions { as_root: false })
+        .config
+        .expect("valid");
+    assert_eq!(c.settings.alert_spool_max_per_channel, 100);
+    assert_eq!(
+        c.settings.alert_spool_max_age,
+        Duration::from_secs(24 * 3600)
+    );
+    let p = write(
+        "spool-bad",
+        "[settings]\nalert_spool_max_per_channel = 0\n\n[jobs.x]\nschedule = \"@daily\"\ncommand = \"true\"\n",
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    assert!(loaded.config.is_none());
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains(":2:31: ")
+            && m.contains("alert_spool_max_per_channel: 0 is out of range (1 to 100000)")),
+        "{msgs:#?}"
+    );
+}

@@ -110,6 +110,11 @@ fn run_command(
         ),
         ("CRONWARDEN_SUBJECT".into(), alert.subject()),
         ("CRONWARDEN_HOST".into(), alert.host.clone()),
+        ("CRONWARDEN_COALESCED".into(), alert.coalesced.to_string()),
+        (
+            "CRONWARDEN_DROPPED".into(),
+            alert.dropped_total().to_string(),
+        ),
     ];
     if let Ok(home) = std::env::var("HOME") {
         env.push(("HOME".into(), home));
@@ -331,6 +336,9 @@ pub(crate) fn test(cfg: &Config, channel: &str) -> Result<(), String> {
         stderr_tail: String::new(),
         suppressed: 0,
         log_file: None,
+        coalesced: 0,
+        since: None,
+        dropped: Default::default(),
     };
     deliver_once(ch, &alert).map_err(|e| e.reason)
 }

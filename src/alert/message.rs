@@ -1,11 +1,13 @@
 //! What an alert says: the subject, the plain-text body (email, the command channel's
 //! standard input, Slack) and the JSON a webhook receives, for every event.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Job};
-use crate::record::RunRecord;
+use crate::record::{Outcome, RunRecord};
 
 /// What an alert says: every fact a person needs to act, for every channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,14 +27,40 @@ pub(crate) struct Alert {
     /// The daemon's log file, when it has one.
     #[serde(default)]
     pub log_file: Option<String>,
+    /// Older alerts of the same job and event (other runs) that waited in the spool and were
+    /// replaced by this one.
+    #[serde(default)]
+    pub coalesced: u64,
+    /// When the oldest alert it stands for was raised (set once it stands for more than one).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Alerts through this channel that the spool dropped since its last delivery, by
+    /// reason (filled in when it is delivered).
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
 }
 
 impl Alert {
-    /// `[cronwarden] FAILED backup on HOST: exit 2 after 3 attempts`.
+    /// `[cronwarden] FAILED backup on HOST: exit 2 after 3 attempts`, and how many older
+    /// alerts it stands for.
     pub(crate) fn subject(&self) -> String {
+        let s = self.plain_subject();
+        match self.coalesced {
+            0 => s,
+            n => format!("{s} (and {n} earlier)"),
+        }
+    }
+
+    fn plain_subject(&self) -> String {
         let n = self.run.attempts.len();
         let attempts = format!("{n} attempt{}", if n == 1 { "" } else { "s" });
         match self.event.as_str() {
+            "failure" if self.run.outcome == Outcome::Lost => format!(
+                "[cronwarden] LOST {} on {}: {}",
+                self.job,
+                self.host,
+                self.run.reason.as_deref().unwrap_or("its end is unknown")
+            ),
             "failure" => format!(
                 "[cronwarden] FAILED {} on {}: {} after {attempts}",
                 self.job,
@@ -89,6 +117,18 @@ impl Alert {
                 "suppressed: {} earlier failure alert(s) within min_interval\n",
                 self.suppressed
             ));
+        }
+        if self.coalesced > 0 {
+            b.push_str(&format!(
+                "coalesced:  stands for {} {} alerts of this job since {} (the older ones \
+                 waited in the spool and were replaced by this one)\n",
+                self.coalesced + 1,
+                self.event,
+                self.since.as_deref().unwrap_or("?")
+            ));
+        }
+        if let Some(note) = self.dropped_note() {
+            b.push_str(&format!("dropped:    {note}\n"));
         }
         for a in &r.attempts {
             let how = match (a.exit_code, a.signal) {
@@ -148,6 +188,31 @@ impl Alert {
             "stderr_tail": self.stderr_tail,
             "suppressed": self.suppressed,
             "log_file": self.log_file,
+            "coalesced": self.coalesced,
+            "since": self.since,
+            "dropped": self.dropped_total(),
+            "dropped_reasons": self.dropped,
+        })
+    }
+
+    /// How many alerts through this channel were dropped before this one.
+    pub(crate) fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+
+    /// "3 earlier alert(s) through this channel were dropped: 2 (spool full ...), 1 (...)".
+    pub(crate) fn dropped_note(&self) -> Option<String> {
+        let total = self.dropped_total();
+        (total > 0).then(|| {
+            let why: Vec<String> = self
+                .dropped
+                .iter()
+                .map(|(reason, n)| format!("{n} ({reason})"))
+                .collect();
+            format!(
+                "{total} earlier alert(s) through this channel were dropped undelivered: {}",
+                why.join(", ")
+            )
         })
     }
 }
@@ -201,5 +266,8 @@ pub(super) fn make_alert(
             .log_file
             .as_ref()
             .map(|p| p.display().to_string()),
+        coalesced: 0,
+        since: None,
+        dropped: BTreeMap::new(),
     }
 }

@@ -1,21 +1,27 @@
 //! Alerts: who hears about a run, and when.
 //!
-//! After a run, [`after_run`] decides which events it is (a final `failure`, the `recovery`
-//! that ends a failure streak, any `output`), applies each channel's `min_interval` within a
-//! failure streak (the next alert says how many were suppressed), and delivers through the
-//! channel. A delivery that fails is written to the spool in the state directory and retried
-//! later by whichever cronwarden process runs jobs (the daemon, or the next `run`), so an
-//! alert is never silently lost.
+//! After a run, [`Alerts::after_run`] decides which events it is (a final `failure`, a run
+//! recorded `lost`, the `recovery` that ends a failure streak, any `output`), applies each
+//! channel's `min_interval` within a failure streak (the next alert says how many were
+//! suppressed), and queues the alert in the spool. Nothing is sent in the run's thread: the
+//! outbox's thread delivers (in the daemon, for its whole life; in `cronwarden run`, while
+//! and after its job), so a slow channel never holds a job's lock or delays a run. What
+//! cannot be delivered waits in the spool, bounded per channel, coalesced per job and
+//! event, and retried with a backoff per channel, by whichever cronwarden process runs
+//! jobs.
 //!
 //! Channels: `email` (lettre over rustls: smtp:// with STARTTLS when offered, smtps://,
 //! `?tls=required`, or a local sendmail), `command` and `webhook` (JSON or Slack).
 //!
-//! Files: `message` (what an alert says), `deliver` (the channels), `spool` (retrying what
-//! could not be delivered), `ping` (healthcheck pings), this file (which events a run is
-//! and who hears of them).
+//! Files: `message` (what an alert says), `deliver` (the channels), `spool` (where alerts
+//! wait, with their bounds), `outbox` (the delivery thread), `pass` (one round of
+//! deliveries), `ping` (healthcheck pings), this file (which events a run is and who hears
+//! of them).
 
 mod deliver;
 mod message;
+mod outbox;
+mod pass;
 mod ping;
 mod spool;
 
@@ -27,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use deliver::test;
 pub(crate) use message::Alert;
+pub(crate) use outbox::{Outbox, serve};
 pub(crate) use ping::{Ping, ping};
 pub(crate) use spool::spool_size;
 
@@ -35,6 +42,7 @@ use crate::coord::Coordinator;
 use crate::log::{Level, Logger};
 use crate::record::{Outcome, RunRecord};
 use message::make_alert;
+use spool::{Queued, Spool};
 
 /// Counters of this process's deliveries (the daemon's metrics show them).
 #[derive(Debug, Default)]
@@ -49,15 +57,15 @@ impl Stats {
     }
 }
 
-/// What sending alerts needs: the table (channels, state directory), the log, the
+/// What raising alerts needs: the table (channels, state directory), the log, the
 /// coordination backend (in a fleet each event of a run is sent by one node only) and the
-/// counters.
+/// outbox whose thread delivers them.
 #[derive(Clone, Copy)]
 pub(crate) struct Alerts<'a> {
     pub(crate) cfg: &'a Config,
     pub(crate) log: &'a Logger,
     pub(crate) coord: &'a dyn Coordinator,
-    pub(crate) stats: &'a Stats,
+    pub(crate) outbox: &'a Outbox,
 }
 
 /// Per job and channel: the failure streak's last alert and how many were suppressed since.
@@ -97,7 +105,7 @@ impl Alerts<'_> {
             };
             if ch.on.contains(&AlertEvent::Retry) {
                 let alert = make_alert("retry", job, so_far, tails, 0, self.cfg);
-                self.send_or_spool(ch, alert);
+                self.queue(ch, alert);
             }
         }
     }
@@ -114,12 +122,18 @@ impl Alerts<'_> {
             };
             if ch.on.contains(&AlertEvent::Failure) {
                 let alert = make_alert("node-lost", job, rec, (&[], &[]), 0, self.cfg);
-                self.send_or_spool(ch, alert);
+                self.queue(ch, alert);
             }
         }
     }
 
-    /// Sends (or spools) the alerts a finished run calls for.
+    /// A run recorded as `lost` (the process that ran it died): a failure alert with the
+    /// outcome `lost` through the job's failure channels, once.
+    pub(crate) fn lost(&self, job: &Job, rec: &RunRecord) {
+        self.after_run(job, rec, (&[], &[]));
+    }
+
+    /// Queues the alerts a finished run calls for (the outbox delivers them).
     pub(crate) fn after_run(&self, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])) {
         let was_failing = self.update_streak(job, rec);
         let mut events = Vec::new();
@@ -134,8 +148,6 @@ impl Alerts<'_> {
         }
         // Each event of a run is sent once (in a fleet, by one node only).
         events.retain(|e| self.coord.first_alert(&rec.run_id, event_name(*e)));
-        let mut working: Vec<&AlertChannel> = Vec::new();
-        let mut broken: Vec<(String, String, Alert)> = Vec::new();
         for name in &job.alert {
             let Some(ch) = self.cfg.alert(name) else {
                 continue;
@@ -145,15 +157,54 @@ impl Alerts<'_> {
                     continue;
                 };
                 let alert = make_alert(event_name(*ev), job, rec, tails, suppressed, self.cfg);
-                let template = alert.clone();
-                match self.send_or_spool(ch, alert) {
-                    None => working.push(ch),
-                    Some(reason) => broken.push((ch.name.clone(), reason, template)),
+                self.queue(ch, alert);
+            }
+        }
+    }
+
+    /// Puts an alert in the spool for its channel and wakes the outbox. The spool says
+    /// whether it replaced an older one or waits for a failing channel; when the spool
+    /// cannot be written (a full disk), the alert is held in memory instead.
+    fn queue(&self, ch: &AlertChannel, alert: Alert) {
+        let f = [
+            ("job", alert.job.clone()),
+            ("channel", ch.name.clone()),
+            ("event", alert.event.clone()),
+            ("run_id", alert.run.run_id.clone()),
+        ];
+        match Spool::new(self.cfg, self.log).put(&ch.name, alert.clone()) {
+            Ok(Queued::Waiting) => {}
+            Ok(Queued::Coalesced(n)) => self.log.log(
+                Level::Info,
+                "alert-coalesced",
+                &f,
+                &format!(
+                    "replaces the waiting {} alert of an earlier run; it stands for {n}",
+                    alert.event
+                ),
+            ),
+            Ok(Queued::ChannelFailing(how)) => self.log.log(
+                Level::Warn,
+                "alert-spooled",
+                &f,
+                &format!(
+                    "[alerts.{}] is {how}; the alert waits in the spool",
+                    ch.name
+                ),
+            ),
+            Err(e) => {
+                let msg = format!(
+                    "cannot write the alert spool: {e}; the alert is held in memory (lost if \
+                     this process stops before it goes out)"
+                );
+                self.log.log(Level::Error, "alert-spool", &f, &msg);
+                if let Some(lost) = self.outbox.hold(&ch.name, alert) {
+                    let msg = format!("too many alerts held in memory: {}", lost.subject());
+                    self.log.log(Level::Error, "alert-lost", &f, &msg);
                 }
             }
         }
-        working.dedup_by(|a, b| a.name == b.name);
-        self.tell_broken(job, &working, &broken);
+        self.outbox.wake();
     }
 
     /// Keeps the job's failure streak (a recovery is the first success after a failure);
@@ -213,41 +264,5 @@ impl Alerts<'_> {
             let _ = crate::files::write_replace(&throttle_file, &b);
         }
         (!(within && was_failing)).then_some(suppressed)
-    }
-
-    /// A channel that failed while others work: say so through the ones that work, once per
-    /// run, so that a broken mail relay does not go unnoticed.
-    fn tell_broken(
-        &self,
-        job: &Job,
-        working: &[&AlertChannel],
-        broken: &[(String, String, Alert)],
-    ) {
-        let Some((_, _, template)) = broken.first() else {
-            return;
-        };
-        let list: Vec<String> = broken
-            .iter()
-            .map(|(name, reason, _)| format!("[alerts.{name}]: {reason}"))
-            .collect();
-        let mut note = template.clone();
-        note.event = "channel-broken".to_string();
-        note.run.reason = Some(format!(
-            "alert channel(s) failed: {} (undelivered alerts are spooled and retried)",
-            list.join("; ")
-        ));
-        for ch in working
-            .iter()
-            .filter(|c| !broken.iter().any(|(n, _, _)| *n == c.name))
-        {
-            if deliver::deliver(ch, &note, self.stats).is_ok() {
-                self.log.log(
-                    Level::Warn,
-                    "alert-channel-broken",
-                    &[("job", job.name.clone()), ("via", ch.name.clone())],
-                    &list.join("; "),
-                );
-            }
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -99,13 +100,19 @@ fn step_line(r: &crate::record::RunRecord) -> String {
     line
 }
 
+/// After its job, `run` keeps delivering alerts (its own, and what earlier processes
+/// spooled) for at most this long before it starts no new delivery; the one in flight then
+/// ends within its channel's `timeout`, and the rest wait in the spool for the daemon or the
+/// next run.
+const ALERT_BUDGET: Duration = Duration::from_secs(10);
+
 /// What a process that runs jobs itself needs: its interrupt (SIGINT, SIGTERM), its log,
-/// the coordination backend and alert counters.
+/// the coordination backend and the outbox for its alerts.
 struct Runner {
     interrupt: Interrupt,
     log: Logger,
     coord: Arc<dyn Coordinator>,
-    alert_stats: alert::Stats,
+    outbox: alert::Outbox,
 }
 
 impl Runner {
@@ -120,7 +127,7 @@ impl Runner {
             interrupt,
             log,
             coord,
-            alert_stats: alert::Stats::default(),
+            outbox: alert::Outbox::new(),
         })
     }
 
@@ -129,8 +136,36 @@ impl Runner {
             cfg,
             log: &self.log,
             coord: &*self.coord,
-            alert_stats: &self.alert_stats,
+            outbox: &self.outbox,
         }
+    }
+
+    /// Runs `work` with the alert thread beside it: the job starts at once while spooled
+    /// alerts are retried, and its own alerts go out after it, outside its lock. Then the
+    /// thread gets `ALERT_BUDGET` to deliver what is due.
+    fn with_alerts<R>(&self, cfg: &Arc<Config>, work: impl FnOnce(Ctx<'_>) -> R) -> R {
+        let current = || Arc::clone(cfg);
+        std::thread::scope(|s| {
+            let spawned = std::thread::Builder::new()
+                .name("alerts".into())
+                .spawn_scoped(s, || alert::serve(&self.outbox, &current, &self.log));
+            if let Err(e) = &spawned {
+                let msg = format!("cannot start the alert thread: {e}; alerts stay spooled");
+                self.log
+                    .log(crate::log::Level::Error, "alert-spool", &[], &msg);
+            }
+            let r = work(self.ctx(cfg));
+            // Interrupted: only the deliveries in flight end; the rest waits in the spool.
+            let budget = match self.interrupt.received() {
+                Some(_) => Duration::ZERO,
+                None => ALERT_BUDGET,
+            };
+            self.outbox.drain(budget);
+            if let Ok(t) = spawned {
+                let _ = t.join();
+            }
+            r
+        })
     }
 }
 
@@ -141,14 +176,11 @@ pub(super) fn run(
     params: &[String],
     only: bool,
 ) -> CmdResult {
-    let cfg = load_or_fail(config_path)?;
+    let cfg = Arc::new(load_or_fail(config_path)?);
     let job = find_job(&cfg, name)?;
     let scheduled = scheduled_at(job, at)?;
     let params = parse_params(job, params)?;
     let runner = Runner::new(&cfg)?;
-    let ctx = runner.ctx(&cfg);
-    // Alerts that earlier processes could not deliver go out first.
-    ctx.alerts().flush_spool(false);
     let start = Start {
         root: job,
         scheduled,
@@ -156,7 +188,7 @@ pub(super) fn run(
         only,
         trigger: "run",
     };
-    let report = pipeline::run(ctx, start, &runner.interrupt);
+    let report = runner.with_alerts(&cfg, |ctx| pipeline::run(ctx, start, &runner.interrupt));
     eprintln!("{name} ({}):", format_rfc3339(scheduled, &job.tz));
     for r in &report.steps {
         eprintln!("  {}", step_line(r));
@@ -174,7 +206,7 @@ pub(super) fn backfill(
     to: &str,
     keep_going: bool,
 ) -> CmdResult {
-    let cfg = load_or_fail(config_path)?;
+    let cfg = Arc::new(load_or_fail(config_path)?);
     let job = find_job(&cfg, name)?;
     let schedule = job
         .schedule
@@ -211,12 +243,29 @@ pub(super) fn backfill(
         return Ok(super::exit::OK);
     }
     let runner = Runner::new(&cfg)?;
-    let ctx = runner.ctx(&cfg);
-    ctx.alerts().flush_spool(false);
     let interrupt = &runner.interrupt;
+    let (rows, code) = runner.with_alerts(&cfg, |ctx| {
+        backfill_each(ctx, job, &instants, keep_going, interrupt)
+    });
+    print!(
+        "{}",
+        super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
+    );
+    runner.coord.leave();
+    Ok(code)
+}
+
+/// One pipeline run per instant, oldest first: a row each, and the exit code.
+fn backfill_each(
+    ctx: Ctx<'_>,
+    job: &Job,
+    instants: &[Timestamp],
+    keep_going: bool,
+    interrupt: &Interrupt,
+) -> (Vec<[String; 4]>, u8) {
     let mut rows = Vec::new();
     let mut code = super::exit::OK;
-    for t in instants {
+    for &t in instants {
         let start = Start {
             root: job,
             scheduled: t,
@@ -254,10 +303,5 @@ pub(super) fn backfill(
             }
         }
     }
-    print!(
-        "{}",
-        super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
-    );
-    runner.coord.leave();
-    Ok(code)
+    (rows, code)
 }

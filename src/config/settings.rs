@@ -25,6 +25,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "metrics_listen",
     "history_keep",
     "alert_spool_max_age",
+    "alert_spool_max_per_channel",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct Settings {
     pub history_keep: usize,
     /// How long an undelivered alert is retried before it is dropped.
     pub alert_spool_max_age: Duration,
+    /// How many alerts may wait in the spool per channel; the oldest are dropped beyond it.
+    pub alert_spool_max_per_channel: usize,
 }
 
 impl Loader<'_> {
@@ -89,6 +92,9 @@ impl Loader<'_> {
         let alert_spool_max_age = t
             .duration(self.sink, "alert_spool_max_age")
             .map_or(Duration::from_secs(24 * 3600), |a| a.v);
+        let alert_spool_max_per_channel = t
+            .int(self.sink, "alert_spool_max_per_channel", 1, 100_000)
+            .map_or(100, |a| a.v as usize);
         let history_keep = t
             .int(self.sink, "history_keep", 0, 10_000_000)
             .map_or(1000, |a| a.v as usize);
@@ -114,6 +120,7 @@ impl Loader<'_> {
             metrics_listen,
             history_keep,
             alert_spool_max_age,
+            alert_spool_max_per_channel,
         })
     }
 

@@ -20,8 +20,8 @@ mod work;
 use std::collections::HashSet;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -43,7 +43,8 @@ use dispatch::{Launch, dispatch, start_all};
 use slots::{Active, Slots};
 use state::{Marks, Paused};
 
-/// How often a non-empty alert spool is looked at (each alert has its own backoff).
+/// How often, at most, the loop tells the alert thread to look at a non-empty spool (for
+/// alerts other processes spooled; the thread times its own retries).
 const SPOOL_CHECK: Duration = Duration::from_secs(5);
 
 /// The longest the loop sleeps without looking at the wall clock.
@@ -62,7 +63,8 @@ pub(crate) type Connect<'a> = &'a dyn Fn(&Config) -> Result<Arc<dyn Coordinator>
 pub(crate) struct Shared {
     log: Logger,
     coord: Arc<dyn Coordinator>,
-    alert_stats: Arc<alert::Stats>,
+    /// Where runs queue their alerts; its thread delivers them.
+    outbox: alert::Outbox,
     slots: Slots,
     active: Active,
     /// Jobs with a run waiting for its lock or a slot: further ticks coalesce into it.
@@ -89,7 +91,7 @@ impl Shared {
             cfg,
             log: &self.log,
             coord: &*self.coord,
-            alert_stats: &self.alert_stats,
+            outbox: &self.outbox,
         }
     }
 }
@@ -108,8 +110,9 @@ struct Daemon<'p> {
     stop_tx: UnixStream,
     /// The control socket, removed at a clean exit.
     socket: PathBuf,
-    flushing: Arc<AtomicBool>,
-    next_flush: Instant,
+    /// The thread that delivers alerts (`alert::serve`).
+    alerts: Option<JoinHandle<()>>,
+    next_spool_look: Instant,
     watchdog: Option<Duration>,
     next_watchdog: Option<Instant>,
     clocks: (Duration, Duration),
@@ -217,13 +220,13 @@ impl<'p> Daemon<'p> {
         let (stop_tx, stop_rx) =
             UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
         let coord = connect(&cfg)?;
-        let alert_stats = Arc::new(alert::Stats::default());
+        let outbox = alert::Outbox::new();
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared {
             log: Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
             coord,
-            metrics: Arc::new(Metrics::new(&state, Arc::clone(&alert_stats))),
-            alert_stats,
+            metrics: Arc::new(Metrics::new(&state, Arc::clone(outbox.stats()))),
+            outbox,
             slots: Slots::new(cfg.settings.max_concurrent),
             active: Active::default(),
             pending: Mutex::new(HashSet::new()),
@@ -233,7 +236,15 @@ impl<'p> Daemon<'p> {
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),
         });
-        state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
+        let lost = state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
+        // Lost runs are alerted like failures (queued in the spool; the alert thread, which
+        // starts just below, sends them).
+        for rec in &lost {
+            if let Some(job) = cfg.job(&rec.job) {
+                shared.ctx(&cfg).alerts().lost(job, rec);
+            }
+        }
+        let alerts = start_alerts(&shared)?;
         let socket = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));
         std::thread::Builder::new()
@@ -259,8 +270,8 @@ impl<'p> Daemon<'p> {
             reaper,
             stop_tx,
             socket,
-            flushing: Arc::new(AtomicBool::new(false)),
-            next_flush: Instant::now(),
+            alerts: Some(alerts),
+            next_spool_look: Instant::now(),
             watchdog,
             next_watchdog: watchdog.map(|w| Instant::now() + w),
             clocks: clocks(),
@@ -360,9 +371,9 @@ impl<'p> Daemon<'p> {
         true
     }
 
-    /// How long to sleep: until the next due instant (less the look-ahead), the watchdog,
-    /// or the next look at a non-empty alert spool (retried in a thread of its own: a slow
-    /// mail server must not hold up the schedule).
+    /// How long to sleep: until the next due instant (less the look-ahead) or the watchdog.
+    /// Alerts spooled by other processes (`cronwarden run`) are handed to the alert thread
+    /// here, at most every `SPOOL_CHECK`; the thread times its own retries.
     fn sleep_time(&mut self) -> Duration {
         let now = Timestamp::now();
         let mut sleep = MAX_SLEEP;
@@ -373,22 +384,11 @@ impl<'p> Daemon<'p> {
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
         }
-        if alert::spool_size(&self.shared.state_dir) > 0 {
-            if Instant::now() >= self.next_flush && !self.flushing.swap(true, Ordering::SeqCst) {
-                let (cfg, shared, flushing) = (
-                    Arc::clone(&self.cfg),
-                    Arc::clone(&self.shared),
-                    Arc::clone(&self.flushing),
-                );
-                let _ = std::thread::Builder::new()
-                    .name("spool".into())
-                    .spawn(move || {
-                        shared.ctx(&cfg).alerts().flush_spool(false);
-                        flushing.store(false, Ordering::SeqCst);
-                    });
-                self.next_flush = Instant::now() + SPOOL_CHECK;
+        if Instant::now() >= self.next_spool_look {
+            self.next_spool_look = Instant::now() + SPOOL_CHECK;
+            if alert::spool_size(&self.shared.state_dir) > 0 {
+                self.shared.outbox.wake();
             }
-            sleep = sleep.min(self.next_flush.saturating_duration_since(Instant::now()));
         }
         sleep
     }
@@ -474,11 +474,33 @@ impl<'p> Daemon<'p> {
         shared
             .active
             .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
+        // The alert thread finishes the deliveries in flight (each bounded by its channel's
+        // timeout); whatever still waits stays in the spool for the next start.
+        let in_flight = shared.outbox.stop();
+        if in_flight > 0 {
+            let msg = format!(
+                "waiting for {in_flight} alert delivery(ies) in flight (each ends within its \
+                 channel's timeout); alerts still waiting stay in the spool"
+            );
+            log.log(Level::Info, "daemon-stop", &[], &msg);
+        }
+        if let Some(t) = self.alerts {
+            let _ = t.join();
+        }
         let _ = std::fs::remove_file(&self.socket);
         shared.coord.leave();
         log.log(Level::Info, "daemon-exit", &[], "");
         Ok(exit::OK)
     }
+}
+
+/// Starts the thread that delivers alerts, with the table in force.
+fn start_alerts(shared: &Arc<Shared>) -> Result<JoinHandle<()>, Failure> {
+    let s = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name("alerts".into())
+        .spawn(move || alert::serve(&s.outbox, &|| s.current(), &s.log))
+        .map_err(|e| Failure::usage(format!("cannot start a thread: {e}")))
 }
 
 /// Serves `/metrics` (when asked for) and opens the control socket.

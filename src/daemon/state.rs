@@ -43,10 +43,12 @@ pub(super) fn read_marks(state: &Path) -> HashMap<String, Timestamp> {
     out
 }
 
-/// Runs that were in progress when a previous daemon died: recorded as lost.
-pub(super) fn recover_lost(state: &Path, keep: usize, log: &Logger) {
+/// Runs that were in progress when a previous daemon died: recorded as lost (and returned,
+/// to be alerted).
+pub(super) fn recover_lost(state: &Path, keep: usize, log: &Logger) -> Vec<RunRecord> {
+    let mut lost = Vec::new();
     let Ok(dir) = fs::read_dir(running_dir(state)) else {
-        return;
+        return lost;
     };
     for e in dir.flatten() {
         let path = e.path();
@@ -86,9 +88,11 @@ pub(super) fn recover_lost(state: &Path, keep: usize, log: &Logger) {
             if let Err(err) = record::append(state, &rec, keep) {
                 log.log(Level::Error, "history", &[], &err.to_string());
             }
+            lost.push(rec);
         }
         let _ = fs::remove_file(&path);
     }
+    lost
 }
 
 pub(super) fn boot_id() -> Option<String> {

@@ -27,13 +27,14 @@ use crate::schedule::format_rfc3339;
 const KEEP_OUTPUTS: usize = 20;
 
 /// What a run is handed by whoever starts it (`cronwarden run`, the daemon): the table,
-/// the log, the coordination backend and the alert counters.
+/// the log, the coordination backend and the outbox its alerts go to (delivered by the
+/// outbox's thread, never by the run).
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) cfg: &'a Config,
     pub(crate) log: &'a Logger,
     pub(crate) coord: &'a dyn Coordinator,
-    pub(crate) alert_stats: &'a alert::Stats,
+    pub(crate) outbox: &'a alert::Outbox,
 }
 
 impl<'a> Ctx<'a> {
@@ -42,7 +43,7 @@ impl<'a> Ctx<'a> {
             cfg: self.cfg,
             log: self.log,
             coord: self.coord,
-            stats: self.alert_stats,
+            outbox: self.outbox,
         }
     }
 }

@@ -2,14 +2,72 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Table, wait_for};
 
-/// A tiny HTTP server on loopback that records every request and answers `status`.
+/// The alerts waiting in the spool (`state/spool/CHANNEL/*.json`, in flight ones too), each
+/// with its channel and its JSON. Files of the flat layout of earlier versions
+/// (`state/spool/*.json`) count too, so that the regression tests fail on those versions
+/// for what they did, not for where they kept it.
+pub(super) fn spooled(t: &Table) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(t.dir().join("state/spool")) else {
+        return out;
+    };
+    let (channels, flat): (Vec<_>, Vec<_>) = entries.flatten().partition(|e| e.path().is_dir());
+    for f in flat {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json")
+            && !name.starts_with('.')
+            && let Ok(bytes) = std::fs::read(f.path())
+        {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.path().display()));
+            out.push((v["channel"].as_str().unwrap_or("").to_string(), v));
+        }
+    }
+    for ch in channels {
+        let channel = ch.file_name().to_string_lossy().into_owned();
+        let mut files: Vec<_> = std::fs::read_dir(ch.path())
+            .expect("channel dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for p in files {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            if name.starts_with('.') || !(name.ends_with(".json") || name.ends_with(".sending")) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue; // delivered meanwhile
+            };
+            let v =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            out.push((channel.clone(), v));
+        }
+    }
+    out
+}
+
+/// One request a [`Hook`] got: when, what, and the status it answered.
+#[derive(Clone, Debug)]
+pub(super) struct Request {
+    pub(super) at: jiff::Timestamp,
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) body: String,
+    pub(super) status: u16,
+}
+
+/// A tiny HTTP server on loopback that records every request and answers `status` (which
+/// the test may change).
 pub(super) struct Hook {
     pub(super) port: u16,
-    seen: Arc<Mutex<Vec<(String, String, String)>>>,
+    seen: Arc<Mutex<Vec<Request>>>,
+    status: Arc<AtomicU16>,
 }
 
 impl Hook {
@@ -27,7 +85,8 @@ impl Hook {
     fn serve(l: TcpListener, status: u16) -> Hook {
         let port = l.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = Arc::clone(&seen);
+        let answer = Arc::new(AtomicU16::new(status));
+        let (s, a) = (Arc::clone(&seen), Arc::clone(&answer));
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
                 let mut r = BufReader::new(&conn);
@@ -48,15 +107,14 @@ impl Hook {
                 let mut body = vec![0; len];
                 let _ = r.read_exact(&mut body);
                 let mut p = first.split_whitespace();
-                let (m, path) = (
-                    p.next().unwrap_or("").to_string(),
-                    p.next().unwrap_or("").to_string(),
-                );
-                s.lock().expect("lock").push((
-                    m,
-                    path,
-                    String::from_utf8_lossy(&body).into_owned(),
-                ));
+                let status = a.load(Ordering::SeqCst);
+                s.lock().expect("lock").push(Request {
+                    at: jiff::Timestamp::now(),
+                    method: p.next().unwrap_or("").to_string(),
+                    path: p.next().unwrap_or("").to_string(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    status,
+                });
                 let _ = (&conn).write_all(
                     format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -65,10 +123,27 @@ impl Hook {
                 );
             }
         });
-        Hook { port, seen }
+        Hook {
+            port,
+            seen,
+            status: answer,
+        }
+    }
+
+    /// From now on, answer `status`.
+    pub(super) fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
     }
 
     pub(super) fn requests(&self) -> Vec<(String, String, String)> {
+        self.answered()
+            .into_iter()
+            .map(|r| (r.method, r.path, r.body))
+            .collect()
+    }
+
+    /// Every request so far, in the order they came.
+    pub(super) fn answered(&self) -> Vec<Request> {
         self.seen.lock().expect("lock").clone()
     }
 }
@@ -263,8 +338,7 @@ command = ["/bin/true"]
     );
     assert_eq!(t.run(&["run", "bad"]).0, 1);
     assert!(t.log().contains(" alert-spooled "), "{}", t.log());
-    let spool = t.dir().join("state/spool");
-    assert_eq!(std::fs::read_dir(&spool).expect("spool").count(), 1);
+    assert_eq!(spooled(&t).len(), 1);
     // The server comes back on the same port; the next `run` (of any job) delivers it once
     // its retry time has come.
     let hook = Hook::start_on(port, 200);
@@ -272,7 +346,7 @@ command = ["/bin/true"]
         t.run(&["run", "other"]);
         hook.requests().iter().any(|r| r.1 == "/hook")
     });
-    assert_eq!(std::fs::read_dir(&spool).expect("spool").count(), 0);
+    assert_eq!(spooled(&t).len(), 0);
     let got = hook.requests();
     let v: serde_json::Value =
         serde_json::from_str(&got.iter().find(|r| r.1 == "/hook").expect("hook").2).expect("json");
@@ -418,13 +492,7 @@ fn a_wrong_smtp_password_is_a_clear_error_and_not_retried() {
     assert!(log.contains("(not retried)"), "{log}");
     assert!(!log.contains("wrong"), "the password leaked into the log");
     assert!(smtp.messages().is_empty());
-    assert!(
-        !t.dir().join("state/spool").exists()
-            || std::fs::read_dir(t.dir().join("state/spool"))
-                .expect("dir")
-                .count()
-                == 0
-    );
+    assert!(spooled(&t).is_empty(), "{:?}", spooled(&t));
 }
 
 #[test]
@@ -437,23 +505,13 @@ fn smtp_down_at_failure_time_is_delivered_by_the_daemon_after_a_restart() {
     let d = super::daemon::Daemon::start(&t);
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(), Some(0));
-    assert_eq!(
-        std::fs::read_dir(t.dir().join("state/spool"))
-            .expect("spool")
-            .count(),
-        1
-    );
+    assert_eq!(spooled(&t).len(), 1);
     // The mail server is back; the next daemon delivers the spooled alert.
     let smtp = Smtp::start(port);
     let _d = super::daemon::Daemon::start(&t);
     wait_for(|| !smtp.messages().is_empty());
     assert!(smtp.messages()[0].contains("Subject: [cronwarden] FAILED backup on "));
-    wait_for(|| {
-        std::fs::read_dir(t.dir().join("state/spool"))
-            .expect("spool")
-            .count()
-            == 0
-    });
+    wait_for(|| spooled(&t).is_empty());
 }
 
 #[test]

@@ -475,9 +475,7 @@ command = ["/bin/true"]
     ] {
         assert!(t.dir().join(sub).exists(), "{sub} was not written");
     }
-    let spool = std::fs::read_dir(t.dir().join("state/spool"))
-        .expect("spool")
-        .count();
+    let spool = super::alert::spooled(&t).len();
     assert!(spool > 0 && checked > 8, "{spool} spooled, {checked} files");
     // The log: owner read-write, group read (for an adm-style group), nothing for others.
     let log = std::fs::metadata(t.dir().join("cronwarden.log")).expect("log");

@@ -62,7 +62,12 @@ command = ["/bin/true"]
     assert_eq!(t.run(&["run", "hold"]).0, 0);
     std::fs::remove_file(t.dir().join("release")).expect("rm");
     let mut child = t.spawn(&["run", "hold"]);
-    t.wait_running("hold");
+    // The lock file still names the run before: wait for this one's holder line.
+    let lock = t.dir().join("run/hold.lock");
+    let me = format!("pid={} ", child.id());
+    wait_for(|| {
+        std::fs::read_to_string(&lock).is_ok_and(|l| l.starts_with(&me) && l.contains("pgid="))
+    });
     let (code, out, err) = t.run(&["status"]);
     assert_eq!(code, 0, "{err}");
     let hold = out
