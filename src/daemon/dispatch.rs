@@ -1,8 +1,8 @@
 //! From a due instant (or a trigger) to a running job: each run gets a thread that marks
-//! the instant as dispatched, waits out its jitter, takes the job's exclusion and a
-//! `max_concurrent` slot, writes its run marker, waits for the exact instant, and runs the
-//! very same `execute_locked` path as `cronwarden run`; the jobs after it follow as one
-//! pipeline run.
+//! the instant as dispatched, waits out its jitter and the exact instant, then takes the
+//! job's exclusion and a `max_concurrent` slot, writes its run marker, and runs the very
+//! same `execute_locked` path as `cronwarden run`; the jobs after it follow as one pipeline
+//! run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -212,24 +212,21 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
     };
+    // Whether another run is in the way (skip, queue, replace) is a question about the
+    // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
+    // exclusion only once its instant has come.
+    if let Err(reason) = wait_for_instant(launch.scheduled, &interrupt) {
+        let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
+        report(shared, &launch, r.record, false);
+        return;
+    }
     let Some(exclusion) = admit(shared, ctx, &req, &launch, &interrupt) else {
         return;
     };
     // While it runs, a marker says so: if the daemon dies, the next one records it as lost.
     let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
-    let r = match wait_for_instant(launch.scheduled, &interrupt) {
-        Ok(()) => {
-            shared.metrics.started(name);
-            execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt)
-        }
-        Err(reason) => {
-            let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
-            report(shared, &launch, r.record.clone(), false);
-            let _ = fs::remove_file(&marker);
-            shared.slots.release();
-            return;
-        }
-    };
+    shared.metrics.started(name);
+    let r = execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt);
     let (root_record, root_tails) = (r.record.clone(), r.tails);
     report(shared, &launch, r.record, true);
     let _ = fs::remove_file(&marker);
@@ -317,7 +314,8 @@ fn admit(
     Some(exclusion)
 }
 
-/// Handed over early (`LOOKAHEAD`): start on the instant, not before.
+/// Handed over early (`LOOKAHEAD`): nothing about the run is decided before its instant, and
+/// it never starts before it.
 fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), String> {
     if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
         && !early.is_zero()

@@ -4,8 +4,8 @@
 //! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
 //! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
 //! state directory (atomically, before the job starts, so a crash never runs an instant
-//! twice) and handed to a thread that waits for the job's exclusion and a `max_concurrent`
-//! slot, then runs the very same `execute_locked` path as `cronwarden run`.
+//! twice) and handed to a thread that waits for the instant, takes the job's exclusion and a
+//! `max_concurrent` slot, then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
 //! instant to a running job), `slots` (concurrency), `state` (the daemon's files), `control`
@@ -49,9 +49,11 @@ const SPOOL_CHECK: Duration = Duration::from_secs(5);
 /// The longest the loop sleeps without looking at the wall clock.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Runs are handed to their threads this much before their instant: the thread takes the
-/// lock and a slot and writes its marks ahead, then waits for the exact instant and only
-/// has to start the process. A job never starts before its scheduled instant.
+/// Runs are handed to their threads this much before their instant: the thread writes the
+/// dispatch mark ahead and waits for the exact instant; then it takes the job's exclusion
+/// and a slot (cheap: a flock on the lock file and a mutex), so that skipping or queueing is
+/// decided about the instant itself, writes the run marker and starts the process. A job
+/// never starts before its scheduled instant.
 const LOOKAHEAD: jiff::SignedDuration = jiff::SignedDuration::from_millis(20);
 
 /// How the daemon reaches its coordination backend, given the table (the command layer
