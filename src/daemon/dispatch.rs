@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::Shared;
 use crate::config::Config;
-use crate::coord::{Exclusion, Tick};
+use crate::coord::{Exclusion, OwnRun, Tick};
 use crate::execute::{self, Ctx, RunRequest};
 use crate::log::Level;
 use crate::record::{Outcome, RunRecord};
@@ -292,9 +292,16 @@ fn admit(
 ) -> Option<Option<Exclusion>> {
     let settings = &ctx.cfg.settings;
     let run_id = &launch.run_id;
+    // A catch-up run waits for this daemon's own run of the job (missed instants run one
+    // after another); any other run meets it as `overlap` says.
+    let own = if launch.why == "catchup" {
+        OwnRun::Wait
+    } else {
+        OwnRun::Overlap
+    };
     let exclusion = match ctx
         .coord
-        .acquire(settings, req.job, ctx.log, run_id, interrupt)
+        .acquire(settings, req.job, ctx.log, run_id, interrupt, own)
     {
         Ok(x) => x,
         Err(reason) => {

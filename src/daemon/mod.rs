@@ -108,8 +108,8 @@ struct Daemon<'p> {
     reaper: Option<Interrupt>,
     /// Dropped to stop the running jobs.
     stop_tx: UnixStream,
-    /// The control socket, removed at a clean exit.
-    socket: PathBuf,
+    /// The control socket, bound again if removed, and removed at a clean exit.
+    control: control::Served,
     flushing: Arc<AtomicBool>,
     next_flush: Instant,
     watchdog: Option<Duration>,
@@ -176,7 +176,7 @@ fn daemon_lock(state: &Path) -> Result<JobLock, Failure> {
             });
             Ok(l)
         }
-        Ok(Acquired::Held(h)) => Err(Failure::new(
+        Ok(Acquired::Held(h) | Acquired::Own(h)) => Err(Failure::new(
             exit::LOCKED,
             format!(
                 "another daemon already runs on {}: {}",
@@ -236,7 +236,7 @@ impl<'p> Daemon<'p> {
             state_dir: state.clone(),
         });
         state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
-        let socket = open_listeners(&cfg, &shared)?;
+        let control = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));
         std::thread::Builder::new()
             .name("work".into())
@@ -260,7 +260,7 @@ impl<'p> Daemon<'p> {
             term,
             reaper,
             stop_tx,
-            socket,
+            control,
             flushing: Arc::new(AtomicBool::new(false)),
             next_flush: Instant::now(),
             watchdog,
@@ -359,7 +359,18 @@ impl<'p> Daemon<'p> {
             self.reload();
         }
         self.start_due();
+        self.keep_files();
         true
+    }
+
+    /// What can be removed from under a running daemon is put back at its wake-ups (which
+    /// happen anyway, at least once a minute): `lock_dir`, the lock files of running jobs
+    /// (whether a run is in progress never depends on them: the backend knows its own runs),
+    /// and the control socket.
+    fn keep_files(&mut self) {
+        let (settings, shared) = (&self.cfg.settings, &self.shared);
+        shared.coord.keep_locks(settings, &shared.log);
+        control::keep(&mut self.control, settings, shared);
     }
 
     /// How long to sleep: until the next due instant (less the look-ahead), the watchdog,
@@ -476,7 +487,7 @@ impl<'p> Daemon<'p> {
         shared
             .active
             .wait_idle(Instant::now() + Duration::from_secs(24 * 3600));
-        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.control.path);
         shared.coord.leave();
         log.log(Level::Info, "daemon-exit", &[], "");
         Ok(exit::OK)
@@ -484,7 +495,7 @@ impl<'p> Daemon<'p> {
 }
 
 /// Serves `/metrics` (when asked for) and opens the control socket.
-fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<PathBuf, Failure> {
+fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served, Failure> {
     if let Some(addr) = cfg.settings.metrics_listen {
         crate::metrics::serve(addr, Arc::clone(&shared.metrics))
             .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
@@ -495,8 +506,8 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<PathBuf, Failure
     }
     let socket = control::listen(&cfg.settings, &shared.log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;
-    control::serve(socket.listener, Arc::clone(shared));
-    Ok(socket.path)
+    control::serve(socket, Arc::clone(shared))
+        .map_err(|e| Failure::config(format!("control socket: {e}")))
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use crate::alert::{self, Alerts, Ping};
 use crate::config::{Config, Job};
-use crate::coord::{Coordinator, Exclusion, RunStart};
+use crate::coord::{Coordinator, Exclusion, OwnRun, RunStart};
 use crate::lock::Holder;
 use crate::log::{Level, Logger};
 use crate::output::Output;
@@ -123,10 +123,14 @@ impl RunFacts<'_> {
 pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) -> RunReport {
     let run_id = new_run_id();
     let settings = &ctx.cfg.settings;
-    match ctx
-        .coord
-        .acquire(settings, req.job, ctx.log, &run_id, interrupt)
-    {
+    match ctx.coord.acquire(
+        settings,
+        req.job,
+        ctx.log,
+        &run_id,
+        interrupt,
+        OwnRun::Overlap,
+    ) {
         Ok(exclusion) => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
         Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),
     }

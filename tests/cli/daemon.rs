@@ -519,3 +519,62 @@ overlap = "skip"
         assert!(started >= sched, "{r:#}");
     }
 }
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// Issue 15, item 2: `rm -rf lock_dir` under a running daemon. The next tick of an
+/// `overlap = "skip"` job locked a new lock file and started a second copy beside the first,
+/// and the control socket was gone (`trigger`: no daemon is running). The daemon knows which
+/// of its runs hold which job, and puts back lock_dir, the lock file and the socket.
+#[test]
+fn removing_lock_dir_neither_doubles_a_run_nor_loses_the_control_socket() {
+    let t = Table::new(
+        "d-rm-lockdir",
+        r#"
+[jobs.slow]
+schedule = "* * * * * *"
+command = "echo $$ >> $DIR/started; while [ ! -e $DIR/stop ] && [ -d $DIR ]; do sleep 0.05; done"
+overlap = "skip"
+"#,
+    );
+    let d = Daemon::start(&t);
+    let started = t.dir().join("started");
+    wait_for(|| lines(&started) >= 1);
+    std::fs::remove_dir_all(t.dir().join("run")).expect("remove lock_dir");
+    let removed = jiff::Timestamp::now();
+    let skipped_since = || {
+        t.history("slow").iter().any(|r| {
+            r["outcome"] == "skipped"
+                && r["scheduled"]
+                    .as_str()
+                    .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|s| s > removed)
+        })
+    };
+    wait_for(|| skipped_since() || lines(&started) > 1);
+    assert_eq!(lines(&started), 1, "a second copy started:\n{}", t.log());
+    // At its wake-ups the daemon put back the lock file, locked for the run (so other
+    // processes see the job as running), and the control socket.
+    wait_for(|| {
+        t.log()
+            .contains("the control socket was removed; bound it again")
+    });
+    assert!(
+        t.log()
+            .contains("created it again and locked it for that run"),
+        "{}",
+        t.log()
+    );
+    let (code, out, err) = t.run(&["status", "slow", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v[0]["state"], "running", "{out}");
+    let (code, _, err) = t.run(&["trigger", "slow"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines(&started), 1, "a second copy started:\n{}", t.log());
+    std::fs::write(t.dir().join("stop"), "").expect("stop");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+}
