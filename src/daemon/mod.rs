@@ -54,7 +54,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// and a slot (cheap: a flock on the lock file and a mutex), so that skipping or queueing is
 /// decided about the instant itself, writes the run marker and starts the process. A job
 /// never starts before its scheduled instant.
-const LOOKAHEAD: jiff::SignedDuration = jiff::SignedDuration::from_millis(20);
+const LOOKAHEAD: Duration = Duration::from_millis(20);
 
 /// How the daemon reaches its coordination backend, given the table (the command layer
 /// decides: local mode, or the fleet of `[cluster]`).
@@ -380,8 +380,8 @@ impl<'p> Daemon<'p> {
         let now = Timestamp::now();
         let mut sleep = MAX_SLEEP;
         if let Some(due) = self.sched.next_due() {
-            let until = due.duration_since(now) - LOOKAHEAD;
-            sleep = sleep.min(Duration::try_from(until).unwrap_or(Duration::ZERO));
+            let until = Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO);
+            sleep = sleep.min(until.saturating_sub(LOOKAHEAD));
         }
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
@@ -442,9 +442,9 @@ impl<'p> Daemon<'p> {
         let (mono1, boot1) = clocks();
         let (mono0, boot0) = self.clocks;
         let obs = Observation {
-            // Looking ahead by a constant: what is due within LOOKAHEAD starts its
-            // preparation now (a constant offset does not disturb clock-step detection).
-            wall: Timestamp::now() + LOOKAHEAD,
+            wall: Timestamp::now(),
+            // What is due within LOOKAHEAD is handed to its thread now.
+            ahead: LOOKAHEAD,
             mono: mono1.saturating_sub(mono0),
             boot: boot1.saturating_sub(boot0),
         };
