@@ -212,19 +212,26 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
     };
+    // From here a marker says the run is under way: if the daemon dies, the next one records
+    // it as lost (its instant is marked as dispatched and will not run again). Written ahead
+    // of the instant, off the path from the instant to the job's start.
+    let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
     // exclusion only once its instant has come.
-    if let Err(reason) = wait_for_instant(launch.scheduled, &interrupt) {
-        let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
-        report(shared, &launch, r.record, false);
-        return;
-    }
-    let Some(exclusion) = admit(shared, ctx, &req, &launch, &interrupt) else {
+    let exclusion = match wait_for_instant(launch.scheduled, &interrupt) {
+        Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
+        Err(reason) => {
+            let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
+            report(shared, &launch, r.record, false);
+            None
+        }
+    };
+    let Some(exclusion) = exclusion else {
+        // Recorded as not run (skipped or interrupted).
+        let _ = fs::remove_file(&marker);
         return;
     };
-    // While it runs, a marker says so: if the daemon dies, the next one records it as lost.
-    let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
     shared.metrics.started(name);
     let r = execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt);
     let (root_record, root_tails) = (r.record.clone(), r.tails);
@@ -339,7 +346,8 @@ fn placeholder(launch: &Launch, job: &crate::config::Job) -> RunRecord {
         run_id: launch.run_id.clone(),
         job: launch.job.clone(),
         scheduled: format_rfc3339(launch.scheduled, &job.tz),
-        started: Timestamp::now().to_string(),
+        // Written ahead: the run starts on its instant.
+        started: launch.scheduled.max(Timestamp::now()).to_string(),
         ended: String::new(),
         duration_ms: 0,
         attempts: Vec::new(),
