@@ -23,6 +23,10 @@ use crate::schedule::Schedule;
 const STEP_TOLERANCE: SignedDuration = SignedDuration::from_secs(2);
 /// A step at least this large is a correction: every job continues from the new time.
 const CORRECTION: SignedDuration = SignedDuration::from_hours(3);
+/// A daemon that looks at the clock more than this after an instant fell due (it wakes
+/// before each) was not running: stopped (SIGSTOP), frozen, or starved of CPU. What fell
+/// due meanwhile was missed, and follows `catchup` as after a suspend.
+const FROZEN_AFTER: SignedDuration = SignedDuration::from_secs(5);
 /// `catchup = "all"` runs at most this many missed instants (the most recent ones).
 pub(crate) const CATCHUP_ALL_LIMIT: usize = 100;
 /// At most this many instants of one job are dispatched by one observation.
@@ -33,7 +37,8 @@ const MAX_PER_OBSERVATION: usize = 1000;
 pub(crate) enum Why {
     /// On time (or late by less than a clock event).
     Scheduled,
-    /// Missed while the daemon was down or the machine suspended (`catchup`).
+    /// Missed while the daemon was down, stopped or frozen, or the machine suspended
+    /// (`catchup`).
     Catchup,
     /// Skipped by a forward step of the wall clock (a fixed-time job runs it once).
     ClockStep,
@@ -294,12 +299,31 @@ impl Scheduler {
         } else if step >= STEP_TOLERANCE {
             self.stepped(prev, done, step, wall, &mut out, &mut notes);
             self.horizon = limit;
+        } else if let Some(late) = self.late_by(wall).filter(|l| *l > FROZEN_AFTER) {
+            // The clocks agree but the daemon woke long after an instant: it was stopped or
+            // frozen (SIGSTOP, a frozen cgroup) or starved. What fell due since its previous
+            // look was missed, as during a suspend.
+            let what = format!(
+                "while the daemon could not run (stopped, frozen or starved: it woke {} late)",
+                fmt_signed(late)
+            );
+            self.missed(done, wall, &what, &mut out, &mut notes);
+            self.horizon = limit.max(done);
         } else {
             self.horizon = limit.max(done);
         }
         self.due(limit, &mut out);
         out.sort_by_key(|d| d.scheduled);
         (out, notes)
+    }
+
+    /// How long ago the earliest instant that is due and not handed out fell due.
+    fn late_by(&self, wall: Timestamp) -> Option<SignedDuration> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.next.filter(|n| e.wild || e.mark.is_none_or(|m| *n > m)))
+            .min()
+            .map(|n| wall.duration_since(n))
     }
 
     /// Hands out every instant up to `limit` (fixed-time jobs never one already dispatched).
@@ -717,6 +741,39 @@ mod tests {
                 assert_eq!(after.last().map(|a| a.0), Some(ts("2026-01-01T15:00:00Z")));
             }
             assert_eq!(f.s.next_of("h"), Some(ts("2026-01-01T16:00:00Z")));
+        }
+    }
+
+    /// Issue 15, item 6: after the daemon was stopped (SIGSTOP) for 17 s, the ticks it missed
+    /// were handed out as ordinary late ticks (which coalesced into one run, or were
+    /// skipped by it): `catchup` was ignored. A freeze is treated like a suspend.
+    #[test]
+    fn a_frozen_daemon_follows_catchup_for_what_it_missed() {
+        for (policy, want) in [(Catchup::None, 0), (Catchup::Once, 1), (Catchup::All, 8)] {
+            let mut f = Fake::new(
+                vec![timed("s", "*/2 * * * * *", "UTC", policy)],
+                "2026-01-01T10:00:00Z",
+                &[],
+            );
+            f.run_until("2026-01-01T10:00:02.5Z");
+            assert_eq!(f.instants("s"), [ts("2026-01-01T10:00:02Z")]);
+            // Stopped from 10:00:02.5 to 10:00:19.5: the clocks all ran on.
+            let d = Duration::from_secs(17);
+            f.observe(ts("2026-01-01T10:00:19.5Z"), d, d);
+            let after: Vec<_> = f.log[1..].iter().map(|(_, t, w)| (*t, *w)).collect();
+            assert_eq!(after.len(), want, "{policy:?}: {after:?}");
+            assert!(after.iter().all(|(_, w)| *w == Why::Catchup), "{after:?}");
+            if want > 0 {
+                assert_eq!(after.last().map(|a| a.0), Some(ts("2026-01-01T10:00:18Z")));
+            }
+            assert!(
+                f.notes
+                    .iter()
+                    .any(|n| n.contains("missed while the daemon could not run")),
+                "{policy:?}: {:?}",
+                f.notes
+            );
+            assert_eq!(f.s.next_of("s"), Some(ts("2026-01-01T10:00:20Z")));
         }
     }
 

@@ -32,7 +32,8 @@ pub(super) struct Launch {
     pub(super) run_id: String,
     /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
     pub(super) mark: bool,
-    /// Scheduler ticks coalesce into a run that is still waiting; triggers never do.
+    /// Scheduler ticks coalesce into a run that is still waiting; catch-up runs and triggers
+    /// never do.
     pub(super) coalesce: bool,
     /// Told the run's record when it ends (`trigger --wait`).
     pub(super) done: Option<std::sync::mpsc::Sender<RunRecord>>,
@@ -49,7 +50,7 @@ impl Launch {
             params: Default::default(),
             run_id: execute::new_run_id(),
             mark: why != "reboot",
-            coalesce: true,
+            coalesce: why != "catchup",
             done: None,
             first_attempt: 1,
         }
@@ -124,6 +125,11 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
     let Some(j) = cfg.job(&launch.job) else {
         return;
     };
+    if launch.why == "catchup" {
+        // One after another, oldest first (`catchup`).
+        super::catchup::push(shared, launch);
+        return;
+    }
     let job = launch.job.clone();
     if launch.coalesce && !join_pending(shared, &launch) {
         return;
@@ -193,7 +199,7 @@ fn join_pending(shared: &Shared, launch: &Launch) -> bool {
 }
 
 /// One run in its thread, start to end (then the jobs after it).
-fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
+pub(super) fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
     let name = launch.job.as_str();
     let Some(job) = cfg.job(name) else {
         return;
@@ -324,7 +330,10 @@ fn admit(
         report(shared, launch, r.record, false);
         return None;
     }
-    lock(&shared.pending).remove(&launch.job);
+    if launch.coalesce {
+        // No longer waiting: the next tick is a run of its own.
+        lock(&shared.pending).remove(&launch.job);
+    }
     Some(exclusion)
 }
 

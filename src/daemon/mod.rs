@@ -8,9 +8,11 @@
 //! `max_concurrent` slot, then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
-//! instant to a running job), `slots` (concurrency), `state` (the daemon's files), `control`
-//! (the control socket server), `work` (work the coordination backend brings).
+//! instant to a running job), `catchup` (missed instants, one after another), `slots`
+//! (concurrency), `state` (the daemon's files), `control` (the control socket server), `work`
+//! (work the coordination backend brings).
 
+mod catchup;
 mod control;
 mod dispatch;
 mod slots;
@@ -69,6 +71,8 @@ pub(crate) struct Shared {
     active: Active,
     /// Jobs with a run waiting for its lock or a slot: further ticks coalesce into it.
     pending: Mutex<HashSet<String>>,
+    /// Catch-up runs waiting for their turn, per job.
+    catchups: catchup::Catchups,
     /// Readable (its peer closed) once running jobs must stop.
     stop: UnixStream,
     marks: Marks,
@@ -229,6 +233,7 @@ impl<'p> Daemon<'p> {
             slots: Slots::new(cfg.settings.max_concurrent),
             active: Active::default(),
             pending: Mutex::new(HashSet::new()),
+            catchups: catchup::Catchups::default(),
             stop: stop_rx,
             marks: Marks::new(&state),
             paused: Paused::load(&state),
