@@ -123,14 +123,11 @@ impl RunFacts<'_> {
 pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) -> RunReport {
     let run_id = new_run_id();
     let settings = &ctx.cfg.settings;
-    match ctx.coord.acquire(
-        settings,
-        req.job,
-        ctx.log,
-        &run_id,
-        interrupt,
-        OwnRun::Overlap,
-    ) {
+    let own = OwnRun::Overlap;
+    match ctx
+        .coord
+        .acquire(settings, req.job, ctx.log, &run_id, interrupt, own)
+    {
         Ok(exclusion) => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
         Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),
     }
