@@ -63,6 +63,9 @@ pub(crate) struct Observation {
     /// Instants up to `wall + ahead` are handed out now: the daemon gives each run to its
     /// thread a little before its instant (the run waits for the instant itself).
     pub ahead: Duration,
+    /// How long since the previous observation the daemon was busy with work of its own (a
+    /// reload of a big table): looking at the clock late because of it is not a freeze.
+    pub busy: Duration,
 }
 
 struct Entry {
@@ -299,7 +302,11 @@ impl Scheduler {
         } else if step >= STEP_TOLERANCE {
             self.stepped(prev, done, step, wall, &mut out, &mut notes);
             self.horizon = limit;
-        } else if let Some(late) = self.late_by(wall).filter(|l| *l > FROZEN_AFTER) {
+        } else if let Some(late) = self
+            .late_by(wall)
+            .map(|l| l - SignedDuration::try_from(obs.busy).unwrap_or(SignedDuration::ZERO))
+            .filter(|l| *l > FROZEN_AFTER)
+        {
             // The clocks agree but the daemon woke long after an instant: it was stopped or
             // frozen (SIGSTOP, a frozen cgroup) or starved. What fell due since its previous
             // look was missed, as during a suspend.
@@ -551,6 +558,8 @@ mod tests {
     struct Fake {
         s: Scheduler,
         wall: Timestamp,
+        /// What the next observation says the daemon was busy with.
+        busy: Duration,
         log: Vec<(String, Timestamp, Why)>,
         notes: Vec<String>,
     }
@@ -562,6 +571,7 @@ mod tests {
             let mut f = Fake {
                 s,
                 wall: ts(start),
+                busy: Duration::ZERO,
                 log: Vec::new(),
                 notes,
             };
@@ -596,12 +606,13 @@ mod tests {
 
         fn observe(&mut self, wall: Timestamp, mono: Duration, boot: Duration) {
             self.wall = wall;
-            let ahead = Duration::ZERO;
+            let (ahead, busy) = (Duration::ZERO, std::mem::take(&mut self.busy));
             let (d, notes) = self.s.observe(Observation {
                 wall,
                 mono,
                 boot,
                 ahead,
+                busy,
             });
             self.notes.extend(notes);
             self.record(d);
@@ -775,6 +786,19 @@ mod tests {
             );
             assert_eq!(f.s.next_of("s"), Some(ts("2026-01-01T10:00:20Z")));
         }
+        // Late as long because the daemon itself was busy (a reload of a big table): not a
+        // freeze, the ticks run late as scheduled.
+        let mut f = Fake::new(
+            vec![timed("s", "*/2 * * * * *", "UTC", Catchup::None)],
+            "2026-01-01T10:00:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T10:00:02.5Z");
+        f.busy = Duration::from_secs(16);
+        let d = Duration::from_secs(17);
+        f.observe(ts("2026-01-01T10:00:19.5Z"), d, d);
+        assert_eq!(f.instants("s").len(), 9, "{:?}", f.log);
+        assert!(f.log.iter().all(|(_, _, w)| *w == Why::Scheduled));
     }
 
     #[test]

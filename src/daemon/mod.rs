@@ -120,6 +120,9 @@ struct Daemon<'p> {
     next_watchdog: Option<Instant>,
     clocks: (Duration, Duration),
     trim_again: bool,
+    /// Time spent on work of the loop's own (reloads) since the last look at the clock: a
+    /// late look because of it is not a freeze.
+    busy: Duration,
     /// One daemon per state directory.
     _daemon_lock: JobLock,
 }
@@ -272,6 +275,7 @@ impl<'p> Daemon<'p> {
             next_watchdog: watchdog.map(|w| Instant::now() + w),
             clocks: clocks(),
             trim_again: true,
+            busy: Duration::ZERO,
             _daemon_lock: daemon_lock,
         };
         d.boot(startup);
@@ -361,7 +365,9 @@ impl<'p> Daemon<'p> {
         }
         if ready && self.hup.received().is_some() {
             self.hup.reset();
+            let t0 = Instant::now();
             self.reload();
+            self.busy += t0.elapsed();
         }
         self.start_due();
         self.keep_files();
@@ -450,6 +456,7 @@ impl<'p> Daemon<'p> {
             wall: Timestamp::now(),
             // What is due within LOOKAHEAD is handed to its thread now.
             ahead: LOOKAHEAD,
+            busy: std::mem::take(&mut self.busy),
             mono: mono1.saturating_sub(mono0),
             boot: boot1.saturating_sub(boot0),
         };
