@@ -52,10 +52,10 @@ const SPOOL_CHECK: Duration = Duration::from_secs(5);
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Runs are handed to their threads this much before their instant: the thread writes the
-/// dispatch mark ahead and waits for the exact instant; then it takes the job's exclusion
-/// and a slot (cheap: a flock on the lock file and a mutex), so that skipping or queueing is
-/// decided about the instant itself, writes the run marker and starts the process. A job
-/// never starts before its scheduled instant.
+/// dispatch mark and the run marker ahead and waits for the exact instant; then it takes the
+/// job's exclusion and a slot (cheap: a flock on the lock file and a mutex), so that skipping
+/// or queueing is decided about the instant itself, and starts the process. A job never
+/// starts before its scheduled instant.
 const LOOKAHEAD: Duration = Duration::from_millis(20);
 
 /// How the daemon reaches its coordination backend, given the table (the command layer
