@@ -5,6 +5,13 @@
 //! runs, the job keeps the lock and nothing starts a second copy. The kernel releases it when
 //! the last holder exits. The file is never deleted (deleting a held lock file would let a
 //! second run lock a new file of the same name); it holds a line naming the current holder.
+//! Within one process, [`Registry`] (in `lock/registry.rs`) records which jobs its runs hold,
+//! so that a lock file removed from under a run does not let the same process start a second
+//! copy, and puts removed lock files back.
+
+mod registry;
+
+pub(crate) use registry::Registry;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -75,16 +82,21 @@ impl Holder {
     }
 }
 
-/// A held job lock. Dropping it closes this process's descriptor; the lock itself is
-/// released when the job's processes that inherited it have exited too.
+/// A held job lock. Dropping it closes this process's descriptor (and takes it out of the
+/// [`Registry`] it was taken through); the lock itself is released when the job's processes
+/// that inherited it have exited too.
 #[derive(Debug)]
 pub(crate) struct JobLock {
     file: File,
+    registered: Option<registry::Registered>,
 }
 
 pub(crate) enum Acquired {
     Locked(JobLock),
+    /// Another process holds it.
     Held(Holder),
+    /// Another run of this very process holds it (see [`Registry`]).
+    Own(Holder),
 }
 
 pub(crate) fn lock_path(lock_dir: &Path, job: &str) -> PathBuf {
@@ -115,7 +127,7 @@ fn read_holder(file: &mut File) -> Holder {
 pub(crate) fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
     let mut file = open(lock_dir, job)?;
     match file.try_lock() {
-        Ok(()) => Ok(Acquired::Locked(JobLock { file })),
+        Ok(()) => Ok(Acquired::Locked(JobLock::new(file))),
         Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Held(read_holder(&mut file))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
@@ -152,7 +164,7 @@ pub(crate) fn acquire_wait(
     let file = open(lock_dir, job)?;
     match file.try_lock() {
         Ok(()) => {
-            return Ok(Some(JobLock { file }));
+            return Ok(Some(JobLock::new(file)));
         }
         Err(std::fs::TryLockError::WouldBlock) => {}
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
@@ -167,7 +179,7 @@ pub(crate) fn acquire_wait(
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Ok(())) => {
-                return Ok(Some(JobLock { file }));
+                return Ok(Some(JobLock::new(file)));
             }
             Ok(Err(e)) => return Err(e),
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -182,26 +194,50 @@ pub(crate) fn acquire_wait(
     }
 }
 
+/// Writes the holder line into a lock file.
+fn write_holder(file: &File, holder: &Holder) {
+    use std::os::unix::fs::FileExt;
+    // Overwrite in place, padded to a fixed width: no truncate (it costs a journal write on
+    // some file systems), and a shorter line never leaves a stale tail behind.
+    let line = holder.line();
+    let width = line.len().max(HOLDER_WIDTH);
+    let padded = format!("{:<w$}\n", line.trim_end(), w = width - 1);
+    if file.write_all_at(padded.as_bytes(), 0).is_ok()
+        && let Ok(meta) = file.metadata()
+        && meta.len() > padded.len() as u64
+    {
+        let _ = file.set_len(padded.len() as u64);
+    }
+}
+
 impl JobLock {
-    /// Records the holder in the lock file (for messages and `replace`).
+    fn new(file: File) -> JobLock {
+        JobLock {
+            file,
+            registered: None,
+        }
+    }
+
+    /// Records the holder in the lock file (for messages and `replace`), and in the lock file
+    /// put back for this run if the first one was removed.
     pub(crate) fn set_holder(&mut self, holder: &Holder) {
-        use std::os::unix::fs::FileExt;
-        // Overwrite in place, padded to a fixed width: no truncate (it costs a journal write
-        // on some file systems), and a shorter line never leaves a stale tail behind.
-        let line = holder.line();
-        let width = line.len().max(HOLDER_WIDTH);
-        let padded = format!("{:<w$}\n", line.trim_end(), w = width - 1);
-        if self.file.write_all_at(padded.as_bytes(), 0).is_ok()
-            && let Ok(meta) = self.file.metadata()
-            && meta.len() > padded.len() as u64
-        {
-            let _ = self.file.set_len(padded.len() as u64);
+        write_holder(&self.file, holder);
+        if let Some(r) = &self.registered {
+            r.set_holder(holder);
         }
     }
 
     /// The descriptor the job's processes inherit.
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        if let Some(r) = self.registered.take() {
+            r.release();
+        }
     }
 }
 
@@ -214,7 +250,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cw-lock-{}", std::process::id()));
         let mut first = match try_acquire(&dir, "j").expect("lock") {
             Acquired::Locked(l) => l,
-            Acquired::Held(_) => panic!("fresh lock is free"),
+            Acquired::Held(_) | Acquired::Own(_) => panic!("fresh lock is free"),
         };
         first.set_holder(&Holder {
             pid: Some(42),
@@ -227,7 +263,7 @@ mod tests {
                 assert_eq!(h.describe(), "pid 42 since 2026-01-01T00:00:00Z (run r1)");
                 assert_eq!(h.pgid, Some(43));
             }
-            Acquired::Locked(_) => panic!("lock must be held"),
+            Acquired::Locked(_) | Acquired::Own(_) => panic!("held by another open file"),
         }
         drop(first);
         assert!(matches!(

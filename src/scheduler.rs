@@ -6,7 +6,10 @@
 //! instant is computed from its previous one, never from "now", so a late wake-up neither
 //! skips nor repeats an instant. Comparing the clocks tells a suspend (boot time advanced
 //! more than monotonic time) from a step of the wall clock (the wall clock moved differently
-//! from boot time); docs/schedules.md says what each of them means for a job.
+//! from boot time); docs/schedules.md says what each of them means for a job. A step is
+//! counted from the previous observation (the daemon wakes before every instant, so nothing
+//! was due between that look and the step): instants from `previous wall + step` up to the
+//! observation fell due in the new time and are handed out as usual.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +23,10 @@ use crate::schedule::Schedule;
 const STEP_TOLERANCE: SignedDuration = SignedDuration::from_secs(2);
 /// A step at least this large is a correction: every job continues from the new time.
 const CORRECTION: SignedDuration = SignedDuration::from_hours(3);
+/// A daemon that looks at the clock more than this after an instant fell due (it wakes
+/// before each) was not running: stopped (SIGSTOP), frozen, or starved of CPU. What fell
+/// due meanwhile was missed, and follows `catchup` as after a suspend.
+const FROZEN_AFTER: SignedDuration = SignedDuration::from_secs(5);
 /// `catchup = "all"` runs at most this many missed instants (the most recent ones).
 pub(crate) const CATCHUP_ALL_LIMIT: usize = 100;
 /// At most this many instants of one job are dispatched by one observation.
@@ -30,7 +37,8 @@ const MAX_PER_OBSERVATION: usize = 1000;
 pub(crate) enum Why {
     /// On time (or late by less than a clock event).
     Scheduled,
-    /// Missed while the daemon was down or the machine suspended (`catchup`).
+    /// Missed while the daemon was down, stopped or frozen, or the machine suspended
+    /// (`catchup`).
     Catchup,
     /// Skipped by a forward step of the wall clock (a fixed-time job runs it once).
     ClockStep,
@@ -46,11 +54,18 @@ pub(crate) struct Dispatch {
 /// What the daemon saw when it woke.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Observation {
+    /// The wall clock.
     pub wall: Timestamp,
     /// How far CLOCK_MONOTONIC advanced since the previous observation.
     pub mono: Duration,
     /// How far CLOCK_BOOTTIME advanced (it keeps counting during a suspend).
     pub boot: Duration,
+    /// Instants up to `wall + ahead` are handed out now: the daemon gives each run to its
+    /// thread a little before its instant (the run waits for the instant itself).
+    pub ahead: Duration,
+    /// How long since the previous observation the daemon was busy with work of its own (a
+    /// reload of a big table): looking at the clock late because of it is not a freeze.
+    pub busy: Duration,
 }
 
 struct Entry {
@@ -97,7 +112,10 @@ impl Timed {
 
 pub(crate) struct Scheduler {
     entries: Vec<Entry>,
+    /// The wall clock at the previous observation.
     wall: Timestamp,
+    /// Instants up to here were handed out (the previous observation's `wall + ahead`).
+    horizon: Timestamp,
 }
 
 /// Instants of `s` in `(from, to]`, at most `limit + 1` of them (to tell "more than limit").
@@ -120,6 +138,7 @@ impl Scheduler {
         let mut s = Scheduler {
             entries: Vec::new(),
             wall: now,
+            horizon: now,
         };
         let mut out = Vec::new();
         let mut notes = Vec::new();
@@ -259,100 +278,210 @@ impl Scheduler {
 
     /// Advances the clock to an observation; returns what is due, in order, and notes.
     pub(crate) fn observe(&mut self, obs: Observation) -> (Vec<Dispatch>, Vec<String>) {
-        let prev = self.wall;
-        self.wall = obs.wall;
+        let (prev, done) = (self.wall, self.horizon);
+        let wall = obs.wall;
+        let ahead = SignedDuration::try_from(obs.ahead).unwrap_or(SignedDuration::ZERO);
+        let limit = wall.checked_add(ahead).unwrap_or(wall);
+        self.wall = wall;
         let boot = SignedDuration::try_from(obs.boot).unwrap_or(SignedDuration::MAX);
-        let expected = prev.checked_add(boot).unwrap_or(obs.wall);
-        let step = obs.wall.duration_since(expected);
+        let expected = prev.checked_add(boot).unwrap_or(wall);
+        let step = wall.duration_since(expected);
         let suspended = obs.boot.saturating_sub(obs.mono) > Duration::from_secs(2);
         let mut out = Vec::new();
         let mut notes = Vec::new();
-        let wall = obs.wall;
-
-        if step.abs() >= CORRECTION {
-            notes.push(format!(
-                "the wall clock moved by {} ({} -> {}): treated as a correction, every job \
-                 continues from the new time",
-                fmt_signed(step),
-                prev,
-                wall
-            ));
-            for e in &mut self.entries {
-                e.next = e.schedule.next_after(wall);
-            }
-            return (out, notes);
-        }
-        if step <= -STEP_TOLERANCE {
-            notes.push(format!(
-                "the wall clock stepped back by {}: fixed-time jobs do not repeat instants \
-                 already run",
-                fmt_signed(-step)
-            ));
-            for e in &mut self.entries {
-                e.next = e.schedule.next_after(wall);
-            }
-            return (out, notes);
-        }
-        // Instants up to `on_time` were due while the daemon was awake and the clock ran
-        // normally; later ones were jumped over.
-        let on_time = if suspended || step >= STEP_TOLERANCE {
-            if suspended { prev } else { expected }
+        if step.abs() >= CORRECTION || step <= -STEP_TOLERANCE {
+            self.stepped(prev, done, step, wall, &mut out, &mut notes);
+            self.horizon = limit;
+        } else if suspended {
+            // Instants that fell due before the suspend were handed out before it (the daemon
+            // wakes before each); those during it (and a step forward with it) follow
+            // `catchup`.
+            let what = format!("while the machine was suspended ({})", fmt_signed(boot));
+            self.missed(done, wall, &what, &mut out, &mut notes);
+            self.horizon = limit.max(done);
+        } else if step >= STEP_TOLERANCE {
+            self.stepped(prev, done, step, wall, &mut out, &mut notes);
+            self.horizon = limit;
+        } else if let Some(late) = self
+            .late_by(wall)
+            .map(|l| l - SignedDuration::try_from(obs.busy).unwrap_or(SignedDuration::ZERO))
+            .filter(|l| *l > FROZEN_AFTER)
+        {
+            // The clocks agree but the daemon woke long after an instant: it was stopped or
+            // frozen (SIGSTOP, a frozen cgroup) or starved. What fell due since its previous
+            // look was missed, as during a suspend.
+            let what = format!(
+                "while the daemon could not run (stopped, frozen or starved: it woke {} late)",
+                fmt_signed(late)
+            );
+            self.missed(done, wall, &what, &mut out, &mut notes);
+            self.horizon = limit.max(done);
         } else {
-            wall
-        };
+            self.horizon = limit.max(done);
+        }
+        self.due(limit, &mut out);
+        out.sort_by_key(|d| d.scheduled);
+        (out, notes)
+    }
+
+    /// How long ago the earliest instant that is due and not handed out fell due.
+    fn late_by(&self, wall: Timestamp) -> Option<SignedDuration> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.next.filter(|n| e.wild || e.mark.is_none_or(|m| *n > m)))
+            .min()
+            .map(|n| wall.duration_since(n))
+    }
+
+    /// Hands out every instant up to `limit` (fixed-time jobs never one already dispatched).
+    fn due(&mut self, limit: Timestamp, out: &mut Vec<Dispatch>) {
         for e in &mut self.entries {
             let mut count = 0;
-            while let Some(n) = e.next.filter(|n| *n <= on_time) {
+            while let Some(n) = e.next.filter(|n| *n <= limit) {
                 if count >= MAX_PER_OBSERVATION {
-                    e.next = e.schedule.next_after(on_time);
+                    e.next = e.schedule.next_after(limit);
                     break;
                 }
                 if e.wild || e.mark.is_none_or(|m| n > m) {
-                    Self::dispatch(e, n, Why::Scheduled, &mut out);
+                    Self::dispatch(e, n, Why::Scheduled, out);
                     count += 1;
                 }
                 e.next = e.schedule.next_after(n);
             }
         }
-        if on_time < wall {
-            for i in 0..self.entries.len() {
-                let mut e = std::mem::replace(&mut self.entries[i], placeholder());
-                if suspended {
-                    let what = format!("while the machine was suspended ({})", fmt_signed(boot));
-                    self.catch_up(&mut e, on_time, wall, &mut out, &mut notes, &what);
-                } else if !e.wild {
-                    // A forward step under 3 hours: like a DST gap, a fixed-time job whose
-                    // instants were skipped runs once.
-                    // Never an instant already dispatched (a step back, then forward again).
-                    let mark = e.mark;
-                    let skipped: Vec<Timestamp> =
-                        instants_between(&e.schedule, on_time, wall, MAX_PER_OBSERVATION)
-                            .into_iter()
-                            .filter(|t| mark.is_none_or(|m| *t > m))
-                            .collect();
-                    if let Some(last) = skipped.last().copied() {
-                        notes.push(format!(
-                            "job {}: the clock stepped forward by {} over {} instant(s); \
-                             running once for {last}",
-                            e.name,
-                            fmt_signed(step),
-                            skipped.len()
-                        ));
-                        Self::dispatch(&mut e, last, Why::ClockStep, &mut out);
-                    }
-                }
-                e.next = e.schedule.next_after(wall);
-                self.entries[i] = e;
+    }
+
+    /// Instants in `(done, to]` the daemon could not run on time: each job's `catchup`
+    /// decides. Every job then continues after `to`.
+    fn missed(
+        &mut self,
+        done: Timestamp,
+        to: Timestamp,
+        what: &str,
+        out: &mut Vec<Dispatch>,
+        notes: &mut Vec<String>,
+    ) {
+        for i in 0..self.entries.len() {
+            let mut e = std::mem::replace(&mut self.entries[i], placeholder());
+            // A fixed-time job never runs an instant again (after a step back).
+            let from = match e.mark {
+                Some(m) if !e.wild => m.max(done),
+                _ => done,
+            };
+            if from < to {
+                self.catch_up(&mut e, from, to, out, notes, what);
             }
-            if !suspended {
-                notes.insert(
-                    0,
-                    format!("the wall clock stepped forward by {}", fmt_signed(step)),
-                );
-            }
+            e.next = e.schedule.next_after(to.max(done));
+            self.entries[i] = e;
         }
-        out.sort_by_key(|d| d.scheduled);
-        (out, notes)
+    }
+
+    /// A step of the wall clock, noticed at `wall`, by `step` since the previous look at
+    /// `prev`. The daemon notices a step only when it wakes and cannot tell when during its
+    /// sleep the clock moved, so it counts the step from its previous look: it had planned
+    /// to wake before the earliest instant of any job, so nothing fell due between that look
+    /// and the step. The new time starts at `landing = prev + step`: instants after it are
+    /// due as usual (a wild job continues from the new time, and a fixed-time job runs
+    /// nothing already run); instants from `done` to `landing` were jumped over (forward) or
+    /// come round again (back), per the rules in docs/schedules.md. Every decision is a note.
+    fn stepped(
+        &mut self,
+        prev: Timestamp,
+        done: Timestamp,
+        step: SignedDuration,
+        wall: Timestamp,
+        out: &mut Vec<Dispatch>,
+        notes: &mut Vec<String>,
+    ) {
+        let landing = prev.checked_add(step).unwrap_or(wall);
+        let correction = step.abs() >= CORRECTION;
+        let when = format!(
+            "noticed at {wall}; counted from the previous look at the clock, so instants after \
+             {landing} are due in the new time"
+        );
+        notes.push(if correction {
+            format!(
+                "the wall clock moved by {} ({when}): treated as a correction, every job \
+                 continues from the new time; nothing jumped over runs and no fixed-time job \
+                 runs an instant again",
+                fmt_signed(step)
+            )
+        } else if step > SignedDuration::ZERO {
+            format!(
+                "the wall clock stepped forward by {} ({when}): fixed-time jobs run once for \
+                 instants jumped over, wild jobs continue from the new time",
+                fmt_signed(step)
+            )
+        } else {
+            format!(
+                "the wall clock stepped back by {} ({when}): fixed-time jobs do not repeat \
+                 instants already run, wild jobs continue from the new time",
+                fmt_signed(-step)
+            )
+        });
+        for e in &mut self.entries {
+            if step > SignedDuration::ZERO {
+                Self::jumped(e, done, landing, correction, out, notes);
+            } else if let Some(m) = e.mark.filter(|m| !e.wild && *m > landing) {
+                notes.push(format!(
+                    "job {}: the clock shows instants up to {m} again; they already ran and \
+                     do not run again",
+                    e.name
+                ));
+            }
+            e.next = e.schedule.next_after(landing);
+        }
+    }
+
+    /// The instants of `e` a forward step jumped over, `(done, landing]`: a fixed-time job
+    /// runs once for the latest of them (not after a correction); a wild job none.
+    fn jumped(
+        e: &mut Entry,
+        done: Timestamp,
+        landing: Timestamp,
+        correction: bool,
+        out: &mut Vec<Dispatch>,
+        notes: &mut Vec<String>,
+    ) {
+        let mark = e.mark.filter(|_| !e.wild);
+        let skipped: Vec<Timestamp> =
+            instants_between(&e.schedule, done, landing, MAX_PER_OBSERVATION)
+                .into_iter()
+                .filter(|t| mark.is_none_or(|m| *t > m))
+                .collect();
+        let (Some(first), Some(last)) = (skipped.first().copied(), skipped.last().copied()) else {
+            return;
+        };
+        let n = if skipped.len() > MAX_PER_OBSERVATION {
+            format!("more than {MAX_PER_OBSERVATION}")
+        } else {
+            skipped.len().to_string()
+        };
+        let span = if first == last {
+            format!("{first}")
+        } else {
+            format!("{first} to {last}")
+        };
+        if correction || e.wild {
+            let why = if correction {
+                "the step is a correction"
+            } else {
+                "a wild job continues from the new time"
+            };
+            notes.push(format!(
+                "job {}: {n} instant(s) jumped over ({span}); not run: {why}",
+                e.name
+            ));
+        } else {
+            // Like a DST gap: a fixed-time job whose instants were skipped runs once. Never
+            // an instant already dispatched (a step back, then forward again).
+            let last = skipped[skipped.len().min(MAX_PER_OBSERVATION) - 1];
+            notes.push(format!(
+                "job {}: {n} instant(s) jumped over ({span}); running once for {last}",
+                e.name
+            ));
+            Self::dispatch(e, last, Why::ClockStep, out);
+        }
     }
 
     /// Takes a new table: jobs whose schedule and zone did not change keep their clock;
@@ -429,6 +558,8 @@ mod tests {
     struct Fake {
         s: Scheduler,
         wall: Timestamp,
+        /// What the next observation says the daemon was busy with.
+        busy: Duration,
         log: Vec<(String, Timestamp, Why)>,
         notes: Vec<String>,
     }
@@ -440,6 +571,7 @@ mod tests {
             let mut f = Fake {
                 s,
                 wall: ts(start),
+                busy: Duration::ZERO,
                 log: Vec::new(),
                 notes,
             };
@@ -474,7 +606,14 @@ mod tests {
 
         fn observe(&mut self, wall: Timestamp, mono: Duration, boot: Duration) {
             self.wall = wall;
-            let (d, notes) = self.s.observe(Observation { wall, mono, boot });
+            let (ahead, busy) = (Duration::ZERO, std::mem::take(&mut self.busy));
+            let (d, notes) = self.s.observe(Observation {
+                wall,
+                mono,
+                boot,
+                ahead,
+                busy,
+            });
             self.notes.extend(notes);
             self.record(d);
         }
@@ -616,6 +755,52 @@ mod tests {
         }
     }
 
+    /// Issue 15, item 6: after the daemon was stopped (SIGSTOP) for 17 s, the ticks it missed
+    /// were handed out as ordinary late ticks (which coalesced into one run, or were
+    /// skipped by it): `catchup` was ignored. A freeze is treated like a suspend.
+    #[test]
+    fn a_frozen_daemon_follows_catchup_for_what_it_missed() {
+        for (policy, want) in [(Catchup::None, 0), (Catchup::Once, 1), (Catchup::All, 8)] {
+            let mut f = Fake::new(
+                vec![timed("s", "*/2 * * * * *", "UTC", policy)],
+                "2026-01-01T10:00:00Z",
+                &[],
+            );
+            f.run_until("2026-01-01T10:00:02.5Z");
+            assert_eq!(f.instants("s"), [ts("2026-01-01T10:00:02Z")]);
+            // Stopped from 10:00:02.5 to 10:00:19.5: the clocks all ran on.
+            let d = Duration::from_secs(17);
+            f.observe(ts("2026-01-01T10:00:19.5Z"), d, d);
+            let after: Vec<_> = f.log[1..].iter().map(|(_, t, w)| (*t, *w)).collect();
+            assert_eq!(after.len(), want, "{policy:?}: {after:?}");
+            assert!(after.iter().all(|(_, w)| *w == Why::Catchup), "{after:?}");
+            if want > 0 {
+                assert_eq!(after.last().map(|a| a.0), Some(ts("2026-01-01T10:00:18Z")));
+            }
+            assert!(
+                f.notes
+                    .iter()
+                    .any(|n| n.contains("missed while the daemon could not run")),
+                "{policy:?}: {:?}",
+                f.notes
+            );
+            assert_eq!(f.s.next_of("s"), Some(ts("2026-01-01T10:00:20Z")));
+        }
+        // Late as long because the daemon itself was busy (a reload of a big table): not a
+        // freeze, the ticks run late as scheduled.
+        let mut f = Fake::new(
+            vec![timed("s", "*/2 * * * * *", "UTC", Catchup::None)],
+            "2026-01-01T10:00:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T10:00:02.5Z");
+        f.busy = Duration::from_secs(16);
+        let d = Duration::from_secs(17);
+        f.observe(ts("2026-01-01T10:00:19.5Z"), d, d);
+        assert_eq!(f.instants("s").len(), 9, "{:?}", f.log);
+        assert!(f.log.iter().all(|(_, _, w)| *w == Why::Scheduled));
+    }
+
     #[test]
     fn forward_step_runs_skipped_fixed_time_jobs_once() {
         let mut f = Fake::new(
@@ -711,6 +896,132 @@ mod tests {
             f.instants("wild"),
             [ts("2026-01-01T03:30:00Z"), ts("2026-01-01T04:00:00Z")]
         );
+    }
+
+    /// Issue 15, item 7: the daemon notices a step only at its next wake-up. A step of +28m05s
+    /// landing at 11:29:50 was noticed at 11:30:05; instants between the landing and the
+    /// wake-up were dropped without a word, and the old instant the daemon had woken for
+    /// (11:02:00) ran instead.
+    #[test]
+    fn a_forward_step_noticed_late_runs_what_fell_due_after_it() {
+        let mut f = Fake::new(
+            vec![
+                timed("minutely", "* * * * *", "UTC", Catchup::None),
+                timed("half-hourly", "*/30 * * * *", "UTC", Catchup::None),
+                timed("fixed", "30 11 * * *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T11:01:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T11:01:05Z");
+        // The daemon sleeps 55 s, until 11:02:00; 40 s into it the clock is set forward.
+        f.observe(
+            ts("2026-01-01T11:30:05Z"),
+            Duration::from_secs(55),
+            Duration::from_secs(55),
+        );
+        for job in ["minutely", "half-hourly", "fixed"] {
+            assert_eq!(f.instants(job), [ts("2026-01-01T11:30:00Z")], "{job}");
+        }
+        assert!(
+            f.log.iter().all(|(_, _, w)| *w == Why::Scheduled),
+            "{:?}",
+            f.log
+        );
+        assert!(
+            f.notes[0].starts_with("the wall clock stepped forward by 28m5s"),
+            "{:?}",
+            f.notes
+        );
+        // Every decision is logged: what the step jumped over too.
+        assert!(
+            f.notes.iter().any(|n| n.starts_with(
+                "job minutely: 28 instant(s) jumped over (2026-01-01T11:02:00Z to \
+                 2026-01-01T11:29:00Z); not run"
+            )),
+            "{:?}",
+            f.notes
+        );
+        f.run_until("2026-01-01T11:31:30Z");
+        assert_eq!(
+            f.instants("minutely"),
+            [ts("2026-01-01T11:30:00Z"), ts("2026-01-01T11:31:00Z")]
+        );
+    }
+
+    /// Issue 15, item 7: after a +2 h step a `*/20 * * * * *` job ran the old instant
+    /// 10:59:40 (the one the daemon had woken for) and never 12:59:40.
+    #[test]
+    fn a_two_hour_step_runs_the_new_instant_not_the_old_one() {
+        let mut f = Fake::new(
+            vec![timed("s", "*/20 * * * * *", "UTC", Catchup::All)],
+            "2026-01-01T10:59:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T10:59:21Z");
+        f.observe(
+            ts("2026-01-01T12:59:40Z"),
+            Duration::from_secs(19),
+            Duration::from_secs(19),
+        );
+        f.run_until("2026-01-01T13:00:01Z");
+        assert_eq!(
+            f.instants("s"),
+            [
+                ts("2026-01-01T10:59:20Z"),
+                ts("2026-01-01T12:59:40Z"),
+                ts("2026-01-01T13:00:00Z")
+            ]
+        );
+        assert!(
+            f.notes
+                .iter()
+                .any(|n| n.starts_with("job s: 360 instant(s) jumped over")),
+            "{:?}",
+            f.notes
+        );
+    }
+
+    /// Issue 15, item 7, the other way: instants between a step back and the wake-up that
+    /// noticed it are due in the new time (a wild job repeats wall times, a fixed-time job
+    /// runs what it has not run), and what is not repeated is said.
+    #[test]
+    fn a_step_back_noticed_late_runs_what_fell_due_after_it() {
+        let mut f = Fake::new(
+            vec![
+                timed("minutely", "* * * * *", "UTC", Catchup::None),
+                timed("ran", "30 3 * * *", "UTC", Catchup::None),
+                timed("not-yet", "41 2 * * *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T03:20:00Z",
+            &[],
+        );
+        f.run_until("2026-01-01T03:40:30Z");
+        assert_eq!(f.instants("ran"), [ts("2026-01-01T03:30:00Z")]);
+        // Set back an hour during the 30 s sleep until 03:41:00.
+        f.observe(
+            ts("2026-01-01T02:41:00Z"),
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+        );
+        assert_eq!(f.instants("not-yet"), [ts("2026-01-01T02:41:00Z")]);
+        assert_eq!(
+            f.instants("minutely").last(),
+            Some(&ts("2026-01-01T02:41:00Z"))
+        );
+        assert!(
+            f.notes[0].starts_with("the wall clock stepped back by 1h"),
+            "{:?}",
+            f.notes
+        );
+        assert!(
+            f.notes.iter().any(|n| n
+                .starts_with("job ran: the clock shows instants up to 2026-01-01T03:30:00Z again")),
+            "{:?}",
+            f.notes
+        );
+        f.run_until("2026-01-01T03:45:00Z");
+        assert_eq!(f.instants("ran"), [ts("2026-01-01T03:30:00Z")]);
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn load_or_fail(path: &std::path::Path) -> Result<Config, Failure> {
 /// this host's view: that would show one node and call it the fleet.
 fn connect(cfg: &Config, role: Role) -> Result<Arc<dyn Coordinator>, Failure> {
     let Some(cluster) = &cfg.cluster else {
-        return Ok(Arc::new(Local));
+        return Ok(Arc::new(Local::default()));
     };
     let log = crate::log::Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
     match crate::fleet::Fleet::join(cluster, role, log) {

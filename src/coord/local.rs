@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
-use super::{Coordinator, Exclusion, RunStart, Running, Tick, TriggerReply, WorkSink};
+use super::{Coordinator, Exclusion, OwnRun, RunStart, Running, Tick, TriggerReply, WorkSink};
 use crate::config::{Job, Overlap, Settings};
 use crate::control::{self, Request, Response};
 use crate::exit::{self, Failure};
@@ -19,8 +19,12 @@ use crate::log::{Level, Logger};
 use crate::record::{self, RunRecord};
 use crate::runner::Interrupt;
 
-/// The local backend. It keeps no state of its own: everything is in files.
-pub(crate) struct Local;
+/// The local backend. Everything is in files, except the record of which jobs this
+/// process's runs hold (which must not depend on a lock file surviving).
+#[derive(Default)]
+pub(crate) struct Local {
+    locks: Arc<lock::Registry>,
+}
 
 impl Coordinator for Local {
     fn node(&self) -> Option<&str> {
@@ -34,11 +38,20 @@ impl Coordinator for Local {
         log: &Logger,
         run_id: &str,
         interrupt: &Interrupt,
+        own: OwnRun,
     ) -> Result<Option<Exclusion>, String> {
-        Ok(
-            acquire_lock(&settings.lock_dir, job, log, run_id, interrupt)?
-                .map(|lock| Exclusion { lock, guard: None }),
-        )
+        let want = Want {
+            dir: &settings.lock_dir,
+            job,
+            run_id,
+            own,
+        };
+        Ok(acquire_lock(&self.locks, &want, log, interrupt)?
+            .map(|lock| Exclusion { lock, guard: None }))
+    }
+
+    fn keep_locks(&self, settings: &Settings, log: &Logger) {
+        self.locks.keep(&settings.lock_dir, log);
     }
 
     fn run_started(&self, _run: &RunStart<'_>, _log: &Logger) {}
@@ -167,39 +180,71 @@ fn fields(job: &str, run_id: &str) -> Vec<(&'static str, String)> {
     vec![("job", job.to_string()), ("run_id", run_id.to_string())]
 }
 
+/// "run R of this same process (pid P) since T": a run that holds the job in this process.
+fn own_run(h: &lock::Holder) -> String {
+    let mut s = match &h.run_id {
+        Some(r) => format!("run {r} of this same process"),
+        None => "a run of this same process".to_string(),
+    };
+    s.push_str(&format!(" (pid {})", std::process::id()));
+    if let Some(since) = &h.since {
+        s.push_str(&format!(" since {since}"));
+    }
+    s
+}
+
+/// What a run asks of [`acquire_lock`].
+pub(crate) struct Want<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) job: &'a Job,
+    pub(crate) run_id: &'a str,
+    pub(crate) own: OwnRun,
+}
+
 /// The job's flock, per its `overlap`: `Ok(None)` for `allow`; `Err(reason)` when the run
-/// must not happen (held and `skip`, or the wait was interrupted).
+/// must not happen (held and `skip`, or the wait was interrupted). A run of this process
+/// that holds the job counts as holding it even if its lock file was removed; with
+/// [`OwnRun::Wait`] such a run is waited for, whatever `overlap` says.
 pub(crate) fn acquire_lock(
-    dir: &Path,
-    job: &Job,
+    locks: &Arc<lock::Registry>,
+    want: &Want<'_>,
     log: &Logger,
-    run_id: &str,
     interrupt: &Interrupt,
 ) -> Result<Option<JobLock>, String> {
+    let (dir, job) = (want.dir, want.job);
+    if job.overlap == Overlap::Allow {
+        return Ok(None);
+    }
     let lock_err = |e: std::io::Error| format!("lock file in {}: {e}", dir.display());
+    let cancelled = || interrupt.received().is_some();
     let wait = |what: &str| -> Result<Option<JobLock>, String> {
-        match lock::acquire_wait(dir, &job.name, &|| interrupt.received().is_some())
+        match locks
+            .acquire_wait(dir, &job.name, &cancelled)
             .map_err(lock_err)?
         {
             Some(l) => Ok(Some(l)),
             None => Err(format!("interrupted while waiting for the {what}")),
         }
     };
-    let holder = match job.overlap {
-        Overlap::Allow => return Ok(None),
-        _ => match lock::try_acquire(dir, &job.name).map_err(lock_err)? {
+    let (holder, who) = loop {
+        if want.own == OwnRun::Wait && !locks.wait_own(&job.name, &cancelled) {
+            return Err("interrupted while waiting for the run in progress".to_string());
+        }
+        match locks.try_acquire(dir, &job.name).map_err(lock_err)? {
             Acquired::Locked(l) => return Ok(Some(l)),
-            Acquired::Held(h) => h,
-        },
+            Acquired::Own(_) if want.own == OwnRun::Wait => continue,
+            Acquired::Own(h) => break (h.clone(), own_run(&h)),
+            Acquired::Held(h) => break (h.clone(), h.describe()),
+        }
     };
     match job.overlap {
-        Overlap::Skip => Err(format!("another run holds the lock: {}", holder.describe())),
+        Overlap::Skip => Err(format!("another run holds the lock: {who}")),
         Overlap::Queue => {
             log.log(
                 Level::Info,
                 "queued",
-                &fields(&job.name, run_id),
-                &format!("waiting for the lock held by {}", holder.describe()),
+                &fields(&job.name, want.run_id),
+                &format!("waiting for the lock held by {who}"),
             );
             wait("lock")
         }
@@ -207,14 +252,17 @@ pub(crate) fn acquire_lock(
             log.log(
                 Level::Warn,
                 "replacing",
-                &fields(&job.name, run_id),
-                &format!("stopping the running copy: {}", holder.describe()),
+                &fields(&job.name, want.run_id),
+                &format!("stopping the running copy: {who}"),
             );
             if let Some(pgid) = holder.pgid.filter(|p| *p > 1) {
                 let _ = crate::sys::kill_group(pgid, libc::SIGTERM);
                 let deadline = Instant::now() + job.kill_grace;
                 let timed_out = || Instant::now() >= deadline;
-                if let Some(l) = lock::acquire_wait(dir, &job.name, &timed_out).map_err(lock_err)? {
+                if let Some(l) = locks
+                    .acquire_wait(dir, &job.name, &timed_out)
+                    .map_err(lock_err)?
+                {
                     return Ok(Some(l));
                 }
                 let _ = crate::sys::kill_group(pgid, libc::SIGKILL);

@@ -22,6 +22,18 @@ use crate::log::Logger;
 use crate::record::RunRecord;
 use crate::runner::Interrupt;
 
+/// What a run does about a run of the same job that this process already has in progress
+/// (the process knows its own runs: whether one holds a job never depends on a lock file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OwnRun {
+    /// What the job's `overlap` says (a new tick, a trigger, `cronwarden run`).
+    Overlap,
+    /// Wait for it, whatever `overlap` says: a catch-up run, one of a job's missed instants
+    /// that run one after another, oldest first, is never skipped because of its own
+    /// process's run. (Against another process's run, `overlap` applies.)
+    Wait,
+}
+
 /// What a process does (in fleet mode: how it joins the fleet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -128,8 +140,9 @@ pub(crate) trait Coordinator: Send + Sync {
     /// The node name records carry (fleet mode), or `None`.
     fn node(&self) -> Option<&str>;
 
-    /// Takes the run's exclusion per the job's `overlap`: `Ok(None)` for `allow`, `Err`
-    /// with the reason when the run must not happen (held and `skip`, or interrupted).
+    /// Takes the run's exclusion per the job's `overlap` (and `own`, about a run of this
+    /// process): `Ok(None)` for `allow`, `Err` with the reason when the run must not happen
+    /// (held and `skip`, or interrupted).
     fn acquire(
         &self,
         settings: &Settings,
@@ -137,7 +150,11 @@ pub(crate) trait Coordinator: Send + Sync {
         log: &Logger,
         run_id: &str,
         interrupt: &Interrupt,
+        own: OwnRun,
     ) -> Result<Option<Exclusion>, String>;
+    /// At the daemon's wake-ups: puts back a removed `lock_dir`, and the lock files of the
+    /// runs this process holds (created again and locked for them), and logs it.
+    fn keep_locks(&self, settings: &Settings, log: &Logger);
     /// Tells the backend a run started (a failure to do so is logged; the run goes on).
     fn run_started(&self, run: &RunStart<'_>, log: &Logger);
     /// The attempt a run is on (a takeover goes on from the next one).

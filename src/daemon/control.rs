@@ -1,12 +1,15 @@
 //! The control socket's server side: `trigger`, `pause` and `resume` from `cronwarden`
 //! commands (the protocol is in `crate::control`). The socket is bound owner-only; each
-//! connection is served by a thread of its own with read and write timeouts.
+//! connection is served by a thread of its own with read and write timeouts. A socket file
+//! removed under the daemon (with `lock_dir`, say) is bound again at the next wake-up.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Shared;
 use super::dispatch::{Launch, dispatch};
@@ -59,19 +62,98 @@ pub(super) fn listen(settings: &Settings, log: &Logger) -> std::io::Result<Socke
     Ok(Socket { listener, path })
 }
 
-/// Accepts connections in a thread of its own, one thread per connection.
-pub(super) fn serve(listener: UnixListener, shared: Arc<Shared>) {
-    let _ = std::thread::Builder::new()
+/// The control socket being served.
+pub(super) struct Served {
+    pub(super) path: PathBuf,
+    /// The socket file as bound (device, inode).
+    id: Option<(u64, u64)>,
+    /// Dropped to end the accept thread (when the socket is bound anew).
+    _retire: UnixStream,
+    /// A socket file that is not ours, or a failure to bind again, was logged.
+    reported: bool,
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Accepts connections in a thread of its own, one thread per connection, until the
+/// returned [`Served`] is dropped.
+pub(super) fn serve(socket: Socket, shared: Arc<Shared>) -> std::io::Result<Served> {
+    let (retire, retired) = UnixStream::pair()?;
+    let listener = socket.listener;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let shared = Arc::clone(&shared);
+        .spawn(move || accept_loop(&listener, &retired, &shared))?;
+    Ok(Served {
+        id: identity(&socket.path).ok(),
+        path: socket.path,
+        _retire: retire,
+        reported: false,
+    })
+}
+
+fn accept_loop(listener: &UnixListener, retired: &UnixStream, shared: &Arc<Shared>) {
+    loop {
+        let mut fds = [
+            crate::sys::pollin(listener.as_raw_fd()),
+            crate::sys::pollin(retired.as_raw_fd()),
+        ];
+        crate::sys::poll(&mut fds, None);
+        if fds[1].revents != 0 {
+            return;
+        }
+        match listener.accept() {
+            Ok((conn, _)) => {
+                let _ = conn.set_nonblocking(false);
+                let shared = Arc::clone(shared);
                 let _ = std::thread::Builder::new()
                     .name("control client".into())
                     .spawn(move || handle(conn, &shared));
             }
-        });
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // Out of descriptors, say: do not spin on it.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// At a wake-up: binds the control socket again if its file was removed (`trigger` would
+/// otherwise say no daemon is running), and logs it.
+pub(super) fn keep(served: &mut Served, settings: &Settings, shared: &Arc<Shared>) {
+    let f = [("socket", served.path.display().to_string())];
+    match identity(&served.path) {
+        Ok(id) if Some(id) == served.id => return,
+        Ok(_) => {
+            if !served.reported {
+                served.reported = true;
+                let msg = "the control socket's file was replaced by another; requests sent \
+                           to it do not reach this daemon";
+                shared.log.log(Level::Error, "control", &f, msg);
+            }
+            return;
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return,
+        Err(_) => {}
+    }
+    let settings = Settings {
+        control_socket: served.path.clone(),
+        ..settings.clone()
+    };
+    match listen(&settings, &shared.log).and_then(|s| serve(s, Arc::clone(shared))) {
+        Ok(new) => {
+            let msg = "the control socket was removed; bound it again";
+            shared.log.log(Level::Warn, "control", &f, msg);
+            *served = new;
+        }
+        Err(e) if !served.reported => {
+            served.reported = true;
+            let msg = format!("the control socket was removed and cannot be bound again: {e}");
+            shared.log.log(Level::Error, "control", &f, &msg);
+        }
+        Err(_) => {}
+    }
 }
 
 fn handle(conn: UnixStream, shared: &Arc<Shared>) {

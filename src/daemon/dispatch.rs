@@ -1,8 +1,8 @@
 //! From a due instant (or a trigger) to a running job: each run gets a thread that marks
-//! the instant as dispatched, waits out its jitter, takes the job's exclusion and a
-//! `max_concurrent` slot, writes its run marker, waits for the exact instant, and runs the
-//! very same `execute_locked` path as `cronwarden run`; the jobs after it follow as one
-//! pipeline run.
+//! the instant as dispatched, waits out its jitter and the exact instant, then takes the
+//! job's exclusion and a `max_concurrent` slot, writes its run marker, and runs the very
+//! same `execute_locked` path as `cronwarden run`; the jobs after it follow as one pipeline
+//! run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::Shared;
 use crate::config::Config;
-use crate::coord::{Exclusion, Tick};
+use crate::coord::{Exclusion, OwnRun, Tick};
 use crate::execute::{self, Ctx, RunRequest};
 use crate::log::Level;
 use crate::record::{Outcome, RunRecord};
@@ -32,7 +32,8 @@ pub(super) struct Launch {
     pub(super) run_id: String,
     /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
     pub(super) mark: bool,
-    /// Scheduler ticks coalesce into a run that is still waiting; triggers never do.
+    /// Scheduler ticks coalesce into a run that is still waiting; catch-up runs and triggers
+    /// never do.
     pub(super) coalesce: bool,
     /// Told the run's record when it ends (`trigger --wait`).
     pub(super) done: Option<std::sync::mpsc::Sender<RunRecord>>,
@@ -49,7 +50,7 @@ impl Launch {
             params: Default::default(),
             run_id: execute::new_run_id(),
             mark: why != "reboot",
-            coalesce: true,
+            coalesce: why != "catchup",
             done: None,
             first_attempt: 1,
         }
@@ -124,6 +125,11 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
     let Some(j) = cfg.job(&launch.job) else {
         return;
     };
+    if launch.why == "catchup" {
+        // One after another, oldest first (`catchup`).
+        super::catchup::push(shared, launch);
+        return;
+    }
     let job = launch.job.clone();
     if launch.coalesce && !join_pending(shared, &launch) {
         return;
@@ -193,7 +199,7 @@ fn join_pending(shared: &Shared, launch: &Launch) -> bool {
 }
 
 /// One run in its thread, start to end (then the jobs after it).
-fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
+pub(super) fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
     let name = launch.job.as_str();
     let Some(job) = cfg.job(name) else {
         return;
@@ -212,24 +218,28 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
     };
-    let Some(exclusion) = admit(shared, ctx, &req, &launch, &interrupt) else {
-        return;
-    };
-    // While it runs, a marker says so: if the daemon dies, the next one records it as lost.
+    // From here a marker says the run is under way: if the daemon dies, the next one records
+    // it as lost (its instant is marked as dispatched and will not run again). Written ahead
+    // of the instant, off the path from the instant to the job's start.
     let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
-    let r = match wait_for_instant(launch.scheduled, &interrupt) {
-        Ok(()) => {
-            shared.metrics.started(name);
-            execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt)
-        }
+    // Whether another run is in the way (skip, queue, replace) is a question about the
+    // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
+    // exclusion only once its instant has come.
+    let exclusion = match wait_for_instant(launch.scheduled, &interrupt) {
+        Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
-            report(shared, &launch, r.record.clone(), false);
-            let _ = fs::remove_file(&marker);
-            shared.slots.release();
-            return;
+            report(shared, &launch, r.record, false);
+            None
         }
     };
+    let Some(exclusion) = exclusion else {
+        // Recorded as not run (skipped or interrupted).
+        let _ = fs::remove_file(&marker);
+        return;
+    };
+    shared.metrics.started(name);
+    let r = execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt);
     let (root_record, root_tails) = (r.record.clone(), r.tails);
     report(shared, &launch, r.record, true);
     let _ = fs::remove_file(&marker);
@@ -295,9 +305,16 @@ fn admit(
 ) -> Option<Option<Exclusion>> {
     let settings = &ctx.cfg.settings;
     let run_id = &launch.run_id;
+    // A catch-up run waits for this daemon's own run of the job (missed instants run one
+    // after another); any other run meets it as `overlap` says.
+    let own = if launch.why == "catchup" {
+        OwnRun::Wait
+    } else {
+        OwnRun::Overlap
+    };
     let exclusion = match ctx
         .coord
-        .acquire(settings, req.job, ctx.log, run_id, interrupt)
+        .acquire(settings, req.job, ctx.log, run_id, interrupt, own)
     {
         Ok(x) => x,
         Err(reason) => {
@@ -313,11 +330,15 @@ fn admit(
         report(shared, launch, r.record, false);
         return None;
     }
-    lock(&shared.pending).remove(&launch.job);
+    if launch.coalesce {
+        // No longer waiting: the next tick is a run of its own.
+        lock(&shared.pending).remove(&launch.job);
+    }
     Some(exclusion)
 }
 
-/// Handed over early (`LOOKAHEAD`): start on the instant, not before.
+/// Handed over early (`LOOKAHEAD`): nothing about the run is decided before its instant, and
+/// it never starts before it.
 fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), String> {
     if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
         && !early.is_zero()
@@ -334,7 +355,8 @@ fn placeholder(launch: &Launch, job: &crate::config::Job) -> RunRecord {
         run_id: launch.run_id.clone(),
         job: launch.job.clone(),
         scheduled: format_rfc3339(launch.scheduled, &job.tz),
-        started: Timestamp::now().to_string(),
+        // Written ahead: the run starts on its instant.
+        started: launch.scheduled.max(Timestamp::now()).to_string(),
         ended: String::new(),
         duration_ms: 0,
         attempts: Vec::new(),

@@ -4,13 +4,15 @@
 //! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
 //! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
 //! state directory (atomically, before the job starts, so a crash never runs an instant
-//! twice) and handed to a thread that waits for the job's exclusion and a `max_concurrent`
-//! slot, then runs the very same `execute_locked` path as `cronwarden run`.
+//! twice) and handed to a thread that waits for the instant, takes the job's exclusion and a
+//! `max_concurrent` slot, then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
-//! instant to a running job), `slots` (concurrency), `state` (the daemon's files), `control`
-//! (the control socket server), `work` (work the coordination backend brings).
+//! instant to a running job), `catchup` (missed instants, one after another), `slots`
+//! (concurrency), `state` (the daemon's files), `control` (the control socket server), `work`
+//! (work the coordination backend brings).
 
+mod catchup;
 mod control;
 mod dispatch;
 mod slots;
@@ -50,10 +52,12 @@ const SPOOL_CHECK: Duration = Duration::from_secs(5);
 /// The longest the loop sleeps without looking at the wall clock.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Runs are handed to their threads this much before their instant: the thread takes the
-/// lock and a slot and writes its marks ahead, then waits for the exact instant and only
-/// has to start the process. A job never starts before its scheduled instant.
-const LOOKAHEAD: jiff::SignedDuration = jiff::SignedDuration::from_millis(20);
+/// Runs are handed to their threads this much before their instant: the thread writes the
+/// dispatch mark and the run marker ahead and waits for the exact instant; then it takes the
+/// job's exclusion and a slot (cheap: a flock on the lock file and a mutex), so that skipping
+/// or queueing is decided about the instant itself, and starts the process. A job never
+/// starts before its scheduled instant.
+const LOOKAHEAD: Duration = Duration::from_millis(20);
 
 /// How the daemon reaches its coordination backend, given the table (the command layer
 /// decides: local mode, or the fleet of `[cluster]`).
@@ -69,6 +73,8 @@ pub(crate) struct Shared {
     active: Active,
     /// Jobs with a run waiting for its lock or a slot: further ticks coalesce into it.
     pending: Mutex<HashSet<String>>,
+    /// Catch-up runs waiting for their turn, per job.
+    catchups: catchup::Catchups,
     /// Readable (its peer closed) once running jobs must stop.
     stop: UnixStream,
     marks: Marks,
@@ -108,8 +114,8 @@ struct Daemon<'p> {
     reaper: Option<Interrupt>,
     /// Dropped to stop the running jobs.
     stop_tx: UnixStream,
-    /// The control socket, removed at a clean exit.
-    socket: PathBuf,
+    /// The control socket, bound again if removed, and removed at a clean exit.
+    control: control::Served,
     /// The thread that delivers alerts (`alert::serve`).
     alerts: Option<JoinHandle<()>>,
     next_spool_look: Instant,
@@ -117,6 +123,9 @@ struct Daemon<'p> {
     next_watchdog: Option<Instant>,
     clocks: (Duration, Duration),
     trim_again: bool,
+    /// Time spent on work of the loop's own (reloads) since the last look at the clock: a
+    /// late look because of it is not a freeze.
+    busy: Duration,
     /// One daemon per state directory.
     _daemon_lock: JobLock,
 }
@@ -177,7 +186,7 @@ fn daemon_lock(state: &Path) -> Result<JobLock, Failure> {
             });
             Ok(l)
         }
-        Ok(Acquired::Held(h)) => Err(Failure::new(
+        Ok(Acquired::Held(h) | Acquired::Own(h)) => Err(Failure::new(
             exit::LOCKED,
             format!(
                 "another daemon already runs on {}: {}",
@@ -230,6 +239,7 @@ impl<'p> Daemon<'p> {
             slots: Slots::new(cfg.settings.max_concurrent),
             active: Active::default(),
             pending: Mutex::new(HashSet::new()),
+            catchups: catchup::Catchups::default(),
             stop: stop_rx,
             marks: Marks::new(&state),
             paused: Paused::load(&state),
@@ -245,7 +255,7 @@ impl<'p> Daemon<'p> {
             }
         }
         let alerts = start_alerts(&shared)?;
-        let socket = open_listeners(&cfg, &shared)?;
+        let control = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));
         std::thread::Builder::new()
             .name("work".into())
@@ -269,13 +279,14 @@ impl<'p> Daemon<'p> {
             term,
             reaper,
             stop_tx,
-            socket,
+            control,
             alerts: Some(alerts),
             next_spool_look: Instant::now(),
             watchdog,
             next_watchdog: watchdog.map(|w| Instant::now() + w),
             clocks: clocks(),
             trim_again: true,
+            busy: Duration::ZERO,
             _daemon_lock: daemon_lock,
         };
         d.boot(startup);
@@ -365,10 +376,23 @@ impl<'p> Daemon<'p> {
         }
         if ready && self.hup.received().is_some() {
             self.hup.reset();
+            let t0 = Instant::now();
             self.reload();
+            self.busy += t0.elapsed();
         }
         self.start_due();
+        self.keep_files();
         true
+    }
+
+    /// What can be removed from under a running daemon is put back at its wake-ups (which
+    /// happen anyway, at least once a minute): `lock_dir`, the lock files of running jobs
+    /// (whether a run is in progress never depends on them: the backend knows its own runs),
+    /// and the control socket.
+    fn keep_files(&mut self) {
+        let (settings, shared) = (&self.cfg.settings, &self.shared);
+        shared.coord.keep_locks(settings, &shared.log);
+        control::keep(&mut self.control, settings, shared);
     }
 
     /// How long to sleep: until the next due instant (less the look-ahead) or the watchdog.
@@ -378,8 +402,8 @@ impl<'p> Daemon<'p> {
         let now = Timestamp::now();
         let mut sleep = MAX_SLEEP;
         if let Some(due) = self.sched.next_due() {
-            let until = due.duration_since(now) - LOOKAHEAD;
-            sleep = sleep.min(Duration::try_from(until).unwrap_or(Duration::ZERO));
+            let until = Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO);
+            sleep = sleep.min(until.saturating_sub(LOOKAHEAD));
         }
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
@@ -429,9 +453,10 @@ impl<'p> Daemon<'p> {
         let (mono1, boot1) = clocks();
         let (mono0, boot0) = self.clocks;
         let obs = Observation {
-            // Looking ahead by a constant: what is due within LOOKAHEAD starts its
-            // preparation now (a constant offset does not disturb clock-step detection).
-            wall: Timestamp::now() + LOOKAHEAD,
+            wall: Timestamp::now(),
+            // What is due within LOOKAHEAD is handed to its thread now.
+            ahead: LOOKAHEAD,
+            busy: std::mem::take(&mut self.busy),
             mono: mono1.saturating_sub(mono0),
             boot: boot1.saturating_sub(boot0),
         };
@@ -487,7 +512,7 @@ impl<'p> Daemon<'p> {
         if let Some(t) = self.alerts {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.control.path);
         shared.coord.leave();
         log.log(Level::Info, "daemon-exit", &[], "");
         Ok(exit::OK)
@@ -504,7 +529,7 @@ fn start_alerts(shared: &Arc<Shared>) -> Result<JoinHandle<()>, Failure> {
 }
 
 /// Serves `/metrics` (when asked for) and opens the control socket.
-fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<PathBuf, Failure> {
+fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served, Failure> {
     if let Some(addr) = cfg.settings.metrics_listen {
         crate::metrics::serve(addr, Arc::clone(&shared.metrics))
             .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
@@ -515,8 +540,8 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<PathBuf, Failure
     }
     let socket = control::listen(&cfg.settings, &shared.log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;
-    control::serve(socket.listener, Arc::clone(shared));
-    Ok(socket.path)
+    control::serve(socket, Arc::clone(shared))
+        .map_err(|e| Failure::config(format!("control socket: {e}")))
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up

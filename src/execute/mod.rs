@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use crate::alert::{self, Alerts, Ping};
 use crate::config::{Config, Job};
-use crate::coord::{Coordinator, Exclusion, RunStart};
+use crate::coord::{Coordinator, Exclusion, OwnRun, RunStart};
 use crate::lock::Holder;
 use crate::log::{Level, Logger};
 use crate::output::Output;
@@ -124,9 +124,10 @@ impl RunFacts<'_> {
 pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) -> RunReport {
     let run_id = new_run_id();
     let settings = &ctx.cfg.settings;
+    let own = OwnRun::Overlap;
     match ctx
         .coord
-        .acquire(settings, req.job, ctx.log, &run_id, interrupt)
+        .acquire(settings, req.job, ctx.log, &run_id, interrupt, own)
     {
         Ok(exclusion) => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
         Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),

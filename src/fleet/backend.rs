@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use super::{CLAIM_RETENTION, Fleet};
 use crate::config::{Job, Settings};
 use crate::coord::{
-    self, Coordinator, Exclusion, RunStart, Running, Tick, TriggerReply, Work, WorkSink,
+    self, Coordinator, Exclusion, OwnRun, RunStart, Running, Tick, TriggerReply, Work, WorkSink,
 };
 use crate::exit::{self, Failure};
 use crate::lock::Holder;
@@ -41,10 +41,15 @@ impl Coordinator for Fleet {
         log: &Logger,
         run_id: &str,
         interrupt: &Interrupt,
+        own: OwnRun,
     ) -> Result<Option<Exclusion>, String> {
-        let Some(lock) =
-            coord::local::acquire_lock(&settings.lock_dir, job, log, run_id, interrupt)?
-        else {
+        let want = coord::local::Want {
+            dir: &settings.lock_dir,
+            job,
+            run_id,
+            own,
+        };
+        let Some(lock) = coord::local::acquire_lock(&self.locks, &want, log, interrupt)? else {
             return Ok(None);
         };
         let lease = self.wait_for_lease(job, log, run_id, interrupt)?;
@@ -52,6 +57,10 @@ impl Coordinator for Fleet {
             lock,
             guard: Some(Box::new(lease)),
         }))
+    }
+
+    fn keep_locks(&self, settings: &Settings, log: &Logger) {
+        self.locks.keep(&settings.lock_dir, log);
     }
 
     fn run_started(&self, run: &RunStart<'_>, log: &Logger) {

@@ -83,6 +83,8 @@ pub(crate) struct Fleet {
     log: Logger,
     /// The fence keeper's stdin: `+PGID` / `-PGID` lines for the running jobs' groups.
     keeper: Mutex<Option<std::process::ChildStdin>>,
+    /// The jobs this process's runs hold (the local flock part of the exclusion).
+    locks: Arc<crate::lock::Registry>,
 }
 
 /// The connection string, from the table or its secret; never logged.
@@ -148,6 +150,7 @@ impl Fleet {
             live: Mutex::new(Vec::new()),
             log,
             keeper: Mutex::new(None),
+            locks: Arc::default(),
         });
         fleet.migrate()?;
         if role == Role::Client {

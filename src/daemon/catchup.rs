@@ -1,0 +1,91 @@
+//! Catch-up runs: the instants a job missed (while the daemon was down, stopped or frozen, or
+//! the machine suspended) that its `catchup` says to run. They run one after another, oldest
+//! first, in one thread per job: none coalesces into another or is skipped because of
+//! another, each waits for the daemon's own run of the job (`coord::OwnRun::Wait`), and each
+//! is a run of its own in the history (trigger `catchup`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::Shared;
+use super::dispatch::{Launch, run_one};
+use crate::log::Level;
+use crate::sync::lock;
+
+/// The catch-up runs waiting, per job (a job is here while its catch-up thread works).
+#[derive(Default)]
+pub(super) struct Catchups {
+    queues: Mutex<HashMap<String, VecDeque<Launch>>>,
+}
+
+/// Queues a catch-up run of its job, in the order of the instants, and starts the job's
+/// catch-up thread unless it is already working.
+pub(super) fn push(shared: &Arc<Shared>, launch: Launch) {
+    let job = launch.job.clone();
+    {
+        let mut queues = lock(&shared.catchups.queues);
+        if let Some(q) = queues.get_mut(&job) {
+            let at = q.partition_point(|l| l.scheduled <= launch.scheduled);
+            q.insert(at, launch);
+            return;
+        }
+        queues.insert(job.clone(), VecDeque::from([launch]));
+    }
+    shared.active.enter();
+    let spawned = std::thread::Builder::new()
+        .name(format!("catchup {job}"))
+        .spawn({
+            let shared = Arc::clone(shared);
+            let job = job.clone();
+            move || {
+                drain(&shared, &job);
+                shared.active.leave();
+            }
+        });
+    if let Err(e) = spawned {
+        let n = lock(&shared.catchups.queues)
+            .remove(&job)
+            .map_or(0, |q| q.len());
+        shared.active.leave();
+        shared.log.log(
+            Level::Error,
+            "dispatch",
+            &[("job", job)],
+            &format!("cannot start a thread: {e}; {n} catch-up run(s) do not happen"),
+        );
+    }
+}
+
+/// Runs the job's queued catch-up runs, oldest first, until none is left (or the daemon
+/// stops: what has not started then is left to the next start, from the dispatch mark).
+fn drain(shared: &Arc<Shared>, job: &str) {
+    loop {
+        let next = {
+            let mut queues = lock(&shared.catchups.queues);
+            let next = if shared.slots.is_closed() {
+                None
+            } else {
+                queues.get_mut(job).and_then(VecDeque::pop_front)
+            };
+            if next.is_none()
+                && let Some(left) = queues.remove(job).filter(|q| !q.is_empty())
+            {
+                let msg = format!(
+                    "the daemon is stopping: {} catch-up run(s) not started (the next start \
+                     catches up from the last instant dispatched)",
+                    left.len()
+                );
+                shared
+                    .log
+                    .log(Level::Warn, "catchup", &[("job", job.to_string())], &msg);
+            }
+            next
+        };
+        let Some(launch) = next else {
+            return;
+        };
+        let cfg = shared.current();
+        let jitter = cfg.job(job).and_then(|j| j.jitter);
+        run_one(shared, &cfg, launch, jitter);
+    }
+}
