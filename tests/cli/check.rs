@@ -1,4 +1,4 @@
-use super::{TempDir, run};
+use super::{TempDir, run, wait_for};
 
 #[test]
 fn shipped_example_table_is_valid() {
@@ -256,4 +256,145 @@ fn three_job_cycle_is_named_in_run_order() {
             .any(|c| cycles[0].ends_with(&format!("dependency cycle {c}"))),
         "{err}"
     );
+}
+
+/// A child process killed when dropped (when a test gives up on it).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `check` on `table`, waiting for it to end (and failing if it never does, as a check
+/// stuck on a FIFO would): (exit code, stderr).
+fn check_ends(table: &std::path::Path) -> (i32, String) {
+    use std::io::Read;
+    let child = super::bin()
+        .arg("-c")
+        .arg(table)
+        .arg("check")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("check starts");
+    let mut c = Reaped(child);
+    super::wait_for(|| c.0.try_wait().is_ok_and(|s| s.is_some()));
+    let mut err = String::new();
+    if let Some(mut e) = c.0.stderr.take() {
+        e.read_to_string(&mut err).expect("stderr");
+    }
+    let code = c.0.wait().expect("wait").code().unwrap_or(-1);
+    (code, err)
+}
+
+#[test]
+fn only_regular_files_of_at_most_16_mib_are_read_as_tables() {
+    let dir = TempDir::new("oddfiles");
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let main = dir.write(
+        "jobs.toml",
+        "include = [\"fifo.toml\"]\n[jobs.a]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n",
+    );
+    // Nobody writes to the FIFO: reading it would wait forever (the daemon's reload froze).
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    let f = fifo.display();
+    assert!(
+        err.contains(&format!(
+            "{f}: error: cannot read the job table: it is a FIFO; only regular files are read"
+        )),
+        "{err}"
+    );
+    // The main table itself.
+    let (code, err) = check_ends(&fifo);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains(&format!("{f}: error: cannot read")), "{err}");
+
+    // A file over 16 MiB is refused before it is read; so is one that would take the main
+    // file and its drop-ins together over 16 MiB.
+    let big = dir.write("big.toml", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .and_then(|f| f.set_len((16 << 20) + 1))
+        .expect("grow big.toml");
+    dir.write("jobs.toml", "include = [\"big.toml\"]\n");
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: error: cannot read the job table: it is larger than 16 MiB, the most a table \
+             file may hold",
+            big.display()
+        )),
+        "{err}"
+    );
+    let half = "#".repeat(9 << 20);
+    dir.write("d/1.toml", &half);
+    let second = dir.write("d/2.toml", &half);
+    dir.write("jobs.toml", "include = [\"d/*.toml\"]\n");
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: error: cannot read the job table: it would make the table larger than 16 MiB",
+            second.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("error: cannot read").count(), 1, "{err}");
+
+    // A device (an endless one: reading it used to fill memory) and a directory.
+    dir.write("jobs.toml", "include = [\"/dev/zero\", \"d\"]\n");
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("/dev/zero: error: cannot read the job table: it is a character device"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: error: cannot read the job table: it is a directory",
+            dir.path().join("d").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reload_that_includes_a_fifo_keeps_the_old_table_and_keeps_ticking() {
+    let t = super::Table::new(
+        "fifo-reload",
+        "[jobs.tick]\nschedule = \"* * * * * *\"\ncommand = \"echo x >> $DIR/ticks\"\n",
+    );
+    let count = || {
+        std::fs::read_to_string(t.dir().join("ticks"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let d = super::daemon::Daemon::start(&t);
+    wait_for(|| count() >= 1);
+    let fifo = t.dir().join("more.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(&t.path, format!("include = [\"more.toml\"]\n{text}")).expect("write");
+    d.signal(libc::SIGHUP);
+    // The reload ends (it used to wait for a writer forever), names the FIFO, and the old
+    // table goes on.
+    wait_for(|| t.log().contains("the old table keeps running"));
+    assert!(
+        t.log().contains(&format!(
+            "{}: error: cannot read the job table: it is a FIFO",
+            fifo.display()
+        )),
+        "{}",
+        t.log()
+    );
+    let before = count();
+    wait_for(|| count() >= before + 2);
 }
