@@ -398,3 +398,97 @@ fn a_reload_that_includes_a_fifo_keeps_the_old_table_and_keeps_ticking() {
     let before = count();
     wait_for(|| count() >= before + 2);
 }
+
+/// Values that `check` used to accept although every run of the job would then fail or never
+/// happen (issue 15, item 14).
+const DOOMED: &str = r#"[jobs.argv]
+schedule = "@daily"
+command = ["/bin/echo", "a\u0000b"]
+[jobs.shell]
+schedule = "@daily"
+command = "echo \u0000"
+[jobs.envs]
+schedule = "@daily"
+command = ["/bin/true"]
+env = { X = "a\u0000b", "Y\u0000" = "y" }
+[jobs.verify]
+schedule = "@daily"
+command = ["/bin/true"]
+verify = { files = ["/tmp/a\u0000b"] }
+[jobs.every]
+schedule = "@every 1999ms"
+command = ["/bin/true"]
+[jobs.every2]
+schedule = "@every 2500ms"
+command = ["/bin/true"]
+[jobs.forever]
+schedule = "* * * * *"
+jitter = "999999999d"
+command = ["/bin/true"]
+[jobs.fed]
+schedule = "@every 1000ms"
+command = ["/bin/cat"]
+stdin = "a\u0000b"
+jitter = "2m"
+"#;
+
+#[test]
+fn check_refuses_nul_bytes_fractional_every_and_endless_jitter() {
+    let dir = TempDir::new("doomed");
+    let path = dir.write("jobs.toml", DOOMED);
+    let (code, _, err) = run(&["-c", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!(code, 78, "{err}");
+    let p = path.display();
+    let nul = "contains a NUL byte (\\0), which no argument, environment variable, path or name \
+               can hold";
+    let whole = "a whole number of seconds is needed (schedules fire on whole seconds)";
+    let expected = [
+        format!("{p}:3:25: error: job \"argv\": command: \"a\\0b\" {nul}"),
+        format!("{p}:6:11: error: job \"shell\": command: \"echo \\0\" {nul}"),
+        format!("{p}:10:13: error: job \"envs\": env.X: \"a\\0b\" {nul}"),
+        format!("{p}:10:25: error: job \"envs\": env: \"Y\\0\" {nul}"),
+        format!("{p}:14:21: error: job \"verify\": files: \"/tmp/a\\0b\" {nul}"),
+        format!(
+            "{p}:16:12: error: job \"every\": schedule \"@every 1999ms\": @every \"1999ms\": {whole}, \
+             e.g. \"@every 1s\" or \"@every 2s\""
+        ),
+        format!(
+            "{p}:19:12: error: job \"every2\": schedule \"@every 2500ms\": @every \"2500ms\": \
+             {whole}, e.g. \"@every 2s\" or \"@every 3s\""
+        ),
+        format!(
+            "{p}:23:10: error: job \"forever\": jitter: 999999999d is longer than a year (366d), \
+             the most a run can be delayed: the job would practically never run"
+        ),
+        // Merely surprising: a warning. A NUL byte in stdin is fine (it is never a C string).
+        format!(
+            "{p}:29:10: warning: job \"fed\": jitter: 2m is longer than the 1s between two runs \
+             of schedule \"@every 1000ms\": ticks that come while a run waits out its delay join \
+             it, so the job runs less often than scheduled"
+        ),
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    for want in &expected {
+        assert!(
+            lines.contains(&want.as_str()),
+            "missing {want:?} in:\n{err}"
+        );
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&format!("{p}: 8 errors, 1 warning").as_str()),
+        "{err}"
+    );
+}
+
+#[test]
+fn jitter_no_longer_than_the_period_is_accepted_quietly() {
+    let dir = TempDir::new("jitter-ok");
+    let path = dir.write(
+        "jobs.toml",
+        "[jobs.hourly]\nschedule = \"@hourly\"\njitter = \"1h\"\ncommand = [\"/bin/true\"]\n\
+         [jobs.yearly]\nschedule = \"@every 366d\"\njitter = \"366d\"\ncommand = [\"/bin/true\"]\n",
+    );
+    let (code, out, err) = run(&["-c", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+}
