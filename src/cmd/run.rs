@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{CmdResult, Failure, connect, load_or_fail};
+use super::{CmdResult, Failure, connect, load_or_fail, print};
 use crate::alert;
 use crate::config::{Config, Job};
 use crate::coord::{Coordinator, Role};
@@ -157,9 +157,9 @@ pub(super) fn run(
         trigger: "run",
     };
     let report = pipeline::run(ctx, start, &runner.interrupt);
-    eprintln!("{name} ({}):", format_rfc3339(scheduled, &job.tz));
+    print::errln(format!("{name} ({}):", format_rfc3339(scheduled, &job.tz)));
     for r in &report.steps {
-        eprintln!("  {}", step_line(r));
+        print::errln(format!("  {}", step_line(r)));
     }
     runner.coord.leave();
     Ok(report.exit_code)
@@ -207,7 +207,9 @@ pub(super) fn backfill(
         .take(100_000)
         .collect();
     if instants.is_empty() {
-        eprintln!("{name}: no scheduled instant between {from} and {to}");
+        print::errln(format!(
+            "{name}: no scheduled instant between {from} and {to}"
+        ));
         return Ok(super::exit::OK);
     }
     let runner = Runner::new(&cfg)?;
@@ -254,10 +256,10 @@ pub(super) fn backfill(
             }
         }
     }
-    print!(
-        "{}",
-        super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
-    );
     runner.coord.leave();
+    print::out(super::list::render_table(
+        &["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"],
+        &rows,
+    ))?;
     Ok(code)
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::list::{relative, render_table};
 use super::run::find_job;
-use super::{CmdResult, Failure, connect, exit, load_or_fail};
+use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::{Config, Job};
 use crate::coord::{Coordinator, Role, Running};
 use crate::lock;
@@ -127,10 +127,8 @@ fn print_json(all: &[JobStatus]) -> CmdResult {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Failure::usage(e.to_string()))?
-        );
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Failure::usage(e.to_string()))?;
+        print::out(format!("{text}\n"))?;
         Ok(exit::OK)
     }
 }
@@ -191,7 +189,7 @@ fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
             ]
         })
         .collect();
-    print!("{}", render_table(&header, &rows));
+    print::out(render_table(&header, &rows))?;
     Ok(exit::OK)
 }
 
@@ -203,10 +201,9 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
     let runs = coord.history(&cfg.settings, &job.name, count)?;
     let recent = &runs[runs.len().saturating_sub(count)..];
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(recent).map_err(|e| Failure::usage(e.to_string()))?
-        );
+        let text =
+            serde_json::to_string_pretty(recent).map_err(|e| Failure::usage(e.to_string()))?;
+        print::out(format!("{text}\n"))?;
         return Ok(exit::OK);
     }
     // Fleet mode: the node each run ran on.
@@ -244,14 +241,14 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
         })
         .collect();
     if fleet {
-        print!("{}", render_table(&header, &rows));
+        print::out(render_table(&header, &rows))?;
     } else {
         let h8: [&str; 8] = std::array::from_fn(|i| header[i]);
         let rows: Vec<[String; 8]> = rows
             .into_iter()
             .map(|r| std::array::from_fn(|i| r[i].clone()))
             .collect();
-        print!("{}", render_table(&h8, &rows));
+        print::out(render_table(&h8, &rows))?;
     }
     Ok(exit::OK)
 }

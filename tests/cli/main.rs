@@ -10,6 +10,7 @@ mod fleet;
 mod import;
 mod next;
 mod pipeline;
+mod pipes;
 mod run;
 mod security;
 mod status;
