@@ -8,6 +8,7 @@ mod docs;
 mod faults;
 mod fleet;
 mod import;
+mod messages;
 mod next;
 mod pipeline;
 mod pipes;
