@@ -121,8 +121,9 @@ command = "while [ ! -e $DIR/go ]; do sleep 0.05; done"
         .expect("run starts");
     let mut c = Reaped(child);
     let err: ChildStderr = c.0.stderr.take().expect("stderr");
-    assert!(first_line(err).contains("attempt-start"));
+    let first = first_line(err);
     std::fs::write(t.dir().join("go"), "").expect("go");
+    assert!(first.contains("attempt-start"), "{first}");
     // It used to panic in the logger with the log's lock held, and then hang for good.
     assert_eq!(c.exit_code(), Some(0));
     let h = t.history("waits");
