@@ -11,7 +11,8 @@
 //! - `toml_tree.rs`: the TOML parser, a document tree with byte spans;
 //! - `reader.rs`: typed access to one table, a diagnostic for each bad value;
 //! - `loader.rs`: the files (main, drop-ins, permissions) and the order the parts are read in;
-//! - `table_file.rs`: reading one file: regular files only, never blocking, at most 16 MiB;
+//! - `table_file.rs`: reading one file (table or secret): regular files only, never blocking,
+//!   with a size limit;
 //! - `settings.rs`, `cluster.rs`, `alerts.rs`: `[settings]`, `[cluster]`, `[alerts.NAME]`;
 //! - `secret.rs`: secrets named by `*_env` or `*_file` keys;
 //! - `values.rs`: time zones, absolute paths and command lines, which several tables use;

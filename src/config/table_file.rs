@@ -1,6 +1,7 @@
-//! Reading one table file (the main table or a drop-in) safely: only a regular file is read,
-//! opening never blocks (a FIFO would hold the daemon's reload forever), and at most
-//! [`MAX_TABLE_BYTES`] are read (an include of `/dev/zero` would fill memory).
+//! Reading one table file (the main table or a drop-in, and the secret files the table
+//! names) safely: only a regular file is read, opening never blocks (a FIFO would hold the
+//! daemon's reload forever), and no more than a limit is read ([`MAX_TABLE_BYTES`] for the
+//! table: an include of `/dev/zero` would fill memory).
 
 use std::fs::{File, Metadata};
 use std::io::Read;
