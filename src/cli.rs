@@ -92,17 +92,18 @@ pub enum Command {
         wait: bool,
     },
     /// Stop scheduling a job (the running daemon, or every node in fleet mode; survives
-    /// restarts)
+    /// restarts). Without a daemon, the pause is saved for the daemon to apply when it starts
     Pause {
         #[arg(value_name = "JOB")]
         job: String,
     },
-    /// Schedule a paused job again
+    /// Schedule a paused job again (without a daemon: from when it starts)
     Resume {
         #[arg(value_name = "JOB")]
         job: String,
     },
-    /// The state of each job (or one): running or idle, last run, next run, success rate
+    /// The state of each job (or one): running or idle, last run, next run, success rate.
+    /// The next run says "paused", "disabled", or "no daemon" when none runs the schedule
     Status {
         /// Only this job
         #[arg(value_name = "JOB")]

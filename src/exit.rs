@@ -8,6 +8,8 @@ pub(crate) const OK: u8 = 0;
 pub(crate) const JOB_FAILED: u8 = 1;
 pub(crate) const USAGE: u8 = 2;
 pub(crate) const NO_DAEMON: u8 = 69;
+/// The command's output could not be written (EX_IOERR); a closed pipe is not this.
+pub(crate) const IO_ERROR: u8 = 74;
 pub(crate) const LOCKED: u8 = 75;
 pub(crate) const CONFIG: u8 = 78;
 pub(crate) const SIGINT: u8 = 130;

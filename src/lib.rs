@@ -5,6 +5,11 @@
 //! The public modules are what the binary, the tests and the fuzz targets use; the rest is
 //! the crate's own.
 
+// What the program prints goes through `cmd::print` (the commands) and `log` (the rest):
+// `print!` and `eprintln!` panic when standard output or error is a closed pipe. (Tests may
+// print.)
+#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::print_stderr))]
+
 // The command layer.
 pub mod cli;
 pub mod cmd;

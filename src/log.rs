@@ -106,7 +106,7 @@ impl Logger {
 impl Inner {
     fn write_line(&mut self, line: &str) {
         let Some(path) = self.path.clone() else {
-            eprintln!("{line}");
+            to_stderr(line);
             return;
         };
         // Reopen when the path no longer names the open file (rotated or deleted).
@@ -167,14 +167,21 @@ impl Inner {
 
     fn fail(&mut self, path: &std::path::Path, err: &str, line: &str) {
         if !self.failed {
-            eprintln!(
+            to_stderr(&format!(
                 "cronwarden: cannot write the log file {}: {err}; logging to stderr",
                 path.display()
-            );
+            ));
             self.failed = true;
         }
-        eprintln!("{line}");
+        to_stderr(line);
     }
+}
+
+/// One line on standard error, and nothing when it cannot be written: a closed pipe or a
+/// journal that went away must not stop the daemon or a run (eprintln! panics there, with
+/// the log's lock held).
+fn to_stderr(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 #[cfg(test)]

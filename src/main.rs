@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,7 +21,8 @@ fn main() -> ExitCode {
     match cronwarden::cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("cronwarden: {failure}");
+            // Not eprintln!, which panics when standard error is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "cronwarden: {failure}");
             ExitCode::from(failure.code)
         }
     }

@@ -9,9 +9,15 @@ use crate::runner::{AttemptResult, Exit, signal_name};
 use crate::units::format_duration;
 
 /// Why an attempt failed by its exit alone, or `None` when the exit means success.
-pub(crate) fn exit_failure(r: &AttemptResult, success_codes: &[i32]) -> Option<String> {
+/// `timeout` is the attempt's: a timed-out attempt is reported with it, not with how long
+/// the attempt took, which includes the `kill_grace` it was given to stop.
+pub(crate) fn exit_failure(
+    r: &AttemptResult,
+    success_codes: &[i32],
+    timeout: Option<Duration>,
+) -> Option<String> {
     if r.timed_out {
-        let after = format_duration(Duration::from_secs(r.duration.as_secs()));
+        let after = format_duration(timeout.unwrap_or(r.duration));
         return Some(format!("timed out after {after}"));
     }
     if let Some(sig) = r.interrupted {
@@ -160,6 +166,29 @@ mod tests {
             assert!((0.0..1.0).contains(&x));
             assert!(retry_delay(&r, 3, x) <= Duration::from_secs(120));
         }
+    }
+
+    #[test]
+    fn a_timeout_is_reported_with_its_limit_not_with_the_grace_it_took() {
+        let r = AttemptResult {
+            started: jiff::Timestamp::now(),
+            // A 2 s timeout and the 2 s of kill_grace it took to stop.
+            duration: Duration::from_millis(4010),
+            exit: Exit::Signal(libc::SIGKILL),
+            timed_out: true,
+            interrupted: None,
+            pid: None,
+        };
+        let two = Some(Duration::from_secs(2));
+        assert_eq!(
+            exit_failure(&r, &[0], two).as_deref(),
+            Some("timed out after 2s")
+        );
+        let half = Some(Duration::from_millis(500));
+        assert_eq!(
+            exit_failure(&r, &[0], half).as_deref(),
+            Some("timed out after 500ms")
+        );
     }
 
     #[test]

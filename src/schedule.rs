@@ -179,13 +179,22 @@ impl Expr {
                             "@every needs a duration, e.g. \"@every 90m\"".to_string(),
                         ));
                     }
-                    let secs = crate::units::parse_duration(arg)
-                        .map_err(|e| general(format!("@every {arg:?}: {e}")))?
-                        .as_secs();
+                    let period = crate::units::parse_duration(arg)
+                        .map_err(|e| general(format!("@every {arg:?}: {e}")))?;
+                    let secs = period.as_secs();
                     if secs == 0 {
                         return Err(general(
                             "@every needs a duration of at least 1s".to_string(),
                         ));
+                    }
+                    // Fire instants are whole seconds: a fraction cannot be honoured, and
+                    // dropping it would make "@every 1999ms" fire every second.
+                    if period.subsec_millis() != 0 {
+                        return Err(general(format!(
+                            "@every {arg:?}: a whole number of seconds is needed (schedules \
+                             fire on whole seconds), e.g. \"@every {secs}s\" or \"@every {}s\"",
+                            secs + 1
+                        )));
                     }
                     // Longer, and the next multiple may lie past the year 9999: such a job
                     // would never fire (found by fuzzing: "@every 66666666666653m").
@@ -1063,6 +1072,13 @@ mod tests {
             ("@often", "unknown macro @often"),
             ("@every", "@every needs a duration"),
             ("@every 0s", "at least 1s"),
+            ("@every 999ms", "at least 1s"),
+            (
+                "@every 1999ms",
+                "@every \"1999ms\": a whole number of seconds is needed (schedules fire on \
+                 whole seconds), e.g. \"@every 1s\" or \"@every 2s\"",
+            ),
+            ("@every 2s 500ms", "e.g. \"@every 2s\" or \"@every 3s\""),
         ];
         for (expr, want) in cases {
             let got = Expr::parse(expr).expect_err(expr).to_string();

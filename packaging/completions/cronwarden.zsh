@@ -277,9 +277,9 @@ _cronwarden_commands() {
 'list:One row per job\: schedule, zone, next run, last result' \
 'next:Print the next fire instants of a schedule expression' \
 'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
-'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts)' \
-'resume:Schedule a paused job again' \
-'status:The state of each job (or one)\: running or idle, last run, next run, success rate' \
+'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
+'resume:Schedule a paused job again (without a daemon\: from when it starts)' \
+'status:The state of each job (or one)\: running or idle, last run, next run, success rate. The next run says "paused", "disabled", or "no daemon" when none runs the schedule' \
 'history:A job'\''s last runs\: run id, scheduled, started, duration, attempts, exit, outcome' \
 'import:Print a job table equivalent to a crontab (stdin by default)' \
 'test-alert:Send a test message through one alert channel' \
@@ -319,9 +319,9 @@ _cronwarden__subcmd__help_commands() {
 'list:One row per job\: schedule, zone, next run, last result' \
 'next:Print the next fire instants of a schedule expression' \
 'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
-'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts)' \
-'resume:Schedule a paused job again' \
-'status:The state of each job (or one)\: running or idle, last run, next run, success rate' \
+'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
+'resume:Schedule a paused job again (without a daemon\: from when it starts)' \
+'status:The state of each job (or one)\: running or idle, last run, next run, success rate. The next run says "paused", "disabled", or "no daemon" when none runs the schedule' \
 'history:A job'\''s last runs\: run id, scheduled, started, duration, attempts, exit, outcome' \
 'import:Print a job table equivalent to a crontab (stdin by default)' \
 'test-alert:Send a test message through one alert channel' \

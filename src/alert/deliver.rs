@@ -134,7 +134,7 @@ fn run_command(
     let dir = std::env::temp_dir();
     let mut out = crate::output::Output::new(&dir, "cronwarden-alert", 0);
     let res = crate::runner::run_attempt(&spec, &mut out, &crate::runner::Interrupt::none());
-    match crate::policy::exit_failure(&res, &[0]) {
+    match crate::policy::exit_failure(&res, &[0], spec.timeout) {
         None => Ok(()),
         Some(why) => {
             let err = String::from_utf8_lossy(&out.stderr.bytes())
@@ -284,12 +284,19 @@ fn send_email(
                 let auth = e.status().is_some_and(|c| {
                     c.to_string().starts_with("535") || c.to_string().starts_with("534")
                 });
+                if !auth && !e.is_tls() && (e.is_timeout() || timed_out(&e)) {
+                    return DeliveryError {
+                        reason: format!(
+                            "smtp://{host}:{port}: timed out after {}: the server did not answer",
+                            crate::units::format_duration(timeout)
+                        ),
+                        permanent: false,
+                    };
+                }
                 let kind = if auth {
                     "authentication failed"
                 } else if e.is_tls() {
                     "TLS failed"
-                } else if e.is_timeout() {
-                    "timed out"
                 } else if e.is_permanent() {
                     "rejected"
                 } else {
@@ -303,6 +310,24 @@ fn send_email(
             })
         }
     }
+}
+
+/// Whether an SMTP error is the socket's read or write timeout. lettre sets the timeout with
+/// SO_RCVTIMEO and SO_SNDTIMEO, which end a blocked call with EAGAIN ("Resource temporarily
+/// unavailable"), an I/O error lettre does not count as a timeout; a connect that takes too
+/// long ends with ETIMEDOUT.
+fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// `cronwarden test-alert CHANNEL`.

@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use super::{CmdResult, exit};
+use super::{CmdResult, exit, print};
 use crate::config::{self, LoadOptions};
 use crate::diag::Severity;
 
 pub(super) fn run(path: &Path) -> CmdResult {
     let loaded = config::load(path, LoadOptions::default());
     for d in &loaded.diagnostics {
-        eprintln!("{d}");
+        print::errln(d);
     }
     let errors = loaded.errors().count();
     let warnings = loaded
@@ -32,7 +32,7 @@ pub(super) fn run(path: &Path) -> CmdResult {
             if warnings > 0 {
                 summary.push_str(&format!(" ({})", plural(warnings, "warning")));
             }
-            println!("{summary}");
+            print::out(format!("{summary}\n"))?;
             Ok(exit::OK)
         }
         _ => {
@@ -40,7 +40,7 @@ pub(super) fn run(path: &Path) -> CmdResult {
             if warnings > 0 {
                 summary.push_str(&format!(", {}", plural(warnings, "warning")));
             }
-            eprintln!("{summary}");
+            print::errln(summary);
             Ok(exit::CONFIG)
         }
     }

@@ -34,7 +34,7 @@ pub(super) fn completions(shell: clap_complete::Shell) -> CmdResult {
         }
         _ => {}
     }
-    print!("{text}");
+    super::print::out(text)?;
     Ok(exit::OK)
 }
 
@@ -43,10 +43,7 @@ pub(super) fn man() -> CmdResult {
     let mut out = Vec::new();
     man_page(&mut out)
         .map_err(|e| Failure::new(exit::JOB_FAILED, format!("cannot render the man page: {e}")))?;
-    use std::io::Write;
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| Failure::usage(format!("cannot write: {e}")))?;
+    super::print::out(String::from_utf8_lossy(&out))?;
     Ok(exit::OK)
 }
 
@@ -107,8 +104,10 @@ fn man_page(out: &mut Vec<u8>) -> std::io::Result<()> {
     }
     out.extend_from_slice(
         b".SH EXIT STATUS\n0 success; 1 the job (or a step of its pipeline) failed after its last \
-attempt; 2 usage error or unknown job; 69 no daemon is running; 75 not run because another run \
-holds the job's lock; 78 configuration error; 130 and 143 interrupted by SIGINT and SIGTERM.\n\
+attempt; 2 usage error or unknown job; 69 no daemon is running; 74 the output could not be written; 75 \
+not run because another run holds the job's lock; 78 configuration error; 130 and 143 \
+interrupted by SIGINT and SIGTERM. A reader that goes away (as in cronwarden next ... | head -1) is \
+no error: the rest of the output is dropped and the exit status is that of the work done.\n\
 .SH FILES\n.TP\n/etc/cronwarden/jobs.toml\nThe job table when run as root; other users: \
 $XDG_CONFIG_HOME/cronwarden/jobs.toml.\n.SH SEE ALSO\ncronwarden.toml(5), crontab(5), cron(8)\n",
     );

@@ -21,9 +21,9 @@ pub(super) fn import(system: bool, crontab: Option<&Path>) -> CmdResult {
         }
     };
     let imported = crate::import::import(&text, system, &source);
-    print!("{}", imported.toml);
+    super::print::out(&imported.toml)?;
     for (line, p) in &imported.problems {
-        eprintln!("{source}:{line}: not converted: {p}");
+        super::print::errln(format!("{source}:{line}: not converted: {p}"));
     }
     Ok(if imported.problems.is_empty() {
         exit::OK

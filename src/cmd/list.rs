@@ -93,7 +93,7 @@ pub(super) fn run(config: &Config) -> CmdResult {
             .to_string(),
         ]);
     }
-    print!("{}", render_table(&header, &rows));
+    super::print::out(render_table(&header, &rows))?;
     Ok(exit::OK)
 }
 

@@ -7,6 +7,7 @@ mod docs;
 mod import;
 mod list;
 mod next;
+mod print;
 mod run;
 mod status;
 mod test_alert;
@@ -86,7 +87,7 @@ pub fn run(cli: Cli) -> CmdResult {
 fn load_or_fail(path: &std::path::Path) -> Result<Config, Failure> {
     let loaded = config::load(path, LoadOptions::default());
     for d in &loaded.diagnostics {
-        eprintln!("{d}");
+        print::errln(d);
     }
     match loaded.config {
         Some(c) => Ok(c),

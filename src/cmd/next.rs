@@ -2,6 +2,7 @@
 
 use jiff::Timestamp;
 
+use super::print::Out;
 use super::{CmdResult, Failure, exit};
 use crate::schedule::{Expr, Schedule, TimeArg, format_rfc3339};
 
@@ -30,11 +31,13 @@ pub(super) fn run(expr: &str, tz: Option<&str>, after: Option<&str>, count: usiz
         None => Timestamp::now(),
     };
     let schedule = Schedule::new(e, tz.clone());
-    let mut out = String::new();
+    // Line by line: `-n 100000 | head -1` stops at the first line the reader does not want.
+    let mut out = Out::new();
     for ts in schedule.iter_after(after).take(count) {
-        out.push_str(&format_rfc3339(ts, &tz));
-        out.push('\n');
+        if !out.write(format_args!("{}\n", format_rfc3339(ts, &tz)))? {
+            break;
+        }
     }
-    print!("{out}");
+    out.finish()?;
     Ok(exit::OK)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{CmdResult, Failure, connect, load_or_fail};
+use super::{CmdResult, Failure, connect, load_or_fail, print};
 use crate::alert;
 use crate::config::{Config, Job};
 use crate::coord::{Coordinator, Role};
@@ -189,9 +189,9 @@ pub(super) fn run(
         trigger: "run",
     };
     let report = runner.with_alerts(&cfg, |ctx| pipeline::run(ctx, start, &runner.interrupt));
-    eprintln!("{name} ({}):", format_rfc3339(scheduled, &job.tz));
+    print::errln(format!("{name} ({}):", format_rfc3339(scheduled, &job.tz)));
     for r in &report.steps {
-        eprintln!("  {}", step_line(r));
+        print::errln(format!("  {}", step_line(r)));
     }
     runner.coord.leave();
     Ok(report.exit_code)
@@ -239,7 +239,9 @@ pub(super) fn backfill(
         .take(100_000)
         .collect();
     if instants.is_empty() {
-        eprintln!("{name}: no scheduled instant between {from} and {to}");
+        print::errln(format!(
+            "{name}: no scheduled instant between {from} and {to}"
+        ));
         return Ok(super::exit::OK);
     }
     let runner = Runner::new(&cfg)?;
@@ -247,10 +249,10 @@ pub(super) fn backfill(
     let (rows, code) = runner.with_alerts(&cfg, |ctx| {
         backfill_each(ctx, job, &instants, keep_going, interrupt)
     });
-    print!(
-        "{}",
-        super::list::render_table(&["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"], &rows)
-    );
+    print::out(super::list::render_table(
+        &["SCHEDULED", "OUTCOME", "STEPS OK", "NOT OK"],
+        &rows,
+    ))?;
     runner.coord.leave();
     Ok(code)
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::list::{relative, render_table};
 use super::run::find_job;
-use super::{CmdResult, Failure, connect, exit, load_or_fail};
+use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::{Config, Job};
 use crate::coord::{Coordinator, Role, Running};
 use crate::lock;
@@ -24,6 +24,71 @@ fn duration(ms: u64) -> String {
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
     }
+}
+
+/// A run's duration and attempts as the tables show them: "-" where they are unknown (a lost
+/// run's record, written ahead, has neither).
+fn duration_and_attempts(r: &RunRecord) -> (String, String) {
+    let lost = r.outcome == Outcome::Lost;
+    (
+        if lost && r.duration_ms == 0 {
+            "-".to_string()
+        } else {
+            duration(r.duration_ms)
+        },
+        if lost && r.attempts.is_empty() {
+            "-".to_string()
+        } else {
+            r.attempts.len().to_string()
+        },
+    )
+}
+
+/// Whether process `id` exists (with `group`, a process of the group `id`): kill(2) with
+/// no signal, where EPERM means it exists but is another user's.
+fn exists(id: i32, group: bool) -> bool {
+    use nix::sys::signal::{kill, killpg};
+    use nix::unistd::Pid;
+    if id <= 1 {
+        return id == 1 && !group;
+    }
+    let r = if group {
+        killpg(Pid::from_raw(id), None)
+    } else {
+        kill(Pid::from_raw(id), None)
+    };
+    r != Err(nix::errno::Errno::ESRCH) && (group || !zombie(id))
+}
+
+/// Whether process `pid` has died and waits to be reaped (state Z in /proc/PID/stat).
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// A run in progress, for the STATE column: who supervises it, and what the lock file alone
+/// does not say: that its supervisor is gone (the job's processes, which inherited the lock,
+/// still hold it), or that no attempt runs now (a retry wait, or the run is finishing).
+/// Processes of another fleet node are not looked at.
+fn running_text(h: &lock::Holder, node: Option<&str>) -> String {
+    let mut s = format!("running since {}", h.since.as_deref().unwrap_or("?"));
+    match (h.pid, node) {
+        (Some(p), Some(n)) => s.push_str(&format!(" (pid {p}) on {n}")),
+        (None, Some(n)) => s.push_str(&format!(" on {n}")),
+        (Some(p), None) if !exists(p, false) => s.push_str(&format!(
+            " (pid {p} is gone; the job's processes still hold the lock)"
+        )),
+        (Some(p), None) => {
+            s.push_str(&format!(" (pid {p})"));
+            if h.pgid.is_some_and(|g| !exists(g, true)) {
+                s.push_str(", waiting to retry or finishing");
+            }
+        }
+        (None, None) => {}
+    }
+    s
 }
 
 fn exit_of(r: &RunRecord) -> String {
@@ -45,7 +110,26 @@ struct JobStatus {
     node: Option<String>,
     last: Option<RunRecord>,
     next: Option<Timestamp>,
+    enabled: bool,
     rate: Option<(usize, usize)>,
+}
+
+impl JobStatus {
+    /// The NEXT RUN column: when the job runs by itself next, or why it does not.
+    fn next_text(&self, now: Timestamp, daemon: Option<bool>) -> String {
+        if !self.enabled {
+            "disabled".to_string()
+        } else if self.next.is_none() {
+            "-".to_string()
+        } else if self.paused {
+            "paused".to_string()
+        } else if daemon == Some(false) {
+            "no daemon".to_string()
+        } else {
+            self.next
+                .map_or_else(|| "-".to_string(), |t| relative(now, t))
+        }
+    }
 }
 
 fn job_status(
@@ -82,6 +166,7 @@ fn job_status(
             .as_ref()
             .filter(|_| job.enabled)
             .and_then(|s| s.next_after(now)),
+        enabled: job.enabled,
         rate: (!finished.is_empty()).then_some((ok, finished.len())),
     })
 }
@@ -101,14 +186,21 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
         .iter()
         .map(|j| job_status(&cfg, &*coord, j, now, &paused, &mut running))
         .collect::<Result<_, _>>()?;
+    let daemon = coord.daemon_running(&cfg.settings);
+    if daemon == Some(false) {
+        print::errln(format!(
+            "no daemon is running for {}: no job runs by itself until one starts",
+            path.display()
+        ));
+    }
     if json {
-        print_json(&all)
+        print_json(&all, daemon)
     } else {
-        print_table(&all, now)
+        print_table(&all, now, daemon)
     }
 }
 
-fn print_json(all: &[JobStatus]) -> CmdResult {
+fn print_json(all: &[JobStatus], daemon: Option<bool>) -> CmdResult {
     {
         let v: Vec<serde_json::Value> = all
             .iter()
@@ -120,6 +212,7 @@ fn print_json(all: &[JobStatus]) -> CmdResult {
                     "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
                     "running_pid": s.running.as_ref().and_then(|h| h.pid),
                     "running_node": s.node,
+                    "daemon_running": daemon,
                     "last_run": s.last,
                     "next_run": s.next.map(|t| t.to_string()),
                     "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
@@ -127,15 +220,13 @@ fn print_json(all: &[JobStatus]) -> CmdResult {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Failure::usage(e.to_string()))?
-        );
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Failure::usage(e.to_string()))?;
+        print::out(format!("{text}\n"))?;
         Ok(exit::OK)
     }
 }
 
-fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
+fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdResult {
     let header = [
         "JOB", "STATE", "LAST RUN", "OUTCOME", "DURATION", "ATTEMPTS", "NEXT RUN", "SUCCESS",
     ];
@@ -143,15 +234,7 @@ fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
         .iter()
         .map(|s| {
             let state = match &s.running {
-                Some(h) => format!(
-                    "running since {}{}{}",
-                    h.since.as_deref().unwrap_or("?"),
-                    h.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-                    s.node
-                        .as_ref()
-                        .map(|n| format!(" on {n}"))
-                        .unwrap_or_default()
-                ),
+                Some(h) => running_text(h, s.node.as_deref()),
                 None => "idle".to_string(),
             };
             let state = if s.paused {
@@ -159,22 +242,18 @@ fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
             } else {
                 state
             };
-            let (when, outcome, dur, attempts) = match &s.last {
+            let (when, outcome, (dur, attempts)) = match &s.last {
                 Some(r) => (
                     r.started
                         .parse::<Timestamp>()
                         .map(|t| relative(t, now).replacen("in ", "", 1) + " ago")
                         .unwrap_or_else(|_| r.started.clone()),
                     r.outcome.as_str().to_string(),
-                    duration(r.duration_ms),
-                    r.attempts.len().to_string(),
+                    duration_and_attempts(r),
                 ),
-                None => ("never".into(), "-".into(), "-".into(), "-".into()),
+                None => ("never".into(), "-".into(), ("-".into(), "-".into())),
             };
-            let next = s
-                .next
-                .map(|t| relative(now, t))
-                .unwrap_or_else(|| "-".to_string());
+            let next = s.next_text(now, daemon);
             let rate = s
                 .rate
                 .map(|(ok, n)| format!("{}% of {n}", ok * 100 / n))
@@ -191,7 +270,7 @@ fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
             ]
         })
         .collect();
-    print!("{}", render_table(&header, &rows));
+    print::out(render_table(&header, &rows))?;
     Ok(exit::OK)
 }
 
@@ -203,10 +282,9 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
     let runs = coord.history(&cfg.settings, &job.name, count)?;
     let recent = &runs[runs.len().saturating_sub(count)..];
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(recent).map_err(|e| Failure::usage(e.to_string()))?
-        );
+        let text =
+            serde_json::to_string_pretty(recent).map_err(|e| Failure::usage(e.to_string()))?;
+        print::out(format!("{text}\n"))?;
         return Ok(exit::OK);
     }
     // Fleet mode: the node each run ran on.
@@ -230,12 +308,13 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
                 .parse::<Timestamp>()
                 .map(|t| format_rfc3339(t, &job.tz))
                 .unwrap_or_else(|_| r.started.clone());
+            let (dur, attempts) = duration_and_attempts(r);
             [
                 r.run_id.clone(),
                 r.scheduled.clone(),
                 started,
-                duration(r.duration_ms),
-                r.attempts.len().to_string(),
+                dur,
+                attempts,
                 exit_of(r),
                 r.outcome.as_str().to_string(),
                 r.reason.clone().unwrap_or_default(),
@@ -244,14 +323,14 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
         })
         .collect();
     if fleet {
-        print!("{}", render_table(&header, &rows));
+        print::out(render_table(&header, &rows))?;
     } else {
         let h8: [&str; 8] = std::array::from_fn(|i| header[i]);
         let rows: Vec<[String; 8]> = rows
             .into_iter()
             .map(|r| std::array::from_fn(|i| r[i].clone()))
             .collect();
-        print!("{}", render_table(&h8, &rows));
+        print::out(render_table(&h8, &rows))?;
     }
     Ok(exit::OK)
 }

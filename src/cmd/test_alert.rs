@@ -10,6 +10,6 @@ pub(super) fn test_alert(path: &Path, channel: &str) -> CmdResult {
     let cfg = load_or_fail(path)?;
     crate::alert::test(&cfg, channel)
         .map_err(|e| Failure::new(exit::JOB_FAILED, format!("channel {channel:?}: {e}")))?;
-    eprintln!("test alert sent through {channel:?}");
+    super::print::errln(format!("test alert sent through {channel:?}"));
     Ok(exit::OK)
 }

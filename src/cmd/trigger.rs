@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::run::{find_job, parse_params};
-use super::{connect, load_or_fail};
+use super::{connect, load_or_fail, print};
 use crate::coord::Role;
 use crate::exit::{CmdResult, OK};
 
@@ -16,9 +16,9 @@ pub(super) fn trigger(path: &Path, name: &str, params: &[String], wait: bool) ->
     let coord = connect(&cfg, Role::Client)?;
     let reply = coord.trigger(&cfg.settings, name, &params, wait)?;
     match (&reply.note, &reply.outcome) {
-        (Some(note), _) => eprintln!("{}: {note}", reply.run_id),
-        (None, Some(o)) => println!("{} {o}", reply.run_id),
-        (None, None) => println!("{}", reply.run_id),
+        (Some(note), _) => print::errln(format!("{}: {note}", reply.run_id)),
+        (None, Some(o)) => print::out(format!("{} {o}\n", reply.run_id))?,
+        (None, None) => print::out(format!("{}\n", reply.run_id))?,
     }
     Ok(reply.exit_code)
 }
@@ -29,6 +29,6 @@ pub(super) fn pause(path: &Path, name: &str, paused: bool) -> CmdResult {
     find_job(&cfg, name)?;
     let coord = connect(&cfg, Role::Client)?;
     let said = coord.set_paused(&cfg.settings, name, paused)?;
-    eprintln!("{said}");
+    print::errln(said);
     Ok(OK)
 }

@@ -41,7 +41,43 @@ impl Loader<'_> {
         }
         let settings = settings?;
         let (path, (line, _)) = self.where_is(loc);
-        Job::from_spec(name, s, settings, params, (path, line))
+        let job = Job::from_spec(name, s, settings, params, (path, line))?;
+        self.check_jitter(&job, s, subj);
+        Some(job)
+    }
+
+    /// A warning when `jitter` is longer than the shortest time between two of the job's
+    /// fire instants: ticks that come while a run waits out its delay join that run, so the
+    /// job runs less often than its schedule says.
+    fn check_jitter(&mut self, job: &Job, s: &JobSpec, subj: Option<&str>) {
+        let (Some(jitter), Some(at), Some(schedule)) = (job.jitter, &s.jitter, &job.schedule)
+        else {
+            return;
+        };
+        // The next fires from now: enough to meet the shortest gap of any ordinary schedule
+        // (a weekday's, a month's), few enough to stay cheap for thousands of jobs.
+        let fires: Vec<_> = schedule
+            .iter_after(jiff::Timestamp::now())
+            .take(64)
+            .collect();
+        let shortest = fires
+            .windows(2)
+            .filter_map(|w| w[0].duration_until(w[1]).try_into().ok())
+            .min();
+        if let Some(gap) = shortest.filter(|g: &std::time::Duration| jitter > *g) {
+            self.sink.warning(
+                at.loc,
+                subj,
+                format!(
+                    "jitter: {} is longer than the {} between two runs of schedule {:?}: ticks \
+                     that come while a run waits out its delay join it, so the job runs less \
+                     often than scheduled",
+                    crate::units::format_duration(jitter),
+                    crate::units::format_duration(gap),
+                    job.schedule_text.as_deref().unwrap_or_default()
+                ),
+            );
+        }
     }
 
     /// A command, and a schedule or `after` (unless the key was there but invalid).

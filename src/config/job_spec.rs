@@ -145,6 +145,28 @@ impl JobSpec {
     }
 }
 
+/// The longest `jitter`: a year. A longer random delay means the job practically never runs
+/// (while every tick joins the waiting run), which is no schedule anyone means.
+pub(crate) const MAX_JITTER: Duration = Duration::from_secs(366 * 86_400);
+
+/// `jitter`: a duration of at most [`MAX_JITTER`].
+fn jitter(t: &TableReader, sink: &mut crate::diag::Sink) -> Option<At<Duration>> {
+    let j = t.duration(sink, "jitter")?;
+    if j.v > MAX_JITTER {
+        sink.error(
+            j.loc,
+            t.subject(),
+            format!(
+                "jitter: {} is longer than a year (366d), the most a run can be delayed: the \
+                 job would practically never run",
+                crate::units::format_duration(j.v)
+            ),
+        );
+        return None;
+    }
+    Some(j)
+}
+
 impl Loader<'_> {
     /// The job tables of every file, each merged over `[defaults]`: name, where the name is
     /// written, and the keys. A name defined twice keeps its first definition.
@@ -199,7 +221,7 @@ impl Loader<'_> {
         s.command = self.command(t, "command");
         s.failed_command = s.command.is_none() && t.has("command");
         s.shell = self.abs_path(t, "shell");
-        s.stdin = t.string(self.sink, "stdin");
+        s.stdin = t.string_with_nul(self.sink, "stdin");
         s.workdir = self.abs_path(t, "workdir");
         s.env = self.env_entries(t);
         s.params = self.param_entries(t);
@@ -246,7 +268,7 @@ impl Loader<'_> {
                 },
                 loc: a.loc,
             });
-        s.jitter = t.duration(sink, "jitter");
+        s.jitter = jitter(t, sink);
         s.timeout = t.duration(sink, "timeout");
         s.kill_grace = t.duration(sink, "kill_grace");
     }

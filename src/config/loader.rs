@@ -10,6 +10,7 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 
 use super::reader::TableReader;
+use super::table_file::{self, ReadError};
 use super::toml_tree::{self, Table};
 use super::{Config, Job, LoadOptions};
 use crate::diag::{Diagnostic, Loc, Severity, Sink};
@@ -26,6 +27,8 @@ pub(crate) struct Loader<'s> {
     pub(crate) opts: LoadOptions,
     /// Zones by name: a table names a few zones for many jobs.
     pub(crate) zones: HashMap<String, Option<TimeZone>>,
+    /// What is left of [`table_file::MAX_TABLE_BYTES`] for the files not read yet.
+    bytes_left: u64,
 }
 
 /// One parsed file.
@@ -41,27 +44,45 @@ impl<'s> Loader<'s> {
             sink,
             opts,
             zones: HashMap::new(),
+            bytes_left: table_file::MAX_TABLE_BYTES,
         }
     }
 
     fn read(&mut self, path: &Path) -> Option<Doc> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let (text, meta) = match table_file::read(path, self.bytes_left) {
+            Ok(r) => r,
             Err(e) => {
-                let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                    " (create it, or pass another table with -c FILE or $CRONWARDEN_CONFIG)"
-                } else {
-                    ""
-                };
+                let why = Self::read_error(e);
                 self.sink
-                    .file_error(path, format!("cannot read the job table: {e}{hint}"));
+                    .file_error(path, format!("cannot read the job table: {why}"));
                 return None;
             }
         };
-        self.check_permissions(path);
+        self.bytes_left -= text.len() as u64;
+        self.check_permissions(path, &meta);
         let text = Arc::new(text);
         let file = self.sink.add_file(path.to_path_buf(), Arc::clone(&text));
         Some(Doc { file, text })
+    }
+
+    fn read_error(e: ReadError) -> String {
+        let limit = format!("{} MiB", table_file::MAX_TABLE_BYTES >> 20);
+        match e {
+            ReadError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{e} (create it, or pass another table with -c FILE or $CRONWARDEN_CONFIG)")
+            }
+            ReadError::Io(e) => e.to_string(),
+            ReadError::NotRegular(what) => {
+                format!("it is {what}; only regular files are read")
+            }
+            ReadError::TooLarge { alone: true } => {
+                format!("it is larger than {limit}, the most a table file may hold")
+            }
+            ReadError::TooLarge { alone: false } => format!(
+                "it would make the table larger than {limit}, the most the main file and its \
+                 drop-in files may hold together"
+            ),
+        }
     }
 
     /// The files `include` names (glob patterns, relative to the main file's directory), each
@@ -100,11 +121,9 @@ impl<'s> Loader<'s> {
         docs
     }
 
-    fn check_permissions(&mut self, path: &Path) {
+    /// The checks of a table file's owner and mode, on the metadata of the open file.
+    fn check_permissions(&mut self, path: &Path, meta: &std::fs::Metadata) {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
         let mode = meta.mode() & 0o7777;
         if self.opts.as_root {
             if meta.uid() != 0 {

@@ -11,6 +11,8 @@
 //! - `toml_tree.rs`: the TOML parser, a document tree with byte spans;
 //! - `reader.rs`: typed access to one table, a diagnostic for each bad value;
 //! - `loader.rs`: the files (main, drop-ins, permissions) and the order the parts are read in;
+//! - `table_file.rs`: reading one file (table or secret): regular files only, never blocking,
+//!   with a size limit;
 //! - `settings.rs`, `cluster.rs`, `alerts.rs`: `[settings]`, `[cluster]`, `[alerts.NAME]`;
 //! - `secret.rs`: secrets named by `*_env` or `*_file` keys;
 //! - `values.rs`: time zones, absolute paths and command lines, which several tables use;
@@ -29,6 +31,7 @@ mod loader;
 mod reader;
 mod secret;
 mod settings;
+mod table_file;
 pub mod toml_tree;
 mod values;
 

@@ -129,6 +129,25 @@ impl<'t, 'i> TableReader<'t, 'i> {
         );
     }
 
+    /// Whether `text` (the value of `what`, written at `loc`) is free of NUL bytes; an error
+    /// otherwise. Every string of the table but `stdin` ends up as a C string (an argument, an
+    /// environment variable, a path, a header, a name looked up), which cannot hold one: such
+    /// a job would be accepted and then fail every run.
+    fn no_nul(&self, sink: &mut Sink, loc: Loc, what: &str, text: &str) -> bool {
+        if !text.contains('\0') {
+            return true;
+        }
+        sink.error(
+            loc,
+            self.subject(),
+            format!(
+                "{what}: {text:?} contains a NUL byte (\\0), which no argument, environment \
+                 variable, path or name can hold"
+            ),
+        );
+        false
+    }
+
     fn wrong_type(&self, sink: &mut Sink, v: &Value<'_>, key: &str, want: &str) {
         self.error(
             sink,
@@ -138,7 +157,15 @@ impl<'t, 'i> TableReader<'t, 'i> {
         );
     }
 
+    /// A string without a NUL byte (see [`TableReader::no_nul`]).
     pub(crate) fn string(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
+        let s = self.string_with_nul(sink, key)?;
+        self.no_nul(sink, s.loc, key, &s.v).then_some(s)
+    }
+
+    /// Any string, NUL bytes included: only for text that is never a C string (what a job
+    /// reads on its standard input).
+    pub(crate) fn string_with_nul(&self, sink: &mut Sink, key: &str) -> Option<At<String>> {
         let v = self.raw(key)?;
         match &v.kind {
             Kind::String(s) => Some(At {
@@ -287,7 +314,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         let v = self.raw(key)?;
         let loc = self.loc_of(v);
         match &v.kind {
-            Kind::String(s) if allow_single => Some(At {
+            Kind::String(s) if allow_single => self.no_nul(sink, loc, key, s).then(|| At {
                 v: vec![At {
                     v: s.to_string(),
                     loc,
@@ -299,10 +326,14 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 let mut ok = true;
                 for item in items.iter() {
                     match &item.kind {
-                        Kind::String(s) => out.push(At {
-                            v: s.to_string(),
-                            loc: self.loc_of(item),
-                        }),
+                        Kind::String(s) => {
+                            let at = self.loc_of(item);
+                            ok &= self.no_nul(sink, at, key, s);
+                            out.push(At {
+                                v: s.to_string(),
+                                loc: at,
+                            });
+                        }
                         other => {
                             ok = false;
                             sink.error(
@@ -369,7 +400,12 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 Kind::Boolean(b) => Some(b.to_string()),
                 _ => None,
             };
+            let named = format!("{key}.{k}");
+            if !self.no_nul(sink, kloc, key, k) {
+                continue;
+            }
             match text {
+                Some(text) if !self.no_nul(sink, t.loc_of(v), &named, &text) => {}
                 Some(text) => out.push((
                     At {
                         v: k.to_string(),
@@ -383,7 +419,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 None => sink.error(
                     t.loc_of(v),
                     self.subject(),
-                    format!("{key}.{k}: expected a string, found {}", type_name(&v.kind)),
+                    format!("{named}: expected a string, found {}", type_name(&v.kind)),
                 ),
             }
         }

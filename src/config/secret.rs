@@ -18,9 +18,10 @@ impl Secret {
     /// The secret itself, read when it is needed. `what` is the key without its `_env` or
     /// `_file` ("password", "postgres_url"), for errors. A file must be private to its owner,
     /// as ssh demands of a private key: owned by this user or root, no permission for group or
-    /// others (checked on the open file); a trailing newline is dropped.
+    /// others (checked on the open file); a trailing newline is dropped. Only a regular file of at
+    /// most 64 KiB is read.
     pub fn read(&self, what: &str) -> Result<String, String> {
-        use std::io::Read;
+        use super::table_file::{self, ReadError};
         use std::os::unix::fs::MetadataExt;
         let path = match self {
             Secret::Env(var) => {
@@ -29,8 +30,15 @@ impl Secret {
             Secret::File(path) => path,
         };
         let fail = |e: String| format!("{what}_file {}: {e}", path.display());
-        let mut f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-        let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
+        // A regular file only, as the table's own files: a FIFO would hold the delivery (or
+        // the fleet's connection) forever, a device would fill memory.
+        let (text, meta) = table_file::read(path, MAX_SECRET_BYTES).map_err(|e| {
+            fail(match e {
+                ReadError::Io(e) => e.to_string(),
+                ReadError::NotRegular(kind) => format!("it is {kind}; only a regular file is read"),
+                ReadError::TooLarge { .. } => "larger than 64 KiB; a secret is not".to_string(),
+            })
+        })?;
         let me = nix::unistd::geteuid();
         if meta.uid() != me.as_raw() && meta.uid() != 0 {
             let name = nix::unistd::User::from_uid(me)
@@ -52,12 +60,12 @@ impl Secret {
                 path.display()
             )));
         }
-        let mut text = String::new();
-        f.read_to_string(&mut text)
-            .map_err(|e| fail(e.to_string()))?;
         Ok(text.trim_end_matches(['\n', '\r']).to_string())
     }
 }
+
+/// The most a secret file may hold.
+const MAX_SECRET_BYTES: u64 = 64 << 10;
 
 impl Loader<'_> {
     /// The pair `env_key` / `file_key` (at most one of them set): the secret, if any.
@@ -82,5 +90,42 @@ impl Loader<'_> {
             (None, Some(f)) => Some(Secret::File(f.v)),
             (None, None) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read` in a thread: its result, or a failure when it is still blocked after a minute.
+    fn read_within_a_minute(s: Secret) -> Result<String, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.read("password"));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the read is still blocked after a minute")
+    }
+
+    #[test]
+    fn a_secret_file_must_be_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("cw-secret-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let fifo = dir.join("password");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        // Nobody writes to it: opening it for reading used to wait forever.
+        let err = read_within_a_minute(Secret::File(fifo.clone())).expect_err("a FIFO");
+        assert_eq!(
+            err,
+            format!(
+                "password_file {}: it is a FIFO; only a regular file is read",
+                fifo.display()
+            )
+        );
+        let err = read_within_a_minute(Secret::File("/dev/zero".into())).expect_err("a device");
+        assert!(err.ends_with("it is a character device; only a regular file is read"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

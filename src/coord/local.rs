@@ -116,8 +116,23 @@ impl Coordinator for Local {
         Ok(read_paused(&settings.state_dir))
     }
 
+    fn daemon_running(&self, settings: &Settings) -> Option<bool> {
+        let path = lock::lock_path(&settings.state_dir, DAEMON_LOCK);
+        match fs::metadata(&path) {
+            // No daemon ever ran on this state directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
+            // Someone else's state directory: cannot tell.
+            Err(_) => None,
+            // The daemon holds its flock while it lives; the kernel drops it when it dies.
+            Ok(_) => Some(lock::held_by(&settings.state_dir, DAEMON_LOCK).is_some()),
+        }
+    }
+
     fn set_paused(&self, settings: &Settings, job: &str, paused: bool) -> Result<String, Failure> {
         let cmd = if paused { "pause" } else { "resume" };
+        if let Some(said) = set_paused_without_daemon(settings, job, paused)? {
+            return Ok(said);
+        }
         let req = Request {
             cmd: cmd.into(),
             job: Some(job.to_string()),
@@ -148,6 +163,44 @@ impl Coordinator for Local {
             note: None,
         })
     }
+}
+
+/// The one-daemon lock in the state directory (`state_dir/.daemon.lock`), held by the
+/// daemon for its whole life (`daemon::daemon_lock` takes it).
+const DAEMON_LOCK: &str = ".daemon";
+
+/// Without a daemon a pause is its file alone (the daemon reads the files when it starts and
+/// keeps pauses in memory while it runs): writes it, holding the daemon lock meanwhile so
+/// that no daemon starts and reads the pauses in between. `None` when a daemon runs (or the
+/// lock cannot be opened, as by a user who may only reach the daemon's socket): then the
+/// daemon is asked.
+fn set_paused_without_daemon(
+    settings: &Settings,
+    job: &str,
+    paused: bool,
+) -> Result<Option<String>, Failure> {
+    let state = &settings.state_dir;
+    let Ok(Acquired::Locked(mut held)) = lock::try_acquire(state, DAEMON_LOCK) else {
+        return Ok(None);
+    };
+    held.set_holder(&lock::Holder {
+        pid: Some(std::process::id() as i32),
+        pgid: None,
+        since: Some(Timestamp::now().to_string()),
+        run_id: None,
+    });
+    let cmd = if paused { "pause" } else { "resume" };
+    write_paused(state, job, paused).map_err(|e| {
+        Failure::new(
+            exit::JOB_FAILED,
+            format!("cannot {cmd} {job} in {}: {e}", state.display()),
+        )
+    })?;
+    drop(held);
+    Ok(Some(format!(
+        "{job}: {cmd}d; no daemon is running: the daemon applies it when it starts (saved in {})",
+        state.join("paused").display()
+    )))
 }
 
 /// The daemon's answer, or the failure it reported.

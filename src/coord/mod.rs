@@ -191,6 +191,11 @@ pub(crate) trait Coordinator: Send + Sync {
     ) -> Result<HashMap<String, Running>, Failure>;
     /// The paused jobs.
     fn paused(&self, settings: &Settings) -> Result<HashSet<String>, Failure>;
+    /// Whether a daemon runs the schedule: `Some(false)` when none does, so no job runs by
+    /// itself; `None` when that cannot be told from here (a fleet's nodes come and go).
+    fn daemon_running(&self, _settings: &Settings) -> Option<bool> {
+        None
+    }
     /// Pauses or resumes a job; returns what to tell the user.
     fn set_paused(&self, settings: &Settings, job: &str, paused: bool) -> Result<String, Failure>;
     /// Asks for one run of `job` now (and with `wait`, waits for its end; SIGINT and SIGTERM

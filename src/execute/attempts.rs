@@ -100,7 +100,7 @@ impl Attempts<'_, '_> {
         if let Some(pid) = res.pid {
             coord.process_ended(pid as i32);
         }
-        let mut why = policy::exit_failure(&res, &job.success_codes);
+        let mut why = policy::exit_failure(&res, &job.success_codes, spec.timeout);
         if why.is_none()
             && let Some(ver) = &job.verify
         {

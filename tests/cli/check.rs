@@ -1,4 +1,4 @@
-use super::{TempDir, run};
+use super::{TempDir, run, wait_for};
 
 #[test]
 fn shipped_example_table_is_valid() {
@@ -256,4 +256,239 @@ fn three_job_cycle_is_named_in_run_order() {
             .any(|c| cycles[0].ends_with(&format!("dependency cycle {c}"))),
         "{err}"
     );
+}
+
+/// A child process killed when dropped (when a test gives up on it).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `check` on `table`, waiting for it to end (and failing if it never does, as a check
+/// stuck on a FIFO would): (exit code, stderr).
+fn check_ends(table: &std::path::Path) -> (i32, String) {
+    use std::io::Read;
+    let child = super::bin()
+        .arg("-c")
+        .arg(table)
+        .arg("check")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("check starts");
+    let mut c = Reaped(child);
+    super::wait_for(|| c.0.try_wait().is_ok_and(|s| s.is_some()));
+    let mut err = String::new();
+    if let Some(mut e) = c.0.stderr.take() {
+        e.read_to_string(&mut err).expect("stderr");
+    }
+    let code = c.0.wait().expect("wait").code().unwrap_or(-1);
+    (code, err)
+}
+
+#[test]
+fn only_regular_files_of_at_most_16_mib_are_read_as_tables() {
+    let dir = TempDir::new("oddfiles");
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let main = dir.write(
+        "jobs.toml",
+        "include = [\"fifo.toml\"]\n[jobs.a]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n",
+    );
+    // Nobody writes to the FIFO: reading it would wait forever (the daemon's reload froze).
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    let f = fifo.display();
+    assert!(
+        err.contains(&format!(
+            "{f}: error: cannot read the job table: it is a FIFO; only regular files are read"
+        )),
+        "{err}"
+    );
+    // The main table itself.
+    let (code, err) = check_ends(&fifo);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains(&format!("{f}: error: cannot read")), "{err}");
+
+    // A file over 16 MiB is refused before it is read; so is one that would take the main
+    // file and its drop-ins together over 16 MiB.
+    let big = dir.write("big.toml", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .and_then(|f| f.set_len((16 << 20) + 1))
+        .expect("grow big.toml");
+    dir.write("jobs.toml", "include = [\"big.toml\"]\n");
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: error: cannot read the job table: it is larger than 16 MiB, the most a table \
+             file may hold",
+            big.display()
+        )),
+        "{err}"
+    );
+    let half = "#".repeat(9 << 20);
+    dir.write("d/1.toml", &half);
+    let second = dir.write("d/2.toml", &half);
+    dir.write("jobs.toml", "include = [\"d/*.toml\"]\n");
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: error: cannot read the job table: it would make the table larger than 16 MiB",
+            second.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("error: cannot read").count(), 1, "{err}");
+
+    // A device (an endless one: reading it used to fill memory) and a directory.
+    dir.write("jobs.toml", "include = [\"/dev/zero\", \"d\"]\n");
+    let (code, err) = check_ends(&main);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("/dev/zero: error: cannot read the job table: it is a character device"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: error: cannot read the job table: it is a directory",
+            dir.path().join("d").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reload_that_includes_a_fifo_keeps_the_old_table_and_keeps_ticking() {
+    let t = super::Table::new(
+        "fifo-reload",
+        "[jobs.tick]\nschedule = \"* * * * * *\"\ncommand = \"echo x >> $DIR/ticks\"\n",
+    );
+    let count = || {
+        std::fs::read_to_string(t.dir().join("ticks"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let d = super::daemon::Daemon::start(&t);
+    wait_for(|| count() >= 1);
+    let fifo = t.dir().join("more.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(&t.path, format!("include = [\"more.toml\"]\n{text}")).expect("write");
+    d.signal(libc::SIGHUP);
+    // The reload ends (it used to wait for a writer forever), names the FIFO, and the old
+    // table goes on.
+    wait_for(|| t.log().contains("the old table keeps running"));
+    assert!(
+        t.log().contains(&format!(
+            "{}: error: cannot read the job table: it is a FIFO",
+            fifo.display()
+        )),
+        "{}",
+        t.log()
+    );
+    let before = count();
+    wait_for(|| count() >= before + 2);
+}
+
+/// Values that `check` used to accept although every run of the job would then fail or never
+/// happen (issue 15, item 14).
+const DOOMED: &str = r#"[jobs.argv]
+schedule = "@daily"
+command = ["/bin/echo", "a\u0000b"]
+[jobs.shell]
+schedule = "@daily"
+command = "echo \u0000"
+[jobs.envs]
+schedule = "@daily"
+command = ["/bin/true"]
+env = { X = "a\u0000b", "Y\u0000" = "y" }
+[jobs.verify]
+schedule = "@daily"
+command = ["/bin/true"]
+verify = { files = ["/tmp/a\u0000b"] }
+[jobs.every]
+schedule = "@every 1999ms"
+command = ["/bin/true"]
+[jobs.every2]
+schedule = "@every 2500ms"
+command = ["/bin/true"]
+[jobs.forever]
+schedule = "* * * * *"
+jitter = "999999999d"
+command = ["/bin/true"]
+[jobs.fed]
+schedule = "@every 1000ms"
+command = ["/bin/cat"]
+stdin = "a\u0000b"
+jitter = "2m"
+"#;
+
+#[test]
+fn check_refuses_nul_bytes_fractional_every_and_endless_jitter() {
+    let dir = TempDir::new("doomed");
+    let path = dir.write("jobs.toml", DOOMED);
+    let (code, _, err) = run(&["-c", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!(code, 78, "{err}");
+    let p = path.display();
+    let nul = "contains a NUL byte (\\0), which no argument, environment variable, path or name \
+               can hold";
+    let whole = "a whole number of seconds is needed (schedules fire on whole seconds)";
+    let expected = [
+        format!("{p}:3:25: error: job \"argv\": command: \"a\\0b\" {nul}"),
+        format!("{p}:6:11: error: job \"shell\": command: \"echo \\0\" {nul}"),
+        format!("{p}:10:13: error: job \"envs\": env.X: \"a\\0b\" {nul}"),
+        format!("{p}:10:25: error: job \"envs\": env: \"Y\\0\" {nul}"),
+        format!("{p}:14:21: error: job \"verify\": files: \"/tmp/a\\0b\" {nul}"),
+        format!(
+            "{p}:16:12: error: job \"every\": schedule \"@every 1999ms\": @every \"1999ms\": {whole}, \
+             e.g. \"@every 1s\" or \"@every 2s\""
+        ),
+        format!(
+            "{p}:19:12: error: job \"every2\": schedule \"@every 2500ms\": @every \"2500ms\": \
+             {whole}, e.g. \"@every 2s\" or \"@every 3s\""
+        ),
+        format!(
+            "{p}:23:10: error: job \"forever\": jitter: 999999999d is longer than a year (366d), \
+             the most a run can be delayed: the job would practically never run"
+        ),
+        // Merely surprising: a warning. A NUL byte in stdin is fine (it is never a C string).
+        format!(
+            "{p}:29:10: warning: job \"fed\": jitter: 2m is longer than the 1s between two runs \
+             of schedule \"@every 1000ms\": ticks that come while a run waits out its delay join \
+             it, so the job runs less often than scheduled"
+        ),
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    for want in &expected {
+        assert!(
+            lines.contains(&want.as_str()),
+            "missing {want:?} in:\n{err}"
+        );
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&format!("{p}: 8 errors, 1 warning").as_str()),
+        "{err}"
+    );
+}
+
+#[test]
+fn jitter_no_longer_than_the_period_is_accepted_quietly() {
+    let dir = TempDir::new("jitter-ok");
+    let path = dir.write(
+        "jobs.toml",
+        "[jobs.hourly]\nschedule = \"@hourly\"\njitter = \"1h\"\ncommand = [\"/bin/true\"]\n\
+         [jobs.yearly]\nschedule = \"@every 366d\"\njitter = \"366d\"\ncommand = [\"/bin/true\"]\n",
+    );
+    let (code, out, err) = run(&["-c", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
 }
