@@ -43,7 +43,10 @@ struct JobStatus {
     running: Option<lock::Holder>,
     /// Fleet mode: the node the running run is on.
     node: Option<String>,
+    /// The last real run (a skip only when there was none).
     last: Option<RunRecord>,
+    /// Skips since the last real run: how many, and the newest of them.
+    skipped_since: Option<(u64, RunRecord)>,
     next: Option<Timestamp>,
     rate: Option<(usize, usize)>,
 }
@@ -71,12 +74,23 @@ fn job_status(
         crate::config::Overlap::Allow => None,
         _ => running.remove(&job.name),
     };
+    // Skips (one record per streak) never hide the last real run.
+    let real = runs.iter().rposition(|r| r.outcome != Outcome::Skipped);
+    let skips = &runs[real.map_or(runs.len(), |i| i + 1)..];
+    let skipped_since = match (real, skips.last()) {
+        (Some(_), Some(newest)) => {
+            let count = skips.iter().map(RunRecord::runs).sum();
+            Some((count, newest.clone()))
+        }
+        _ => None,
+    };
     Ok(JobStatus {
         name: job.name.clone(),
         paused: paused.contains(&job.name),
         node: running.as_ref().and_then(|r| r.node.clone()),
         running: running.map(|r| r.holder),
-        last: runs.last().cloned(),
+        last: real.and_then(|i| runs.get(i)).or(runs.last()).cloned(),
+        skipped_since,
         next: job
             .schedule
             .as_ref()
@@ -121,6 +135,13 @@ fn print_json(all: &[JobStatus]) -> CmdResult {
                     "running_pid": s.running.as_ref().and_then(|h| h.pid),
                     "running_node": s.node,
                     "last_run": s.last,
+                    "skipped_since_last_run": s.skipped_since.as_ref().map(|(n, r)| {
+                        serde_json::json!({
+                            "count": n,
+                            "last": r.skips.as_ref().map_or(&r.started, |k| &k.last_started),
+                            "reason": r.reason,
+                        })
+                    }),
                     "next_run": s.next.map(|t| t.to_string()),
                     "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
                     "rate_runs": s.rate.map(|(_, n)| n),
@@ -165,7 +186,10 @@ fn print_table(all: &[JobStatus], now: Timestamp) -> CmdResult {
                         .parse::<Timestamp>()
                         .map(|t| relative(t, now).replacen("in ", "", 1) + " ago")
                         .unwrap_or_else(|_| r.started.clone()),
-                    r.outcome.as_str().to_string(),
+                    match &s.skipped_since {
+                        Some((n, _)) => format!("{} (then {n} skipped)", r.outcome.as_str()),
+                        None => r.outcome.as_str().to_string(),
+                    },
                     duration(r.duration_ms),
                     r.attempts.len().to_string(),
                 ),
@@ -237,7 +261,10 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
                 duration(r.duration_ms),
                 r.attempts.len().to_string(),
                 exit_of(r),
-                r.outcome.as_str().to_string(),
+                match &r.skips {
+                    Some(k) => format!("{} ({} times)", r.outcome.as_str(), k.count),
+                    None => r.outcome.as_str().to_string(),
+                },
                 r.reason.clone().unwrap_or_default(),
                 r.node.clone().unwrap_or_default(),
             ]

@@ -343,6 +343,7 @@ fn placeholder(launch: &Launch, job: &crate::config::Job) -> RunRecord {
         output: None,
         trigger: launch.why.to_string(),
         node: None,
+        skips: None,
     }
 }
 

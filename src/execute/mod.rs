@@ -115,6 +115,7 @@ impl RunFacts<'_> {
             output,
             trigger: self.req.trigger.to_string(),
             node: self.node.clone(),
+            skips: None,
         }
     }
 }
