@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub(crate) use local::{Local, read_paused, write_paused};
+pub(crate) use local::{Local, ReplaceNote, read_paused, write_paused};
 
 use crate::config::{Job, Settings};
 use crate::exit::Failure;
@@ -39,6 +39,8 @@ pub(crate) enum Role {
 pub(crate) struct Exclusion {
     pub(crate) lock: JobLock,
     pub(crate) guard: Option<Box<dyn Guard>>,
+    /// Where a run that replaces this one says so (`overlap = "replace"`).
+    pub(crate) replaced: ReplaceNote,
 }
 
 /// What a backend holds beyond the flock while a run goes on.

@@ -42,16 +42,14 @@ impl Coordinator for Fleet {
         run_id: &str,
         interrupt: &Interrupt,
     ) -> Result<Option<Exclusion>, String> {
-        let Some(lock) =
+        let Some(mut exclusion) =
             coord::local::acquire_lock(&settings.lock_dir, job, log, run_id, interrupt)?
         else {
             return Ok(None);
         };
         let lease = self.wait_for_lease(job, log, run_id, interrupt)?;
-        Ok(Some(Exclusion {
-            lock,
-            guard: Some(Box::new(lease)),
-        }))
+        exclusion.guard = Some(Box::new(lease));
+        Ok(Some(exclusion))
     }
 
     fn run_started(&self, run: &RunStart<'_>, log: &Logger) {
