@@ -149,6 +149,9 @@ pub(super) fn run(
     let ctx = runner.ctx(&cfg);
     // Alerts that earlier processes could not deliver go out first.
     ctx.alerts().flush_spool(false);
+    // Runs of this job whose supervisor died (kill -9 of a daemon or a `run`): recorded when
+    // their group is gone, stopped when their timeout ran out.
+    crate::execute::orphan::settle_job(ctx, job, &runner.interrupt);
     let start = Start {
         root: job,
         scheduled,

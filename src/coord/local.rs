@@ -55,6 +55,11 @@ impl Coordinator for Local {
         save(settings, rec, log);
     }
 
+    fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool {
+        save(settings, rec, log);
+        true
+    }
+
     fn first_alert(&self, _run_id: &str, _event: &str) -> bool {
         true
     }

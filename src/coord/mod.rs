@@ -152,6 +152,10 @@ pub(crate) trait Coordinator: Send + Sync {
     /// Records a run stopped from outside ([`Guard::fenced`]) and leaves it to whoever
     /// takes it over.
     fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger);
+    /// Records a run whose supervising process died on this host, once the next supervisor
+    /// saw it end (`execute::orphan`); true when the caller is to alert it (in a fleet, the
+    /// node that takes a lost run over alerts it).
+    fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool;
     /// Whether this process is the first to send `event` for `run_id`.
     fn first_alert(&self, run_id: &str, event: &str) -> bool;
 

@@ -1,11 +1,10 @@
 //! From a due instant (or a trigger) to a running job: each run gets a thread that marks
 //! the instant as dispatched, waits out its jitter, takes the job's exclusion and a
-//! `max_concurrent` slot, writes its run marker, waits for the exact instant, and runs the
-//! very same `execute_locked` path as `cronwarden run`; the jobs after it follow as one
-//! pipeline run.
+//! `max_concurrent` slot, waits for the exact instant, and runs the very same
+//! `execute_locked` path as `cronwarden run` (which writes the run's marker); the jobs after
+//! it follow as one pipeline run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use crate::execute::{self, Ctx, RunRequest};
 use crate::log::Level;
 use crate::record::{Outcome, RunRecord};
 use crate::runner::Interrupt;
-use crate::schedule::format_rfc3339;
 use crate::scheduler::{Dispatch, Why};
 use crate::sync::lock;
 
@@ -215,8 +213,6 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
     let Some(exclusion) = admit(shared, ctx, &req, &launch, &interrupt) else {
         return;
     };
-    // While it runs, a marker says so: if the daemon dies, the next one records it as lost.
-    let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
     let r = match wait_for_instant(launch.scheduled, &interrupt) {
         Ok(()) => {
             shared.metrics.started(name);
@@ -225,14 +221,12 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
             report(shared, &launch, r.record.clone(), false);
-            let _ = fs::remove_file(&marker);
             shared.slots.release();
             return;
         }
     };
     let (root_record, root_tails) = (r.record.clone(), r.tails);
     report(shared, &launch, r.record, true);
-    let _ = fs::remove_file(&marker);
     shared.slots.release();
     // The jobs that come after it run as one pipeline run with its scheduled instant (after
     // a failure they are recorded as skipped).
@@ -326,25 +320,6 @@ fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), S
         return Err("the daemon stopped before it started".to_string());
     }
     Ok(())
-}
-
-/// The run marker's content: the run as it would be recorded if the daemon died now.
-fn placeholder(launch: &Launch, job: &crate::config::Job) -> RunRecord {
-    RunRecord {
-        run_id: launch.run_id.clone(),
-        job: launch.job.clone(),
-        scheduled: format_rfc3339(launch.scheduled, &job.tz),
-        started: Timestamp::now().to_string(),
-        ended: String::new(),
-        duration_ms: 0,
-        attempts: Vec::new(),
-        outcome: Outcome::Lost,
-        reason: None,
-        output: None,
-        trigger: launch.why.to_string(),
-        node: None,
-        skips: None,
-    }
 }
 
 /// A run's end, told to the metrics and to whoever waits for it (`trigger --wait`).

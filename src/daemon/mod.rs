@@ -8,11 +8,13 @@
 //! slot, then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
-//! instant to a running job), `slots` (concurrency), `state` (the daemon's files), `control`
-//! (the control socket server), `work` (work the coordination backend brings).
+//! instant to a running job), `orphans` (runs whose supervisor died, taken over), `slots`
+//! (concurrency), `state` (the daemon's files), `control` (the control socket server), `work`
+//! (work the coordination backend brings).
 
 mod control;
 mod dispatch;
+mod orphans;
 mod slots;
 mod state;
 mod work;
@@ -233,7 +235,7 @@ impl<'p> Daemon<'p> {
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),
         });
-        state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
+        orphans::start(&shared);
         let socket = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));
         std::thread::Builder::new()

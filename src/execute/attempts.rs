@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 
+use super::marker::RunMarker;
 use super::spec::{self, Identity};
 use super::{Ctx, RunFacts};
 use crate::coord::Exclusion;
@@ -26,6 +27,7 @@ pub(super) struct Attempts<'r, 'a> {
     pub(super) fields: &'r [(&'static str, String)],
     pub(super) exclusion: Option<&'r mut Exclusion>,
     pub(super) holder: Holder,
+    pub(super) marker: &'r mut RunMarker,
     pub(super) out: &'r mut Output,
     pub(super) interrupt: &'r Interrupt,
 }
@@ -51,7 +53,9 @@ impl Attempts<'_, '_> {
             self.ctx.log.log(Level::Info, "attempt-start", &af, "");
             let (res, why) = self.attempt(n, &who, &params);
             self.attempt_ended();
-            attempts.push(attempt_record(n, res.as_ref(), why.clone()));
+            let rec = attempt_record(n, res.as_ref(), why.clone());
+            self.marker.attempt_ended(rec.clone());
+            attempts.push(rec);
             self.log_end(&af, res.as_ref(), why.as_deref());
             let Some(w) = why else {
                 return (attempts, Outcome::Success, None);
@@ -117,7 +121,9 @@ impl Attempts<'_, '_> {
             self.out.write(Stream::Stderr, note.as_bytes());
         }
         let (coord, holder, exclusion) = (self.ctx.coord, &mut self.holder, &mut self.exclusion);
+        let marker = &mut *self.marker;
         let res = runner::run_attempt_with(&spec, self.out, self.interrupt, &mut |pid| {
+            marker.attempt_started(pid as i32, n, job.timeout, job.kill_grace);
             holder.pgid = Some(pid as i32);
             if let Some(x) = exclusion.as_mut() {
                 x.lock.set_holder(holder);

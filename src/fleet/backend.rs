@@ -97,6 +97,13 @@ impl Coordinator for Fleet {
         let _ = self.abandon_run(&rec.run_id);
     }
 
+    fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool {
+        // The run's row is the fleet's: the node that marks it lost records, alerts and
+        // retries it; this host's history keeps what happened here.
+        coord::local::save(settings, rec, log);
+        false
+    }
+
     fn first_alert(&self, run_id: &str, event: &str) -> bool {
         self.mark_alert(run_id, event)
     }
