@@ -119,6 +119,18 @@ impl Alerts<'_> {
         }
     }
 
+    /// Tells these channels of the job about the daemon's state directory: it cannot be
+    /// written (`state-unwritable`) or can be again (`state-writable`); `rec` is the tick
+    /// that found it, and its reason says what is wrong.
+    pub(crate) fn state_dir(&self, job: &Job, rec: &RunRecord, event: &str, channels: &[String]) {
+        for name in channels {
+            if let Some(ch) = self.cfg.alert(name) {
+                let alert = make_alert(event, job, rec, (&[], &[]), 0, self.cfg);
+                self.send_or_spool(ch, alert);
+            }
+        }
+    }
+
     /// Sends (or spools) the alerts a finished run calls for.
     pub(crate) fn after_run(&self, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])) {
         let was_failing = self.update_streak(job, rec);

@@ -115,14 +115,34 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
         .iter()
         .map(|j| job_status(&cfg, &*coord, j, now, &paused, &mut running))
         .collect::<Result<_, _>>()?;
+    let problems = daemon_problems(&cfg.settings);
     if json {
-        print_json(&all)
+        print_json(&all, &problems)
     } else {
-        print_table(&all, now)
+        print_table(&all, now)?;
+        for p in &problems {
+            println!("state: the daemon cannot record runs: {p}; jobs keep running");
+        }
+        Ok(exit::OK)
     }
 }
 
-fn print_json(all: &[JobStatus]) -> CmdResult {
+/// What keeps this host's daemon from doing its work fully (a state directory it cannot
+/// write, which it cannot record in a file either): asked through its control socket; none
+/// when no daemon answers.
+fn daemon_problems(settings: &crate::config::Settings) -> Vec<String> {
+    let req = crate::control::Request {
+        cmd: "health".into(),
+        ..Default::default()
+    };
+    crate::control::request(settings, &req)
+        .ok()
+        .filter(|r| r.ok)
+        .map(|r| r.problems)
+        .unwrap_or_default()
+}
+
+fn print_json(all: &[JobStatus], problems: &[String]) -> CmdResult {
     {
         let v: Vec<serde_json::Value> = all
             .iter()
@@ -144,6 +164,7 @@ fn print_json(all: &[JobStatus]) -> CmdResult {
                     }),
                     "next_run": s.next.map(|t| t.to_string()),
                     "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
+                    "state_problem": problems.first(),
                     "rate_runs": s.rate.map(|(_, n)| n),
                 })
             })

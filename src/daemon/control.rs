@@ -1,6 +1,7 @@
-//! The control socket's server side: `trigger`, `pause` and `resume` from `cronwarden`
-//! commands (the protocol is in `crate::control`). The socket is bound owner-only; each
-//! connection is served by a thread of its own with read and write timeouts.
+//! The control socket's server side: `trigger`, `pause`, `resume` and `health` from
+//! `cronwarden` commands (the protocol is in `crate::control`). The socket is bound
+//! owner-only; each connection is served by a thread of its own with read and write
+//! timeouts.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -92,6 +93,13 @@ fn handle(conn: UnixStream, shared: &Arc<Shared>) {
 }
 
 fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
+    if req.cmd == "health" {
+        return Response {
+            ok: true,
+            problems: shared.health.problem().into_iter().collect(),
+            ..Response::default()
+        };
+    }
     let cfg = shared.current();
     let Some(name) = req.job.clone() else {
         return fail(exit::USAGE, format!("{:?} needs a job", req.cmd));
@@ -148,7 +156,7 @@ fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
         }
         other => fail(
             exit::USAGE,
-            format!("unknown command {other:?}; use trigger, pause or resume"),
+            format!("unknown command {other:?}; use trigger, pause, resume or health"),
         ),
     }
 }

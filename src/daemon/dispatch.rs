@@ -191,7 +191,7 @@ fn join_pending(shared: &Shared, launch: &Launch) -> bool {
 }
 
 /// One run in its thread, start to end (then the jobs after it).
-fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
+fn run_one(shared: &Arc<Shared>, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
     let name = launch.job.as_str();
     let Some(job) = cfg.job(name) else {
         return;
@@ -248,14 +248,13 @@ fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duratio
 
 /// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
 /// waits out the jitter; `None` when the run must not go on.
-fn prepare(shared: &Shared, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
+fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
     let name = launch.job.as_str();
     let f = [("job", name.to_string())];
-    if launch.mark
-        && let Err(e) = shared.marks.mark(name, launch.scheduled)
-    {
-        shared.log.log(Level::Error, "mark", &f, &e);
-        return None;
+    if launch.mark {
+        // Without its mark the run goes on all the same (`health` says why, and alerts).
+        let marked = shared.marks.mark(name, launch.scheduled);
+        super::health::marked(shared, name, &launch.run_id, launch.scheduled, marked);
     }
     let interrupt = match shared
         .stop

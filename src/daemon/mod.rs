@@ -4,16 +4,18 @@
 //! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
 //! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
 //! state directory (atomically, before the job starts, so a crash never runs an instant
-//! twice) and handed to a thread that waits for the job's exclusion and a `max_concurrent`
+//! twice; a mark that cannot be written does not stop the job: `health`) and handed to a thread that waits for the job's exclusion and a `max_concurrent`
 //! slot, then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
-//! instant to a running job), `orphans` (runs whose supervisor died, taken over), `slots`
-//! (concurrency), `state` (the daemon's files), `control` (the control socket server), `work`
-//! (work the coordination backend brings).
+//! instant to a running job), `health` (a state directory that cannot be written), `orphans`
+//! (runs whose supervisor died, taken over), `slots` (concurrency), `state` (the daemon's
+//! files), `control` (the control socket server), `work` (work the coordination backend
+//! brings).
 
 mod control;
 mod dispatch;
+mod health;
 mod orphans;
 mod slots;
 mod state;
@@ -72,6 +74,8 @@ pub(crate) struct Shared {
     /// Readable (its peer closed) once running jobs must stop.
     stop: UnixStream,
     marks: Marks,
+    /// Whether the marks (so the state directory) can be written.
+    health: health::Health,
     paused: Paused,
     /// The table in force (replaced by a reload).
     current: Mutex<Arc<Config>>,
@@ -231,6 +235,7 @@ impl<'p> Daemon<'p> {
             pending: Mutex::new(HashSet::new()),
             stop: stop_rx,
             marks: Marks::new(&state),
+            health: health::Health::default(),
             paused: Paused::load(&state),
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),

@@ -60,6 +60,7 @@ impl Marks {
 
     /// Records `at` as the job's last dispatched instant, atomically (rename) and never
     /// backwards, before the run starts: after a crash of the daemon, no instant runs twice.
+    /// (When it cannot be written, the run goes on all the same: `health`.)
     /// No fsync on this hot path: a crashed process loses nothing the kernel has; only a
     /// power loss can take the newest marks back, and then those instants count as missed
     /// (`catchup`).
@@ -72,7 +73,7 @@ impl Marks {
         crate::files::write_replace(&mark_path(&self.state_dir, job), at.to_string().as_bytes())
             .map_err(|e| {
                 format!(
-                    "cannot record the dispatch of {at} in {}: {e}; not running it",
+                    "cannot record the dispatch of {at} in {}: {e}",
                     self.state_dir.display()
                 )
             })?;

@@ -523,36 +523,90 @@ impl Drop for ReadOnly {
     }
 }
 
+/// The instants in a file of `$CRONWARDEN_TS` lines.
+fn instants(path: &std::path::Path) -> Vec<jiff::Timestamp> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 #[test]
-fn a_state_dir_turning_read_only_under_the_daemon_stops_runs_until_it_is_writable() {
-    if !is_root() {
-        eprintln!("skipped: a read-only bind mount needs root");
-        return;
-    }
+fn a_state_dir_turning_read_only_under_the_daemon_keeps_jobs_running_alerted_once_and_shown() {
+    assert!(
+        is_root(),
+        "this test needs root (a read-only bind mount): run the suite as root"
+    );
+    // Two jobs share one channel: it hears of the condition once, not once per tick or job.
     let t = Table::new(
         "f-rostate-live",
-        "[jobs.tick]\nschedule = \"* * * * * *\"\ncommand = \"echo $CRONWARDEN_TS >> $DIR/ticks\"\n",
+        r#"
+[alerts.ops]
+type = "command"
+command = "cat >> $DIR/alerts; echo >> $DIR/alerts"
+
+[jobs.tick]
+schedule = "* * * * * *"
+command = "echo $CRONWARDEN_TS >> $DIR/ticks"
+alert = ["ops"]
+
+[jobs.tock]
+schedule = "* * * * * *"
+command = "echo $CRONWARDEN_TS >> $DIR/tocks"
+alert = ["ops"]
+"#,
     );
     let d = Daemon::start(&t);
     wait_for(|| t.history("tick").len() >= 2);
     let state = t.dir().join("state");
-    let Some(ro) = ReadOnly::mount(&state) else {
-        eprintln!("skipped: cannot bind-mount here");
-        return;
+    let ro = ReadOnly::mount(&state).expect("a read-only bind mount of the state dir");
+    let read_only_at = jiff::Timestamp::now();
+    // The jobs keep running: three more instants of each after the state dir turned
+    // read-only.
+    let ran_after = |file: &str| {
+        instants(&t.dir().join(file))
+            .into_iter()
+            .filter(|i| *i > read_only_at)
+            .count()
     };
-    // No run without its dispatch mark (that is what keeps an instant from running twice).
-    wait_for(|| t.log().contains("cannot record the dispatch of "));
+    wait_for(|| ran_after("ticks") >= 3 && ran_after("tocks") >= 3);
+    let alerts = || std::fs::read_to_string(t.dir().join("alerts")).unwrap_or_default();
+    wait_for(|| alerts().contains("STATE DIR UNWRITABLE"));
     let log = t.log();
+    assert_eq!(log.matches(" error state ").count(), 1, "{log}");
     assert!(
-        log.contains("Read-only file system") && log.contains("; not running it"),
+        log.contains("Read-only file system") && log.contains("running the jobs all the same"),
         "{log}"
     );
-    assert!(alive(d.pid()), "the daemon died");
-    let before = t.history("tick").len();
+    // status says so (the daemon cannot write it anywhere: it answers on its socket).
+    let (code, out, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("state: the daemon cannot record runs: cannot record the dispatch of ")
+            && out.contains("Read-only file system"),
+        "{out}"
+    );
+    let (_, out, _) = t.run(&["status", "tick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v[0]["state_problem"].is_string(), "{v:#}");
     drop(ro);
+    let before = t.history("tick").len();
     wait_for(|| t.history("tick").len() >= before + 2);
+    wait_for(|| alerts().contains("STATE DIR WRITABLE AGAIN"));
+    assert!(t.log().contains(" warn state-recovered "), "{}", t.log());
+    let (_, out, _) = t.run(&["status"]);
+    assert!(!out.contains("state:"), "{out}");
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(), Some(0));
+    // One alert each way for the two jobs' shared channel, however many ticks ran meanwhile.
+    let text = alerts();
+    assert_eq!(text.matches("STATE DIR UNWRITABLE").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("STATE DIR WRITABLE AGAIN").count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]
