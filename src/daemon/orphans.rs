@@ -169,7 +169,13 @@ fn adopt(shared: &Arc<Shared>, path: &Path) {
         .running_group(cfg.job(&m.record.job))
         .is_some_and(|g| g.alive())
     {
-        orphan::finish(shared.ctx(&cfg), path, m, &Interrupt::none());
+        // Recorded now; alerted from a thread, so a slow channel holds nothing up.
+        if let Some(rec) = orphan::finish(shared.ctx(&cfg), path, m, &Interrupt::none()) {
+            let sh = Arc::clone(shared);
+            let _ = std::thread::Builder::new()
+                .name("orphan alert".into())
+                .spawn(move || orphan::alert(sh.ctx(&cfg), &rec));
+        }
         return;
     }
     let interrupt = match shared
@@ -186,7 +192,9 @@ fn adopt(shared: &Arc<Shared>, path: &Path) {
     let spawned = std::thread::Builder::new()
         .name(format!("orphan {job}"))
         .spawn(move || {
-            orphan::finish(sh.ctx(&cfg), &p, m, &interrupt);
+            if let Some(rec) = orphan::finish(sh.ctx(&cfg), &p, m, &interrupt) {
+                orphan::alert(sh.ctx(&cfg), &rec);
+            }
             sh.active.leave();
         });
     if let Err(e) = spawned {

@@ -67,8 +67,14 @@ pub(crate) fn orphaned(m: &Marker) -> bool {
 }
 
 /// Sees a claimed run to its end: watches its group (enforcing the deadline) until it is
-/// gone, then records the run, alerts it and removes the marker. The record.
-pub(crate) fn finish(ctx: Ctx<'_>, path: &Path, m: Marker, interrupt: &Interrupt) -> RunRecord {
+/// gone, then records the run and removes the marker. The record, when it is this process's
+/// to alert ([`alert`]; not when it was recorded before, or a fleet alerts it elsewhere).
+pub(crate) fn finish(
+    ctx: Ctx<'_>,
+    path: &Path,
+    m: Marker,
+    interrupt: &Interrupt,
+) -> Option<RunRecord> {
     let before = m.supervisor_pid();
     let group = m.running_group(ctx.cfg.job(&m.record.job));
     let live = group.as_ref().filter(|g| g.alive());
@@ -86,8 +92,14 @@ pub(crate) fn finish(ctx: Ctx<'_>, path: &Path, m: Marker, interrupt: &Interrupt
     }
     let end = live.map(|g| (watch(g, interrupt), Timestamp::now()));
     let rec = record_of(&m.record, group.as_ref(), end, before);
-    settle(ctx, path, &rec);
-    rec
+    settle(ctx, path, &rec).then_some(rec)
+}
+
+/// Sends the alerts of a run taken over (a failure: timed out, or lost).
+pub(crate) fn alert(ctx: Ctx<'_>, rec: &RunRecord) {
+    if let Some(job) = ctx.cfg.job(&rec.job) {
+        ctx.alerts().after_run(job, rec, (&[], &[]));
+    }
 }
 
 /// `cronwarden run JOB`: takes over and settles the job's runs whose supervisor died and
@@ -103,8 +115,8 @@ pub(crate) fn settle_job(ctx: Ctx<'_>, job: &Job, interrupt: &Interrupt) {
                 .is_none_or(|g| !g.alive() || g.deadline().is_some_and(|d| d <= now))
     };
     for path in marker::list(state) {
-        if let Some(m) = claim(&path, &due) {
-            finish(ctx, &path, m, interrupt);
+        if let Some(rec) = claim(&path, &due).and_then(|m| finish(ctx, &path, m, interrupt)) {
+            alert(ctx, &rec);
         }
     }
 }
@@ -307,9 +319,9 @@ fn millis(from: Timestamp, to: Timestamp) -> u64 {
         .map_or(0, |v| v.max(0.0) as u64)
 }
 
-/// Records the run (unless a crash came between its record and the removal of its marker),
-/// alerts it, removes the marker.
-fn settle(ctx: Ctx<'_>, path: &Path, rec: &RunRecord) {
+/// Records the run (unless a crash came between its record and the removal of its marker)
+/// and removes the marker; whether it is to be alerted here.
+fn settle(ctx: Ctx<'_>, path: &Path, rec: &RunRecord) -> bool {
     let settings = &ctx.cfg.settings;
     let recorded = record::read(&settings.state_dir, &rec.job)
         .map(|all| all.iter().rev().take(100).any(|r| r.run_id == rec.run_id))
@@ -323,10 +335,8 @@ fn settle(ctx: Ctx<'_>, path: &Path, rec: &RunRecord) {
         f.push(("outcome", rec.outcome.as_str().to_string()));
         let reason = rec.reason.as_deref().unwrap_or("");
         ctx.log.log(Level::Error, event, &f, reason);
-        let alert = ctx.coord.record_orphan(settings, rec, ctx.log);
-        if alert && let Some(job) = ctx.cfg.job(&rec.job) {
-            ctx.alerts().after_run(job, rec, (&[], &[]));
-        }
     }
+    let alert = !recorded && ctx.coord.record_orphan(settings, rec, ctx.log);
     let _ = std::fs::remove_file(path);
+    alert
 }

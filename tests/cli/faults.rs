@@ -898,11 +898,16 @@ fn a_crash_between_writing_a_run_marker_and_its_rename_records_no_lost_run() {
 }
 
 const ORPHAN: &str = r#"
+[alerts.log]
+type = "command"
+command = "cat >> $DIR/alerts"
+
 [jobs.slow]
 schedule = "@manual"
 command = "test -e $DIR/quick && exit 0; echo $$ > $DIR/pid; sleep 30; touch $DIR/done"
 timeout = "3s"
 kill_grace = "1s"
+alert = ["log"]
 "#;
 
 /// The pid of the job's shell, once it started.
@@ -957,6 +962,11 @@ fn assert_timed_out_after_its_supervisor_died(t: &Table, rec: &serde_json::Value
         left.iter().all(|n| n.to_string_lossy().starts_with('.')),
         "{left:?}"
     );
+    // Alerted as the failure it is.
+    let alerts = t.dir().join("alerts");
+    wait_for(|| {
+        std::fs::read_to_string(&alerts).is_ok_and(|a| a.contains("[cronwarden] FAILED slow on "))
+    });
 }
 
 #[test]
