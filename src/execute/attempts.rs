@@ -123,7 +123,6 @@ impl Attempts<'_, '_> {
         let (coord, holder, exclusion) = (self.ctx.coord, &mut self.holder, &mut self.exclusion);
         let marker = &mut *self.marker;
         let res = runner::run_attempt_with(&spec, self.out, self.interrupt, &mut |pid| {
-            marker.attempt_started(pid as i32, n, job.timeout, job.kill_grace);
             holder.pgid = Some(pid as i32);
             if let Some(x) = exclusion.as_mut() {
                 x.lock.set_holder(holder);
@@ -132,6 +131,7 @@ impl Attempts<'_, '_> {
                 }
             }
             coord.process_started(pid as i32);
+            marker.attempt_started(pid as i32, n, job.timeout, job.kill_grace);
         });
         if let Some(pid) = res.pid {
             coord.process_ended(pid as i32);
