@@ -10,6 +10,7 @@
 //!        with "wait":true, when the run ends: {"ok":true,"run_id":..,"outcome":"success","exit_code":0}
 //! {"cmd":"pause","job":"backup"}    -> {"ok":true}
 //! {"cmd":"resume","job":"backup"}   -> {"ok":true}
+//! {"cmd":"health"}                  -> {"ok":true,"problems":["state_dir ..."]} (`status`)
 //! anything else                     -> {"ok":false,"error":"...","code":2}
 //! ```
 //! This module is the protocol and the client; the daemon serves it (`daemon::control`),
@@ -56,6 +57,10 @@ pub struct Response {
     pub outcome: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u8>,
+    /// `health`: what keeps the daemon from doing its work fully (a state directory it
+    /// cannot write); empty when nothing does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 pub(crate) fn fail(code: u8, error: impl Into<String>) -> Response {

@@ -88,6 +88,51 @@ pub(crate) struct RunRecord {
     /// The fleet node that ran it (fleet mode only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub node: Option<String>,
+    /// A streak of skipped runs is kept as one record: the record is its first skip (run
+    /// id, instants), this says how many there were and which was the last (whose reason the
+    /// record carries).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub skips: Option<SkipStreak>,
+}
+
+/// The rest of a streak of skipped runs recorded as one ([`RunRecord::skips`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SkipStreak {
+    /// How many runs were skipped in a row (2 or more).
+    pub count: u64,
+    /// The last skipped run of the streak: its id, scheduled instant and when it was skipped.
+    pub last_run_id: String,
+    pub last_scheduled: String,
+    pub last_started: String,
+}
+
+impl RunRecord {
+    /// How many runs this record stands for: a skip streak's count, else 1.
+    pub(crate) fn runs(&self) -> u64 {
+        self.skips.as_ref().map_or(1, |s| s.count)
+    }
+
+    /// A skip that follows this record joins it when this record is a skip (or a streak of
+    /// them) of the same trigger: the streak that results.
+    fn join_skip(&self, next: &RunRecord) -> Option<RunRecord> {
+        if self.outcome != Outcome::Skipped
+            || next.outcome != Outcome::Skipped
+            || self.trigger != next.trigger
+            || self.job != next.job
+        {
+            return None;
+        }
+        let mut joined = self.clone();
+        joined.ended = next.ended.clone();
+        joined.reason = next.reason.clone();
+        joined.skips = Some(SkipStreak {
+            count: self.runs() + next.runs(),
+            last_run_id: next.run_id.clone(),
+            last_scheduled: next.scheduled.clone(),
+            last_started: next.started.clone(),
+        });
+        Some(joined)
+    }
 }
 
 pub(crate) fn history_path(state_dir: &Path, job: &str) -> PathBuf {
@@ -97,9 +142,11 @@ pub(crate) fn history_path(state_dir: &Path, job: &str) -> PathBuf {
 /// Appends one record to the job's history, keeping at most about `keep` runs (0: all).
 ///
 /// Appends and compactions of one job are serialized by a lock on a side file that is never
-/// replaced. When the history has doubled since it was last compacted, it is rewritten
-/// (atomically) with its newest `keep` records, so the file stays between one and two
-/// `keep`s of runs without reading it on every append.
+/// replaced. A skip that follows a skip (of the same trigger) does not add a line: the last
+/// line becomes the streak ([`SkipStreak`]), so skips never push real runs out. When the
+/// history has doubled since it was last compacted, it is rewritten (atomically) with its
+/// newest `keep` records (and the newest real run, should they all be skips), so the file
+/// stays between one and two `keep`s of runs without reading it on every append.
 pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> {
     let path = history_path(state_dir, &rec.job);
     let dir = path.parent().unwrap_or(state_dir);
@@ -112,27 +159,13 @@ pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Resu
         .mode(0o600)
         .open(dir.join(format!(".{}.lock", rec.job)))?;
     guard.lock()?;
-    let mut line = serde_json::to_string(rec).map_err(io::Error::other)?;
-    line.push('\n');
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
         .open(&path)?;
-    // After a torn write the file does not end in a newline: start on a fresh line so the
-    // torn fragment cannot swallow this record.
-    let len = f.metadata()?.len();
-    if len > 0 {
-        use std::os::unix::fs::FileExt;
-        let mut last = [0u8; 1];
-        f.read_exact_at(&mut last, len - 1)?;
-        if last[0] != b'\n' {
-            line.insert(0, '\n');
-        }
-    }
-    f.write_all(line.as_bytes())?;
-    let len = len + line.len() as u64;
+    let len = write_record(&f, rec)?;
     if keep == 0 {
         return Ok(());
     }
@@ -144,22 +177,88 @@ pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Resu
     if len <= base.saturating_mul(2) {
         return Ok(());
     }
-    let all = fs::read(&path)?;
-    let lines: Vec<&[u8]> = all
-        .split(|b| *b == b'\n')
-        .filter(|l| serde_json::from_slice::<RunRecord>(l).is_ok())
-        .collect();
-    let kept = &lines[lines.len().saturating_sub(keep)..];
-    let mut out = Vec::with_capacity(all.len());
-    for l in kept {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
+    let out = compacted(&fs::read(&path)?, keep);
     crate::files::write_atomic(&path, &out)?;
     guard.set_len(0)?;
     use std::os::unix::fs::FileExt;
     guard.write_all_at(out.len().max(1).to_string().as_bytes(), 0)?;
     Ok(())
+}
+
+/// Writes `rec` at the end of the history file `f` (opened for appending, under the job's
+/// lock): a new line, or, for a skip after a skip, the last line replaced by their streak.
+/// Returns the file's new length.
+fn write_record(mut f: &fs::File, rec: &RunRecord) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut len = f.metadata()?.len();
+    let mut rec = std::borrow::Cow::Borrowed(rec);
+    let mut fresh_line = false;
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.read_exact_at(&mut last, len - 1)?;
+        // After a torn write the file does not end in a newline: start on a fresh line so
+        // the torn fragment cannot swallow this record.
+        fresh_line = last[0] != b'\n';
+        if !fresh_line
+            && rec.outcome == Outcome::Skipped
+            && let Some((at, line)) = last_line(f, len)?
+            && let Some(joined) = serde_json::from_slice::<RunRecord>(&line)
+                .ok()
+                .and_then(|prev| prev.join_skip(&rec))
+        {
+            // A crash between the two calls loses the streak's line, never a real run.
+            f.set_len(at)?;
+            len = at;
+            rec = std::borrow::Cow::Owned(joined);
+        }
+    }
+    let mut line = serde_json::to_string(&*rec).map_err(io::Error::other)?;
+    line.push('\n');
+    if fresh_line {
+        line.insert(0, '\n');
+    }
+    f.write_all(line.as_bytes())?;
+    Ok(len + line.len() as u64)
+}
+
+/// The last line of a file that ends in a newline: its offset and bytes (without the
+/// newline); `None` when it is longer than the 64 KiB looked at.
+fn last_line(f: &fs::File, len: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt;
+    let start = len.saturating_sub(64 * 1024);
+    let mut buf = vec![0u8; (len - start) as usize];
+    f.read_exact_at(&mut buf, start)?;
+    buf.pop();
+    match buf.iter().rposition(|b| *b == b'\n') {
+        Some(i) => Ok(Some((start + i as u64 + 1, buf[i + 1..].to_vec()))),
+        None if start == 0 => Ok(Some((0, buf))),
+        None => Ok(None),
+    }
+}
+
+/// The history `all` compacted to its newest `keep` records; when those are all skips, the
+/// newest real run before them stays too (the last real run is never pushed out).
+fn compacted(all: &[u8], keep: usize) -> Vec<u8> {
+    let records: Vec<(&[u8], RunRecord)> = all
+        .split(|b| *b == b'\n')
+        .filter_map(|l| Some((l, serde_json::from_slice::<RunRecord>(l).ok()?)))
+        .collect();
+    let from = records.len().saturating_sub(keep);
+    let real = |r: &RunRecord| r.outcome != Outcome::Skipped;
+    let keep_real = match records[from..].iter().any(|(_, r)| real(r)) {
+        true => None,
+        false => records[..from].iter().rposition(|(_, r)| real(r)),
+    };
+    let mut out = Vec::with_capacity(all.len());
+    for (l, _) in keep_real
+        .map(|i| &records[i])
+        .into_iter()
+        .chain(&records[from..])
+    {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// The job's records, oldest first; lines that do not parse (a torn last write) are skipped.
@@ -179,8 +278,8 @@ pub(crate) fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
     Ok(out)
 }
 
-/// The most recent record of a job, if any: parsed from the end of the file, so it costs
-/// the same however long the history is.
+/// The job's most recent real run (a skip only when there is nothing else), parsed from
+/// the end of the file, so it costs the same however long the history is.
 pub(crate) fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = fs::File::open(history_path(state_dir, job)).ok()?;
@@ -194,13 +293,17 @@ pub(crate) fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
         // Complete lines only (the first may be cut by the window), newest first.
         let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
         let skip_first = usize::from(start > 0);
+        let mut newest = None;
         for line in lines.iter().skip(skip_first).rev() {
             if let Ok(rec) = serde_json::from_slice::<RunRecord>(line) {
-                return Some(rec);
+                if rec.outcome != Outcome::Skipped {
+                    return Some(rec);
+                }
+                newest.get_or_insert(rec);
             }
         }
         if start == 0 {
-            return None;
+            return newest;
         }
         window *= 4;
     }
@@ -224,6 +327,7 @@ mod tests {
             output: None,
             trigger: "run".to_string(),
             node: None,
+            skips: None,
         }
     }
 
@@ -278,5 +382,68 @@ mod tests {
         assert_eq!(last(&dir, "j").map(|r| r.run_id), Some("d".to_string()));
         assert!(last(&dir, "nobody").is_none());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn skip(id: &str) -> RunRecord {
+        let mut r = rec(id);
+        r.outcome = Outcome::Skipped;
+        r.reason = Some(format!("held ({id})"));
+        r.trigger = "schedule".to_string();
+        r
+    }
+
+    fn ids(dir: &Path) -> Vec<(String, u64)> {
+        read(dir, "j")
+            .expect("read")
+            .into_iter()
+            .map(|r| (r.run_id.clone(), r.runs()))
+            .collect()
+    }
+
+    #[test]
+    fn a_streak_of_skips_is_one_record_and_never_pushes_the_last_real_run_out() {
+        let dir = std::env::temp_dir().join(format!("cw-record-skips-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut failed = rec("f");
+        failed.outcome = Outcome::Failure;
+        append(&dir, &failed, 3).expect("append");
+        for i in 0..50 {
+            append(&dir, &skip(&format!("s{i:02}")), 3).expect("append");
+        }
+        assert_eq!(ids(&dir), [("f".to_string(), 1), ("s00".to_string(), 50)]);
+        let all = read(&dir, "j").expect("read");
+        let streak = all[1].skips.as_ref().expect("a streak");
+        assert_eq!(streak.last_run_id, "s49");
+        assert_eq!(all[1].reason.as_deref(), Some("held (s49)"));
+        assert_eq!(last(&dir, "j").map(|r| r.run_id), Some("f".to_string()));
+        // A real run ends the streak; the next skip starts a new one.
+        append(&dir, &rec("ok"), 3).expect("append");
+        append(&dir, &skip("t0"), 3).expect("append");
+        append(&dir, &skip("t1"), 3).expect("append");
+        assert_eq!(last(&dir, "j").map(|r| r.run_id), Some("ok".to_string()));
+        // With keep = 1, compaction keeps the newest record and the last real run before it.
+        for i in 0..40 {
+            let mut r = skip(&format!("u{i:02}"));
+            // Different triggers do not join: each is a record of its own.
+            r.trigger = if i % 2 == 0 { "run" } else { "schedule" }.to_string();
+            append(&dir, &r, 1).expect("append");
+        }
+        let kept = ids(&dir);
+        assert!(kept.len() <= 3, "{kept:?}");
+        assert_eq!(kept.first().map(|k| k.0.as_str()), Some("ok"), "{kept:?}");
+        assert_eq!(kept.last().map(|k| k.0.as_str()), Some("u39"), "{kept:?}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_written_before_skip_streaks_still_read() {
+        let line = r#"{"run_id":"r","job":"j","scheduled":"2026-01-01T00:00:00+00:00","started":"2026-01-01T00:00:00Z","ended":"2026-01-01T00:00:00Z","duration_ms":0,"attempts":[],"outcome":"skipped","reason":"held","trigger":"schedule"}"#;
+        let r: RunRecord = serde_json::from_str(line).expect("an old record");
+        assert_eq!((r.skips.clone(), r.runs()), (None, 1));
+        assert!(
+            !serde_json::to_string(&rec("a"))
+                .expect("json")
+                .contains("skips")
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! What it wraps:
 //! - [`poll`] / [`pollin`]: ppoll(2) with a timeout to the microsecond, on raw pollfds;
 //! - [`pidfd_open`]: a descriptor that becomes readable when a process exits;
-//! - [`kill_group`], [`group_alive`], [`kill`]: signals to a process group or a process;
+//! - [`kill_group`], [`group_alive`], [`group_exists`], [`kill`]: signals to a process group or
+//!   a process;
 //! - [`set_pipe_size`], [`set_nonblocking`]: descriptor flags (safe, through nix);
 //! - [`reap`]: waitpid(WNOHANG) for one pid;
 //! - [`install_child_setup`]: the job's set-up between fork and exec (signal state, umask,
@@ -110,6 +111,15 @@ pub(crate) fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
 /// `pgid <= 1`, and, like kill(2), when it exists but may not be signalled).
 pub(crate) fn group_alive(pgid: i32) -> bool {
     kill_group(pgid, 0).is_ok()
+}
+
+/// Whether a process of group `pgid` exists, also one this process may not signal (kill -0
+/// on the group, EPERM counting as present; false for `pgid <= 1`).
+pub(crate) fn group_exists(pgid: i32) -> bool {
+    match kill_group(pgid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
 }
 
 /// Sets the capacity of the pipe `fd` to `bytes` (F_SETPIPE_SZ; the kernel rounds it up to

@@ -355,6 +355,7 @@ pub(crate) fn test(cfg: &Config, channel: &str) -> Result<(), String> {
             output: None,
             trigger: "test-alert".into(),
             node: None,
+            skips: None,
         },
         next_run: None,
         stdout_tail: String::new(),

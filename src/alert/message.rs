@@ -12,7 +12,8 @@ use crate::record::{Outcome, RunRecord};
 /// What an alert says: every fact a person needs to act, for every channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Alert {
-    /// failure, recovery, retry, output, test.
+    /// failure, recovery, retry, output, test, node-lost, channel-broken, state-unwritable,
+    /// state-writable.
     pub event: String,
     pub job: String,
     pub host: String,
@@ -79,6 +80,16 @@ impl Alert {
                 "[cronwarden] NODE LOST {} while running {}: {}",
                 self.run.node.as_deref().unwrap_or("?"),
                 self.job,
+                self.run.reason.as_deref().unwrap_or("")
+            ),
+            "state-unwritable" => format!(
+                "[cronwarden] STATE DIR UNWRITABLE on {}: {}",
+                self.host,
+                self.run.reason.as_deref().unwrap_or("")
+            ),
+            "state-writable" => format!(
+                "[cronwarden] STATE DIR WRITABLE AGAIN on {}: {}",
+                self.host,
                 self.run.reason.as_deref().unwrap_or("")
             ),
             "channel-broken" => format!(

@@ -127,10 +127,16 @@ impl Alerts<'_> {
         }
     }
 
-    /// A run recorded as `lost` (the process that ran it died): a failure alert with the
-    /// outcome `lost` through the job's failure channels, once.
-    pub(crate) fn lost(&self, job: &Job, rec: &RunRecord) {
-        self.after_run(job, rec, (&[], &[]));
+    /// Tells these channels of the job about the daemon's state directory: it cannot be
+    /// written (`state-unwritable`) or can be again (`state-writable`); `rec` is the tick
+    /// that found it, and its reason says what is wrong.
+    pub(crate) fn state_dir(&self, job: &Job, rec: &RunRecord, event: &str, channels: &[String]) {
+        for name in channels {
+            if let Some(ch) = self.cfg.alert(name) {
+                let alert = make_alert(event, job, rec, (&[], &[]), 0, self.cfg);
+                self.queue(ch, alert);
+            }
+        }
     }
 
     /// Queues the alerts a finished run calls for (the outbox delivers them).

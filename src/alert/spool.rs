@@ -587,6 +587,7 @@ mod tests {
                 output: None,
                 trigger: "run".into(),
                 node: None,
+                skips: None,
             },
             next_run: None,
             stdout_tail: String::new(),

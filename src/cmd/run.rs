@@ -188,7 +188,12 @@ pub(super) fn run(
         only,
         trigger: "run",
     };
-    let report = runner.with_alerts(&cfg, |ctx| pipeline::run(ctx, start, &runner.interrupt));
+    let report = runner.with_alerts(&cfg, |ctx| {
+        // Runs of this job whose supervisor died (kill -9 of a daemon or a `run`): recorded
+        // when their group is gone, stopped when their timeout ran out.
+        crate::execute::orphan::settle_job(ctx, job, &runner.interrupt);
+        pipeline::run(ctx, start, &runner.interrupt)
+    });
     print::errln(format!("{name} ({}):", format_rfc3339(scheduled, &job.tz)));
     for r in &report.steps {
         print::errln(format!("  {}", step_line(r)));

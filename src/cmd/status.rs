@@ -108,7 +108,10 @@ struct JobStatus {
     running: Option<lock::Holder>,
     /// Fleet mode: the node the running run is on.
     node: Option<String>,
+    /// The last real run (a skip only when there was none).
     last: Option<RunRecord>,
+    /// Skips since the last real run: how many, and the newest of them.
+    skipped_since: Option<(u64, RunRecord)>,
     next: Option<Timestamp>,
     enabled: bool,
     rate: Option<(usize, usize)>,
@@ -155,12 +158,23 @@ fn job_status(
         crate::config::Overlap::Allow => None,
         _ => running.remove(&job.name),
     };
+    // Skips (one record per streak) never hide the last real run.
+    let real = runs.iter().rposition(|r| r.outcome != Outcome::Skipped);
+    let skips = &runs[real.map_or(runs.len(), |i| i + 1)..];
+    let skipped_since = match (real, skips.last()) {
+        (Some(_), Some(newest)) => {
+            let count = skips.iter().map(RunRecord::runs).sum();
+            Some((count, newest.clone()))
+        }
+        _ => None,
+    };
     Ok(JobStatus {
         name: job.name.clone(),
         paused: paused.contains(&job.name),
         node: running.as_ref().and_then(|r| r.node.clone()),
         running: running.map(|r| r.holder),
-        last: runs.last().cloned(),
+        last: real.and_then(|i| runs.get(i)).or(runs.last()).cloned(),
+        skipped_since,
         next: job
             .schedule
             .as_ref()
@@ -193,14 +207,36 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
             path.display()
         ));
     }
+    let problems = daemon_problems(&cfg.settings);
     if json {
-        print_json(&all, daemon)
+        print_json(&all, daemon, &problems)
     } else {
-        print_table(&all, now, daemon)
+        print_table(&all, now, daemon)?;
+        for p in &problems {
+            print::out(format!(
+                "state: the daemon cannot record runs: {p}; jobs keep running\n"
+            ))?;
+        }
+        Ok(exit::OK)
     }
 }
 
-fn print_json(all: &[JobStatus], daemon: Option<bool>) -> CmdResult {
+/// What keeps this host's daemon from doing its work fully (a state directory it cannot
+/// write, which it cannot record in a file either): asked through its control socket; none
+/// when no daemon answers.
+fn daemon_problems(settings: &crate::config::Settings) -> Vec<String> {
+    let req = crate::control::Request {
+        cmd: "health".into(),
+        ..Default::default()
+    };
+    crate::control::request(settings, &req)
+        .ok()
+        .filter(|r| r.ok)
+        .map(|r| r.problems)
+        .unwrap_or_default()
+}
+
+fn print_json(all: &[JobStatus], daemon: Option<bool>, problems: &[String]) -> CmdResult {
     {
         let v: Vec<serde_json::Value> = all
             .iter()
@@ -214,8 +250,16 @@ fn print_json(all: &[JobStatus], daemon: Option<bool>) -> CmdResult {
                     "running_node": s.node,
                     "daemon_running": daemon,
                     "last_run": s.last,
+                    "skipped_since_last_run": s.skipped_since.as_ref().map(|(n, r)| {
+                        serde_json::json!({
+                            "count": n,
+                            "last": r.skips.as_ref().map_or(&r.started, |k| &k.last_started),
+                            "reason": r.reason,
+                        })
+                    }),
                     "next_run": s.next.map(|t| t.to_string()),
                     "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
+                    "state_problem": problems.first(),
                     "rate_runs": s.rate.map(|(_, n)| n),
                 })
             })
@@ -248,7 +292,10 @@ fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdRe
                         .parse::<Timestamp>()
                         .map(|t| relative(t, now).replacen("in ", "", 1) + " ago")
                         .unwrap_or_else(|_| r.started.clone()),
-                    r.outcome.as_str().to_string(),
+                    match &s.skipped_since {
+                        Some((n, _)) => format!("{} (then {n} skipped)", r.outcome.as_str()),
+                        None => r.outcome.as_str().to_string(),
+                    },
                     duration_and_attempts(r),
                 ),
                 None => ("never".into(), "-".into(), ("-".into(), "-".into())),
@@ -316,7 +363,10 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
                 dur,
                 attempts,
                 exit_of(r),
-                r.outcome.as_str().to_string(),
+                match &r.skips {
+                    Some(k) => format!("{} ({} times)", r.outcome.as_str(), k.count),
+                    None => r.outcome.as_str().to_string(),
+                },
                 r.reason.clone().unwrap_or_default(),
                 r.node.clone().unwrap_or_default(),
             ]

@@ -2,11 +2,12 @@
 //! recorded in the state directory, and `trigger`, `pause` and `resume` reach the daemon
 //! through its control socket.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
@@ -14,7 +15,7 @@ use super::{Coordinator, Exclusion, OwnRun, RunStart, Running, Tick, TriggerRepl
 use crate::config::{Job, Overlap, Settings};
 use crate::control::{self, Request, Response};
 use crate::exit::{self, Failure};
-use crate::lock::{self, Acquired, JobLock};
+use crate::lock::{self, Acquired, Holder, JobLock};
 use crate::log::{Level, Logger};
 use crate::record::{self, RunRecord};
 use crate::runner::Interrupt;
@@ -46,8 +47,7 @@ impl Coordinator for Local {
             run_id,
             own,
         };
-        Ok(acquire_lock(&self.locks, &want, log, interrupt)?
-            .map(|lock| Exclusion { lock, guard: None }))
+        acquire_lock(&self.locks, &want, log, interrupt)
     }
 
     fn keep_locks(&self, settings: &Settings, log: &Logger) {
@@ -68,6 +68,11 @@ impl Coordinator for Local {
 
     fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
         save(settings, rec, log);
+    }
+
+    fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool {
+        save(settings, rec, log);
+        true
     }
 
     fn first_alert(&self, _run_id: &str, _event: &str) -> bool {
@@ -257,70 +262,157 @@ pub(crate) struct Want<'a> {
 /// The job's flock, per its `overlap`: `Ok(None)` for `allow`; `Err(reason)` when the run
 /// must not happen (held and `skip`, or the wait was interrupted). A run of this process
 /// that holds the job counts as holding it even if its lock file was removed; with
-/// [`OwnRun::Wait`] such a run is waited for, whatever `overlap` says.
+/// [`OwnRun::Wait`] such a run is waited for, whatever `overlap` says. The lock file names
+/// this process and run as soon as the lock is taken (no `pgid` until an attempt starts), so
+/// a run that replaces it never reads the line of a run that ended before.
 pub(crate) fn acquire_lock(
     locks: &Arc<lock::Registry>,
     want: &Want<'_>,
     log: &Logger,
     interrupt: &Interrupt,
-) -> Result<Option<JobLock>, String> {
-    let (dir, job) = (want.dir, want.job);
+) -> Result<Option<Exclusion>, String> {
+    let (dir, job, run_id) = (want.dir, want.job, want.run_id);
     if job.overlap == Overlap::Allow {
         return Ok(None);
     }
     let lock_err = |e: std::io::Error| format!("lock file in {}: {e}", dir.display());
     let cancelled = || interrupt.received().is_some();
-    let wait = |what: &str| -> Result<Option<JobLock>, String> {
-        match locks
-            .acquire_wait(dir, &job.name, &cancelled)
-            .map_err(lock_err)?
-        {
-            Some(l) => Ok(Some(l)),
-            None => Err(format!("interrupted while waiting for the {what}")),
-        }
-    };
     let (holder, who) = loop {
         if want.own == OwnRun::Wait && !locks.wait_own(&job.name, &cancelled) {
             return Err("interrupted while waiting for the run in progress".to_string());
         }
         match locks.try_acquire(dir, &job.name).map_err(lock_err)? {
-            Acquired::Locked(l) => return Ok(Some(l)),
+            Acquired::Locked(l) => return Ok(Some(exclusion(l, dir, &job.name, run_id))),
             Acquired::Own(_) if want.own == OwnRun::Wait => continue,
             Acquired::Own(h) => break (h.clone(), own_run(&h)),
             Acquired::Held(h) => break (h.clone(), h.describe()),
         }
     };
-    match job.overlap {
-        Overlap::Skip => Err(format!("another run holds the lock: {who}")),
+    let f = fields(&job.name, run_id);
+    let what = match job.overlap {
+        Overlap::Skip => return Err(format!("another run holds the lock: {who}")),
         Overlap::Queue => {
-            log.log(
-                Level::Info,
-                "queued",
-                &fields(&job.name, want.run_id),
-                &format!("waiting for the lock held by {who}"),
-            );
-            wait("lock")
+            let msg = format!("waiting for the lock held by {who}");
+            log.log(Level::Info, "queued", &f, &msg);
+            "lock"
         }
         _ => {
-            log.log(
-                Level::Warn,
-                "replacing",
-                &fields(&job.name, want.run_id),
-                &format!("stopping the running copy: {who}"),
-            );
-            if let Some(pgid) = holder.pgid.filter(|p| *p > 1) {
-                let _ = crate::sys::kill_group(pgid, libc::SIGTERM);
-                let deadline = Instant::now() + job.kill_grace;
-                let timed_out = || Instant::now() >= deadline;
-                if let Some(l) = locks
-                    .acquire_wait(dir, &job.name, &timed_out)
-                    .map_err(lock_err)?
-                {
-                    return Ok(Some(l));
-                }
-                let _ = crate::sys::kill_group(pgid, libc::SIGKILL);
+            let msg = format!("stopping the running copy: {who}");
+            log.log(Level::Warn, "replacing", &f, &msg);
+            "replaced run's end"
+        }
+    };
+    let replacing =
+        (job.overlap == Overlap::Replace).then(|| Replacing::start(dir, job, holder, run_id));
+    let stop = || {
+        if let Some(r) = &replacing {
+            r.stop_holder(dir, &job.name);
+        }
+        interrupt.received().is_some()
+    };
+    let got = locks
+        .acquire_wait(dir, &job.name, &stop)
+        .map_err(lock_err)?;
+    if let Some(r) = &replacing {
+        r.done();
+    }
+    match got {
+        Some(l) => Ok(Some(exclusion(l, dir, &job.name, run_id))),
+        None => Err(format!("interrupted while waiting for the {what}")),
+    }
+}
+
+/// The exclusion of a run that holds the job's lock, its line written.
+fn exclusion(mut lock: JobLock, dir: &Path, job: &str, run_id: &str) -> Exclusion {
+    lock.set_holder(&Holder {
+        pid: Some(std::process::id() as i32),
+        pgid: None,
+        since: Some(Timestamp::now().to_string()),
+        run_id: Some(run_id.to_string()),
+    });
+    Exclusion {
+        lock,
+        guard: None,
+        replaced: ReplaceNote::new(dir, job, run_id),
+    }
+}
+
+/// Where a run that replaces this one (`overlap = "replace"`) leaves its run id:
+/// `lock_dir/.JOB.RUN_ID.replaced`. The replaced run looks at it after an attempt and while
+/// it waits to retry, and ends for good when it is there.
+pub(crate) struct ReplaceNote(PathBuf);
+
+impl ReplaceNote {
+    fn new(dir: &Path, job: &str, run_id: &str) -> ReplaceNote {
+        ReplaceNote(dir.join(format!(".{job}.{run_id}.replaced")))
+    }
+
+    /// The run id of the run that replaced this one, if one did.
+    pub(crate) fn replaced_by(&self) -> Option<String> {
+        let text = fs::read_to_string(&self.0).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
+    /// Forgets the note (the replaced run read it, or the replacing run has the lock).
+    pub(crate) fn clear(&self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// A run replacing the one that holds the lock: it has left its note, and stops the
+/// holder's process groups (SIGTERM, `kill_grace`, SIGKILL) while it waits for the lock,
+/// also one that starts after it looked (the holder between two attempts).
+struct Replacing {
+    note: Option<ReplaceNote>,
+    grace: Duration,
+    /// Each group signalled: when SIGTERM went out, and whether SIGKILL did.
+    groups: RefCell<Vec<(i32, Instant, bool)>>,
+}
+
+impl Replacing {
+    fn start(dir: &Path, job: &Job, holder: Holder, run_id: &str) -> Replacing {
+        let note = holder.run_id.as_deref().map(|old| {
+            let note = ReplaceNote::new(dir, &job.name, old);
+            let _ = crate::files::write_replace(&note.0, run_id.as_bytes());
+            note
+        });
+        let r = Replacing {
+            note,
+            grace: job.kill_grace,
+            groups: RefCell::new(Vec::new()),
+        };
+        r.signal(holder.pgid);
+        r
+    }
+
+    /// Looks at the lock's holder again (polled while waiting for the lock).
+    fn stop_holder(&self, dir: &Path, job: &str) {
+        self.signal(lock::held_by(dir, job).and_then(|h| h.pgid));
+        let now = Instant::now();
+        for (pgid, termed, killed) in self.groups.borrow_mut().iter_mut() {
+            if !*killed && now >= *termed + self.grace {
+                let _ = crate::sys::kill_group(*pgid, libc::SIGKILL);
+                *killed = true;
             }
-            wait("lock")
+        }
+    }
+
+    /// SIGTERM to a group of the holder not signalled yet.
+    fn signal(&self, pgid: Option<i32>) {
+        let Some(pgid) = pgid.filter(|p| *p > 1) else {
+            return;
+        };
+        let mut groups = self.groups.borrow_mut();
+        if groups.iter().all(|(g, _, _)| *g != pgid) {
+            let _ = crate::sys::kill_group(pgid, libc::SIGTERM);
+            groups.push((pgid, Instant::now(), false));
+        }
+    }
+
+    /// The wait is over: the note is not needed any more.
+    fn done(&self) {
+        if let Some(n) = &self.note {
+            n.clear();
         }
     }
 }

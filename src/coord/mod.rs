@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub(crate) use local::{Local, read_paused, write_paused};
+pub(crate) use local::{Local, ReplaceNote, read_paused, write_paused};
 
 use crate::config::{Job, Settings};
 use crate::exit::Failure;
@@ -51,6 +51,8 @@ pub(crate) enum Role {
 pub(crate) struct Exclusion {
     pub(crate) lock: JobLock,
     pub(crate) guard: Option<Box<dyn Guard>>,
+    /// Where a run that replaces this one says so (`overlap = "replace"`).
+    pub(crate) replaced: ReplaceNote,
 }
 
 /// What a backend holds beyond the flock while a run goes on.
@@ -167,6 +169,10 @@ pub(crate) trait Coordinator: Send + Sync {
     /// Records a run stopped from outside ([`Guard::fenced`]) and leaves it to whoever
     /// takes it over.
     fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger);
+    /// Records a run whose supervising process died on this host, once the next supervisor
+    /// saw it end (`execute::orphan`); true when the caller is to alert it (in a fleet, the
+    /// node that takes a lost run over alerts it).
+    fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool;
     /// Whether this process is the first to send `event` for `run_id`.
     fn first_alert(&self, run_id: &str, event: &str) -> bool;
 

@@ -1,7 +1,8 @@
-//! The control socket's server side: `trigger`, `pause` and `resume` from `cronwarden`
-//! commands (the protocol is in `crate::control`). The socket is bound owner-only; each
-//! connection is served by a thread of its own with read and write timeouts. A socket file
-//! removed under the daemon (with `lock_dir`, say) is bound again at the next wake-up.
+//! The control socket's server side: `trigger`, `pause`, `resume` and `health` from
+//! `cronwarden` commands (the protocol is in `crate::control`). The socket is bound
+//! owner-only; each connection is served by a thread of its own with read and write
+//! timeouts. A socket file removed under the daemon (with `lock_dir`, say) is bound again at
+//! the next wake-up.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -174,6 +175,13 @@ fn handle(conn: UnixStream, shared: &Arc<Shared>) {
 }
 
 fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
+    if req.cmd == "health" {
+        return Response {
+            ok: true,
+            problems: shared.health.problem().into_iter().collect(),
+            ..Response::default()
+        };
+    }
     let cfg = shared.current();
     let Some(name) = req.job.clone() else {
         return fail(exit::USAGE, format!("{:?} needs a job", req.cmd));
@@ -230,7 +238,7 @@ fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
         }
         other => fail(
             exit::USAGE,
-            format!("unknown command {other:?}; use trigger, pause or resume"),
+            format!("unknown command {other:?}; use trigger, pause, resume or health"),
         ),
     }
 }

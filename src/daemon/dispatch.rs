@@ -1,11 +1,10 @@
 //! From a due instant (or a trigger) to a running job: each run gets a thread that marks
 //! the instant as dispatched, waits out its jitter and the exact instant, then takes the
-//! job's exclusion and a `max_concurrent` slot, writes its run marker, and runs the very
-//! same `execute_locked` path as `cronwarden run`; the jobs after it follow as one pipeline
+//! job's exclusion and a `max_concurrent` slot, and runs the very same `execute_locked` path as
+//! `cronwarden run` (which writes the run's marker); the jobs after it follow as one pipeline
 //! run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use crate::execute::{self, Ctx, RunRequest};
 use crate::log::Level;
 use crate::record::{Outcome, RunRecord};
 use crate::runner::Interrupt;
-use crate::schedule::format_rfc3339;
 use crate::scheduler::{Dispatch, Why};
 use crate::sync::lock;
 
@@ -199,7 +197,12 @@ fn join_pending(shared: &Shared, launch: &Launch) -> bool {
 }
 
 /// One run in its thread, start to end (then the jobs after it).
-pub(super) fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Option<Duration>) {
+pub(super) fn run_one(
+    shared: &Arc<Shared>,
+    cfg: &Config,
+    launch: Launch,
+    jitter: Option<Duration>,
+) {
     let name = launch.job.as_str();
     let Some(job) = cfg.job(name) else {
         return;
@@ -218,13 +221,9 @@ pub(super) fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Opt
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
     };
-    // From here a marker says the run is under way: if the daemon dies, the next one records
-    // it as lost (its instant is marked as dispatched and will not run again). Written ahead
-    // of the instant, off the path from the instant to the job's start.
-    let marker = super::state::write_running(&shared.state_dir, &placeholder(&launch, job));
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
-    // exclusion only once its instant has come.
+    // exclusion only once its instant has come. (`execute_locked` writes the run's marker.)
     let exclusion = match wait_for_instant(launch.scheduled, &interrupt) {
         Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
         Err(reason) => {
@@ -235,14 +234,12 @@ pub(super) fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Opt
     };
     let Some(exclusion) = exclusion else {
         // Recorded as not run (skipped or interrupted).
-        let _ = fs::remove_file(&marker);
         return;
     };
     shared.metrics.started(name);
     let r = execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt);
     let (root_record, root_tails) = (r.record.clone(), r.tails);
     report(shared, &launch, r.record, true);
-    let _ = fs::remove_file(&marker);
     shared.slots.release();
     // The jobs that come after it run as one pipeline run with its scheduled instant (after
     // a failure they are recorded as skipped).
@@ -264,14 +261,13 @@ pub(super) fn run_one(shared: &Shared, cfg: &Config, launch: Launch, jitter: Opt
 
 /// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
 /// waits out the jitter; `None` when the run must not go on.
-fn prepare(shared: &Shared, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
+fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
     let name = launch.job.as_str();
     let f = [("job", name.to_string())];
-    if launch.mark
-        && let Err(e) = shared.marks.mark(name, launch.scheduled)
-    {
-        shared.log.log(Level::Error, "mark", &f, &e);
-        return None;
+    if launch.mark {
+        // Without its mark the run goes on all the same (`health` says why, and alerts).
+        let marked = shared.marks.mark(name, launch.scheduled);
+        super::health::marked(shared, name, &launch.run_id, launch.scheduled, marked);
     }
     let interrupt = match shared
         .stop
@@ -347,25 +343,6 @@ fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), S
         return Err("the daemon stopped before it started".to_string());
     }
     Ok(())
-}
-
-/// The run marker's content: the run as it would be recorded if the daemon died now.
-fn placeholder(launch: &Launch, job: &crate::config::Job) -> RunRecord {
-    RunRecord {
-        run_id: launch.run_id.clone(),
-        job: launch.job.clone(),
-        scheduled: format_rfc3339(launch.scheduled, &job.tz),
-        // Written ahead: the run starts on its instant.
-        started: launch.scheduled.max(Timestamp::now()).to_string(),
-        ended: String::new(),
-        duration_ms: 0,
-        attempts: Vec::new(),
-        outcome: Outcome::Lost,
-        reason: None,
-        output: None,
-        trigger: launch.why.to_string(),
-        node: None,
-    }
 }
 
 /// A run's end, told to the metrics and to whoever waits for it (`trigger --wait`).

@@ -4,17 +4,21 @@
 //! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
 //! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
 //! state directory (atomically, before the job starts, so a crash never runs an instant
-//! twice) and handed to a thread that waits for the instant, takes the job's exclusion and a
-//! `max_concurrent` slot, then runs the very same `execute_locked` path as `cronwarden run`.
+//! twice; a mark that cannot be written does not stop the job: `health`) and handed to a
+//! thread that waits for the instant, takes the job's exclusion and a `max_concurrent` slot,
+//! then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
-//! instant to a running job), `catchup` (missed instants, one after another), `slots`
-//! (concurrency), `state` (the daemon's files), `control` (the control socket server), `work`
-//! (work the coordination backend brings).
+//! instant to a running job), `catchup` (missed instants, one after another), `health` (a
+//! state directory that cannot be written), `orphans` (runs whose supervisor died, taken
+//! over), `slots` (concurrency), `state` (the daemon's files), `control` (the control socket
+//! server), `work` (work the coordination backend brings).
 
 mod catchup;
 mod control;
 mod dispatch;
+mod health;
+mod orphans;
 mod slots;
 mod state;
 mod work;
@@ -78,6 +82,8 @@ pub(crate) struct Shared {
     /// Readable (its peer closed) once running jobs must stop.
     stop: UnixStream,
     marks: Marks,
+    /// Whether the marks (so the state directory) can be written.
+    health: health::Health,
     paused: Paused,
     /// The table in force (replaced by a reload).
     current: Mutex<Arc<Config>>,
@@ -242,19 +248,15 @@ impl<'p> Daemon<'p> {
             catchups: catchup::Catchups::default(),
             stop: stop_rx,
             marks: Marks::new(&state),
+            health: health::Health::default(),
             paused: Paused::load(&state),
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),
         });
-        let lost = state::recover_lost(&state, cfg.settings.history_keep, &shared.log);
-        // Lost runs are alerted like failures (queued in the spool; the alert thread, which
-        // starts just below, sends them).
-        for rec in &lost {
-            if let Some(job) = cfg.job(&rec.job) {
-                shared.ctx(&cfg).alerts().lost(job, rec);
-            }
-        }
         let alerts = start_alerts(&shared)?;
+        // Runs whose supervisor died (a daemon or a `run` killed): taken over, kept to their
+        // timeout, recorded and alerted when they end.
+        orphans::start(&shared);
         let control = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));
         std::thread::Builder::new()

@@ -1,6 +1,6 @@
 //! The daemon's own files in the state directory: the last dispatched instant of each job
-//! (so that a restart neither reruns nor skips one), a marker per run in progress (so that
-//! a run the daemon died during is recorded as lost), the boot id (`@reboot`), and pauses.
+//! (so that a restart neither reruns nor skips one), the boot id (`@reboot`), and pauses.
+//! (The marker of each run in progress is the run path's: `execute::marker`.)
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -10,15 +10,10 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 
 use crate::log::{Level, Logger};
-use crate::record::{self, Outcome, RunRecord};
 use crate::sync::lock;
 
 fn mark_path(state: &Path, job: &str) -> PathBuf {
     state.join("marks").join(job)
-}
-
-fn running_dir(state: &Path) -> PathBuf {
-    state.join("running")
 }
 
 /// The last dispatched instant of every job.
@@ -43,58 +38,6 @@ pub(super) fn read_marks(state: &Path) -> HashMap<String, Timestamp> {
     out
 }
 
-/// Runs that were in progress when a previous daemon died: recorded as lost (and returned,
-/// to be alerted).
-pub(super) fn recover_lost(state: &Path, keep: usize, log: &Logger) -> Vec<RunRecord> {
-    let mut lost = Vec::new();
-    let Ok(dir) = fs::read_dir(running_dir(state)) else {
-        return lost;
-    };
-    for e in dir.flatten() {
-        let path = e.path();
-        // The temporary file of a marker whose write a crash cut short (before its rename,
-        // so before the run started): nothing ran.
-        if e.file_name().to_string_lossy().starts_with('.') {
-            let _ = fs::remove_file(&path);
-            continue;
-        }
-        let Ok(text) = fs::read_to_string(&path) else {
-            continue;
-        };
-        if let Ok(mut rec) = serde_json::from_str::<RunRecord>(&text) {
-            // A crash between recording the run and removing its marker: nothing was lost.
-            let recorded = record::read(state, &rec.job)
-                .map(|all| all.iter().rev().take(100).any(|r| r.run_id == rec.run_id))
-                .unwrap_or(false);
-            if recorded {
-                let _ = fs::remove_file(&path);
-                continue;
-            }
-            rec.outcome = Outcome::Lost;
-            rec.ended = Timestamp::now().to_string();
-            rec.reason = Some(
-                "the daemon stopped while this run was in progress; its end is unknown".to_string(),
-            );
-            log.log(
-                Level::Error,
-                "lost",
-                &[
-                    ("job", rec.job.clone()),
-                    ("run_id", rec.run_id.clone()),
-                    ("scheduled", rec.scheduled.clone()),
-                ],
-                rec.reason.as_deref().unwrap_or(""),
-            );
-            if let Err(err) = record::append(state, &rec, keep) {
-                log.log(Level::Error, "history", &[], &err.to_string());
-            }
-            lost.push(rec);
-        }
-        let _ = fs::remove_file(&path);
-    }
-    lost
-}
-
 pub(super) fn boot_id() -> Option<String> {
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()
@@ -117,6 +60,7 @@ impl Marks {
 
     /// Records `at` as the job's last dispatched instant, atomically (rename) and never
     /// backwards, before the run starts: after a crash of the daemon, no instant runs twice.
+    /// (When it cannot be written, the run goes on all the same: `health`.)
     /// No fsync on this hot path: a crashed process loses nothing the kernel has; only a
     /// power loss can take the newest marks back, and then those instants count as missed
     /// (`catchup`).
@@ -129,7 +73,7 @@ impl Marks {
         crate::files::write_replace(&mark_path(&self.state_dir, job), at.to_string().as_bytes())
             .map_err(|e| {
                 format!(
-                    "cannot record the dispatch of {at} in {}: {e}; not running it",
+                    "cannot record the dispatch of {at} in {}: {e}",
                     self.state_dir.display()
                 )
             })?;
@@ -169,13 +113,4 @@ impl Paused {
         log.log(Level::Info, event, &[("job", job.to_string())], "");
         Ok(())
     }
-}
-
-/// Writes the marker of a run in progress; the path to remove when it ends.
-pub(super) fn write_running(state: &Path, placeholder: &RunRecord) -> PathBuf {
-    let marker = running_dir(state).join(format!("{}.json", placeholder.run_id));
-    if let Ok(text) = serde_json::to_vec(placeholder) {
-        let _ = crate::files::write_replace(&marker, &text);
-    }
-    marker
 }

@@ -83,6 +83,7 @@ impl Sink {
             output: None,
             trigger: l.trigger.clone(),
             node: Some(l.node.clone()),
+            skips: None,
         };
         shared.log.log(
             Level::Error,

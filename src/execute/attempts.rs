@@ -3,10 +3,11 @@
 //! succeeds, the attempts run out, or the run is interrupted.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 
+use super::marker::RunMarker;
 use super::spec::{self, Identity};
 use super::{Ctx, RunFacts};
 use crate::coord::Exclusion;
@@ -26,6 +27,7 @@ pub(super) struct Attempts<'r, 'a> {
     pub(super) fields: &'r [(&'static str, String)],
     pub(super) exclusion: Option<&'r mut Exclusion>,
     pub(super) holder: Holder,
+    pub(super) marker: &'r mut RunMarker,
     pub(super) out: &'r mut Output,
     pub(super) interrupt: &'r Interrupt,
 }
@@ -50,20 +52,52 @@ impl Attempts<'_, '_> {
             af.push(("attempt", n.to_string()));
             self.ctx.log.log(Level::Info, "attempt-start", &af, "");
             let (res, why) = self.attempt(n, &who, &params);
-            attempts.push(attempt_record(n, res.as_ref(), why.clone()));
+            self.attempt_ended();
+            let rec = attempt_record(n, res.as_ref(), why.clone());
+            self.marker.attempt_ended(rec.clone());
+            attempts.push(rec);
             self.log_end(&af, res.as_ref(), why.as_deref());
             let Some(w) = why else {
                 return (attempts, Outcome::Success, None);
             };
             reason = Some(w);
+            if let Some(by) = self.replaced(&af) {
+                return (attempts, Outcome::Interrupted, Some(by));
+            }
             if self.interrupt.received().is_some() {
                 return (attempts, Outcome::Interrupted, reason);
             }
-            if n < max_attempts && !self.wait_to_retry(n, &af, &attempts, &reason) {
-                return (attempts, Outcome::Interrupted, reason);
+            if n < max_attempts {
+                match self.wait_to_retry(n, &af, &attempts, &reason) {
+                    Waited::Over => {}
+                    Waited::Interrupted => return (attempts, Outcome::Interrupted, reason),
+                    Waited::Replaced(by) => return (attempts, Outcome::Interrupted, Some(by)),
+                }
             }
         }
         (attempts, Outcome::Failure, reason)
+    }
+
+    /// The attempt's process group is over: the lock file stops naming it, so nothing
+    /// signals a group that no longer is this run's (`overlap = "replace"`).
+    fn attempt_ended(&mut self) {
+        if self.holder.pgid.take().is_some()
+            && let Some(x) = self.exclusion.as_mut()
+        {
+            x.lock.set_holder(&self.holder);
+        }
+    }
+
+    /// "replaced by RUN_ID" when a run with `overlap = "replace"` replaced this one: it
+    /// ends for good (no retry; recorded as interrupted, alerted as no failure).
+    fn replaced(&self, af: &[(&'static str, String)]) -> Option<String> {
+        let x = self.exclusion.as_ref()?;
+        let by = x.replaced.replaced_by()?;
+        x.replaced.clear();
+        let why = format!("replaced by {by}");
+        let msg = format!("{why}: this run ends here, without retrying");
+        self.ctx.log.log(Level::Warn, "replaced", af, &msg);
+        Some(why)
     }
 
     /// One attempt: its result (none when it could not be set up) and why it failed.
@@ -87,6 +121,7 @@ impl Attempts<'_, '_> {
             self.out.write(Stream::Stderr, note.as_bytes());
         }
         let (coord, holder, exclusion) = (self.ctx.coord, &mut self.holder, &mut self.exclusion);
+        let marker = &mut *self.marker;
         let res = runner::run_attempt_with(&spec, self.out, self.interrupt, &mut |pid| {
             holder.pgid = Some(pid as i32);
             if let Some(x) = exclusion.as_mut() {
@@ -96,6 +131,7 @@ impl Attempts<'_, '_> {
                 }
             }
             coord.process_started(pid as i32);
+            marker.attempt_started(pid as i32, n, job.timeout, job.kill_grace);
         });
         if let Some(pid) = res.pid {
             coord.process_ended(pid as i32);
@@ -138,14 +174,15 @@ impl Attempts<'_, '_> {
         }
     }
 
-    /// Tells the `retry` channels, then waits for the backoff; false when interrupted.
+    /// Tells the `retry` channels, then waits for the backoff (looking for a run that
+    /// replaces this one a few times a second).
     fn wait_to_retry(
         &self,
         n: u32,
         af: &[(&'static str, String)],
         attempts: &[AttemptRecord],
         reason: &Option<String>,
-    ) -> bool {
+    ) -> Waited {
         let job = self.facts.req.job;
         let so_far = self
             .facts
@@ -158,8 +195,36 @@ impl Attempts<'_, '_> {
         let wait = format_duration(Duration::from_millis(delay.as_millis() as u64));
         let msg = format!("attempt {} in {wait}", n + 1);
         self.ctx.log.log(Level::Info, "retry-wait", af, &msg);
-        self.interrupt.sleep(delay).is_none()
+        let until = Instant::now() + delay;
+        loop {
+            if let Some(by) = self.replaced(af) {
+                return Waited::Replaced(by);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Waited::Over;
+            }
+            // Only a run that holds the job's lock can be replaced.
+            let slice = match self.exclusion {
+                Some(_) => left.min(REPLACE_POLL),
+                None => left,
+            };
+            if self.interrupt.sleep(slice).is_some() {
+                return Waited::Interrupted;
+            }
+        }
     }
+}
+
+/// How often a run waiting to retry looks whether another run replaced it.
+const REPLACE_POLL: Duration = Duration::from_millis(200);
+
+/// How the wait before a retry ended.
+enum Waited {
+    Over,
+    Interrupted,
+    /// "replaced by RUN_ID".
+    Replaced(String),
 }
 
 fn attempt_record(n: u32, res: Option<&AttemptResult>, reason: Option<String>) -> AttemptRecord {

@@ -2,9 +2,12 @@
 //! alerts. `cronwarden run` calls this directly; the daemon calls the very same functions.
 //!
 //! Files: `spec` (what an attempt is started with), `attempts` (the attempts and retries),
-//! this file (the run around them).
+//! `marker` (the run marker that lets the next supervisor finish a run whose supervisor
+//! died), `orphan` (finishing such runs), this file (the run around them).
 
 mod attempts;
+pub(crate) mod marker;
+pub(crate) mod orphan;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -116,6 +119,7 @@ impl RunFacts<'_> {
             output,
             trigger: self.req.trigger.to_string(),
             node: self.node.clone(),
+            skips: None,
         }
     }
 }
@@ -220,7 +224,14 @@ pub(crate) fn execute_locked(
     if let Some(url) = &job.healthcheck_url {
         alert::ping(url, Ping::Start, &[], ctx.log, &job.name);
     }
-    let output_dir = ctx.cfg.settings.state_dir.join("output").join(&job.name);
+    let state_dir = &ctx.cfg.settings.state_dir;
+    // While it runs, a marker says so: should this process die, the next supervisor keeps
+    // the attempt's deadline and records the run when it ends.
+    let mut marker = marker::RunMarker::start(
+        state_dir,
+        facts.record(Outcome::Lost, None, Vec::new(), None),
+    );
+    let output_dir = state_dir.join("output").join(&job.name);
     let mut out = Output::new(&output_dir, run_id, job.output_limit);
     let mut run = attempts::Attempts {
         ctx,
@@ -228,6 +239,7 @@ pub(crate) fn execute_locked(
         fields: &f,
         exclusion: exclusion.as_mut(),
         holder,
+        marker: &mut marker,
         out: &mut out,
         interrupt,
     };
@@ -247,6 +259,7 @@ pub(crate) fn execute_locked(
     let rec = facts.record(outcome, reason, attempts, output);
     let tails = (out.stdout.bytes(), out.stderr.bytes());
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
+    marker.remove();
     prune_outputs(&output_dir);
     let exit_code = outcome.exit_code(interrupt.received());
     drop(exclusion);

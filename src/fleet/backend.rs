@@ -49,14 +49,13 @@ impl Coordinator for Fleet {
             run_id,
             own,
         };
-        let Some(lock) = coord::local::acquire_lock(&self.locks, &want, log, interrupt)? else {
+        let Some(mut exclusion) = coord::local::acquire_lock(&self.locks, &want, log, interrupt)?
+        else {
             return Ok(None);
         };
         let lease = self.wait_for_lease(job, log, run_id, interrupt)?;
-        Ok(Some(Exclusion {
-            lock,
-            guard: Some(Box::new(lease)),
-        }))
+        exclusion.guard = Some(Box::new(lease));
+        Ok(Some(exclusion))
     }
 
     fn keep_locks(&self, settings: &Settings, log: &Logger) {
@@ -106,6 +105,13 @@ impl Coordinator for Fleet {
         // Left for the node that takes it over (it records it lost, alerts, retries).
         coord::local::save(settings, rec, log);
         let _ = self.abandon_run(&rec.run_id);
+    }
+
+    fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool {
+        // The run's row is the fleet's: the node that marks it lost records, alerts and
+        // retries it; this host's history keeps what happened here.
+        coord::local::save(settings, rec, log);
+        false
     }
 
     fn first_alert(&self, run_id: &str, event: &str) -> bool {

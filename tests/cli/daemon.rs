@@ -354,6 +354,11 @@ overlap = "skip"
         let started: jiff::Timestamp = r["started"].as_str().expect("s").parse().expect("t");
         assert!(started >= orphan_end, "{r:#}");
     }
+    // The lost run was recorded when it ended, not while it still ran.
+    let ended: jiff::Timestamp = lost[0]["ended"].as_str().expect("e").parse().expect("t");
+    assert!(ended >= orphan_end, "{:#}", lost[0]);
+    let reason = lost[0]["reason"].as_str().expect("reason");
+    assert!(reason.contains("ended by itself"), "{reason}");
 }
 
 #[test]

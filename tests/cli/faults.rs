@@ -517,8 +517,17 @@ impl Drop for ReadOnly {
     }
 }
 
+/// The instants in a file of `$CRONWARDEN_TS` lines.
+fn instants(path: &std::path::Path) -> Vec<jiff::Timestamp> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 #[test]
-fn a_state_dir_turning_read_only_under_the_daemon_stops_runs_until_it_is_writable() {
+fn a_state_dir_turning_read_only_under_the_daemon_keeps_jobs_running_alerted_once_and_shown() {
     if !is_root() {
         super::skip(
             "a_state_dir_turning_read_only",
@@ -526,30 +535,75 @@ fn a_state_dir_turning_read_only_under_the_daemon_stops_runs_until_it_is_writabl
         );
         return;
     }
+    // Two jobs share one channel: it hears of the condition once, not once per tick or job.
     let t = Table::new(
         "f-rostate-live",
-        "[jobs.tick]\nschedule = \"* * * * * *\"\ncommand = \"echo $CRONWARDEN_TS >> $DIR/ticks\"\n",
+        r#"
+[alerts.ops]
+type = "command"
+command = "cat >> $DIR/alerts; echo >> $DIR/alerts"
+
+[jobs.tick]
+schedule = "* * * * * *"
+command = "echo $CRONWARDEN_TS >> $DIR/ticks"
+alert = ["ops"]
+
+[jobs.tock]
+schedule = "* * * * * *"
+command = "echo $CRONWARDEN_TS >> $DIR/tocks"
+alert = ["ops"]
+"#,
     );
     let d = Daemon::start(&t);
     wait_for(|| t.history("tick").len() >= 2);
     let state = t.dir().join("state");
-    let Some(ro) = ReadOnly::mount(&state) else {
-        super::skip("a_state_dir_turning_read_only", "cannot bind-mount here");
-        return;
+    let ro = ReadOnly::mount(&state).expect("a read-only bind mount of the state dir");
+    let read_only_at = jiff::Timestamp::now();
+    // The jobs keep running: three more instants of each after the state dir turned
+    // read-only.
+    let ran_after = |file: &str| {
+        instants(&t.dir().join(file))
+            .into_iter()
+            .filter(|i| *i > read_only_at)
+            .count()
     };
-    // No run without its dispatch mark (that is what keeps an instant from running twice).
-    wait_for(|| t.log().contains("cannot record the dispatch of "));
+    wait_for(|| ran_after("ticks") >= 3 && ran_after("tocks") >= 3);
+    let alerts = || std::fs::read_to_string(t.dir().join("alerts")).unwrap_or_default();
+    wait_for(|| alerts().contains("STATE DIR UNWRITABLE"));
     let log = t.log();
+    assert_eq!(log.matches(" error state ").count(), 1, "{log}");
     assert!(
-        log.contains("Read-only file system") && log.contains("; not running it"),
+        log.contains("Read-only file system") && log.contains("running the jobs all the same"),
         "{log}"
     );
-    assert!(alive(d.pid()), "the daemon died");
-    let before = t.history("tick").len();
+    // status says so (the daemon cannot write it anywhere: it answers on its socket).
+    let (code, out, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("state: the daemon cannot record runs: cannot record the dispatch of ")
+            && out.contains("Read-only file system"),
+        "{out}"
+    );
+    let (_, out, _) = t.run(&["status", "tick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v[0]["state_problem"].is_string(), "{v:#}");
     drop(ro);
+    let before = t.history("tick").len();
     wait_for(|| t.history("tick").len() >= before + 2);
+    wait_for(|| alerts().contains("STATE DIR WRITABLE AGAIN"));
+    assert!(t.log().contains(" warn state-recovered "), "{}", t.log());
+    let (_, out, _) = t.run(&["status"]);
+    assert!(!out.contains("state:"), "{out}");
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(), Some(0));
+    // One alert each way for the two jobs' shared channel, however many ticks ran meanwhile.
+    let text = alerts();
+    assert_eq!(text.matches("STATE DIR UNWRITABLE").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("STATE DIR WRITABLE AGAIN").count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]
@@ -837,5 +891,196 @@ fn a_crash_between_writing_a_run_marker_and_its_rename_records_no_lost_run() {
     assert_eq!(ids, ["r-started"], "{h:#?}");
     assert_eq!(h[0]["outcome"], "lost");
     assert_eq!(std::fs::read_dir(&running).expect("dir").count(), 0);
+    drop(d);
+}
+
+const ORPHAN: &str = r#"
+[alerts.log]
+type = "command"
+command = "cat >> $DIR/alerts"
+
+[jobs.slow]
+schedule = "@manual"
+command = "test -e $DIR/quick && exit 0; echo $$ > $DIR/pid; sleep 30; touch $DIR/done"
+timeout = "3s"
+kill_grace = "1s"
+alert = ["log"]
+"#;
+
+/// The pid of the job's shell, once it started.
+fn job_pid(t: &Table) -> i32 {
+    let p = t.dir().join("pid");
+    wait_for(|| std::fs::read_to_string(&p).is_ok_and(|s| s.ends_with('\n')));
+    std::fs::read_to_string(&p)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Waits until `slow` ended and was recorded, checking at every look that it was not
+/// recorded while its process still ran; its record then.
+fn recorded_after_its_end(t: &Table, pid: i32) -> serde_json::Value {
+    let mut rec = None;
+    wait_for(|| {
+        let h = t.history("slow");
+        let Some(r) = h.into_iter().find(|r| r["outcome"] != "success") else {
+            return false;
+        };
+        assert!(!alive(pid), "recorded while it still runs: {r:#}");
+        rec = Some(r);
+        true
+    });
+    rec.expect("a record")
+}
+
+/// The record of a run whose supervisor died, taken over and stopped at its timeout.
+fn assert_timed_out_after_its_supervisor_died(t: &Table, rec: &serde_json::Value, pid: i32) {
+    assert_eq!(rec["outcome"], "failure", "{rec:#}");
+    let reason = rec["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("timed out after 3s (its supervisor, cronwarden pid "),
+        "{reason}"
+    );
+    let a = &rec["attempts"][0];
+    assert_eq!(a["timed_out"], true, "{rec:#}");
+    // Stopped at the deadline, not before: the attempt lasted at least the timeout.
+    let lasted = ts(&rec["ended"]).duration_since(ts(&a["started"]));
+    assert!(lasted >= jiff::SignedDuration::from_secs(3), "{rec:#}");
+    assert!(!t.dir().join("done").exists(), "it ran its full time");
+    assert!(!alive(pid));
+    let run_id = rec["run_id"].as_str().expect("run id");
+    assert_eq!(processes_of_run(run_id), Vec::<i32>::new());
+    let running = t.dir().join("state/running");
+    let left: Vec<_> = std::fs::read_dir(&running)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n.to_string_lossy().starts_with('.')),
+        "{left:?}"
+    );
+    // Alerted as the failure it is.
+    let alerts = t.dir().join("alerts");
+    wait_for(|| {
+        std::fs::read_to_string(&alerts).is_ok_and(|a| a.contains("[cronwarden] FAILED slow on "))
+    });
+}
+
+#[test]
+fn after_kill_9_of_the_daemon_the_next_one_keeps_the_timeout_and_records_the_run_at_its_end() {
+    let t = Table::new("f-orphan-daemon", ORPHAN);
+    let d = Daemon::start(&t);
+    let (code, _, err) = t.run(&["trigger", "slow"]);
+    assert_eq!(code, 0, "{err}");
+    let pid = job_pid(&t);
+    d.signal(libc::SIGKILL);
+    d.wait();
+    assert!(alive(pid), "the job died with the daemon");
+    let d = Daemon::start(&t);
+    let rec = recorded_after_its_end(&t, pid);
+    assert_timed_out_after_its_supervisor_died(&t, &rec, pid);
+    assert_eq!(rec["trigger"], "trigger");
+    assert_eq!(t.history("slow").len(), 1);
+    drop(d);
+}
+
+#[test]
+fn after_kill_9_of_a_run_the_daemon_takes_its_job_over_at_once() {
+    let t = Table::new("f-orphan-run", ORPHAN);
+    let d = Daemon::start(&t);
+    let mut run = t.spawn(&["run", "slow"]);
+    let pid = job_pid(&t);
+    run.kill().expect("kill -9");
+    run.wait().expect("reaped");
+    assert!(alive(pid), "the job died with its run");
+    let rec = recorded_after_its_end(&t, pid);
+    assert_timed_out_after_its_supervisor_died(&t, &rec, pid);
+    assert_eq!(rec["trigger"], "run");
+    assert!(t.log().contains(" orphan job=slow "), "{}", t.log());
+    drop(d);
+}
+
+#[test]
+fn after_kill_9_of_a_run_the_next_run_of_the_job_settles_it_first() {
+    let t = Table::new("f-orphan-rerun", ORPHAN);
+    let mut run = t.spawn(&["run", "slow"]);
+    let pid = job_pid(&t);
+    run.kill().expect("kill -9");
+    run.wait().expect("reaped");
+    let killed = jiff::Timestamp::now();
+    assert!(alive(pid), "the job died with its run");
+    // Once its timeout ran out (a lower bound), the next run stops it, records it, and runs.
+    wait_for(|| jiff::Timestamp::now() >= killed + jiff::SignedDuration::from_secs(3));
+    std::fs::write(t.dir().join("quick"), "").expect("quick");
+    let (code, _, err) = t.run(&["run", "slow"]);
+    assert_eq!(code, 0, "{err}");
+    let h = t.history("slow");
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_timed_out_after_its_supervisor_died(&t, &h[0], pid);
+    assert_eq!(h[1]["outcome"], "success");
+    assert!(ts(&h[1]["started"]) >= ts(&h[0]["ended"]));
+}
+
+#[test]
+fn a_run_whose_supervisor_died_before_naming_its_group_is_found_by_its_run_id() {
+    // The supervisor died between starting the attempt and writing its group to the marker:
+    // the marker names no group (and, as markers of older versions, no supervisor).
+    let t = Table::new(
+        "f-orphan-race",
+        "[jobs.slow]\nschedule = \"@manual\"\ncommand = \"sleep 30\"\ntimeout = \"1s\"\nkill_grace = \"1s\"\n",
+    );
+    let running = t.dir().join("state/running");
+    std::fs::create_dir_all(&running).expect("running dir");
+    let before = jiff::Timestamp::now();
+    let mut job = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 30"])
+            .env("CRONWARDEN_RUN_ID", "r-race")
+            .env("CRONWARDEN_ATTEMPT", "1")
+            .process_group(0)
+            .spawn()
+            .expect("the job starts")
+    };
+    let after = jiff::Timestamp::now();
+    let pid = job.id() as i32;
+    std::fs::write(
+        running.join("r-race.json"),
+        format!(
+            "{{\"run_id\":\"r-race\",\"job\":\"slow\",\"scheduled\":\"{before}\",\
+             \"started\":\"{before}\",\"ended\":\"\",\"duration_ms\":0,\"attempts\":[],\
+             \"outcome\":\"lost\",\"trigger\":\"schedule\"}}"
+        ),
+    )
+    .expect("marker");
+    // Its timeout ran out (a lower bound) before a daemon starts.
+    wait_for(|| jiff::Timestamp::now() >= after + jiff::SignedDuration::from_secs(1));
+    let d = Daemon::start(&t);
+    let mut rec = None;
+    wait_for(|| {
+        let Some(r) = t.history("slow").into_iter().next() else {
+            return false;
+        };
+        let _ = job.try_wait();
+        assert!(!alive(pid), "recorded while it still runs: {r:#}");
+        rec = Some(r);
+        true
+    });
+    let _ = job.wait();
+    let rec = rec.expect("a record");
+    assert_eq!(rec["outcome"], "failure", "{rec:#}");
+    let a = &rec["attempts"][0];
+    assert_eq!(
+        (&a["attempt"], &a["timed_out"]),
+        (&1.into(), &true.into()),
+        "{rec:#}"
+    );
+    // The attempt's start was read from /proc (to the clock tick).
+    let started = ts(&a["started"]);
+    let tick = jiff::SignedDuration::from_millis(100);
+    assert!(
+        started >= before - tick && started <= after + tick,
+        "{rec:#}"
+    );
     drop(d);
 }

@@ -215,13 +215,72 @@ fn overlap_replace_stops_the_running_copy() {
     });
     std::fs::write(t.dir().join("release"), "").expect("release");
     let first_status = first.wait().expect("wait");
-    assert_eq!(first_status.code(), Some(1));
+    // Stopped by the replacing run: interrupted, exit status 143 (SIGTERM).
+    assert_eq!(first_status.code(), Some(143));
     assert!(second.wait().expect("wait").success());
     let h = t.history("hold");
     assert_eq!(h.len(), 2);
-    assert_eq!(h[0]["outcome"], "failure");
-    assert_eq!(h[0]["reason"], "killed by SIGTERM");
+    assert_eq!(h[0]["outcome"], "interrupted");
+    assert_eq!(
+        h[0]["reason"],
+        format!("replaced by {}", h[1]["run_id"].as_str().expect("id"))
+    );
+    assert_eq!(h[0]["attempts"][0]["reason"], "killed by SIGTERM");
     assert_eq!(h[1]["outcome"], "success");
+}
+
+#[test]
+fn a_replaced_run_ends_for_good_without_retrying_or_alerting() {
+    let t = Table::new(
+        "replace-retries",
+        &format!(
+            "[alerts.log]\ntype = \"command\"\ncommand = \"cat >> $DIR/alerts\"\n\
+             on = [\"failure\", \"retry\", \"recovery\"]\n\n\
+             [jobs.hold]\n{HOLD}\noverlap = \"replace\"\nretries = 3\nretry_delay = \"1s\"\n\
+             kill_grace = \"5s\"\nalert = [\"log\"]\n"
+        ),
+    );
+    let events = || {
+        std::fs::read_to_string(t.dir().join("events"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut first = t.spawn(&["run", "hold"]);
+    t.wait_running("hold");
+    let mut second = t.spawn(&["run", "hold"]);
+    wait_for(|| events().len() >= 2);
+    // The next process to start after the replacement is the new run's, not a retry.
+    let ev = events();
+    let (first_id, second_id) = (&ev[0]["start ".len()..], &ev[1]["start ".len()..]);
+    assert_ne!(first_id, second_id, "the replaced run retried: {ev:?}");
+    // The replaced run is over (not waiting to retry) before the new one ends.
+    let first_status = first.wait().expect("wait");
+    assert_eq!(first_status.code(), Some(143));
+    let h = t.history("hold");
+    assert_eq!(h.len(), 1, "{h:#?}");
+    assert_eq!(h[0]["run_id"], first_id);
+    assert_eq!(h[0]["outcome"], "interrupted");
+    assert_eq!(h[0]["reason"], format!("replaced by {second_id}"));
+    assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(1));
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert!(second.wait().expect("wait").success());
+    let h = t.history("hold");
+    assert_eq!(h[1]["run_id"], second_id);
+    assert_eq!(h[1]["outcome"], "success");
+    // The new run started after the replaced one had ended and released the lock.
+    assert!(ts(&h[1]["attempts"][0]["started"]) >= ts(&h[0]["ended"]));
+    assert_eq!(events().len(), 3, "{:?}", events());
+    // Nothing alerted: a replaced run is no failure and was not retried.
+    let alerts = std::fs::read_to_string(t.dir().join("alerts")).unwrap_or_default();
+    assert_eq!(alerts, "", "{alerts}");
+    let lock_dir: Vec<_> = std::fs::read_dir(t.dir().join("run"))
+        .expect("lock dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(lock_dir.len(), 1, "notes left behind: {lock_dir:?}");
 }
 
 #[test]
@@ -520,4 +579,35 @@ fn ctrl_c_while_queued_for_the_lock_ends_the_wait() {
     // The queued run never started the job.
     let events = std::fs::read_to_string(t.dir().join("events")).expect("events");
     assert_eq!(events.lines().count(), 2, "{events}");
+}
+
+#[test]
+fn a_run_replaced_while_it_waits_to_retry_ends_there() {
+    let t = Table::new(
+        "replace-wait",
+        r#"
+[jobs.flaky]
+schedule = "@manual"
+command = "echo start $CRONWARDEN_RUN_ID >> $DIR/events; test -e $DIR/pass"
+overlap = "replace"
+retries = 2
+retry_delay = "5s"
+"#,
+    );
+    let mut first = t.spawn(&["run", "flaky"]);
+    wait_for(|| t.log().contains(" retry-wait job=flaky "));
+    std::fs::write(t.dir().join("pass"), "").expect("pass");
+    let (code, _, err) = t.run(&["run", "flaky"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(first.wait().expect("wait").code(), Some(143));
+    let h = t.history("flaky");
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[0]["outcome"], "interrupted");
+    assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        h[0]["reason"],
+        format!("replaced by {}", h[1]["run_id"].as_str().expect("id"))
+    );
+    assert_eq!(h[1]["outcome"], "success");
+    assert!(ts(&h[1]["attempts"][0]["started"]) >= ts(&h[0]["ended"]));
 }

@@ -1,6 +1,6 @@
 //! `cronwarden status` and `cronwarden history`, read from the state directory.
 
-use super::{Table, wait_for};
+use super::{Table, ts, wait_for};
 
 #[test]
 fn history_lists_runs_in_text_and_json() {
@@ -98,7 +98,9 @@ command = ["/bin/true"]
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v[0]["state"], "running");
     assert_eq!(v[0]["running_pid"], child.id());
-    assert_eq!(v[0]["last_run"]["outcome"], "skipped");
+    // The skip does not hide the last real run; it is counted beside it.
+    assert_eq!(v[0]["last_run"]["outcome"], "success");
+    assert_eq!(v[0]["skipped_since_last_run"]["count"], 1);
     assert_eq!(v[0]["success_rate"], 1.0);
     std::fs::write(t.dir().join("release"), "").expect("release");
     assert!(child.wait().expect("wait").success());
@@ -106,4 +108,64 @@ command = ["/bin/true"]
         let (_, out, _) = t.run(&["status", "hold", "--json"]);
         serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|v| v[0]["state"] == "idle")
     });
+}
+
+#[test]
+fn skips_are_one_record_per_streak_and_never_push_the_last_real_run_out() {
+    let t = Table::new(
+        "skip-streak",
+        r#"
+[jobs.flaky]
+schedule = "@manual"
+command = "test -e $DIR/hold || exit 2; while [ ! -e $DIR/release ]; do sleep 0.05; done"
+"#,
+    );
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replace("[settings]\n", "[settings]\nhistory_keep = 3\n"),
+    )
+    .expect("table");
+    assert_eq!(t.run(&["run", "flaky"]).0, 1);
+    std::fs::write(t.dir().join("hold"), "").expect("hold");
+    let mut holder = t.spawn(&["run", "flaky"]);
+    t.wait_running("flaky");
+    for _ in 0..12 {
+        let (code, _, err) = t.run(&["run", "flaky"]);
+        assert_eq!(code, 75, "{err}");
+    }
+    // The failure is still there, and the twelve skips are one record.
+    let h = t.history("flaky");
+    let outcomes: Vec<&str> = h
+        .iter()
+        .map(|r| r["outcome"].as_str().expect("outcome"))
+        .collect();
+    assert_eq!(outcomes, ["failure", "skipped"], "{h:#?}");
+    assert_eq!(h[1]["skips"]["count"], 12, "{:#}", h[1]);
+    assert!(ts(&h[1]["skips"]["last_started"]) > ts(&h[1]["started"]));
+    assert!(ts(&h[1]["started"]) > ts(&h[0]["ended"]));
+    let (code, out, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("flaky "))
+        .expect("flaky row");
+    assert!(
+        row.contains(" failure (then 12 skipped) ") && row.ends_with(" 0% of 1"),
+        "{out}"
+    );
+    let (_, out, _) = t.run(&["status", "flaky", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v[0]["last_run"]["outcome"], "failure");
+    assert_eq!(v[0]["skipped_since_last_run"]["count"], 12);
+    let (_, out, _) = t.run(&["history", "flaky"]);
+    assert!(out.contains(" skipped (12 times) "), "{out}");
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    assert!(holder.wait().expect("wait").success());
+    let outcomes: Vec<String> = t
+        .history("flaky")
+        .iter()
+        .map(|r| r["outcome"].as_str().expect("outcome").to_string())
+        .collect();
+    assert_eq!(outcomes, ["failure", "skipped", "success"]);
 }

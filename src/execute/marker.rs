@@ -1,0 +1,364 @@
+//! Run markers: `state_dir/running/RUN_ID.json`, one per run in progress, written by the
+//! process that supervises it (the daemon or `cronwarden run`): the run as it would be
+//! recorded if that process died now, which process that is, and the process group of the
+//! attempt running now with its deadline. Should the supervisor die (kill -9), the next one
+//! (`orphan`) finds the marker, enforces the attempt's deadline on its group, and records the
+//! run once the group has ended.
+//!
+//! A marker is replaced atomically (rename) at the run's start and at each attempt's start;
+//! markers written by older versions (a bare run record) still read. Writing one is best
+//! effort: a state directory that cannot be written does not stop the run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{AttemptRecord, RunRecord};
+
+/// What a marker says.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Marker {
+    /// The run as it would be recorded now (outcome `lost`), with its finished attempts.
+    #[serde(flatten)]
+    pub(crate) record: RunRecord,
+    /// The process that supervises the run (none in markers of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) supervisor: Option<ProcId>,
+    /// The attempt running now, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<Group>,
+}
+
+/// A process, named so that a later process with the same pid is not taken for it: its pid,
+/// its start (clock ticks after boot, from /proc) and the boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProcId {
+    pub(crate) pid: i32,
+    pub(crate) start: u64,
+    pub(crate) boot: String,
+}
+
+impl ProcId {
+    /// This process.
+    pub(crate) fn me() -> ProcId {
+        let pid = std::process::id() as i32;
+        ProcId {
+            pid,
+            start: start_ticks(pid).unwrap_or(0),
+            boot: boot_id(),
+        }
+    }
+
+    /// Whether the process still runs (not a zombie, not a later process with its pid).
+    pub(crate) fn alive(&self) -> bool {
+        self.boot == boot_id() && start_ticks(self.pid) == Some(self.start)
+    }
+}
+
+/// The process group of a running attempt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Group {
+    pub(crate) pgid: i32,
+    /// The start of its first process (whose pid is the group's id), in clock ticks after
+    /// boot: a later group that reuses the id has another.
+    pub(crate) leader_start: u64,
+    pub(crate) boot: String,
+    pub(crate) attempt: u32,
+    /// When the attempt started, RFC 3339.
+    pub(crate) started: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) kill_grace_ms: u64,
+}
+
+impl Group {
+    /// When the attempt's time is up, if it has a timeout.
+    pub(crate) fn deadline(&self) -> Option<Timestamp> {
+        let started = self.started.parse::<Timestamp>().ok()?;
+        let ms = i64::try_from(self.timeout_ms?).ok()?;
+        started
+            .checked_add(jiff::SignedDuration::from_millis(ms))
+            .ok()
+    }
+
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+
+    pub(crate) fn kill_grace(&self) -> Duration {
+        Duration::from_millis(self.kill_grace_ms)
+    }
+
+    /// Whether a process of the group still runs (zombies waiting for their new parent to
+    /// reap them do not count), and the group is the attempt's, not a later one of that id.
+    pub(crate) fn alive(&self) -> bool {
+        if self.boot != boot_id() || !crate::sys::group_exists(self.pgid) {
+            return false;
+        }
+        // Its first process may have ended while others of the group run on.
+        start_ticks(self.pgid).is_none_or(|s| s == self.leader_start) && has_live_member(self.pgid)
+    }
+}
+
+impl Marker {
+    /// The group of the attempt running now: the one the marker names, or, when its
+    /// supervisor died between starting the attempt and naming its group, the group of the
+    /// processes whose environment carries the run's id (`CRONWARDEN_RUN_ID`), the attempt's
+    /// start read from /proc; `job` gives its timeout and `kill_grace` then.
+    pub(crate) fn running_group(&self, job: Option<&crate::config::Job>) -> Option<Group> {
+        if let Some(g) = &self.group {
+            return Some(g.clone());
+        }
+        let (pgid, attempt) = find_run(&self.record.run_id)?;
+        let leader_start = start_ticks(pgid)?;
+        let started = started_at(leader_start)?;
+        Some(Group {
+            pgid,
+            leader_start,
+            boot: boot_id(),
+            attempt: attempt.unwrap_or(self.record.attempts.len() as u32 + 1),
+            started: started.to_string(),
+            timeout_ms: job.and_then(|j| j.timeout).map(|t| t.as_millis() as u64),
+            kill_grace_ms: job.map_or(10_000, |j| j.kill_grace.as_millis() as u64),
+        })
+    }
+}
+
+/// The process group (and attempt number) of a live process whose environment carries
+/// `CRONWARDEN_RUN_ID=run_id`.
+fn find_run(run_id: &str) -> Option<(i32, Option<u32>)> {
+    let needle = format!("CRONWARDEN_RUN_ID={run_id}");
+    for e in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        if !vars.contains(&needle.as_bytes()) || start_ticks(pid).is_none() {
+            continue;
+        }
+        let attempt = vars.iter().find_map(|v| {
+            let n = v.strip_prefix(b"CRONWARDEN_ATTEMPT=")?;
+            std::str::from_utf8(n).ok()?.parse().ok()
+        });
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(") ")?;
+        let pgid = rest.split(' ').nth(2)?.parse().ok()?;
+        return Some((pgid, attempt));
+    }
+    None
+}
+
+/// The wall-clock instant of a process start given in clock ticks after boot.
+fn started_at(ticks: u64) -> Option<Timestamp> {
+    use nix::unistd::{SysconfVar, sysconf};
+    let hz = sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|h| *h > 0)? as f64;
+    let uptime: f64 = fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let ago = (uptime - ticks as f64 / hz).max(0.0);
+    Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs_f64(ago))
+        .ok()
+}
+
+/// The marker of a run this process supervises; removed when the run is recorded.
+pub(crate) struct RunMarker {
+    path: PathBuf,
+    marker: Marker,
+}
+
+impl RunMarker {
+    /// Writes the marker of a run that starts: `record` is the run as it would be recorded
+    /// if this process died now.
+    pub(crate) fn start(state_dir: &Path, record: RunRecord) -> RunMarker {
+        let m = RunMarker {
+            path: path(state_dir, &record.run_id),
+            marker: Marker {
+                record,
+                supervisor: Some(ProcId::me()),
+                group: None,
+            },
+        };
+        m.write();
+        m
+    }
+
+    /// An attempt's process group started: the marker names it and its deadline.
+    pub(crate) fn attempt_started(
+        &mut self,
+        pgid: i32,
+        attempt: u32,
+        timeout: Option<Duration>,
+        kill_grace: Duration,
+    ) {
+        self.marker.group = Some(Group {
+            pgid,
+            leader_start: start_ticks(pgid).unwrap_or(0),
+            boot: boot_id(),
+            attempt,
+            started: Timestamp::now().to_string(),
+            timeout_ms: timeout.map(|t| t.as_millis() as u64),
+            kill_grace_ms: kill_grace.as_millis() as u64,
+        });
+        self.write();
+    }
+
+    /// An attempt ended (kept for the marker's next write).
+    pub(crate) fn attempt_ended(&mut self, attempt: AttemptRecord) {
+        self.marker.group = None;
+        self.marker.record.attempts.push(attempt);
+    }
+
+    fn write(&self) {
+        if let Ok(text) = serde_json::to_vec(&self.marker) {
+            let _ = crate::files::write_replace(&self.path, &text);
+        }
+    }
+
+    /// The run is recorded: the marker goes.
+    pub(crate) fn remove(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+pub(crate) fn running_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("running")
+}
+
+pub(crate) fn path(state_dir: &Path, run_id: &str) -> PathBuf {
+    running_dir(state_dir).join(format!("{run_id}.json"))
+}
+
+/// Reads a marker.
+pub(crate) fn read(path: &Path) -> Option<Marker> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Rewrites a marker (atomically).
+pub(crate) fn write(path: &Path, m: &Marker) -> std::io::Result<()> {
+    let text = serde_json::to_vec(m).map_err(std::io::Error::other)?;
+    crate::files::write_replace(path, &text)
+}
+
+/// The markers in the state directory. A marker's temporary file (before its rename) whose
+/// writer is gone (or is no cronwarden) is removed: the run it was for never started.
+pub(crate) fn list(state_dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = fs::read_dir(running_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            if let Some(pid) = temp_writer(&name)
+                && !same_program(pid)
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        } else if name.ends_with(".json") {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The pid in the name of a temporary file of `files::write_replace`: `.NAME.tmpPID.N`.
+fn temp_writer(name: &str) -> Option<i32> {
+    let (_, rest) = name.rsplit_once(".tmp")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// Whether a process of group `pgid` is alive (not a zombie), from /proc.
+fn has_live_member(pgid: i32) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        // State, ppid, pgrp.
+        let f: Vec<&str> = rest.splitn(4, ' ').collect();
+        !matches!(f.first(), Some(&"Z") | Some(&"X"))
+            && f.get(2) == Some(&pgid.to_string().as_str())
+    })
+}
+
+/// The start of a live process, in clock ticks after boot (field 22 of /proc/PID/stat);
+/// `None` when it is gone or a zombie.
+pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X") | None) {
+        return None;
+    }
+    // `rest` starts at field 3 (the state): field 22 is its 20th.
+    fields.get(19)?.parse().ok()
+}
+
+/// Whether process `pid` runs the same program as this one (by its name).
+fn same_program(pid: i32) -> bool {
+    let comm = |p: &str| fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    start_ticks(pid).is_some() && comm(&pid.to_string()) == comm("self")
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_named_across_pid_reuse() {
+        let me = ProcId::me();
+        assert!(me.start > 0);
+        assert!(me.alive());
+        let other = ProcId {
+            start: me.start + 1,
+            ..me.clone()
+        };
+        assert!(!other.alive());
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id() as i32;
+        child.wait().expect("wait");
+        assert_eq!(start_ticks(pid), None);
+    }
+
+    #[test]
+    fn old_markers_read_and_temporary_names_give_their_writer() {
+        let old = r#"{"run_id":"r","job":"j","scheduled":"2026-01-01T00:00:00+00:00","started":"2026-01-01T00:00:00Z","ended":"","duration_ms":0,"attempts":[],"outcome":"lost","trigger":"schedule"}"#;
+        let m: Marker = serde_json::from_str(old).expect("an old marker");
+        assert!(m.supervisor.is_none() && m.group.is_none());
+        assert_eq!(m.record.run_id, "r");
+        assert_eq!(temp_writer(".r.json.tmp4242.0"), Some(4242));
+        assert_eq!(temp_writer(".adopt.lock"), None);
+    }
+}
