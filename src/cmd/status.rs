@@ -82,7 +82,8 @@ fn running_text(h: &lock::Holder, node: Option<&str>) -> String {
         )),
         (Some(p), None) => {
             s.push_str(&format!(" (pid {p})"));
-            if h.pgid.is_some_and(|g| !exists(g, true)) {
+            // The lock names an attempt's group only while that attempt runs.
+            if h.pgid.is_none_or(|g| !exists(g, true)) {
                 s.push_str(", waiting to retry or finishing");
             }
         }
