@@ -2,13 +2,19 @@
 //! exit code. It is the only layer that picks the coordination backend (local, or the fleet
 //! of `[cluster]`); everything below is handed it.
 
+mod backfill;
 mod check;
-mod docs;
+mod completions;
+mod history;
 mod import;
+mod job_args;
 mod list;
+mod man;
 mod next;
+mod pause;
 mod print;
 mod run;
+mod runner;
 mod status;
 mod test_alert;
 mod trigger;
@@ -60,7 +66,7 @@ pub fn run(cli: Cli) -> CmdResult {
             from,
             to,
             keep_going,
-        } => run::backfill(path, &job, &from, &to, keep_going),
+        } => backfill::backfill(path, &job, &from, &to, keep_going),
         Command::Daemon => crate::daemon::run(path, &|cfg| connect(cfg, Role::Daemon)),
         Command::Check => check::run(path),
         Command::List => list::run(&load_or_fail(path)?),
@@ -71,14 +77,14 @@ pub fn run(cli: Cli) -> CmdResult {
             count,
         } => next::run(&expr.join(" "), tz.as_deref(), after.as_deref(), count),
         Command::Trigger { job, params, wait } => trigger::trigger(path, &job, &params, wait),
-        Command::Pause { job } => trigger::pause(path, &job, true),
-        Command::Resume { job } => trigger::pause(path, &job, false),
+        Command::Pause { job } => pause::pause(path, &job, true),
+        Command::Resume { job } => pause::pause(path, &job, false),
         Command::Status { job, json } => status::status(path, job.as_deref(), json),
-        Command::History { job, count, json } => status::history(path, &job, count, json),
+        Command::History { job, count, json } => history::history(path, &job, count, json),
         Command::Import { system, crontab } => import::import(system, crontab.as_deref()),
         Command::TestAlert { channel } => test_alert::test_alert(path, &channel),
-        Command::Completions { shell } => docs::completions(shell),
-        Command::Man => docs::man(),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => man::man(),
     }
 }
 

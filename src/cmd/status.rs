@@ -1,24 +1,23 @@
-//! `cronwarden status` and `cronwarden history`: what ran and how it went, from the state
-//! directory (with or without a running daemon).
+//! `cronwarden status`: every job at a glance (running or idle, last and next run, success
+//! rate), from the state directory or the fleet (with or without a running daemon).
 
 use jiff::Timestamp;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use super::job_args::find_job;
 use super::list::{relative, render_table};
-use super::run::find_job;
 use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::{Config, Job};
 use crate::coord::{Coordinator, Role, Running};
 use crate::lock;
 use crate::record::{Outcome, RunRecord};
-use crate::schedule::format_rfc3339;
 
 /// How many recent runs the success rate covers.
 const RATE_WINDOW: usize = 20;
 
-fn duration(ms: u64) -> String {
+pub(super) fn duration(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
     } else {
@@ -28,7 +27,7 @@ fn duration(ms: u64) -> String {
 
 /// A run's duration and attempts as the tables show them: "-" where they are unknown (a lost
 /// run's record, written ahead, has neither).
-fn duration_and_attempts(r: &RunRecord) -> (String, String) {
+pub(super) fn duration_and_attempts(r: &RunRecord) -> (String, String) {
     let lost = r.outcome == Outcome::Lost;
     (
         if lost && r.duration_ms == 0 {
@@ -92,7 +91,7 @@ fn running_text(h: &lock::Holder, node: Option<&str>) -> String {
     s
 }
 
-fn exit_of(r: &RunRecord) -> String {
+pub(super) fn exit_of(r: &RunRecord) -> String {
     match r.attempts.last() {
         Some(a) => match (a.exit_code, a.signal) {
             (Some(c), _) => c.to_string(),
@@ -319,69 +318,5 @@ fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdRe
         })
         .collect();
     print::out(render_table(&header, &rows))?;
-    Ok(exit::OK)
-}
-
-/// `history JOB [-n COUNT] [--json]`.
-pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdResult {
-    let cfg = load_or_fail(path)?;
-    let job = find_job(&cfg, name)?;
-    let coord = connect(&cfg, Role::Client)?;
-    let runs = coord.history(&cfg.settings, &job.name, count)?;
-    let recent = &runs[runs.len().saturating_sub(count)..];
-    if json {
-        let text =
-            serde_json::to_string_pretty(recent).map_err(|e| Failure::usage(e.to_string()))?;
-        print::out(format!("{text}\n"))?;
-        return Ok(exit::OK);
-    }
-    // Fleet mode: the node each run ran on.
-    let fleet = coord.node().is_some();
-    let header = [
-        "RUN ID",
-        "SCHEDULED",
-        "STARTED",
-        "DURATION",
-        "ATTEMPTS",
-        "EXIT",
-        "OUTCOME",
-        "REASON",
-        "NODE",
-    ];
-    let rows: Vec<[String; 9]> = recent
-        .iter()
-        .map(|r| {
-            let started = r
-                .started
-                .parse::<Timestamp>()
-                .map(|t| format_rfc3339(t, &job.tz))
-                .unwrap_or_else(|_| r.started.clone());
-            let (dur, attempts) = duration_and_attempts(r);
-            [
-                r.run_id.clone(),
-                r.scheduled.clone(),
-                started,
-                dur,
-                attempts,
-                exit_of(r),
-                match &r.skips {
-                    Some(k) => format!("{} ({} times)", r.outcome.as_str(), k.count),
-                    None => r.outcome.as_str().to_string(),
-                },
-                r.reason.clone().unwrap_or_default(),
-                r.node.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    if fleet {
-        print::out(render_table(&header, &rows))?;
-    } else {
-        let h8: [&str; 8] = std::array::from_fn(|i| header[i]);
-        let rows: Vec<[String; 8]> = rows
-            .into_iter()
-            .map(|r| std::array::from_fn(|i| r[i].clone()))
-            .collect();
-        print::out(render_table(&h8, &rows))?;
-    }
     Ok(exit::OK)
 }

@@ -1,12 +1,12 @@
-//! `cronwarden trigger JOB`, `pause JOB`, `resume JOB`: requests to whoever runs the
-//! schedule (the daemon through its control socket, or in fleet mode the fleet's database).
+//! `cronwarden trigger JOB`: one run now, by whoever runs the schedule (the daemon through
+//! its control socket, or in fleet mode the fleet's database).
 
 use std::path::Path;
 
-use super::run::{find_job, parse_params};
+use super::job_args::{find_job, parse_params};
 use super::{connect, load_or_fail, print};
 use crate::coord::Role;
-use crate::exit::{CmdResult, OK};
+use crate::exit::CmdResult;
 
 /// `trigger JOB [--param K=V]... [--wait]`.
 pub(super) fn trigger(path: &Path, name: &str, params: &[String], wait: bool) -> CmdResult {
@@ -21,14 +21,4 @@ pub(super) fn trigger(path: &Path, name: &str, params: &[String], wait: bool) ->
         (None, None) => print::out(format!("{}\n", reply.run_id))?,
     }
     Ok(reply.exit_code)
-}
-
-/// `pause JOB` (`paused = true`) and `resume JOB`.
-pub(super) fn pause(path: &Path, name: &str, paused: bool) -> CmdResult {
-    let cfg = load_or_fail(path)?;
-    find_job(&cfg, name)?;
-    let coord = connect(&cfg, Role::Client)?;
-    let said = coord.set_paused(&cfg.settings, name, paused)?;
-    print::errln(said);
-    Ok(OK)
 }
