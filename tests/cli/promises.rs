@@ -375,3 +375,27 @@ fn chown_tree(p: &std::path::Path, uid: nix::unistd::Uid) {
         }
     }
 }
+
+#[test]
+fn history_keep_holds_between_one_and_two_times_that_many_runs() {
+    let t = Table::new(
+        "p-keep",
+        "[jobs.ok]\nschedule = \"@manual\"\ncommand = \"echo a line of output\"\n",
+    );
+    settings(&t, "history_keep = 3");
+    for i in 1..=12usize {
+        assert_eq!(t.run(&["run", "ok"]).0, 0);
+        let n = t.history("ok").len();
+        assert!(n <= 6, "{n} records after {i} runs with history_keep = 3");
+        assert!(
+            n >= i.min(3),
+            "{n} records after {i} runs with history_keep = 3"
+        );
+    }
+    // `history` shows what is kept, the newest last.
+    let (code, out, err) = t.run(&["history", "ok", "--json", "-n", "100"]);
+    assert_eq!(code, 0, "{err}");
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(runs.len(), t.history("ok").len());
+    assert_eq!(runs.last(), t.history("ok").last());
+}
