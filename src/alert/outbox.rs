@@ -97,6 +97,12 @@ impl Outbox {
         self.cv.notify_all();
     }
 
+    /// Whether nothing waits to be delivered: the spool in `state` is empty and no alert is
+    /// held in memory.
+    pub(crate) fn is_idle(&self, state: &std::path::Path) -> bool {
+        self.held_count() == 0 && super::spool_size(state) == 0
+    }
+
     /// Finish the deliveries in flight and stop; what waits stays in the spool. How many
     /// deliveries are in flight.
     pub(crate) fn stop(&self) -> usize {

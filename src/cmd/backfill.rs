@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::job_args::find_job;
-use super::runner::Runner;
+use super::runner::{Runner, alerting};
 use super::{CmdResult, Failure, load_or_fail, print};
 use crate::config::Job;
 use crate::execute::Ctx;
@@ -63,7 +63,7 @@ pub(super) fn backfill(
     }
     let runner = Runner::new(&cfg)?;
     let interrupt = &runner.interrupt;
-    let (rows, code) = runner.with_alerts(&cfg, |ctx| {
+    let (rows, code) = runner.with_alerts(&cfg, alerting(&cfg, &job.name, false), |ctx| {
         backfill_each(ctx, job, &instants, keep_going, interrupt)
     });
     print::out(super::list::render_table(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::job_args::{find_job, parse_params, scheduled_at};
-use super::runner::Runner;
+use super::runner::{Runner, alerting};
 use super::{CmdResult, load_or_fail, print};
 use crate::pipeline::{self, Start};
 use crate::schedule::format_rfc3339;
@@ -45,7 +45,7 @@ pub(super) fn run(
         only,
         trigger: "run",
     };
-    let report = runner.with_alerts(&cfg, |ctx| {
+    let report = runner.with_alerts(&cfg, alerting(&cfg, &job.name, only), |ctx| {
         // Runs of this job whose supervisor died (kill -9 of a daemon or a `run`): recorded
         // when their group is gone, stopped when their timeout ran out.
         crate::execute::orphan::settle_job(ctx, job, &runner.interrupt);

@@ -55,8 +55,25 @@ impl Runner {
     /// Runs `work` with the alert thread beside it: the job starts at once while spooled
     /// alerts are retried, and its own alerts go out after it, outside its lock. Then the
     /// thread gets `ALERT_BUDGET` to deliver what is due.
-    pub(super) fn with_alerts<R>(&self, cfg: &Arc<Config>, work: impl FnOnce(Ctx<'_>) -> R) -> R {
+    /// `alerting`: whether the jobs of this run have alert channels (whose `retry` alerts
+    /// go out while the run goes on).
+    pub(super) fn with_alerts<R>(
+        &self,
+        cfg: &Arc<Config>,
+        alerting: bool,
+        work: impl FnOnce(Ctx<'_>) -> R,
+    ) -> R {
         let current = || Arc::clone(cfg);
+        // Jobs without channels and nothing waiting in the spool (a common case): no thread
+        // beside the job; a pass after it only if something was queued after all.
+        if !alerting && self.outbox.is_idle(&cfg.settings.state_dir) {
+            let r = work(self.ctx(cfg));
+            if !self.outbox.is_idle(&cfg.settings.state_dir) {
+                self.outbox.drain(self.budget());
+                alert::serve(&self.outbox, &current, &self.log);
+            }
+            return r;
+        }
         std::thread::scope(|s| {
             let spawned = std::thread::Builder::new()
                 .name("alerts".into())
@@ -67,16 +84,27 @@ impl Runner {
                     .log(crate::log::Level::Error, "alert-spool", &[], &msg);
             }
             let r = work(self.ctx(cfg));
-            // Interrupted: only the deliveries in flight end; the rest waits in the spool.
-            let budget = match self.interrupt.received() {
-                Some(_) => Duration::ZERO,
-                None => ALERT_BUDGET,
-            };
-            self.outbox.drain(budget);
+            self.outbox.drain(self.budget());
             if let Ok(t) = spawned {
                 let _ = t.join();
             }
             r
         })
     }
+
+    /// How long the alerts may take after the work: `ALERT_BUDGET`, or nothing new once
+    /// interrupted (only the deliveries in flight end; the rest waits in the spool).
+    fn budget(&self) -> Duration {
+        match self.interrupt.received() {
+            Some(_) => Duration::ZERO,
+            None => ALERT_BUDGET,
+        }
+    }
+}
+
+/// Whether any job of the pipeline run rooted at `root` has an alert channel.
+pub(super) fn alerting(cfg: &Config, root: &str, only: bool) -> bool {
+    crate::pipeline::members(cfg, root, only)
+        .iter()
+        .any(|j| !j.alert.is_empty())
 }
