@@ -307,18 +307,25 @@ struct Tmpfs(std::path::PathBuf);
 impl Tmpfs {
     fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).expect("mount point");
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
+        // A few tries: mount(8) can fail for a moment while other tests mount and unmount.
+        for _ in 0..5 {
+            let ok = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Some(Tmpfs(dir.to_path_buf()));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
     }
 }
 
@@ -486,25 +493,42 @@ fn a_state_dir_that_cannot_be_written_is_a_clear_error_not_a_panic() {
 struct ReadOnly(std::path::PathBuf);
 
 impl ReadOnly {
-    fn mount(dir: &std::path::Path) -> Option<ReadOnly> {
-        let sh = |args: &[&str]| {
-            std::process::Command::new("mount")
-                .args(args)
-                .arg(dir)
-                .arg(dir)
-                .status()
-                .is_ok_and(|s| s.success())
+    /// Bind-mounts `dir` on itself, read-only. mount(8) can fail for a moment while other
+    /// tests mount and unmount (its lock on the mount table): a few tries, then the error.
+    fn mount(dir: &std::path::Path) -> Result<ReadOnly, String> {
+        let run = |args: &[&str], twice: bool| {
+            let mut c = std::process::Command::new("mount");
+            c.args(args).arg(dir);
+            if twice {
+                c.arg(dir);
+            }
+            c.output().map_err(|e| e.to_string()).and_then(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&o.stderr).into_owned())
+                }
+            })
         };
-        if !sh(&["--bind"]) {
-            return None;
+        let mut last = String::new();
+        for _ in 0..5 {
+            match run(&["--bind"], true) {
+                Ok(()) => {
+                    let guard = ReadOnly(dir.to_path_buf());
+                    for _ in 0..5 {
+                        match run(&["-o", "remount,bind,ro"], false) {
+                            Ok(()) => return Ok(guard),
+                            Err(e) => last = e,
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    return Err(format!("remount read-only: {last}"));
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        let guard = ReadOnly(dir.to_path_buf());
-        let ok = std::process::Command::new("mount")
-            .args(["-o", "remount,bind,ro"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(guard)
+        Err(format!("bind mount: {last}"))
     }
 }
 
@@ -557,7 +581,8 @@ alert = ["ops"]
     let d = Daemon::start(&t);
     wait_for(|| t.history("tick").len() >= 2);
     let state = t.dir().join("state");
-    let ro = ReadOnly::mount(&state).expect("a read-only bind mount of the state dir");
+    let ro = ReadOnly::mount(&state)
+        .unwrap_or_else(|e| panic!("a read-only bind mount of the state dir: {e}"));
     let read_only_at = jiff::Timestamp::now();
     // The jobs keep running: three more instants of each after the state dir turned
     // read-only.
