@@ -323,7 +323,8 @@ alert = ["page"]
     let d = start_daemon(&t);
     let (code, out, err) = t.run(&["trigger", "long"]);
     assert_eq!(code, 0, "{out}{err}");
-    wait_for(|| t.dir().join("pid").exists());
+    // The shell creates the file before it writes the pid: wait for a whole line.
+    wait_for(|| std::fs::read_to_string(t.dir().join("pid")).is_ok_and(|p| p.ends_with('\n')));
     d.signal(libc::SIGKILL);
     d.wait();
     // The job outlived its daemon; end it (its run stays lost: nobody saw its end).

@@ -200,7 +200,8 @@ overlap = "skip"
 "#,
     );
     let d = Daemon::start(&t);
-    wait_for(|| t.dir().join("pid").exists());
+    // The shell creates the file before it writes the pid: wait for a whole line.
+    wait_for(|| std::fs::read_to_string(t.dir().join("pid")).is_ok_and(|p| p.ends_with('\n')));
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(), Some(0));
     assert!(
@@ -234,7 +235,8 @@ kill_grace = "1s"
     )
     .expect("write");
     let d = Daemon::start(&t);
-    wait_for(|| t.dir().join("pid").exists());
+    // The shell creates the file before it writes the pid: wait for a whole line.
+    wait_for(|| std::fs::read_to_string(t.dir().join("pid")).is_ok_and(|p| p.ends_with('\n')));
     let started = std::time::Instant::now();
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(), Some(0));
@@ -322,7 +324,8 @@ overlap = "skip"
 "#,
     );
     let d = Daemon::start(&t);
-    wait_for(|| t.dir().join("pid").exists());
+    // The shell creates the file before it writes the pid: wait for a whole line.
+    wait_for(|| std::fs::read_to_string(t.dir().join("pid")).is_ok_and(|p| p.ends_with('\n')));
     d.signal(libc::SIGKILL);
     d.wait();
     let pid: i32 = std::fs::read_to_string(t.dir().join("pid"))

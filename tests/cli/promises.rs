@@ -399,3 +399,30 @@ fn history_keep_holds_between_one_and_two_times_that_many_runs() {
     assert_eq!(runs.len(), t.history("ok").len());
     assert_eq!(runs.last(), t.history("ok").last());
 }
+
+#[test]
+fn ticks_of_a_job_queued_behind_its_lock_coalesce_into_one_run() {
+    // Each run outlasts two ticks; with `overlap = "queue"` one run waits for the lock and
+    // the ticks that come meanwhile join it instead of piling up.
+    let t = Table::new(
+        "p-coalesce-lock",
+        "[jobs.q]\nschedule = \"* * * * * *\"\noverlap = \"queue\"\ncommand = \"sleep 2.5\"\n",
+    );
+    let d = Daemon::start(&t);
+    wait_for(|| {
+        t.log()
+            .lines()
+            .any(|l| l.contains(" coalesced ") && l.contains("job=q"))
+    });
+    wait_for(|| t.history("q").len() >= 2);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    // The runs never overlapped: each started after the one before it ended.
+    let runs = t.history("q");
+    for w in runs.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if a["outcome"] == "success" && b["outcome"] == "success" {
+            assert!(ts(&b["started"]) >= ts(&a["ended"]), "{a} / {b}");
+        }
+    }
+}
