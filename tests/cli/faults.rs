@@ -59,7 +59,7 @@ fn daemon_with_stderr(t: &Table) -> (Daemon, Arc<Mutex<String>>) {
 
 /// Live (not zombie) processes whose environment carries this run id: what a run left.
 fn processes_of_run(run_id: &str) -> Vec<i32> {
-    let needle = format!("CRONWARDEN_RUN_ID={run_id}\0");
+    let wanted = format!("CRONWARDEN_RUN_ID={run_id}");
     let mut left = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
@@ -68,7 +68,11 @@ fn processes_of_run(run_id: &str) -> Vec<i32> {
         let Ok(env) = std::fs::read(e.path().join("environ")) else {
             continue;
         };
-        if env.windows(needle.len()).any(|w| w == needle.as_bytes()) && alive(pid) {
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        // An alert command about the run carries its run id too (with CRONWARDEN_EVENT): it
+        // is not one of the job's processes.
+        let alert = vars.iter().any(|v| v.starts_with(b"CRONWARDEN_EVENT="));
+        if vars.contains(&wanted.as_bytes()) && !alert && alive(pid) {
             left.push(pid);
         }
     }
