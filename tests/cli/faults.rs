@@ -859,6 +859,8 @@ fn five_hundred_jobs_due_at_once_all_run_never_more_than_max_concurrent() {
         }
     };
     wait_for(|| t.log().matches(" run-end ").count() >= 500);
+    // A run logs its end just before it is recorded: wait for the records themselves.
+    wait_for(|| (0..500).all(|i| !t.history(&format!("s{i:03}")).is_empty()));
     drop(d);
     let mut edges = Vec::new();
     let mut started_all = BTreeMap::new();
