@@ -1,5 +1,5 @@
 //! Exit codes, the error a command ends with, and the signal -> exit code rule. How a run's
-//! outcome maps to an exit code is [`crate::record::Outcome::exit_code`], the one place
+//! outcome maps to an exit code is `Outcome::exit_code` (in the record module), the one place
 //! that says it.
 
 use std::fmt;

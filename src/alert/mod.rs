@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use deliver::test;
 pub(crate) use message::Alert;
-pub(crate) use outbox::{Outbox, serve};
+pub(crate) use outbox::Outbox;
+pub(crate) use pass::serve;
 pub(crate) use ping::{Ping, ping};
 pub(crate) use spool::spool_size;
 

@@ -8,7 +8,7 @@
 //! deliver what is due. Stopping lets the delivery in flight finish (each is bounded by its
 //! channel's `timeout`) and leaves the rest in the spool, for the next process.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -17,9 +17,6 @@ use jiff::Timestamp;
 
 use super::Stats;
 use super::message::Alert;
-use super::pass::Pass;
-use crate::config::Config;
-use crate::log::{Level, Logger};
 use crate::sync::lock;
 
 /// How many alerts that could not be written to the spool are held in memory at most.
@@ -32,7 +29,7 @@ const MAX_TOLD: usize = 256;
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// Deliver as alerts come.
     No,
     /// Deliver what is due, starting nothing after the instant; then stop.
@@ -133,7 +130,7 @@ impl Outbox {
         self.cv.notify_all();
     }
 
-    fn end(&self) -> End {
+    pub(super) fn end(&self) -> End {
         lock(&self.ctl).end
     }
 
@@ -148,7 +145,7 @@ impl Outbox {
 
     /// Sleeps until woken (something was queued, a channel's thread is done, the end is
     /// asked for) or `until` (without one, until woken).
-    fn wait(&self, until: Option<Timestamp>) {
+    pub(super) fn wait(&self, until: Option<Timestamp>) {
         let deadline = until.map(|t| {
             let left = Duration::try_from(t.duration_since(Timestamp::now()))
                 .unwrap_or(Duration::ZERO)
@@ -240,56 +237,4 @@ impl Outbox {
         }
         true
     }
-}
-
-/// The delivery thread's loop: each channel with alerts due gets a thread that delivers
-/// them (one at a time per channel, channels side by side); the loop sleeps until the next
-/// channel may be tried, something is queued, or a channel's thread is done, until the
-/// outbox is stopped (or drained). `current` is the table in force (the daemon's changes on
-/// reload).
-pub(crate) fn serve(outbox: &Outbox, current: &dyn Fn() -> Arc<Config>, log: &Logger) {
-    // The channels whose thread is delivering; a thread takes its name out, then wakes the
-    // loop.
-    let busy: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
-    std::thread::scope(|s| {
-        loop {
-            let end = outbox.end();
-            if end == End::Now {
-                break;
-            }
-            let cfg = current();
-            let pass = Pass::new(&cfg, log, outbox);
-            pass.tidy();
-            if !outbox.closed() {
-                for name in pass.due() {
-                    if !lock(&busy).insert(name.clone()) {
-                        continue;
-                    }
-                    let (cfg, mine) = (Arc::clone(&cfg), &busy);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("alerts {name}"))
-                        .spawn_scoped(s, {
-                            let name = name.clone();
-                            move || {
-                                Pass::new(&cfg, log, outbox).drain(&name);
-                                lock(mine).remove(&name);
-                                outbox.wake();
-                            }
-                        });
-                    if let Err(e) = spawned {
-                        lock(&busy).remove(&name);
-                        let msg = format!("cannot start a delivery thread: {e}");
-                        log.log(Level::Error, "alert-spool", &[], &msg);
-                    }
-                }
-            }
-            // Draining: done once nothing is being delivered and nothing more is due (or
-            // may start).
-            if end != End::No && lock(&busy).is_empty() {
-                break;
-            }
-            outbox.wait(pass.wake_at());
-        }
-    });
-    Pass::new(&current(), log, outbox).report_left();
 }

@@ -5,16 +5,19 @@
 //! Each channel delivers in a thread of its own (`outbox::serve` starts them), so a silent
 //! mail server never holds up the webhook.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::deliver::{DeliveryError, deliver};
 use super::message::Alert;
-use super::outbox::Outbox;
+use super::outbox::{End, Outbox};
 use super::spool::{Claim, Spool};
 use crate::config::{AlertChannel, Config};
 use crate::log::{Level, Logger};
+use crate::sync::lock;
 
 /// When alerts wait that no backoff times (held in memory because the spool cannot be
 /// written, or left because it could not be changed), they are looked at again this much
@@ -322,4 +325,56 @@ impl<'a> Pass<'a> {
             );
         }
     }
+}
+
+/// The delivery thread's loop: each channel with alerts due gets a thread that delivers
+/// them (one at a time per channel, channels side by side); the loop sleeps until the next
+/// channel may be tried, something is queued, or a channel's thread is done, until the
+/// outbox is stopped (or drained). `current` is the table in force (the daemon's changes on
+/// reload).
+pub(crate) fn serve(outbox: &Outbox, current: &dyn Fn() -> Arc<Config>, log: &Logger) {
+    // The channels whose thread is delivering; a thread takes its name out, then wakes the
+    // loop.
+    let busy: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    std::thread::scope(|s| {
+        loop {
+            let end = outbox.end();
+            if end == End::Now {
+                break;
+            }
+            let cfg = current();
+            let pass = Pass::new(&cfg, log, outbox);
+            pass.tidy();
+            if !outbox.closed() {
+                for name in pass.due() {
+                    if !lock(&busy).insert(name.clone()) {
+                        continue;
+                    }
+                    let (cfg, mine) = (Arc::clone(&cfg), &busy);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("alerts {name}"))
+                        .spawn_scoped(s, {
+                            let name = name.clone();
+                            move || {
+                                Pass::new(&cfg, log, outbox).drain(&name);
+                                lock(mine).remove(&name);
+                                outbox.wake();
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        lock(&busy).remove(&name);
+                        let msg = format!("cannot start a delivery thread: {e}");
+                        log.log(Level::Error, "alert-spool", &[], &msg);
+                    }
+                }
+            }
+            // Draining: done once nothing is being delivered and nothing more is due (or
+            // may start).
+            if end != End::No && lock(&busy).is_empty() {
+                break;
+            }
+            outbox.wait(pass.wake_at());
+        }
+    });
+    Pass::new(&current(), log, outbox).report_left();
 }

@@ -25,6 +25,7 @@ mod after_graph;
 mod alerts;
 mod cluster;
 mod job;
+mod job_build;
 mod job_checks;
 mod job_spec;
 mod loader;

@@ -1,6 +1,6 @@
 //! Coordination: what keeps two runs of one job apart and tells the rest of the world about
 //! runs. Local mode ([`Local`]: flock files, the state directory, the control socket) and
-//! fleet mode (`crate::fleet`: PostgreSQL) are the two implementations of [`Coordinator`].
+//! fleet mode (the fleet module: PostgreSQL) are the two implementations of [`Coordinator`].
 //! The command layer picks one from the table, and the daemon and the run path are handed
 //! it; neither asks which one they have.
 

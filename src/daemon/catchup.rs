@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::Shared;
-use super::dispatch::{Launch, run_one};
+use super::launch::{Launch, run_one};
 use crate::log::Level;
 use crate::sync::lock;
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
-use super::dispatch::{Launch, dispatch};
+use super::dispatch::dispatch;
+use super::launch::Launch;
 use crate::config::Settings;
 use crate::control::{CLIENT_TIMEOUT, MAX_REQUEST, Request, Response, fail, parse_request};
 use crate::exit;

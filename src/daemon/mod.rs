@@ -8,16 +8,17 @@
 //! thread that waits for the instant, takes the job's exclusion and a `max_concurrent` slot,
 //! then runs the very same `execute_locked` path as `cronwarden run`.
 //!
-//! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from a due
-//! instant to a running job), `catchup` (missed instants, one after another), `health` (a
-//! state directory that cannot be written), `orphans` (runs whose supervisor died, taken
-//! over), `slots` (concurrency), `state` (the daemon's files), `control` (the control socket
-//! server), `work` (work the coordination backend brings).
+//! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from due
+//! instants to run threads), `launch` (one run's thread), `catchup` (missed instants, one
+//! after another), `health` (a state directory that cannot be written), `orphans` (runs
+//! whose supervisor died, taken over), `slots` (concurrency), `state` (the daemon's files),
+//! `control` (the control socket server), `work` (work the coordination backend brings).
 
 mod catchup;
 mod control;
 mod dispatch;
 mod health;
+mod launch;
 mod orphans;
 mod slots;
 mod state;
@@ -45,7 +46,8 @@ use crate::runner::Interrupt;
 use crate::schedule::{Expr, format_rfc3339};
 use crate::scheduler::{Observation, Scheduler, Timed};
 use crate::sync::lock;
-use dispatch::{Launch, dispatch, start_all};
+use dispatch::{dispatch, start_all};
+use launch::Launch;
 use slots::{Active, Slots};
 use state::{Marks, Paused};
 

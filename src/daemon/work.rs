@@ -8,7 +8,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::Shared;
-use super::dispatch::{Launch, dispatch};
+use super::dispatch::dispatch;
+use super::launch::Launch;
 use crate::coord::{LostRun, Work, WorkSink};
 use crate::log::Level;
 use crate::record::{Outcome, RunRecord};

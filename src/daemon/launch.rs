@@ -1,0 +1,226 @@
+//! One run to start ([`Launch`]) and its thread from start to end: the instant marked as
+//! dispatched, the jitter, the exact instant, the job's exclusion and a `max_concurrent`
+//! slot, then the very same `execute_locked` path as `cronwarden run` (which writes the
+//! run's marker); the jobs after it follow as one pipeline run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Shared;
+use crate::config::Config;
+use crate::coord::{Exclusion, OwnRun};
+use crate::execute::{self, Ctx, RunRequest};
+use crate::log::Level;
+use crate::record::{Outcome, RunRecord};
+use crate::runner::Interrupt;
+use crate::sync::lock;
+
+/// One run to start.
+pub(super) struct Launch {
+    pub(super) job: String,
+    pub(super) scheduled: Timestamp,
+    /// "schedule", "catchup", "clock-step", "reboot", "trigger", "takeover".
+    pub(super) why: &'static str,
+    pub(super) params: BTreeMap<String, String>,
+    pub(super) run_id: String,
+    /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
+    pub(super) mark: bool,
+    /// Scheduler ticks coalesce into a run that is still waiting; catch-up runs and triggers
+    /// never do.
+    pub(super) coalesce: bool,
+    /// Told the run's record when it ends (`trigger --wait`).
+    pub(super) done: Option<std::sync::mpsc::Sender<RunRecord>>,
+    /// 1, or the attempt a run taken over from a lost fleet node goes on with.
+    pub(super) first_attempt: u32,
+}
+
+impl Launch {
+    pub(super) fn tick(job: &str, scheduled: Timestamp, why: &'static str) -> Launch {
+        Launch {
+            job: job.to_string(),
+            scheduled,
+            why,
+            params: Default::default(),
+            run_id: execute::new_run_id(),
+            mark: why != "reboot",
+            coalesce: why != "catchup",
+            done: None,
+            first_attempt: 1,
+        }
+    }
+
+    /// A run asked for now, outside the schedule (never coalesced, never marked).
+    pub(super) fn request(job: String, params: BTreeMap<String, String>, run_id: String) -> Launch {
+        Launch {
+            job,
+            scheduled: Timestamp::now(),
+            why: "trigger",
+            params,
+            run_id,
+            mark: false,
+            coalesce: false,
+            done: None,
+            first_attempt: 1,
+        }
+    }
+}
+
+/// One run in its thread, start to end (then the jobs after it).
+pub(super) fn run_one(
+    shared: &Arc<Shared>,
+    cfg: &Config,
+    launch: Launch,
+    jitter: Option<Duration>,
+) {
+    let name = launch.job.as_str();
+    let Some(job) = cfg.job(name) else {
+        return;
+    };
+    let Some(interrupt) = prepare(shared, &launch, jitter) else {
+        return;
+    };
+    let ctx = shared.ctx(cfg);
+    // A job with jobs after it alerts at the end of its pipeline run (the failure alert
+    // then also lists what was skipped).
+    let req = RunRequest {
+        job,
+        scheduled: launch.scheduled,
+        params: launch.params.clone(),
+        trigger: launch.why,
+        alerts: cfg.children(name).is_empty(),
+        first_attempt: launch.first_attempt,
+    };
+    // Whether another run is in the way (skip, queue, replace) is a question about the
+    // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
+    // exclusion only once its instant has come. (`execute_locked` writes the run's marker.)
+    let exclusion = match wait_for_instant(launch.scheduled, &interrupt) {
+        Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
+        Err(reason) => {
+            let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
+            report(shared, &launch, r.record, false);
+            None
+        }
+    };
+    let Some(exclusion) = exclusion else {
+        // Recorded as not run (skipped or interrupted).
+        return;
+    };
+    shared.metrics.started(name);
+    let r = execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt);
+    let (root_record, root_tails) = (r.record.clone(), r.tails);
+    report(shared, &launch, r.record, true);
+    shared.slots.release();
+    // The jobs that come after it run as one pipeline run with its scheduled instant (after
+    // a failure they are recorded as skipped).
+    let ran = !matches!(root_record.outcome, Outcome::Skipped | Outcome::Interrupted);
+    if ran && !cfg.children(name).is_empty() {
+        let p = crate::pipeline::run_downstream(
+            ctx,
+            job,
+            launch.scheduled,
+            root_record,
+            root_tails,
+            &interrupt,
+        );
+        for step in p.steps.iter().skip(1) {
+            shared.metrics.finished(&step.job, false, step);
+        }
+    }
+}
+
+/// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
+/// waits out the jitter; `None` when the run must not go on.
+fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
+    let name = launch.job.as_str();
+    let f = [("job", name.to_string())];
+    if launch.mark {
+        // Without its mark the run goes on all the same (`health` says why, and alerts).
+        let marked = shared.marks.mark(name, launch.scheduled);
+        super::health::marked(shared, name, &launch.run_id, launch.scheduled, marked);
+    }
+    let interrupt = match shared
+        .stop
+        .try_clone()
+        .and_then(|s| Interrupt::on_stream(s, libc::SIGTERM))
+    {
+        Ok(i) => i,
+        Err(e) => {
+            let msg = format!("cannot set up the run: {e}");
+            shared.log.log(Level::Error, "dispatch", &f, &msg);
+            return None;
+        }
+    };
+    if let Some(j) = jitter {
+        let delay = j.mul_f64(crate::policy::random01());
+        if interrupt.sleep(delay).is_some() {
+            return None;
+        }
+    }
+    Some(interrupt)
+}
+
+/// Takes the job's exclusion, then a `max_concurrent` slot. `None` when the run does not
+/// happen (it is then recorded and reported).
+fn admit(
+    shared: &Shared,
+    ctx: Ctx<'_>,
+    req: &RunRequest<'_>,
+    launch: &Launch,
+    interrupt: &Interrupt,
+) -> Option<Option<Exclusion>> {
+    let settings = &ctx.cfg.settings;
+    let run_id = &launch.run_id;
+    // A catch-up run waits for this daemon's own run of the job (missed instants run one
+    // after another); any other run meets it as `overlap` says.
+    let own = if launch.why == "catchup" {
+        OwnRun::Wait
+    } else {
+        OwnRun::Overlap
+    };
+    let exclusion = match ctx
+        .coord
+        .acquire(settings, req.job, ctx.log, run_id, interrupt, own)
+    {
+        Ok(x) => x,
+        Err(reason) => {
+            let r = execute::not_run(ctx, req, run_id, reason, interrupt.received());
+            report(shared, launch, r.record, false);
+            return None;
+        }
+    };
+    if !shared.slots.acquire() {
+        // Shutting down before a slot came free: say so, the instant will not run.
+        let reason = "the daemon stopped while the run waited for a max_concurrent slot";
+        let r = execute::not_run(ctx, req, run_id, reason.to_string(), Some(libc::SIGTERM));
+        report(shared, launch, r.record, false);
+        return None;
+    }
+    if launch.coalesce {
+        // No longer waiting: the next tick is a run of its own.
+        lock(&shared.pending).remove(&launch.job);
+    }
+    Some(exclusion)
+}
+
+/// Handed over early (`LOOKAHEAD`): nothing about the run is decided before its instant, and
+/// it never starts before it.
+fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), String> {
+    if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
+        && !early.is_zero()
+        && interrupt.sleep(early).is_some()
+    {
+        return Err("the daemon stopped before it started".to_string());
+    }
+    Ok(())
+}
+
+/// A run's end, told to the metrics and to whoever waits for it (`trigger --wait`).
+fn report(shared: &Shared, launch: &Launch, rec: RunRecord, was_running: bool) {
+    shared.metrics.finished(&rec.job, was_running, &rec);
+    if let Some(tx) = &launch.done {
+        let _ = tx.send(rec);
+    }
+}
