@@ -38,7 +38,7 @@ type Sources = BTreeMap<String, String>;
 type Edges = BTreeMap<String, BTreeMap<String, Vec<Ref>>>;
 
 /// A path naming a crate module: in `file` at `line`, `text` (as written) names module `to`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Ref {
     to: String,
     file: String,
@@ -633,4 +633,114 @@ fn check_finds_unsafe_outside_sys_rs() {
         "src/a.rs: // unsafe\nlet s = \"unsafe\";\nunsafe { f() }\n#[cfg(test)] unsafe fn g() {}";
     let msg = check_unsafe(&tree(&[sys, other])).expect_err("src/a.rs has unsafe");
     assert!(msg.ends_with(":\n  src/a.rs:3\n  src/a.rs:4"), "{msg}");
+}
+
+/// The file modules (`alert::pass`) that the path `text`, written in the module `here`, names:
+/// the longest prefix of the path (and of each item of a `{…}` group) that is a file module.
+fn resolve(here: &[&str], text: &str, mods: &BTreeSet<String>) -> Vec<String> {
+    let head = text.split('{').next().unwrap_or("");
+    let mut segs: Vec<&str> = head.split("::").filter(|s| !s.is_empty()).collect();
+    let mut base: Vec<&str> = Vec::new();
+    match segs.first().copied() {
+        Some("crate") | Some(CRATE_NAME) => {
+            segs.remove(0);
+        }
+        Some("super") => {
+            base = here.to_vec();
+            while segs.first() == Some(&"super") {
+                segs.remove(0);
+                base.pop();
+            }
+        }
+        _ => return Vec::new(),
+    }
+    base.extend(segs.iter().filter(|s| s.starts_with(is_ident)));
+    let mut candidates = vec![base.clone()];
+    if let Some(group) = text.split_once('{').map(|(_, g)| g) {
+        for item in group.split([',', '}']) {
+            let first = item.trim().split("::").next().unwrap_or("");
+            if first.starts_with(is_ident) && first != "self" {
+                let mut c = base.clone();
+                c.push(first);
+                candidates.push(c);
+            }
+        }
+    }
+    let mut out: Vec<String> = candidates
+        .into_iter()
+        .filter_map(|c| {
+            (1..=c.len())
+                .rev()
+                .map(|n| c[..n].join("::"))
+                .find(|m| mods.contains(m))
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The import graph between file modules (`alert::outbox -> alert::pass`), without the
+/// edges from a module to its own parents (a child's `super::` names its parent's items).
+fn file_graph(sources: &Sources) -> Edges {
+    let mods: BTreeSet<String> = sources
+        .keys()
+        .map(|p| module_path(p).join("::"))
+        .filter(|m| !m.is_empty())
+        .collect();
+    let mut edges = Edges::new();
+    for (path, src) in sources {
+        let here = module_path(path);
+        let from = here.join("::");
+        if from.is_empty() {
+            continue;
+        }
+        for r in references(path, src) {
+            for to in resolve(&here, &r.text, &mods) {
+                if to == from || from.starts_with(&format!("{to}::")) {
+                    continue;
+                }
+                let refs = edges.entry(from.clone()).or_default();
+                refs.entry(to.clone())
+                    .or_default()
+                    .push(Ref { to, ..r.clone() });
+            }
+        }
+    }
+    edges
+}
+
+#[test]
+fn src_file_modules_import_each_other_without_a_cycle() {
+    let e = file_graph(&read_src());
+    if let Some(cycle) = shortest_cycle(&e) {
+        let mut msg = format!(
+            "the file modules of src/ import each other in a cycle: {} -> {}",
+            cycle.join(" -> "),
+            cycle[0]
+        );
+        for (k, &a) in cycle.iter().enumerate() {
+            let b = cycle[(k + 1) % cycle.len()];
+            let refs = e.get(a).and_then(|t| t.get(b)).map(|r| evidence(r));
+            let _ = write!(msg, "\n  {a} -> {b}, made by:{}", refs.unwrap_or_default());
+        }
+        panic!("{msg}\nFix: move what both need into one of them or a third module.");
+    }
+}
+
+#[test]
+fn sibling_modules_that_import_each_other_are_a_cycle() {
+    let src = tree(&[
+        "src/a/mod.rs: mod x; mod y;",
+        "src/a/x.rs: use super::y::Y; pub struct X;",
+        "src/a/y.rs: use crate::a::{x::X, self}; pub struct Y;",
+    ]);
+    let graph = file_graph(&src);
+    let cycle = shortest_cycle(&graph).expect("a cycle");
+    assert_eq!(cycle, ["a::x", "a::y"]);
+    let fine = tree(&[
+        "src/a/mod.rs: mod x; mod y;",
+        "src/a/x.rs: use super::y::Y; use super::Shared;",
+        "src/a/y.rs: pub struct Y;",
+    ]);
+    assert!(shortest_cycle(&file_graph(&fine)).is_none());
 }
