@@ -184,7 +184,15 @@ fn clocks() -> (Duration, Duration) {
 
 /// The one-daemon-per-state-directory lock.
 fn daemon_lock(state: &Path) -> Result<JobLock, Failure> {
-    match lock::try_acquire(state, ".daemon") {
+    // A daemon killed a moment ago can leave its lock with a child between fork and exec
+    // for a few milliseconds: look again for up to two seconds before refusing.
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut got = lock::try_acquire(state, ".daemon");
+    while matches!(got, Ok(Acquired::Held(_))) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+        got = lock::try_acquire(state, ".daemon");
+    }
+    match got {
         Ok(Acquired::Locked(mut l)) => {
             l.set_holder(&lock::Holder {
                 pid: Some(std::process::id() as i32),

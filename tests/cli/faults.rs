@@ -982,14 +982,17 @@ fn assert_timed_out_after_its_supervisor_died(t: &Table, rec: &serde_json::Value
     assert!(!alive(pid));
     let run_id = rec["run_id"].as_str().expect("run id");
     assert_eq!(processes_of_run(run_id), Vec::<i32>::new());
+    // The marker goes right after the record is written: wait for it, do not race it.
     let running = t.dir().join("state/running");
-    let left: Vec<_> = std::fs::read_dir(&running)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(
-        left.iter().all(|n| n.to_string_lossy().starts_with('.')),
-        "{left:?}"
-    );
+    let markers = || -> Vec<_> {
+        std::fs::read_dir(&running)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !n.to_string_lossy().starts_with('.'))
+            .collect()
+    };
+    wait_for(|| markers().is_empty());
     // Alerted as the failure it is.
     let alerts = t.dir().join("alerts");
     wait_for(|| {
