@@ -152,6 +152,15 @@ impl Table {
         let p = self.dir().join("run").join(format!("{job}.lock"));
         wait_for(|| std::fs::read_to_string(&p).is_ok_and(|t| t.contains("pgid=")));
     }
+
+    /// Waits until `status` says no run of the job holds its lock any more (a run's record
+    /// is written before its lock is let go).
+    pub fn wait_idle(&self, job: &str) {
+        wait_for(|| {
+            let (_, out, _) = self.run(&["status", job, "--json"]);
+            serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|v| v[0]["state"] == "idle")
+        });
+    }
 }
 
 /// Waits for a condition: an event, not a fixed sleep (gives up after a minute).

@@ -178,6 +178,7 @@ fn a_reload_that_changes_or_removes_a_running_job_lets_its_run_finish_and_be_rec
     wait_for(|| reloads() >= 1);
     wait_for(|| t.history("long").len() == 1);
     assert_eq!(t.history("long")[0]["outcome"], "success");
+    t.wait_idle("long");
     assert_eq!(t.run(&["trigger", "long", "--wait"]).0, 0);
     let out = std::fs::read_to_string(t.dir().join("out")).expect("out");
     assert_eq!(out, "v1\nv2\n");

@@ -592,6 +592,7 @@ command = "echo start $CRONWARDEN_RUN_ID >> $DIR/events; test -e $DIR/pass"
 overlap = "replace"
 retries = 2
 retry_delay = "5s"
+retry_jitter = false
 "#,
     );
     let mut first = t.spawn(&["run", "flaky"]);

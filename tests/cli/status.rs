@@ -104,10 +104,7 @@ command = ["/bin/true"]
     assert_eq!(v[0]["success_rate"], 1.0);
     std::fs::write(t.dir().join("release"), "").expect("release");
     assert!(child.wait().expect("wait").success());
-    wait_for(|| {
-        let (_, out, _) = t.run(&["status", "hold", "--json"]);
-        serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|v| v[0]["state"] == "idle")
-    });
+    t.wait_idle("hold");
 }
 
 #[test]
