@@ -65,6 +65,56 @@ pub(crate) struct AttemptRecord {
     /// Why the attempt failed, for a person: "exit 2", "timed out after 2h", "verify: ...".
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// What the attempt's processes used.
+    #[serde(flatten, default)]
+    pub usage: Usage,
+}
+
+/// What the processes of an attempt (or a whole run) used: CPU time, user and system, of
+/// all of them, and the peak memory. `None` where it could not be measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Usage {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cpu_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// The usage of two attempts together: CPU time adds up, the peak is the larger.
+    pub(crate) fn and(&self, o: &Usage) -> Usage {
+        let sum = match (self.cpu_seconds, o.cpu_seconds) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Usage {
+            cpu_seconds: sum,
+            peak_memory_bytes: self.peak_memory_bytes.max(o.peak_memory_bytes),
+        }
+    }
+}
+
+/// A process of a run still alive when the run's main process had exited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Leftover {
+    pub pid: i32,
+    /// Its command line, as /proc shows it.
+    pub command: String,
+    /// "stopped" or "kept" (`leftovers`).
+    pub action: String,
+}
+
+/// What a run's containment saw and did: the usage of all its attempts, the processes it
+/// left behind, and the limits that could not be applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunFacts {
+    #[serde(flatten, default)]
+    pub usage: Usage,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub leftovers: Vec<Leftover>,
+    /// "memory_max: no memory controller in the cgroup", one per limit not applied.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub limits_not_applied: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +143,9 @@ pub(crate) struct RunRecord {
     /// record carries).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub skips: Option<SkipStreak>,
+    /// Resource use, leftovers and limits not applied.
+    #[serde(flatten, default)]
+    pub facts: RunFacts,
 }
 
 /// The rest of a streak of skipped runs recorded as one ([`RunRecord::skips`]).
@@ -346,6 +399,7 @@ mod tests {
             trigger: "run".to_string(),
             node: None,
             skips: None,
+            facts: Default::default(),
         }
     }
 

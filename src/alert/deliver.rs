@@ -356,6 +356,7 @@ pub(crate) fn test(cfg: &Config, channel: &str) -> Result<(), String> {
             trigger: "test-alert".into(),
             node: None,
             skips: None,
+            facts: Default::default(),
         },
         next_run: None,
         stdout_tail: String::new(),

@@ -588,6 +588,7 @@ mod tests {
                 trigger: "run".into(),
                 node: None,
                 skips: None,
+                facts: Default::default(),
             },
             next_run: None,
             stdout_tail: String::new(),

@@ -25,6 +25,60 @@ pub enum Overlap {
     Allow,
 }
 
+/// What happens to processes of a run still alive when its main process has exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leftovers {
+    /// SIGTERM, then SIGKILL after `kill_grace`; each one is named in the record.
+    Stop,
+    /// Released from the run: they live on, recorded as kept, and hold nothing of the job.
+    Keep,
+}
+
+/// The I/O scheduling class of a job's processes (ioprio_set(2)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoClass {
+    Realtime,
+    BestEffort,
+    Idle,
+}
+
+/// A run's resource limits (job keys, also in `[defaults]`). The cgroup ones need the
+/// controller on the host; `io_class`/`io_priority` work without cgroups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `memory_max`: bytes (cgroup memory.max).
+    pub memory_max: Option<u64>,
+    /// `cpu_max`: percent of one CPU, 1 or more (cgroup cpu.max).
+    pub cpu_max: Option<u32>,
+    /// `pids_max`: processes and threads (cgroup pids.max).
+    pub pids_max: Option<u64>,
+    /// `io_weight`: 1 to 10000 (cgroup io.weight).
+    pub io_weight: Option<u16>,
+    pub io_class: Option<IoClass>,
+    /// `io_priority`: 0 (highest) to 7, for the realtime and best-effort classes.
+    pub io_priority: Option<u8>,
+}
+
+impl Limits {
+    /// The cgroup controllers these limits need, with the key that needs each.
+    pub fn controllers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut c = Vec::new();
+        if self.memory_max.is_some() {
+            c.push(("memory", "memory_max"));
+        }
+        if self.cpu_max.is_some() {
+            c.push(("cpu", "cpu_max"));
+        }
+        if self.pids_max.is_some() {
+            c.push(("pids", "pids_max"));
+        }
+        if self.io_weight.is_some() {
+            c.push(("io", "io_weight"));
+        }
+        c
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Catchup {
     None,
@@ -70,6 +124,8 @@ pub struct Job {
     pub nice: Option<i32>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
+    pub leftovers: Leftovers,
+    pub limits: Limits,
     pub retry: Retry,
     pub success_codes: Vec<i32>,
     pub output_limit: u64,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Settings;
-use super::job::{Catchup, Job, Overlap, Retry, Verify};
+use super::job::{Catchup, IoClass, Job, Leftovers, Limits, Overlap, Retry, Verify};
 use super::job_spec::JobSpec;
 use super::reader::At;
 use crate::schedule::Schedule;
@@ -50,6 +50,8 @@ impl Job {
             nice: value(&s.nice),
             timeout: value(&s.timeout).filter(|d| !d.is_zero()),
             kill_grace: value(&s.kill_grace).unwrap_or(Duration::from_secs(10)),
+            leftovers: value(&s.leftovers).unwrap_or(Leftovers::Stop),
+            limits: limits(s),
             retry: retry(s),
             success_codes: value(&s.success_codes).unwrap_or_else(|| vec![0]),
             output_limit: value(&s.output_limit).unwrap_or(1 << 20),
@@ -74,6 +76,19 @@ fn retry(s: &JobSpec) -> Retry {
         backoff: value(&s.retry_backoff).unwrap_or(2.0),
         max_delay: value(&s.retry_max_delay).unwrap_or(Duration::from_secs(3600)),
         jitter: value(&s.retry_jitter).unwrap_or(true),
+    }
+}
+
+fn limits(s: &JobSpec) -> Limits {
+    let io_priority = value(&s.io_priority);
+    Limits {
+        memory_max: value(&s.memory_max),
+        cpu_max: value(&s.cpu_max),
+        pids_max: value(&s.pids_max),
+        io_weight: value(&s.io_weight),
+        // A priority alone means the best-effort class, as with ionice -n.
+        io_class: value(&s.io_class).or(io_priority.map(|_| IoClass::BestEffort)),
+        io_priority,
     }
 }
 

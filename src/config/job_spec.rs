@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::job::{Catchup, CommandLine, Overlap};
+use super::job::{Catchup, CommandLine, IoClass, Leftovers, Overlap};
 use super::loader::Loader;
 use super::reader::{At, TableReader};
 use super::toml_tree::Kind;
@@ -30,6 +30,13 @@ const JOB_KEYS: &[&str] = &[
     "nice",
     "timeout",
     "kill_grace",
+    "leftovers",
+    "memory_max",
+    "cpu_max",
+    "pids_max",
+    "io_weight",
+    "io_class",
+    "io_priority",
     "retries",
     "retry_delay",
     "retry_backoff",
@@ -68,6 +75,13 @@ pub(crate) struct JobSpec {
     pub(crate) nice: Option<At<i32>>,
     pub(crate) timeout: Option<At<Duration>>,
     pub(crate) kill_grace: Option<At<Duration>>,
+    pub(crate) leftovers: Option<At<Leftovers>>,
+    pub(crate) memory_max: Option<At<u64>>,
+    pub(crate) cpu_max: Option<At<u32>>,
+    pub(crate) pids_max: Option<At<u64>>,
+    pub(crate) io_weight: Option<At<u16>>,
+    pub(crate) io_class: Option<At<IoClass>>,
+    pub(crate) io_priority: Option<At<u8>>,
     pub(crate) retries: Option<At<u32>>,
     pub(crate) retry_delay: Option<At<Duration>>,
     pub(crate) retry_backoff: Option<At<f64>>,
@@ -117,6 +131,13 @@ impl JobSpec {
             nice,
             timeout,
             kill_grace,
+            leftovers,
+            memory_max,
+            cpu_max,
+            pids_max,
+            io_weight,
+            io_class,
+            io_priority,
             retries,
             retry_delay,
             retry_backoff,
@@ -211,6 +232,7 @@ impl Loader<'_> {
         self.read_identity_keys(t, &mut s);
         self.read_timing_keys(t, &mut s);
         self.read_outcome_keys(t, &mut s);
+        self.read_process_keys(t, &mut s);
         self.read_notify_keys(t, &mut s);
         s
     }
@@ -306,6 +328,61 @@ impl Loader<'_> {
             s.verify_files = vt.strings(sink, "files", true);
             s.verify_min_size = vt.size(sink, "min_size");
             s.verify_fresh = vt.bool(sink, "fresh");
+        }
+    }
+
+    /// What a run contains and may use: `leftovers`, `memory_max`, `cpu_max`, `pids_max`,
+    /// `io_weight`, `io_class`, `io_priority`.
+    fn read_process_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
+        let sink = &mut *self.sink;
+        s.leftovers = t.choice(sink, "leftovers", &["stop", "keep"]).map(|a| At {
+            v: if a.v == "keep" {
+                Leftovers::Keep
+            } else {
+                Leftovers::Stop
+            },
+            loc: a.loc,
+        });
+        s.memory_max = t.size(sink, "memory_max");
+        if let Some(m) = &s.memory_max
+            && m.v < 1 << 20
+        {
+            let msg = format!(
+                "memory_max: {} bytes is too small to run anything; use 1MiB or more",
+                m.v
+            );
+            sink.error(m.loc, t.subject(), msg);
+            s.memory_max = None;
+        }
+        s.cpu_max = cpu_percent(t, sink);
+        s.pids_max = t.int(sink, "pids_max", 1, 4_194_304).map(|a| At {
+            v: a.v as u64,
+            loc: a.loc,
+        });
+        s.io_weight = t.int(sink, "io_weight", 1, 10_000).map(|a| At {
+            v: a.v as u16,
+            loc: a.loc,
+        });
+        s.io_class = t
+            .choice(sink, "io_class", &["idle", "best-effort", "realtime"])
+            .map(|a| At {
+                v: match a.v.as_str() {
+                    "idle" => IoClass::Idle,
+                    "realtime" => IoClass::Realtime,
+                    _ => IoClass::BestEffort,
+                },
+                loc: a.loc,
+            });
+        s.io_priority = t.int(sink, "io_priority", 0, 7).map(|a| At {
+            v: a.v as u8,
+            loc: a.loc,
+        });
+        if let (Some(c), Some(p)) = (&s.io_class, &s.io_priority)
+            && c.v == IoClass::Idle
+        {
+            let msg = "io_priority: the idle class has no priorities; remove io_priority or \
+                       use io_class = \"best-effort\"";
+            sink.error(p.loc, t.subject(), msg.to_string());
         }
     }
 
@@ -450,5 +527,25 @@ impl Loader<'_> {
             params.insert(k.v.clone(), (k, v));
         }
         params
+    }
+}
+
+/// `cpu_max`: a percentage of one CPU, `"50%"` (`"200%"` is two CPUs).
+fn cpu_percent(t: &TableReader, sink: &mut crate::diag::Sink) -> Option<At<u32>> {
+    let s = t.string(sink, "cpu_max")?;
+    let n =
+        s.v.strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .filter(|n| (1..=100_000).contains(n));
+    match n {
+        Some(n) => Some(At { v: n, loc: s.loc }),
+        None => {
+            let msg = format!(
+                "cpu_max: {:?} is not a percentage of one CPU such as \"50%\" (1% to 100000%)",
+                s.v
+            );
+            sink.error(s.loc, t.subject(), msg);
+            None
+        }
     }
 }

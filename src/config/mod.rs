@@ -38,9 +38,9 @@ mod values;
 
 pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, WebhookFormat};
 pub use cluster::{Cluster, ClusterUrl};
-pub use job::{Catchup, CommandLine, Job, Overlap, Retry, Verify};
+pub use job::{Catchup, CommandLine, IoClass, Job, Leftovers, Limits, Overlap, Retry, Verify};
 pub use secret::Secret;
-pub use settings::{LogFormat, Settings};
+pub use settings::{ContainmentSetting, LogFormat, Settings};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

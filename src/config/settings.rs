@@ -26,7 +26,19 @@ const SETTINGS_KEYS: &[&str] = &[
     "history_keep",
     "alert_spool_max_age",
     "alert_spool_max_per_channel",
+    "containment",
 ];
+
+/// How the processes of a run are kept together (`containment`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainmentSetting {
+    /// A cgroup per run where the host allows it, else the process fallback.
+    Auto,
+    /// A cgroup per run, or refuse to start.
+    Cgroup,
+    /// The process fallback (subreaper and a walk of /proc), even where cgroups work.
+    Process,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -54,6 +66,7 @@ pub struct Settings {
     pub alert_spool_max_age: Duration,
     /// How many alerts may wait in the spool per channel; the oldest are dropped beyond it.
     pub alert_spool_max_per_channel: usize,
+    pub containment: ContainmentSetting,
 }
 
 impl Loader<'_> {
@@ -99,6 +112,11 @@ impl Loader<'_> {
             .int(self.sink, "history_keep", 0, 10_000_000)
             .map_or(1000, |a| a.v as usize);
         let metrics_listen = self.metrics_listen(&t);
+        let containment = match t.choice(self.sink, "containment", &["auto", "cgroup", "process"]) {
+            Some(s) if s.v == "cgroup" => ContainmentSetting::Cgroup,
+            Some(s) if s.v == "process" => ContainmentSetting::Process,
+            _ => ContainmentSetting::Auto,
+        };
         if self.errors_since(errors_before) {
             return None;
         }
@@ -121,6 +139,7 @@ impl Loader<'_> {
             history_keep,
             alert_spool_max_age,
             alert_spool_max_per_channel,
+            containment,
         })
     }
 

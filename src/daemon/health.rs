@@ -169,6 +169,7 @@ fn alert(
                     trigger: "schedule".to_string(),
                     node: sh.coord.node().map(str::to_string),
                     skips: None,
+                    facts: Default::default(),
                 };
                 sh.ctx(&cfg)
                     .alerts()

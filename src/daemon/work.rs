@@ -85,6 +85,7 @@ impl Sink {
             trigger: l.trigger.clone(),
             node: Some(l.node.clone()),
             skips: None,
+            facts: Default::default(),
         };
         shared.log.log(
             Level::Error,

@@ -242,5 +242,6 @@ fn attempt_record(n: u32, res: Option<&AttemptResult>, reason: Option<String>) -
         }),
         timed_out: res.is_some_and(|r| r.timed_out),
         reason,
+        usage: Default::default(),
     }
 }

@@ -120,6 +120,7 @@ impl RunFacts<'_> {
             trigger: self.req.trigger.to_string(),
             node: self.node.clone(),
             skips: None,
+            facts: Default::default(),
         }
     }
 }

@@ -310,6 +310,7 @@ fn attempt_of(
         signal: None,
         timed_out: matches!(end, Some((End::TimedOut, _))),
         reason: Some(reason.to_string()),
+        usage: Default::default(),
     }
 }
 
