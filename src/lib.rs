@@ -27,6 +27,7 @@ mod coord;
 pub mod fleet;
 mod lock;
 // Process supervision.
+mod contain;
 mod output;
 mod policy;
 mod runner;

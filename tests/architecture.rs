@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 const LAYERS: &[(&str, &[&str])] = &[
     ("leaf",         &["exit", "sync", "files", "sys", "paths", "units", "diag"]),
     ("core",         &["config", "schedule", "scheduler", "template", "record", "log", "import"]),
-    ("process",      &["runner", "output", "policy"]),
+    ("process",      &["runner", "contain", "output", "policy"]),
     ("coordination", &["coord", "lock", "fleet", "control"]),
     ("alerts",       &["alert"]),
     ("run",          &["execute", "pipeline"]),
