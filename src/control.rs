@@ -61,6 +61,9 @@ pub struct Response {
     /// cannot write); empty when nothing does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// `health`: how the daemon contains its runs: "cgroup" or "process", and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<(String, String)>,
 }
 
 pub(crate) fn fail(code: u8, error: impl Into<String>) -> Response {

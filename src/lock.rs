@@ -82,13 +82,16 @@ impl Holder {
     }
 }
 
-/// A held job lock. Dropping it closes this process's descriptor (and takes it out of the
-/// [`Registry`] it was taken through); the lock itself is released when the job's processes
-/// that inherited it have exited too.
+/// A held job lock. Dropping it unlocks it and closes this process's descriptor (and takes
+/// it out of the [`Registry`] it was taken through). Until then the job's processes hold it
+/// too, through the descriptor they inherit: should the supervisor die, the lock stays held
+/// until they have exited.
 #[derive(Debug)]
 pub(crate) struct JobLock {
     file: File,
     registered: Option<registry::Registered>,
+    /// Unlock when dropped (not when the lock lives on in [`JobLock::into_file`]'s copy).
+    unlock: bool,
 }
 
 pub(crate) enum Acquired {
@@ -215,7 +218,15 @@ impl JobLock {
         JobLock {
             file,
             registered: None,
+            unlock: true,
         }
+    }
+
+    /// The lock as a plain descriptor that keeps holding it (a duplicate of the locked one;
+    /// the lock is let go when the last such descriptor is closed).
+    pub(crate) fn into_file(mut self) -> io::Result<File> {
+        self.unlock = false;
+        self.file.try_clone()
     }
 
     /// Records the holder in the lock file (for messages and `replace`), and in the lock file
@@ -237,6 +248,12 @@ impl Drop for JobLock {
     fn drop(&mut self) {
         if let Some(r) = self.registered.take() {
             r.release();
+        }
+        // Unlocked, not only closed: a process the run let go of (`leftovers = "keep"`)
+        // still has the inherited descriptor, and must not hold the job. (A supervisor that
+        // dies never gets here: then the job's processes keep holding it.)
+        if self.unlock {
+            let _ = self.file.unlock();
         }
     }
 }

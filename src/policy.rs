@@ -178,6 +178,8 @@ mod tests {
             timed_out: true,
             interrupted: None,
             pid: None,
+            usage: Default::default(),
+            oom_killed: false,
         };
         let two = Some(Duration::from_secs(2));
         assert_eq!(

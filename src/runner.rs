@@ -20,13 +20,15 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use crate::contain::Scope;
 use crate::output::{Output, Stream};
-use crate::sys::{self, ChildSetup};
+use crate::record::Usage;
+use crate::sys::{self, ChildSetup, Rusage};
 
 /// Pids of the job processes this process started and has not reaped yet. A daemon that is
 /// PID 1 reaps orphans, and must leave these to their runners.
@@ -58,6 +60,9 @@ pub(crate) struct AttemptSpec {
     pub kill_grace: Duration,
     /// A descriptor the job inherits (the job lock).
     pub inherit_fd: Option<RawFd>,
+    /// `leftovers = "keep"`: processes still holding the output when the main process has
+    /// exited are let go after `kill_grace` (their output is no longer read), not stopped.
+    pub keep_leftovers: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +82,10 @@ pub(crate) struct AttemptResult {
     /// The signal that interrupted the run (forwarded to the job), if any.
     pub interrupted: Option<i32>,
     pub pid: Option<u32>,
+    /// What its processes used.
+    pub usage: Usage,
+    /// The kernel's OOM killer killed one of its processes (cgroup `memory.events`).
+    pub oom_killed: bool,
 }
 
 /// Signals that ask the current run to stop (SIGINT/SIGTERM to `cronwarden run`, or a
@@ -208,7 +217,7 @@ impl Interrupt {
 
 /// The command of an attempt: its own process group, piped output, and the child's set-up
 /// between fork and exec (signal state, umask, priority, the lock, credentials).
-fn command(spec: &AttemptSpec) -> Command {
+fn command(spec: &AttemptSpec, cgroup_procs: Option<RawFd>) -> Command {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
@@ -231,6 +240,7 @@ fn command(spec: &AttemptSpec) -> Command {
             nice: spec.nice,
             creds: spec.creds.clone(),
             inherit_fd: spec.inherit_fd,
+            cgroup_procs,
         },
     );
     cmd
@@ -258,7 +268,8 @@ enum Step {
 struct Supervisor<'a> {
     spec: &'a AttemptSpec,
     interrupt: &'a Interrupt,
-    child: Child,
+    /// The run's containment: every process of the attempt, not only its group.
+    scope: Option<&'a Scope<'a>>,
     /// The child's pid, which is also its process group.
     pid: u32,
     stdout: Option<ChildStdout>,
@@ -270,6 +281,8 @@ struct Supervisor<'a> {
     deadline: Option<Instant>,
     phase: Phase,
     status: Option<ExitStatus>,
+    /// What the main process and the descendants it waited for used.
+    rusage: Option<Rusage>,
     /// The main process exited while others still hold its output: their time is up then.
     linger_until: Option<Instant>,
     timed_out: bool,
@@ -284,12 +297,13 @@ impl<'a> Supervisor<'a> {
     fn spawn(
         spec: &'a AttemptSpec,
         interrupt: &'a Interrupt,
+        scope: Option<&'a Scope<'a>>,
         t0: Instant,
         on_spawn: &mut dyn FnMut(u32),
     ) -> Result<Supervisor<'a>, String> {
         let spawned = {
             let mut kids = children();
-            let r = command(spec).spawn();
+            let r = command(spec, scope.and_then(Scope::procs_fd)).spawn();
             if let Ok(c) = &r {
                 kids.push(c.id());
             }
@@ -328,7 +342,7 @@ impl<'a> Supervisor<'a> {
         Ok(Supervisor {
             spec,
             interrupt,
-            child,
+            scope,
             pid,
             stdout,
             stderr,
@@ -336,6 +350,7 @@ impl<'a> Supervisor<'a> {
             deadline: spec.timeout.map(|t| t0 + t),
             phase: Phase::Running,
             status: None,
+            rusage: None,
             linger_until: None,
             timed_out: false,
             interrupted: None,
@@ -343,9 +358,15 @@ impl<'a> Supervisor<'a> {
         })
     }
 
-    /// Signals the child's whole process group.
+    /// Signals every process of the attempt: the run's whole containment where there is
+    /// one, else the child's process group.
     fn signal_group(&self, sig: i32) {
-        let _ = sys::kill_group(self.pid as i32, sig);
+        match self.scope {
+            Some(s) => s.signal(self.pid as i32, sig),
+            None => {
+                let _ = sys::kill_group(self.pid as i32, sig);
+            }
+        }
     }
 
     /// Drains the output and waits for the child until it exited and its output is closed
@@ -378,6 +399,10 @@ impl<'a> Supervisor<'a> {
             Phase::Running => {
                 let timeout_hit = self.status.is_none() && self.deadline.is_some_and(|d| now >= d);
                 let linger_hit = self.linger_until.is_some_and(|d| now >= d);
+                if linger_hit && !timeout_hit && self.spec.keep_leftovers {
+                    // Kept leftovers hold the output: stop reading it; they live on.
+                    return Step::Stop;
+                }
                 if timeout_hit || linger_hit {
                     self.timed_out |= timeout_hit;
                     self.signal_group(libc::SIGTERM);
@@ -482,9 +507,10 @@ impl<'a> Supervisor<'a> {
     /// `kill_grace` to finish.
     fn check_exit(&mut self) {
         if self.status.is_none()
-            && let Ok(Some(st)) = self.child.try_wait()
+            && let Ok(Some((raw, usage))) = sys::wait4(self.pid as i32, true)
         {
-            self.status = Some(st);
+            self.status = Some(ExitStatus::from_raw(raw));
+            self.rusage = Some(usage);
             if self.stdout.is_some() || self.stderr.is_some() {
                 self.linger_until = Some(Instant::now() + self.spec.kill_grace);
             }
@@ -493,30 +519,38 @@ impl<'a> Supervisor<'a> {
 
     /// The result, once [`Supervisor::supervise`] returned: the child is waited for and
     /// unregistered. The error is why it could not be waited for.
-    fn finish(mut self, started: Timestamp, t0: Instant) -> Result<AttemptResult, String> {
+    fn finish(
+        self,
+        started: Timestamp,
+        t0: Instant,
+    ) -> Result<(AttemptResult, Option<Rusage>), String> {
         let pid = self.pid;
-        let status = match self.status {
-            Some(s) => Ok(s),
-            None => self
-                .child
-                .wait()
-                .map_err(|e| format!("waiting for pid {pid}: {e}")),
+        let waited = match self.status {
+            Some(s) => Ok((s, self.rusage)),
+            None => match sys::wait4(pid as i32, false) {
+                Ok(Some((raw, usage))) => Ok((ExitStatus::from_raw(raw), Some(usage))),
+                Ok(None) => Err(format!("waiting for pid {pid}: still running")),
+                Err(e) => Err(format!("waiting for pid {pid}: {e}")),
+            },
         };
         children().retain(|p| *p != pid);
-        let status = status?;
+        let (status, rusage) = waited?;
         let exit = match (status.code(), status.signal()) {
             (Some(c), _) => Exit::Code(c),
             (None, Some(s)) => Exit::Signal(s),
             (None, None) => Exit::Code(-1),
         };
-        Ok(AttemptResult {
+        let res = AttemptResult {
             started,
             duration: t0.elapsed(),
             exit,
             timed_out: self.timed_out,
             interrupted: self.interrupted,
             pid: Some(pid),
-        })
+            usage: Usage::default(),
+            oom_killed: false,
+        };
+        Ok((res, rusage))
     }
 }
 
@@ -526,13 +560,16 @@ pub(crate) fn run_attempt(
     out: &mut Output,
     interrupt: &Interrupt,
 ) -> AttemptResult {
-    run_attempt_with(spec, out, interrupt, &mut |_| {})
+    run_attempt_with(spec, None, out, interrupt, &mut |_| {})
 }
 
-/// [`run_attempt`], calling `on_spawn` with the child's pid (= its process group) once it
-/// runs.
+/// [`run_attempt`] in the run's containment `scope` (which [`Scope::begin`] prepared for
+/// this attempt), calling `on_spawn` with the child's pid (= its process group) once it
+/// runs. When the main process has exited, what is left of the attempt is settled
+/// ([`Scope::settle`]), then its usage is measured.
 pub(crate) fn run_attempt_with(
     spec: &AttemptSpec,
+    mut scope: Option<&mut Scope<'_>>,
     out: &mut Output,
     interrupt: &Interrupt,
     on_spawn: &mut dyn FnMut(u32),
@@ -546,6 +583,8 @@ pub(crate) fn run_attempt_with(
         timed_out: false,
         interrupted: None,
         pid: None,
+        usage: Usage::default(),
+        oom_killed: false,
     };
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
         return not_started("empty command".to_string());
@@ -555,12 +594,32 @@ pub(crate) fn run_attempt_with(
         r.interrupted = Some(sig);
         return r;
     }
-    let mut supervisor = match Supervisor::spawn(spec, interrupt, t0, on_spawn) {
+    let mut supervisor = match Supervisor::spawn(spec, interrupt, scope.as_deref(), t0, on_spawn) {
         Ok(s) => s,
         Err(msg) => return not_started(msg),
     };
     supervisor.supervise(out);
-    supervisor.finish(started, t0).unwrap_or_else(not_started)
+    let stopping = supervisor.timed_out || supervisor.interrupted.is_some();
+    let (mut res, rusage) = match supervisor.finish(started, t0) {
+        Ok(r) => r,
+        Err(msg) => return not_started(msg),
+    };
+    match scope.as_deref_mut() {
+        Some(s) => {
+            if let Some(pid) = res.pid {
+                s.settle(pid as i32, stopping);
+            }
+            res.usage = s.usage(rusage);
+            res.oom_killed = s.oom_killed();
+        }
+        None => {
+            res.usage = Usage {
+                cpu_seconds: rusage.map(|r| r.cpu.as_secs_f64()),
+                peak_memory_bytes: rusage.map(|r| r.maxrss_kb * 1024),
+            }
+        }
+    }
+    res
 }
 
 /// Reads what is available (the descriptors are non-blocking: until the pipe is empty, with

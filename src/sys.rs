@@ -10,9 +10,10 @@
 //! - [`kill_group`], [`group_alive`], [`group_exists`], [`kill`]: signals to a process group or
 //!   a process;
 //! - [`set_pipe_size`], [`set_nonblocking`]: descriptor flags (safe, through nix);
-//! - [`reap`]: waitpid(WNOHANG) for one pid;
+//! - [`reap`]: waitpid(WNOHANG) for one pid; [`wait4`]: waiting with the child's usage;
 //! - [`install_child_setup`]: the job's set-up between fork and exec (signal state, umask,
-//!   priority, the inherited lock descriptor, groups and user), installed with
+//!   priority, the inherited lock descriptor, groups and user; first of all the move into
+//!   the run's cgroup), installed with
 //!   `CommandExt::pre_exec`;
 //! - [`with_umask`]: a call made under another process umask;
 //! - [`malloc_trim`], [`trim_file_mappings`]: the daemon's idle memory trim (free heap, and
@@ -139,7 +140,6 @@ pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
 }
 
 /// Sends `sig` to the process `pid` (refuses `pid <= 0`, which kill(2) reads as groups).
-#[cfg(test)]
 pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
     if pid <= 0 {
         return Err(io::Error::new(
@@ -148,6 +148,57 @@ pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
         ));
     }
     Ok(nix::sys::signal::kill(Pid::from_raw(pid), signal(sig)?)?)
+}
+
+/// What a waited-for child used: its own CPU time and that of the descendants it waited for,
+/// and the largest resident set among them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rusage {
+    pub(crate) cpu: Duration,
+    /// Kilobytes (ru_maxrss).
+    pub(crate) maxrss_kb: u64,
+}
+
+/// Waits for the child `pid` with wait4(2), which also says what it used. With `nohang`,
+/// `Ok(None)` while it runs. The status is the raw wait status
+/// (`ExitStatus::from_raw` reads it).
+pub(crate) fn wait4(pid: i32, nohang: bool) -> io::Result<Option<(i32, Rusage)>> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a process id: {pid}"),
+        ));
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: all-zero bytes are a valid `rusage` (plain integers and timevals).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: wait4(2) writes one c_int through `status` and one `rusage` through `ru`,
+        // both live, writable locals of exactly those types for the whole call; `pid` is
+        // positive, so it waits for that one child only.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        match r {
+            0 => return Ok(None),
+            r if r > 0 => break,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(Some((
+        status,
+        Rusage {
+            cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+            maxrss_kb: ru.ru_maxrss.max(0) as u64,
+        },
+    )))
 }
 
 /// Reaps the child `pid` if it has exited (waitpid with WNOHANG); true when it was reaped.
@@ -189,6 +240,9 @@ pub(crate) struct ChildSetup {
     /// A descriptor to keep open across exec (the job lock): its close-on-exec flag is
     /// cleared in the child.
     pub inherit_fd: Option<RawFd>,
+    /// The run's `cgroup.procs`, open for writing: the child moves itself into that cgroup
+    /// first of all, before it can start anything.
+    pub cgroup_procs: Option<RawFd>,
 }
 
 /// Installs `setup` on `cmd`, to run in the child between fork and exec, in this order: a
@@ -203,22 +257,42 @@ pub(crate) fn install_child_setup(cmd: &mut Command, setup: ChildSetup) {
         nice,
         creds,
         inherit_fd,
+        cgroup_procs,
     } = setup;
     let mask = mode(umask);
     let creds: Option<(Uid, Gid, Vec<Gid>)> = creds.map(|c| {
         let groups = c.groups.into_iter().map(Gid::from_raw).collect();
         (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
     });
-    let child = move || child_setup(mask, nice, inherit_fd, creds.as_ref());
+    let child = move || {
+        if let Some(fd) = cgroup_procs {
+            join_cgroup(fd)?;
+        }
+        child_setup(mask, nice, inherit_fd, creds.as_ref())
+    };
     // SAFETY: pre_exec requires the closure to be safe to run in the child of a fork(2) of a
     // possibly multi-threaded process: only async-signal-safe operations, no allocation, no
     // lock, no state that another thread of the parent may have left half-updated. The
     // closure only reads values it owns (the group list was allocated above, before the
-    // fork) and `child_setup` makes only async-signal-safe system calls (sigprocmask,
-    // rt_sigaction, umask, setpriority, fcntl, setgroups, setgid, setuid) through thin
-    // wrappers that do not allocate; its errors are raw OS errors, which do not allocate.
+    // fork) and `join_cgroup` and `child_setup` make only async-signal-safe system calls
+    // (write, sigprocmask, rt_sigaction, umask, setpriority, fcntl, setgroups, setgid,
+    // setuid) through thin wrappers that do not allocate; their errors are raw OS errors,
+    // which do not allocate.
     unsafe {
         cmd.pre_exec(child);
+    }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is open as `fd` (writing
+/// "0" names the writer). Runs between fork and exec: one write(2), no allocation.
+fn join_cgroup(fd: RawFd) -> io::Result<()> {
+    // SAFETY: write(2) of one byte from a static string to a descriptor number; it reads
+    // only that byte, and at worst fails with EBADF, which is returned.
+    let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -555,6 +629,7 @@ mod tests {
             nice: Some(7),
             creds: None,
             inherit_fd: None,
+            cgroup_procs: None,
         };
         let (out, st) = child_output(
             setup,
@@ -577,6 +652,7 @@ mod tests {
             nice: None,
             creds: None,
             inherit_fd: Some(fd),
+            cgroup_procs: None,
         };
         let (out, st) = child_output(setup, &format!("test -e /proc/self/fd/{fd} && echo open"));
         assert!(st.success(), "{out}");
@@ -598,6 +674,7 @@ mod tests {
                 groups: vec![65532],
             }),
             inherit_fd: None,
+            cgroup_procs: None,
         };
         let (out, st) = child_output(setup, "grep -E '^(Uid|Gid|Groups)' /proc/self/status");
         assert!(st.success(), "{out}");

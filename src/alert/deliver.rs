@@ -120,6 +120,7 @@ fn run_command(
         env.push(("HOME".into(), home));
     }
     let spec = crate::runner::AttemptSpec {
+        keep_leftovers: false,
         argv,
         env,
         workdir: None,

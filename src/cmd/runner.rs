@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Failure, connect};
 use crate::alert;
 use crate::config::Config;
+use crate::contain::{Containment, Purpose};
 use crate::coord::{Coordinator, Role};
 use crate::execute::Ctx;
 use crate::log::Logger;
@@ -25,6 +26,7 @@ pub(super) struct Runner {
     log: Logger,
     pub(super) coord: Arc<dyn Coordinator>,
     outbox: alert::Outbox,
+    contain: Containment,
 }
 
 impl Runner {
@@ -35,11 +37,14 @@ impl Runner {
         // Fleet mode: an ad-hoc run takes the same cluster-wide lease as the daemons' runs
         // and is recorded where every node sees it; without the database it does not run.
         let coord = connect(cfg, Role::Node)?;
+        let contain =
+            Containment::detect(cfg.settings.containment, Purpose::Run).map_err(Failure::config)?;
         Ok(Runner {
             interrupt,
             log,
             coord,
             outbox: alert::Outbox::new(),
+            contain,
         })
     }
 
@@ -49,6 +54,7 @@ impl Runner {
             log: &self.log,
             coord: &*self.coord,
             outbox: &self.outbox,
+            contain: &self.contain,
         }
     }
 

@@ -207,12 +207,15 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
             path.display()
         ));
     }
-    let problems = daemon_problems(&cfg.settings);
+    let health = daemon_health(&cfg.settings);
     if json {
-        print_json(&all, daemon, &problems)
+        print_json(&all, daemon, &health)
     } else {
         print_table(&all, now, daemon)?;
-        for p in &problems {
+        if let Some((mode, why)) = &health.containment {
+            print::out(format!("containment: {mode}: {why}\n"))?;
+        }
+        for p in &health.problems {
             print::out(format!(
                 "state: the daemon cannot record runs: {p}; jobs keep running\n"
             ))?;
@@ -221,22 +224,37 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
     }
 }
 
-/// What keeps this host's daemon from doing its work fully (a state directory it cannot
-/// write, which it cannot record in a file either): asked through its control socket; none
-/// when no daemon answers.
-fn daemon_problems(settings: &crate::config::Settings) -> Vec<String> {
+/// What this host's daemon says of itself through its control socket: what keeps it from
+/// doing its work fully (a state directory it cannot write, which it cannot record in a
+/// file either) and how it contains runs; nothing when no daemon answers.
+fn daemon_health(settings: &crate::config::Settings) -> Health {
     let req = crate::control::Request {
         cmd: "health".into(),
         ..Default::default()
     };
-    crate::control::request(settings, &req)
-        .ok()
-        .filter(|r| r.ok)
-        .map(|r| r.problems)
-        .unwrap_or_default()
+    match crate::control::request(settings, &req) {
+        Ok(r) if r.ok => Health {
+            problems: r.problems,
+            containment: r.containment,
+        },
+        _ => Health::default(),
+    }
 }
 
-fn print_json(all: &[JobStatus], daemon: Option<bool>, problems: &[String]) -> CmdResult {
+/// The daemon's answer to `health`.
+#[derive(Default)]
+struct Health {
+    problems: Vec<String>,
+    /// "cgroup" or "process", and why.
+    containment: Option<(String, String)>,
+}
+
+fn print_json(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> CmdResult {
+    let problems = &health.problems;
+    let containment = health
+        .containment
+        .as_ref()
+        .map(|(mode, why)| serde_json::json!({"mode": mode, "why": why}));
     {
         let v: Vec<serde_json::Value> = all
             .iter()
@@ -261,6 +279,7 @@ fn print_json(all: &[JobStatus], daemon: Option<bool>, problems: &[String]) -> C
                     "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
                     "state_problem": problems.first(),
                     "rate_runs": s.rate.map(|(_, n)| n),
+                    "containment": containment,
                 })
             })
             .collect();

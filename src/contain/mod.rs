@@ -1,9 +1,115 @@
 //! Containment: what "a run" is. Every process a job starts belongs to its run, also one
-//! that calls setsid() or double-forks; stopping the run stops all of them, and what the run
-//! used (CPU time, peak memory) is measured over all of them.
+//! that calls setsid() or double-forks; stopping the run stops all of them, processes still
+//! alive when the main process has exited are its leftovers (stopped or kept, per the job's
+//! `leftovers`), and what the run used (CPU time, peak memory) is measured over all of them.
 //!
-//! Two mechanisms, chosen once at start (`[settings] containment`):
-//! - a cgroup v2 per attempt, where the host lets this process create one;
-//! - the process fallback, everywhere else.
+//! Two mechanisms, chosen once at start (`[settings] containment`, default `auto`):
+//! - **cgroup**: a cgroup v2 per attempt (`cgroup.rs`), where this process may create one:
+//!   membership, stopping (`cgroup.kill`) and CPU time come from the kernel, limits can be
+//!   set (`limits.rs`), and nothing can leave it.
+//! - **process**: everywhere else. This process becomes a child subreaper, so orphans of a
+//!   run are re-parented to it instead of to init, and a walk of /proc finds a run's
+//!   processes by parentage, process group and the run id in their environment
+//!   (`procs.rs`). A process that clears its environment and double-forks escapes it; CPU
+//!   time and peak memory come from the main process's rusage (its waited-for descendants
+//!   included).
 
+pub(crate) mod cgroup;
 pub(crate) mod limits;
+pub(crate) mod procs;
+mod scope;
+
+use crate::config::ContainmentSetting;
+
+pub(crate) use scope::Scope;
+
+/// The mechanism in use.
+#[derive(Debug)]
+enum Mode {
+    Cgroup(cgroup::Tree),
+    Process,
+}
+
+/// How this process contains the runs it starts: chosen once, passed to every run.
+#[derive(Debug)]
+pub(crate) struct Containment {
+    mode: Mode,
+    /// Why this mode, for the log and `status`.
+    why: String,
+}
+
+/// Who asks: the daemon moves itself out of its delegated cgroup (under systemd); `run`
+/// never moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Daemon,
+    Run,
+}
+
+impl Containment {
+    /// Chooses the mechanism. With `containment = "cgroup"` a host that cannot give runs a
+    /// cgroup is an error (never a silent downgrade); with `auto` it falls back to the
+    /// process mechanism and says why.
+    pub(crate) fn detect(setting: ContainmentSetting, purpose: Purpose) -> Result<Self, String> {
+        if setting == ContainmentSetting::Process {
+            return Ok(Self::process(
+                "containment = \"process\" in [settings]".to_string(),
+            ));
+        }
+        let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
+        match cgroup::Tree::setup(purpose == Purpose::Daemon && under_systemd) {
+            Ok(tree) => {
+                let on = if tree.enabled.is_empty() {
+                    "none".to_string()
+                } else {
+                    tree.enabled.join(" ")
+                };
+                let why = format!(
+                    "a cgroup per run under {} (controllers: {on})",
+                    tree.dir.display()
+                );
+                Ok(Containment {
+                    mode: Mode::Cgroup(tree),
+                    why,
+                })
+            }
+            Err(e) if setting == ContainmentSetting::Cgroup => Err(format!(
+                "containment = \"cgroup\", but this host cannot give runs a cgroup: {e}"
+            )),
+            Err(e) => Ok(Self::process(format!("no cgroup: {e}"))),
+        }
+    }
+
+    /// The process mechanism (see the module's doc): this process becomes a child
+    /// subreaper.
+    pub(crate) fn process(why: String) -> Self {
+        let why = match nix::sys::prctl::set_child_subreaper(true) {
+            Ok(()) => why,
+            Err(e) => format!(
+                "{why}; becoming a child subreaper failed ({e}): orphans of a run go to init and are found only by their environment"
+            ),
+        };
+        Containment {
+            mode: Mode::Process,
+            why,
+        }
+    }
+
+    /// "cgroup" or "process".
+    pub(crate) fn name(&self) -> &'static str {
+        match self.mode {
+            Mode::Cgroup(_) => "cgroup",
+            Mode::Process => "process",
+        }
+    }
+
+    /// What a run contains here and why, for the log and `status`.
+    pub(crate) fn why(&self) -> &str {
+        &self.why
+    }
+
+    /// Whether orphans come to this process (the process mechanism), to be reaped.
+    pub(crate) fn adopts_orphans(&self) -> bool {
+        matches!(self.mode, Mode::Process)
+    }
+}

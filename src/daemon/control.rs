@@ -177,9 +177,11 @@ fn handle(conn: UnixStream, shared: &Arc<Shared>) {
 
 fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
     if req.cmd == "health" {
+        let c = shared.contain();
         return Response {
             ok: true,
             problems: shared.health.problem().into_iter().collect(),
+            containment: Some((c.name().to_string(), c.why().to_string())),
             ..Response::default()
         };
     }

@@ -35,6 +35,7 @@ use jiff::Timestamp;
 
 use crate::alert;
 use crate::config::{self, Config, LoadOptions};
+use crate::contain::{Containment, Purpose};
 use crate::coord::Coordinator;
 use crate::diag::Severity;
 use crate::execute::Ctx;
@@ -91,9 +92,16 @@ pub(crate) struct Shared {
     current: Mutex<Arc<Config>>,
     metrics: Arc<Metrics>,
     state_dir: PathBuf,
+    /// How runs' processes are contained (chosen at start, kept across reloads).
+    contain: Containment,
 }
 
 impl Shared {
+    /// How runs are contained.
+    fn contain(&self) -> &Containment {
+        &self.contain
+    }
+
     /// The table in force.
     fn current(&self) -> Arc<Config> {
         Arc::clone(&lock(&self.current))
@@ -106,6 +114,7 @@ impl Shared {
             log: &self.log,
             coord: &*self.coord,
             outbox: &self.outbox,
+            contain: &self.contain,
         }
     }
 }
@@ -238,9 +247,12 @@ impl<'p> Daemon<'p> {
         let daemon_lock = daemon_lock(&state)?;
         let hup = signals(&[libc::SIGHUP])?;
         let term = signals(&[libc::SIGTERM, libc::SIGINT])?;
-        let reaper = match std::process::id() {
-            1 => Some(signals(&[libc::SIGCHLD])?),
-            _ => None,
+        let contain = Containment::detect(cfg.settings.containment, Purpose::Daemon)
+            .map_err(Failure::config)?;
+        // Orphans come to us as PID 1, and with the process containment (a subreaper).
+        let reaper = match std::process::id() == 1 || contain.adopts_orphans() {
+            true => Some(signals(&[libc::SIGCHLD])?),
+            false => None,
         };
         let (stop_tx, stop_rx) =
             UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
@@ -262,6 +274,7 @@ impl<'p> Daemon<'p> {
             paused: Paused::load(&state),
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),
+            contain,
         });
         let alerts = start_alerts(&shared)?;
         // Runs whose supervisor died (a daemon or a `run` killed): taken over, kept to their
@@ -318,6 +331,9 @@ impl<'p> Daemon<'p> {
             ],
             &status_line(cfg, &self.sched),
         );
+        let c = &shared.contain;
+        let mode = [("mode", c.name().to_string())];
+        shared.log.log(Level::Info, "containment", &mode, c.why());
         // @reboot: once per boot, not on every daemon restart.
         let boot = state::boot_id();
         let boot_file = shared.state_dir.join("boot_id");

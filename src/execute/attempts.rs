@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use super::marker::RunMarker;
 use super::spec::{self, Identity};
 use super::{Ctx, RunFacts};
+use crate::contain::Scope;
 use crate::coord::Exclusion;
 use crate::lock::Holder;
 use crate::log::Level;
@@ -29,6 +30,7 @@ pub(super) struct Attempts<'r, 'a> {
     pub(super) holder: Holder,
     pub(super) marker: &'r mut RunMarker,
     pub(super) out: &'r mut Output,
+    pub(super) scope: &'r mut Scope<'a>,
     pub(super) interrupt: &'r Interrupt,
 }
 
@@ -122,7 +124,10 @@ impl Attempts<'_, '_> {
         }
         let (coord, holder, exclusion) = (self.ctx.coord, &mut self.holder, &mut self.exclusion);
         let marker = &mut *self.marker;
-        let res = runner::run_attempt_with(&spec, self.out, self.interrupt, &mut |pid| {
+        self.scope.begin(n);
+        let cgroup = self.scope.cgroup_dir().map(std::path::Path::to_path_buf);
+        let scope = Some(&mut *self.scope);
+        let res = runner::run_attempt_with(&spec, scope, self.out, self.interrupt, &mut |pid| {
             holder.pgid = Some(pid as i32);
             if let Some(x) = exclusion.as_mut() {
                 x.lock.set_holder(holder);
@@ -131,12 +136,17 @@ impl Attempts<'_, '_> {
                 }
             }
             coord.process_started(pid as i32);
-            marker.attempt_started(pid as i32, n, job.timeout, job.kill_grace);
+            marker.attempt_started(pid as i32, n, job.timeout, job.kill_grace, cgroup.clone());
         });
+        self.scope.end();
         if let Some(pid) = res.pid {
             coord.process_ended(pid as i32);
         }
         let mut why = policy::exit_failure(&res, &job.success_codes, spec.timeout);
+        if res.oom_killed && why.is_some() {
+            let peak = res.usage.peak_memory_bytes;
+            why = Some(crate::contain::limits::oom_reason(&job.limits, peak));
+        }
         if why.is_none()
             && let Some(ver) = &job.verify
         {
@@ -242,6 +252,6 @@ fn attempt_record(n: u32, res: Option<&AttemptResult>, reason: Option<String>) -
         }),
         timed_out: res.is_some_and(|r| r.timed_out),
         reason,
-        usage: Default::default(),
+        usage: res.map(|r| r.usage.clone()).unwrap_or_default(),
     }
 }

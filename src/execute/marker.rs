@@ -72,9 +72,52 @@ pub(crate) struct Group {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) kill_grace_ms: u64,
+    /// The run's id: without a cgroup, processes that left the group are found by it in
+    /// their environment.
+    #[serde(default)]
+    pub(crate) run_id: String,
+    /// The attempt's cgroup (cgroup containment): every process of the attempt, also those
+    /// that left the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cgroup: Option<PathBuf>,
 }
 
 impl Group {
+    /// Sends `sig` to every process of the attempt: its group, and each process of its
+    /// cgroup (SIGKILL through `cgroup.kill`).
+    pub(crate) fn signal(&self, sig: i32) {
+        let _ = crate::sys::kill_group(self.pgid, sig);
+        match &self.cgroup {
+            Some(dir) => crate::contain::cgroup::signal_all(dir, sig),
+            None => {
+                for p in self.escaped() {
+                    let _ = crate::sys::kill(p, sig);
+                }
+            }
+        }
+    }
+
+    /// Without a cgroup: the processes of the run outside its group (setsid, double fork),
+    /// found by the run id in their environment.
+    fn escaped(&self) -> Vec<i32> {
+        if self.run_id.is_empty() {
+            return Vec::new();
+        }
+        let marker = format!("CRONWARDEN_RUN_ID={}", self.run_id);
+        crate::contain::procs::carrying(marker.as_bytes())
+            .iter()
+            .filter(|p| p.pgid != self.pgid)
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// The attempt is over: its cgroup (if any, and empty) goes.
+    pub(crate) fn remove_cgroup(&self) {
+        if let Some(dir) = &self.cgroup {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
     /// When the attempt's time is up, if it has a timeout.
     pub(crate) fn deadline(&self) -> Option<Timestamp> {
         let started = self.started.parse::<Timestamp>().ok()?;
@@ -95,7 +138,16 @@ impl Group {
     /// Whether a process of the group still runs (zombies waiting for their new parent to
     /// reap them do not count), and the group is the attempt's, not a later one of that id.
     pub(crate) fn alive(&self) -> bool {
-        if self.boot != boot_id() || !crate::sys::group_exists(self.pgid) {
+        if self.boot != boot_id() {
+            return false;
+        }
+        if let Some(dir) = &self.cgroup {
+            return crate::contain::cgroup::populated(dir);
+        }
+        if !self.escaped().is_empty() {
+            return true;
+        }
+        if !crate::sys::group_exists(self.pgid) {
             return false;
         }
         // Its first process may have ended while others of the group run on.
@@ -123,6 +175,8 @@ impl Marker {
             started: started.to_string(),
             timeout_ms: job.and_then(|j| j.timeout).map(|t| t.as_millis() as u64),
             kill_grace_ms: job.map_or(10_000, |j| j.kill_grace.as_millis() as u64),
+            run_id: self.record.run_id.clone(),
+            cgroup: None,
         })
     }
 }
@@ -131,27 +185,15 @@ impl Marker {
 /// `CRONWARDEN_RUN_ID=run_id`.
 fn find_run(run_id: &str) -> Option<(i32, Option<u32>)> {
     let needle = format!("CRONWARDEN_RUN_ID={run_id}");
-    for e in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(env) = fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-        if !vars.contains(&needle.as_bytes()) || start_ticks(pid).is_none() {
-            continue;
-        }
-        let attempt = vars.iter().find_map(|v| {
-            let n = v.strip_prefix(b"CRONWARDEN_ATTEMPT=")?;
-            std::str::from_utf8(n).ok()?.parse().ok()
-        });
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (_, rest) = stat.rsplit_once(") ")?;
-        let pgid = rest.split(' ').nth(2)?.parse().ok()?;
-        return Some((pgid, attempt));
-    }
-    None
+    let p = crate::contain::procs::carrying(needle.as_bytes())
+        .into_iter()
+        .next()?;
+    let env = fs::read(format!("/proc/{}/environ", p.pid)).ok()?;
+    let attempt = env.split(|b| *b == 0).find_map(|v| {
+        let n = v.strip_prefix(b"CRONWARDEN_ATTEMPT=")?;
+        std::str::from_utf8(n).ok()?.parse().ok()
+    });
+    Some((p.pgid, attempt))
 }
 
 /// The wall-clock instant of a process start given in clock ticks after boot.
@@ -202,8 +244,11 @@ impl RunMarker {
         attempt: u32,
         timeout: Option<Duration>,
         kill_grace: Duration,
+        cgroup: Option<PathBuf>,
     ) {
         self.marker.group = Some(Group {
+            run_id: self.marker.record.run_id.clone(),
+            cgroup,
             pgid,
             leader_start: start_ticks(pgid).unwrap_or(0),
             boot: boot_id(),
@@ -283,24 +328,9 @@ fn temp_writer(name: &str) -> Option<i32> {
 
 /// Whether a process of group `pgid` is alive (not a zombie), from /proc.
 fn has_live_member(pgid: i32) -> bool {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return true;
-    };
-    dir.flatten().any(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            return false;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            return false;
-        };
-        // State, ppid, pgrp.
-        let f: Vec<&str> = rest.splitn(4, ' ').collect();
-        !matches!(f.first(), Some(&"Z") | Some(&"X"))
-            && f.get(2) == Some(&pgid.to_string().as_str())
-    })
+    crate::contain::procs::all()
+        .iter()
+        .any(|p| p.pgid == pgid && !p.zombie)
 }
 
 /// The start of a live process, in clock ticks after boot (field 22 of /proc/PID/stat);
@@ -309,15 +339,9 @@ pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid ...": comm may hold spaces and parentheses.
-    let (_, rest) = stat.rsplit_once(") ")?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    if matches!(fields.first(), Some(&"Z") | Some(&"X") | None) {
-        return None;
-    }
-    // `rest` starts at field 3 (the state): field 22 is its 20th.
-    fields.get(19)?.parse().ok()
+    crate::contain::procs::one(pid)
+        .filter(|p| !p.zombie)
+        .map(|p| p.start)
 }
 
 /// Whether process `pid` runs the same program as this one (by its name).

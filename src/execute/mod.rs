@@ -17,6 +17,7 @@ use jiff::Timestamp;
 
 use crate::alert::{self, Alerts, Ping};
 use crate::config::{Config, Job};
+use crate::contain::{Containment, Scope};
 use crate::coord::{Coordinator, Exclusion, OwnRun, RunStart};
 use crate::lock::Holder;
 use crate::log::{Level, Logger};
@@ -30,14 +31,15 @@ use crate::schedule::format_rfc3339;
 const KEEP_OUTPUTS: usize = 20;
 
 /// What a run is handed by whoever starts it (`cronwarden run`, the daemon): the table,
-/// the log, the coordination backend and the outbox its alerts go to (delivered by the
-/// outbox's thread, never by the run).
+/// the log, the coordination backend, the outbox its alerts go to (delivered by the
+/// outbox's thread, never by the run) and how its processes are contained.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) cfg: &'a Config,
     pub(crate) log: &'a Logger,
     pub(crate) coord: &'a dyn Coordinator,
     pub(crate) outbox: &'a alert::Outbox,
+    pub(crate) contain: &'a Containment,
 }
 
 impl<'a> Ctx<'a> {
@@ -234,6 +236,7 @@ pub(crate) fn execute_locked(
     );
     let output_dir = state_dir.join("output").join(&job.name);
     let mut out = Output::new(&output_dir, run_id, job.output_limit);
+    let mut scope = Scope::new(ctx.contain, job, run_id);
     let mut run = attempts::Attempts {
         ctx,
         facts: &facts,
@@ -242,9 +245,12 @@ pub(crate) fn execute_locked(
         holder,
         marker: &mut marker,
         out: &mut out,
+        scope: &mut scope,
         interrupt,
     };
     let (attempts, mut outcome, mut reason) = run.run();
+    let contained = contained(ctx, &f, &scope, &attempts);
+    drop(scope);
     let fenced = exclusion
         .as_ref()
         .and_then(|x| x.guard.as_ref())
@@ -257,7 +263,8 @@ pub(crate) fn execute_locked(
     if let Some(e) = &out.error {
         ctx.log.log(Level::Warn, "output", &f, e);
     }
-    let rec = facts.record(outcome, reason, attempts, output);
+    let mut rec = facts.record(outcome, reason, attempts, output);
+    rec.facts = contained;
     let tails = (out.stdout.bytes(), out.stderr.bytes());
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
     marker.remove();
@@ -268,6 +275,35 @@ pub(crate) fn execute_locked(
         record: rec,
         exit_code,
         tails,
+    }
+}
+
+/// What the run's containment saw, for its record: the usage of all its attempts, the
+/// processes left behind (logged, one line each) and the limits not applied (logged).
+fn contained(
+    ctx: Ctx<'_>,
+    f: &[(&'static str, String)],
+    scope: &Scope<'_>,
+    attempts: &[AttemptRecord],
+) -> crate::record::RunFacts {
+    for l in &scope.leftovers {
+        let msg = format!(
+            "{} a process left behind: {} (pid {})",
+            l.action, l.command, l.pid
+        );
+        ctx.log.log(Level::Warn, "leftover", f, &msg);
+    }
+    for why in &scope.not_applied {
+        ctx.log.log(Level::Warn, "limits", f, why);
+    }
+    crate::record::RunFacts {
+        usage: attempts
+            .iter()
+            .fold(Default::default(), |u: crate::record::Usage, a| {
+                u.and(&a.usage)
+            }),
+        leftovers: scope.leftovers.clone(),
+        limits_not_applied: scope.not_applied.clone(),
     }
 }
 

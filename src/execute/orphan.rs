@@ -91,6 +91,9 @@ pub(crate) fn finish(
         ctx.log.log(Level::Warn, "orphan", &fields(&m.record), &msg);
     }
     let end = live.map(|g| (watch(g, interrupt), Timestamp::now()));
+    if let Some(g) = &group {
+        g.remove_cgroup();
+    }
     let rec = record_of(&m.record, group.as_ref(), end, before);
     settle(ctx, path, &rec).then_some(rec)
 }
@@ -178,13 +181,13 @@ fn watch(g: &Group, interrupt: &Interrupt) -> End {
                 };
                 if let Some(why) = why {
                     end = why;
-                    let _ = sys::kill_group(g.pgid, libc::SIGTERM);
+                    g.signal(libc::SIGTERM);
                     stop = Stop::Termed(now);
                     continue;
                 }
             }
             Stop::Termed(t) if now >= t + grace => {
-                let _ = sys::kill_group(g.pgid, libc::SIGKILL);
+                g.signal(libc::SIGKILL);
                 stop = Stop::Killed(now);
                 continue;
             }

@@ -163,5 +163,6 @@ pub(super) fn attempt_spec(
         timeout: job.timeout,
         kill_grace: job.kill_grace,
         inherit_fd: lock_fd,
+        keep_leftovers: job.leftovers == crate::config::Leftovers::Keep,
     }
 }

@@ -231,8 +231,8 @@ fn keep_file(dir: &Path, job: &str, e: &mut Entry, log: &Logger) {
     match super::try_acquire(dir, job) {
         Ok(Acquired::Locked(l)) => {
             write_holder(&l.file, &holder);
-            // Keep the new file's descriptor with the run (the JobLock would close it).
-            match l.file.try_clone() {
+            // Keep the new file's descriptor, still locked, with the run.
+            match l.into_file() {
                 Ok(file) => e.again = Some(file),
                 Err(err) => {
                     let msg = format!("cannot keep the lock file created again: {err}");

@@ -3,6 +3,7 @@
 mod alert;
 mod alert_faults;
 mod check;
+mod contain;
 mod control;
 mod daemon;
 mod docs;

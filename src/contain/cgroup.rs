@@ -1,0 +1,344 @@
+//! A cgroup v2 per attempt: `<base>/cronwarden/<job>.<run id>.<attempt>`, where `<base>` is
+//! this process's own cgroup on the cgroup2 mount found in /proc/self/mountinfo (on a
+//! hybrid host that is e.g. /sys/fs/cgroup/unified, not /sys/fs/cgroup).
+//!
+//! A daemon started by systemd (with `Delegate=yes`, the unit's cgroup is its own) first
+//! moves itself into the leaf `<base>/supervisor`, so that `<base>` holds no process and the
+//! controllers it was given can be enabled below it. Elsewhere cronwarden enables below
+//! `cronwarden/` what its own cgroup passes down, and never writes to a cgroup it did not
+//! make: controllers that the host does not hand to cronwarden's cgroup stay off (the
+//! limits that need them are then reported as not applied).
+//!
+//! Processes a run lets go of (`leftovers = "keep"`) go to `<base>/cronwarden/kept`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The controllers cronwarden's limits use.
+const WANTED: &[&str] = &["cpu", "memory", "pids", "io"];
+
+/// The mount point of the cgroup2 file system in a /proc/self/mountinfo text: field 5 of a
+/// line whose fields after " - " start with `cgroup2` (octal escapes such as `\040` undone).
+pub(crate) fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (head, tail) = l.split_once(" - ")?;
+        (tail.split(' ').next()? == "cgroup2").then_some(())?;
+        Some(PathBuf::from(unescape(head.split(' ').nth(4)?)))
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's cgroup v2 path in a /proc/self/cgroup text (the `0::PATH` line).
+pub(crate) fn own_path(proc_cgroup: &str) -> Option<String> {
+    proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_end_matches(" (deleted)").to_string())
+}
+
+/// The words of a controllers file (`cgroup.controllers`, `cgroup.subtree_control`).
+fn controllers_in(dir: &Path, file: &str) -> Vec<String> {
+    fs::read_to_string(dir.join(file))
+        .map(|t| t.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Writes `text` to an existing cgroup file (no create, no truncate).
+pub(crate) fn write(path: &Path, text: &str) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+/// Where this process's runs get their cgroups.
+#[derive(Debug)]
+pub(crate) struct Tree {
+    /// `<base>/cronwarden`.
+    pub(crate) dir: PathBuf,
+    /// The controllers enabled for the runs' cgroups.
+    pub(crate) enabled: Vec<String>,
+}
+
+impl Tree {
+    /// Sets up `<base>/cronwarden` (see the module's doc); the error says why this host
+    /// cannot give runs a cgroup. `leave_base`: move this process into `<base>/supervisor`
+    /// first (a daemon in its own delegated cgroup).
+    pub(crate) fn setup(leave_base: bool) -> Result<Tree, String> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+        let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| own_path(&t))
+            .ok_or("this process is in no cgroup v2 (/proc/self/cgroup has no 0:: line)")?;
+        let base = mount.join(own.trim_start_matches('/'));
+        let procs = base.join("cgroup.procs");
+        if nix::unistd::access(&procs, nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(format!(
+                "{} is not writable (not root, and no delegated cgroup)",
+                procs.display()
+            ));
+        }
+        let dir = base.join("cronwarden");
+        make_dir(&dir)?;
+        if leave_base && own != "/" {
+            let leaf = base.join("supervisor");
+            make_dir(&leaf)?;
+            write(&leaf.join("cgroup.procs"), "0")
+                .map_err(|e| format!("moving the daemon into {}: {e}", leaf.display()))?;
+            enable(&base, &controllers_in(&base, "cgroup.controllers"));
+        }
+        enable(&dir, &controllers_in(&dir, "cgroup.controllers"));
+        let enabled = controllers_in(&dir, "cgroup.subtree_control");
+        sweep(&dir);
+        Ok(Tree { dir, enabled })
+    }
+
+    /// A new cgroup for one attempt, open to be joined.
+    pub(crate) fn group(&self, name: &str) -> io::Result<Group> {
+        let dir = self.dir.join(name);
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("creating the cgroup {}: {e}", dir.display()),
+                ));
+            }
+            _ => {}
+        }
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        Ok(Group { dir, procs })
+    }
+
+    /// The leaf that kept leftovers are moved to.
+    pub(crate) fn kept(&self) -> io::Result<PathBuf> {
+        let dir = self.dir.join("kept");
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(dir),
+        }
+    }
+}
+
+fn make_dir(dir: &Path) -> Result<(), String> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(format!("cannot create the cgroup {}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Enables below `dir` the wanted controllers among `offered` (each on its own: one the
+/// kernel refuses does not keep the others off).
+fn enable(dir: &Path, offered: &[String]) {
+    let on = controllers_in(dir, "cgroup.subtree_control");
+    for c in WANTED {
+        if offered.iter().any(|o| o == c) && !on.iter().any(|o| o == c) {
+            let _ = write(&dir.join("cgroup.subtree_control"), &format!("+{c}"));
+        }
+    }
+}
+
+/// Removes the empty cgroups of runs whose supervisor died (a minute old at least: a run
+/// that is being started has an empty cgroup for a moment).
+fn sweep(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let old = SystemTime::now() - Duration::from_secs(60);
+    for e in entries.flatten() {
+        let p = e.path();
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < old);
+        if stale && p.file_name().is_some_and(|n| n != "kept") && !populated(&p) {
+            let _ = fs::remove_dir(&p);
+        }
+    }
+}
+
+/// Whether a cgroup (or one below it) has a live process (`cgroup.events`).
+pub(crate) fn populated(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// Sends `sig` to every process in the cgroup `dir` (SIGKILL through `cgroup.kill` where
+/// the kernel has it). For a cgroup this process did not open (a run taken over).
+pub(crate) fn signal_all(dir: &Path, sig: i32) {
+    if sig == libc::SIGKILL && write(&dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for pid in pids_in(dir) {
+        let _ = crate::sys::kill(pid, sig);
+    }
+}
+
+fn pids_in(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// One attempt's cgroup.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) dir: PathBuf,
+    /// Its `cgroup.procs`, open for writing: the child writes "0" to it before exec.
+    procs: File,
+}
+
+impl Group {
+    pub(crate) fn procs_fd(&self) -> RawFd {
+        self.procs.as_raw_fd()
+    }
+
+    /// The live processes in it.
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        pids_in(&self.dir)
+    }
+
+    /// SIGKILL to every process in it at once (`cgroup.kill`, Linux 5.14); false where the
+    /// kernel has no such file.
+    pub(crate) fn kill(&self) -> bool {
+        write(&self.dir.join("cgroup.kill"), "1").is_ok()
+    }
+
+    /// CPU time of every process that ever ran in it (`cpu.stat` usage_usec, kept by the
+    /// kernel even without the cpu controller).
+    pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        let t = fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
+        let usec: u64 = t
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(usec as f64 / 1e6)
+    }
+
+    /// The peak memory (`memory.peak`, with the memory controller on, Linux 5.19).
+    pub(crate) fn memory_peak(&self) -> Option<u64> {
+        fs::read_to_string(self.dir.join("memory.peak"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Moves a process out, into `to` (a kept leftover).
+    pub(crate) fn move_out(&self, pid: i32, to: &Path) -> io::Result<()> {
+        write(&to.join("cgroup.procs"), &pid.to_string())
+    }
+
+    /// Removes the cgroup once its last process is gone (a process that just exited may
+    /// keep it busy for a moment).
+    pub(crate) fn remove(&self) {
+        let until = Instant::now() + Duration::from_millis(500);
+        while fs::remove_dir(&self.dir).is_err() && Instant::now() < until && self.dir.exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cgroup2_mount_is_found_on_hybrid_and_unified_hosts() {
+        let hybrid = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+                      35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 \
+                       - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(
+            cgroup2_mount(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        let escaped = "50 23 0:40 / /mnt/my\\040cgroups rw shared:9 - cgroup2 none rw\n";
+        assert_eq!(
+            cgroup2_mount(escaped),
+            Some(PathBuf::from("/mnt/my cgroups"))
+        );
+        assert_eq!(
+            cgroup2_mount("35 31 0:32 / /x rw - cgroup cgroup rw\n"),
+            None
+        );
+        assert_eq!(cgroup2_mount("nonsense"), None);
+    }
+
+    #[test]
+    fn the_own_path_is_the_v2_line() {
+        let text = "9:name=systemd:/\n4:memory:/x/y\n0::/system.slice/cronwarden.service\n";
+        assert_eq!(
+            own_path(text).as_deref(),
+            Some("/system.slice/cronwarden.service")
+        );
+        assert_eq!(own_path("0::/\n").as_deref(), Some("/"));
+        assert_eq!(own_path("4:memory:/x\n"), None);
+    }
+
+    #[test]
+    fn usage_files_are_read_from_a_stand_in_directory() {
+        let dir = std::env::temp_dir().join(format!("cw-cgroup-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        fs::write(dir.join("cgroup.procs"), "").expect("procs");
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 612345\nuser_usec 600000\nsystem_usec 12345\n",
+        )
+        .expect("cpu.stat");
+        fs::write(dir.join("memory.peak"), "67108864\n").expect("peak");
+        fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 0\n").expect("events");
+        let tree = Tree {
+            dir: dir.parent().expect("parent").to_path_buf(),
+            enabled: Vec::new(),
+        };
+        let name = dir.file_name().and_then(|n| n.to_str()).expect("name");
+        let g = tree.group(name).expect("group");
+        assert_eq!(g.cpu_seconds(), Some(0.612345));
+        assert_eq!(g.memory_peak(), Some(64 << 20));
+        assert!(populated(&dir));
+        fs::write(dir.join("cgroup.procs"), "12\n34\n").expect("procs");
+        assert_eq!(g.pids(), vec![12, 34]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,344 @@
+//! Containment: every process a job starts is part of its run, in both mechanisms (a cgroup
+//! per run, and the process fallback): stopped with it at a timeout, a SIGTERM or a replace,
+//! stopped or kept when left behind, never blocking the next run, and measured.
+
+use std::path::Path;
+
+use super::daemon::Daemon;
+use super::{Table, alive, skip, wait_for};
+
+/// The mechanisms this host can test: the process fallback always; a cgroup per run as root
+/// on a host with a cgroup2 mount.
+fn modes(test: &str) -> Vec<&'static str> {
+    let mut m = vec!["process"];
+    let cgroup2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|t| t.lines().any(|l| l.contains(" - cgroup2 ")));
+    if nix::unistd::geteuid().is_root() && cgroup2 {
+        m.push("cgroup");
+    } else {
+        skip(
+            &format!("{test} (cgroup mode)"),
+            "needs root and a cgroup2 mount",
+        );
+    }
+    m
+}
+
+/// A table whose `[settings]` choose the mechanism.
+fn table(tag: &str, mode: &str, jobs: &str) -> Table {
+    let t = Table::new(&format!("{tag}-{mode}"), jobs);
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    let text = text.replace(
+        "[settings]\n",
+        &format!("[settings]\ncontainment = \"{mode}\"\n"),
+    );
+    std::fs::write(&t.path, text).expect("table");
+    t
+}
+
+/// A manual job with `extra` keys and a shell command.
+fn job(name: &str, extra: &str, command: &str) -> String {
+    format!("[jobs.{name}]\nschedule = \"@manual\"\n{extra}\ncommand = '''{command}'''\n")
+}
+
+/// A process a job left, by the pid it wrote to a file; killed when the test ends, whatever
+/// happens.
+struct Stray(i32);
+
+impl Stray {
+    fn from(path: &Path) -> Stray {
+        wait_for(|| std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n')));
+        let pid = std::fs::read_to_string(path)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        Stray(pid)
+    }
+
+    /// Its cgroup v2 path.
+    fn cgroup(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/cgroup", self.0))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Stray {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// A job that leaves a process in a new session behind (as `ssh -f`, `gpg-agent`, `pg_ctl
+/// start` do), having waited until it runs `sleep`.
+const LEAVES_ONE: &str = r#"(setsid sh -c 'echo $$ > $DIR/stray.$CRONWARDEN_RUN_ID; exec sleep 300' >/dev/null 2>&1 &); until grep -qs sleep /proc/$(cat $DIR/stray.$CRONWARDEN_RUN_ID 2>/dev/null)/cmdline; do sleep 0.01; done; echo started"#;
+
+#[test]
+fn a_setsid_grandchild_and_a_double_forked_daemon_are_stopped_at_the_timeout() {
+    for mode in modes("timeout") {
+        let t = table(
+            "c-timeout",
+            mode,
+            r#"
+[jobs.tree]
+schedule = "@manual"
+timeout = "2s"
+kill_grace = "1s"
+command = '''
+setsid sh -c 'echo $$ > $DIR/a; exec sleep 300' &
+sh -c 'setsid sh -c "echo \$\$ > $DIR/b; exec sleep 301" &'
+while [ ! -s $DIR/a ] || [ ! -s $DIR/b ]; do sleep 0.01; done
+sleep 302
+'''
+"#,
+        );
+        let (code, _, err) = t.run(&["run", "tree"]);
+        assert_eq!(code, 1, "{mode}: {err}");
+        let (a, b) = (
+            Stray::from(&t.dir().join("a")),
+            Stray::from(&t.dir().join("b")),
+        );
+        assert!(
+            !alive(a.0),
+            "{mode}: the setsid grandchild survived the timeout"
+        );
+        assert!(
+            !alive(b.0),
+            "{mode}: the double-forked daemon survived the timeout"
+        );
+        let h = t.history("tree");
+        assert_eq!(h[0]["reason"], "timed out after 2s", "{mode}");
+        // Stopped with the run: not reported as left behind.
+        assert!(h[0].get("leftovers").is_none(), "{mode}: {:#}", h[0]);
+    }
+}
+
+#[test]
+fn leftovers_stop_names_the_stray_stops_it_and_the_next_run_goes_ahead() {
+    for mode in modes("leftovers stop") {
+        let t = table(
+            "c-stop",
+            mode,
+            &job("nightly", "kill_grace = \"1s\"", LEAVES_ONE),
+        );
+        check_stop(&t, mode);
+    }
+}
+
+fn check_stop(t: &Table, mode: &str) {
+    let (code, _, err) = t.run(&["run", "nightly"]);
+    assert_eq!(code, 0, "{mode}: {err}");
+    let first = &t.history("nightly")[0];
+    let id = first["run_id"].as_str().expect("run id");
+    let stray = Stray::from(&t.dir().join(format!("stray.{id}")));
+    assert!(!alive(stray.0), "{mode}: the stray outlived its run");
+    let left = &first["leftovers"][0];
+    assert_eq!(left["pid"], stray.0, "{mode}: {first:#}");
+    assert_eq!(left["action"], "stopped", "{mode}");
+    assert!(
+        left["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("sleep 300")),
+        "{mode}: {left}"
+    );
+    let log = t.log();
+    assert!(
+        log.contains(&format!(
+            "stopped a process left behind: sleep 300 (pid {})",
+            stray.0
+        )),
+        "{mode}: {log}"
+    );
+    // The next run is not blocked by anything the first one left.
+    let (code, _, err) = t.run(&["run", "nightly"]);
+    assert_eq!(code, 0, "{mode}: {err}");
+    assert_eq!(t.history("nightly")[1]["outcome"], "success", "{mode}");
+}
+
+#[test]
+fn leftovers_keep_lets_the_stray_live_and_it_holds_nothing_of_the_job() {
+    for mode in modes("leftovers keep") {
+        let t = table(
+            "c-keep",
+            mode,
+            &job("nightly", "leftovers = \"keep\"", LEAVES_ONE),
+        );
+        let (code, _, err) = t.run(&["run", "nightly"]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        let first = &t.history("nightly")[0];
+        let id = first["run_id"].as_str().expect("run id");
+        let stray = Stray::from(&t.dir().join(format!("stray.{id}")));
+        assert!(alive(stray.0), "{mode}: a kept process was stopped");
+        assert_eq!(first["leftovers"][0]["action"], "kept", "{mode}: {first:#}");
+        assert_eq!(first["leftovers"][0]["pid"], stray.0, "{mode}");
+        if mode == "cgroup" {
+            assert!(
+                stray.cgroup().ends_with("/cronwarden/kept"),
+                "{}",
+                stray.cgroup()
+            );
+        }
+        // It holds neither the lock nor the job's state.
+        let (_, out, _) = t.run(&["status", "nightly", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v[0]["state"], "idle", "{mode}: {out}");
+        let (code, _, err) = t.run(&["run", "nightly"]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        assert!(alive(stray.0), "{mode}");
+        let second = &t.history("nightly")[1];
+        let id = second["run_id"].as_str().expect("run id");
+        let _second_stray = Stray::from(&t.dir().join(format!("stray.{id}")));
+    }
+}
+
+#[test]
+fn sigterm_of_run_and_a_replacing_run_stop_the_escaped_processes_too() {
+    for mode in modes("stop and replace") {
+        let command = LEAVES_ONE.replace("echo started", "sleep 300");
+        let t = table(
+            "c-term",
+            mode,
+            &job(
+                "long",
+                "overlap = \"replace\"\nkill_grace = \"1s\"",
+                &command,
+            ),
+        );
+        let strays = |t: &Table| -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = std::fs::read_dir(t.dir())
+                .expect("dir")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("stray."))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        // SIGTERM to `run`.
+        let mut first = t.spawn(&["run", "long"]);
+        wait_for(|| strays(&t).len() == 1);
+        let s1 = Stray::from(&strays(&t)[0]);
+        t.wait_running("long");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(first.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        assert_eq!(first.wait().expect("wait").code(), Some(143), "{mode}");
+        assert!(
+            !alive(s1.0),
+            "{mode}: SIGTERM of run left the escaped process"
+        );
+        // A run that replaces one.
+        let mut second = t.spawn(&["run", "long"]);
+        wait_for(|| strays(&t).len() == 2);
+        let s2 = Stray::from(&strays(&t)[1]);
+        let mut third = t.spawn(&["run", "long"]);
+        assert_eq!(second.wait().expect("wait").code(), Some(143), "{mode}");
+        assert!(
+            !alive(s2.0),
+            "{mode}: the replaced run left its escaped process"
+        );
+        wait_for(|| strays(&t).len() == 3);
+        let s3 = Stray::from(&strays(&t)[2]);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(third.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        assert_eq!(third.wait().expect("wait").code(), Some(143), "{mode}");
+        assert!(!alive(s3.0), "{mode}");
+    }
+}
+
+#[test]
+fn after_kill_9_of_the_daemon_no_second_copy_starts_while_the_runs_processes_live() {
+    for mode in modes("kill -9") {
+        let t = table(
+            "c-kill9",
+            mode,
+            &job(
+                "long",
+                "kill_grace = \"1s\"",
+                &LEAVES_ONE.replace(
+                    "echo started",
+                    "echo $$ > $DIR/main; until [ -e $DIR/end ]; do sleep 0.05; done",
+                ),
+            ),
+        );
+        let d = Daemon::start(&t);
+        assert_eq!(t.run(&["trigger", "long"]).0, 0, "{mode}");
+        let main = Stray::from(&t.dir().join("main"));
+        d.signal(libc::SIGKILL);
+        d.wait();
+        assert!(alive(main.0), "{mode}: the job died with the daemon");
+        let d = Daemon::start(&t);
+        // The run's processes hold the job: a new run is refused.
+        let (code, _, err) = t.run(&["trigger", "long", "--wait"]);
+        assert_eq!(code, 75, "{mode}: {err}");
+        // The main process ends; what it left is stopped by the daemon that took the run
+        // over, and only then may the job run again.
+        std::fs::write(t.dir().join("end"), "").expect("end");
+        let ran = || {
+            t.history("long")
+                .into_iter()
+                .find(|r| r["outcome"] != "skipped")
+        };
+        wait_for(|| ran().is_some());
+        let rec = &ran().expect("the run's record");
+        let id = rec["run_id"].as_str().expect("run id");
+        let stray = Stray::from(&t.dir().join(format!("stray.{id}")));
+        assert!(
+            !alive(stray.0),
+            "{mode}: recorded while a process of the run lives: {rec:#}"
+        );
+        std::fs::remove_file(t.dir().join("end")).expect("end");
+        std::fs::remove_file(t.dir().join("main")).expect("main");
+        t.wait_idle("long");
+        let mut again = t.spawn(&["trigger", "long", "--wait"]);
+        let _next = Stray::from(&t.dir().join("main"));
+        std::fs::write(t.dir().join("end"), "").expect("end");
+        assert_eq!(again.wait().expect("wait").code(), Some(0), "{mode}");
+        drop(d);
+    }
+}
+
+#[test]
+fn cpu_time_and_peak_memory_of_a_grandchild_are_recorded() {
+    for mode in modes("usage") {
+        // The grandchild (perl, started by the job's shell) burns 0.6 s of CPU and touches
+        // 64 MiB.
+        let t = table(
+            "c-usage",
+            mode,
+            r#"
+[jobs.burn]
+schedule = "@manual"
+command = '''perl -e '$x = "a" x (64 << 20); 1 while (times)[0] < 0.6'; echo done'''
+"#,
+        );
+        let (code, _, err) = t.run(&["run", "burn"]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        let rec = &t.history("burn")[0];
+        let cpu = rec["cpu_seconds"].as_f64().expect("cpu_seconds");
+        let peak = rec["peak_memory_bytes"]
+            .as_u64()
+            .expect("peak_memory_bytes");
+        assert!((0.6..10.0).contains(&cpu), "{mode}: {rec:#}");
+        assert!((64 << 20..1 << 30).contains(&peak), "{mode}: {rec:#}");
+        assert_eq!(
+            rec["attempts"][0]["cpu_seconds"], rec["cpu_seconds"],
+            "{mode}"
+        );
+    }
+}
