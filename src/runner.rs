@@ -229,6 +229,7 @@ fn command(spec: &AttemptSpec) -> Command {
         ChildSetup {
             umask: spec.umask,
             nice: spec.nice,
+            ioprio: None,
             creds: spec.creds.clone(),
             inherit_fd: spec.inherit_fd,
         },
