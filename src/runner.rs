@@ -63,6 +63,10 @@ pub(crate) struct AttemptSpec {
     /// `leftovers = "keep"`: processes still holding the output when the main process has
     /// exited are let go after `kill_grace` (their output is no longer read), not stopped.
     pub keep_leftovers: bool,
+    /// The I/O priority (`class << 13 | data`), if the job sets one.
+    pub ioprio: Option<i32>,
+    /// The `oom_score_adj` the job gets back (the daemon runs with a lower one).
+    pub oom_score_adj: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +242,8 @@ fn command(spec: &AttemptSpec, cgroup_procs: Option<RawFd>) -> Command {
         ChildSetup {
             umask: spec.umask,
             nice: spec.nice,
+            ioprio: spec.ioprio,
+            oom_score_adj: spec.oom_score_adj,
             creds: spec.creds.clone(),
             inherit_fd: spec.inherit_fd,
             cgroup_procs,

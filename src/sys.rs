@@ -12,9 +12,11 @@
 //! - [`set_pipe_size`], [`set_nonblocking`]: descriptor flags (safe, through nix);
 //! - [`reap`]: waitpid(WNOHANG) for one pid; [`wait4`]: waiting with the child's usage;
 //! - [`install_child_setup`]: the job's set-up between fork and exec (signal state, umask,
-//!   priority, the inherited lock descriptor, groups and user; first of all the move into
-//!   the run's cgroup), installed with
-//!   `CommandExt::pre_exec`;
+//!   priority, I/O priority, the inherited lock descriptor, groups and user; first of all
+//!   the move into the run's cgroup), installed with `CommandExt::pre_exec` (the tests read
+//!   the I/O priority back with `ioprio_get`);
+//! - [`oom_score_adj`], [`set_oom_score_adj`]: this process's standing with the OOM killer
+//!   (safe: a file of /proc);
 //! - [`with_umask`]: a call made under another process umask;
 //! - [`malloc_trim`], [`trim_file_mappings`]: the daemon's idle memory trim (free heap, and
 //!   the pages of read-only file mappings, found in /proc/self/smaps).
@@ -235,6 +237,11 @@ pub(crate) struct ChildSetup {
     pub umask: u32,
     /// The priority (nice value) to set, if any.
     pub nice: Option<i32>,
+    /// The I/O class and priority to set with ioprio_set(2), if any, as the kernel's value
+    /// `class << 13 | data` (see `contain::limits::ioprio_value`).
+    pub ioprio: Option<i32>,
+    /// The `oom_score_adj` the job gets back (the daemon lowers its own).
+    pub oom_score_adj: Option<i32>,
     /// The user, group and exact supplementary groups to switch to, if any.
     pub creds: Option<Creds>,
     /// A descriptor to keep open across exec (the job lock): its close-on-exec flag is
@@ -247,14 +254,18 @@ pub(crate) struct ChildSetup {
 
 /// Installs `setup` on `cmd`, to run in the child between fork and exec, in this order: a
 /// clean signal state (nothing blocked, every disposition the default: a job must not
-/// inherit an ignored SIGPIPE or SIGINT from its runner), the umask, the priority, the
-/// inherited descriptor, then groups, group and user. An error (of setpriority, setgroups,
-/// setgid, setuid) makes the spawn fail with it.
+/// inherit an ignored SIGPIPE or SIGINT from its runner), the umask, the priority, the I/O
+/// priority (while still privileged: the realtime class needs it), the inherited descriptor,
+/// then groups, group and user. An error (of setpriority, ioprio_set, setgroups, setgid,
+/// setuid) makes the spawn fail with it: only its errno reaches the parent (EPERM for the
+/// realtime I/O class unprivileged, EINVAL for a value the kernel does not know).
 pub(crate) fn install_child_setup(cmd: &mut Command, setup: ChildSetup) {
     // Everything that allocates is done here, before the fork.
     let ChildSetup {
         umask,
         nice,
+        ioprio,
+        oom_score_adj,
         creds,
         inherit_fd,
         cgroup_procs,
@@ -264,20 +275,31 @@ pub(crate) fn install_child_setup(cmd: &mut Command, setup: ChildSetup) {
         let groups = c.groups.into_iter().map(Gid::from_raw).collect();
         (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
     });
+    let priorities = Priorities { nice, ioprio };
+    // Formatted before the fork: the child only writes these bytes.
+    let oom = oom_score_adj.map(|v| {
+        let text = v.clamp(-1000, 1000).to_string();
+        let mut buf = [0u8; 8];
+        buf[..text.len()].copy_from_slice(text.as_bytes());
+        (buf, text.len())
+    });
     let child = move || {
         if let Some(fd) = cgroup_procs {
             join_cgroup(fd)?;
         }
-        child_setup(mask, nice, inherit_fd, creds.as_ref())
+        if let Some((buf, len)) = &oom {
+            write_oom_score_adj(&buf[..*len]);
+        }
+        child_setup(mask, priorities, inherit_fd, creds.as_ref())
     };
     // SAFETY: pre_exec requires the closure to be safe to run in the child of a fork(2) of a
     // possibly multi-threaded process: only async-signal-safe operations, no allocation, no
     // lock, no state that another thread of the parent may have left half-updated. The
     // closure only reads values it owns (the group list was allocated above, before the
     // fork) and `join_cgroup` and `child_setup` make only async-signal-safe system calls
-    // (write, sigprocmask, rt_sigaction, umask, setpriority, fcntl, setgroups, setgid,
-    // setuid) through thin wrappers that do not allocate; their errors are raw OS errors,
-    // which do not allocate.
+    // (write, sigprocmask, rt_sigaction, umask, setpriority, ioprio_set, fcntl, setgroups,
+    // setgid, setuid) through thin wrappers that do not allocate; their errors are raw OS
+    // errors, which do not allocate.
     unsafe {
         cmd.pre_exec(child);
     }
@@ -296,11 +318,39 @@ fn join_cgroup(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Writes `text` (a number) to /proc/self/oom_score_adj, between fork and exec: open, write,
+/// close, nothing allocated. A failure leaves the job with the value it inherited.
+fn write_oom_score_adj(text: &[u8]) {
+    // SAFETY: open(2) of a NUL-terminated static path; write(2) of `text`, a live slice, its
+    // own length; close(2) of the descriptor just opened. All async-signal-safe, no memory
+    // of this process is written.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::write(fd, text.as_ptr().cast(), text.len());
+            libc::close(fd);
+        }
+    }
+}
+
+/// The CPU and I/O priorities of a job's process (see [`ChildSetup`]).
+#[derive(Clone, Copy)]
+struct Priorities {
+    nice: Option<i32>,
+    ioprio: Option<i32>,
+}
+
+/// ioprio_set(2)/ioprio_get(2): the target is one process (or thread), by id.
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+
 /// The child's side of [`install_child_setup`]: runs between fork and exec, so only
 /// async-signal-safe calls (see there).
 fn child_setup(
     mask: Mode,
-    nice: Option<i32>,
+    priorities: Priorities,
     inherit_fd: Option<RawFd>,
     creds: Option<&(Uid, Gid, Vec<Gid>)>,
 ) -> io::Result<()> {
@@ -308,9 +358,29 @@ fn child_setup(
     default_dispositions();
     // (nix's umask only panics for a previous mask outside 0o7777: the kernel's is 0o777.)
     nix::sys::stat::umask(mask);
-    if let Some(n) = nice {
+    if let Some(n) = priorities.nice {
         // SAFETY: setpriority(2) with integer arguments only (nix has no wrapper for it).
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(value) = priorities.ioprio {
+        // SAFETY: ioprio_set(2) takes three integers (who: one process; 0: the calling one,
+        // this child, which has a single thread after the fork; the class and data) and
+        // passes no memory; the kernel validates the value (EINVAL) and the caller's right
+        // to it (EPERM). It only changes this process's I/O priority, which the program it
+        // executes and that program's children inherit. A raw system call (no libc wrapper
+        // exists): no lock, no allocation, async-signal-safe. The errno read after it is
+        // this thread's.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_ioprio_set,
+                IOPRIO_WHO_PROCESS,
+                0 as libc::c_long,
+                libc::c_long::from(value),
+            )
+        };
+        if r != 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -333,6 +403,60 @@ fn child_setup(
         nix::unistd::setuid(*uid)?;
     }
     Ok(())
+}
+
+/// The I/O priority of process `pid` (ioprio_get(2)): `class << 13 | data`, class 0 meaning
+/// none was set (the kernel derives it from the nice value). Refuses `pid <= 0` (0 would be
+/// this process).
+#[cfg(test)]
+pub(crate) fn ioprio_get(pid: i32) -> io::Result<i32> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a process id: {pid}"),
+        ));
+    }
+    // SAFETY: ioprio_get(2) takes two integers (who: one process, and its id) and passes no
+    // memory; it only reads the target's I/O priority, or fails (ESRCH, EPERM).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_get,
+            IOPRIO_WHO_PROCESS,
+            libc::c_long::from(pid),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    i32::try_from(r).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("ioprio_get({pid}) gave {r}, not an I/O priority"),
+        )
+    })
+}
+
+/// The file of this process's standing with the kernel's OOM killer.
+const OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
+
+/// This process's `oom_score_adj` (-1000: never killed for memory, 0: the default, up to
+/// 1000: killed first), read from /proc/self/oom_score_adj.
+pub(crate) fn oom_score_adj() -> io::Result<i32> {
+    let text = std::fs::read_to_string(OOM_SCORE_ADJ)?;
+    text.trim().parse().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{OOM_SCORE_ADJ}: {:?} is not a number: {e}", text.trim()),
+        )
+    })
+}
+
+/// Sets this process's `oom_score_adj` (-1000 to 1000) in /proc/self/oom_score_adj; its
+/// children inherit it. Lowering it below the value it had needs CAP_SYS_RESOURCE (EACCES
+/// otherwise); the kernel refuses a value out of range (EINVAL). The error names the file.
+pub(crate) fn set_oom_score_adj(value: i32) -> io::Result<()> {
+    std::fs::write(OOM_SCORE_ADJ, value.to_string())
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {value} to {OOM_SCORE_ADJ}: {e}")))
 }
 
 /// Sets every signal's disposition to the default, real-time ones included: the raw system
@@ -627,6 +751,8 @@ mod tests {
         let setup = ChildSetup {
             umask: 0o027,
             nice: Some(7),
+            ioprio: None,
+            oom_score_adj: None,
             creds: None,
             inherit_fd: None,
             cgroup_procs: None,
@@ -650,6 +776,8 @@ mod tests {
         let setup = ChildSetup {
             umask: 0o022,
             nice: None,
+            ioprio: None,
+            oom_score_adj: None,
             creds: None,
             inherit_fd: Some(fd),
             cgroup_procs: None,
@@ -668,6 +796,8 @@ mod tests {
         let setup = ChildSetup {
             umask: 0o022,
             nice: None,
+            ioprio: None,
+            oom_score_adj: None,
             creds: Some(Creds {
                 uid: 65534,
                 gid: 65533,
@@ -685,6 +815,60 @@ mod tests {
         assert_eq!(fields[0], ["65534"; 4]);
         assert_eq!(fields[1], ["65533"; 4]);
         assert_eq!(fields[2], ["65532"]);
+    }
+
+    /// `sleep 5` started with `setup`; the spawn's result.
+    fn spawn_sleep(setup: ChildSetup) -> io::Result<std::process::Child> {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        install_child_setup(&mut cmd, setup);
+        cmd.spawn()
+    }
+
+    #[test]
+    fn child_setup_sets_the_io_class() {
+        const IDLE: i32 = 3 << 13;
+        const BEST_EFFORT_1: i32 = (2 << 13) | 1;
+        for value in [IDLE, BEST_EFFORT_1] {
+            let setup = ChildSetup {
+                umask: 0o022,
+                nice: None,
+                ioprio: Some(value),
+                creds: None,
+                inherit_fd: None,
+            };
+            let mut child = spawn_sleep(setup).unwrap();
+            let got = ioprio_get(child.id() as i32);
+            child.kill().unwrap();
+            child.wait().unwrap();
+            assert_eq!(got.unwrap(), value);
+        }
+        assert!(ioprio_get(0).is_err());
+    }
+
+    #[test]
+    fn child_setup_fails_the_spawn_on_a_bad_io_priority() {
+        // Class 7 does not exist: the kernel says EINVAL, and the spawn fails with it.
+        let setup = ChildSetup {
+            umask: 0o022,
+            nice: None,
+            ioprio: Some(7 << 13),
+            creds: None,
+            inherit_fd: None,
+        };
+        let e = spawn_sleep(setup).map(drop).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+    }
+
+    #[test]
+    fn oom_score_adj_reads_and_writes_back() {
+        let v = oom_score_adj().unwrap();
+        assert!((-1000..=1000).contains(&v), "{v}");
+        // The same value again needs no privilege and changes nothing.
+        set_oom_score_adj(v).unwrap();
+        assert_eq!(oom_score_adj().unwrap(), v);
+        let e = set_oom_score_adj(5000).unwrap_err();
+        assert!(e.to_string().contains("/proc/self/oom_score_adj"), "{e}");
     }
 
     #[test]

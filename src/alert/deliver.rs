@@ -121,6 +121,8 @@ fn run_command(
     }
     let spec = crate::runner::AttemptSpec {
         keep_leftovers: false,
+        ioprio: None,
+        oom_score_adj: None,
         argv,
         env,
         workdir: None,

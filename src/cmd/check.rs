@@ -1,17 +1,23 @@
-//! `cronwarden check`: validate the table, print every problem.
+//! `cronwarden check`: validate the table, print every problem, and warn of the limits
+//! this host cannot apply.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{CmdResult, exit, print};
-use crate::config::{self, LoadOptions};
-use crate::diag::Severity;
+use crate::config::{self, Job, LoadOptions};
+use crate::contain::mount;
+use crate::diag::{Diagnostic, Severity};
 
 pub(super) fn run(path: &Path) -> CmdResult {
-    let loaded = config::load(path, LoadOptions::default());
+    let mut loaded = config::load(path, LoadOptions::default());
+    let errors = loaded.errors().count();
+    if let Some(c) = loaded.config.as_ref().filter(|_| errors == 0) {
+        let host = mount::host_controllers();
+        loaded.diagnostics.extend(limit_warnings(&c.jobs, &host));
+    }
     for d in &loaded.diagnostics {
         print::errln(d);
     }
-    let errors = loaded.errors().count();
     let warnings = loaded
         .diagnostics
         .iter()
@@ -43,5 +49,128 @@ pub(super) fn run(path: &Path) -> CmdResult {
             print::errln(summary);
             Ok(exit::CONFIG)
         }
+    }
+}
+
+/// A warning for each cgroup-backed limit of `jobs` (`memory_max`, `cpu_max`, `pids_max`,
+/// `io_weight`) whose controller this host does not offer: `host` is what
+/// [`mount::host_controllers`] found (this process's cgroup directory and its
+/// `cgroup.controllers`), or why nothing could be found, and then every such limit is warned
+/// of. Each warning names the job (where it is defined), the key and the controller.
+fn limit_warnings(jobs: &[Job], host: &Result<(PathBuf, Vec<String>), String>) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    for job in jobs {
+        for (controller, key) in job.limits.controllers() {
+            let why = match host {
+                Ok((_, offered)) if offered.iter().any(|c| c == controller) => continue,
+                Ok((dir, offered)) => {
+                    let listed = if offered.is_empty() {
+                        "lists no controller".to_string()
+                    } else {
+                        format!("lists: {}", offered.join(" "))
+                    };
+                    format!(
+                        "{key} needs the cgroup v2 {controller} controller, which this host does \
+                         not offer ({} {listed})",
+                        dir.join("cgroup.controllers").display()
+                    )
+                }
+                Err(e) => format!(
+                    "{key} needs the cgroup v2 {controller} controller, and no cgroup-backed \
+                     limit can be applied on this host: {e}"
+                ),
+            };
+            warnings.push(Diagnostic {
+                severity: Severity::Warning,
+                file: job.defined_at.0.clone(),
+                line: job.defined_at.1,
+                col: 1,
+                subject: Some(format!("job {:?}", job.name)),
+                message: format!("{why}; the limit will not be applied"),
+            });
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The jobs of a table with three limited jobs, loaded from a temporary file.
+    fn jobs(tag: &str) -> (PathBuf, Vec<Job>) {
+        let dir =
+            std::env::temp_dir().join(format!("cronwarden-check-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("jobs.toml");
+        let table = "[defaults]\npids_max = 50\n\n\
+                     [jobs.a]\nschedule = \"@hourly\"\ncommand = [\"/bin/true\"]\n\
+                     memory_max = \"1GiB\"\ncpu_max = \"50%\"\nio_weight = 10\n\n\
+                     [jobs.b]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n\
+                     io_class = \"idle\"\n";
+        std::fs::write(&path, table).expect("write the table");
+        let loaded = config::load(&path, LoadOptions::default());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(loaded.errors().count(), 0, "{:?}", loaded.diagnostics);
+        (path, loaded.config.expect("a table").jobs)
+    }
+
+    fn lines(ds: &[Diagnostic]) -> Vec<String> {
+        ds.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn warns_of_each_controller_the_host_lacks() {
+        let (path, jobs) = jobs("lacks");
+        let p = path.display();
+        let host = Ok((
+            PathBuf::from("/cg"),
+            vec!["cpu".to_string(), "pids".to_string()],
+        ));
+        let end = "which this host does not offer (/cg/cgroup.controllers lists: cpu pids); the \
+                   limit will not be applied";
+        assert_eq!(
+            lines(&limit_warnings(&jobs, &host)),
+            [
+                format!(
+                    "{p}:4:1: warning: job \"a\": memory_max needs the cgroup v2 memory \
+                     controller, {end}"
+                ),
+                format!(
+                    "{p}:4:1: warning: job \"a\": io_weight needs the cgroup v2 io controller, \
+                     {end}"
+                ),
+            ]
+        );
+        let all = ["cpu", "io", "memory", "pids"].map(String::from).to_vec();
+        assert!(limit_warnings(&jobs, &Ok((PathBuf::from("/cg"), all))).is_empty());
+        let none = limit_warnings(&jobs, &Ok((PathBuf::from("/cg"), Vec::new())));
+        assert_eq!(none.len(), 5, "{:?}", lines(&none));
+        assert!(
+            none[0]
+                .message
+                .contains("(/cg/cgroup.controllers lists no controller)")
+        );
+        assert_eq!(none[4].subject.as_deref(), Some("job \"b\""));
+        assert!(
+            none[4]
+                .message
+                .starts_with("pids_max needs the cgroup v2 pids controller")
+        );
+    }
+
+    #[test]
+    fn without_cgroup2_every_limit_is_warned_of() {
+        let (_, jobs) = jobs("none");
+        let host = Err("no cgroup2 file system is mounted".to_string());
+        let w = limit_warnings(&jobs, &host);
+        assert_eq!(w.len(), 5);
+        assert!(w.iter().all(|d| d.severity == Severity::Warning));
+        assert_eq!(
+            w[0].message,
+            "memory_max needs the cgroup v2 memory controller, and no cgroup-backed limit can be \
+             applied on this host: no cgroup2 file system is mounted; the limit will not be \
+             applied"
+        );
     }
 }

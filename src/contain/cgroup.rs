@@ -1,6 +1,5 @@
 //! A cgroup v2 per attempt: `<base>/cronwarden/<job>.<run id>.<attempt>`, where `<base>` is
-//! this process's own cgroup on the cgroup2 mount found in /proc/self/mountinfo (on a
-//! hybrid host that is e.g. /sys/fs/cgroup/unified, not /sys/fs/cgroup).
+//! this process's own cgroup (found by `mount.rs`).
 //!
 //! A daemon started by systemd (with `Delegate=yes`, the unit's cgroup is its own) first
 //! moves itself into the leaf `<base>/supervisor`, so that `<base>` holds no process and the
@@ -19,47 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The controllers cronwarden's limits use.
 const WANTED: &[&str] = &["cpu", "memory", "pids", "io"];
-
-/// The mount point of the cgroup2 file system in a /proc/self/mountinfo text: field 5 of a
-/// line whose fields after " - " start with `cgroup2` (octal escapes such as `\040` undone).
-pub(crate) fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (head, tail) = l.split_once(" - ")?;
-        (tail.split(' ').next()? == "cgroup2").then_some(())?;
-        Some(PathBuf::from(unescape(head.split(' ').nth(4)?)))
-    })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// This process's cgroup v2 path in a /proc/self/cgroup text (the `0::PATH` line).
-pub(crate) fn own_path(proc_cgroup: &str) -> Option<String> {
-    proc_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| p.trim_end_matches(" (deleted)").to_string())
-}
 
 /// The words of a controllers file (`cgroup.controllers`, `cgroup.subtree_control`).
 fn controllers_in(dir: &Path, file: &str) -> Vec<String> {
@@ -91,14 +49,10 @@ impl Tree {
     /// cannot give runs a cgroup. `leave_base`: move this process into `<base>/supervisor`
     /// first (a daemon in its own delegated cgroup).
     pub(crate) fn setup(leave_base: bool) -> Result<Tree, String> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-        let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|t| own_path(&t))
-            .ok_or("this process is in no cgroup v2 (/proc/self/cgroup has no 0:: line)")?;
-        let base = mount.join(own.trim_start_matches('/'));
+        let (base, _) = super::mount::host_controllers()?;
+        let own_is_root =
+            super::mount::own_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
+                .is_some_and(|p| p == "/");
         let procs = base.join("cgroup.procs");
         if nix::unistd::access(&procs, nix::unistd::AccessFlags::W_OK).is_err() {
             return Err(format!(
@@ -108,7 +62,7 @@ impl Tree {
         }
         let dir = base.join("cronwarden");
         make_dir(&dir)?;
-        if leave_base && own != "/" {
+        if leave_base && !own_is_root {
             let leaf = base.join("supervisor");
             make_dir(&leaf)?;
             write(&leaf.join("cgroup.procs"), "0")
@@ -277,44 +231,6 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cgroup2_mount_is_found_on_hybrid_and_unified_hosts() {
-        let hybrid = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
-                      35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
-                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            cgroup2_mount(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 \
-                       - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
-        assert_eq!(
-            cgroup2_mount(unified),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        let escaped = "50 23 0:40 / /mnt/my\\040cgroups rw shared:9 - cgroup2 none rw\n";
-        assert_eq!(
-            cgroup2_mount(escaped),
-            Some(PathBuf::from("/mnt/my cgroups"))
-        );
-        assert_eq!(
-            cgroup2_mount("35 31 0:32 / /x rw - cgroup cgroup rw\n"),
-            None
-        );
-        assert_eq!(cgroup2_mount("nonsense"), None);
-    }
-
-    #[test]
-    fn the_own_path_is_the_v2_line() {
-        let text = "9:name=systemd:/\n4:memory:/x/y\n0::/system.slice/cronwarden.service\n";
-        assert_eq!(
-            own_path(text).as_deref(),
-            Some("/system.slice/cronwarden.service")
-        );
-        assert_eq!(own_path("0::/\n").as_deref(), Some("/"));
-        assert_eq!(own_path("4:memory:/x\n"), None);
-    }
 
     #[test]
     fn usage_files_are_read_from_a_stand_in_directory() {

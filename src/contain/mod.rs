@@ -16,6 +16,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod limits;
+pub(crate) mod mount;
 pub(crate) mod procs;
 mod scope;
 
@@ -36,7 +37,14 @@ pub(crate) struct Containment {
     mode: Mode,
     /// Why this mode, for the log and `status`.
     why: String,
+    /// The `oom_score_adj` jobs get back, when this process lowered its own (the daemon:
+    /// a job that runs out of memory must not take the scheduler with it).
+    job_oom: Option<i32>,
 }
+
+/// The daemon's own `oom_score_adj` (where it may lower it): the OOM killer picks a job
+/// first, never the daemon before its jobs; not -1000, which would make it unkillable.
+const DAEMON_OOM_SCORE_ADJ: i32 = -900;
 
 /// Who asks: the daemon moves itself out of its delegated cgroup (under systemd); `run`
 /// never moves.
@@ -51,6 +59,18 @@ impl Containment {
     /// cgroup is an error (never a silent downgrade); with `auto` it falls back to the
     /// process mechanism and says why.
     pub(crate) fn detect(setting: ContainmentSetting, purpose: Purpose) -> Result<Self, String> {
+        let mut c = Self::choose(setting, purpose)?;
+        if purpose == Purpose::Daemon
+            && let Ok(own) = crate::sys::oom_score_adj()
+            && own > DAEMON_OOM_SCORE_ADJ
+            && crate::sys::set_oom_score_adj(DAEMON_OOM_SCORE_ADJ).is_ok()
+        {
+            c.job_oom = Some(own);
+        }
+        Ok(c)
+    }
+
+    fn choose(setting: ContainmentSetting, purpose: Purpose) -> Result<Self, String> {
         if setting == ContainmentSetting::Process {
             return Ok(Self::process(
                 "containment = \"process\" in [settings]".to_string(),
@@ -71,6 +91,7 @@ impl Containment {
                 Ok(Containment {
                     mode: Mode::Cgroup(tree),
                     why,
+                    job_oom: None,
                 })
             }
             Err(e) if setting == ContainmentSetting::Cgroup => Err(format!(
@@ -92,6 +113,7 @@ impl Containment {
         Containment {
             mode: Mode::Process,
             why,
+            job_oom: None,
         }
     }
 
@@ -106,6 +128,11 @@ impl Containment {
     /// What a run contains here and why, for the log and `status`.
     pub(crate) fn why(&self) -> &str {
         &self.why
+    }
+
+    /// The `oom_score_adj` a job's process sets back (see [`DAEMON_OOM_SCORE_ADJ`]).
+    pub(crate) fn job_oom_score_adj(&self) -> Option<i32> {
+        self.job_oom
     }
 
     /// Whether orphans come to this process (the process mechanism), to be reaped.

@@ -117,7 +117,8 @@ impl Attempts<'_, '_> {
         };
         let v = spec::vars(job, req.scheduled, self.facts.run_id, n, params);
         let lock_fd = self.exclusion.as_ref().map(|x| x.lock.raw_fd());
-        let spec = spec::attempt_spec(job, who, &v, params, lock_fd);
+        let mut spec = spec::attempt_spec(job, who, &v, params, lock_fd);
+        spec.oom_score_adj = self.ctx.contain.job_oom_score_adj();
         if n > 1 {
             let note = format!("--- cronwarden: attempt {n} ---\n");
             self.out.write(Stream::Stderr, note.as_bytes());

@@ -164,5 +164,10 @@ pub(super) fn attempt_spec(
         kill_grace: job.kill_grace,
         inherit_fd: lock_fd,
         keep_leftovers: job.leftovers == crate::config::Leftovers::Keep,
+        ioprio: job
+            .limits
+            .io_class
+            .map(|c| crate::contain::limits::ioprio_value(c, job.limits.io_priority)),
+        oom_score_adj: None,
     }
 }

@@ -492,3 +492,70 @@ fn jitter_no_longer_than_the_period_is_accepted_quietly() {
     let (code, out, err) = run(&["-c", path.to_str().expect("utf-8"), "check"]);
     assert_eq!((code, err.as_str()), (0, ""), "{out}");
 }
+
+/// The cgroup v2 controllers this test process's cgroup offers (the cronwarden it starts is
+/// in the same cgroup): the cgroup.controllers file and its words, or `None` without
+/// cgroup2. A plain reading of /proc (no mount point with escapes on the hosts this runs on).
+fn own_cgroup_controllers() -> Option<(String, Vec<String>)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4))?
+    })?;
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = format!("{mount}{}", own.trim_end_matches('/'));
+    let file = format!("{dir}/cgroup.controllers");
+    let text = std::fs::read_to_string(&file).ok()?;
+    Some((file, text.split_whitespace().map(str::to_string).collect()))
+}
+
+#[test]
+fn check_warns_of_a_limit_this_host_cannot_apply() {
+    let t = super::Table::new(
+        "limits",
+        "[jobs.big]\nschedule = \"@hourly\"\ncommand = [\"/bin/true\"]\nmemory_max = \"64MiB\"\n",
+    );
+    let (code, out, err) = t.run(&["check"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let p = t.path.display();
+    // The job is defined on line 7, after the [settings] and blank line that Table writes.
+    let head =
+        format!("{p}:7:1: warning: job \"big\": memory_max needs the cgroup v2 memory controller");
+    match own_cgroup_controllers() {
+        Some((_, offered)) if offered.iter().any(|c| c == "memory") => {
+            assert_eq!(err, "", "the memory controller is offered: no warning");
+            assert_eq!(out.trim(), "1 job, 0 alert channels: ok");
+        }
+        Some((file, offered)) => {
+            let listed = if offered.is_empty() {
+                "lists no controller".to_string()
+            } else {
+                format!("lists: {}", offered.join(" "))
+            };
+            let want = format!(
+                "{head}, which this host does not offer ({file} {listed}); the limit will not be \
+                 applied\n"
+            );
+            assert_eq!(err, want);
+            assert_eq!(out.trim(), "1 job, 0 alert channels: ok (1 warning)");
+        }
+        None => {
+            assert!(err.starts_with(&head), "{err}");
+            assert!(
+                err.contains("no cgroup-backed limit can be applied on this host"),
+                "{err}"
+            );
+            assert!(err.ends_with("; the limit will not be applied\n"), "{err}");
+            assert_eq!(out.trim(), "1 job, 0 alert channels: ok (1 warning)");
+        }
+    }
+    // Without cgroup-backed limits (io_class works without cgroups): no warning anywhere.
+    t.rewrite(
+        "[jobs.big]\nschedule = \"@hourly\"\ncommand = [\"/bin/true\"]\nio_class = \"idle\"\n",
+    );
+    let (code, out, err) = t.run(&["check"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+}
