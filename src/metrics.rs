@@ -23,6 +23,8 @@ struct JobMetrics {
     last_duration: Option<f64>,
     running: u64,
     next_run: Option<i64>,
+    /// The CPU time and peak memory of the last run that ran (when they were measured).
+    last_run_usage: crate::record::Usage,
 }
 
 /// Counters since the daemon started, and gauges.
@@ -57,6 +59,7 @@ impl Metrics {
         m.attempts += rec.attempts.len() as u64;
         if !rec.attempts.is_empty() {
             m.last_duration = Some(rec.duration_ms as f64 / 1000.0);
+            m.last_run_usage = rec.facts.usage.clone();
         }
         if rec.outcome == crate::record::Outcome::Success {
             m.last_success = rec
@@ -161,6 +164,36 @@ impl Metrics {
                 .collect(),
         );
         family(
+            "cronwarden_job_last_run_cpu_seconds",
+            "gauge",
+            "CPU time (user and system) the job's last run used, all its processes together.",
+            jobs.iter()
+                .filter_map(|(j, m)| {
+                    m.last_run_usage.cpu_seconds.map(|s| {
+                        format!(
+                            "cronwarden_job_last_run_cpu_seconds{{job=\"{}\"}} {s}",
+                            label(j)
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "cronwarden_job_last_run_peak_memory_bytes",
+            "gauge",
+            "The peak memory of the job's last run.",
+            jobs.iter()
+                .filter_map(|(j, m)| {
+                    m.last_run_usage.peak_memory_bytes.map(|b| {
+                        format!(
+                            "cronwarden_job_last_run_peak_memory_bytes{{job=\"{}\"}} {b}",
+                            label(j)
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
             "cronwarden_next_run_timestamp_seconds",
             "gauge",
             "When the job is next scheduled (Unix time).",
@@ -251,4 +284,74 @@ fn answer(conn: TcpStream, metrics: &Metrics) {
         )
         .as_bytes(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::{rec, with_facts};
+
+    fn metrics() -> Metrics {
+        let dir = std::env::temp_dir().join(format!("cw-metrics-{}", std::process::id()));
+        Metrics::new(&dir, Arc::default())
+    }
+
+    fn samples<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect()
+    }
+
+    #[test]
+    fn the_last_runs_cpu_and_peak_memory_are_gauges_per_job() {
+        let m = metrics();
+        let mut used = with_facts("r1");
+        used.job = "back\\up \"db\"".to_string();
+        m.started(&used.job);
+        m.finished(&used.job, true, &used);
+        // A job whose last run ran but has no figures has no sample.
+        let mut plain = rec("r2");
+        plain.attempts = used.attempts.clone();
+        plain.attempts[0].usage = Default::default();
+        m.finished("plain", false, &plain);
+        let text = m.render();
+        for name in [
+            "cronwarden_job_last_run_cpu_seconds",
+            "cronwarden_job_last_run_peak_memory_bytes",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{text}");
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{text}");
+        }
+        assert_eq!(
+            samples(&text, "cronwarden_job_last_run_cpu_seconds"),
+            [r#"cronwarden_job_last_run_cpu_seconds{job="back\\up \"db\""} 0.61"#]
+        );
+        assert_eq!(
+            samples(&text, "cronwarden_job_last_run_peak_memory_bytes"),
+            [r#"cronwarden_job_last_run_peak_memory_bytes{job="back\\up \"db\""} 67318989"#]
+        );
+    }
+
+    #[test]
+    fn the_figures_are_the_last_runs_not_a_sum_and_skips_do_not_clear_them() {
+        let m = metrics();
+        m.finished("j", false, &with_facts("r1"));
+        let mut next = with_facts("r2");
+        next.facts.usage.cpu_seconds = Some(2.5);
+        next.facts.usage.peak_memory_bytes = None;
+        m.finished("j", false, &next);
+        let mut skip = rec("r3");
+        skip.outcome = crate::record::Outcome::Skipped;
+        m.finished("j", false, &skip);
+        let text = m.render();
+        assert_eq!(
+            samples(&text, "cronwarden_job_last_run_cpu_seconds"),
+            [r#"cronwarden_job_last_run_cpu_seconds{job="j"} 2.5"#]
+        );
+        // The last run's peak was not measured: no sample rather than an older run's.
+        assert!(
+            samples(&text, "cronwarden_job_last_run_peak_memory_bytes").is_empty(),
+            "{text}"
+        );
+    }
 }
