@@ -89,13 +89,9 @@ impl Metrics {
         let jobs = lock(&self.jobs);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for l in lines {
-                out.push_str(&l);
-                out.push('\n');
-            }
+            write_family(&mut out, name, kind, help, lines)
         };
-        let label = |job: &str| job.replace('\\', "\\\\").replace('"', "\\\"");
+        let label = job_label;
         family(
             "cronwarden_runs_total",
             "counter",
@@ -164,36 +160,6 @@ impl Metrics {
                 .collect(),
         );
         family(
-            "cronwarden_job_last_run_cpu_seconds",
-            "gauge",
-            "CPU time (user and system) the job's last run used, all its processes together.",
-            jobs.iter()
-                .filter_map(|(j, m)| {
-                    m.last_run_usage.cpu_seconds.map(|s| {
-                        format!(
-                            "cronwarden_job_last_run_cpu_seconds{{job=\"{}\"}} {s}",
-                            label(j)
-                        )
-                    })
-                })
-                .collect(),
-        );
-        family(
-            "cronwarden_job_last_run_peak_memory_bytes",
-            "gauge",
-            "The peak memory of the job's last run.",
-            jobs.iter()
-                .filter_map(|(j, m)| {
-                    m.last_run_usage.peak_memory_bytes.map(|b| {
-                        format!(
-                            "cronwarden_job_last_run_peak_memory_bytes{{job=\"{}\"}} {b}",
-                            label(j)
-                        )
-                    })
-                })
-                .collect(),
-        );
-        family(
             "cronwarden_next_run_timestamp_seconds",
             "gauge",
             "When the job is next scheduled (Unix time).",
@@ -224,8 +190,55 @@ impl Metrics {
             "Alerts waiting in the spool for another delivery attempt.",
             vec![format!("cronwarden_alert_spool_size {spool}")],
         );
+        last_run_families(&mut out, &jobs);
         out
     }
+}
+
+/// Writes a metric family: its HELP and TYPE lines, then its sample lines.
+fn write_family(out: &mut String, name: &str, kind: &str, help: &str, lines: Vec<String>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+}
+
+/// A job's name as a label value: backslashes and double quotes escaped.
+fn job_label(job: &str) -> String {
+    job.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The gauges of each job's last run that ran: its CPU time and peak memory, a sample only
+/// for the jobs whose last run has the figure.
+fn last_run_families(out: &mut String, jobs: &BTreeMap<String, JobMetrics>) {
+    fn samples<T: std::fmt::Display>(
+        jobs: &BTreeMap<String, JobMetrics>,
+        name: &str,
+        value: impl Fn(&JobMetrics) -> Option<T>,
+    ) -> Vec<String> {
+        jobs.iter()
+            .filter_map(|(j, m)| {
+                value(m).map(|v| format!("{name}{{job=\"{}\"}} {v}", job_label(j)))
+            })
+            .collect()
+    }
+    let cpu = "cronwarden_job_last_run_cpu_seconds";
+    write_family(
+        out,
+        cpu,
+        "gauge",
+        "CPU time (user and system) the job's last run used, all its processes together.",
+        samples(jobs, cpu, |m| m.last_run_usage.cpu_seconds),
+    );
+    let peak = "cronwarden_job_last_run_peak_memory_bytes";
+    write_family(
+        out,
+        peak,
+        "gauge",
+        "The peak memory of the job's last run.",
+        samples(jobs, peak, |m| m.last_run_usage.peak_memory_bytes),
+    );
 }
 
 /// Serves `/metrics` on `addr` in a thread of its own, one short-lived thread per client.
