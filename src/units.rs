@@ -117,7 +117,7 @@ pub(crate) fn format_size(bytes: u64) -> String {
         unit += 1;
     }
     let per = 1u64 << (10 * unit);
-    if bytes % per == 0 {
+    if bytes.is_multiple_of(per) {
         return format!("{}{}", bytes / per, UNITS[unit]);
     }
     let value = bytes as f64 / per as f64;
