@@ -104,6 +104,10 @@ pub enum Command {
     },
     /// The state of each job (or one): running or idle, last run, next run, success rate.
     /// The next run says "paused", "disabled", or "no daemon" when none runs the schedule
+    ///
+    /// When they were measured, the CPU time (user and system, all its processes) and the peak
+    /// memory of the last run are shown too (columns CPU and PEAK; cpu_seconds and
+    /// peak_memory_bytes of last_run in --json)
     Status {
         /// Only this job
         #[arg(value_name = "JOB")]
@@ -113,6 +117,11 @@ pub enum Command {
         json: bool,
     },
     /// A job's last runs: run id, scheduled, started, duration, attempts, exit, outcome
+    ///
+    /// When they were measured, each run's CPU time (user and system, all its processes) and
+    /// peak memory (columns CPU and PEAK; cpu_seconds and peak_memory_bytes in --json, for the
+    /// run and for each attempt). Under a run, a line names the processes it left behind
+    /// (stopped or kept) and one the limits that could not be applied
     History {
         #[arg(value_name = "JOB")]
         job: String,

@@ -23,6 +23,8 @@ struct JobMetrics {
     last_duration: Option<f64>,
     running: u64,
     next_run: Option<i64>,
+    /// The CPU time and peak memory of the last run that ran (when they were measured).
+    last_run_usage: crate::record::Usage,
 }
 
 /// Counters since the daemon started, and gauges.
@@ -57,6 +59,7 @@ impl Metrics {
         m.attempts += rec.attempts.len() as u64;
         if !rec.attempts.is_empty() {
             m.last_duration = Some(rec.duration_ms as f64 / 1000.0);
+            m.last_run_usage = rec.facts.usage.clone();
         }
         if rec.outcome == crate::record::Outcome::Success {
             m.last_success = rec
@@ -86,13 +89,9 @@ impl Metrics {
         let jobs = lock(&self.jobs);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for l in lines {
-                out.push_str(&l);
-                out.push('\n');
-            }
+            write_family(&mut out, name, kind, help, lines)
         };
-        let label = |job: &str| job.replace('\\', "\\\\").replace('"', "\\\"");
+        let label = job_label;
         family(
             "cronwarden_runs_total",
             "counter",
@@ -191,8 +190,55 @@ impl Metrics {
             "Alerts waiting in the spool for another delivery attempt.",
             vec![format!("cronwarden_alert_spool_size {spool}")],
         );
+        last_run_families(&mut out, &jobs);
         out
     }
+}
+
+/// Writes a metric family: its HELP and TYPE lines, then its sample lines.
+fn write_family(out: &mut String, name: &str, kind: &str, help: &str, lines: Vec<String>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+}
+
+/// A job's name as a label value: backslashes and double quotes escaped.
+fn job_label(job: &str) -> String {
+    job.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The gauges of each job's last run that ran: its CPU time and peak memory, a sample only
+/// for the jobs whose last run has the figure.
+fn last_run_families(out: &mut String, jobs: &BTreeMap<String, JobMetrics>) {
+    fn samples<T: std::fmt::Display>(
+        jobs: &BTreeMap<String, JobMetrics>,
+        name: &str,
+        value: impl Fn(&JobMetrics) -> Option<T>,
+    ) -> Vec<String> {
+        jobs.iter()
+            .filter_map(|(j, m)| {
+                value(m).map(|v| format!("{name}{{job=\"{}\"}} {v}", job_label(j)))
+            })
+            .collect()
+    }
+    let cpu = "cronwarden_job_last_run_cpu_seconds";
+    write_family(
+        out,
+        cpu,
+        "gauge",
+        "CPU time (user and system) the job's last run used, all its processes together.",
+        samples(jobs, cpu, |m| m.last_run_usage.cpu_seconds),
+    );
+    let peak = "cronwarden_job_last_run_peak_memory_bytes";
+    write_family(
+        out,
+        peak,
+        "gauge",
+        "The peak memory of the job's last run.",
+        samples(jobs, peak, |m| m.last_run_usage.peak_memory_bytes),
+    );
 }
 
 /// Serves `/metrics` on `addr` in a thread of its own, one short-lived thread per client.
@@ -251,4 +297,74 @@ fn answer(conn: TcpStream, metrics: &Metrics) {
         )
         .as_bytes(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::{rec, with_facts};
+
+    fn metrics() -> Metrics {
+        let dir = std::env::temp_dir().join(format!("cw-metrics-{}", std::process::id()));
+        Metrics::new(&dir, Arc::default())
+    }
+
+    fn samples<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect()
+    }
+
+    #[test]
+    fn the_last_runs_cpu_and_peak_memory_are_gauges_per_job() {
+        let m = metrics();
+        let mut used = with_facts("r1");
+        used.job = "back\\up \"db\"".to_string();
+        m.started(&used.job);
+        m.finished(&used.job, true, &used);
+        // A job whose last run ran but has no figures has no sample.
+        let mut plain = rec("r2");
+        plain.attempts = used.attempts.clone();
+        plain.attempts[0].usage = Default::default();
+        m.finished("plain", false, &plain);
+        let text = m.render();
+        for name in [
+            "cronwarden_job_last_run_cpu_seconds",
+            "cronwarden_job_last_run_peak_memory_bytes",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{text}");
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{text}");
+        }
+        assert_eq!(
+            samples(&text, "cronwarden_job_last_run_cpu_seconds"),
+            [r#"cronwarden_job_last_run_cpu_seconds{job="back\\up \"db\""} 0.61"#]
+        );
+        assert_eq!(
+            samples(&text, "cronwarden_job_last_run_peak_memory_bytes"),
+            [r#"cronwarden_job_last_run_peak_memory_bytes{job="back\\up \"db\""} 67318989"#]
+        );
+    }
+
+    #[test]
+    fn the_figures_are_the_last_runs_not_a_sum_and_skips_do_not_clear_them() {
+        let m = metrics();
+        m.finished("j", false, &with_facts("r1"));
+        let mut next = with_facts("r2");
+        next.facts.usage.cpu_seconds = Some(2.5);
+        next.facts.usage.peak_memory_bytes = None;
+        m.finished("j", false, &next);
+        let mut skip = rec("r3");
+        skip.outcome = crate::record::Outcome::Skipped;
+        m.finished("j", false, &skip);
+        let text = m.render();
+        assert_eq!(
+            samples(&text, "cronwarden_job_last_run_cpu_seconds"),
+            [r#"cronwarden_job_last_run_cpu_seconds{job="j"} 2.5"#]
+        );
+        // The last run's peak was not measured: no sample rather than an older run's.
+        assert!(
+            samples(&text, "cronwarden_job_last_run_peak_memory_bytes").is_empty(),
+            "{text}"
+        );
+    }
 }

@@ -94,6 +94,23 @@ impl Usage {
     }
 }
 
+impl Usage {
+    /// What is known of it, for a person: "cpu 0.61s, peak 64.2MiB" (either part alone when
+    /// only it is known); `None` when nothing is.
+    pub(crate) fn describe(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            self.cpu_seconds
+                .map(|s| format!("cpu {}", crate::units::format_cpu_seconds(s))),
+            self.peak_memory_bytes
+                .map(|b| format!("peak {}", crate::units::format_size(b))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
 /// A process of a run still alive when the run's main process had exited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Leftover {
@@ -115,6 +132,45 @@ pub(crate) struct RunFacts {
     /// "memory_max: no memory controller in the cgroup", one per limit not applied.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub limits_not_applied: Vec<String>,
+}
+
+impl RunFacts {
+    /// The lines a person reads about the processes the run left behind and the limits it
+    /// ran without: one per action ("stopped 1 process left behind: sleep 4444 (pid 123)",
+    /// "kept 2 processes left behind: a (pid 1), b (pid 2)"), then "limits not applied: ..."
+    /// with each limit and why. None when there is nothing to say.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        let mut actions: Vec<&str> = Vec::new();
+        for l in &self.leftovers {
+            if !actions.contains(&l.action.as_str()) {
+                actions.push(&l.action);
+            }
+        }
+        let mut out: Vec<String> = actions
+            .into_iter()
+            .map(|action| {
+                let which: Vec<String> = self
+                    .leftovers
+                    .iter()
+                    .filter(|l| l.action == action)
+                    .map(|l| format!("{} (pid {})", l.command, l.pid))
+                    .collect();
+                let n = which.len();
+                format!(
+                    "{action} {n} process{} left behind: {}",
+                    if n == 1 { "" } else { "es" },
+                    which.join(", ")
+                )
+            })
+            .collect();
+        if !self.limits_not_applied.is_empty() {
+            out.push(format!(
+                "limits not applied: {}",
+                self.limits_not_applied.join("; ")
+            ));
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -381,10 +437,11 @@ pub(crate) fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rec(id: &str) -> RunRecord {
+    /// A successful run record with no facts.
+    pub(crate) fn rec(id: &str) -> RunRecord {
         RunRecord {
             run_id: id.to_string(),
             job: "j".to_string(),
@@ -507,6 +564,120 @@ mod tests {
         assert_eq!(kept.first().map(|k| k.0.as_str()), Some("ok"), "{kept:?}");
         assert_eq!(kept.last().map(|k| k.0.as_str()), Some("u39"), "{kept:?}");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A run record with every containment fact filled in.
+    pub(crate) fn with_facts(id: &str) -> RunRecord {
+        let mut r = rec(id);
+        r.outcome = Outcome::Failure;
+        r.attempts = vec![AttemptRecord {
+            attempt: 1,
+            started: r.started.clone(),
+            duration_ms: 1000,
+            exit_code: Some(1),
+            signal: None,
+            timed_out: false,
+            reason: Some("exit 1".to_string()),
+            usage: Usage {
+                cpu_seconds: Some(0.25),
+                peak_memory_bytes: Some(2048),
+            },
+        }];
+        r.facts = RunFacts {
+            usage: Usage {
+                cpu_seconds: Some(0.61),
+                peak_memory_bytes: Some(67_318_989),
+            },
+            leftovers: vec![
+                Leftover {
+                    pid: 123,
+                    command: "sleep 4444".to_string(),
+                    action: "stopped".to_string(),
+                },
+                Leftover {
+                    pid: 124,
+                    command: "tail -f log".to_string(),
+                    action: "kept".to_string(),
+                },
+                Leftover {
+                    pid: 125,
+                    command: "sleep 9".to_string(),
+                    action: "kept".to_string(),
+                },
+            ],
+            limits_not_applied: vec![
+                "memory_max: no memory controller in the cgroup".to_string(),
+                "io_weight: no io controller".to_string(),
+            ],
+        };
+        r
+    }
+
+    #[test]
+    fn a_record_with_facts_and_usage_round_trips() {
+        let r = with_facts("f");
+        let line = serde_json::to_string(&r).expect("json");
+        // Flattened: the figures are fields of the record and of the attempt themselves.
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["cpu_seconds"], 0.61);
+        assert_eq!(v["peak_memory_bytes"], 67_318_989);
+        assert_eq!(v["leftovers"][0]["command"], "sleep 4444");
+        assert_eq!(v["leftovers"][1]["action"], "kept");
+        assert_eq!(v["limits_not_applied"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["attempts"][0]["cpu_seconds"], 0.25);
+        assert_eq!(v["attempts"][0]["peak_memory_bytes"], 2048);
+        let back: RunRecord = serde_json::from_str(&line).expect("parses back");
+        assert_eq!(back, r);
+        // Written and read through the history file too.
+        let dir = std::env::temp_dir().join(format!("cw-record-facts-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        append(&dir, &r, 0).expect("append");
+        assert_eq!(read(&dir, "j").expect("read"), std::slice::from_ref(&r));
+        assert_eq!(last(&dir, "j"), Some(r));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_without_facts_read_with_defaults_and_write_none() {
+        let line = r#"{"run_id":"r","job":"j","scheduled":"2026-01-01T00:00:00Z","started":"2026-01-01T00:00:00Z","ended":"2026-01-01T00:00:01Z","duration_ms":1000,"attempts":[{"attempt":1,"started":"2026-01-01T00:00:00Z","duration_ms":1000,"exit_code":0}],"outcome":"success","trigger":"run"}"#;
+        let r: RunRecord = serde_json::from_str(line).expect("an old record");
+        assert_eq!(r.facts, RunFacts::default());
+        assert_eq!(r.attempts[0].usage, Usage::default());
+        assert_eq!(r.facts.usage.describe(), None);
+        assert!(r.facts.notes().is_empty());
+        // Unknown figures are left out, not written as null.
+        let again = serde_json::to_string(&r).expect("json");
+        for key in [
+            "cpu_seconds",
+            "peak_memory_bytes",
+            "leftovers",
+            "limits_not_applied",
+        ] {
+            assert!(!again.contains(key), "{key} in {again}");
+        }
+    }
+
+    #[test]
+    fn facts_read_as_a_person_would_say_them() {
+        let r = with_facts("f");
+        assert_eq!(
+            r.facts.usage.describe().as_deref(),
+            Some("cpu 0.61s, peak 64.2MiB")
+        );
+        let only_peak = Usage {
+            cpu_seconds: None,
+            peak_memory_bytes: Some(1 << 20),
+        };
+        assert_eq!(only_peak.describe().as_deref(), Some("peak 1MiB"));
+        assert_eq!(
+            r.facts.notes(),
+            [
+                "stopped 1 process left behind: sleep 4444 (pid 123)",
+                "kept 2 processes left behind: tail -f log (pid 124), sleep 9 (pid 125)",
+                "limits not applied: memory_max: no memory controller in the cgroup; \
+                 io_weight: no io controller",
+            ]
+        );
     }
 
     #[test]

@@ -575,7 +575,7 @@ pub(crate) fn run_attempt(
 /// ([`Scope::settle`]), then its usage is measured.
 pub(crate) fn run_attempt_with(
     spec: &AttemptSpec,
-    mut scope: Option<&mut Scope<'_>>,
+    scope: Option<&mut Scope<'_>>,
     out: &mut Output,
     interrupt: &Interrupt,
     on_spawn: &mut dyn FnMut(u32),
@@ -610,7 +610,7 @@ pub(crate) fn run_attempt_with(
         Ok(r) => r,
         Err(msg) => return not_started(msg),
     };
-    match scope.as_deref_mut() {
+    match scope {
         Some(s) => {
             if let Some(pid) = res.pid {
                 s.settle(pid as i32, stopping);

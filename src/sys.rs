@@ -749,13 +749,13 @@ mod tests {
     #[test]
     fn child_setup_sets_umask_nice_and_signal_state() {
         let setup = ChildSetup {
+            cgroup_procs: None,
+            oom_score_adj: None,
             umask: 0o027,
             nice: Some(7),
             ioprio: None,
-            oom_score_adj: None,
             creds: None,
             inherit_fd: None,
-            cgroup_procs: None,
         };
         let (out, st) = child_output(
             setup,
@@ -774,13 +774,13 @@ mod tests {
         let (r, _w) = std::io::pipe().unwrap();
         let fd = r.as_raw_fd();
         let setup = ChildSetup {
+            cgroup_procs: None,
+            oom_score_adj: None,
             umask: 0o022,
             nice: None,
             ioprio: None,
-            oom_score_adj: None,
             creds: None,
             inherit_fd: Some(fd),
-            cgroup_procs: None,
         };
         let (out, st) = child_output(setup, &format!("test -e /proc/self/fd/{fd} && echo open"));
         assert!(st.success(), "{out}");
@@ -794,17 +794,17 @@ mod tests {
             return;
         }
         let setup = ChildSetup {
+            cgroup_procs: None,
+            oom_score_adj: None,
             umask: 0o022,
             nice: None,
             ioprio: None,
-            oom_score_adj: None,
             creds: Some(Creds {
                 uid: 65534,
                 gid: 65533,
                 groups: vec![65532],
             }),
             inherit_fd: None,
-            cgroup_procs: None,
         };
         let (out, st) = child_output(setup, "grep -E '^(Uid|Gid|Groups)' /proc/self/status");
         assert!(st.success(), "{out}");
@@ -831,6 +831,8 @@ mod tests {
         const BEST_EFFORT_1: i32 = (2 << 13) | 1;
         for value in [IDLE, BEST_EFFORT_1] {
             let setup = ChildSetup {
+                cgroup_procs: None,
+                oom_score_adj: None,
                 umask: 0o022,
                 nice: None,
                 ioprio: Some(value),
@@ -850,6 +852,8 @@ mod tests {
     fn child_setup_fails_the_spawn_on_a_bad_io_priority() {
         // Class 7 does not exist: the kernel says EINVAL, and the spawn fails with it.
         let setup = ChildSetup {
+            cgroup_procs: None,
+            oom_score_adj: None,
             umask: 0o022,
             nice: None,
             ioprio: Some(7 << 13),

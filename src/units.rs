@@ -107,6 +107,46 @@ pub(crate) fn format_duration(d: Duration) -> String {
     out
 }
 
+/// Formats a size in bytes the way the table writes sizes (`"10KiB"`), in powers of 1024:
+/// `512 bytes`, `1KiB`, `64.2MiB`, `3GiB` (one decimal unless the size is a whole number of
+/// its unit).
+pub(crate) fn format_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && bytes >= 1u64 << (10 * (unit + 1)) {
+        unit += 1;
+    }
+    let per = 1u64 << (10 * unit);
+    if bytes.is_multiple_of(per) {
+        return format!("{}{}", bytes / per, UNITS[unit]);
+    }
+    let value = bytes as f64 / per as f64;
+    // 1023.96KiB would print as "1024.0KiB": that is 1.0MiB.
+    if format!("{value:.1}") == "1024.0" && unit + 1 < UNITS.len() {
+        return format!("1.0{}", UNITS[unit + 1]);
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+/// Formats CPU time in seconds: `0.61s`, `12.30s`, and from a minute on the way the table
+/// writes durations (`1h2m3s`); `-` for a value that is not a time (negative, not finite).
+pub(crate) fn format_cpu_seconds(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".to_string();
+    }
+    // Below what rounds to a minute.
+    if secs < 59.995 {
+        return format!("{secs:.2}s");
+    }
+    match Duration::try_from_secs_f64(secs.round()) {
+        Ok(d) => format_duration(d),
+        Err(_) => "-".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +176,39 @@ mod tests {
         assert!(parse_size("1XB").unwrap_err().contains("unknown size unit"));
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn sizes_are_formatted_in_powers_of_1024() {
+        assert_eq!(format_size(0), "0 bytes");
+        assert_eq!(format_size(512), "512 bytes");
+        assert_eq!(format_size(1023), "1023 bytes");
+        assert_eq!(format_size(1024), "1KiB");
+        assert_eq!(format_size(1536), "1.5KiB");
+        assert_eq!(format_size(67_318_989), "64.2MiB");
+        assert_eq!(format_size(3 << 30), "3GiB");
+        assert_eq!(format_size(1_048_575), "1.0MiB");
+        assert_eq!(format_size(5 << 40), "5TiB");
+        assert_eq!(format_size(u64::MAX), "16777216.0TiB");
+        // A whole size reads back as the same number of bytes.
+        for s in ["1KiB", "64MiB", "2GiB", "512B"] {
+            let bytes = parse_size(s).expect("valid");
+            assert_eq!(parse_size(&format_size(bytes)), Ok(bytes));
+        }
+    }
+
+    #[test]
+    fn cpu_seconds_are_formatted_readably() {
+        assert_eq!(format_cpu_seconds(0.0), "0.00s");
+        assert_eq!(format_cpu_seconds(0.614), "0.61s");
+        assert_eq!(format_cpu_seconds(59.994), "59.99s");
+        assert_eq!(format_cpu_seconds(59.996), "1m");
+        assert_eq!(format_cpu_seconds(60.4), "1m");
+        assert_eq!(format_cpu_seconds(3723.2), "1h2m3s");
+        assert_eq!(format_cpu_seconds(-1.0), "-");
+        assert_eq!(format_cpu_seconds(f64::NAN), "-");
+        assert_eq!(format_cpu_seconds(f64::INFINITY), "-");
+        assert_eq!(format_cpu_seconds(1e300), "-");
     }
 
     #[test]

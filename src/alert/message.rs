@@ -159,6 +159,12 @@ impl Alert {
                     .unwrap_or_default()
             ));
         }
+        if let Some(u) = r.facts.usage.describe() {
+            b.push_str(&format!("usage:      {u}\n"));
+        }
+        for note in r.facts.notes() {
+            b.push_str(&format!("{note}\n"));
+        }
         if let Some(o) = &r.output {
             b.push_str(&format!("output:     {o}\n"));
         }
@@ -179,7 +185,9 @@ impl Alert {
         b
     }
 
-    /// The JSON a webhook receives.
+    /// The JSON a webhook receives: every fact of the text, with the run's CPU time and peak
+    /// memory (`null` when not measured), the processes it left behind and the limits not
+    /// applied (empty when none); each attempt carries its own figures.
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "event": self.event,
@@ -194,6 +202,10 @@ impl Alert {
             "reason": self.run.reason,
             "attempts": self.run.attempts,
             "output": self.run.output,
+            "cpu_seconds": self.run.facts.usage.cpu_seconds,
+            "peak_memory_bytes": self.run.facts.usage.peak_memory_bytes,
+            "leftovers": self.run.facts.leftovers,
+            "limits_not_applied": self.run.facts.limits_not_applied,
             "next_run": self.next_run,
             "stdout_tail": self.stdout_tail,
             "stderr_tail": self.stderr_tail,
@@ -280,5 +292,88 @@ pub(super) fn make_alert(
         coalesced: 0,
         since: None,
         dropped: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::{rec, with_facts};
+
+    fn failure(run: RunRecord) -> Alert {
+        Alert {
+            event: "failure".to_string(),
+            job: "j".to_string(),
+            host: "h".to_string(),
+            schedule: Some("@daily".to_string()),
+            zone: "UTC".to_string(),
+            run,
+            next_run: None,
+            stdout_tail: String::new(),
+            stderr_tail: "oops\n".to_string(),
+            suppressed: 0,
+            log_file: None,
+            coalesced: 0,
+            since: None,
+            dropped: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_failure_says_what_the_run_used_left_behind_and_ran_without() {
+        let body = failure(with_facts("r")).body();
+        let lines: Vec<&str> = body.lines().collect();
+        let at = |want: &str| {
+            lines
+                .iter()
+                .position(|l| *l == want)
+                .unwrap_or_else(|| panic!("no line {want:?} in\n{body}"))
+        };
+        let usage = at("usage:      cpu 0.61s, peak 64.2MiB");
+        let stopped = at("stopped 1 process left behind: sleep 4444 (pid 123)");
+        let kept = at("kept 2 processes left behind: tail -f log (pid 124), sleep 9 (pid 125)");
+        let limits = at(
+            "limits not applied: memory_max: no memory controller in the cgroup; \
+             io_weight: no io controller",
+        );
+        // After the attempts, before the output tails.
+        let attempt = at("attempt 1: started 2026-01-01T00:00:00Z, 1.0s, exit 1");
+        let tails = at("--- last lines of stderr ---");
+        assert!(attempt < usage && usage < stopped && stopped < kept && kept < limits);
+        assert!(limits < tails, "{body}");
+    }
+
+    #[test]
+    fn a_failure_without_facts_reads_as_before() {
+        let mut r = rec("r");
+        r.outcome = Outcome::Failure;
+        let body = failure(r).body();
+        for absent in ["usage:", "left behind", "limits not applied", "cpu", "peak"] {
+            assert!(!body.contains(absent), "{absent} in\n{body}");
+        }
+    }
+
+    #[test]
+    fn the_webhook_json_carries_the_figures_leftovers_and_limits() {
+        let v = failure(with_facts("r")).json();
+        assert_eq!(v["cpu_seconds"], 0.61);
+        assert_eq!(v["peak_memory_bytes"], 67_318_989);
+        assert_eq!(v["leftovers"][0]["command"], "sleep 4444");
+        assert_eq!(v["leftovers"][0]["action"], "stopped");
+        assert_eq!(v["leftovers"][2]["pid"], 125);
+        assert_eq!(
+            v["limits_not_applied"][0],
+            "memory_max: no memory controller in the cgroup"
+        );
+        assert_eq!(v["attempts"][0]["cpu_seconds"], 0.25);
+        assert_eq!(v["attempts"][0]["peak_memory_bytes"], 2048);
+        // Unknown: the keys are there, empty.
+        let v = failure(rec("r")).json();
+        assert!(
+            v["cpu_seconds"].is_null() && v["peak_memory_bytes"].is_null(),
+            "{v:#}"
+        );
+        assert_eq!(v["leftovers"], serde_json::json!([]));
+        assert_eq!(v["limits_not_applied"], serde_json::json!([]));
     }
 }

@@ -132,6 +132,18 @@ fn tree_order(config: &Config) -> Vec<(&Job, usize)> {
     out
 }
 
+/// [`render_table`] of the columns `keep` (indices into `header` and each row), in that order:
+/// for tables whose optional columns are shown only when they say something.
+pub(super) fn render_columns<const N: usize, const M: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+    keep: [usize; M],
+) -> String {
+    let header = keep.map(|i| header[i]);
+    let rows: Vec<[String; M]> = rows.iter().map(|r| keep.map(|i| r[i].clone())).collect();
+    render_table(&header, &rows)
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub(super) fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());

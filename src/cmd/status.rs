@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::job_args::find_job;
-use super::list::{relative, render_table};
+use super::list::{relative, render_columns};
 use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::{Config, Job};
 use crate::coord::{Coordinator, Role, Running};
 use crate::lock;
 use crate::record::{Outcome, RunRecord};
+use crate::units::{format_cpu_seconds, format_size};
 
 /// How many recent runs the success rate covers.
 const RATE_WINDOW: usize = 20;
@@ -250,92 +251,194 @@ struct Health {
 }
 
 fn print_json(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> CmdResult {
+    let text = serde_json::to_string_pretty(&json_value(all, daemon, health))
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    print::out(format!("{text}\n"))?;
+    Ok(exit::OK)
+}
+
+/// What `status --json` prints: one object per job. `last_run` is the run's whole record,
+/// with its `cpu_seconds` and `peak_memory_bytes` when they are known; `containment` is how
+/// the daemon contains runs (when one answers).
+fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde_json::Value {
     let problems = &health.problems;
     let containment = health
         .containment
         .as_ref()
         .map(|(mode, why)| serde_json::json!({"mode": mode, "why": why}));
-    {
-        let v: Vec<serde_json::Value> = all
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "job": s.name,
-                    "state": if s.running.is_some() { "running" } else { "idle" },
-                    "paused": s.paused,
-                    "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
-                    "running_pid": s.running.as_ref().and_then(|h| h.pid),
-                    "running_node": s.node,
-                    "daemon_running": daemon,
-                    "last_run": s.last,
-                    "skipped_since_last_run": s.skipped_since.as_ref().map(|(n, r)| {
-                        serde_json::json!({
-                            "count": n,
-                            "last": r.skips.as_ref().map_or(&r.started, |k| &k.last_started),
-                            "reason": r.reason,
-                        })
-                    }),
-                    "next_run": s.next.map(|t| t.to_string()),
-                    "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
-                    "state_problem": problems.first(),
-                    "rate_runs": s.rate.map(|(_, n)| n),
-                    "containment": containment,
-                })
+    let v: Vec<serde_json::Value> = all
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "job": s.name,
+                "state": if s.running.is_some() { "running" } else { "idle" },
+                "paused": s.paused,
+                "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
+                "running_pid": s.running.as_ref().and_then(|h| h.pid),
+                "running_node": s.node,
+                "daemon_running": daemon,
+                "last_run": s.last,
+                "skipped_since_last_run": s.skipped_since.as_ref().map(|(n, r)| {
+                    serde_json::json!({
+                        "count": n,
+                        "last": r.skips.as_ref().map_or(&r.started, |k| &k.last_started),
+                        "reason": r.reason,
+                    })
+                }),
+                "next_run": s.next.map(|t| t.to_string()),
+                "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
+                "state_problem": problems.first(),
+                "rate_runs": s.rate.map(|(_, n)| n),
+                "containment": containment,
             })
-            .collect();
-        let text = serde_json::to_string_pretty(&v).map_err(|e| Failure::usage(e.to_string()))?;
-        print::out(format!("{text}\n"))?;
-        Ok(exit::OK)
+        })
+        .collect();
+    serde_json::Value::Array(v)
+}
+
+/// The columns of the text view, in order; CPU and PEAK (of the last run) are shown only
+/// when a job's last run has one of them.
+const HEADER: [&str; 10] = [
+    "JOB", "STATE", "LAST RUN", "OUTCOME", "DURATION", "CPU", "PEAK", "ATTEMPTS", "NEXT RUN",
+    "SUCCESS",
+];
+
+fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdResult {
+    print::out(table_text(all, now, daemon))?;
+    Ok(exit::OK)
+}
+
+/// The text view: one row per job, with the columns of [`HEADER`] that apply.
+fn table_text(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> String {
+    let rows: Vec<[String; 10]> = all.iter().map(|s| row(s, now, daemon)).collect();
+    let usage = all.iter().any(|s| {
+        s.last
+            .as_ref()
+            .is_some_and(|r| r.facts.usage != Default::default())
+    });
+    if usage {
+        render_columns(&HEADER, &rows, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    } else {
+        render_columns(&HEADER, &rows, [0, 1, 2, 3, 4, 7, 8, 9])
     }
 }
 
-fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdResult {
-    let header = [
-        "JOB", "STATE", "LAST RUN", "OUTCOME", "DURATION", "ATTEMPTS", "NEXT RUN", "SUCCESS",
-    ];
-    let rows: Vec<[String; 8]> = all
-        .iter()
-        .map(|s| {
-            let state = match &s.running {
-                Some(h) => running_text(h, s.node.as_deref()),
-                None => "idle".to_string(),
-            };
-            let state = if s.paused {
-                format!("{state}, paused")
-            } else {
-                state
-            };
-            let (when, outcome, (dur, attempts)) = match &s.last {
-                Some(r) => (
-                    r.started
-                        .parse::<Timestamp>()
-                        .map(|t| relative(t, now).replacen("in ", "", 1) + " ago")
-                        .unwrap_or_else(|_| r.started.clone()),
-                    match &s.skipped_since {
-                        Some((n, _)) => format!("{} (then {n} skipped)", r.outcome.as_str()),
-                        None => r.outcome.as_str().to_string(),
-                    },
-                    duration_and_attempts(r),
-                ),
-                None => ("never".into(), "-".into(), ("-".into(), "-".into())),
-            };
-            let next = s.next_text(now, daemon);
-            let rate = s
-                .rate
-                .map(|(ok, n)| format!("{}% of {n}", ok * 100 / n))
-                .unwrap_or_else(|| "-".to_string());
+/// One job's cells, in the order of [`HEADER`].
+fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 10] {
+    let state = match &s.running {
+        Some(h) => running_text(h, s.node.as_deref()),
+        None => "idle".to_string(),
+    };
+    let state = if s.paused {
+        format!("{state}, paused")
+    } else {
+        state
+    };
+    let dash = || "-".to_string();
+    let (when, outcome, (dur, attempts)) = match &s.last {
+        Some(r) => (
+            r.started
+                .parse::<Timestamp>()
+                .map(|t| relative(t, now).replacen("in ", "", 1) + " ago")
+                .unwrap_or_else(|_| r.started.clone()),
+            match &s.skipped_since {
+                Some((n, _)) => format!("{} (then {n} skipped)", r.outcome.as_str()),
+                None => r.outcome.as_str().to_string(),
+            },
+            duration_and_attempts(r),
+        ),
+        None => ("never".into(), dash(), (dash(), dash())),
+    };
+    let usage = s.last.as_ref().map(|r| &r.facts.usage);
+    let cpu = usage.and_then(|u| u.cpu_seconds);
+    let peak = usage.and_then(|u| u.peak_memory_bytes);
+    let next = s.next_text(now, daemon);
+    let rate = s
+        .rate
+        .map(|(ok, n)| format!("{}% of {n}", ok * 100 / n))
+        .unwrap_or_else(dash);
+    [
+        s.name.clone(),
+        state,
+        when,
+        outcome,
+        dur,
+        cpu.map_or_else(dash, format_cpu_seconds),
+        peak.map_or_else(dash, format_size),
+        attempts,
+        next,
+        rate,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::{rec, with_facts};
+
+    fn idle(name: &str, last: Option<RunRecord>) -> JobStatus {
+        JobStatus {
+            name: name.to_string(),
+            paused: false,
+            running: None,
+            node: None,
+            last,
+            skipped_since: None,
+            next: None,
+            enabled: true,
+            rate: Some((0, 1)),
+        }
+    }
+
+    #[test]
+    fn the_last_runs_cpu_and_peak_are_columns_only_when_known() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("instant");
+        let plain = [idle("a", Some(rec("r1"))), idle("b", None)];
+        let text = table_text(&plain, now, Some(true));
+        assert!(!text.contains("CPU") && !text.contains("PEAK"), "{text}");
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|h| h.contains(" DURATION  ATTEMPTS ")),
+            "{text}"
+        );
+        let used = [idle("a", Some(with_facts("r2"))), idle("b", None)];
+        let text = table_text(&used, now, Some(true));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains(" DURATION  CPU    PEAK     ATTEMPTS "),
+            "{text}"
+        );
+        let a: Vec<&str> = lines[1].split_whitespace().collect();
+        let at = a.iter().position(|c| *c == "failure").expect("outcome");
+        // DURATION, CPU, PEAK, ATTEMPTS, then NEXT RUN and SUCCESS.
+        assert_eq!(
+            a[at + 1..],
+            ["1.0s", "0.61s", "64.2MiB", "1", "-", "0%", "of", "1"]
+        );
+        let b: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            b[..],
             [
-                s.name.clone(),
-                state,
-                when,
-                outcome,
-                dur,
-                attempts,
-                next,
-                rate,
+                "b", "idle", "never", "-", "-", "-", "-", "-", "-", "0%", "of", "1"
             ]
-        })
-        .collect();
-    print::out(render_table(&header, &rows))?;
-    Ok(exit::OK)
+        );
+    }
+
+    #[test]
+    fn json_has_the_last_runs_cpu_and_peak() {
+        let v = json_value(
+            &[idle("a", Some(with_facts("r")))],
+            Some(true),
+            &Health::default(),
+        );
+        let last = &v[0]["last_run"];
+        assert_eq!(last["run_id"], "r");
+        assert_eq!(last["cpu_seconds"], 0.61);
+        assert_eq!(last["peak_memory_bytes"], 67_318_989);
+        assert_eq!(last["leftovers"][0]["pid"], 123);
+        assert_eq!(last["attempts"][0]["cpu_seconds"], 0.25);
+        let v = json_value(&[idle("a", Some(rec("r")))], Some(true), &Health::default());
+        assert!(v[0]["last_run"].get("cpu_seconds").is_none(), "{v:#}");
+    }
 }

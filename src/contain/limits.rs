@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::{IoClass, Limits};
-use crate::policy::format_size;
+use crate::units::format_size;
 
 /// The period of `cpu.max`, in microseconds: the quota is a share of it.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -160,6 +160,7 @@ pub(crate) fn ioprio_value(class: IoClass, priority: Option<u8>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// A directory standing in for a run's cgroup, with the limit files the kernel would
     /// show (empty here), removed on drop.

@@ -184,6 +184,20 @@ fn metrics_are_prometheus_text_with_per_job_series() {
     }
     assert!(body.contains("cronwarden_last_success_timestamp_seconds{job=\"ok\"} "));
     assert!(body.contains("cronwarden_next_run_timestamp_seconds{job=\"tick\"} "));
+    // The last run's usage: served as gauges (samples only where a run's figure was measured).
+    for name in [
+        "cronwarden_job_last_run_cpu_seconds",
+        "cronwarden_job_last_run_peak_memory_bytes",
+    ] {
+        assert!(body.contains(&format!("# TYPE {name} gauge\n")), "{body}");
+        for l in body.lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
+            let value: f64 = l
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse().ok())
+                .expect("number");
+            assert!(value >= 0.0 && l.contains("{job=\""), "{l}");
+        }
+    }
     assert!(
         body.lines().any(|l| l == "cronwarden_alert_spool_size 0"),
         "{body}"

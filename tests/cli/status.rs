@@ -166,3 +166,68 @@ command = "test -e $DIR/hold || exit 2; while [ ! -e $DIR/release ]; do sleep 0.
         .collect();
     assert_eq!(outcomes, ["failure", "skipped", "success"]);
 }
+
+#[test]
+fn cpu_time_peak_memory_leftovers_and_limits_are_shown_from_the_record() {
+    let t = Table::new(
+        "usage",
+        "[jobs.used]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n",
+    );
+    // An older record without usage, then one with every fact.
+    let history = t.dir().join("state/history");
+    std::fs::create_dir_all(&history).expect("history dir");
+    std::fs::write(
+        history.join("used.jsonl"),
+        r#"{"run_id":"old","job":"used","scheduled":"2026-01-01T03:00:00+00:00","started":"2026-01-01T03:00:00Z","ended":"2026-01-01T03:00:01Z","duration_ms":1000,"attempts":[{"attempt":1,"started":"2026-01-01T03:00:00Z","duration_ms":1000,"exit_code":0}],"outcome":"success","trigger":"schedule"}
+{"run_id":"new","job":"used","scheduled":"2026-01-02T03:00:00+00:00","started":"2026-01-02T03:00:00Z","ended":"2026-01-02T03:00:02Z","duration_ms":2000,"attempts":[{"attempt":1,"started":"2026-01-02T03:00:00Z","duration_ms":2000,"exit_code":0,"cpu_seconds":0.61,"peak_memory_bytes":67318989}],"outcome":"success","trigger":"schedule","cpu_seconds":0.61,"peak_memory_bytes":67318989,"leftovers":[{"pid":123,"command":"sleep 4444","action":"stopped"}],"limits_not_applied":["memory_max: no memory controller in the cgroup"]}
+"#,
+    )
+    .expect("write history");
+    let (code, out, err) = t.run(&["history", "used"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // RUN ID, SCHEDULED, STARTED, DURATION, CPU, PEAK, ATTEMPTS, EXIT, OUTCOME.
+    assert!(
+        lines[0].contains(" DURATION  CPU    PEAK     ATTEMPTS "),
+        "{out}"
+    );
+    let cols = |l: &str| -> Vec<String> {
+        l.split_whitespace()
+            .skip(3)
+            .take(6)
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        cols(lines[1]),
+        ["1.0s", "-", "-", "1", "0", "success"],
+        "{out}"
+    );
+    assert_eq!(
+        cols(lines[2]),
+        ["2.0s", "0.61s", "64.2MiB", "1", "0", "success"],
+        "{out}"
+    );
+    assert_eq!(
+        lines[3..],
+        [
+            "  stopped 1 process left behind: sleep 4444 (pid 123)",
+            "  limits not applied: memory_max: no memory controller in the cgroup",
+        ],
+        "{out}"
+    );
+    let (code, out, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("used "))
+        .expect("used row");
+    assert!(
+        row.contains(" success  2.0s      0.61s  64.2MiB  1 "),
+        "{out}"
+    );
+    let (_, out, _) = t.run(&["status", "used", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v[0]["last_run"]["cpu_seconds"], 0.61);
+    assert_eq!(v[0]["last_run"]["peak_memory_bytes"], 67_318_989);
+}
