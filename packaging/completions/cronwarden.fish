@@ -75,11 +75,11 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand resume" -s c -l co
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand resume" -s h -l help -d 'Print help'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -l json -d 'JSON for scripts'
-complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -s h -l help -d 'Print help'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand history" -s n -d 'How many runs' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand history" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand history" -l json -d 'JSON for scripts'
-complete -c cronwarden -n "__fish_cronwarden_using_subcommand history" -s h -l help -d 'Print help'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand import" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand import" -l system -d 'The /etc/crontab and /etc/cron.d format, with a user field'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand import" -s h -l help -d 'Print help'

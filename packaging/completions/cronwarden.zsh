@@ -130,8 +130,8 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--json[JSON for scripts]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 '::job:_cronwarden_jobs' \
 && ret=0
 ;;
@@ -141,8 +141,8 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--json[JSON for scripts]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':job:_cronwarden_jobs' \
 && ret=0
 ;;
