@@ -70,6 +70,20 @@ fn settings(limits: &Limits) -> Vec<Setting> {
     s
 }
 
+/// Every cgroup-backed limit of `limits` as not applied, because runs have no cgroup here
+/// (`why`): one sentence each.
+pub(crate) fn none_applied(limits: &Limits, why: &str) -> Vec<String> {
+    settings(limits)
+        .into_iter()
+        .map(|s| {
+            format!(
+                "{} not applied: runs have no cgroup here ({why}), so there is no {} controller",
+                s.shown, s.controller
+            )
+        })
+        .collect()
+}
+
 /// Writes the cgroup-backed limits of `limits` to the cgroup directory `dir` of one run:
 /// `memory.max` (bytes), `cpu.max` (`QUOTA PERIOD`, period 100000 µs), `pids.max` and
 /// `io.weight` (`default N`). `enabled` lists the controllers enabled for that cgroup (the

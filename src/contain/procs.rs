@@ -76,6 +76,17 @@ pub(crate) fn environ_has(environ: &[u8], entry: &[u8]) -> bool {
     environ.split(|b| *b == 0).any(|e| e == entry)
 }
 
+/// Whether the process `pid` carries the run's `marker` and is one of the job's: an alert
+/// command about the run carries its run id too, with `CRONWARDEN_EVENT`, and is not.
+fn of_run(pid: i32, marker: &[u8]) -> bool {
+    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+        environ_has(&e, marker)
+            && !e
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(b"CRONWARDEN_EVENT="))
+    })
+}
+
 /// The live processes of a run: see the module's doc. `main` is the attempt's main process
 /// (also its process group), `me` this process, `marker` the `CRONWARDEN_RUN_ID=...` entry,
 /// `released` processes the run let go of (`leftovers = "keep"`), by pid and start.
@@ -94,22 +105,17 @@ pub(crate) fn members(
         .filter(|p| {
             below_main.contains(&p.pid)
                 || p.pgid == main
-                || (below_me.contains(&p.pid)
-                    && fs::read(format!("/proc/{}/environ", p.pid))
-                        .is_ok_and(|e| environ_has(&e, marker)))
+                || (below_me.contains(&p.pid) && of_run(p.pid, marker))
         })
         .collect()
 }
 
-/// The live processes whose environment carries `marker` (`CRONWARDEN_RUN_ID=...`), among
-/// all of the host's that this process may read.
+/// The live processes of the run whose environment carries `marker`
+/// (`CRONWARDEN_RUN_ID=...`), among all of the host's that this process may read.
 pub(crate) fn carrying(marker: &[u8]) -> Vec<Proc> {
     all()
         .into_iter()
-        .filter(|p| !p.zombie)
-        .filter(|p| {
-            fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|e| environ_has(&e, marker))
-        })
+        .filter(|p| !p.zombie && of_run(p.pid, marker))
         .collect()
 }
 

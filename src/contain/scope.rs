@@ -49,12 +49,8 @@ impl<'a> Scope<'a> {
         let tree = match &self.containment.mode {
             Mode::Cgroup(t) => t,
             Mode::Process => {
-                for (controller, key) in limits.controllers() {
-                    self.note(format!(
-                        "{key} not applied: runs have no cgroup here ({}), so there is no \
-                         {controller} controller",
-                        self.containment.why
-                    ));
+                for why in limits::none_applied(limits, &self.containment.why) {
+                    self.note(why);
                 }
                 return;
             }

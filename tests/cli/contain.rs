@@ -342,3 +342,59 @@ command = '''perl -e '$x = "a" x (64 << 20); 1 while (times)[0] < 0.6'; echo don
         );
     }
 }
+
+/// The controllers enabled for the runs of a `cronwarden` started by this test process
+/// (the words of `<its cgroup>/cronwarden/cgroup.subtree_control`).
+fn run_controllers() -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = mountinfo
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split(' ').nth(4))
+        .expect("a cgroup2 mount");
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a v2 cgroup");
+    let dir = Path::new(mount)
+        .join(own.trim_start_matches('/'))
+        .join("cronwarden");
+    std::fs::read_to_string(dir.join("cgroup.subtree_control")).expect("subtree_control")
+}
+
+#[test]
+fn a_limit_the_host_cannot_apply_is_said_and_io_class_works_without_cgroups() {
+    for mode in modes("limits") {
+        let t = table(
+            "c-limits",
+            mode,
+            &job(
+                "b",
+                "memory_max = \"64MiB\"\nio_class = \"idle\"",
+                "ionice -p $$ > $DIR/io",
+            ),
+        );
+        let (code, _, err) = t.run(&["run", "b"]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        let io = std::fs::read_to_string(t.dir().join("io")).expect("io");
+        assert_eq!(io.trim(), "idle", "{mode}");
+        let rec = &t.history("b")[0];
+        let said = rec["limits_not_applied"].to_string();
+        let memory_on =
+            mode == "cgroup" && run_controllers().split_whitespace().any(|c| c == "memory");
+        if memory_on {
+            assert!(rec.get("limits_not_applied").is_none(), "{mode}: {rec:#}");
+        } else {
+            assert!(
+                said.contains("memory_max 64MiB not applied"),
+                "{mode}: {rec:#}"
+            );
+            let log = t.log();
+            assert!(
+                log.contains(" limits job=b ") && log.contains("memory_max 64MiB not applied"),
+                "{log}"
+            );
+        }
+    }
+}
