@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark the run engine, side by side with what users would otherwise use:
 #  1. overhead of `cronwarden run` on a `true` job vs `true` directly vs `chronic true`
-#     (moreutils); target: under 3 ms over `true`;
+#     (moreutils), with the default containment and each one forced (a cgroup per run, the
+#     process fallback), and an older build with BEFORE_BIN=PATH; target: under 3 ms over
+#     `true`;
 #  2. output capture of a job printing 1 GiB: throughput and the runner's peak RSS
 #     (target: at least 1 GB/s within 10 MB), next to the same job under chronic.
 # Usage: bench/run.sh   (builds the release binary unless CRONWARDEN_BIN names one; installs
@@ -35,10 +37,24 @@ command = ["/usr/bin/head", "-c", "1073741824", "/dev/zero"]
 output_limit = "1MiB"
 TOML
 chmod 0644 "$dir/jobs.toml"
+# The same table with each containment forced: a cgroup per run (needs root and a cgroup2
+# mount) and the process fallback (subreaper and a walk of /proc).
+for mode in cgroup process; do
+  sed "s/^\[settings\]$/[settings]\ncontainment = \"$mode\"/" "$dir/jobs.toml" > "$dir/jobs-$mode.toml"
+  chmod 0644 "$dir/jobs-$mode.toml"
+done
+modes=(-n "cronwarden (process)" "$bin -c $dir/jobs-process.toml run true")
+if "$bin" -c "$dir/jobs-cgroup.toml" run true >/dev/null 2>&1; then
+  modes+=(-n "cronwarden (cgroup)" "$bin -c $dir/jobs-cgroup.toml run true")
+else
+  echo "(no cgroup per run on this host: only the process fallback is measured)"
+fi
+# BEFORE_BIN: an older build to compare with (e.g. one from before containment).
+[ -z "${BEFORE_BIN:-}" ] || modes+=(-n "before" "$BEFORE_BIN -c $dir/jobs.toml run true")
 echo "== 1. overhead on a true job (machine: $(nproc) cores, $(uname -r))"
 hyperfine -N --warmup 20 --runs 300 --export-markdown "$dir/overhead.md" \
   ${out:+--export-json "$out/overhead.json"} -n true "/bin/true" -n chronic "chronic /bin/true" \
-  -n cronwarden "$bin -c $dir/jobs.toml run true"
+  -n cronwarden "$bin -c $dir/jobs.toml run true" "${modes[@]}"
 cat "$dir/overhead.md"
 
 echo "== 2. 1 GiB of output"

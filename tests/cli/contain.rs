@@ -398,3 +398,116 @@ fn a_limit_the_host_cannot_apply_is_said_and_io_class_works_without_cgroups() {
         }
     }
 }
+
+/// Runs `cronwarden -c TABLE run JOB` as `nobody` (through runuser; the table's directory
+/// handed to nobody first).
+fn run_as_nobody(t: &Table, job: &str) -> (i32, String) {
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("lookup")
+        .expect("user nobody");
+    let mut todo = vec![t.dir().to_path_buf()];
+    while let Some(p) = todo.pop() {
+        nix::unistd::chown(&p, Some(nobody.uid), None).expect("chown");
+        if p.is_dir() {
+            todo.extend(
+                std::fs::read_dir(&p)
+                    .expect("dir")
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_cronwarden"), "-c"])
+        .arg(&t.path)
+        .args(["run", job])
+        .env_remove("CRONWARDEN_CONFIG")
+        .output()
+        .expect("runuser (util-linux) runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_user_without_a_cgroup_gets_the_fallback_or_a_clear_error_never_a_silent_downgrade() {
+    if !nix::unistd::geteuid().is_root() {
+        skip(
+            "containment as nobody",
+            "needs root to run cronwarden as nobody",
+        );
+        return;
+    }
+    // Forced: an error at start that says why.
+    let t = table("c-nobody", "cgroup", &job("j", "", "true"));
+    let (code, err) = run_as_nobody(&t, "j");
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("containment = \"cgroup\", but this host cannot give runs a cgroup: ")
+            && err.contains("not writable"),
+        "{err}"
+    );
+    assert!(t.history("j").is_empty());
+    // auto: the process fallback, which still stops an escaped process.
+    let t = table("c-nobody", "auto", &job("j", "", LEAVES_ONE));
+    let (code, err) = run_as_nobody(&t, "j");
+    assert_eq!(code, 0, "{err}");
+    let rec = &t.history("j")[0];
+    let id = rec["run_id"].as_str().expect("run id");
+    let stray = Stray::from(&t.dir().join(format!("stray.{id}")));
+    assert!(!alive(stray.0), "the fallback missed a setsid process");
+    assert_eq!(rec["leftovers"][0]["pid"], stray.0, "{rec:#}");
+}
+
+#[test]
+fn a_daemon_shutdown_stops_the_escaped_processes_of_its_runs() {
+    for mode in modes("shutdown") {
+        let t = table(
+            "c-shutdown",
+            mode,
+            &job(
+                "long",
+                "kill_grace = \"1s\"",
+                &LEAVES_ONE.replace("echo started", "sleep 300"),
+            ),
+        );
+        let text = std::fs::read_to_string(&t.path).expect("table");
+        std::fs::write(
+            &t.path,
+            text.replace("[settings]\n", "[settings]\nshutdown_grace = \"1s\"\n"),
+        )
+        .expect("table");
+        let d = Daemon::start(&t);
+        assert_eq!(t.run(&["trigger", "long"]).0, 0, "{mode}");
+        t.wait_running("long");
+        let strays = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(t.dir())
+                .expect("dir")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("stray."))
+                })
+                .collect()
+        };
+        wait_for(|| !strays().is_empty());
+        let stray = Stray::from(&strays()[0]);
+        if mode == "cgroup" {
+            assert!(
+                stray.cgroup().contains("/cronwarden/long."),
+                "{}",
+                stray.cgroup()
+            );
+        }
+        d.signal(libc::SIGTERM);
+        assert_eq!(d.wait(), Some(0), "{mode}");
+        assert!(
+            !alive(stray.0),
+            "{mode}: the daemon's shutdown left an escaped process"
+        );
+        let log = t.log();
+        assert!(log.contains(&format!(" containment mode={mode}")), "{log}");
+    }
+}
