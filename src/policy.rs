@@ -127,6 +127,8 @@ mod tests {
             backoff: 2.0,
             max_delay: Duration::from_secs(600),
             jitter,
+            codes: crate::config::RetryCodes::All,
+            on: Vec::new(),
         }
     }
 

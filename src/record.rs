@@ -23,6 +23,8 @@ pub(crate) enum Outcome {
     /// The daemon stopped (crashed, was killed) while the run was in progress: its end is
     /// unknown.
     Lost,
+    /// Ended with one of the job's `warning_codes`: a success that is told.
+    Warning,
 }
 
 impl Outcome {
@@ -33,6 +35,7 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::Skipped => "skipped",
             Outcome::Lost => "lost",
+            Outcome::Warning => "warning",
         }
     }
 
@@ -42,7 +45,7 @@ impl Outcome {
     pub(crate) fn exit_code(self, signal: Option<i32>) -> u8 {
         use crate::exit;
         match self {
-            Outcome::Success => exit::OK,
+            Outcome::Success | Outcome::Warning => exit::OK,
             Outcome::Skipped => exit::LOCKED,
             Outcome::Interrupted => signal.map_or(exit::SIGTERM, exit::for_signal),
             Outcome::Failure | Outcome::Lost => exit::JOB_FAILED,
@@ -132,6 +135,15 @@ pub(crate) struct RunFacts {
     /// "memory_max: no memory controller in the cgroup", one per limit not applied.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub limits_not_applied: Vec<String>,
+    /// The size of each verified file (by its rendered path), for the next run's
+    /// `verify.min_ratio` / `max_ratio`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
+    pub verified_sizes: std::collections::BTreeMap<String, u64>,
+    /// Which expectations fired for this run: `slow` (warn_after), `min_duration`,
+    /// `min_ratio`, `max_ratio`, `warning` (warning_codes), `no_retry` (a code or kind not
+    /// retried).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub fired: Vec<String>,
 }
 
 impl RunFacts {
@@ -609,6 +621,7 @@ pub(crate) mod tests {
                 "memory_max: no memory controller in the cgroup".to_string(),
                 "io_weight: no io controller".to_string(),
             ],
+            ..Default::default()
         };
         r
     }

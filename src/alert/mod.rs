@@ -88,12 +88,7 @@ fn read_json<T: for<'de> Deserialize<'de> + Default>(p: &Path) -> T {
 }
 
 fn event_name(e: AlertEvent) -> &'static str {
-    match e {
-        AlertEvent::Failure => "failure",
-        AlertEvent::Recovery => "recovery",
-        AlertEvent::Retry => "retry",
-        AlertEvent::Output => "output",
-    }
+    e.name()
 }
 
 impl Alerts<'_> {
@@ -138,6 +133,31 @@ impl Alerts<'_> {
                 self.queue(ch, alert);
             }
         }
+    }
+
+    /// A run still going after its `warn_after`: `slow`, once per run (it is not stopped).
+    /// `so_far` is the run's record as it stands; `usual` the job's usual duration (the
+    /// median of its last successful runs), when known.
+    pub(crate) fn on_slow(
+        &self,
+        job: &Job,
+        so_far: &RunRecord,
+        elapsed: std::time::Duration,
+        usual: Option<std::time::Duration>,
+    ) {
+        let _ = (job, so_far, elapsed, usual);
+    }
+
+    /// The job's last success (`None`: it never succeeded) is older than its
+    /// `expect_success_within`, whose deadline passed at `deadline`: `stale`, once until
+    /// the next success.
+    pub(crate) fn on_stale(
+        &self,
+        job: &Job,
+        last_success: Option<&RunRecord>,
+        deadline: Timestamp,
+    ) {
+        let _ = (job, last_success, deadline);
     }
 
     /// Queues the alerts a finished run calls for (the outbox delivers them).

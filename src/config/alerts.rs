@@ -10,7 +10,7 @@ use super::loader::Loader;
 use super::reader::{At, TableReader};
 use crate::diag::Loc;
 
-const ALERT_COMMON_KEYS: &[&str] = &["type", "on", "min_interval"];
+const ALERT_COMMON_KEYS: &[&str] = &["type", "on", "min_interval", "after_failures"];
 const EMAIL_KEYS: &[&str] = &[
     "smtp_url",
     "from",
@@ -77,6 +77,46 @@ pub enum AlertEvent {
     Recovery,
     Retry,
     Output,
+    /// The first skip of a streak of runs skipped because another run held the lock.
+    Skipped,
+    /// The last success is older than `expect_success_within`.
+    Stale,
+    /// A run still going after `warn_after`.
+    Slow,
+    /// A run that ended with one of `warning_codes`.
+    Warning,
+    /// Every successful run.
+    Success,
+}
+
+impl AlertEvent {
+    /// Its name in `on` and in alerts.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertEvent::Failure => "failure",
+            AlertEvent::Recovery => "recovery",
+            AlertEvent::Retry => "retry",
+            AlertEvent::Output => "output",
+            AlertEvent::Skipped => "skipped",
+            AlertEvent::Stale => "stale",
+            AlertEvent::Slow => "slow",
+            AlertEvent::Warning => "warning",
+            AlertEvent::Success => "success",
+        }
+    }
+
+    /// Every event, in the order the docs list them.
+    pub const ALL: [AlertEvent; 9] = [
+        AlertEvent::Failure,
+        AlertEvent::Recovery,
+        AlertEvent::Retry,
+        AlertEvent::Output,
+        AlertEvent::Skipped,
+        AlertEvent::Stale,
+        AlertEvent::Slow,
+        AlertEvent::Warning,
+        AlertEvent::Success,
+    ];
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +125,9 @@ pub struct AlertChannel {
     pub kind: AlertKind,
     pub on: Vec<AlertEvent>,
     pub min_interval: Duration,
+    /// The channel hears of a failure streak only from its Nth consecutive failure (and of
+    /// its recovery only if it heard of the streak).
+    pub after_failures: u32,
 }
 
 impl Loader<'_> {
@@ -126,6 +169,9 @@ impl Loader<'_> {
         let min_interval = t
             .duration(self.sink, "min_interval")
             .map_or(Duration::ZERO, |a| a.v);
+        let after_failures = t
+            .int(self.sink, "after_failures", 1, 1_000_000)
+            .map_or(1, |a| a.v as u32);
         let kind = match kind?.v.as_str() {
             "email" => self.email(t)?,
             "webhook" => self.webhook(t)?,
@@ -139,6 +185,7 @@ impl Loader<'_> {
             kind,
             on,
             min_interval,
+            after_failures,
         })
     }
 
@@ -175,28 +222,21 @@ impl Loader<'_> {
         kind
     }
 
-    /// `on`: the events a channel is sent for (default: failures).
+    /// `on`: the events a channel is sent for (default: failure, skipped, stale).
     fn alert_events(&mut self, t: &TableReader) -> Vec<AlertEvent> {
         let Some(list) = t.strings(self.sink, "on", true) else {
-            return vec![AlertEvent::Failure];
+            return vec![AlertEvent::Failure, AlertEvent::Skipped, AlertEvent::Stale];
         };
         let mut events = Vec::new();
         for ev in list.v {
-            let e = match ev.v.as_str() {
-                "failure" => AlertEvent::Failure,
-                "recovery" => AlertEvent::Recovery,
-                "retry" => AlertEvent::Retry,
-                "output" => AlertEvent::Output,
-                other => {
-                    self.sink.error(
-                        ev.loc,
-                        t.subject(),
-                        format!(
-                            "on: unknown event {other:?}; use failure, recovery, retry or output"
-                        ),
-                    );
-                    continue;
-                }
+            let Some(e) = AlertEvent::ALL.into_iter().find(|e| e.name() == ev.v) else {
+                let names: Vec<&str> = AlertEvent::ALL.iter().map(|e| e.name()).collect();
+                self.sink.error(
+                    ev.loc,
+                    t.subject(),
+                    format!("on: unknown event {:?}; use {}", ev.v, names.join(", ")),
+                );
+                continue;
             };
             if !events.contains(&e) {
                 events.push(e);

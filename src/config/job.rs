@@ -94,13 +94,55 @@ pub struct Retry {
     pub backoff: f64,
     pub max_delay: Duration,
     pub jitter: bool,
+    /// Which failing exit codes are retried (`retry_codes` / `no_retry_codes`).
+    pub codes: RetryCodes,
+    /// Which kinds of failure are retried (`retry_on`; default: all four).
+    pub on: Vec<RetryOn>,
 }
 
+/// Which failing exit codes are retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryCodes {
+    /// Every one (the default).
+    All,
+    /// Only these (`retry_codes`).
+    Only(Vec<i32>),
+    /// All but these (`no_retry_codes`).
+    Except(Vec<i32>),
+}
+
+/// A kind of failed attempt (`retry_on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryOn {
+    /// A failing exit code.
+    Exit,
+    Timeout,
+    /// Killed by a signal (not by the timeout).
+    Signal,
+    /// `verify`, `min_duration` or a ratio check failed.
+    Verify,
+}
+
+/// What a run is expected to look like (a run outside it is told, or fails).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// `expect_success_within`: the last success may not be older (else `stale`).
+    pub success_within: Option<Duration>,
+    /// `warn_after`: a run still going this long alerts `slow` once (it is not stopped).
+    pub warn_after: Option<Duration>,
+    /// `min_duration`: a successful run that ends faster fails.
+    pub min_duration: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Verify {
     pub files: Vec<String>,
     pub min_size: u64,
     pub fresh: bool,
+    /// Each file at least this fraction of its size in the last successful run.
+    pub min_ratio: Option<f64>,
+    /// Each file at most this multiple of its size in the last successful run.
+    pub max_ratio: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +170,9 @@ pub struct Job {
     pub limits: Limits,
     pub retry: Retry,
     pub success_codes: Vec<i32>,
+    /// Exit codes that end the run as `warning` (a success that is told).
+    pub warning_codes: Vec<i32>,
+    pub expect: Expect,
     pub output_limit: u64,
     pub verify: Option<Verify>,
     pub overlap: Overlap,

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Settings;
-use super::job::{Catchup, IoClass, Job, Leftovers, Limits, Overlap, Retry, Verify};
+use super::job::{
+    Catchup, Expect, IoClass, Job, Leftovers, Limits, Overlap, Retry, RetryCodes, RetryOn, Verify,
+};
 use super::job_spec::JobSpec;
 use super::reader::At;
 use crate::schedule::Schedule;
@@ -54,6 +56,12 @@ impl Job {
             limits: limits(s),
             retry: retry(s),
             success_codes: value(&s.success_codes).unwrap_or_else(|| vec![0]),
+            warning_codes: value(&s.warning_codes).unwrap_or_default(),
+            expect: Expect {
+                success_within: value(&s.expect_success_within).filter(|d| !d.is_zero()),
+                warn_after: value(&s.warn_after).filter(|d| !d.is_zero()),
+                min_duration: value(&s.min_duration).filter(|d| !d.is_zero()),
+            },
             output_limit: value(&s.output_limit).unwrap_or(1 << 20),
             verify: verify(s),
             overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
@@ -76,6 +84,19 @@ fn retry(s: &JobSpec) -> Retry {
         backoff: value(&s.retry_backoff).unwrap_or(2.0),
         max_delay: value(&s.retry_max_delay).unwrap_or(Duration::from_secs(3600)),
         jitter: value(&s.retry_jitter).unwrap_or(true),
+        codes: match (value(&s.retry_codes), value(&s.no_retry_codes)) {
+            (Some(only), _) => RetryCodes::Only(only),
+            (None, Some(except)) => RetryCodes::Except(except),
+            (None, None) => RetryCodes::All,
+        },
+        on: value(&s.retry_on).unwrap_or_else(|| {
+            vec![
+                RetryOn::Exit,
+                RetryOn::Timeout,
+                RetryOn::Signal,
+                RetryOn::Verify,
+            ]
+        }),
     }
 }
 
@@ -98,6 +119,8 @@ fn verify(s: &JobSpec) -> Option<Verify> {
         files: f.v.iter().map(|a| a.v.clone()).collect(),
         min_size: value(&s.verify_min_size).unwrap_or(1),
         fresh: value(&s.verify_fresh).unwrap_or(true),
+        min_ratio: value(&s.verify_min_ratio),
+        max_ratio: value(&s.verify_max_ratio),
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::job::{Catchup, CommandLine, IoClass, Leftovers, Overlap};
+use super::job::{Catchup, CommandLine, IoClass, Leftovers, Overlap, RetryOn};
 use super::loader::Loader;
 use super::reader::{At, TableReader};
 use super::toml_tree::Kind;
@@ -43,6 +43,13 @@ const JOB_KEYS: &[&str] = &[
     "retry_max_delay",
     "retry_jitter",
     "success_codes",
+    "warning_codes",
+    "retry_codes",
+    "no_retry_codes",
+    "retry_on",
+    "expect_success_within",
+    "warn_after",
+    "min_duration",
     "output_limit",
     "verify",
     "overlap",
@@ -54,7 +61,7 @@ const JOB_KEYS: &[&str] = &[
     "params",
     "enabled",
 ];
-const VERIFY_KEYS: &[&str] = &["files", "min_size", "fresh"];
+const VERIFY_KEYS: &[&str] = &["files", "min_size", "fresh", "min_ratio", "max_ratio"];
 
 /// The entries of `env` or `params` by name: the key and the value as written.
 pub(crate) type Entries = BTreeMap<String, (At<String>, At<String>)>;
@@ -88,6 +95,15 @@ pub(crate) struct JobSpec {
     pub(crate) retry_max_delay: Option<At<Duration>>,
     pub(crate) retry_jitter: Option<At<bool>>,
     pub(crate) success_codes: Option<At<Vec<i32>>>,
+    pub(crate) warning_codes: Option<At<Vec<i32>>>,
+    pub(crate) retry_codes: Option<At<Vec<i32>>>,
+    pub(crate) no_retry_codes: Option<At<Vec<i32>>>,
+    pub(crate) retry_on: Option<At<Vec<RetryOn>>>,
+    pub(crate) expect_success_within: Option<At<Duration>>,
+    pub(crate) warn_after: Option<At<Duration>>,
+    pub(crate) min_duration: Option<At<Duration>>,
+    pub(crate) verify_min_ratio: Option<At<f64>>,
+    pub(crate) verify_max_ratio: Option<At<f64>>,
     pub(crate) output_limit: Option<At<u64>>,
     pub(crate) verify_files: Option<At<Vec<At<String>>>>,
     pub(crate) verify_min_size: Option<At<u64>>,
@@ -114,6 +130,22 @@ impl JobSpec {
         }
         if self.schedule.is_none() && !self.failed_schedule {
             self.failed_schedule = d.failed_schedule;
+        }
+        // `retry_codes` and `no_retry_codes` are one choice: a job that makes it takes
+        // neither from `[defaults]`.
+        let own_codes = self.retry_codes.is_some() || self.no_retry_codes.is_some();
+        let (retry_codes, no_retry_codes) = (self.retry_codes.take(), self.no_retry_codes.take());
+        if own_codes {
+            self.retry_codes = retry_codes
+                .or(Some(At {
+                    v: Vec::new(),
+                    loc: Loc::default(),
+                }))
+                .filter(|c| !c.v.is_empty());
+            self.no_retry_codes = no_retry_codes;
+        } else {
+            self.retry_codes = d.retry_codes.clone();
+            self.no_retry_codes = d.no_retry_codes.clone();
         }
         macro_rules! inherit {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = d.$f.clone(); } )* };
@@ -144,6 +176,13 @@ impl JobSpec {
             retry_max_delay,
             retry_jitter,
             success_codes,
+            warning_codes,
+            retry_on,
+            expect_success_within,
+            warn_after,
+            min_duration,
+            verify_min_ratio,
+            verify_max_ratio,
             output_limit,
             verify_files,
             verify_min_size,
@@ -320,7 +359,21 @@ impl Loader<'_> {
         }
         s.retry_max_delay = t.duration(sink, "retry_max_delay");
         s.retry_jitter = t.bool(sink, "retry_jitter");
-        s.success_codes = self.success_codes(t);
+        s.success_codes = self.codes(t, "success_codes");
+        s.warning_codes = self.codes(t, "warning_codes");
+        s.retry_codes = self.codes(t, "retry_codes");
+        s.no_retry_codes = self.codes(t, "no_retry_codes");
+        if let (Some(_), Some(n)) = (&s.retry_codes, &s.no_retry_codes) {
+            let msg = "no_retry_codes: use retry_codes (the codes that are retried) or \
+                       no_retry_codes (the codes that are not), not both";
+            self.sink.error(n.loc, t.subject(), msg.to_string());
+            s.no_retry_codes = None;
+        }
+        s.retry_on = self.retry_on(t);
+        let sink = &mut *self.sink;
+        s.expect_success_within = t.duration(sink, "expect_success_within");
+        s.warn_after = t.duration(sink, "warn_after");
+        s.min_duration = t.duration(sink, "min_duration");
         let sink = &mut *self.sink;
         s.output_limit = t.size(sink, "output_limit");
         if let Some(vt) = t.table(sink, "verify") {
@@ -328,6 +381,8 @@ impl Loader<'_> {
             s.verify_files = vt.strings(sink, "files", true);
             s.verify_min_size = vt.size(sink, "min_size");
             s.verify_fresh = vt.bool(sink, "fresh");
+            s.verify_min_ratio = ratio(&vt, sink, "min_ratio");
+            s.verify_max_ratio = ratio(&vt, sink, "max_ratio");
         }
     }
 
@@ -457,8 +512,35 @@ impl Loader<'_> {
     }
 
     /// `success_codes`: a non-empty array of exit codes.
-    fn success_codes(&mut self, t: &TableReader) -> Option<At<Vec<i32>>> {
-        let v = t.raw("success_codes")?;
+    /// `retry_on`: kinds of failure (`exit`, `timeout`, `signal`, `verify`).
+    fn retry_on(&mut self, t: &TableReader) -> Option<At<Vec<RetryOn>>> {
+        let list = t.strings(self.sink, "retry_on", true)?;
+        let mut on = Vec::new();
+        for w in &list.v {
+            match w.v.as_str() {
+                "exit" => on.push(RetryOn::Exit),
+                "timeout" => on.push(RetryOn::Timeout),
+                "signal" => on.push(RetryOn::Signal),
+                "verify" => on.push(RetryOn::Verify),
+                other => {
+                    let msg = format!(
+                        "retry_on: unknown kind {other:?}; use exit, timeout, signal or verify"
+                    );
+                    self.sink.error(w.loc, t.subject(), msg);
+                    return None;
+                }
+            }
+        }
+        Some(At {
+            v: on,
+            loc: list.loc,
+        })
+    }
+
+    /// A list of exit codes (`success_codes`, `warning_codes`, `retry_codes`,
+    /// `no_retry_codes`): non-empty, each 0 to 255.
+    fn codes(&mut self, t: &TableReader, key: &str) -> Option<At<Vec<i32>>> {
+        let v = t.raw(key)?;
         let loc = t.loc_of(v);
         let items = match &v.kind {
             Kind::Array(items) if !items.is_empty() => items,
@@ -466,7 +548,7 @@ impl Loader<'_> {
                 self.sink.error(
                     loc,
                     t.subject(),
-                    "success_codes: expected a non-empty array of exit codes, e.g. [0, 1]",
+                    format!("{key}: expected a non-empty array of exit codes, e.g. [0, 1]"),
                 );
                 return None;
             }
@@ -481,7 +563,7 @@ impl Loader<'_> {
                     self.sink.error(
                         t.loc_of(item),
                         t.subject(),
-                        "success_codes: each element must be an exit code 0-255",
+                        format!("{key}: each element must be an exit code 0-255"),
                     );
                 }
             }
@@ -548,4 +630,15 @@ fn cpu_percent(t: &TableReader, sink: &mut crate::diag::Sink) -> Option<At<u32>>
             None
         }
     }
+}
+
+/// `verify.min_ratio` / `verify.max_ratio`: a positive, finite number.
+fn ratio(t: &TableReader, sink: &mut crate::diag::Sink, key: &str) -> Option<At<f64>> {
+    let r = t.float(sink, key)?;
+    if r.v > 0.0 {
+        return Some(r);
+    }
+    let msg = format!("verify.{key}: {} must be above 0 (e.g. 0.8)", r.v);
+    sink.error(r.loc, t.subject(), msg);
+    None
 }

@@ -38,7 +38,10 @@ mod values;
 
 pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, WebhookFormat};
 pub use cluster::{Cluster, ClusterUrl};
-pub use job::{Catchup, CommandLine, IoClass, Job, Leftovers, Limits, Overlap, Retry, Verify};
+pub use job::{
+    Catchup, CommandLine, Expect, IoClass, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
+    RetryOn, Verify,
+};
 pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings};
 

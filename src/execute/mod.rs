@@ -304,6 +304,7 @@ fn contained(
             }),
         leftovers: scope.leftovers.clone(),
         limits_not_applied: scope.not_applied.clone(),
+        ..Default::default()
     }
 }
 
