@@ -36,6 +36,39 @@ fn table(tag: &str, mode: &str, jobs: &str) -> Table {
     t
 }
 
+/// The pid files of the strays the job's runs left (`stray.RUN_ID`).
+fn strays(t: &Table) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(t.dir())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("stray."))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The stray of the next run that leaves one: its pid file is read, then removed, so the
+/// run after it is told apart (run ids of one second do not sort by start).
+fn next_stray(t: &Table) -> Stray {
+    wait_for(|| !strays(t).is_empty());
+    let path = strays(t).remove(0);
+    let stray = Stray::from(&path);
+    std::fs::remove_file(&path).expect("remove pid file");
+    stray
+}
+
+/// SIGTERM to a process.
+fn term(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
 /// A manual job with `extra` keys and a shell command.
 fn job(name: &str, extra: &str, command: &str) -> String {
     format!("[jobs.{name}]\nschedule = \"@manual\"\n{extra}\ncommand = '''{command}'''\n")
@@ -212,29 +245,11 @@ fn sigterm_of_run_and_a_replacing_run_stop_the_escaped_processes_too() {
                 &command,
             ),
         );
-        let strays = |t: &Table| -> Vec<std::path::PathBuf> {
-            let mut v: Vec<_> = std::fs::read_dir(t.dir())
-                .expect("dir")
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("stray."))
-                })
-                .collect();
-            v.sort();
-            v
-        };
         // SIGTERM to `run`.
         let mut first = t.spawn(&["run", "long"]);
-        wait_for(|| strays(&t).len() == 1);
-        let s1 = Stray::from(&strays(&t)[0]);
+        let s1 = next_stray(&t);
         t.wait_running("long");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(first.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("SIGTERM");
+        term(first.id());
         assert_eq!(first.wait().expect("wait").code(), Some(143), "{mode}");
         assert!(
             !alive(s1.0),
@@ -242,20 +257,15 @@ fn sigterm_of_run_and_a_replacing_run_stop_the_escaped_processes_too() {
         );
         // A run that replaces one.
         let mut second = t.spawn(&["run", "long"]);
-        wait_for(|| strays(&t).len() == 2);
-        let s2 = Stray::from(&strays(&t)[1]);
+        let s2 = next_stray(&t);
         let mut third = t.spawn(&["run", "long"]);
         assert_eq!(second.wait().expect("wait").code(), Some(143), "{mode}");
         assert!(
             !alive(s2.0),
             "{mode}: the replaced run left its escaped process"
         );
-        wait_for(|| strays(&t).len() == 3);
-        let s3 = Stray::from(&strays(&t)[2]);
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(third.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let s3 = next_stray(&t);
+        term(third.id());
         assert_eq!(third.wait().expect("wait").code(), Some(143), "{mode}");
         assert!(!alive(s3.0), "{mode}");
     }
@@ -481,19 +491,7 @@ fn a_daemon_shutdown_stops_the_escaped_processes_of_its_runs() {
         let d = Daemon::start(&t);
         assert_eq!(t.run(&["trigger", "long"]).0, 0, "{mode}");
         t.wait_running("long");
-        let strays = || -> Vec<std::path::PathBuf> {
-            std::fs::read_dir(t.dir())
-                .expect("dir")
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("stray."))
-                })
-                .collect()
-        };
-        wait_for(|| !strays().is_empty());
-        let stray = Stray::from(&strays()[0]);
+        let stray = next_stray(&t);
         if mode == "cgroup" {
             assert!(
                 stray.cgroup().contains("/cronwarden/long."),
