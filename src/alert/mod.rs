@@ -158,7 +158,7 @@ impl Alerts<'_> {
         deadline: Timestamp,
     ) {
         let files = Files::new(&self.cfg.settings.state_dir, &job.name);
-        let mut streaks = files.streaks();
+        let mut streaks = self.streaks(job, &files);
         let last_id = last_success.map(|r| r.run_id.clone());
         if streaks
             .stale
@@ -195,7 +195,7 @@ impl Alerts<'_> {
         let files = Files::new(&self.cfg.settings.state_dir, &job.name);
         let now = Timestamp::now();
         for ch in job.alert.iter().filter_map(wanted) {
-            let mut heard = files.heard(ch, false);
+            let mut heard = files.heard(ch);
             let sent = heard.pass(ev.name(), ch.min_interval, now);
             if sent.is_some() && ev == AlertEvent::Stale {
                 heard.told.insert(ev.name().to_string());
@@ -240,10 +240,10 @@ impl Alerts<'_> {
     /// recovery per channel for the streaks it ends that the channel heard of.
     pub(crate) fn after_run(&self, job: &Job, rec: &RunRecord, tails: (&[u8], &[u8])) {
         let files = Files::new(&self.cfg.settings.state_dir, &job.name);
-        let before = files.streaks();
+        let before = self.streaks(job, &files);
         let mut streaks = before.clone();
         let ended = streaks.advance(rec);
-        if streaks != before || before.legacy {
+        if streaks != before {
             files.save_streaks(&streaks);
         }
         let mut events = Vec::new();
@@ -272,7 +272,7 @@ impl Alerts<'_> {
             let Some(ch) = self.cfg.alert(name) else {
                 continue;
             };
-            let mut heard = files.heard(ch, before.legacy);
+            let mut heard = files.heard(ch);
             let told_before = heard.clone();
             let wanted: Vec<AlertEvent> = events
                 .iter()
@@ -280,7 +280,7 @@ impl Alerts<'_> {
                 .filter(|e| *e != AlertEvent::Recovery && ch.on.contains(e))
                 .collect();
             let plan = streak::plan_run(ch, &mut heard, &wanted, &streaks, &ended, now);
-            if heard != told_before || before.legacy {
+            if heard != told_before {
                 files.save_heard(&ch.name, &heard);
             }
             for ev in plan.suppressed {
@@ -300,6 +300,17 @@ impl Alerts<'_> {
                 self.queue(ch, alert);
             }
         }
+    }
+
+    /// The job's streaks (those of an earlier version taken over).
+    fn streaks(&self, job: &Job, files: &Files) -> streak::Streaks {
+        let mut s = files.streaks();
+        if s.legacy {
+            let channels: Vec<&AlertChannel> =
+                job.alert.iter().filter_map(|n| self.cfg.alert(n)).collect();
+            files.take_over(&mut s, &channels);
+        }
+        s
     }
 
     /// The facts of a skip: who held the job (from the skip's reason, the lock file and

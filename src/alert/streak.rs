@@ -47,8 +47,7 @@ pub(super) struct Streaks {
     pub(super) skipped_since: Option<String>,
     #[serde(default)]
     pub(super) stale: Option<Stale>,
-    /// Read from an earlier version's `JOB.failing`: the channels that alert on failures
-    /// count as having heard of it.
+    /// Read from an earlier version's `JOB.failing` (see [`Files::take_over`]).
     #[serde(skip)]
     pub(super) legacy: bool,
 }
@@ -270,24 +269,36 @@ impl Files {
         }
     }
 
-    /// Keeps the job's streaks (an earlier version's file goes).
+    /// Keeps the job's streaks.
     pub(super) fn save_streaks(&self, s: &Streaks) {
         if let Ok(b) = serde_json::to_vec(s) {
             let _ = crate::files::write_replace(&self.streaks_path(), &b);
         }
-        if s.legacy {
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.failing", self.job)));
-        }
     }
 
-    /// What the channel heard of the job's streaks; `legacy_failing`: the streaks were read
-    /// from an earlier version's file, so a channel that alerts on failures heard of it.
-    pub(super) fn heard(&self, ch: &AlertChannel, legacy_failing: bool) -> Heard {
-        let mut h: Heard = read_json(&self.heard_path(&ch.name)).unwrap_or_default();
-        if legacy_failing && ch.on.contains(&AlertEvent::Failure) {
-            h.told.insert("failure".to_string());
+    /// Takes over the failure streak of an earlier version's `JOB.failing` (when `s` was
+    /// read from one): the job's `channels` that alert on failures were told of it, so they
+    /// get its recovery. Then it is kept in this version's files and the old file goes.
+    pub(super) fn take_over(&self, s: &mut Streaks, channels: &[&AlertChannel]) {
+        if !s.legacy {
+            return;
         }
-        h
+        for ch in channels
+            .iter()
+            .filter(|c| c.on.contains(&AlertEvent::Failure))
+        {
+            let mut h = self.heard(ch);
+            h.told.insert("failure".to_string());
+            self.save_heard(&ch.name, &h);
+        }
+        s.legacy = false;
+        self.save_streaks(s);
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.failing", self.job)));
+    }
+
+    /// What the channel heard of the job's streaks.
+    pub(super) fn heard(&self, ch: &AlertChannel) -> Heard {
+        read_json(&self.heard_path(&ch.name)).unwrap_or_default()
     }
 
     /// Keeps what the channel heard (an earlier version's throttle file goes).
@@ -492,22 +503,26 @@ mod tests {
         std::fs::write(d.join("alerts/j.failing"), "r-1").expect("write");
         std::fs::write(d.join("alerts/j.c.throttle"), "{}").expect("write");
         let f = Files::new(&d, "j");
-        let s = f.streaks();
+        let mut s = f.streaks();
         assert_eq!((s.failures, s.legacy), (1, true));
         let ch = channel(
             &[AlertEvent::Failure, AlertEvent::Recovery],
             1,
             Duration::ZERO,
         );
-        let mut h = f.heard(&ch, s.legacy);
-        assert!(h.told.contains("failure"));
-        let mut s2 = s.clone();
-        let ended = s2.advance(&run("r-2", Success));
-        assert_eq!(h.ended(&ended).len(), 1);
-        f.save_streaks(&s2);
-        f.save_heard("c", &h);
+        let mut quiet = channel(&[AlertEvent::Skipped], 1, Duration::ZERO);
+        quiet.name = "q".to_string();
+        f.take_over(&mut s, &[&ch, &quiet]);
+        assert!(!s.legacy);
         assert!(!d.join("alerts/j.failing").exists());
         assert!(!d.join("alerts/j.c.throttle").exists());
+        assert_eq!(f.streaks(), s);
+        assert!(f.heard(&quiet).told.is_empty());
+        let mut h = f.heard(&ch);
+        assert!(h.told.contains("failure"));
+        let ended = s.advance(&run("r-2", Success));
+        assert_eq!(h.ended(&ended).len(), 1);
+        f.save_streaks(&s);
         assert_eq!(f.streaks(), Streaks::default());
         let _ = std::fs::remove_dir_all(&d);
     }
