@@ -1,9 +1,11 @@
 //! The alert events of issue 18 through real channels (the loopback SMTP and HTTP servers of
-//! `alert.rs`): one `skipped` alert per skip streak naming the holder, and its recovery; a
-//! channel with `after_failures` hears only the Nth failure of a streak, then its recovery.
+//! `alert.rs`): one `skipped` alert per skip streak naming the holder, and its recovery (under
+//! `run` and under the daemon); a channel with `after_failures` hears only the Nth failure of
+//! a streak, then its recovery.
 
-use super::Table;
 use super::alert::{Hook, Smtp};
+use super::daemon::Daemon;
+use super::{Table, wait_for};
 
 /// A message as a person reads it: header lines unfolded, a quoted-printable body decoded.
 fn readable(msg: &str) -> String {
@@ -147,6 +149,73 @@ alert = ["ops", "chat"]
         .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(outcomes, ["skipped", "success"]);
+}
+
+#[test]
+fn the_daemon_tells_a_skip_streak_of_its_own_run_once_then_its_end() {
+    let hook = Hook::start(200);
+    let t = Table::new(
+        "ae-daemon-skip",
+        &format!(
+            r#"
+[alerts.chat]
+type = "webhook"
+url = "http://127.0.0.1:{hook}/hook"
+on = ["skipped", "recovery"]
+
+[jobs.slow]
+schedule = "* * * * * *"
+command = "while [ ! -e $DIR/release ]; do sleep 0.05; done"
+overlap = "skip"
+alert = ["chat"]
+"#,
+            hook = hook.port
+        ),
+    );
+    let d = Daemon::start(&t);
+    // Its first run holds the job while three ticks are skipped.
+    let skipped = |t: &Table| {
+        t.history("slow")
+            .iter()
+            .filter(|r| r["outcome"] == "skipped")
+            .map(|r| r["skips"]["count"].as_u64().unwrap_or(1))
+            .sum::<u64>()
+    };
+    wait_for(|| skipped(&t) >= 3 && !posted(&hook, "/hook").is_empty());
+    let got = posted(&hook, "/hook");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["event"], "skipped");
+    let holder = &got[0]["holder"];
+    assert_eq!(holder["pid"], d.pid(), "{holder:#}");
+    let running = t.dir().join("run/slow.lock");
+    let line = std::fs::read_to_string(running).expect("lock file");
+    let run_id = holder["run_id"].as_str().expect("the holder's run id");
+    assert!(
+        line.contains(&format!("run_id={run_id}")),
+        "{line} vs {holder:#}"
+    );
+    assert!(
+        holder["command"]
+            .as_str()
+            .is_some_and(|c| c.contains(" daemon")),
+        "{holder:#}"
+    );
+    assert!(
+        holder["job_command"]
+            .as_str()
+            .is_some_and(|c| c.contains("while [ ! -e ")),
+        "{holder:#}"
+    );
+    // The run ends: the next tick goes through, and the streak's end is told once.
+    let n = skipped(&t);
+    std::fs::write(t.dir().join("release"), "").expect("release");
+    wait_for(|| posted(&hook, "/hook").len() >= 2);
+    let got = posted(&hook, "/hook");
+    assert_eq!(got[1]["event"], "recovery", "{got:#?}");
+    let ended = &got[1]["ended"][0];
+    assert_eq!(ended["streak"], "skipped");
+    assert!(ended["runs"].as_u64().is_some_and(|r| r >= n), "{ended:#}");
+    drop(d);
 }
 
 #[test]
