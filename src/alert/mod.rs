@@ -263,9 +263,10 @@ impl Alerts<'_> {
         }
         // Each event of a run is sent once (in a fleet, by one node only).
         events.retain(|e| self.coord.first_alert(&rec.run_id, e.name()));
-        let facts = match events.contains(&AlertEvent::Skipped) {
-            true => self.skip_facts(job, rec),
-            false => EventFacts::default(),
+        let facts = if events.contains(&AlertEvent::Skipped) {
+            self.skip_facts(job, rec)
+        } else {
+            EventFacts::default()
         };
         let now = Timestamp::now();
         for name in &job.alert {
