@@ -88,8 +88,18 @@ fn run_command(
         ),
         ("CRONWARDEN_EVENT".into(), alert.event.clone()),
         ("CRONWARDEN_JOB".into(), alert.job.clone()),
-        ("CRONWARDEN_RUN_ID".into(), r.run_id.clone()),
-        ("CRONWARDEN_OUTCOME".into(), r.outcome.as_str().into()),
+        (
+            "CRONWARDEN_RUN_ID".into(),
+            if alert.is_about_a_run() {
+                r.run_id.clone()
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "CRONWARDEN_OUTCOME".into(),
+            alert.outcome().unwrap_or_default().into(),
+        ),
         (
             "CRONWARDEN_EXIT_CODE".into(),
             r.attempts
@@ -369,6 +379,7 @@ pub(crate) fn test(cfg: &Config, channel: &str) -> Result<(), String> {
         coalesced: 0,
         since: None,
         dropped: Default::default(),
+        facts: Default::default(),
     };
     deliver_once(ch, &alert).map_err(|e| e.reason)
 }

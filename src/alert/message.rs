@@ -1,19 +1,24 @@
 //! What an alert says: the subject, the plain-text body (email, the command channel's
-//! standard input, Slack) and the JSON a webhook receives, for every event.
+//! standard input, Slack) and the JSON a webhook receives, for every event. Every alert
+//! names the job, the host, the event and the facts behind it (`facts`: who held the job
+//! for `skipped`, the last success and the deadline for `stale`, the time so far and the
+//! usual duration for `slow`, the streaks a `recovery` ends).
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::facts::EventFacts;
 use crate::config::{Config, Job};
 use crate::record::{Outcome, RunRecord};
+use crate::units::format_duration;
 
 /// What an alert says: every fact a person needs to act, for every channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Alert {
-    /// failure, recovery, retry, output, test, node-lost, channel-broken, state-unwritable,
-    /// state-writable.
+    /// failure, recovery, retry, output, skipped, stale, slow, warning, success, test,
+    /// node-lost, channel-broken, state-unwritable, state-writable.
     pub event: String,
     pub job: String,
     pub host: String,
@@ -23,7 +28,7 @@ pub(crate) struct Alert {
     pub next_run: Option<String>,
     pub stdout_tail: String,
     pub stderr_tail: String,
-    /// Failure alerts suppressed by `min_interval` since the previous one.
+    /// Alerts of this kind suppressed by `min_interval` since the previous one.
     pub suppressed: u64,
     /// The daemon's log file, when it has one.
     #[serde(default)]
@@ -39,6 +44,9 @@ pub(crate) struct Alert {
     /// reason (filled in when it is delivered).
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
+    /// The facts behind the event that its run's record does not carry.
+    #[serde(default)]
+    pub facts: EventFacts,
 }
 
 impl Alert {
@@ -68,7 +76,61 @@ impl Alert {
                 self.host,
                 self.run.reason.as_deref().unwrap_or("failed")
             ),
+            "recovery" if !self.facts.ended.is_empty() => {
+                let ended: Vec<String> = self.facts.ended.iter().map(|e| e.describe()).collect();
+                format!(
+                    "[cronwarden] RECOVERED {} on {}: {}",
+                    self.job,
+                    self.host,
+                    ended.join("; ")
+                )
+            }
             "recovery" => format!("[cronwarden] RECOVERED {} on {}", self.job, self.host),
+            "skipped" => format!(
+                "[cronwarden] SKIPPED {} on {}: {}",
+                self.job,
+                self.host,
+                match &self.facts.holder {
+                    Some(h) => format!("another run holds it ({})", h.short()),
+                    None => self.run.reason.clone().unwrap_or_default(),
+                }
+            ),
+            "stale" => format!(
+                "[cronwarden] STALE {} on {}: {}",
+                self.job,
+                self.host,
+                match (&self.facts.last_success, &self.facts.deadline) {
+                    (Some(l), _) => format!("no success since {}", l.ended),
+                    (None, Some(d)) => format!("never succeeded (deadline {d})"),
+                    (None, None) => "never succeeded".to_string(),
+                }
+            ),
+            "slow" => format!(
+                "[cronwarden] SLOW {} on {}: running for {}{}",
+                self.job,
+                self.host,
+                self.facts
+                    .elapsed
+                    .map_or_else(|| "long".to_string(), format_duration),
+                self.facts
+                    .usual
+                    .map(|u| format!(" (usually {})", format_duration(u)))
+                    .unwrap_or_default()
+            ),
+            "warning" => format!(
+                "[cronwarden] WARNING {} on {}: {}",
+                self.job,
+                self.host,
+                self.run
+                    .reason
+                    .as_deref()
+                    .unwrap_or("ended with one of its warning_codes")
+            ),
+            "success" if n > 1 => format!(
+                "[cronwarden] SUCCEEDED {} on {} after {attempts}",
+                self.job, self.host
+            ),
+            "success" => format!("[cronwarden] SUCCEEDED {} on {}", self.job, self.host),
             "retry" => format!(
                 "[cronwarden] RETRYING {} on {}: {}",
                 self.job,
@@ -114,19 +176,23 @@ impl Alert {
         if let Some(s) = &self.schedule {
             b.push_str(&format!("schedule:   {s} ({})\n", self.zone));
         }
-        b.push_str(&format!(
-            "scheduled:  {}\nrun id:     {}\noutcome:    {}\n",
-            r.scheduled,
-            r.run_id,
-            r.outcome.as_str()
-        ));
+        if self.is_about_a_run() {
+            b.push_str(&format!(
+                "scheduled:  {}\nrun id:     {}\n",
+                r.scheduled, r.run_id
+            ));
+        }
+        if let Some(o) = self.outcome() {
+            b.push_str(&format!("outcome:    {o}\n"));
+        }
         if let Some(reason) = &r.reason {
             b.push_str(&format!("reason:     {reason}\n"));
         }
+        b.push_str(&self.facts.lines());
         if self.suppressed > 0 {
             b.push_str(&format!(
-                "suppressed: {} earlier failure alert(s) within min_interval\n",
-                self.suppressed
+                "suppressed: {} earlier {} alert(s) within min_interval\n",
+                self.suppressed, self.event
             ));
         }
         if self.coalesced > 0 {
@@ -189,7 +255,7 @@ impl Alert {
     /// memory (`null` when not measured), the processes it left behind and the limits not
     /// applied (empty when none); each attempt carries its own figures.
     pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "event": self.event,
             "subject": self.subject(),
             "job": self.job,
@@ -197,8 +263,8 @@ impl Alert {
             "schedule": self.schedule,
             "zone": self.zone,
             "scheduled": self.run.scheduled,
-            "run_id": self.run.run_id,
-            "outcome": self.run.outcome.as_str(),
+            "run_id": self.is_about_a_run().then_some(&self.run.run_id),
+            "outcome": self.outcome(),
             "reason": self.run.reason,
             "attempts": self.run.attempts,
             "output": self.run.output,
@@ -215,7 +281,27 @@ impl Alert {
             "since": self.since,
             "dropped": self.dropped_total(),
             "dropped_reasons": self.dropped,
-        })
+        });
+        if let (Some(all), serde_json::Value::Object(facts)) =
+            (v.as_object_mut(), self.facts.json())
+        {
+            all.extend(facts);
+        }
+        v
+    }
+
+    /// Whether the alert is about one run (a `stale` job's is not: no run is at stake).
+    pub(crate) fn is_about_a_run(&self) -> bool {
+        self.event != "stale"
+    }
+
+    /// The run's outcome as the alert tells it: `running` for a `slow` run, none for `stale`.
+    pub(crate) fn outcome(&self) -> Option<&'static str> {
+        match self.event.as_str() {
+            "stale" => None,
+            "slow" => Some("running"),
+            _ => Some(self.run.outcome.as_str()),
+        }
     }
 
     /// How many alerts through this channel were dropped before this one.
@@ -292,6 +378,7 @@ pub(super) fn make_alert(
         coalesced: 0,
         since: None,
         dropped: BTreeMap::new(),
+        facts: EventFacts::default(),
     }
 }
 
@@ -316,6 +403,7 @@ mod tests {
             coalesced: 0,
             since: None,
             dropped: BTreeMap::new(),
+            facts: EventFacts::default(),
         }
     }
 

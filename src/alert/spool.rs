@@ -598,6 +598,7 @@ mod tests {
             coalesced: 0,
             since: None,
             dropped: BTreeMap::new(),
+            facts: Default::default(),
         }
     }
 

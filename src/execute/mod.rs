@@ -169,6 +169,11 @@ pub(crate) fn not_run(
     rec.ended = rec.started.clone();
     rec.duration_ms = 0;
     ctx.coord.record(&ctx.cfg.settings, &rec, ctx.log);
+    // A skip is an event (`skipped`, at the first of a streak; a pipeline step with steps
+    // below it leaves that to the pipeline).
+    if outcome == Outcome::Skipped && req.alerts {
+        ctx.alerts().after_run(job, &rec, (&[], &[]));
+    }
     RunReport {
         exit_code: outcome.exit_code(interrupted),
         record: rec,
