@@ -186,7 +186,14 @@ fn admit(
     {
         Ok(x) => x,
         Err(reason) => {
-            let r = execute::not_run(ctx, req, run_id, reason, interrupt.received());
+            // Skipped: no pipeline run follows, so the job alerts its skip itself, also
+            // when jobs come after it.
+            let req = RunRequest {
+                alerts: true,
+                params: req.params.clone(),
+                ..*req
+            };
+            let r = execute::not_run(ctx, &req, run_id, reason, interrupt.received());
             report(shared, launch, r.record, false);
             return None;
         }
