@@ -431,15 +431,13 @@ fn tell_slow(
     found.fire("slow");
     let elapsed = started.elapsed();
     let usual = policy::usual_duration(found.history(ctx, &job.name, af));
+    // The message says the limit; the time it was told at is a field (a little later).
     let limit = job
         .expect
         .warn_after
         .map(format_duration)
         .unwrap_or_default();
-    let mut msg = format!(
-        "still running after {} (warn_after {limit}), not stopped",
-        format_duration(elapsed)
-    );
+    let mut msg = format!("still running after {limit} (warn_after), not stopped");
     if let Some(u) = usual {
         msg.push_str(&format!("; it usually takes {}", format_duration(u)));
     }

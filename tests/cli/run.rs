@@ -883,13 +883,19 @@ retry_jitter = false
     assert!(
         slow[0].contains("job=backup")
             && slow[0].contains("attempt=1")
-            && slow[0].contains(
-                ": still running after 1s (warn_after 1s), not stopped; it usually takes "
-            ),
+            && slow[0]
+                .contains(": still running after 1s (warn_after), not stopped; it usually takes "),
         "{}",
         slow[0]
     );
-    // Told while it ran, before it ended.
+    // Told once its warn_after had passed, while it ran (it sleeps 2.5 s), before it ended.
+    let elapsed: f64 = slow[0]
+        .split(" elapsed=")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|v| v.parse().ok())
+        .expect("elapsed field");
+    assert!((1.0..2.5).contains(&elapsed), "{}", slow[0]);
     let slow_at = log.find(" slow ").expect("slow line");
     let end_at = log.rfind(" run-end ").expect("run-end line");
     assert!(slow_at < end_at, "{log}");
@@ -907,7 +913,7 @@ retry_jitter = false
         .collect();
     assert_eq!(slow.len(), 1, "{log}");
     assert!(
-        slow[0].contains(": still running after 500ms (warn_after 500ms), not stopped"),
+        slow[0].contains(": still running after 500ms (warn_after), not stopped"),
         "{}",
         slow[0]
     );
