@@ -1,7 +1,7 @@
 //! Pipelines: a job and the jobs that come `after` it, run as one pipeline run that shares
 //! the root's scheduled instant (so `{{ ds }}` is the same in every step).
 //!
-//! Steps whose parents in this run have all succeeded start, concurrently up to
+//! Steps whose parents in this run have all succeeded (a `warning` is a success) start, concurrently up to
 //! `max_concurrent`; when a step fails for good, everything downstream of it is recorded as
 //! skipped and independent branches go on. A parent that is not part of this pipeline run
 //! (a fan-in whose other parent hangs below another root) does not hold a step back.
@@ -144,11 +144,7 @@ impl<'a> Pipeline<'a> {
         if let Some((rec, tails)) = root_done {
             self.deferred.push((root.name.clone(), rec.clone(), tails));
             self.done.insert(root.name.clone(), rec.outcome);
-            self.root_exit = Some(if rec.outcome == Outcome::Success {
-                0
-            } else {
-                1
-            });
+            self.root_exit = Some(if rec.outcome.ended_well() { 0 } else { 1 });
             self.records.push(rec);
         }
         let limit = self.ctx.cfg.settings.max_concurrent.max(1);
@@ -193,7 +189,7 @@ impl<'a> Pipeline<'a> {
                 }
                 let Some(bad) = self.parents[j.name.as_str()]
                     .iter()
-                    .find(|p| self.done.get(**p).is_some_and(|o| *o != Outcome::Success))
+                    .find(|p| self.done.get(**p).is_some_and(|o| !o.ended_well()))
                 else {
                     continue;
                 };
@@ -211,7 +207,8 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// The steps whose parents in this run all succeeded, not started yet.
+    /// The steps whose parents in this run all succeeded (or ended with a warning), not
+    /// started yet.
     fn ready(&self) -> Vec<&'a Job> {
         self.steps
             .iter()
@@ -220,7 +217,7 @@ impl<'a> Pipeline<'a> {
             .filter(|j| {
                 self.parents[j.name.as_str()]
                     .iter()
-                    .all(|p| self.done.get(*p) == Some(&Outcome::Success))
+                    .all(|p| self.done.get(*p).is_some_and(|o| o.ended_well()))
             })
             .collect()
     }

@@ -39,6 +39,12 @@ impl Outcome {
         }
     }
 
+    /// Whether the run ended well: a success, or a warning (a success that is told). Both
+    /// let the steps after it run and count as successes.
+    pub(crate) fn ended_well(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+
     /// The exit code for a run that ended so (`run`, `trigger --wait`, a pipeline's root):
     /// an interrupted run exits as the signal that stopped it (SIGTERM when it is not known,
     /// e.g. a fleet node fenced it or the daemon stopped it).

@@ -260,6 +260,13 @@ enum Phase {
     Killed(Instant),
 }
 
+/// A deadline during an attempt at which the caller is called, once, while the attempt goes
+/// on (the run's `warn_after`): looked at by the supervision loop like its own deadlines.
+pub(crate) struct Alarm<'c> {
+    pub(crate) at: Instant,
+    pub(crate) call: &'c mut dyn FnMut(),
+}
+
 /// What the supervision loop does after looking at the deadlines.
 enum Step {
     /// Wait for the pipes, the child or the next deadline.
@@ -376,19 +383,26 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Drains the output and waits for the child until it exited and its output is closed
-    /// (or, after SIGKILL, the pipes are given up on).
-    fn supervise(&mut self, out: &mut Output) {
+    /// (or, after SIGKILL, the pipes are given up on); calls the alarm when its time comes.
+    fn supervise(&mut self, out: &mut Output, mut alarm: Option<Alarm<'_>>) {
         loop {
             if self.status.is_some() && self.stdout.is_none() && self.stderr.is_none() {
                 break;
             }
             let now = Instant::now();
+            if let Some(a) = alarm.take_if(|a| now >= a.at) {
+                (a.call)();
+            }
             match self.on_deadline(now) {
                 Step::Wait => {}
                 Step::Again => continue,
                 Step::Stop => break,
             }
-            let wait = self.next_wait(now, out);
+            let mut wait = self.next_wait(now, out);
+            if let Some(a) = &alarm {
+                let until = a.at.saturating_duration_since(now);
+                wait = Some(wait.map_or(until, |w| w.min(until)));
+            }
             let mut pfds = self.poll_set();
             poll(&mut pfds, wait);
             out.tick();
@@ -566,19 +580,21 @@ pub(crate) fn run_attempt(
     out: &mut Output,
     interrupt: &Interrupt,
 ) -> AttemptResult {
-    run_attempt_with(spec, None, out, interrupt, &mut |_| {})
+    run_attempt_with(spec, None, out, interrupt, &mut |_| {}, None)
 }
 
 /// [`run_attempt`] in the run's containment `scope` (which [`Scope::begin`] prepared for
 /// this attempt), calling `on_spawn` with the child's pid (= its process group) once it
-/// runs. When the main process has exited, what is left of the attempt is settled
-/// ([`Scope::settle`]), then its usage is measured.
+/// runs, and the `alarm` (if any) when its time comes while the attempt runs. When the main
+/// process has exited, what is left of the attempt is settled ([`Scope::settle`]), then its
+/// usage is measured.
 pub(crate) fn run_attempt_with(
     spec: &AttemptSpec,
     scope: Option<&mut Scope<'_>>,
     out: &mut Output,
     interrupt: &Interrupt,
     on_spawn: &mut dyn FnMut(u32),
+    alarm: Option<Alarm<'_>>,
 ) -> AttemptResult {
     let started = Timestamp::now();
     let t0 = Instant::now();
@@ -604,7 +620,7 @@ pub(crate) fn run_attempt_with(
         Ok(s) => s,
         Err(msg) => return not_started(msg),
     };
-    supervisor.supervise(out);
+    supervisor.supervise(out, alarm);
     let stopping = supervisor.timed_out || supervisor.interrupted.is_some();
     let (mut res, rusage) = match supervisor.finish(started, t0) {
         Ok(r) => r,
@@ -691,5 +707,66 @@ pub(crate) fn signal_name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => s.as_str().to_string(),
         Err(_) => format!("signal {sig}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str) -> AttemptSpec {
+        AttemptSpec {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            workdir: None,
+            stdin: None,
+            umask: 0o022,
+            nice: None,
+            creds: None,
+            timeout: Some(Duration::from_secs(30)),
+            kill_grace: Duration::from_secs(1),
+            inherit_fd: None,
+            keep_leftovers: false,
+            ioprio: None,
+            oom_score_adj: None,
+        }
+    }
+
+    fn run_with_alarm(script: &str, after: Duration) -> (AttemptResult, Vec<Duration>) {
+        let mut out = Output::new(&std::env::temp_dir(), "cronwarden-runner-test", 0);
+        let t0 = Instant::now();
+        let mut calls = Vec::new();
+        let mut call = || calls.push(t0.elapsed());
+        let alarm = Alarm {
+            at: t0 + after,
+            call: &mut call,
+        };
+        let res = run_attempt_with(
+            &spec(script),
+            None,
+            &mut out,
+            &Interrupt::none(),
+            &mut |_| {},
+            Some(alarm),
+        );
+        (res, calls)
+    }
+
+    #[test]
+    fn the_alarm_goes_off_once_while_the_attempt_runs_on() {
+        let (res, calls) = run_with_alarm("sleep 0.6; exit 3", Duration::from_millis(200));
+        assert_eq!(res.exit, Exit::Code(3));
+        assert!(!res.timed_out);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0] >= Duration::from_millis(200), "{calls:?}");
+        assert!(calls[0] < res.duration, "{calls:?} {:?}", res.duration);
+    }
+
+    #[test]
+    fn an_alarm_after_the_end_never_goes_off() {
+        let (res, calls) = run_with_alarm("exit 0", Duration::from_secs(5));
+        assert_eq!(res.exit, Exit::Code(0));
+        assert!(calls.is_empty(), "{calls:?}");
+        assert!(res.duration < Duration::from_secs(5));
     }
 }

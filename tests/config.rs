@@ -218,3 +218,53 @@ fn alert_spool_bounds_have_their_defaults_and_refuse_nonsense_with_its_place() {
         "{msgs:#?}"
     );
 }
+
+#[test]
+fn run_rule_keys_refuse_nonsense_with_its_place() {
+    let p = write(
+        "run-rules",
+        r#"
+[jobs.ratio_without_files]
+schedule = "@daily"
+command = ["/bin/true"]
+verify = { max_ratio = 2.0 }
+
+[jobs.zero_ratio]
+schedule = "@daily"
+command = ["/bin/true"]
+verify = { files = ["/tmp/x"], min_ratio = 0.0 }
+
+[jobs.both_code_lists]
+schedule = "@daily"
+command = ["/bin/true"]
+retry_codes = [1]
+no_retry_codes = [2]
+
+[jobs.unknown_kind]
+schedule = "@daily"
+command = ["/bin/true"]
+retry_on = ["exit", "oom"]
+
+[jobs.bad_warning_code]
+schedule = "@daily"
+command = ["/bin/true"]
+warning_codes = [256]
+"#,
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    for want in [
+        "verify: min_size, fresh, min_ratio and max_ratio need verify.files",
+        "verify.min_ratio: 0 must be above 0 (e.g. 0.8)",
+        "no_retry_codes: use retry_codes (the codes that are retried) or no_retry_codes",
+        "retry_on: unknown kind \"oom\"; use exit, timeout, signal or verify",
+        "warning_codes: each element must be an exit code 0-255",
+    ] {
+        assert!(
+            msgs.iter().any(|m| m.contains(want)),
+            "missing {want:?} in {msgs:#?}"
+        );
+    }
+    assert_eq!(msgs.len(), 5, "{msgs:#?}");
+}

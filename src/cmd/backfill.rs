@@ -96,7 +96,7 @@ fn backfill_each(
         let ok = report
             .steps
             .iter()
-            .filter(|r| r.outcome == crate::record::Outcome::Success)
+            .filter(|r| r.outcome.ended_well())
             .count();
         let outcome = if report.exit_code == 0 {
             "success"
@@ -110,7 +110,7 @@ fn backfill_each(
             report
                 .steps
                 .iter()
-                .filter(|r| r.outcome != crate::record::Outcome::Success)
+                .filter(|r| !r.outcome.ended_well())
                 .map(|r| format!("{} {}", r.job, r.outcome.as_str()))
                 .collect::<Vec<_>>()
                 .join(", "),

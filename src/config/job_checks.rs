@@ -125,8 +125,8 @@ impl Loader<'_> {
         }
     }
 
-    /// `verify.files` names a file or more, with valid placeholders; `min_size` and `fresh`
-    /// come with it.
+    /// `verify.files` names a file or more, with valid placeholders; `min_size`, `fresh`,
+    /// `min_ratio` and `max_ratio` come with it.
     fn check_verify(&mut self, s: &JobSpec, params: &BTreeMap<String, String>, subj: Option<&str>) {
         if let Some(files) = &s.verify_files {
             if files.v.is_empty() {
@@ -143,9 +143,11 @@ impl Loader<'_> {
             .as_ref()
             .map(|a| a.loc)
             .or(s.verify_fresh.as_ref().map(|a| a.loc))
+            .or(s.verify_min_ratio.as_ref().map(|a| a.loc))
+            .or(s.verify_max_ratio.as_ref().map(|a| a.loc))
         {
-            self.sink
-                .error(v, subj, "verify: min_size and fresh need verify.files");
+            let msg = "verify: min_size, fresh, min_ratio and max_ratio need verify.files";
+            self.sink.error(v, subj, msg);
         }
     }
 

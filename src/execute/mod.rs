@@ -12,6 +12,7 @@ mod spec;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use jiff::Timestamp;
 
@@ -196,6 +197,7 @@ pub(crate) fn execute_locked(
         started: Timestamp::now(),
         node: ctx.coord.node().map(str::to_string),
     };
+    let t0 = Instant::now();
     let mut f = fields(&job.name, run_id);
     f.push(("scheduled", format_rfc3339(req.scheduled, &job.tz)));
     let start = RunStart {
@@ -252,8 +254,11 @@ pub(crate) fn execute_locked(
         out: &mut out,
         scope: &mut scope,
         interrupt,
+        started: t0,
+        found: Default::default(),
     };
     let (attempts, mut outcome, mut reason) = run.run();
+    let found = std::mem::take(&mut run.found);
     let contained = contained(ctx, &f, &scope, &attempts);
     drop(scope);
     let fenced = exclusion
@@ -270,6 +275,8 @@ pub(crate) fn execute_locked(
     }
     let mut rec = facts.record(outcome, reason, attempts, output);
     rec.facts = contained;
+    rec.facts.fired = found.fired;
+    rec.facts.verified_sizes = found.verified_sizes;
     let tails = (out.stdout.bytes(), out.stderr.bytes());
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
     marker.remove();
@@ -326,10 +333,10 @@ fn finish(
     let mut endf = f.to_vec();
     endf.push(("outcome", rec.outcome.as_str().to_string()));
     endf.push(("attempts", rec.attempts.len().to_string()));
-    let level = if rec.outcome == Outcome::Success {
-        Level::Info
-    } else {
-        Level::Error
+    let level = match rec.outcome {
+        Outcome::Success => Level::Info,
+        Outcome::Warning => Level::Warn,
+        _ => Level::Error,
     };
     let reason = rec.reason.as_deref().unwrap_or("");
     ctx.log.log(level, "run-end", &endf, reason);
@@ -345,7 +352,10 @@ fn finish(
     }
     if let Some(url) = &job.healthcheck_url {
         match rec.outcome {
-            Outcome::Success => alert::ping(url, Ping::Success, &[], ctx.log, &job.name),
+            // A warning is a success that is told (by the alerts, not the healthcheck).
+            Outcome::Success | Outcome::Warning => {
+                alert::ping(url, Ping::Success, &[], ctx.log, &job.name)
+            }
             Outcome::Failure => {
                 let mut tail = tails.0.clone();
                 tail.extend_from_slice(&tails.1);

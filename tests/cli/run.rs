@@ -612,3 +612,309 @@ retry_jitter = false
     assert_eq!(h[1]["outcome"], "success");
     assert!(ts(&h[1]["attempts"][0]["started"]) >= ts(&h[0]["ended"]));
 }
+
+/// `fired` of a history record, as strings.
+fn fired(rec: &serde_json::Value) -> Vec<&str> {
+    rec["fired"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// An attempt's duration the way messages write durations under a second ("3ms", "0s").
+fn under_a_second(ms: u64) -> String {
+    assert!(ms < 1000, "{ms} ms");
+    if ms == 0 {
+        "0s".to_string()
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[test]
+fn min_duration_fails_a_run_that_ends_too_quickly() {
+    let t = Table::new(
+        "min-duration",
+        r#"
+[jobs.quick]
+schedule = "@manual"
+command = ["/bin/true"]
+min_duration = "5m"
+
+[jobs.quick_retried_on_exit_only]
+schedule = "@manual"
+command = ["/bin/true"]
+min_duration = "5m"
+retries = 3
+retry_delay = "100ms"
+retry_jitter = false
+retry_on = ["exit", "timeout"]
+
+[jobs.long_enough]
+schedule = "@manual"
+command = "sleep 0.3"
+min_duration = "200ms"
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "quick"]);
+    assert_eq!(code, 1, "{err}");
+    let h = t.history("quick");
+    assert_eq!(h[0]["outcome"], "failure");
+    let ms = h[0]["attempts"][0]["duration_ms"]
+        .as_u64()
+        .expect("duration");
+    let want = format!("finished in {}, under min_duration 5m", under_a_second(ms));
+    assert_eq!(h[0]["reason"], want);
+    assert_eq!(h[0]["attempts"][0]["reason"], want);
+    assert_eq!(fired(&h[0]), ["min_duration"]);
+
+    // A min_duration failure is of the verify kind: not retried unless retry_on has it.
+    let (code, _, err) = t.run(&["run", "quick_retried_on_exit_only"]);
+    assert_eq!(code, 1, "{err}");
+    let h = t.history("quick_retried_on_exit_only");
+    assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(1));
+    let reason = h[0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.ends_with(", under min_duration 5m (verify is not in retry_on: not retried)"),
+        "{reason}"
+    );
+    assert_eq!(fired(&h[0]), ["min_duration", "no_retry"]);
+
+    let (code, _, err) = t.run(&["run", "long_enough"]);
+    assert_eq!(code, 0, "{err}");
+    let h = t.history("long_enough");
+    assert_eq!(h[0]["outcome"], "success");
+    assert!(h[0].get("fired").is_none(), "{}", h[0]);
+}
+
+#[test]
+fn min_ratio_fails_an_output_that_shrank_against_the_last_good_run() {
+    let t = Table::new(
+        "min-ratio",
+        r#"
+[jobs.dump]
+schedule = "@manual"
+command = "head -c $(cat $DIR/size) /dev/zero > $DIR/dump.bin"
+verify = { files = ["$DIR/dump.bin"], min_ratio = 0.8, max_ratio = 3.0 }
+
+[jobs.daily]
+schedule = "0 3 * * *"
+command = "head -c $(cat $DIR/size) /dev/zero > $DIR/db-{{ ds }}.bin"
+verify = { files = ["$DIR/db-{{ ds }}.bin"], min_ratio = 0.8 }
+"#,
+    );
+    let d = t.dir().display().to_string();
+    let dump = format!("{d}/dump.bin");
+    let run_with = |job: &str, size: u32, at: &[&str]| {
+        std::fs::write(t.dir().join("size"), size.to_string()).expect("write size");
+        let mut args = vec!["run", job];
+        args.extend_from_slice(at);
+        let (code, _, err) = t.run(&args);
+        (code, err)
+    };
+    // The first run has nothing to compare with; the second is like it.
+    for n in 1..=2 {
+        let (code, err) = run_with("dump", 1000, &[]);
+        assert_eq!(code, 0, "run {n}: {err}");
+    }
+    let h = t.history("dump");
+    assert_eq!(h[1]["outcome"], "success");
+    assert_eq!(h[1]["verified_sizes"][&dump], 1000, "{}", h[1]);
+    assert!(h[1].get("fired").is_none(), "{}", h[1]);
+
+    let (code, err) = run_with("dump", 500, &[]);
+    assert_eq!(code, 1, "{err}");
+    let h = t.history("dump");
+    assert_eq!(h[2]["outcome"], "failure");
+    assert_eq!(
+        h[2]["reason"],
+        format!(
+            "verify: {dump} is 500 bytes, under min_ratio 0.8 of the last good run's 1000 bytes"
+        )
+    );
+    assert_eq!(fired(&h[2]), ["min_ratio"]);
+
+    // Compared with the last good run (1000 bytes), not with the failed one (500).
+    let (code, err) = run_with("dump", 900, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run_with("dump", 2701, &[]);
+    assert_eq!(code, 1, "{err}");
+    let h = t.history("dump");
+    assert_eq!(
+        h[4]["reason"],
+        format!("verify: {dump} is 2.6KiB, over max_ratio 3 of the last good run's 900 bytes")
+    );
+    assert_eq!(fired(&h[4]), ["max_ratio"]);
+
+    // A path with a date in it is compared with the file the last good run wrote.
+    let (code, err) = run_with("daily", 1000, &["--at", "2026-11-20"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run_with("daily", 500, &["--at", "2026-11-21"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        t.history("daily")[1]["reason"],
+        format!(
+            "verify: {d}/db-2026-11-21.bin is 500 bytes, under min_ratio 0.8 of the last good \
+             run's 1000 bytes ({d}/db-2026-11-20.bin)"
+        )
+    );
+}
+
+#[test]
+fn no_retry_codes_end_the_run_at_once_and_other_codes_are_retried() {
+    let t = Table::new(
+        "no-retry",
+        r#"
+[jobs.fetch]
+schedule = "@manual"
+command = "exit $(cat $DIR/code)"
+retries = 3
+retry_delay = "100ms"
+retry_backoff = 1.0
+retry_jitter = false
+no_retry_codes = [2]
+"#,
+    );
+    std::fs::write(t.dir().join("code"), "2").expect("write code");
+    let (code, _, err) = t.run(&["run", "fetch"]);
+    assert_eq!(code, 1, "{err}");
+    let h = t.history("fetch");
+    assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        h[0]["reason"],
+        "exit 2 (exit 2 is in no_retry_codes: not retried)"
+    );
+    assert_eq!(h[0]["attempts"][0]["reason"], "exit 2");
+    assert_eq!(fired(&h[0]), ["no_retry"]);
+    let log = t.log();
+    assert!(
+        log.contains(" no-retry ") && log.contains(": exit 2 is in no_retry_codes: not retried"),
+        "{log}"
+    );
+    assert!(!log.contains("retry-wait"), "{log}");
+
+    std::fs::write(t.dir().join("code"), "3").expect("write code");
+    let (code, _, err) = t.run(&["run", "fetch"]);
+    assert_eq!(code, 1, "{err}");
+    let h = t.history("fetch");
+    assert_eq!(h[1]["attempts"].as_array().map(Vec::len), Some(4));
+    assert_eq!(h[1]["reason"], "exit 3");
+    assert!(h[1].get("fired").is_none(), "{}", h[1]);
+}
+
+#[test]
+fn a_warning_code_ends_the_run_as_a_warning_that_counts_as_success() {
+    let t = Table::new(
+        "warning",
+        r#"
+[jobs.sync]
+schedule = "@manual"
+command = "echo sync >> $DIR/steps; exit 24"
+warning_codes = [24]
+retries = 2
+retry_delay = "100ms"
+retry_jitter = false
+
+[jobs.report]
+after = ["sync"]
+command = "echo report >> $DIR/steps"
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "sync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(": warning after 1 attempt: exit 24 (a warning_codes exit)"),
+        "{err}"
+    );
+    let h = t.history("sync");
+    assert_eq!(h[0]["outcome"], "warning");
+    assert_eq!(h[0]["reason"], "exit 24 (a warning_codes exit)");
+    assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(h[0]["attempts"][0]["exit_code"], 24);
+    assert_eq!(fired(&h[0]), ["warning"]);
+    // The step after it ran.
+    let steps = std::fs::read_to_string(t.dir().join("steps")).expect("steps");
+    assert_eq!(steps, "sync\nreport\n");
+    assert_eq!(t.history("report")[0]["outcome"], "success");
+    let log = t.log();
+    assert!(
+        log.contains("outcome=warning attempts=1: exit 24 (a warning_codes exit)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn warn_after_tells_a_slow_run_once_and_lets_it_finish() {
+    let t = Table::new(
+        "slow",
+        r#"
+[jobs.backup]
+schedule = "@manual"
+command = "sleep $(cat $DIR/secs)"
+warn_after = "1s"
+
+[jobs.flaky]
+schedule = "@manual"
+command = "test -e $DIR/flaky-once || { touch $DIR/flaky-once; exit 1; }"
+warn_after = "500ms"
+retries = 1
+retry_delay = "1500ms"
+retry_jitter = false
+"#,
+    );
+    // A quick run first: it sets the usual duration, and is not slow.
+    std::fs::write(t.dir().join("secs"), "0.2").expect("write secs");
+    let (code, _, err) = t.run(&["run", "backup"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!t.log().contains(" slow "), "{}", t.log());
+
+    std::fs::write(t.dir().join("secs"), "2.5").expect("write secs");
+    let start = Instant::now();
+    let (code, _, err) = t.run(&["run", "backup"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(2500));
+    let h = t.history("backup");
+    assert_eq!(h[1]["outcome"], "success");
+    assert_eq!(fired(&h[1]), ["slow"]);
+    assert!(h[0].get("fired").is_none(), "{}", h[0]);
+    let log = t.log();
+    let slow: Vec<&str> = log.lines().filter(|l| l.contains(" slow ")).collect();
+    assert_eq!(slow.len(), 1, "{log}");
+    assert!(
+        slow[0].contains("job=backup")
+            && slow[0].contains("attempt=1")
+            && slow[0]
+                .contains(": still running after 1s (warn_after), not stopped; it usually takes "),
+        "{}",
+        slow[0]
+    );
+    // Told once its warn_after had passed, while it ran (it sleeps 2.5 s), before it ended.
+    let elapsed: f64 = slow[0]
+        .split(" elapsed=")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|v| v.parse().ok())
+        .expect("elapsed field");
+    assert!((1.0..2.5).contains(&elapsed), "{}", slow[0]);
+    let slow_at = log.find(" slow ").expect("slow line");
+    let end_at = log.rfind(" run-end ").expect("run-end line");
+    assert!(slow_at < end_at, "{log}");
+
+    // A run waiting to retry is still going: it is told during the wait.
+    let (code, _, err) = t.run(&["run", "flaky"]);
+    assert_eq!(code, 0, "{err}");
+    let h = t.history("flaky");
+    assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(2));
+    assert_eq!(fired(&h[0]), ["slow"]);
+    let log = t.log();
+    let slow: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" slow ") && l.contains("job=flaky"))
+        .collect();
+    assert_eq!(slow.len(), 1, "{log}");
+    assert!(
+        slow[0].contains(": still running after 500ms (warn_after), not stopped"),
+        "{}",
+        slow[0]
+    );
+}
