@@ -123,10 +123,6 @@ impl Alerts<'_> {
     /// A run still going after its `warn_after`: `slow`, once per run (it is not stopped).
     /// `so_far` is the run's record as it stands; `usual` the job's usual duration (the
     /// median of its last successful runs), when known.
-    #[allow(
-        dead_code,
-        reason = "called by the run path and the daemon (issue 18's other parts)"
-    )]
     pub(crate) fn on_slow(
         &self,
         job: &Job,

@@ -297,3 +297,53 @@ alert = ["oncall", "chat"]
     assert_eq!(smtp.messages().len(), 2, "{:?}", smtp.messages());
     assert_eq!(posted(&hook, "/hook").len(), 7);
 }
+
+#[test]
+fn warn_after_alerts_slow_while_the_run_goes_on_and_a_warning_exit_only_the_channel_that_asked() {
+    let t = Table::new(
+        "ev-slow",
+        r#"
+[alerts.slowness]
+type = "command"
+command = "cat >> $DIR/slow-alerts"
+on = ["slow"]
+
+[alerts.warnings]
+type = "command"
+command = "cat >> $DIR/warning-alerts"
+on = ["warning"]
+
+[alerts.failures]
+type = "command"
+command = "cat >> $DIR/failure-alerts"
+
+[jobs.long]
+schedule = "@manual"
+warn_after = "1s"
+command = "until [ -e $DIR/slow-alerts ]; do sleep 0.05; done; echo done"
+alert = ["slowness", "warnings", "failures"]
+
+[jobs.partly]
+schedule = "@manual"
+warning_codes = [24]
+command = "exit 24"
+alert = ["slowness", "warnings", "failures"]
+"#,
+    );
+    // The run ends only once the slow alert arrived: it was sent while the run went on.
+    let (code, _, err) = t.run(&["run", "long"]);
+    assert_eq!(code, 0, "{err}");
+    let slow = std::fs::read_to_string(t.dir().join("slow-alerts")).expect("slow alert");
+    assert!(slow.contains("SLOW long on "), "{slow}");
+    assert_eq!(t.history("long")[0]["outcome"], "success");
+    let (code, _, err) = t.run(&["run", "partly"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(t.history("partly")[0]["outcome"], "warning");
+    let warning = || std::fs::read_to_string(t.dir().join("warning-alerts")).unwrap_or_default();
+    wait_for(|| warning().contains("WARNING partly on "));
+    // Only the channel that asked: the others have nothing of `partly`.
+    for other in ["slow-alerts", "failure-alerts"] {
+        let text = std::fs::read_to_string(t.dir().join(other)).unwrap_or_default();
+        assert!(!text.contains("partly"), "{other}: {text}");
+    }
+}
