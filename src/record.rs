@@ -256,6 +256,53 @@ impl RunRecord {
     }
 }
 
+impl Outcome {
+    /// A success for staleness and failure streaks: `success`, or `warning` (a success that
+    /// is told).
+    pub(crate) fn succeeded(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+
+    /// A failure for failure streaks: `failure`, or `lost` (its end is unknown). A skipped or
+    /// interrupted run is neither: it does not end a streak nor add to it.
+    pub(crate) fn failed(self) -> bool {
+        matches!(self, Outcome::Failure | Outcome::Lost)
+    }
+}
+
+/// What a job's history says of it now ([`standing`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Standing {
+    /// Failed runs since the last success (or since the history begins): skipped and
+    /// interrupted runs in between neither end the streak nor add to it.
+    pub failure_streak: u32,
+    /// The newest successful (or warning) run.
+    pub last_success: Option<RunRecord>,
+}
+
+impl Standing {
+    /// When the last success ended; `None` when there is none (or its end cannot be read).
+    pub(crate) fn last_success_end(&self) -> Option<jiff::Timestamp> {
+        self.last_success.as_ref()?.ended.parse().ok()
+    }
+}
+
+/// The standing of a job whose records are `recs`, oldest first (as `read` and
+/// `Coordinator::history` return them).
+pub(crate) fn standing(recs: &[RunRecord]) -> Standing {
+    let mut out = Standing::default();
+    for r in recs.iter().rev() {
+        if r.outcome.succeeded() {
+            out.last_success = Some(r.clone());
+            break;
+        }
+        if r.outcome.failed() {
+            out.failure_streak = out.failure_streak.saturating_add(1);
+        }
+    }
+    out
+}
+
 pub(crate) fn history_path(state_dir: &Path, job: &str) -> PathBuf {
     state_dir.join("history").join(format!("{job}.jsonl"))
 }
@@ -470,6 +517,37 @@ pub(crate) mod tests {
             skips: None,
             facts: Default::default(),
         }
+    }
+
+    #[test]
+    fn standing_counts_failures_since_the_last_success_or_warning() {
+        let run = |id: &str, o: Outcome| RunRecord {
+            outcome: o,
+            ended: format!("2026-01-01T00:00:0{}Z", id.len()),
+            ..rec(id)
+        };
+        assert_eq!(standing(&[]), Standing::default());
+        let recs = [
+            run("a", Outcome::Failure),
+            run("bb", Outcome::Warning),
+            run("ccc", Outcome::Failure),
+            run("dddd", Outcome::Skipped),
+            run("eeeee", Outcome::Lost),
+            run("ffffff", Outcome::Interrupted),
+            run("ggggggg", Outcome::Failure),
+        ];
+        let s = standing(&recs);
+        // Skipped and interrupted runs neither end the streak nor add to it.
+        assert_eq!(s.failure_streak, 3);
+        assert_eq!(
+            s.last_success.as_ref().map(|r| r.run_id.as_str()),
+            Some("bb")
+        );
+        assert_eq!(s.last_success_end(), "2026-01-01T00:00:02Z".parse().ok());
+        let never = standing(&recs[2..]);
+        assert_eq!((never.failure_streak, never.last_success), (3, None));
+        let ok = standing(&[run("a", Outcome::Failure), run("b", Outcome::Success)]);
+        assert_eq!(ok.failure_streak, 0);
     }
 
     #[test]

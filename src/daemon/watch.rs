@@ -1,0 +1,380 @@
+//! The staleness watchdog (`expect_success_within`), the failure streaks, and the daemon's
+//! health as `health` (control socket), `GET /healthz` and the metrics tell it.
+//!
+//! Each enabled job has a view: the end of its last success (or warning), its first
+//! appearance, its failure streak, and the deadline already alerted. Views are read from the
+//! coordinator's history at start (and for new jobs at a reload; `coord::standing`) and kept
+//! up to date by the ends of the runs this daemon sees. The loop sleeps until the nearest
+//! deadline not yet alerted as it sleeps until its next instant ([`Watch::next_deadline`]):
+//! watching adds no wake-up of its own. When a deadline passes, a thread reads the job's
+//! history again (a success of another process, or of another fleet node, moves the
+//! deadline) and, if it did pass, alerts `stale` once: not again until a later success
+//! (kept in `state_dir/watch/JOB.json`, so not after a restart either). A paused job goes
+//! stale like any other: a job paused and forgotten is one the watchdog is for.
+//!
+//! Streaks count the runs this daemon saw end, from the history at its start; in fleet mode
+//! the runs of other nodes count from the next time the job's history is read (at its
+//! deadline). The loop's liveness ([`Beat`]) is when it last went to sleep, and for how long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::Shared;
+use crate::config::{Config, Job};
+use crate::control::{Health, JobHealth};
+use crate::coord::Coordinator;
+use crate::coord::standing::{self, Watched, deadline, from_history};
+use crate::log::{Level, Logger};
+use crate::record::{RunRecord, Standing};
+use crate::sync::lock;
+use crate::units::format_duration;
+
+/// How long after a failed read of a job's history its deadline is looked at again.
+const RETRY: Duration = Duration::from_secs(60);
+
+/// How late the loop may be, beyond the sleep it planned, before it counts as stuck.
+const LOOP_GRACE: Duration = Duration::from_secs(30);
+
+/// What the daemon knows of one job's health.
+#[derive(Clone, Debug, Default)]
+struct View {
+    within: Option<Duration>,
+    threshold: u32,
+    /// When the last success (or warning) ended.
+    last_success: Option<Timestamp>,
+    /// The job's first appearance (its deadline's start while it never succeeded).
+    first_seen: Option<Timestamp>,
+    streak: u32,
+    /// The start of the deadline alerted `stale` (none again until a success moves it).
+    alerted: Option<Timestamp>,
+    /// Run ends seen: a history read while a run ended does not replace the streak.
+    ends: u64,
+    /// A thread is reading the history about the deadline.
+    checking: bool,
+    /// The history could not be read: not looked at again before this instant.
+    retry_at: Option<Timestamp>,
+}
+
+impl View {
+    fn basis(&self) -> Option<Timestamp> {
+        self.last_success.or(self.first_seen)
+    }
+
+    fn deadline(&self) -> Option<Timestamp> {
+        deadline(self.basis()?, self.within?)
+    }
+
+    /// The deadline still to act on: not alerted yet, no check under way.
+    fn pending(&self) -> Option<Timestamp> {
+        let d = self.deadline()?;
+        if self.checking || (self.alerted.is_some() && self.alerted == self.basis()) {
+            return None;
+        }
+        Some(self.retry_at.map_or(d, |r| r.max(d)))
+    }
+
+    fn health(&self, job: &str, now: Timestamp) -> JobHealth {
+        let stale_deadline = self.deadline();
+        JobHealth {
+            job: job.to_string(),
+            failure_streak: self.streak,
+            streak_threshold: self.threshold,
+            expect_success_within: self.within.map(format_duration),
+            last_success: self.last_success,
+            stale_deadline,
+            stale: stale_deadline.is_some_and(|d| now >= d),
+        }
+    }
+}
+
+/// The views of the enabled jobs of the table in force.
+pub(super) struct Watch {
+    views: Mutex<HashMap<String, View>>,
+}
+
+impl Watch {
+    /// The views of `cfg`'s jobs, from their histories.
+    pub(super) fn load(cfg: &Config, coord: &dyn Coordinator, log: &Logger) -> Watch {
+        let now = Timestamp::now();
+        let views = watched(cfg)
+            .map(|j| (j.name.clone(), view(cfg, j, coord, log, now)))
+            .collect();
+        Watch {
+            views: Mutex::new(views),
+        }
+    }
+
+    /// A new table: views of jobs that are new (or newly expected to succeed) are read from
+    /// their histories; the others keep what is known of them.
+    pub(super) fn reload(&self, cfg: &Config, coord: &dyn Coordinator, log: &Logger) {
+        let now = Timestamp::now();
+        let known: HashMap<String, bool> = lock(&self.views)
+            .iter()
+            .map(|(name, v)| (name.clone(), v.within.is_some()))
+            .collect();
+        // Read outside the lock: runs that end meanwhile still find their views.
+        let mut fresh: HashMap<String, View> = watched(cfg)
+            .filter(|j| match known.get(&j.name) {
+                None => true,
+                Some(expected) => !expected && j.expect.success_within.is_some(),
+            })
+            .map(|j| (j.name.clone(), view(cfg, j, coord, log, now)))
+            .collect();
+        let mut views = lock(&self.views);
+        let mut old = std::mem::take(&mut *views);
+        for job in watched(cfg) {
+            let mut v = match (old.remove(&job.name), fresh.remove(&job.name)) {
+                (Some(o), Some(f)) => View {
+                    first_seen: f.first_seen,
+                    alerted: f.alerted,
+                    ..o
+                },
+                (Some(v), None) | (None, Some(v)) => v,
+                (None, None) => continue,
+            };
+            v.within = job.expect.success_within;
+            v.threshold = standing::threshold(cfg, job);
+            views.insert(job.name.clone(), v);
+        }
+    }
+
+    /// A run of a watched job ended (this daemon's, or one it took over).
+    pub(super) fn ended(&self, rec: &RunRecord) {
+        let mut views = lock(&self.views);
+        let Some(v) = views.get_mut(&rec.job) else {
+            return;
+        };
+        v.ends += 1;
+        if rec.outcome.succeeded() {
+            let end = rec.ended.parse().unwrap_or_else(|_| Timestamp::now());
+            v.last_success = Some(v.last_success.map_or(end, |l| l.max(end)));
+            v.streak = 0;
+            v.alerted = None;
+        } else if rec.outcome.failed() {
+            v.streak = v.streak.saturating_add(1);
+        }
+    }
+
+    /// The nearest deadline not yet alerted (the loop sleeps no longer).
+    pub(super) fn next_deadline(&self) -> Option<Timestamp> {
+        lock(&self.views).values().filter_map(View::pending).min()
+    }
+
+    /// The jobs whose deadline passed by `now`, handed to a check (not due again meanwhile).
+    fn take_due(&self, now: Timestamp) -> Vec<String> {
+        let mut views = lock(&self.views);
+        let mut due = Vec::new();
+        for (name, v) in views.iter_mut() {
+            if v.pending().is_some_and(|d| d <= now) {
+                v.checking = true;
+                v.retry_at = None;
+                due.push(name.clone());
+            }
+        }
+        due
+    }
+
+    /// Run ends seen of `job` so far.
+    fn ends(&self, job: &str) -> u64 {
+        lock(&self.views).get(job).map_or(0, |v| v.ends)
+    }
+
+    /// The check of `job` could not read its history: looked at again at `at`.
+    fn retry(&self, job: &str, at: Timestamp) {
+        if let Some(v) = lock(&self.views).get_mut(job) {
+            v.checking = false;
+            v.retry_at = Some(at);
+        }
+    }
+
+    /// The check of `job` read `st` (after `ends` run ends): what is newer is kept, and when
+    /// the deadline passed and was not alerted, it is marked alerted and returned with its
+    /// start.
+    fn settle(
+        &self,
+        job: &str,
+        st: &Standing,
+        ends: u64,
+        now: Timestamp,
+    ) -> Option<(Timestamp, Timestamp, View)> {
+        let mut views = lock(&self.views);
+        let v = views.get_mut(job)?;
+        v.checking = false;
+        if let Some(end) = st.last_success_end()
+            && v.last_success.is_none_or(|l| l < end)
+        {
+            v.last_success = Some(end);
+            v.alerted = None;
+        }
+        if v.ends == ends {
+            v.streak = st.failure_streak;
+        }
+        let (basis, d) = (v.basis()?, v.deadline()?);
+        if d > now || v.alerted == Some(basis) {
+            return None;
+        }
+        v.alerted = Some(basis);
+        Some((d, basis, v.clone()))
+    }
+
+    /// Every watched job's health at `now`, by name.
+    pub(super) fn health(&self, now: Timestamp) -> Vec<JobHealth> {
+        let views = lock(&self.views);
+        let mut out: Vec<JobHealth> = views.iter().map(|(j, v)| v.health(j, now)).collect();
+        out.sort_by(|a, b| a.job.cmp(&b.job));
+        out
+    }
+}
+
+/// The jobs watched: the enabled ones.
+fn watched(cfg: &Config) -> impl Iterator<Item = &Job> {
+    cfg.jobs.iter().filter(|j| j.enabled)
+}
+
+/// A job's view from its history and its file in `state_dir/watch` (whose first appearance
+/// is written when a job expected to succeed is watched for the first time).
+fn view(cfg: &Config, job: &Job, coord: &dyn Coordinator, log: &Logger, now: Timestamp) -> View {
+    let f = [("job", job.name.clone())];
+    let (st, oldest) = from_history(coord, &cfg.settings, &job.name, None).unwrap_or_else(|e| {
+        let msg = format!("cannot read the history: {e}; streak and last success unknown");
+        log.log(Level::Warn, "watch", &f, &msg);
+        (Standing::default(), None)
+    });
+    let state_dir = &cfg.settings.state_dir;
+    let mut kept = standing::read_watched(state_dir, &job.name);
+    if job.expect.success_within.is_some() && kept.first_seen.is_none() {
+        kept.first_seen = Some(oldest.map_or(now, |o| o.min(now)));
+        if let Err(e) = standing::write_watched(state_dir, &job.name, &kept) {
+            let msg = format!(
+                "cannot keep when the job was first seen: {e}; after a restart its deadline \
+                 (while it never succeeded) counts from then"
+            );
+            log.log(Level::Warn, "watch", &f, &msg);
+        }
+    }
+    View {
+        within: job.expect.success_within,
+        threshold: standing::threshold(cfg, job),
+        last_success: st.last_success_end(),
+        first_seen: kept.first_seen,
+        streak: st.failure_streak,
+        alerted: kept.alerted,
+        ..View::default()
+    }
+}
+
+/// At a wake-up of the loop: the deadlines that passed are checked against the histories
+/// in a thread of their own (the loop never waits for a history).
+pub(super) fn check_due(shared: &Arc<Shared>) {
+    let due = shared.watch.take_due(Timestamp::now());
+    if due.is_empty() {
+        return;
+    }
+    let (sh, jobs) = (Arc::clone(shared), due.clone());
+    let spawned = std::thread::Builder::new()
+        .name("stale".into())
+        .spawn(move || {
+            for job in &jobs {
+                confirm(&sh, job);
+            }
+        });
+    if let Err(e) = spawned {
+        let msg = format!("cannot start a thread to check deadlines: {e}; again in 1m");
+        shared.log.log(Level::Error, "watch", &[], &msg);
+        let at = retry_at(Timestamp::now());
+        for job in &due {
+            shared.watch.retry(job, at);
+        }
+    }
+}
+
+fn retry_at(now: Timestamp) -> Timestamp {
+    deadline(now, RETRY).unwrap_or(now)
+}
+
+/// `job`'s deadline passed: unless its history has a newer success, it is stale, alerted
+/// once (and kept as alerted).
+fn confirm(shared: &Shared, name: &str) {
+    let cfg = shared.current();
+    let f = [("job", name.to_string())];
+    let ends = shared.watch.ends(name);
+    let (st, _) = match from_history(&*shared.coord, &cfg.settings, name, None) {
+        Ok(x) => x,
+        Err(e) => {
+            let msg = format!("cannot read the history to check the deadline: {e}; again in 1m");
+            shared.log.log(Level::Warn, "watch", &f, &msg);
+            shared.watch.retry(name, retry_at(Timestamp::now()));
+            return;
+        }
+    };
+    let Some((deadline, basis, v)) = shared.watch.settle(name, &st, ends, Timestamp::now()) else {
+        return;
+    };
+    let Some(job) = cfg.job(name) else {
+        return;
+    };
+    let state_dir = &cfg.settings.state_dir;
+    let kept = Watched {
+        first_seen: v.first_seen,
+        alerted: Some(basis),
+    };
+    if let Err(e) = standing::write_watched(state_dir, name, &kept) {
+        let msg = format!("cannot keep that the job was alerted stale: {e}");
+        shared.log.log(Level::Warn, "watch", &f, &msg);
+    }
+    let since = match v.last_success {
+        Some(t) => format!("no success since {t}"),
+        None => format!("no success since it was first seen at {basis}"),
+    };
+    let within = v.within.map(format_duration).unwrap_or_default();
+    let fields = [
+        ("job", name.to_string()),
+        ("deadline", deadline.to_string()),
+    ];
+    let msg = format!("{since} (expect_success_within {within})");
+    shared.log.log(Level::Warn, "stale", &fields, &msg);
+    shared
+        .ctx(&cfg)
+        .alerts()
+        .on_stale(job, st.last_success.as_ref(), deadline);
+}
+
+/// When the loop last went to sleep, and for how long it meant to.
+pub(super) struct Beat(Mutex<(Instant, Duration)>);
+
+impl Default for Beat {
+    fn default() -> Beat {
+        Beat(Mutex::new((Instant::now(), Duration::ZERO)))
+    }
+}
+
+impl Beat {
+    /// The loop goes to sleep for `sleep`.
+    pub(super) fn sleeps(&self, sleep: Duration) {
+        *lock(&self.0) = (Instant::now(), sleep);
+    }
+
+    /// Why the loop seems stuck: it should have woken more than [`LOOP_GRACE`] ago.
+    fn problem(&self) -> Option<String> {
+        let (at, sleep) = *lock(&self.0);
+        let late = at.elapsed().checked_sub(sleep)?;
+        (late > LOOP_GRACE).then(|| {
+            format!(
+                "the daemon's loop has not woken for {} (it meant to sleep {})",
+                format_duration(Duration::from_secs(at.elapsed().as_secs())),
+                format_duration(sleep)
+            )
+        })
+    }
+}
+
+/// The daemon's health now: its loop alive, no job stale, no streak at its threshold.
+pub(super) fn health(shared: &Shared) -> Health {
+    Health::new(
+        shared.beat.problem().into_iter().collect(),
+        shared.watch.health(Timestamp::now()),
+    )
+}
