@@ -119,10 +119,11 @@ pub(crate) fn read_watched(state_dir: &Path, job: &str) -> Watched {
         .unwrap_or_default()
 }
 
-/// Keeps `w` for `job` (atomically).
+/// Keeps `w` for `job` (atomically; without waiting for the disk: a power loss can at worst
+/// alert a deadline again, or count a first appearance from the next start).
 pub(crate) fn write_watched(state_dir: &Path, job: &str, w: &Watched) -> std::io::Result<()> {
     let text = serde_json::to_vec(w).map_err(std::io::Error::other)?;
-    crate::files::write_atomic(&watched_path(state_dir, job), &text)
+    crate::files::write_replace(&watched_path(state_dir, job), &text)
 }
 
 #[cfg(test)]

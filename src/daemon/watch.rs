@@ -149,10 +149,10 @@ impl Watch {
         };
         v.ends += 1;
         if rec.outcome.succeeded() {
+            // A later success moves the deadline's start: alerted no longer.
             let end = rec.ended.parse().unwrap_or_else(|_| Timestamp::now());
             v.last_success = Some(v.last_success.map_or(end, |l| l.max(end)));
             v.streak = 0;
-            v.alerted = None;
         } else if rec.outcome.failed() {
             v.streak = v.streak.saturating_add(1);
         }
@@ -207,7 +207,6 @@ impl Watch {
             && v.last_success.is_none_or(|l| l < end)
         {
             v.last_success = Some(end);
-            v.alerted = None;
         }
         if v.ends == ends {
             v.streak = st.failure_streak;

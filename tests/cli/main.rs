@@ -9,6 +9,7 @@ mod daemon;
 mod docs;
 mod faults;
 mod fleet;
+mod health;
 mod import;
 mod messages;
 mod next;
