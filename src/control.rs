@@ -209,3 +209,39 @@ pub fn request(settings: &Settings, req: &Request) -> Result<Response, Failure> 
         .map_err(io)?;
     serde_json::from_slice(&line).map_err(|e| io(std::io::Error::other(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_is_unhealthy_when_stale_or_at_its_streak_threshold() {
+        let mut h = JobHealth {
+            job: "backup".to_string(),
+            failure_streak: 1,
+            streak_threshold: 2,
+            expect_success_within: Some("26h".to_string()),
+            last_success: "2026-01-01T00:00:00Z".parse().ok(),
+            stale_deadline: "2026-01-02T02:00:00Z".parse().ok(),
+            stale: false,
+        };
+        assert!(h.reasons().is_empty());
+        assert!(Health::new(Vec::new(), vec![h.clone()]).healthy);
+        h.failure_streak = 2;
+        h.stale = true;
+        assert_eq!(
+            h.reasons(),
+            [
+                "backup: stale: no success since 2026-01-01T00:00:00Z (expect_success_within \
+                 26h; deadline 2026-01-02T02:00:00Z)",
+                "backup: 2 failed runs in a row (threshold 2)"
+            ]
+        );
+        h.last_success = None;
+        assert!(h.reasons()[0].starts_with("backup: stale: no success yet ("));
+        let sick = Health::new(vec!["the loop".to_string()], vec![h]);
+        assert!(!sick.healthy);
+        assert_eq!(sick.reasons.len(), 3);
+        assert_eq!(sick.reasons[0], "the loop");
+    }
+}

@@ -414,6 +414,64 @@ mod tests {
     }
 
     #[test]
+    fn stale_gauges_are_for_jobs_expected_to_succeed_and_streaks_for_every_job() {
+        let h = |job: &str, within: Option<&str>, stale: bool, streak: u32| JobHealth {
+            job: job.to_string(),
+            failure_streak: streak,
+            expect_success_within: within.map(str::to_string),
+            stale,
+            ..JobHealth::default()
+        };
+        let text = metrics().render(&[
+            h("backup", Some("26h"), true, 3),
+            h("sync", Some("1h"), false, 0),
+            h("plain", None, false, 1),
+        ]);
+        for name in ["cronwarden_job_stale", "cronwarden_job_failure_streak"] {
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{text}");
+        }
+        assert_eq!(
+            samples(&text, "cronwarden_job_stale"),
+            [
+                r#"cronwarden_job_stale{job="backup"} 1"#,
+                r#"cronwarden_job_stale{job="sync"} 0"#
+            ]
+        );
+        assert_eq!(
+            samples(&text, "cronwarden_job_failure_streak"),
+            [
+                r#"cronwarden_job_failure_streak{job="backup"} 3"#,
+                r#"cronwarden_job_failure_streak{job="sync"} 0"#,
+                r#"cronwarden_job_failure_streak{job="plain"} 1"#
+            ]
+        );
+    }
+
+    #[test]
+    fn healthz_is_200_when_healthy_else_503_with_the_reasons() {
+        let (status, body) = healthz(&Health::new(Vec::new(), Vec::new()));
+        assert_eq!(
+            (status, body.as_str()),
+            ("200 OK", "{\"healthy\":true,\"reasons\":[]}\n")
+        );
+        let failing = JobHealth {
+            job: "sync".to_string(),
+            failure_streak: 2,
+            streak_threshold: 2,
+            ..JobHealth::default()
+        };
+        let (status, body) = healthz(&Health::new(vec!["loop".to_string()], vec![failing]));
+        assert_eq!(status, "503 Service Unavailable");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["healthy"], false);
+        assert_eq!(v["reasons"][0], "loop");
+        assert_eq!(
+            v["reasons"][1],
+            "sync: 2 failed runs in a row (threshold 2)"
+        );
+    }
+
+    #[test]
     fn the_figures_are_the_last_runs_not_a_sum_and_skips_do_not_clear_them() {
         let m = metrics();
         m.finished("j", false, &with_facts("r1"));

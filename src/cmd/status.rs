@@ -465,6 +465,40 @@ mod tests {
     }
 
     #[test]
+    fn streak_and_stale_are_columns_only_when_a_job_has_them() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("instant");
+        let failed = RunRecord {
+            outcome: Outcome::Failure,
+            ..rec("r1")
+        };
+        let mut a = idle("a", Some(failed));
+        a.health.failure_streak = 3;
+        a.health.expect_success_within = Some("1h".to_string());
+        a.health.stale_deadline = "2026-01-01T00:58:30Z".parse().ok();
+        a.health.stale = true;
+        let mut b = idle("b", None);
+        b.health.expect_success_within = Some("2h".to_string());
+        b.health.stale_deadline = "2026-01-01T02:30:00Z".parse().ok();
+        let text = table_text(&[a, b, idle("c", None)], now, Some(true));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains(" OUTCOME  STREAK  DURATION "), "{text}");
+        assert!(lines[0].contains(" NEXT RUN  STALE       SUCCESS"), "{text}");
+        let cells = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let a = cells(lines[1]);
+        let at = a.iter().position(|c| c == "failure").expect("outcome");
+        assert_eq!(a[at + 1..at + 3], ["3", "1.0s"]);
+        assert!(lines[1].contains(" 1m 30s ago "), "{text}");
+        assert!(lines[2].contains(" in 1h 30m "), "{text}");
+        // No expect_success_within: "-".
+        assert_eq!(cells(lines[3])[..6], ["c", "idle", "never", "-", "0", "-"]);
+        let none = table_text(&[idle("c", None)], now, Some(true));
+        assert!(
+            !none.contains("STREAK") && !none.contains("STALE"),
+            "{none}"
+        );
+    }
+
+    #[test]
     fn json_has_the_last_runs_cpu_and_peak() {
         let v = json_value(
             &[idle("a", Some(with_facts("r")))],

@@ -377,3 +377,125 @@ pub(super) fn health(shared: &Shared) -> Health {
         shared.watch.health(Timestamp::now()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Outcome;
+    use crate::record::tests::rec;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("instant")
+    }
+
+    /// A watch of one job `j` expected to succeed within 10 s, first seen at 00:00:00.
+    fn watch() -> Watch {
+        let v = View {
+            within: Some(Duration::from_secs(10)),
+            threshold: 1,
+            first_seen: Some(t("2026-01-01T00:00:00Z")),
+            ..View::default()
+        };
+        Watch {
+            views: Mutex::new(HashMap::from([("j".to_string(), v)])),
+        }
+    }
+
+    fn ended(w: &Watch, outcome: Outcome, at: &str) {
+        w.ended(&RunRecord {
+            outcome,
+            ended: at.to_string(),
+            ..rec("r")
+        });
+    }
+
+    #[test]
+    fn a_deadline_is_due_once_and_again_only_after_a_later_success() {
+        let w = watch();
+        assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:00:10Z")));
+        assert!(w.take_due(t("2026-01-01T00:00:09Z")).is_empty());
+        ended(&w, Outcome::Failure, "2026-01-01T00:00:05Z");
+        assert_eq!(w.take_due(t("2026-01-01T00:00:10Z")), ["j"]);
+        // Being checked: not due again, and not a deadline the loop sleeps for.
+        assert_eq!(w.next_deadline(), None);
+        assert!(w.take_due(t("2026-01-01T00:01:00Z")).is_empty());
+        // The history holds no success: stale, alerted once.
+        let st = Standing {
+            failure_streak: 1,
+            last_success: None,
+        };
+        let ends = w.ends("j");
+        let (d, basis, _) = w
+            .settle("j", &st, ends, t("2026-01-01T00:00:10Z"))
+            .expect("stale");
+        assert_eq!(
+            (d, basis),
+            (t("2026-01-01T00:00:10Z"), t("2026-01-01T00:00:00Z"))
+        );
+        assert_eq!(w.next_deadline(), None);
+        assert!(w.take_due(t("2026-01-02T00:00:00Z")).is_empty());
+        let h = &w.health(t("2026-01-01T00:00:11Z"))[0];
+        assert!(h.stale && h.failure_streak == 1, "{h:?}");
+        // A success (a warning counts) moves the deadline: due again 10 s after it.
+        ended(&w, Outcome::Warning, "2026-01-01T00:01:00Z");
+        assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:01:10Z")));
+        assert!(!w.health(t("2026-01-01T00:01:01Z"))[0].stale);
+        assert_eq!(w.health(t("2026-01-01T00:01:01Z"))[0].failure_streak, 0);
+        assert_eq!(w.take_due(t("2026-01-01T00:01:10Z")), ["j"]);
+    }
+
+    #[test]
+    fn a_success_in_the_history_that_the_daemon_did_not_see_moves_the_deadline() {
+        let w = watch();
+        assert_eq!(w.take_due(t("2026-01-01T00:00:10Z")), ["j"]);
+        // Another process (or fleet node) succeeded at 00:00:08: not stale, due at 00:00:18.
+        let st = Standing {
+            failure_streak: 0,
+            last_success: Some(RunRecord {
+                ended: "2026-01-01T00:00:08Z".to_string(),
+                ..rec("other")
+            }),
+        };
+        assert!(w.settle("j", &st, 0, t("2026-01-01T00:00:10Z")).is_none());
+        assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:00:18Z")));
+    }
+
+    #[test]
+    fn a_run_that_ends_during_a_check_keeps_its_streak_and_a_failed_read_waits() {
+        let w = watch();
+        assert_eq!(w.take_due(t("2026-01-01T00:00:10Z")), ["j"]);
+        let ends = w.ends("j");
+        ended(&w, Outcome::Failure, "2026-01-01T00:00:10Z");
+        ended(&w, Outcome::Failure, "2026-01-01T00:00:11Z");
+        // The history was read before those two ended: its streak (0) does not replace 2.
+        assert!(
+            w.settle("j", &Standing::default(), ends, t("2026-01-01T00:00:12Z"))
+                .is_some()
+        );
+        assert_eq!(w.health(t("2026-01-01T00:00:12Z"))[0].failure_streak, 2);
+        // Skipped and interrupted runs leave the streak alone.
+        ended(&w, Outcome::Skipped, "2026-01-01T00:00:13Z");
+        ended(&w, Outcome::Interrupted, "2026-01-01T00:00:14Z");
+        assert_eq!(w.health(t("2026-01-01T00:00:14Z"))[0].failure_streak, 2);
+        // A check that cannot read the history is due again at its retry, not before.
+        let w = watch();
+        assert_eq!(w.take_due(t("2026-01-01T00:00:10Z")), ["j"]);
+        w.retry("j", t("2026-01-01T00:01:10Z"));
+        assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:01:10Z")));
+        assert!(w.take_due(t("2026-01-01T00:01:09Z")).is_empty());
+        assert_eq!(w.take_due(t("2026-01-01T00:01:10Z")), ["j"]);
+    }
+
+    #[test]
+    fn the_loop_is_alive_while_it_wakes_within_its_grace() {
+        let b = Beat::default();
+        b.sleeps(Duration::from_secs(60));
+        assert_eq!(b.problem(), None);
+        *lock(&b.0) = (
+            Instant::now() - Duration::from_secs(100),
+            Duration::from_secs(60),
+        );
+        let p = b.problem().expect("stuck");
+        assert!(p.contains("has not woken for 1m40s"), "{p}");
+    }
+}
