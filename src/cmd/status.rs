@@ -482,7 +482,10 @@ mod tests {
         let text = table_text(&[a, b, idle("c", None)], now, Some(true));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].contains(" OUTCOME  STREAK  DURATION "), "{text}");
-        assert!(lines[0].contains(" NEXT RUN  STALE       SUCCESS"), "{text}");
+        assert!(
+            lines[0].contains(" NEXT RUN  STALE       SUCCESS"),
+            "{text}"
+        );
         let cells = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
         let a = cells(lines[1]);
         let at = a.iter().position(|c| c == "failure").expect("outcome");
