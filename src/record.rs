@@ -464,6 +464,36 @@ pub(crate) fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
     Ok(out)
 }
 
+/// The job's newest `n` records, oldest first, read from the end of the file: the cost is
+/// what they weigh, however long the history is. Lines that do not parse are skipped.
+pub(crate) fn tail(state_dir: &Path, job: &str, n: usize) -> io::Result<Vec<RunRecord>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match fs::File::open(history_path(state_dir, job)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        (&mut f).take(len - start).read_to_end(&mut buf)?;
+        // Complete lines only: the first may be cut by the window.
+        let mut recs: Vec<RunRecord> = buf
+            .split(|b| *b == b'\n')
+            .skip(usize::from(start > 0))
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect();
+        if recs.len() >= n || start == 0 {
+            recs.drain(..recs.len().saturating_sub(n));
+            return Ok(recs);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
 /// The job's most recent real run (a skip only when there is nothing else), parsed from
 /// the end of the file, so it costs the same however long the history is.
 pub(crate) fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
@@ -548,6 +578,27 @@ pub(crate) mod tests {
         assert_eq!((never.failure_streak, never.last_success), (3, None));
         let ok = standing(&[run("a", Outcome::Failure), run("b", Outcome::Success)]);
         assert_eq!(ok.failure_streak, 0);
+    }
+
+    #[test]
+    fn tail_is_the_newest_records_of_read_however_long_the_history() {
+        let dir = std::env::temp_dir().join(format!("cw-record-tail-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert!(tail(&dir, "j", 5).expect("tail").is_empty());
+        // Long enough for several windows (each record carries 1 KiB of output).
+        for i in 0..300 {
+            let r = RunRecord {
+                output: Some("x".repeat(1024)),
+                ..rec(&format!("r{i:03}"))
+            };
+            append(&dir, &r, 0).expect("append");
+        }
+        let all = read(&dir, "j").expect("read");
+        for n in [0, 1, 5, 63, 64, 65, 200, 300, 1000, usize::MAX] {
+            let want = &all[all.len().saturating_sub(n)..];
+            assert_eq!(tail(&dir, "j", n).expect("tail"), want, "n = {n}");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

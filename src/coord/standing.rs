@@ -40,6 +40,10 @@ pub(crate) fn threshold(cfg: &Config, job: &Job) -> u32 {
         .unwrap_or(1)
 }
 
+/// How many of a job's newest records are read first: the rest only when they hold no
+/// success (a long failure streak).
+const RECENT: usize = 64;
+
 /// `basis + within`, when it can be represented.
 pub(crate) fn deadline(basis: Timestamp, within: Duration) -> Option<Timestamp> {
     basis
@@ -58,10 +62,19 @@ pub(crate) fn from_history(
     recent: Option<(&[RunRecord], usize)>,
 ) -> Result<(Standing, Option<Timestamp>), Failure> {
     let oldest = |recs: &[RunRecord]| recs.first().and_then(|r| r.started.parse().ok());
+    let complete = |recs: &[RunRecord], asked: usize| {
+        recs.len() < asked || recs.iter().any(|r| r.outcome.succeeded())
+    };
     if let Some((recs, asked)) = recent
-        && (recs.len() < asked || recs.iter().any(|r| r.outcome.succeeded()))
+        && complete(recs, asked)
     {
         return Ok((record::standing(recs), oldest(recs)));
+    }
+    if recent.is_none() {
+        let recs = coord.history(settings, job, RECENT)?;
+        if complete(&recs, RECENT) {
+            return Ok((record::standing(&recs), oldest(&recs)));
+        }
     }
     // A history holds up to twice `history_keep` records (0: all of them).
     let all = match settings.history_keep {
