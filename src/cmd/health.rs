@@ -71,10 +71,16 @@ fn without_daemon(cfg: &Config, why: String) -> Health {
     let mut jobs: Vec<JobHealth> = Vec::new();
     for job in cfg.jobs.iter().filter(|j| j.enabled) {
         match standing::from_history(&*coord, &cfg.settings, &job.name, None) {
-            Ok((st, oldest)) => {
+            Ok(read) => {
                 let kept = standing::read_watched(&cfg.settings.state_dir, &job.name);
-                let first_seen = kept.first_seen.or(oldest);
-                jobs.push(standing::job_health(cfg, job, &st, first_seen, now));
+                let first_seen = kept.first_seen.or(read.oldest);
+                jobs.push(standing::job_health(
+                    cfg,
+                    job,
+                    &read.standing,
+                    first_seen,
+                    now,
+                ));
             }
             Err(e) => reasons.push(format!("{}: cannot read its history: {e}", job.name)),
         }

@@ -151,9 +151,10 @@ fn job_status(
 ) -> Result<JobStatus, Failure> {
     let runs = coord.history(&cfg.settings, &job.name, RATE_WINDOW * 2)?;
     let recent = Some((runs.as_slice(), RATE_WINDOW * 2));
-    let (st, oldest) = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
+    let read = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
     let first_seen = standing::read_watched(&cfg.settings.state_dir, &job.name).first_seen;
-    let health = standing::job_health(cfg, job, &st, first_seen.or(oldest), now);
+    let first_seen = first_seen.or(read.oldest);
+    let health = standing::job_health(cfg, job, &read.standing, first_seen, now);
     let finished: Vec<&RunRecord> = runs
         .iter()
         .rev()

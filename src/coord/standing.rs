@@ -51,38 +51,60 @@ pub(crate) fn deadline(basis: Timestamp, within: Duration) -> Option<Timestamp> 
         .ok()
 }
 
-/// A job's standing from its history, and the start of its oldest record (its first
-/// appearance, for a job that never succeeded). `recent` is the job's newest records when
-/// the caller already read them, with how many it asked for: the rest of the history is read
-/// only when they hold no success and may not be all of it.
+/// A job's standing as read from (part of) its history.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Read {
+    pub(crate) standing: Standing,
+    /// The start of the oldest record read: the job's first appearance when `whole`.
+    pub(crate) oldest: Option<Timestamp>,
+    /// The records read tell the whole standing: they hold a success, or are all the
+    /// history there is.
+    pub(crate) whole: bool,
+}
+
+/// What `recs` (the newest records, `asked` for) tell.
+fn read_of(recs: &[RunRecord], asked: usize) -> Read {
+    Read {
+        standing: record::standing(recs),
+        oldest: recs.first().and_then(|r| r.started.parse().ok()),
+        whole: recs.len() < asked || recs.iter().any(|r| r.outcome.succeeded()),
+    }
+}
+
+/// The standing told by the job's newest records only: cheap however long the history;
+/// not `whole` behind a failure streak longer than they are.
+pub(crate) fn recent(
+    coord: &dyn Coordinator,
+    settings: &Settings,
+    job: &str,
+) -> Result<Read, Failure> {
+    Ok(read_of(&coord.history(settings, job, RECENT)?, RECENT))
+}
+
+/// The job's whole standing: from `recent` (its newest records, when the caller already
+/// read them, with how many it asked for) or its newest records, and only when they do not
+/// tell it (a long failure streak), from the rest of its history.
 pub(crate) fn from_history(
     coord: &dyn Coordinator,
     settings: &Settings,
     job: &str,
-    recent: Option<(&[RunRecord], usize)>,
-) -> Result<(Standing, Option<Timestamp>), Failure> {
-    let oldest = |recs: &[RunRecord]| recs.first().and_then(|r| r.started.parse().ok());
-    let complete = |recs: &[RunRecord], asked: usize| {
-        recs.len() < asked || recs.iter().any(|r| r.outcome.succeeded())
+    recent_read: Option<(&[RunRecord], usize)>,
+) -> Result<Read, Failure> {
+    let first = match recent_read {
+        Some((recs, asked)) => read_of(recs, asked),
+        None => recent(coord, settings, job)?,
     };
-    if let Some((recs, asked)) = recent
-        && complete(recs, asked)
-    {
-        return Ok((record::standing(recs), oldest(recs)));
-    }
-    if recent.is_none() {
-        let recs = coord.history(settings, job, RECENT)?;
-        if complete(&recs, RECENT) {
-            return Ok((record::standing(&recs), oldest(&recs)));
-        }
+    if first.whole {
+        return Ok(first);
     }
     // A history holds up to twice `history_keep` records (0: all of them).
     let all = match settings.history_keep {
         0 => usize::MAX,
         keep => keep.saturating_mul(2),
     };
-    let recs = coord.history(settings, job, all)?;
-    Ok((record::standing(&recs), oldest(&recs)))
+    let mut read = read_of(&coord.history(settings, job, all)?, all);
+    read.whole = true;
+    Ok(read)
 }
 
 /// `job`'s health at `now`, from its standing and first appearance.

@@ -26,9 +26,9 @@ use super::Shared;
 use crate::config::{Config, Job};
 use crate::control::{Health, JobHealth};
 use crate::coord::Coordinator;
-use crate::coord::standing::{self, Watched, deadline, from_history};
+use crate::coord::standing::{self, Read, Watched, deadline, from_history};
 use crate::log::{Level, Logger};
-use crate::record::{RunRecord, Standing};
+use crate::record::RunRecord;
 use crate::sync::lock;
 use crate::units::format_duration;
 
@@ -56,6 +56,9 @@ struct View {
     checking: bool,
     /// The history could not be read: not looked at again before this instant.
     retry_at: Option<Timestamp>,
+    /// Read at start from the newest records only, which a failure streak fills: a check
+    /// reads the rest at once (off the loop), for the streak and the last success.
+    partial: bool,
 }
 
 impl View {
@@ -67,10 +70,17 @@ impl View {
         deadline(self.basis()?, self.within?)
     }
 
-    /// The deadline still to act on: not alerted yet, no check under way.
+    /// The deadline still to act on: not alerted yet, no check under way (a partial view:
+    /// at once).
     fn pending(&self) -> Option<Timestamp> {
-        let d = self.deadline()?;
-        if self.checking || (self.alerted.is_some() && self.alerted == self.basis()) {
+        if self.checking {
+            return None;
+        }
+        let d = match self.partial {
+            true => Timestamp::MIN,
+            false => self.deadline()?,
+        };
+        if !self.partial && self.alerted.is_some() && self.alerted == self.basis() {
             return None;
         }
         Some(self.retry_at.map_or(d, |r| r.max(d)))
@@ -88,6 +98,14 @@ impl View {
             stale: stale_deadline.is_some_and(|d| now >= d),
         }
     }
+}
+
+/// What a check settled: to keep a first appearance (found now), and the deadline passed
+/// (with its start) to alert.
+struct Settled {
+    first_seen: bool,
+    stale: Option<(Timestamp, Timestamp)>,
+    view: View,
 }
 
 /// The views of the enabled jobs of the table in force.
@@ -190,19 +208,14 @@ impl Watch {
         }
     }
 
-    /// The check of `job` read `st` (after `ends` run ends): what is newer is kept, and when
-    /// the deadline passed and was not alerted, it is marked alerted and returned with its
-    /// start.
-    fn settle(
-        &self,
-        job: &str,
-        st: &Standing,
-        ends: u64,
-        now: Timestamp,
-    ) -> Option<(Timestamp, Timestamp, View)> {
+    /// The check of `job` read its whole standing (after `ends` run ends): what is newer is
+    /// kept, and what the check is to do is returned with the view.
+    fn settle(&self, job: &str, read: &Read, ends: u64, now: Timestamp) -> Option<Settled> {
         let mut views = lock(&self.views);
         let v = views.get_mut(job)?;
         v.checking = false;
+        v.partial = false;
+        let st = &read.standing;
         if let Some(end) = st.last_success_end()
             && v.last_success.is_none_or(|l| l < end)
         {
@@ -211,12 +224,24 @@ impl Watch {
         if v.ends == ends {
             v.streak = st.failure_streak;
         }
-        let (basis, d) = (v.basis()?, v.deadline()?);
-        if d > now || v.alerted == Some(basis) {
-            return None;
+        let first_seen = v.within.is_some() && v.first_seen.is_none();
+        if first_seen {
+            v.first_seen = Some(read.oldest.map_or(now, |o| o.min(now)));
         }
-        v.alerted = Some(basis);
-        Some((d, basis, v.clone()))
+        let mut out = Settled {
+            first_seen,
+            stale: None,
+            view: v.clone(),
+        };
+        if let (Some(basis), Some(d)) = (v.basis(), v.deadline())
+            && d <= now
+            && v.alerted != Some(basis)
+        {
+            v.alerted = Some(basis);
+            out.stale = Some((d, basis));
+            out.view = v.clone();
+        }
+        Some(out)
     }
 
     /// Every watched job's health at `now`, by name.
@@ -233,35 +258,44 @@ fn watched(cfg: &Config) -> impl Iterator<Item = &Job> {
     cfg.jobs.iter().filter(|j| j.enabled)
 }
 
-/// A job's view from its history and its file in `state_dir/watch` (whose first appearance
-/// is written when a job expected to succeed is watched for the first time).
+/// A job's view from its newest records and its file in `state_dir/watch` (whose first
+/// appearance is written when a job expected to succeed is watched for the first time).
+/// Behind a failure streak longer than those records, the view is partial: a check reads
+/// the rest at once, off the loop.
 fn view(cfg: &Config, job: &Job, coord: &dyn Coordinator, log: &Logger, now: Timestamp) -> View {
     let f = [("job", job.name.clone())];
-    let (st, oldest) = from_history(coord, &cfg.settings, &job.name, None).unwrap_or_else(|e| {
+    let read = standing::recent(coord, &cfg.settings, &job.name).unwrap_or_else(|e| {
         let msg = format!("cannot read the history: {e}; streak and last success unknown");
         log.log(Level::Warn, "watch", &f, &msg);
-        (Standing::default(), None)
+        Read {
+            whole: true,
+            ..Read::default()
+        }
     });
     let state_dir = &cfg.settings.state_dir;
     let mut kept = standing::read_watched(state_dir, &job.name);
-    if job.expect.success_within.is_some() && kept.first_seen.is_none() {
-        kept.first_seen = Some(oldest.map_or(now, |o| o.min(now)));
-        if let Err(e) = standing::write_watched(state_dir, &job.name, &kept) {
-            let msg = format!(
-                "cannot keep when the job was first seen: {e}; after a restart its deadline \
-                 (while it never succeeded) counts from then"
-            );
-            log.log(Level::Warn, "watch", &f, &msg);
-        }
+    if job.expect.success_within.is_some() && kept.first_seen.is_none() && read.whole {
+        kept.first_seen = Some(read.oldest.map_or(now, |o| o.min(now)));
+        keep(state_dir, &job.name, &kept, log);
     }
     View {
         within: job.expect.success_within,
         threshold: standing::threshold(cfg, job),
-        last_success: st.last_success_end(),
+        last_success: read.standing.last_success_end(),
         first_seen: kept.first_seen,
-        streak: st.failure_streak,
+        streak: read.standing.failure_streak,
         alerted: kept.alerted,
+        partial: !read.whole,
         ..View::default()
+    }
+}
+
+/// Writes what is kept of `job`, or logs why it cannot (after a restart, its first
+/// appearance would count from then, or its deadline be alerted again).
+fn keep(state_dir: &std::path::Path, job: &str, kept: &Watched, log: &Logger) {
+    if let Err(e) = standing::write_watched(state_dir, job, kept) {
+        let msg = format!("cannot keep its deadline in the state directory: {e}");
+        log.log(Level::Warn, "watch", &[("job", job.to_string())], &msg);
     }
 }
 
@@ -294,14 +328,15 @@ fn retry_at(now: Timestamp) -> Timestamp {
     deadline(now, RETRY).unwrap_or(now)
 }
 
-/// `job`'s deadline passed: unless its history has a newer success, it is stale, alerted
-/// once (and kept as alerted).
+/// `job`'s deadline passed (or its view is partial): its whole standing is read from its
+/// history; unless that has a newer success, the job is stale, alerted once (and kept as
+/// alerted).
 fn confirm(shared: &Shared, name: &str) {
     let cfg = shared.current();
     let f = [("job", name.to_string())];
     let ends = shared.watch.ends(name);
-    let (st, _) = match from_history(&*shared.coord, &cfg.settings, name, None) {
-        Ok(x) => x,
+    let read = match from_history(&*shared.coord, &cfg.settings, name, None) {
+        Ok(r) => r,
         Err(e) => {
             let msg = format!("cannot read the history to check the deadline: {e}; again in 1m");
             shared.log.log(Level::Warn, "watch", &f, &msg);
@@ -309,21 +344,20 @@ fn confirm(shared: &Shared, name: &str) {
             return;
         }
     };
-    let Some((deadline, basis, v)) = shared.watch.settle(name, &st, ends, Timestamp::now()) else {
+    let Some(settled) = shared.watch.settle(name, &read, ends, Timestamp::now()) else {
         return;
     };
-    let Some(job) = cfg.job(name) else {
-        return;
-    };
-    let state_dir = &cfg.settings.state_dir;
-    let kept = Watched {
-        first_seen: v.first_seen,
-        alerted: Some(basis),
-    };
-    if let Err(e) = standing::write_watched(state_dir, name, &kept) {
-        let msg = format!("cannot keep that the job was alerted stale: {e}");
-        shared.log.log(Level::Warn, "watch", &f, &msg);
+    let v = &settled.view;
+    if settled.first_seen || settled.stale.is_some() {
+        let kept = Watched {
+            first_seen: v.first_seen,
+            alerted: v.alerted,
+        };
+        keep(&cfg.settings.state_dir, name, &kept, &shared.log);
     }
+    let (Some((deadline, basis)), Some(job)) = (settled.stale, cfg.job(name)) else {
+        return;
+    };
     let since = match v.last_success {
         Some(t) => format!("no success since {t}"),
         None => format!("no success since it was first seen at {basis}"),
@@ -338,7 +372,7 @@ fn confirm(shared: &Shared, name: &str) {
     shared
         .ctx(&cfg)
         .alerts()
-        .on_stale(job, st.last_success.as_ref(), deadline);
+        .on_stale(job, read.standing.last_success.as_ref(), deadline);
 }
 
 /// When the loop last went to sleep, and for how long it meant to.
@@ -381,8 +415,8 @@ pub(super) fn health(shared: &Shared) -> Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Outcome;
     use crate::record::tests::rec;
+    use crate::record::{Outcome, Standing};
 
     fn t(s: &str) -> Timestamp {
         s.parse().expect("instant")
@@ -398,6 +432,15 @@ mod tests {
         };
         Watch {
             views: Mutex::new(HashMap::from([("j".to_string(), v)])),
+        }
+    }
+
+    /// A whole read of a history whose standing is `standing`.
+    fn read(standing: Standing) -> Read {
+        Read {
+            standing,
+            oldest: None,
+            whole: true,
         }
     }
 
@@ -425,9 +468,8 @@ mod tests {
             last_success: None,
         };
         let ends = w.ends("j");
-        let (d, basis, _) = w
-            .settle("j", &st, ends, t("2026-01-01T00:00:10Z"))
-            .expect("stale");
+        let settled = w.settle("j", &read(st), ends, t("2026-01-01T00:00:10Z"));
+        let (d, basis) = settled.and_then(|s| s.stale).expect("stale");
         assert_eq!(
             (d, basis),
             (t("2026-01-01T00:00:10Z"), t("2026-01-01T00:00:00Z"))
@@ -456,7 +498,8 @@ mod tests {
                 ..rec("other")
             }),
         };
-        assert!(w.settle("j", &st, 0, t("2026-01-01T00:00:10Z")).is_none());
+        let settled = w.settle("j", &read(st), 0, t("2026-01-01T00:00:10Z"));
+        assert!(settled.is_some_and(|s| s.stale.is_none()));
         assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:00:18Z")));
     }
 
@@ -468,10 +511,13 @@ mod tests {
         ended(&w, Outcome::Failure, "2026-01-01T00:00:10Z");
         ended(&w, Outcome::Failure, "2026-01-01T00:00:11Z");
         // The history was read before those two ended: its streak (0) does not replace 2.
-        assert!(
-            w.settle("j", &Standing::default(), ends, t("2026-01-01T00:00:12Z"))
-                .is_some()
+        let settled = w.settle(
+            "j",
+            &read(Standing::default()),
+            ends,
+            t("2026-01-01T00:00:12Z"),
         );
+        assert!(settled.is_some_and(|s| s.stale.is_some()));
         assert_eq!(w.health(t("2026-01-01T00:00:12Z"))[0].failure_streak, 2);
         // Skipped and interrupted runs leave the streak alone.
         ended(&w, Outcome::Skipped, "2026-01-01T00:00:13Z");
@@ -484,6 +530,41 @@ mod tests {
         assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:01:10Z")));
         assert!(w.take_due(t("2026-01-01T00:01:09Z")).is_empty());
         assert_eq!(w.take_due(t("2026-01-01T00:01:10Z")), ["j"]);
+    }
+
+    #[test]
+    fn a_partial_view_is_checked_at_once_and_gets_the_whole_streak_and_first_appearance() {
+        let w = watch();
+        if let Some(v) = lock(&w.views).get_mut("j") {
+            *v = View {
+                first_seen: None,
+                streak: 64,
+                partial: true,
+                ..v.clone()
+            };
+        }
+        assert_eq!(w.next_deadline(), Some(Timestamp::MIN));
+        assert_eq!(w.take_due(t("2026-01-01T00:00:00Z")), ["j"]);
+        // The whole history: 500 failures since the oldest record, an hour before now.
+        let whole = Read {
+            standing: Standing {
+                failure_streak: 500,
+                last_success: None,
+            },
+            oldest: Some(t("2026-01-01T00:00:00Z")),
+            whole: true,
+        };
+        let s = w
+            .settle("j", &whole, 0, t("2026-01-01T01:00:00Z"))
+            .expect("settled");
+        assert!(s.first_seen, "a first appearance to keep");
+        assert_eq!(s.view.first_seen, Some(t("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            s.stale,
+            Some((t("2026-01-01T00:00:10Z"), t("2026-01-01T00:00:00Z")))
+        );
+        assert_eq!(w.health(t("2026-01-01T01:00:00Z"))[0].failure_streak, 500);
+        assert_eq!(w.next_deadline(), None);
     }
 
     #[test]

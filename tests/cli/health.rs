@@ -268,3 +268,51 @@ command = "true"
     assert_eq!(v[0]["failure_streak"], 0);
     assert_eq!(v[0]["stale_deadline"], serde_json::Value::Null);
 }
+
+#[test]
+fn a_daemon_that_was_down_alerts_at_start_from_the_history_however_long_the_streak() {
+    let t = Table::new(
+        "h-down",
+        r#"
+[jobs.nightly]
+schedule = "0 3 1 1 *"
+command = "true"
+expect_success_within = "30m"
+"#,
+    );
+    // The history a daemon left: a success that ended an hour ago, then 100 failures (more
+    // than the daemon reads at start: it reads the rest off its loop).
+    let now = jiff::Timestamp::now();
+    let at = |secs_ago: i64| (now - jiff::SignedDuration::from_secs(secs_ago)).to_string();
+    let line = |id: usize, outcome: &str, secs_ago: i64| {
+        serde_json::json!({
+            "run_id": format!("r{id:03}"), "job": "nightly", "scheduled": at(secs_ago),
+            "started": at(secs_ago), "ended": at(secs_ago), "duration_ms": 0,
+            "attempts": [], "outcome": outcome, "trigger": "schedule",
+        })
+        .to_string()
+            + "\n"
+    };
+    let mut text = line(0, "success", 3600);
+    for i in 1..=100 {
+        text.push_str(&line(i, "failure", 3600 - i as i64 * 10));
+    }
+    std::fs::create_dir_all(t.dir().join("state/history")).expect("history dir");
+    std::fs::write(t.dir().join("state/history/nightly.jsonl"), text).expect("history");
+    let _d = Daemon::start(&t);
+    wait_for(|| stale_lines(&t, "nightly") == 1);
+    let deadline = (now - jiff::SignedDuration::from_secs(1800)).to_string();
+    assert!(
+        t.log().contains(&format!(
+            " stale job=nightly deadline={deadline}: no success since "
+        )),
+        "{}",
+        t.log()
+    );
+    let (code, out, _) = t.run(&["health", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["jobs"][0]["failure_streak"], 100, "{out}");
+    assert_eq!(v["jobs"][0]["stale_deadline"], deadline.as_str(), "{out}");
+    assert_eq!(v["jobs"][0]["stale"], true);
+}
