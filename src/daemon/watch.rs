@@ -145,9 +145,12 @@ impl Watch {
         let mut old = std::mem::take(&mut *views);
         for job in watched(cfg) {
             let mut v = match (old.remove(&job.name), fresh.remove(&job.name)) {
+                // Newly expected to succeed: its first appearance (or, behind a long
+                // failure streak, a check at once to find it).
                 (Some(o), Some(f)) => View {
                     first_seen: f.first_seen,
                     alerted: f.alerted,
+                    partial: f.partial,
                     ..o
                 },
                 (Some(v), None) | (None, Some(v)) => v,

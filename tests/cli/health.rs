@@ -316,3 +316,26 @@ expect_success_within = "30m"
     assert_eq!(v["jobs"][0]["stale_deadline"], deadline.as_str(), "{out}");
     assert_eq!(v["jobs"][0]["stale"], true);
 }
+
+#[test]
+fn a_reload_that_adds_expect_success_within_starts_the_deadline() {
+    let job = "[jobs.monthly]\nschedule = \"0 0 1 * *\"\ncommand = \"true\"\n";
+    let t = Table::new("h-reload", job);
+    let d = Daemon::start(&t);
+    let (_, out, _) = t.run(&["health", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        v["jobs"][0]["stale_deadline"],
+        serde_json::Value::Null,
+        "{out}"
+    );
+    t.rewrite(&format!("{job}expect_success_within = \"1s\"\n"));
+    let reloaded = Instant::now();
+    d.signal(libc::SIGHUP);
+    wait_for(|| t.log().contains("new table loaded"));
+    wait_for(|| stale_lines(&t, "monthly") == 1);
+    assert!(reloaded.elapsed() >= Duration::from_secs(1));
+    let (code, out, _) = t.run(&["health"]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("monthly: stale: no success yet"), "{out}");
+}
