@@ -107,12 +107,29 @@ pub enum Command {
     ///
     /// When they were measured, the CPU time (user and system, all its processes) and the peak
     /// memory of the last run are shown too (columns CPU and PEAK; cpu_seconds and
-    /// peak_memory_bytes of last_run in --json)
+    /// peak_memory_bytes of last_run in --json). So is a job's failure streak, the failed runs
+    /// since its last success (STREAK, when a job has one; failure_streak in --json), and with
+    /// expect_success_within when it goes stale, or since when it is (STALE; stale_deadline
+    /// and stale in --json)
     Status {
         /// Only this job
         #[arg(value_name = "JOB")]
         job: Option<String>,
         /// JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether the daemon does its work: exit 0 when healthy, else 1 with one line per reason
+    ///
+    /// Healthy: the daemon's loop is alive, no job is stale (its last success older than its
+    /// expect_success_within) and no job's failure streak (failed runs since its last
+    /// success) is at or above its threshold: the smallest after_failures of its channels
+    /// that hear of failures, else 1. Asks the running daemon; without one, reads the state
+    /// directory (in fleet mode, the fleet's history) and is unhealthy: no daemon is
+    /// running. For a container HEALTHCHECK or a monitoring agent (over HTTP: GET /healthz
+    /// on metrics_listen)
+    Health {
+        /// JSON: healthy, reasons, and each job's failure_streak and stale_deadline
         #[arg(long)]
         json: bool,
     },

@@ -1,5 +1,7 @@
-//! Prometheus metrics at `http://metrics_listen/metrics` (text format 0.0.4), only when
-//! `metrics_listen` is set, and only on that address.
+//! Prometheus metrics at `http://metrics_listen/metrics` (text format 0.0.4), and the
+//! daemon's health at `http://metrics_listen/healthz` (200 when healthy, else 503, with a
+//! short JSON body: `{"healthy":true,"reasons":[]}`), only when `metrics_listen` is set, and
+//! only on that address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +15,11 @@ use jiff::Timestamp;
 
 use crate::sync::lock;
 
+use crate::control::{Health, JobHealth};
 use crate::record::RunRecord;
+
+/// Asked at each request for the daemon's health (and the jobs' stale gauges and streaks).
+pub(crate) type Probe = Arc<dyn Fn() -> Health + Send + Sync>;
 
 #[derive(Default)]
 struct JobMetrics {
@@ -84,8 +90,9 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
-    pub(crate) fn render(&self) -> String {
+    /// The text exposition format; `health` is each watched job's stale deadline and
+    /// failure streak.
+    pub(crate) fn render(&self, health: &[JobHealth]) -> String {
         let jobs = lock(&self.jobs);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
@@ -191,6 +198,7 @@ impl Metrics {
             vec![format!("cronwarden_alert_spool_size {spool}")],
         );
         last_run_families(&mut out, &jobs);
+        health_families(&mut out, health);
         out
     }
 }
@@ -241,24 +249,76 @@ fn last_run_families(out: &mut String, jobs: &BTreeMap<String, JobMetrics>) {
     );
 }
 
-/// Serves `/metrics` on `addr` in a thread of its own, one short-lived thread per client.
-pub(crate) fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+/// The gauges of the jobs' health: whether each job with `expect_success_within` is stale,
+/// and each job's failure streak.
+fn health_families(out: &mut String, health: &[JobHealth]) {
+    let stale = "cronwarden_job_stale";
+    write_family(
+        out,
+        stale,
+        "gauge",
+        "1 when the job's last success is older than its expect_success_within, else 0.",
+        health
+            .iter()
+            .filter(|h| h.expect_success_within.is_some())
+            .map(|h| {
+                format!(
+                    "{stale}{{job=\"{}\"}} {}",
+                    job_label(&h.job),
+                    u8::from(h.stale)
+                )
+            })
+            .collect(),
+    );
+    let streak = "cronwarden_job_failure_streak";
+    write_family(
+        out,
+        streak,
+        "gauge",
+        "Consecutive failed runs of the job now (0 after a success).",
+        health
+            .iter()
+            .map(|h| {
+                format!(
+                    "{streak}{{job=\"{}\"}} {}",
+                    job_label(&h.job),
+                    h.failure_streak
+                )
+            })
+            .collect(),
+    );
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` in a thread of its own, one short-lived
+/// thread per client; `probe` tells the daemon's health.
+pub(crate) fn serve(addr: SocketAddr, metrics: Arc<Metrics>, probe: Probe) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let metrics = Arc::clone(&metrics);
+                let (metrics, probe) = (Arc::clone(&metrics), Arc::clone(&probe));
                 let _ = std::thread::Builder::new()
                     .name("metrics client".into())
-                    .spawn(move || answer(conn, &metrics));
+                    .spawn(move || answer(conn, &metrics, &*probe));
             }
         })?;
     Ok(())
 }
 
-fn answer(conn: TcpStream, metrics: &Metrics) {
+/// `/healthz`: 200 when the daemon is healthy, else 503; the body says why, in short.
+fn healthz(health: &Health) -> (&'static str, String) {
+    let status = if health.healthy {
+        "200 OK"
+    } else {
+        "503 Service Unavailable"
+    };
+    let body = serde_json::json!({"healthy": health.healthy, "reasons": health.reasons});
+    (status, format!("{body}\n"))
+}
+
+fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send + Sync)) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(std::io::Read::take(&conn, 8192));
@@ -280,13 +340,21 @@ fn answer(conn: TcpStream, metrics: &Metrics) {
     let (status, body, kind) = match (method, path) {
         (Some("GET"), Some("/metrics")) => (
             "200 OK",
-            metrics.render(),
+            metrics.render(&probe().jobs),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
-        (Some("GET"), _) => ("404 Not Found", "try /metrics\n".to_string(), "text/plain"),
+        (Some("GET"), Some("/healthz")) => {
+            let (status, body) = healthz(&probe());
+            (status, body, "application/json")
+        }
+        (Some("GET"), _) => (
+            "404 Not Found",
+            "try /metrics or /healthz\n".to_string(),
+            "text/plain",
+        ),
         _ => (
             "405 Method Not Allowed",
-            "GET /metrics\n".to_string(),
+            "GET /metrics or /healthz\n".to_string(),
             "text/plain",
         ),
     };
@@ -327,7 +395,7 @@ mod tests {
         plain.attempts = used.attempts.clone();
         plain.attempts[0].usage = Default::default();
         m.finished("plain", false, &plain);
-        let text = m.render();
+        let text = m.render(&[]);
         for name in [
             "cronwarden_job_last_run_cpu_seconds",
             "cronwarden_job_last_run_peak_memory_bytes",
@@ -346,6 +414,64 @@ mod tests {
     }
 
     #[test]
+    fn stale_gauges_are_for_jobs_expected_to_succeed_and_streaks_for_every_job() {
+        let h = |job: &str, within: Option<&str>, stale: bool, streak: u32| JobHealth {
+            job: job.to_string(),
+            failure_streak: streak,
+            expect_success_within: within.map(str::to_string),
+            stale,
+            ..JobHealth::default()
+        };
+        let text = metrics().render(&[
+            h("backup", Some("26h"), true, 3),
+            h("sync", Some("1h"), false, 0),
+            h("plain", None, false, 1),
+        ]);
+        for name in ["cronwarden_job_stale", "cronwarden_job_failure_streak"] {
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{text}");
+        }
+        assert_eq!(
+            samples(&text, "cronwarden_job_stale"),
+            [
+                r#"cronwarden_job_stale{job="backup"} 1"#,
+                r#"cronwarden_job_stale{job="sync"} 0"#
+            ]
+        );
+        assert_eq!(
+            samples(&text, "cronwarden_job_failure_streak"),
+            [
+                r#"cronwarden_job_failure_streak{job="backup"} 3"#,
+                r#"cronwarden_job_failure_streak{job="sync"} 0"#,
+                r#"cronwarden_job_failure_streak{job="plain"} 1"#
+            ]
+        );
+    }
+
+    #[test]
+    fn healthz_is_200_when_healthy_else_503_with_the_reasons() {
+        let (status, body) = healthz(&Health::new(Vec::new(), Vec::new()));
+        assert_eq!(
+            (status, body.as_str()),
+            ("200 OK", "{\"healthy\":true,\"reasons\":[]}\n")
+        );
+        let failing = JobHealth {
+            job: "sync".to_string(),
+            failure_streak: 2,
+            streak_threshold: 2,
+            ..JobHealth::default()
+        };
+        let (status, body) = healthz(&Health::new(vec!["loop".to_string()], vec![failing]));
+        assert_eq!(status, "503 Service Unavailable");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["healthy"], false);
+        assert_eq!(v["reasons"][0], "loop");
+        assert_eq!(
+            v["reasons"][1],
+            "sync: 2 failed runs in a row (threshold 2)"
+        );
+    }
+
+    #[test]
     fn the_figures_are_the_last_runs_not_a_sum_and_skips_do_not_clear_them() {
         let m = metrics();
         m.finished("j", false, &with_facts("r1"));
@@ -356,7 +482,7 @@ mod tests {
         let mut skip = rec("r3");
         skip.outcome = crate::record::Outcome::Skipped;
         m.finished("j", false, &skip);
-        let text = m.render();
+        let text = m.render(&[]);
         assert_eq!(
             samples(&text, "cronwarden_job_last_run_cpu_seconds"),
             [r#"cronwarden_job_last_run_cpu_seconds{job="j"} 2.5"#]

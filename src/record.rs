@@ -262,6 +262,53 @@ impl RunRecord {
     }
 }
 
+impl Outcome {
+    /// A success for staleness and failure streaks: `success`, or `warning` (a success that
+    /// is told).
+    pub(crate) fn succeeded(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+
+    /// A failure for failure streaks: `failure`, or `lost` (its end is unknown). A skipped or
+    /// interrupted run is neither: it does not end a streak nor add to it.
+    pub(crate) fn failed(self) -> bool {
+        matches!(self, Outcome::Failure | Outcome::Lost)
+    }
+}
+
+/// What a job's history says of it now ([`standing`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Standing {
+    /// Failed runs since the last success (or since the history begins): skipped and
+    /// interrupted runs in between neither end the streak nor add to it.
+    pub failure_streak: u32,
+    /// The newest successful (or warning) run.
+    pub last_success: Option<RunRecord>,
+}
+
+impl Standing {
+    /// When the last success ended; `None` when there is none (or its end cannot be read).
+    pub(crate) fn last_success_end(&self) -> Option<jiff::Timestamp> {
+        self.last_success.as_ref()?.ended.parse().ok()
+    }
+}
+
+/// The standing of a job whose records are `recs`, oldest first (as `read` and
+/// `Coordinator::history` return them).
+pub(crate) fn standing(recs: &[RunRecord]) -> Standing {
+    let mut out = Standing::default();
+    for r in recs.iter().rev() {
+        if r.outcome.succeeded() {
+            out.last_success = Some(r.clone());
+            break;
+        }
+        if r.outcome.failed() {
+            out.failure_streak = out.failure_streak.saturating_add(1);
+        }
+    }
+    out
+}
+
 pub(crate) fn history_path(state_dir: &Path, job: &str) -> PathBuf {
     state_dir.join("history").join(format!("{job}.jsonl"))
 }
@@ -423,6 +470,36 @@ pub(crate) fn read(state_dir: &Path, job: &str) -> io::Result<Vec<RunRecord>> {
     Ok(out)
 }
 
+/// The job's newest `n` records, oldest first, read from the end of the file: the cost is
+/// what they weigh, however long the history is. Lines that do not parse are skipped.
+pub(crate) fn tail(state_dir: &Path, job: &str, n: usize) -> io::Result<Vec<RunRecord>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match fs::File::open(history_path(state_dir, job)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        (&mut f).take(len - start).read_to_end(&mut buf)?;
+        // Complete lines only: the first may be cut by the window.
+        let mut recs: Vec<RunRecord> = buf
+            .split(|b| *b == b'\n')
+            .skip(usize::from(start > 0))
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect();
+        if recs.len() >= n || start == 0 {
+            recs.drain(..recs.len().saturating_sub(n));
+            return Ok(recs);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
 /// The job's most recent real run (a skip only when there is nothing else), parsed from
 /// the end of the file, so it costs the same however long the history is.
 pub(crate) fn last(state_dir: &Path, job: &str) -> Option<RunRecord> {
@@ -476,6 +553,58 @@ pub(crate) mod tests {
             skips: None,
             facts: Default::default(),
         }
+    }
+
+    #[test]
+    fn standing_counts_failures_since_the_last_success_or_warning() {
+        let run = |id: &str, o: Outcome| RunRecord {
+            outcome: o,
+            ended: format!("2026-01-01T00:00:0{}Z", id.len()),
+            ..rec(id)
+        };
+        assert_eq!(standing(&[]), Standing::default());
+        let recs = [
+            run("a", Outcome::Failure),
+            run("bb", Outcome::Warning),
+            run("ccc", Outcome::Failure),
+            run("dddd", Outcome::Skipped),
+            run("eeeee", Outcome::Lost),
+            run("ffffff", Outcome::Interrupted),
+            run("ggggggg", Outcome::Failure),
+        ];
+        let s = standing(&recs);
+        // Skipped and interrupted runs neither end the streak nor add to it.
+        assert_eq!(s.failure_streak, 3);
+        assert_eq!(
+            s.last_success.as_ref().map(|r| r.run_id.as_str()),
+            Some("bb")
+        );
+        assert_eq!(s.last_success_end(), "2026-01-01T00:00:02Z".parse().ok());
+        let never = standing(&recs[2..]);
+        assert_eq!((never.failure_streak, never.last_success), (3, None));
+        let ok = standing(&[run("a", Outcome::Failure), run("b", Outcome::Success)]);
+        assert_eq!(ok.failure_streak, 0);
+    }
+
+    #[test]
+    fn tail_is_the_newest_records_of_read_however_long_the_history() {
+        let dir = std::env::temp_dir().join(format!("cw-record-tail-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert!(tail(&dir, "j", 5).expect("tail").is_empty());
+        // Long enough for several windows (each record carries 1 KiB of output).
+        for i in 0..300 {
+            let r = RunRecord {
+                output: Some("x".repeat(1024)),
+                ..rec(&format!("r{i:03}"))
+            };
+            append(&dir, &r, 0).expect("append");
+        }
+        let all = read(&dir, "j").expect("read");
+        for n in [0, 1, 5, 63, 64, 65, 200, 300, 1000, usize::MAX] {
+            let want = &all[all.len().saturating_sub(n)..];
+            assert_eq!(tail(&dir, "j", n).expect("tail"), want, "n = {n}");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

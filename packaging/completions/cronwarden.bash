@@ -28,6 +28,9 @@ _cronwarden() {
             cronwarden,daemon)
                 cmd="cronwarden__subcmd__daemon"
                 ;;
+            cronwarden,health)
+                cmd="cronwarden__subcmd__health"
+                ;;
             cronwarden,help)
                 cmd="cronwarden__subcmd__help"
                 ;;
@@ -76,6 +79,9 @@ _cronwarden() {
             cronwarden__subcmd__help,daemon)
                 cmd="cronwarden__subcmd__help__subcmd__daemon"
                 ;;
+            cronwarden__subcmd__help,health)
+                cmd="cronwarden__subcmd__help__subcmd__health"
+                ;;
             cronwarden__subcmd__help,help)
                 cmd="cronwarden__subcmd__help__subcmd__help"
                 ;;
@@ -119,7 +125,7 @@ _cronwarden() {
 
     case "${cmd}" in
         cronwarden)
-            opts="-c -h -V --config --run --help --version run backfill daemon check list next trigger pause resume status history import test-alert completions man help"
+            opts="-c -h -V --config --run --help --version run backfill daemon check list next trigger pause resume status health history import test-alert completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,8 +246,30 @@ _cronwarden() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cronwarden__subcmd__health)
+            opts="-c -h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cronwarden__subcmd__help)
-            opts="run backfill daemon check list next trigger pause resume status history import test-alert completions man help"
+            opts="run backfill daemon check list next trigger pause resume status health history import test-alert completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -297,6 +325,20 @@ _cronwarden() {
             return 0
             ;;
         cronwarden__subcmd__help__subcmd__daemon)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cronwarden__subcmd__help__subcmd__health)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

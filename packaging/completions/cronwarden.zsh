@@ -135,6 +135,15 @@ _arguments "${_arguments_options[@]}" : \
 '::job:_cronwarden_jobs' \
 && ret=0
 ;;
+(health)
+_arguments "${_arguments_options[@]}" : \
+'-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
+'--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
+'--json[JSON\: healthy, reasons, and each job'\''s failure_streak and stale_deadline]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
 (history)
 _arguments "${_arguments_options[@]}" : \
 '-n+[How many runs]:N:_default' \
@@ -234,6 +243,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(health)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (history)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -280,6 +293,7 @@ _cronwarden_commands() {
 'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
 'resume:Schedule a paused job again (without a daemon\: from when it starts)' \
 'status:The state of each job (or one)\: running or idle, last run, next run, success rate. The next run says "paused", "disabled", or "no daemon" when none runs the schedule' \
+'health:Whether the daemon does its work\: exit 0 when healthy, else 1 with one line per reason' \
 'history:A job'\''s last runs\: run id, scheduled, started, duration, attempts, exit, outcome' \
 'import:Print a job table equivalent to a crontab (stdin by default)' \
 'test-alert:Send a test message through one alert channel' \
@@ -309,6 +323,11 @@ _cronwarden__subcmd__daemon_commands() {
     local commands; commands=()
     _describe -t commands 'cronwarden daemon commands' commands "$@"
 }
+(( $+functions[_cronwarden__subcmd__health_commands] )) ||
+_cronwarden__subcmd__health_commands() {
+    local commands; commands=()
+    _describe -t commands 'cronwarden health commands' commands "$@"
+}
 (( $+functions[_cronwarden__subcmd__help_commands] )) ||
 _cronwarden__subcmd__help_commands() {
     local commands; commands=(
@@ -322,6 +341,7 @@ _cronwarden__subcmd__help_commands() {
 'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
 'resume:Schedule a paused job again (without a daemon\: from when it starts)' \
 'status:The state of each job (or one)\: running or idle, last run, next run, success rate. The next run says "paused", "disabled", or "no daemon" when none runs the schedule' \
+'health:Whether the daemon does its work\: exit 0 when healthy, else 1 with one line per reason' \
 'history:A job'\''s last runs\: run id, scheduled, started, duration, attempts, exit, outcome' \
 'import:Print a job table equivalent to a crontab (stdin by default)' \
 'test-alert:Send a test message through one alert channel' \
@@ -350,6 +370,11 @@ _cronwarden__subcmd__help__subcmd__completions_commands() {
 _cronwarden__subcmd__help__subcmd__daemon_commands() {
     local commands; commands=()
     _describe -t commands 'cronwarden help daemon commands' commands "$@"
+}
+(( $+functions[_cronwarden__subcmd__help__subcmd__health_commands] )) ||
+_cronwarden__subcmd__help__subcmd__health_commands() {
+    local commands; commands=()
+    _describe -t commands 'cronwarden help health commands' commands "$@"
 }
 (( $+functions[_cronwarden__subcmd__help__subcmd__help_commands] )) ||
 _cronwarden__subcmd__help__subcmd__help_commands() {

@@ -143,10 +143,6 @@ impl Alerts<'_> {
     /// the next success. The streak is kept in the state directory, so that a restarted
     /// daemon does not tell the same streak again; the next success ends it (`after_run`
     /// sends its recovery).
-    #[allow(
-        dead_code,
-        reason = "called by the run path and the daemon (issue 18's other parts)"
-    )]
     pub(crate) fn on_stale(
         &self,
         job: &Job,

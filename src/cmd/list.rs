@@ -144,19 +144,43 @@ pub(super) fn render_columns<const N: usize, const M: usize>(
     render_table(&header, &rows)
 }
 
+/// [`render_columns`] with the columns to keep chosen at run time.
+pub(super) fn render_kept<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+    keep: &[usize],
+) -> String {
+    let header: Vec<&str> = keep.iter().map(|&i| header[i]).collect();
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| keep.iter().map(|&i| r[i].as_str()).collect())
+        .collect();
+    render_lines(&header, &rows)
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub(super) fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    render_lines(header, &rows)
+}
+
+/// [`render_table`] of rows as long as `header`.
+fn render_lines(header: &[&str], rows: &[Vec<&str>]) -> String {
+    let n = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
+    let mut line = |cells: &[&str]| {
         let mut l = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == N {
+            if i + 1 == n {
                 l.push_str(cell);
             } else {
                 l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
@@ -165,9 +189,9 @@ pub(super) fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; 
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(header.to_vec());
+    line(header);
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row);
     }
     out
 }

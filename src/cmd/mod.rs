@@ -5,6 +5,7 @@
 mod backfill;
 mod check;
 mod completions;
+mod health;
 mod history;
 mod import;
 mod job_args;
@@ -80,6 +81,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Pause { job } => pause::pause(path, &job, true),
         Command::Resume { job } => pause::pause(path, &job, false),
         Command::Status { job, json } => status::status(path, job.as_deref(), json),
+        Command::Health { json } => health::health(path, json),
         Command::History { job, count, json } => history::history(path, &job, count, json),
         Command::Import { system, crontab } => import::import(system, crontab.as_deref()),
         Command::TestAlert { channel } => test_alert::test_alert(path, &channel),

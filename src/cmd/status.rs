@@ -1,5 +1,6 @@
-//! `cronwarden status`: every job at a glance (running or idle, last and next run, success
-//! rate), from the state directory or the fleet (with or without a running daemon).
+//! `cronwarden status`: every job at a glance (running or idle, last and next run, failure
+//! streak, stale deadline, success rate), from the state directory or the fleet (with or
+//! without a running daemon).
 
 use jiff::Timestamp;
 
@@ -7,9 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::job_args::find_job;
-use super::list::{relative, render_columns};
+use super::list::{relative, render_kept};
 use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::{Config, Job};
+use crate::control::JobHealth;
+use crate::coord::standing;
 use crate::coord::{Coordinator, Role, Running};
 use crate::lock;
 use crate::record::{Outcome, RunRecord};
@@ -116,6 +119,8 @@ struct JobStatus {
     next: Option<Timestamp>,
     enabled: bool,
     rate: Option<(usize, usize)>,
+    /// Its failure streak and stale deadline.
+    health: JobHealth,
 }
 
 impl JobStatus {
@@ -145,6 +150,11 @@ fn job_status(
     running: &mut HashMap<String, Running>,
 ) -> Result<JobStatus, Failure> {
     let runs = coord.history(&cfg.settings, &job.name, RATE_WINDOW * 2)?;
+    let recent = Some((runs.as_slice(), RATE_WINDOW * 2));
+    let read = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
+    let first_seen = standing::read_watched(&cfg.settings.state_dir, &job.name).first_seen;
+    let first_seen = first_seen.or(read.oldest);
+    let health = standing::job_health(cfg, job, &read.standing, first_seen, now);
     let finished: Vec<&RunRecord> = runs
         .iter()
         .rev()
@@ -183,6 +193,7 @@ fn job_status(
             .and_then(|s| s.next_after(now)),
         enabled: job.enabled,
         rate: (!finished.is_empty()).then_some((ok, finished.len())),
+        health,
     })
 }
 
@@ -258,7 +269,9 @@ fn print_json(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> CmdRe
 }
 
 /// What `status --json` prints: one object per job. `last_run` is the run's whole record,
-/// with its `cpu_seconds` and `peak_memory_bytes` when they are known; `containment` is how
+/// with its `cpu_seconds` and `peak_memory_bytes` when they are known; `failure_streak` the
+/// failed runs since the last success; `stale_deadline` (with `expect_success_within`) when
+/// the job goes stale without a success, and `stale` whether it passed; `containment` is how
 /// the daemon contains runs (when one answers).
 fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde_json::Value {
     let problems = &health.problems;
@@ -287,6 +300,9 @@ fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde
                 }),
                 "next_run": s.next.map(|t| t.to_string()),
                 "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
+                "failure_streak": s.health.failure_streak,
+                "stale_deadline": s.health.stale_deadline.map(|t| t.to_string()),
+                "stale": s.health.stale,
                 "state_problem": problems.first(),
                 "rate_runs": s.rate.map(|(_, n)| n),
                 "containment": containment,
@@ -297,10 +313,12 @@ fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde
 }
 
 /// The columns of the text view, in order; CPU and PEAK (of the last run) are shown only
-/// when a job's last run has one of them.
-const HEADER: [&str; 10] = [
-    "JOB", "STATE", "LAST RUN", "OUTCOME", "DURATION", "CPU", "PEAK", "ATTEMPTS", "NEXT RUN",
-    "SUCCESS",
+/// when a job's last run has one of them, STREAK (failed runs since the last success) when a
+/// job has one, STALE (when the job goes, or went, stale without a success) when a job has
+/// `expect_success_within`.
+const HEADER: [&str; 12] = [
+    "JOB", "STATE", "LAST RUN", "OUTCOME", "STREAK", "DURATION", "CPU", "PEAK", "ATTEMPTS",
+    "NEXT RUN", "STALE", "SUCCESS",
 ];
 
 fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdResult {
@@ -310,21 +328,37 @@ fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdRe
 
 /// The text view: one row per job, with the columns of [`HEADER`] that apply.
 fn table_text(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> String {
-    let rows: Vec<[String; 10]> = all.iter().map(|s| row(s, now, daemon)).collect();
+    let rows: Vec<[String; 12]> = all.iter().map(|s| row(s, now, daemon)).collect();
     let usage = all.iter().any(|s| {
         s.last
             .as_ref()
             .is_some_and(|r| r.facts.usage != Default::default())
     });
-    if usage {
-        render_columns(&HEADER, &rows, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    } else {
-        render_columns(&HEADER, &rows, [0, 1, 2, 3, 4, 7, 8, 9])
+    let streak = all.iter().any(|s| s.health.failure_streak > 0);
+    let stale = all.iter().any(|s| s.health.expect_success_within.is_some());
+    let keep: Vec<usize> = (0..HEADER.len())
+        .filter(|i| match i {
+            4 => streak,
+            6 | 7 => usage,
+            10 => stale,
+            _ => true,
+        })
+        .collect();
+    render_kept(&HEADER, &rows, &keep)
+}
+
+/// The STALE cell: when the job goes stale ("in 25h 3m"), or since when it is ("3m 2s
+/// ago"); "-" without `expect_success_within` (or a start to count from).
+fn stale_text(h: &JobHealth, now: Timestamp) -> String {
+    match h.stale_deadline {
+        None => "-".to_string(),
+        Some(d) if h.stale => relative(d, now).replacen("in ", "", 1) + " ago",
+        Some(d) => relative(now, d),
     }
 }
 
 /// One job's cells, in the order of [`HEADER`].
-fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 10] {
+fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 12] {
     let state = match &s.running {
         Some(h) => running_text(h, s.node.as_deref()),
         None => "idle".to_string(),
@@ -362,11 +396,13 @@ fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 10] {
         state,
         when,
         outcome,
+        s.health.failure_streak.to_string(),
         dur,
         cpu.map_or_else(dash, format_cpu_seconds),
         peak.map_or_else(dash, format_size),
         attempts,
         next,
+        stale_text(&s.health, now),
         rate,
     ]
 }
@@ -387,6 +423,10 @@ mod tests {
             next: None,
             enabled: true,
             rate: Some((0, 1)),
+            health: JobHealth {
+                job: name.to_string(),
+                ..JobHealth::default()
+            },
         }
     }
 
@@ -422,6 +462,43 @@ mod tests {
             [
                 "b", "idle", "never", "-", "-", "-", "-", "-", "-", "0%", "of", "1"
             ]
+        );
+    }
+
+    #[test]
+    fn streak_and_stale_are_columns_only_when_a_job_has_them() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("instant");
+        let failed = RunRecord {
+            outcome: Outcome::Failure,
+            ..rec("r1")
+        };
+        let mut a = idle("a", Some(failed));
+        a.health.failure_streak = 3;
+        a.health.expect_success_within = Some("1h".to_string());
+        a.health.stale_deadline = "2026-01-01T00:58:30Z".parse().ok();
+        a.health.stale = true;
+        let mut b = idle("b", None);
+        b.health.expect_success_within = Some("2h".to_string());
+        b.health.stale_deadline = "2026-01-01T02:30:00Z".parse().ok();
+        let text = table_text(&[a, b, idle("c", None)], now, Some(true));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains(" OUTCOME  STREAK  DURATION "), "{text}");
+        assert!(
+            lines[0].contains(" NEXT RUN  STALE       SUCCESS"),
+            "{text}"
+        );
+        let cells = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let a = cells(lines[1]);
+        let at = a.iter().position(|c| c == "failure").expect("outcome");
+        assert_eq!(a[at + 1..at + 3], ["3", "1.0s"]);
+        assert!(lines[1].contains(" 1m 30s ago "), "{text}");
+        assert!(lines[2].contains(" in 1h 30m "), "{text}");
+        // No expect_success_within: "-".
+        assert_eq!(cells(lines[3])[..6], ["c", "idle", "never", "-", "0", "-"]);
+        let none = table_text(&[idle("c", None)], now, Some(true));
+        assert!(
+            !none.contains("STREAK") && !none.contains("STALE"),
+            "{none}"
         );
     }
 

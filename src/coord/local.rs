@@ -92,14 +92,12 @@ impl Coordinator for Local {
     fn leave(&self) {}
 
     fn history(&self, settings: &Settings, job: &str, n: usize) -> Result<Vec<RunRecord>, Failure> {
-        let mut all = record::read(&settings.state_dir, job).map_err(|e| {
+        record::tail(&settings.state_dir, job, n).map_err(|e| {
             Failure::new(
                 exit::JOB_FAILED,
                 format!("reading the history of {job}: {e}"),
             )
-        })?;
-        all.drain(..all.len().saturating_sub(n));
-        Ok(all)
+        })
     }
 
     fn running(

@@ -5,6 +5,7 @@
 //! it; neither asks which one they have.
 
 pub(crate) mod local;
+pub(crate) mod standing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::net::UnixStream;

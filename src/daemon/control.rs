@@ -182,6 +182,7 @@ fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
             ok: true,
             problems: shared.health.problem().into_iter().collect(),
             containment: Some((c.name().to_string(), c.why().to_string())),
+            health: Some(super::watch::health(shared)),
             ..Response::default()
         };
     }

@@ -127,6 +127,7 @@ pub(super) fn run_one(
         );
         for step in p.steps.iter().skip(1) {
             shared.metrics.finished(&step.job, false, step);
+            shared.watch.ended(step);
         }
     }
 }
@@ -224,9 +225,11 @@ fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), S
     Ok(())
 }
 
-/// A run's end, told to the metrics and to whoever waits for it (`trigger --wait`).
+/// A run's end, told to the metrics, the watchdog and whoever waits for it (`trigger
+/// --wait`).
 fn report(shared: &Shared, launch: &Launch, rec: RunRecord, was_running: bool) {
     shared.metrics.finished(&rec.job, was_running, &rec);
+    shared.watch.ended(&rec);
     if let Some(tx) = &launch.done {
         let _ = tx.send(rec);
     }

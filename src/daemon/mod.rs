@@ -12,7 +12,8 @@
 //! instants to run threads), `launch` (one run's thread), `catchup` (missed instants, one
 //! after another), `health` (a state directory that cannot be written), `orphans` (runs
 //! whose supervisor died, taken over), `slots` (concurrency), `state` (the daemon's files),
-//! `control` (the control socket server), `work` (work the coordination backend brings).
+//! `control` (the control socket server), `work` (work the coordination backend brings),
+//! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`).
 
 mod catchup;
 mod control;
@@ -22,6 +23,7 @@ mod launch;
 mod orphans;
 mod slots;
 mod state;
+mod watch;
 mod work;
 
 use std::collections::HashSet;
@@ -94,6 +96,10 @@ pub(crate) struct Shared {
     state_dir: PathBuf,
     /// How runs' processes are contained (chosen at start, kept across reloads).
     contain: Containment,
+    /// Stale deadlines and failure streaks.
+    watch: watch::Watch,
+    /// The loop's liveness.
+    beat: watch::Beat,
 }
 
 impl Shared {
@@ -258,9 +264,11 @@ impl<'p> Daemon<'p> {
             UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
         let coord = connect(&cfg)?;
         let outbox = alert::Outbox::new();
+        let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+        let watch = watch::Watch::load(&cfg, &*coord, &log);
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared {
-            log: Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format),
+            log,
             coord,
             metrics: Arc::new(Metrics::new(&state, Arc::clone(outbox.stats()))),
             outbox,
@@ -275,6 +283,8 @@ impl<'p> Daemon<'p> {
             current: Mutex::new(Arc::clone(&cfg)),
             state_dir: state.clone(),
             contain,
+            watch,
+            beat: watch::Beat::default(),
         });
         let alerts = start_alerts(&shared)?;
         // Runs whose supervisor died (a daemon or a `run` killed): taken over, kept to their
@@ -386,6 +396,7 @@ impl<'p> Daemon<'p> {
             self.trim_again = false;
             trim_memory();
         }
+        self.shared.beat.sleeps(sleep);
         let ready = wait_readable(&fds, sleep);
         if let Some(w) = self.watchdog
             && self.next_watchdog.is_some_and(|n| Instant::now() >= n)
@@ -409,6 +420,7 @@ impl<'p> Daemon<'p> {
             self.busy += t0.elapsed();
         }
         self.start_due();
+        watch::check_due(&self.shared);
         self.keep_files();
         true
     }
@@ -423,7 +435,8 @@ impl<'p> Daemon<'p> {
         control::keep(&mut self.control, settings, shared);
     }
 
-    /// How long to sleep: until the next due instant (less the look-ahead) or the watchdog.
+    /// How long to sleep: until the next due instant (less the look-ahead), the nearest stale
+    /// deadline not yet alerted, or the watchdog.
     /// Alerts spooled by other processes (`cronwarden run`) are handed to the alert thread
     /// here, at most every `SPOOL_CHECK`; the thread times its own retries.
     fn sleep_time(&mut self) -> Duration {
@@ -432,6 +445,10 @@ impl<'p> Daemon<'p> {
         if let Some(due) = self.sched.next_due() {
             let until = Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO);
             sleep = sleep.min(until.saturating_sub(LOOKAHEAD));
+        }
+        if let Some(deadline) = self.shared.watch.next_deadline() {
+            let until = Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
+            sleep = sleep.min(until);
         }
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
@@ -457,6 +474,7 @@ impl<'p> Daemon<'p> {
             Ok(new) => {
                 self.sched
                     .reload(Timed::from_jobs(&new.jobs), Timestamp::now());
+                self.shared.watch.reload(&new, &*self.shared.coord, log);
                 self.cfg = Arc::new(new);
                 self.publish();
                 let msg = format!("new table loaded: {}", status_line(&self.cfg, &self.sched));
@@ -556,15 +574,17 @@ fn start_alerts(shared: &Arc<Shared>) -> Result<JoinHandle<()>, Failure> {
         .map_err(|e| Failure::usage(format!("cannot start a thread: {e}")))
 }
 
-/// Serves `/metrics` (when asked for) and opens the control socket.
+/// Serves `/metrics` and `/healthz` (when asked for) and opens the control socket.
 fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served, Failure> {
     if let Some(addr) = cfg.settings.metrics_listen {
-        crate::metrics::serve(addr, Arc::clone(&shared.metrics))
+        let sh = Arc::clone(shared);
+        let probe: crate::metrics::Probe = Arc::new(move || watch::health(&sh));
+        crate::metrics::serve(addr, Arc::clone(&shared.metrics), probe)
             .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
         let f = [("listen", addr.to_string())];
         shared
             .log
-            .log(Level::Info, "metrics", &f, "serving /metrics");
+            .log(Level::Info, "metrics", &f, "serving /metrics and /healthz");
     }
     let socket = control::listen(&cfg.settings, &shared.log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;

@@ -621,3 +621,53 @@ fn a_postgres_url_file_others_can_read_is_refused() {
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
     assert!(!err.contains("secret"), "{err}");
 }
+
+/// The deadlines (the `deadline=` field) of a node's `stale job=JOB` log lines.
+fn stale_deadlines(t: &Table, job: &str) -> Vec<String> {
+    let pat = format!(" stale job={job} deadline=");
+    t.log()
+        .lines()
+        .filter_map(|l| l.split_once(&pat))
+        .filter_map(|(_, rest)| rest.split(':').next().map(|_| rest))
+        .filter_map(|rest| rest.split_once(": ").map(|(d, _)| d.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_stale_deadline_is_the_fleets_a_success_on_any_node_moves_it_on_every_node() {
+    let db = Db::new("stale");
+    let dir = TempDir::new("fleet-stale");
+    let ev = dir.path().join("events");
+    let ok = PathBuf::from(format!("{}.ok", ev.display()));
+    std::fs::write(&ok, "").expect("ok");
+    let job = "[jobs.flaky]\nschedule = \"* * * * * *\"\nexpect_success_within = \"4s\"\n\
+               command = [\"/bin/sh\", \"-c\", \"echo $NODE >> $EVENTS.runs; test -e $EVENTS.ok\"]\n";
+    let tables: Vec<Table> = ["a", "b"]
+        .iter()
+        .map(|n| node(&db, "postgres", n, &ev, job))
+        .collect();
+    let _daemons: Vec<Daemon> = tables.iter().map(Daemon::start).collect();
+    let runs = PathBuf::from(format!("{}.runs", ev.display()));
+    // Succeeding for three deadlines, on one node or the other: neither says stale (a node
+    // that did not run the job reads the fleet's history at its deadline and finds the
+    // other's success). (4 s: a loaded machine can delay a tick by a second or two.)
+    wait_for(|| events(&runs).len() >= 12);
+    for t in &tables {
+        assert!(stale_deadlines(t, "flaky").is_empty(), "{}", t.log());
+    }
+    // Failing from now on: each node says it once, with the same deadline (from the same
+    // last success in the fleet's history); the alert goes out once per fleet
+    // (`first_alert`).
+    std::fs::remove_file(&ok).expect("rm ok");
+    wait_for(|| {
+        tables
+            .iter()
+            .all(|t| !stale_deadlines(t, "flaky").is_empty())
+    });
+    let failing = events(&runs).len();
+    wait_for(|| events(&runs).len() >= failing + 3);
+    let a = stale_deadlines(&tables[0], "flaky");
+    let b = stale_deadlines(&tables[1], "flaky");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a, b);
+}

@@ -10,6 +10,7 @@ mod daemon;
 mod docs;
 mod faults;
 mod fleet;
+mod health;
 mod import;
 mod messages;
 mod next;

@@ -229,7 +229,8 @@ fn a_lost_run_shows_no_duration_or_attempts_it_does_not_know() {
     assert_eq!(&cols[3..7], ["-", "-", "-", "lost"], "{out}");
     let (_, out, _) = t.run(&["status"]);
     let cols: Vec<&str> = row(&out, "gone").split_whitespace().collect();
-    // JOB, STATE, LAST RUN (3 words: "N d ago"...), then OUTCOME, DURATION, ATTEMPTS.
+    // JOB, STATE, LAST RUN (3 words: "N d ago"...), then OUTCOME, STREAK (a lost run is a
+    // failed one), DURATION, ATTEMPTS.
     let lost = cols.iter().position(|c| *c == "lost").expect("outcome");
-    assert_eq!(&cols[lost + 1..lost + 3], ["-", "-"], "{out}");
+    assert_eq!(&cols[lost + 1..lost + 4], ["1", "-", "-"], "{out}");
 }
