@@ -161,7 +161,7 @@ impl Alerts<'_> {
         }
         streaks.stale = Some(Stale {
             deadline,
-            last_success: last_id,
+            last_success: last_id.clone(),
         });
         files.save_streaks(&streaks);
         let facts = EventFacts {
@@ -171,7 +171,11 @@ impl Alerts<'_> {
             ..Default::default()
         };
         let rec = self.stale_record(job, deadline);
-        let key = format!("{}@{}", job.name, deadline);
+        // One alert per stale streak in a fleet: the streak is named by the last success
+        // every node reads from the fleet's history (the deadline of a job that never
+        // succeeded counts from when each node first saw it, which may differ).
+        let since = last_id.as_deref().unwrap_or("never");
+        let key = format!("{}@stale-since-{since}", job.name);
         self.tell_kind(job, AlertEvent::Stale, &rec, &facts, &key);
     }
 
