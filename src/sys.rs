@@ -203,6 +203,18 @@ pub(crate) fn wait4(pid: i32, nohang: bool) -> io::Result<Option<(i32, Rusage)>>
     )))
 }
 
+/// Whether this process has any child, running or exited (waitid on every child without
+/// waiting and without reaping: ECHILD means none).
+pub(crate) fn has_children() -> bool {
+    use nix::sys::wait::{Id, waitid};
+    let flags = WaitPidFlag::WNOHANG
+        | WaitPidFlag::WNOWAIT
+        | WaitPidFlag::WEXITED
+        | WaitPidFlag::WSTOPPED
+        | WaitPidFlag::WCONTINUED;
+    !matches!(waitid(Id::All, flags), Err(nix::errno::Errno::ECHILD))
+}
+
 /// Reaps the child `pid` if it has exited (waitpid with WNOHANG); true when it was reaped.
 pub(crate) fn reap(pid: i32) -> bool {
     if pid <= 0 {
