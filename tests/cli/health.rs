@@ -55,11 +55,16 @@ command = "true"
 on = ["failure"]
 after_failures = 1000
 
+[alerts.watch]
+type = "command"
+command = "cat >> $DIR/stale-alerts"
+on = ["stale"]
+
 [jobs.flaky]
 schedule = "* * * * * *"
 command = "test -e $DIR/ok"
 expect_success_within = "2s"
-alert = ["ops"]
+alert = ["ops", "watch"]
 
 [jobs.steady]
 schedule = "* * * * * *"
@@ -92,6 +97,14 @@ expect_success_within = "5s"
     let before = stale_lines(&t, "flaky");
     std::fs::remove_file(&ok).expect("rm ok");
     wait_for(|| stale_lines(&t, "flaky") == before + 1);
+    // The channel that asked for `stale` gets it, naming the deadline.
+    let alerts = || {
+        std::fs::read_to_string(t.dir().join("stale-alerts"))
+            .unwrap_or_default()
+            .matches("STALE flaky on ")
+            .count()
+    };
+    wait_for(|| alerts() == 1);
     let (code, body) = get(port, "/healthz");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("flaky: stale"), "{body}");
@@ -108,6 +121,7 @@ expect_success_within = "5s"
     let failures = t.history("flaky").len();
     wait_for(|| t.history("flaky").len() >= failures + 3);
     assert_eq!(stale_lines(&t, "flaky"), before + 1, "{}", t.log());
+    assert_eq!(alerts(), 1);
 
     // A success: healthy again, and stale again (alerted a second time) only 2 s after it.
     std::fs::write(&ok, "").expect("ok");
@@ -120,6 +134,7 @@ expect_success_within = "5s"
     std::fs::remove_file(&ok).expect("rm ok");
     let failing_since = Instant::now();
     wait_for(|| stale_lines(&t, "flaky") == before + 2);
+    wait_for(|| alerts() == 2);
     assert!(failing_since.elapsed() >= Duration::from_secs(1));
     assert_eq!(get(port, "/healthz").0, 503);
     // The job that kept succeeding never went stale.
