@@ -57,15 +57,21 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
             username,
             password,
             timeout,
-        } => send_email(
-            transport,
-            from,
-            to,
-            username.as_deref(),
-            password.as_ref(),
-            *timeout,
-            alert,
-        ),
+        } => {
+            let msg = super::mail::message(alert, &ch.name, from, to).map_err(|reason| {
+                DeliveryError {
+                    reason,
+                    permanent: true,
+                }
+            })?;
+            send_email(
+                transport,
+                username.as_deref(),
+                password.as_ref(),
+                *timeout,
+                &msg,
+            )
+        }
     }
 }
 
@@ -231,48 +237,28 @@ fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
     })
 }
 
+/// The `email` channel: the alert's mail (see `mail`) through SMTP or sendmail.
 fn send_email(
     transport: &crate::config::SmtpTransport,
-    from: &str,
-    to: &[String],
     username: Option<&str>,
     password: Option<&crate::config::Secret>,
     timeout: Duration,
-    alert: &Alert,
+    msg: &lettre::Message,
 ) -> Result<(), DeliveryError> {
     use lettre::Transport;
-    use lettre::message::header::ContentType;
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::transport::smtp::client::{Tls, TlsParameters};
     let permanent = |reason: String| DeliveryError {
         reason,
         permanent: true,
     };
-    let mut msg = lettre::Message::builder()
-        .from(
-            from.parse()
-                .map_err(|e| permanent(format!("from {from:?}: {e}")))?,
-        )
-        .subject(alert.subject())
-        .header(ContentType::TEXT_PLAIN);
-    for addr in to {
-        msg = msg.to(addr
-            .parse()
-            .map_err(|e| permanent(format!("to {addr:?}: {e}")))?);
-    }
-    let msg = msg
-        .body(alert.body())
-        .map_err(|e| permanent(format!("building the message: {e}")))?;
     match transport {
         crate::config::SmtpTransport::Sendmail(path) => {
-            let t = match path {
-                Some(p) => lettre::SendmailTransport::new_with_command(p),
-                None => lettre::SendmailTransport::new(),
-            };
-            t.send(&msg).map_err(|e| DeliveryError {
-                reason: format!("sendmail: {e}"),
-                permanent: false,
-            })
+            let program =
+                super::mail::sendmail_program(path.as_deref()).map_err(DeliveryError::transient)?;
+            lettre::SendmailTransport::new_with_command(&program)
+                .send(msg)
+                .map_err(|e| DeliveryError::transient(super::mail::sendmail_error(&program, &e)))
         }
         crate::config::SmtpTransport::Smtp { host, port, tls } => {
             let params = TlsParameters::new(host.clone())
@@ -293,7 +279,7 @@ fn send_email(
                 };
                 b = b.credentials(Credentials::new(user.to_string(), pass));
             }
-            b.build().send(&msg).map(|_| ()).map_err(|e| {
+            b.build().send(msg).map(|_| ()).map_err(|e| {
                 let auth = e.status().is_some_and(|c| {
                     c.to_string().starts_with("535") || c.to_string().starts_with("534")
                 });
@@ -380,6 +366,7 @@ pub(crate) fn test(cfg: &Config, channel: &str) -> Result<(), String> {
         since: None,
         dropped: Default::default(),
         facts: Default::default(),
+        raised: Some(Timestamp::now()),
     };
     deliver_once(ch, &alert).map_err(|e| e.reason)
 }

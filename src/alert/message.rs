@@ -47,6 +47,11 @@ pub(crate) struct Alert {
     /// The facts behind the event that its run's record does not carry.
     #[serde(default)]
     pub facts: EventFacts,
+    /// When the event happened (the alert was raised): a mail's `Date`, however late it
+    /// is delivered. Alerts spooled by earlier versions have none (their spool entry's
+    /// time stands in).
+    #[serde(default)]
+    pub raised: Option<Timestamp>,
 }
 
 impl Alert {
@@ -164,8 +169,30 @@ impl Alert {
         }
     }
 
-    /// The plain-text body (email, command channel's standard input, Slack text).
+    /// The plain-text body (email, command channel's standard input): the summary, then
+    /// the last lines of stderr and stdout.
     pub(crate) fn body(&self) -> String {
+        let mut b = self.summary();
+        for (name, tail) in self.tails() {
+            b.push_str(&format!("\n--- last lines of {name} ---\n{tail}"));
+            if !tail.ends_with('\n') {
+                b.push('\n');
+            }
+        }
+        b
+    }
+
+    /// The output tails that are not empty, stderr first: (`"stderr"`, tail), (`"stdout"`, tail).
+    pub(crate) fn tails(&self) -> Vec<(&'static str, &str)> {
+        [("stderr", &self.stderr_tail), ("stdout", &self.stdout_tail)]
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(n, t)| (n, t.as_str()))
+            .collect()
+    }
+
+    /// The body without the output tails: the subject, then one line per fact.
+    pub(crate) fn summary(&self) -> String {
         let r = &self.run;
         let mut b = String::new();
         b.push_str(&format!("{}\n\n", self.subject()));
@@ -239,14 +266,6 @@ impl Alert {
         }
         if let Some(n) = &self.next_run {
             b.push_str(&format!("next run:   {n}\n"));
-        }
-        for (name, tail) in [("stderr", &self.stderr_tail), ("stdout", &self.stdout_tail)] {
-            if !tail.is_empty() {
-                b.push_str(&format!("\n--- last lines of {name} ---\n{tail}"));
-                if !tail.ends_with('\n') {
-                    b.push('\n');
-                }
-            }
         }
         b
     }
@@ -379,6 +398,7 @@ pub(super) fn make_alert(
         since: None,
         dropped: BTreeMap::new(),
         facts: EventFacts::default(),
+        raised: Some(Timestamp::now()),
     }
 }
 
@@ -404,6 +424,7 @@ mod tests {
             since: None,
             dropped: BTreeMap::new(),
             facts: EventFacts::default(),
+            raised: None,
         }
     }
 

@@ -24,6 +24,7 @@
 
 mod deliver;
 mod facts;
+mod mail;
 mod message;
 mod outbox;
 mod pass;

@@ -121,6 +121,7 @@ impl<'a> Pass<'a> {
     fn deliver_claimed(&self, ch: &AlertChannel, claim: Claim) -> bool {
         let mut alert = claim.entry.alert.clone();
         alert.dropped = claim.dropped.clone();
+        alert.raised.get_or_insert(claim.entry.queued);
         let f = fields(&ch.name, &alert);
         match self.send(ch, &alert) {
             Ok(()) => {

@@ -599,6 +599,7 @@ mod tests {
             since: None,
             dropped: BTreeMap::new(),
             facts: Default::default(),
+            raised: None,
         }
     }
 
