@@ -178,7 +178,7 @@ fn post_webhook(
     let transient = DeliveryError::transient;
     let body = match format {
         WebhookFormat::Json => alert.json(),
-        WebhookFormat::Slack => serde_json::json!({ "text": alert.body() }),
+        WebhookFormat::Slack => super::slack::payload(alert),
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))

@@ -16,10 +16,11 @@
 //! Channels: `email` (lettre over rustls: smtp:// with STARTTLS when offered, smtps://,
 //! `?tls=required`, or a local sendmail), `command` and `webhook` (JSON or Slack).
 //!
-//! Files: `message` (what an alert says), `facts` (the facts behind an event beyond its
-//! run's record), `streak` (the job's streaks, and which channels heard of them), `deliver`
-//! (the channels), `spool` (where alerts wait, with their bounds), `outbox` (the delivery
-//! thread), `pass` (one round of deliveries), `ping` (healthcheck pings), this file (which
+//! Files: `message` (what an alert says), `mail` and `slack` (an alert as a mail and as a
+//! Slack message), `facts` (the facts behind an event beyond its run's record), `streak`
+//! (the job's streaks, and which channels heard of them), `deliver` (the channels), `spool`
+//! (where alerts wait, with their bounds), `outbox` (the delivery thread), `pass` (one
+//! round of deliveries), `ping` (healthcheck pings), this file (which
 //! events a run is and who hears of them).
 
 mod deliver;
@@ -29,6 +30,7 @@ mod message;
 mod outbox;
 mod pass;
 mod ping;
+mod slack;
 mod spool;
 mod streak;
 
