@@ -183,6 +183,7 @@ fn post_webhook(
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        .user_agent(super::USER_AGENT)
         .build()
         .into();
     let resp = agent

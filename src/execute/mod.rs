@@ -232,7 +232,7 @@ pub(crate) fn execute_locked(
         x.lock.set_holder(&holder);
     }
     if let Some(url) = &job.healthcheck_url {
-        alert::ping(url, Ping::Start, &[], ctx.log, &job.name);
+        alert::ping(url, Ping::Start, run_id, &[], ctx.log, &job.name);
     }
     let state_dir = &ctx.cfg.settings.state_dir;
     // While it runs, a marker says so: should this process die, the next supervisor keeps
@@ -350,19 +350,12 @@ fn finish(
     if req.alerts && !fenced {
         ctx.alerts().after_run(job, rec, (&tails.0, &tails.1));
     }
-    if let Some(url) = &job.healthcheck_url {
-        match rec.outcome {
-            // A warning is a success that is told (by the alerts, not the healthcheck).
-            Outcome::Success | Outcome::Warning => {
-                alert::ping(url, Ping::Success, &[], ctx.log, &job.name)
-            }
-            Outcome::Failure => {
-                let mut tail = tails.0.clone();
-                tail.extend_from_slice(&tails.1);
-                alert::ping(url, Ping::Fail, &tail, ctx.log, &job.name);
-            }
-            _ => {}
-        }
+    // A fenced run is left for the node that takes it over, which ends it.
+    if let Some(url) = &job.healthcheck_url
+        && !fenced
+        && let Some((what, body)) = alert::end_ping(rec, (&tails.0, &tails.1))
+    {
+        alert::ping(url, what, &rec.run_id, &body, ctx.log, &job.name);
     }
 }
 
