@@ -1,5 +1,6 @@
 //! Alerts through real channels: a command, and a real HTTP server on 127.0.0.1.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -60,14 +61,17 @@ pub(super) struct Request {
     pub(super) path: String,
     pub(super) body: String,
     pub(super) status: u16,
+    /// Its `User-Agent` header (empty when it had none).
+    pub(super) user_agent: String,
 }
 
 /// A tiny HTTP server on loopback that records every request and answers `status` (which
-/// the test may change).
+/// the test may change), or first the statuses given to [`Hook::answer_first`].
 pub(super) struct Hook {
     pub(super) port: u16,
     seen: Arc<Mutex<Vec<Request>>>,
     status: Arc<AtomicU16>,
+    first: Arc<Mutex<VecDeque<u16>>>,
 }
 
 impl Hook {
@@ -75,7 +79,7 @@ impl Hook {
         Hook::serve(TcpListener::bind("127.0.0.1:0").expect("bind"), status)
     }
 
-    fn start_on(port: u16, status: u16) -> Hook {
+    pub(super) fn start_on(port: u16, status: u16) -> Hook {
         Hook::serve(
             TcpListener::bind(("127.0.0.1", port)).expect("bind"),
             status,
@@ -86,7 +90,8 @@ impl Hook {
         let port = l.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let answer = Arc::new(AtomicU16::new(status));
-        let (s, a) = (Arc::clone(&seen), Arc::clone(&answer));
+        let first = Arc::new(Mutex::new(VecDeque::new()));
+        let (s, a, f) = (Arc::clone(&seen), Arc::clone(&answer), Arc::clone(&first));
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
                 let mut r = BufReader::new(&conn);
@@ -95,25 +100,31 @@ impl Hook {
                     continue;
                 }
                 let mut len = 0usize;
+                let mut user_agent = String::new();
                 loop {
                     let mut h = String::new();
                     if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
                         break;
                     }
-                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
+                    let (name, value) = h.split_once(':').unwrap_or((&h, ""));
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => len = value.trim().parse().unwrap_or(0),
+                        "user-agent" => user_agent = value.trim().to_string(),
+                        _ => {}
                     }
                 }
                 let mut body = vec![0; len];
                 let _ = r.read_exact(&mut body);
                 let mut p = first.split_whitespace();
-                let status = a.load(Ordering::SeqCst);
+                let queued = f.lock().expect("lock").pop_front();
+                let status = queued.unwrap_or_else(|| a.load(Ordering::SeqCst));
                 s.lock().expect("lock").push(Request {
                     at: jiff::Timestamp::now(),
                     method: p.next().unwrap_or("").to_string(),
                     path: p.next().unwrap_or("").to_string(),
                     body: String::from_utf8_lossy(&body).into_owned(),
                     status,
+                    user_agent,
                 });
                 let _ = (&conn).write_all(
                     format!(
@@ -127,7 +138,13 @@ impl Hook {
             port,
             seen,
             status: answer,
+            first,
         }
+    }
+
+    /// Answer the next requests with these statuses, one each, then as before.
+    pub(super) fn answer_first(&self, statuses: &[u16]) {
+        self.first.lock().expect("lock").extend(statuses);
     }
 
     /// From now on, answer `status`.
@@ -286,23 +303,25 @@ healthcheck_url = "http://127.0.0.1:{p}/hc/good"
     assert_eq!(v["attempts"][0]["exit_code"], 3);
     assert_eq!(v["stderr_tail"], "oops");
     assert_eq!(v["schedule"], "0 3 * * *");
+    // The ping API's endpoints (each with the run's ?rid=): exit 3 is `/3`, with the
+    // reason and the output as its body.
     let pings: Vec<(String, String)> = reqs
         .iter()
         .filter(|r| r.1.starts_with("/hc/"))
-        .map(|r| (r.0.clone(), r.1.clone()))
+        .map(|r| (r.0.clone(), r.1.split('?').next().unwrap_or("").to_string()))
         .collect();
     assert_eq!(
         pings,
         [
             ("GET".to_string(), "/hc/bad/start".to_string()),
-            ("POST".to_string(), "/hc/bad/fail".to_string()),
+            ("POST".to_string(), "/hc/bad/3".to_string()),
             ("GET".to_string(), "/hc/good/start".to_string()),
-            ("GET".to_string(), "/hc/good".to_string()),
+            ("POST".to_string(), "/hc/good".to_string()),
         ]
     );
     assert!(
         reqs.iter()
-            .any(|r| r.1 == "/hc/bad/fail" && r.2.contains("oops"))
+            .any(|r| r.1.starts_with("/hc/bad/3?rid=") && r.2.contains("oops"))
     );
     // test-alert goes through the same channel.
     assert_eq!(t.run(&["test-alert", "chat"]).0, 0);
@@ -420,7 +439,9 @@ impl Smtp {
     }
 }
 
-fn mail_table(tag: &str, port: u16, password: &str) -> Table {
+/// A table whose job `backup` fails (exit 2) until `$DIR/fixed` exists, alerting by mail
+/// through the SMTP server on `port`.
+pub(super) fn mail_table(tag: &str, port: u16, password: &str) -> Table {
     let t = Table::new(
         tag,
         &format!(

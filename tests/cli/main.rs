@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `cronwarden` binary (one test binary, a file per feature).
 
 mod alert;
+mod alert_api;
 mod alert_events;
 mod alert_faults;
 mod check;
