@@ -253,3 +253,70 @@ fn a_healthcheck_ping_that_fails_is_tried_again_and_arrives() {
     assert!(log.contains("(success ping): "), "{log}");
     assert_eq!(log.matches("; gave up after 3 tries").count(), 2, "{log}");
 }
+
+#[test]
+fn sendmail_gets_the_same_headers_and_its_errors_are_one_named_line() {
+    let t = Table::new(
+        "a-sendmail",
+        r#"
+[alerts.local]
+type = "email"
+smtp_url = "sendmail:$DIR/sendmail"
+from = "cron@example.com"
+to = ["ops@example.com"]
+
+[alerts.broken]
+type = "email"
+smtp_url = "sendmail:$DIR/broken-sendmail"
+from = "cron@example.com"
+to = ["ops@example.com"]
+
+[alerts.missing]
+type = "email"
+smtp_url = "sendmail:$DIR/no-such-sendmail"
+from = "cron@example.com"
+to = ["ops@example.com"]
+
+[jobs.nightly]
+schedule = "@daily"
+command = ["/bin/false"]
+alert = ["local", "broken", "missing"]
+"#,
+    );
+    let d = t.dir().display().to_string();
+    let script = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = t.dir.write(name, text);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    script("sendmail", &format!("#!/bin/sh\ncat > {d}/mail.txt\n"));
+    script(
+        "broken-sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'queue dir missing' >&2\necho 'see syslog' >&2\nexit 75\n",
+    );
+    assert_eq!(t.run(&["run", "nightly"]).0, 1);
+    let mail = std::fs::read_to_string(t.dir().join("mail.txt")).expect("sendmail got it");
+    assert_eq!(header(&mail, "MIME-Version").as_deref(), Some("1.0"));
+    assert_eq!(
+        header(&mail, "Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    assert_eq!(
+        header(&mail, "X-Cronwarden-Job").as_deref(),
+        Some("nightly")
+    );
+    assert!(
+        header(&mail, "Message-ID").is_some_and(|id| id.contains('@')),
+        "{mail}"
+    );
+    let log = t.log();
+    assert!(
+        log.contains(&format!("sendmail: {d}/no-such-sendmail not found")),
+        "{log}"
+    );
+    let broken = log
+        .lines()
+        .find(|l| l.contains("broken-sendmail:"))
+        .unwrap_or_else(|| panic!("no line for the broken sendmail in\n{log}"));
+    assert!(broken.contains("queue dir missing; see syslog"), "{broken}");
+}
