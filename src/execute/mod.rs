@@ -182,14 +182,46 @@ pub(crate) fn not_run(
     }
 }
 
-/// The run itself, once its exclusion (if any) is held.
+/// The run itself, once its exclusion (if any) is held. Its healthcheck pings go out
+/// beside it: the start ping in a thread of its own (a healthcheck server that is down,
+/// retried for up to half a minute, never delays the job), the end ping after the job's
+/// lock is let go (it never holds the job).
 pub(crate) fn execute_locked(
+    ctx: Ctx<'_>,
+    req: &RunRequest<'_>,
+    run_id: &str,
+    exclusion: Option<Exclusion>,
+    interrupt: &Interrupt,
+) -> RunReport {
+    let (job, log) = (req.job, ctx.log);
+    let url = job.healthcheck_url.as_deref();
+    std::thread::scope(|s| {
+        let start =
+            url.map(|u| s.spawn(move || alert::ping(u, Ping::Start, run_id, &[], log, &job.name)));
+        let (report, fenced) = run_locked(ctx, req, run_id, exclusion, interrupt);
+        if let Some(h) = start {
+            let _ = h.join();
+        }
+        // A fenced run is left for the node that takes it over, which ends it.
+        if let Some(u) = url
+            && !fenced
+            && let Some((what, body)) =
+                alert::end_ping(&report.record, (&report.tails.0, &report.tails.1))
+        {
+            alert::ping(u, what, run_id, &body, log, &job.name);
+        }
+        report
+    })
+}
+
+/// [`execute_locked`] without its pings; whether the run was fenced (fleet mode).
+fn run_locked(
     ctx: Ctx<'_>,
     req: &RunRequest<'_>,
     run_id: &str,
     mut exclusion: Option<Exclusion>,
     interrupt: &Interrupt,
-) -> RunReport {
+) -> (RunReport, bool) {
     let job = req.job;
     let facts = RunFacts {
         req,
@@ -230,9 +262,6 @@ pub(crate) fn execute_locked(
     };
     if let Some(x) = exclusion.as_mut() {
         x.lock.set_holder(&holder);
-    }
-    if let Some(url) = &job.healthcheck_url {
-        alert::ping(url, Ping::Start, run_id, &[], ctx.log, &job.name);
     }
     let state_dir = &ctx.cfg.settings.state_dir;
     // While it runs, a marker says so: should this process die, the next supervisor keeps
@@ -283,11 +312,12 @@ pub(crate) fn execute_locked(
     prune_outputs(&output_dir);
     let exit_code = outcome.exit_code(interrupt.received());
     drop(exclusion);
-    RunReport {
+    let report = RunReport {
         record: rec,
         exit_code,
         tails,
-    }
+    };
+    (report, fenced.is_some())
 }
 
 /// What the run's containment saw, for its record: the usage of all its attempts, the
@@ -349,13 +379,6 @@ fn finish(
     }
     if req.alerts && !fenced {
         ctx.alerts().after_run(job, rec, (&tails.0, &tails.1));
-    }
-    // A fenced run is left for the node that takes it over, which ends it.
-    if let Some(url) = &job.healthcheck_url
-        && !fenced
-        && let Some((what, body)) = alert::end_ping(rec, (&tails.0, &tails.1))
-    {
-        alert::ping(url, what, &rec.run_id, &body, ctx.log, &job.name);
     }
 }
 

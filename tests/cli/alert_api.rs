@@ -252,6 +252,15 @@ fn a_healthcheck_ping_that_fails_is_tried_again_and_arrives() {
     assert!(log.contains("(start ping): "), "{log}");
     assert!(log.contains("(success ping): "), "{log}");
     assert_eq!(log.matches("; gave up after 3 tries").count(), 2, "{log}");
+    // The job did not wait for the start ping: it ran before its retries were over.
+    let gave_up = log
+        .lines()
+        .find(|l| l.contains("(start ping): ") && l.contains("gave up"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| w.parse::<jiff::Timestamp>().expect("log timestamp"))
+        .expect("the start ping's last line");
+    let started = super::ts(&t.history("ok")[0]["attempts"][0]["started"]);
+    assert!(started < gave_up, "{started} vs {gave_up}: {log}");
 }
 
 #[test]
