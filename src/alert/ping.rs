@@ -1,14 +1,23 @@
 //! healthchecks.io-style pings.
 
+use std::path::Path;
 use std::time::Duration;
 
-use super::deliver::{redact, redact_url};
+use super::deliver::{http_error, redact_url};
 use crate::log::{Level, Logger};
 
 /// healthchecks.io-style pings: `URL/start` when a run starts, `URL` on success, `URL/fail`
 /// (with the output tail as the body) on the final failure. A ping that fails is logged and
-/// never fails the job.
-pub(crate) fn ping(url: &str, what: Ping, body: &[u8], log: &Logger, job: &str) {
+/// never fails the job. HTTPS trusts the system's CAs and `ca_file` (`[settings]`
+/// `healthcheck_ca_file`).
+pub(crate) fn ping(
+    url: &str,
+    what: Ping,
+    body: &[u8],
+    log: &Logger,
+    job: &str,
+    ca_file: Option<&Path>,
+) {
     let base = url.trim_end_matches('/');
     let kind = match what {
         Ping::Start => "start",
@@ -20,11 +29,15 @@ pub(crate) fn ping(url: &str, what: Ping, body: &[u8], log: &Logger, job: &str) 
         Ping::Success => base.to_string(),
         Ping::Fail => format!("{base}/fail"),
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let trust = match crate::tls::trust(ca_file) {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("{} ({kind} ping): {e}", redact_url(url));
+            log.log(Level::Warn, "healthcheck", &[("job", job.to_string())], &msg);
+            return;
+        }
+    };
+    let agent = trust.http(Duration::from_secs(10));
     let result = match what {
         Ping::Fail => agent
             .post(&target)
@@ -44,7 +57,7 @@ pub(crate) fn ping(url: &str, what: Ping, body: &[u8], log: &Logger, job: &str) 
             Level::Warn,
             "healthcheck",
             &[("job", job.to_string())],
-            &format!("{} ({kind} ping): {}", redact_url(url), redact(e, &target)),
+            &format!("{} ({kind} ping): {}", redact_url(url), http_error(e, &target)),
         ),
     }
 }

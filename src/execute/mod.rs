@@ -232,7 +232,8 @@ pub(crate) fn execute_locked(
         x.lock.set_holder(&holder);
     }
     if let Some(url) = &job.healthcheck_url {
-        alert::ping(url, Ping::Start, &[], ctx.log, &job.name);
+        let ca_file = ctx.cfg.settings.healthcheck_ca_file.as_deref();
+        alert::ping(url, Ping::Start, &[], ctx.log, &job.name, ca_file);
     }
     let state_dir = &ctx.cfg.settings.state_dir;
     // While it runs, a marker says so: should this process die, the next supervisor keeps
@@ -351,15 +352,16 @@ fn finish(
         ctx.alerts().after_run(job, rec, (&tails.0, &tails.1));
     }
     if let Some(url) = &job.healthcheck_url {
+        let ca_file = settings.healthcheck_ca_file.as_deref();
         match rec.outcome {
             // A warning is a success that is told (by the alerts, not the healthcheck).
             Outcome::Success | Outcome::Warning => {
-                alert::ping(url, Ping::Success, &[], ctx.log, &job.name)
+                alert::ping(url, Ping::Success, &[], ctx.log, &job.name, ca_file)
             }
             Outcome::Failure => {
                 let mut tail = tails.0.clone();
                 tail.extend_from_slice(&tails.1);
-                alert::ping(url, Ping::Fail, &tail, ctx.log, &job.name);
+                alert::ping(url, Ping::Fail, &tail, ctx.log, &job.name, ca_file);
             }
             _ => {}
         }
