@@ -131,7 +131,10 @@ fn sweep(dir: &Path) {
         return;
     };
     let old = SystemTime::now() - Duration::from_secs(60);
-    for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+    for e in entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
         let p = e.path();
         let stale = e
             .metadata()
