@@ -93,13 +93,12 @@ impl Trust {
             // Every one parses: platform_roots and read_pem_bundle kept only those.
             let _ = store.add(c.clone());
         }
-        let config = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS set-up: {e}"))?
+                .with_root_certificates(store)
+                .with_no_client_auth();
         let root_certs = if mozilla && roots.is_empty() {
             ureq::tls::RootCerts::WebPki
         } else {
@@ -236,9 +235,9 @@ fn describe(e: &rustls::Error) -> Option<String> {
     };
     let untrusted = "the server's certificate is not trusted";
     Some(match c {
-        CertificateError::UnknownIssuer => format!(
-            "{untrusted} (its issuer is not in the system's CA bundle or ca_file)"
-        ),
+        CertificateError::UnknownIssuer => {
+            format!("{untrusted} (its issuer is not in the system's CA bundle or ca_file)")
+        }
         CertificateError::ExpiredContext { not_after, .. } => {
             format!("the server's certificate expired on {}", date(*not_after))
         }

@@ -33,7 +33,12 @@ pub(crate) fn ping(
         Ok(t) => t,
         Err(e) => {
             let msg = format!("{} ({kind} ping): {e}", redact_url(url));
-            log.log(Level::Warn, "healthcheck", &[("job", job.to_string())], &msg);
+            log.log(
+                Level::Warn,
+                "healthcheck",
+                &[("job", job.to_string())],
+                &msg,
+            );
             return;
         }
     };
@@ -57,7 +62,11 @@ pub(crate) fn ping(
             Level::Warn,
             "healthcheck",
             &[("job", job.to_string())],
-            &format!("{} ({kind} ping): {}", redact_url(url), http_error(e, &target)),
+            &format!(
+                "{} ({kind} ping): {}",
+                redact_url(url),
+                http_error(e, &target)
+            ),
         ),
     }
 }

@@ -348,8 +348,7 @@ impl Loader<'_> {
             Ok(_) => crate::tls::read_pem_bundle(&p.v).err(),
         };
         if let Some(why) = problem {
-            self.sink
-                .error(p.loc, t.subject(), format!("{key}: {why}"));
+            self.sink.error(p.loc, t.subject(), format!("{key}: {why}"));
             return None;
         }
         Some(p.v)

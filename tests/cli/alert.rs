@@ -180,8 +180,7 @@ fn http_exchange<S: Read + Write>(
     });
     let mut conn = r.into_inner();
     let _ = conn.write_all(
-        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     let _ = conn.flush();
     Some(conn)

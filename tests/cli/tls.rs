@@ -202,15 +202,26 @@ healthcheck_url = "https://127.0.0.1:{p}/ping"
     assert_eq!(run_with_store(&t, "backup", &other_pem), 1);
     let got = paths(&hook);
     assert_eq!(got.iter().filter(|p| *p == "/system").count(), 1, "{got:?}");
-    assert_eq!(got.iter().filter(|p| *p == "/private").count(), 2, "{got:?}");
-    assert_eq!(got.iter().filter(|p| *p == "/ping/fail").count(), 2, "{got:?}");
+    assert_eq!(
+        got.iter().filter(|p| *p == "/private").count(),
+        2,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter().filter(|p| *p == "/ping/fail").count(),
+        2,
+        "{got:?}"
+    );
     let log = t.log();
     assert!(
         log.contains("POST https://127.0.0.1:")
             && log.contains("TLS failed: the server's certificate is not trusted"),
         "{log}"
     );
-    assert!(!log.contains("UnknownIssuer") && !log.contains("NotValidForName"), "{log}");
+    assert!(
+        !log.contains("UnknownIssuer") && !log.contains("NotValidForName"),
+        "{log}"
+    );
     let spool = spooled(&t);
     assert!(spool.iter().any(|(ch, _)| ch == "system"), "{spool:?}");
     assert!(!spool.iter().any(|(ch, _)| ch == "private"), "{spool:?}");
