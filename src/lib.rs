@@ -46,4 +46,5 @@ mod files;
 mod paths;
 mod sync;
 mod sys;
+mod tls;
 mod units;

@@ -2,6 +2,7 @@
 //! offered, smtps://, `?tls=required`, or a local sendmail), `command` and `webhook` (JSON
 //! or Slack).
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -49,7 +50,8 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
             url,
             format,
             timeout,
-        } => post_webhook(url, *format, *timeout, alert),
+            ca_file,
+        } => post_webhook(url, *format, *timeout, ca_file.as_deref(), alert),
         AlertKind::Email {
             transport,
             from,
@@ -57,6 +59,7 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
             username,
             password,
             timeout,
+            ca_file,
         } => {
             let msg = super::mail::message(alert, &ch.name, from, to).map_err(|reason| {
                 DeliveryError {
@@ -68,7 +71,7 @@ fn deliver_once(ch: &AlertChannel, alert: &Alert) -> Result<(), DeliveryError> {
                 transport,
                 username.as_deref(),
                 password.as_ref(),
-                *timeout,
+                (*timeout, ca_file.as_deref()),
                 &msg,
             )
         }
@@ -168,11 +171,13 @@ fn run_command(
     }
 }
 
-/// The `webhook` channel: a POST of the alert as JSON (or Slack's `{"text": ...}`).
+/// The `webhook` channel: a POST of the alert as JSON (or Slack's `{"text": ...}`), within
+/// the timeout, trusting the system's CAs and the channel's `ca_file`.
 fn post_webhook(
     url: &str,
     format: WebhookFormat,
     timeout: Duration,
+    ca_file: Option<&Path>,
     alert: &Alert,
 ) -> Result<(), DeliveryError> {
     let transient = DeliveryError::transient;
@@ -180,17 +185,14 @@ fn post_webhook(
         WebhookFormat::Json => alert.json(),
         WebhookFormat::Slack => super::slack::payload(alert),
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent(super::USER_AGENT)
-        .build()
-        .into();
-    let resp = agent
+    let trust = crate::tls::trust(ca_file).map_err(transient)?;
+    let resp = trust
+        .http(timeout)
         .post(url)
+        .header("User-Agent", super::USER_AGENT)
         .header("Content-Type", "application/json")
         .send(body.to_string())
-        .map_err(|e| transient(format!("POST {}: {}", redact_url(url), redact(e, url))))?;
+        .map_err(|e| transient(format!("POST {}: {}", redact_url(url), http_error(e, url))))?;
     let status = resp.status().as_u16();
     match status {
         200..=299 => Ok(()),
@@ -230,6 +232,15 @@ pub(super) fn redact(e: impl std::fmt::Display, url: &str) -> String {
     e.to_string().replace(url, &redact_url(url))
 }
 
+/// An HTTP client's error for the log: a certificate problem in plain words, anything else
+/// as the client says it, with the URL redacted.
+pub(super) fn http_error(e: ureq::Error, url: &str) -> String {
+    match crate::tls::explain(&e) {
+        Some(why) => format!("TLS failed: {why}"),
+        None => redact(e, url),
+    }
+}
+
 /// Reads a secret from the environment or a file (trailing newline ignored). Never logged.
 fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
     s.read("password").map_err(|reason| DeliveryError {
@@ -238,21 +249,19 @@ fn secret(s: &crate::config::Secret) -> Result<String, DeliveryError> {
     })
 }
 
-/// The `email` channel: the alert's mail (see `mail`) through SMTP or sendmail.
+/// The `email` channel: the alert's mail (see `mail`) through SMTP, whose TLS trusts the
+/// system's CAs and the channel's `ca_file` (the second of `(timeout, ca_file)`), or
+/// sendmail.
 fn send_email(
     transport: &crate::config::SmtpTransport,
     username: Option<&str>,
     password: Option<&crate::config::Secret>,
-    timeout: Duration,
+    (timeout, ca_file): (Duration, Option<&Path>),
     msg: &lettre::Message,
 ) -> Result<(), DeliveryError> {
     use lettre::Transport;
     use lettre::transport::smtp::authentication::Credentials;
-    use lettre::transport::smtp::client::{Tls, TlsParameters};
-    let permanent = |reason: String| DeliveryError {
-        reason,
-        permanent: true,
-    };
+    use lettre::transport::smtp::client::Tls;
     match transport {
         crate::config::SmtpTransport::Sendmail(path) => {
             let program =
@@ -262,8 +271,9 @@ fn send_email(
                 .map_err(|e| DeliveryError::transient(super::mail::sendmail_error(&program, &e)))
         }
         crate::config::SmtpTransport::Smtp { host, port, tls } => {
-            let params = TlsParameters::new(host.clone())
-                .map_err(|e| permanent(format!("TLS setup for {host}: {e}")))?;
+            let params = crate::tls::trust(ca_file)
+                .and_then(|t| t.smtp(host))
+                .map_err(DeliveryError::transient)?;
             let tls = match tls {
                 crate::config::SmtpTls::Opportunistic => Tls::Opportunistic(params),
                 crate::config::SmtpTls::Required => Tls::Required(params),
@@ -293,17 +303,20 @@ fn send_email(
                         permanent: false,
                     };
                 }
+                // A certificate problem in plain words, not rustls' debug string.
+                let tls_why = crate::tls::explain(&e);
                 let kind = if auth {
                     "authentication failed"
-                } else if e.is_tls() {
+                } else if e.is_tls() || tls_why.is_some() {
                     "TLS failed"
                 } else if e.is_permanent() {
                     "rejected"
                 } else {
                     "not delivered"
                 };
+                let detail = tls_why.unwrap_or_else(|| e.to_string());
                 DeliveryError {
-                    reason: format!("smtp://{host}:{port}: {kind}: {e}"),
+                    reason: format!("smtp://{host}:{port}: {kind}: {detail}"),
                     // A wrong password or a rejected message does not get better by retrying.
                     permanent: auth || e.is_permanent(),
                 }

@@ -12,9 +12,10 @@
 //! 1 s, then 2 s, each try within 10 s; when none went through it is logged. A ping never
 //! fails the job.
 
+use std::path::Path;
 use std::time::Duration;
 
-use super::deliver::{redact, redact_url};
+use super::deliver::{http_error, redact_url};
 use crate::log::{Level, Logger};
 use crate::record::{Outcome, RunRecord};
 
@@ -140,21 +141,33 @@ fn target(url: &str, what: Ping, run_id: &str) -> String {
 /// Pings the check at `url` about the run `run_id`: a GET for `start`, a POST of `body`
 /// otherwise; tried up to three times. Failures are logged (the URL redacted), never
 /// returned: a ping never fails the job.
-pub(crate) fn ping(url: &str, what: Ping, run_id: &str, body: &[u8], log: &Logger, job: &str) {
+pub(crate) fn ping(
+    url: &str,
+    what: Ping,
+    run_id: &str,
+    body: &[u8],
+    log: &Logger,
+    job: &str,
+    ca_file: Option<&Path>,
+) {
     let target = target(url, what, run_id);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(TRY_TIMEOUT))
-        .http_status_as_error(false)
-        .user_agent(USER_AGENT)
-        .build()
-        .into();
     let fields = [("job", job.to_string())];
+    let trust = match crate::tls::trust(ca_file) {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("{} ({} ping): {e}", redact_url(url), what.name());
+            log.log(Level::Warn, "healthcheck", &fields, &msg);
+            return;
+        }
+    };
+    let agent = trust.http(TRY_TIMEOUT);
     let tries = BACKOFF.len() + 1;
     for n in 1..=tries {
         let result = match what {
-            Ping::Start => agent.get(&target).call(),
+            Ping::Start => agent.get(&target).header("User-Agent", USER_AGENT).call(),
             _ => agent
                 .post(&target)
+                .header("User-Agent", USER_AGENT)
                 .header("Content-Type", "text/plain; charset=utf-8")
                 .send(body),
         }
@@ -167,7 +180,7 @@ pub(crate) fn ping(url: &str, what: Ping, run_id: &str, body: &[u8], log: &Logge
                 log.log(Level::Warn, "healthcheck", &fields, &msg);
                 return;
             }
-            Err(e) => redact(e, &target),
+            Err(e) => http_error(e, &target),
         };
         let msg = format!("{} ({} ping): {why}", redact_url(url), what.name());
         match BACKOFF.get(n - 1) {

@@ -19,8 +19,9 @@ const EMAIL_KEYS: &[&str] = &[
     "password_env",
     "password_file",
     "timeout",
+    "ca_file",
 ];
-const WEBHOOK_KEYS: &[&str] = &["url", "format", "timeout"];
+const WEBHOOK_KEYS: &[&str] = &["url", "format", "timeout", "ca_file"];
 const COMMAND_ALERT_KEYS: &[&str] = &["command", "timeout"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,11 +60,15 @@ pub enum AlertKind {
         username: Option<String>,
         password: Option<super::Secret>,
         timeout: Duration,
+        /// A PEM bundle of CA certificates trusted besides the system's (`ca_file`).
+        ca_file: Option<PathBuf>,
     },
     Webhook {
         url: String,
         format: WebhookFormat,
         timeout: Duration,
+        /// A PEM bundle of CA certificates trusted besides the system's (`ca_file`).
+        ca_file: Option<PathBuf>,
     },
     Command {
         command: CommandLine,
@@ -290,6 +295,7 @@ impl Loader<'_> {
         let timeout = t
             .duration(self.sink, "timeout")
             .map_or(Duration::from_secs(30), |a| a.v);
+        let ca_file = self.ca_file(t, "ca_file");
         Some(AlertKind::Email {
             transport: transport?,
             from: from?.v,
@@ -297,6 +303,7 @@ impl Loader<'_> {
             username,
             password,
             timeout,
+            ca_file,
         })
     }
 
@@ -321,11 +328,30 @@ impl Loader<'_> {
         let timeout = t
             .duration(self.sink, "timeout")
             .map_or(Duration::from_secs(10), |a| a.v);
+        let ca_file = self.ca_file(t, "ca_file");
         Some(AlertKind::Webhook {
             url: url.v,
             format,
             timeout,
+            ca_file,
         })
+    }
+
+    /// A `ca_file` (or `[settings]` `healthcheck_ca_file`): an absolute path to a PEM bundle
+    /// of CA certificates, which must be a readable regular file holding at least one
+    /// certificate when the table is checked (not first when an alert is due).
+    pub(crate) fn ca_file(&mut self, t: &TableReader, key: &str) -> Option<PathBuf> {
+        let p = self.abs_path(t, key)?;
+        let problem = match std::fs::metadata(&p.v) {
+            Err(e) => Some(format!("cannot read {}: {e}", p.v.display())),
+            Ok(m) if !m.is_file() => Some(format!("{} is not a regular file", p.v.display())),
+            Ok(_) => crate::tls::read_pem_bundle(&p.v).err(),
+        };
+        if let Some(why) = problem {
+            self.sink.error(p.loc, t.subject(), format!("{key}: {why}"));
+            return None;
+        }
+        Some(p.v)
     }
 
     fn command_channel(&mut self, t: &TableReader) -> Option<AlertKind> {

@@ -27,6 +27,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "alert_spool_max_age",
     "alert_spool_max_per_channel",
     "containment",
+    "healthcheck_ca_file",
 ];
 
 /// How the processes of a run are kept together (`containment`).
@@ -67,6 +68,8 @@ pub struct Settings {
     /// How many alerts may wait in the spool per channel; the oldest are dropped beyond it.
     pub alert_spool_max_per_channel: usize,
     pub containment: ContainmentSetting,
+    /// A PEM bundle of CA certificates the healthcheck pings trust besides the system's.
+    pub healthcheck_ca_file: Option<PathBuf>,
 }
 
 impl Loader<'_> {
@@ -112,6 +115,7 @@ impl Loader<'_> {
             .int(self.sink, "history_keep", 0, 10_000_000)
             .map_or(1000, |a| a.v as usize);
         let metrics_listen = self.metrics_listen(&t);
+        let healthcheck_ca_file = self.ca_file(&t, "healthcheck_ca_file");
         let containment = match t.choice(self.sink, "containment", &["auto", "cgroup", "process"]) {
             Some(s) if s.v == "cgroup" => ContainmentSetting::Cgroup,
             Some(s) if s.v == "process" => ContainmentSetting::Process,
@@ -140,6 +144,7 @@ impl Loader<'_> {
             alert_spool_max_age,
             alert_spool_max_per_channel,
             containment,
+            healthcheck_ca_file,
         })
     }
 

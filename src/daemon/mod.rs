@@ -476,6 +476,9 @@ impl<'p> Daemon<'p> {
                     .reload(Timed::from_jobs(&new.jobs), Timestamp::now());
                 self.shared.watch.reload(&new, &*self.shared.coord, log);
                 self.cfg = Arc::new(new);
+                // The CA bundles are read again when next used (update-ca-certificates, a
+                // changed ca_file).
+                crate::tls::forget();
                 self.publish();
                 let msg = format!("new table loaded: {}", status_line(&self.cfg, &self.sched));
                 log.log(Level::Info, "reload", &[], &msg);

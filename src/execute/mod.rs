@@ -195,9 +195,11 @@ pub(crate) fn execute_locked(
 ) -> RunReport {
     let (job, log) = (req.job, ctx.log);
     let url = job.healthcheck_url.as_deref();
+    let ca_file = ctx.cfg.settings.healthcheck_ca_file.as_deref();
     std::thread::scope(|s| {
-        let start =
-            url.map(|u| s.spawn(move || alert::ping(u, Ping::Start, run_id, &[], log, &job.name)));
+        let start = url.map(|u| {
+            s.spawn(move || alert::ping(u, Ping::Start, run_id, &[], log, &job.name, ca_file))
+        });
         let (report, fenced) = run_locked(ctx, req, run_id, exclusion, interrupt);
         if let Some(h) = start {
             let _ = h.join();
@@ -208,7 +210,7 @@ pub(crate) fn execute_locked(
             && let Some((what, body)) =
                 alert::end_ping(&report.record, (&report.tails.0, &report.tails.1))
         {
-            alert::ping(u, what, run_id, &body, log, &job.name);
+            alert::ping(u, what, run_id, &body, log, &job.name, ca_file);
         }
         report
     })

@@ -1,7 +1,6 @@
 //! Connections to PostgreSQL: a small pool shared by claims, leases and records, TLS with
-//! the system's and Mozilla's roots, and errors that never show the connection string.
+//! the process's one trust (`crate::tls`), and errors that never show the connection string.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use postgres::{Client, NoTls};
@@ -9,30 +8,13 @@ use postgres::{Client, NoTls};
 use super::Fleet;
 use crate::sync::lock;
 
-/// TLS for `sslmode=prefer|require`: rustls with the system's and Mozilla's roots.
+/// TLS for `sslmode=prefer|require`: the process's one TLS trust (the platform's store,
+/// honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`; see `crate::tls`).
 pub(super) fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for bundle in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ] {
-        if let Ok(certs) = CertificateDer::pem_file_iter(bundle) {
-            for c in certs.flatten() {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+    let trust = crate::tls::trust(None)?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(
+        (*trust.client_config()).clone(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS set-up: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// A database error, without the connection string.

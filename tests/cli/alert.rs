@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -86,7 +86,20 @@ impl Hook {
         )
     }
 
+    /// An HTTPS server on loopback with the certificate of `tls` (see `tls.rs`).
+    pub(super) fn start_tls(status: u16, tls: Arc<rustls::ServerConfig>) -> Hook {
+        Hook::serve_with(
+            TcpListener::bind("127.0.0.1:0").expect("bind"),
+            status,
+            Some(tls),
+        )
+    }
+
     fn serve(l: TcpListener, status: u16) -> Hook {
+        Hook::serve_with(l, status, None)
+    }
+
+    fn serve_with(l: TcpListener, status: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Hook {
         let port = l.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let answer = Arc::new(AtomicU16::new(status));
@@ -94,44 +107,22 @@ impl Hook {
         let (s, a, f) = (Arc::clone(&seen), Arc::clone(&answer), Arc::clone(&first));
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
-                let mut r = BufReader::new(&conn);
-                let mut first = String::new();
-                if r.read_line(&mut first).is_err() {
-                    continue;
-                }
-                let mut len = 0usize;
-                let mut user_agent = String::new();
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                        break;
+                match &tls {
+                    None => {
+                        let _ = http_exchange(conn, &s, (&a, &f));
                     }
-                    let (name, value) = h.split_once(':').unwrap_or((&h, ""));
-                    match name.to_ascii_lowercase().as_str() {
-                        "content-length" => len = value.trim().parse().unwrap_or(0),
-                        "user-agent" => user_agent = value.trim().to_string(),
-                        _ => {}
+                    Some(cfg) => {
+                        let Ok(sc) = rustls::ServerConnection::new(Arc::clone(cfg)) else {
+                            continue;
+                        };
+                        if let Some(mut stream) =
+                            http_exchange(rustls::StreamOwned::new(sc, conn), &s, (&a, &f))
+                        {
+                            stream.conn.send_close_notify();
+                            let _ = stream.flush();
+                        }
                     }
                 }
-                let mut body = vec![0; len];
-                let _ = r.read_exact(&mut body);
-                let mut p = first.split_whitespace();
-                let queued = f.lock().expect("lock").pop_front();
-                let status = queued.unwrap_or_else(|| a.load(Ordering::SeqCst));
-                s.lock().expect("lock").push(Request {
-                    at: jiff::Timestamp::now(),
-                    method: p.next().unwrap_or("").to_string(),
-                    path: p.next().unwrap_or("").to_string(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                    status,
-                    user_agent,
-                });
-                let _ = (&conn).write_all(
-                    format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
             }
         });
         Hook {
@@ -163,6 +154,53 @@ impl Hook {
     pub(super) fn answered(&self) -> Vec<Request> {
         self.seen.lock().expect("lock").clone()
     }
+}
+
+/// One request on `conn` (plain or TLS), recorded in `seen` and answered with the first
+/// queued status, else `status`; the stream back when the request was read.
+fn http_exchange<S: Read + Write>(
+    conn: S,
+    seen: &Mutex<Vec<Request>>,
+    (status, queued): (&AtomicU16, &Mutex<VecDeque<u16>>),
+) -> Option<S> {
+    let mut r = BufReader::new(conn);
+    let mut first = String::new();
+    if r.read_line(&mut first).is_err() {
+        return None;
+    }
+    let mut len = 0usize;
+    let mut user_agent = String::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+        let (name, value) = h.split_once(':').unwrap_or((&h, ""));
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => len = value.trim().parse().unwrap_or(0),
+            "user-agent" => user_agent = value.trim().to_string(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; len];
+    let _ = r.read_exact(&mut body);
+    let mut p = first.split_whitespace();
+    let next = queued.lock().expect("lock").pop_front();
+    let status = next.unwrap_or_else(|| status.load(Ordering::SeqCst));
+    seen.lock().expect("lock").push(Request {
+        at: jiff::Timestamp::now(),
+        method: p.next().unwrap_or("").to_string(),
+        path: p.next().unwrap_or("").to_string(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status,
+        user_agent,
+    });
+    let mut conn = r.into_inner();
+    let _ = conn.write_all(
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let _ = conn.flush();
+    Some(conn)
 }
 
 #[test]
@@ -373,15 +411,31 @@ command = ["/bin/true"]
     assert_eq!(v["event"], "failure");
 }
 
-/// A small but real SMTP server on loopback (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) that
-/// keeps every message it accepts.
+/// A small but real SMTP server on loopback (EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA,
+/// QUIT) that keeps every message it accepts.
 pub(super) struct Smtp {
     pub(super) port: u16,
     mail: Arc<Mutex<Vec<String>>>,
 }
 
+/// How a test [`Smtp`] server speaks TLS.
+#[derive(Clone)]
+pub(super) enum SmtpTls {
+    /// Plain text only.
+    Plain,
+    /// Offers STARTTLS with this certificate.
+    StartTls(Arc<rustls::ServerConfig>),
+    /// TLS from the first byte (smtps).
+    Wrapper(Arc<rustls::ServerConfig>),
+}
+
 impl Smtp {
     pub(super) fn start(port: u16) -> Smtp {
+        Smtp::start_with(port, SmtpTls::Plain)
+    }
+
+    /// A server on `port` (0: any) speaking TLS as `tls` says.
+    pub(super) fn start_with(port: u16, tls: SmtpTls) -> Smtp {
         let l = TcpListener::bind(("127.0.0.1", port)).expect("bind smtp");
         let port = l.local_addr().expect("addr").port();
         let mail = Arc::new(Mutex::new(Vec::new()));
@@ -389,46 +443,8 @@ impl Smtp {
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
                 let m = Arc::clone(&m);
-                std::thread::spawn(move || {
-                    let mut w = &conn;
-                    let mut r = BufReader::new(&conn);
-                    let _ = w.write_all(b"220 test ESMTP\r\n");
-                    let mut line = String::new();
-                    while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-                        let cmd = line.trim_end().to_string();
-                        line.clear();
-                        let upper = cmd.to_ascii_uppercase();
-                        let reply: &[u8] = if upper.starts_with("EHLO") {
-                            b"250-test\r\n250 AUTH PLAIN\r\n"
-                        } else if upper.starts_with("AUTH PLAIN") {
-                            // base64("\0cron\0s3cret")
-                            if cmd.ends_with("AGNyb24AczNjcmV0") {
-                                b"235 ok\r\n"
-                            } else {
-                                b"535 5.7.8 bad credentials\r\n"
-                            }
-                        } else if upper == "DATA" {
-                            let _ = w.write_all(b"354 go\r\n");
-                            let mut msg = String::new();
-                            let mut l = String::new();
-                            while r.read_line(&mut l).is_ok_and(|n| n > 0) {
-                                if l == ".\r\n" {
-                                    break;
-                                }
-                                msg.push_str(&l);
-                                l.clear();
-                            }
-                            m.lock().expect("lock").push(msg);
-                            b"250 queued\r\n"
-                        } else if upper == "QUIT" {
-                            let _ = w.write_all(b"221 bye\r\n");
-                            break;
-                        } else {
-                            b"250 ok\r\n"
-                        };
-                        let _ = w.write_all(reply);
-                    }
-                });
+                let tls = tls.clone();
+                std::thread::spawn(move || smtp_session(conn, tls, &m));
             }
         });
         Smtp { port, mail }
@@ -437,6 +453,92 @@ impl Smtp {
     pub(super) fn messages(&self) -> Vec<String> {
         self.mail.lock().expect("lock").clone()
     }
+}
+
+/// One SMTP connection, upgraded to TLS as `tls` says.
+fn smtp_session(conn: TcpStream, tls: SmtpTls, m: &Mutex<Vec<String>>) {
+    let tls_stream = |cfg: Arc<rustls::ServerConfig>, conn: TcpStream| {
+        rustls::ServerConnection::new(cfg)
+            .ok()
+            .map(|sc| rustls::StreamOwned::new(sc, conn))
+    };
+    match tls {
+        SmtpTls::Plain => {
+            smtp_dialogue(conn, true, false, m);
+        }
+        SmtpTls::StartTls(cfg) => {
+            // After STARTTLS the client greets again; the server does not.
+            if let Some(conn) = smtp_dialogue(conn, true, true, m)
+                && let Some(s) = tls_stream(cfg, conn)
+            {
+                smtp_dialogue(s, false, false, m);
+            }
+        }
+        SmtpTls::Wrapper(cfg) => {
+            if let Some(s) = tls_stream(cfg, conn) {
+                smtp_dialogue(s, true, false, m);
+            }
+        }
+    }
+}
+
+/// The SMTP dialogue on `conn`; the connection back when the client asked for STARTTLS
+/// (answered "220", for the caller to start TLS on).
+fn smtp_dialogue<S: Read + Write>(
+    conn: S,
+    greet: bool,
+    starttls: bool,
+    m: &Mutex<Vec<String>>,
+) -> Option<S> {
+    let mut r = BufReader::new(conn);
+    if greet {
+        let _ = r.get_mut().write_all(b"220 test ESMTP\r\n");
+    }
+    let mut line = String::new();
+    while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+        let cmd = line.trim_end().to_string();
+        line.clear();
+        let upper = cmd.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") && starttls {
+            b"250-test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"
+        } else if upper.starts_with("EHLO") {
+            b"250-test\r\n250 AUTH PLAIN\r\n"
+        } else if upper == "STARTTLS" && starttls {
+            let _ = r.get_mut().write_all(b"220 go ahead\r\n");
+            let _ = r.get_mut().flush();
+            return Some(r.into_inner());
+        } else if upper.starts_with("AUTH PLAIN") {
+            // base64("\0cron\0s3cret")
+            if cmd.ends_with("AGNyb24AczNjcmV0") {
+                b"235 ok\r\n"
+            } else {
+                b"535 5.7.8 bad credentials\r\n"
+            }
+        } else if upper == "DATA" {
+            let _ = r.get_mut().write_all(b"354 go\r\n");
+            let _ = r.get_mut().flush();
+            let mut msg = String::new();
+            let mut l = String::new();
+            while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+                if l == ".\r\n" {
+                    break;
+                }
+                msg.push_str(&l);
+                l.clear();
+            }
+            m.lock().expect("lock").push(msg);
+            b"250 queued\r\n"
+        } else if upper == "QUIT" {
+            let _ = r.get_mut().write_all(b"221 bye\r\n");
+            let _ = r.get_mut().flush();
+            break;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = r.get_mut().write_all(reply);
+        let _ = r.get_mut().flush();
+    }
+    None
 }
 
 /// A table whose job `backup` fails (exit 2) until `$DIR/fixed` exists, alerting by mail

@@ -21,6 +21,7 @@ mod promises;
 mod run;
 mod security;
 mod status;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
