@@ -6,9 +6,9 @@
 # The three nspawn flags --register=no --keep-unit --console=passive are what make it boot
 # without a systemd on the host (there is no machined to register with, no unit to create,
 # and no terminal). When the harness runs in the host's root cgroup (PID 1 is not systemd),
-# it first moves itself into cgroups of its own (cronwarden-lab.PID, in the cgroup2 hierarchy
-# and the v1 name=systemd one if there is one): nspawn then makes its supervisor/payload
-# cgroups below those, and the cleanup removes them.
+# it first puts nspawn into cgroups of its own (cronwarden-lab.PID.LAYOUT, in the cgroup2
+# hierarchy and in the v1 name=systemd one if there is one): nspawn then makes its
+# supervisor/payload cgroups below those, and the cleanup removes them.
 
 # Settings (environment):
 #   CRONWARDEN_LAB_CACHE   where the Debian root is cached (default /var/cache/cronwarden-lab)
@@ -74,7 +74,7 @@ lab_install_tools() {
     command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
     [ ${#need[@]} -eq 0 ] && return 0
     say "installing ${need[*]} (apt-get)"
-    apt-get update -qq || die "apt-get update failed: the Debian archive cannot be reached"
+    apt-get update -qq || lab_unreachable "apt-get update failed (installing ${need[*]})"
     # No recommends: systemd-container recommends libnss-mymachines, which edits nsswitch.conf.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
         >/dev/null || die "cannot install ${need[*]} with apt-get"

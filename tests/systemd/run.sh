@@ -219,7 +219,7 @@ check_broken_table() {
 
 # Where things sit: the daemon in <service>/supervisor, a running job in
 # <service>/cronwarden/<job>.<run id>.<attempt> (Delegate=yes, checked in /proc/PID/cgroup
-# inside the container). A job's setsid stray is stopped at the run's end (leftovers = "stop")
+# inside the container); the daemon's oom_score_adj is lowered, the job's is not. A job's setsid stray is stopped at the run's end (leftovers = "stop")
 # and the next run is not blocked; a kept one (leftovers = "keep") moves to
 # <service>/cronwarden/kept and lives on, and does not block either.
 check_cgroups_and_leftovers() {
@@ -231,6 +231,17 @@ check_cgroups_and_leftovers() {
     [ "$cg" = "$SVC_CG/cronwarden/long.$LONG_RUN.1" ] ||
         die "the long job is in $cg, not $SVC_CG/cronwarden/long.$LONG_RUN.1"
     say "   daemon: $SVC_CG/supervisor; job: $cg"
+    # OOMPolicy=continue's partner: the daemon lowered its own oom_score_adj and the job has
+    # the usual one back, or (without CAP_SYS_RESOURCE, which CI's sandbox does not give) the
+    # daemon says in its containment line that it could not.
+    local oom
+    oom=$(ct cat "/proc/$(main_pid)/oom_score_adj")
+    if [ "$oom" != -900 ]; then
+        ct journalctl -u "$UNIT" -o cat --no-pager | grep "containment mode=cgroup: .*the daemon's oom_score_adj stays $oom, not lowered" >/dev/null ||
+            die "the daemon's oom_score_adj is $oom, and its log does not say why"
+        say "   the daemon's oom_score_adj stays $oom: this host gives no CAP_SYS_RESOURCE (logged)"
+    fi
+    [ "$(ct cat "/proc/$LONG_PID/oom_score_adj")" = 0 ] || die "the job's oom_score_adj"
     # The stray: gone when the run has ended, named in the log (as "setsid sleep 4444", or
     # "sleep 4444" once setsid has exec'd); the next run runs.
     local mark
