@@ -195,6 +195,8 @@ check_broken_table() {
     wait_journal 10 "$mark" "^/etc/cronwarden/jobs.toml:$TICK_LINE:12: error: job \"tick\": schedule \"61 \\* \\* \\* \\*\""
     is_active || die "a broken reload left the unit $(active_state)"
     [ "$(main_pid)" = "$pid" ] || die "a broken reload changed the main pid"
+    # The check failed first, so the daemon never got the signal.
+    ! journal_has "$mark" ' reload: ' || die "the daemon was signalled despite the failed check"
     # The daemon's own guard: SIGHUP with the broken table, past systemctl.
     mark=$(journal_mark)
     ct systemctl kill --kill-who=main -s HUP "$UNIT"
@@ -341,9 +343,9 @@ check_restart_with_job() {
 # (every process of the unit) and `--kill-who=main` (the daemon only; systemd then SIGKILLs
 # the rest of the cgroup, KillMode=mixed). Either way the job dies with it, the lock is free,
 # Restart=on-failure brings the daemon back after RestartSec, and the new daemon records the
-# run lost. The every-second job never ran one instant twice.
+# run lost and alerts it as a failure. The every-second job never ran one instant twice.
 check_killed_daemon() {
-    local who old_pid old_run restarts mark
+    local who old_pid old_run restarts mark lost=()
     for who in all main; do
         file_exists /var/lib/lab/long.pid || start_long
         # The every-second job runs (two more instants): the kill falls among its runs.
@@ -358,10 +360,15 @@ check_killed_daemon() {
         [ "$(main_pid)" != "$old_pid" ] || die "same daemon after kill"
         wait_until 10 "the killed run to be recorded lost" outcome_is long "$old_run" lost
         journal_has "$mark" "error lost job=long run_id=$old_run" || die "no lost line"
+        lost+=("$old_run")
         ct rm -f /var/lib/lab/long.pid
         start_long # the lock is free
         wait_until 10 "the every-second job to run again" ticks_above $(($(ticks) + 2))
         say "   --kill-who=$who: job killed, daemon back (NRestarts $(prop NRestarts)), run $old_run lost"
+    done
+    for old_run in "${lost[@]}"; do
+        wait_until 20 "the failure alert of the lost run $old_run" \
+            ct grep -x "failure $old_run lost" /var/lib/lab/alerts
     done
     ct systemctl stop "$UNIT"
     local n dups
@@ -431,8 +438,9 @@ check_upgrade_remove_purge() {
     # Purge.
     ct dpkg -P cronwarden </dev/null >/dev/null
     local gone
-    for gone in /etc/cronwarden/jobs.toml /var/lib/cronwarden /var/log/cronwarden \
-        /etc/systemd/system/multi-user.target.wants/$UNIT /etc/systemd/system/$UNIT; do
+    for gone in /etc/cronwarden/jobs.toml /etc/logrotate.d/cronwarden /var/lib/cronwarden \
+        /var/log/cronwarden /run/cronwarden /etc/systemd/system/multi-user.target.wants/$UNIT \
+        /etc/systemd/system/$UNIT; do
         file_exists "$gone" && die "purge left $gone"
     done
     [ "$(prop LoadState)" = not-found ] || die "after purge the unit is $(prop LoadState)"
