@@ -108,7 +108,10 @@ lab_root() {
         if ! debootstrap --variant="$LAB_VARIANT" --include="$LAB_PACKAGES" "$LAB_SUITE" \
             "$dir.partial" $LAB_MIRROR >"$log" 2>&1; then
             rm -rf --one-file-system "$dir.partial"
-            if grep -qiE "Failed getting release|Couldn't download|could not resolve|Temporary failure in name|Network is unreachable|Connection (refused|timed out)|Failure while downloading|Unable to connect" "$log"; then
+            local offline="Failed getting release|Couldn't download|could not resolve"
+            offline+="|Temporary failure in name|Network is unreachable|Connection (refused|timed out)"
+            offline+="|Failure while downloading|Unable to connect"
+            if grep -qiE "$offline" "$log"; then
                 lab_unreachable "$(tail -n 3 "$log")"
             fi
             die "debootstrap failed (log: $log): $(tail -n 5 "$log")"

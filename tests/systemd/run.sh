@@ -221,9 +221,10 @@ check_broken_table() {
 
 # Where things sit: the daemon in <service>/supervisor, a running job in
 # <service>/cronwarden/<job>.<run id>.<attempt> (Delegate=yes, checked in /proc/PID/cgroup
-# inside the container); the daemon's oom_score_adj is lowered, the job's is not. A job's setsid stray is stopped at the run's end (leftovers = "stop")
-# and the next run is not blocked; a kept one (leftovers = "keep") moves to
-# <service>/cronwarden/kept and lives on, and does not block either.
+# inside the container); the daemon's oom_score_adj is lowered, the job's is not. A job's
+# setsid stray is stopped at the run's end (leftovers = "stop") and the next run is not
+# blocked; a kept one (leftovers = "keep") moves to <service>/cronwarden/kept and lives on,
+# and does not block either.
 check_cgroups_and_leftovers() {
     local cg pid run
     cg=$(cgroup_of "$(main_pid)")
@@ -239,8 +240,9 @@ check_cgroups_and_leftovers() {
     local oom
     oom=$(ct cat "/proc/$(main_pid)/oom_score_adj")
     if [ "$oom" != -900 ]; then
-        ct journalctl -u "$UNIT" -o cat --no-pager | grep "containment mode=cgroup: .*the daemon's oom_score_adj stays $oom, not lowered" >/dev/null ||
-            die "the daemon's oom_score_adj is $oom, and its log does not say why"
+        ct journalctl -u "$UNIT" -o cat --no-pager |
+            grep "containment mode=cgroup: .*the daemon's oom_score_adj stays $oom, not lowered" \
+                >/dev/null || die "the daemon's oom_score_adj is $oom, and its log does not say why"
         say "   the daemon's oom_score_adj stays $oom: this host gives no CAP_SYS_RESOURCE (logged)"
     fi
     [ "$(ct cat "/proc/$LONG_PID/oom_score_adj")" = 0 ] || die "the job's oom_score_adj"
@@ -453,7 +455,11 @@ run_checks() {
     local layout=$1 t0
     t0=$(now_ms)
     lab_boot "$CACHED_ROOT" "$layout"
-    say "== $layout cgroup layout: container booted in $((($(now_ms) - t0) / 1000))s, systemd $(ct systemctl --version | awk 'NR == 1 { print $2 }'), $(ct sh -c 'grep -w cgroup2 /proc/self/mounts' | awk '{ print "cgroup2 at " $2 }')"
+    local booted version v2
+    booted=$((($(now_ms) - t0) / 1000))
+    version=$(ct systemctl --version | awk 'NR == 1 { print $2 }')
+    v2=$(ct sh -c 'grep -w cgroup2 /proc/self/mounts' | awk '{ print $2 }')
+    say "== $layout cgroup layout: booted in ${booted}s, systemd $version, cgroup2 at $v2"
     copy_lab_files
     check "fresh install, enable --now, Status=" check_fresh_install
     check "broken table: reload and start" check_broken_table
