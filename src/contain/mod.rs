@@ -58,14 +58,21 @@ impl Containment {
     /// Chooses the mechanism. With `containment = "cgroup"` a host that cannot give runs a
     /// cgroup is an error (never a silent downgrade); with `auto` it falls back to the
     /// process mechanism and says why.
+    /// The daemon lowers its own `oom_score_adj`, or says in `why` that it could not (it
+    /// needs CAP_SYS_RESOURCE, which some containers take away).
     pub(crate) fn detect(setting: ContainmentSetting, purpose: Purpose) -> Result<Self, String> {
         let mut c = Self::choose(setting, purpose)?;
         if purpose == Purpose::Daemon
             && let Ok(own) = crate::sys::oom_score_adj()
             && own > DAEMON_OOM_SCORE_ADJ
-            && crate::sys::set_oom_score_adj(DAEMON_OOM_SCORE_ADJ).is_ok()
         {
-            c.job_oom = Some(own);
+            match crate::sys::set_oom_score_adj(DAEMON_OOM_SCORE_ADJ) {
+                Ok(()) => c.job_oom = Some(own),
+                Err(e) => c.why.push_str(&format!(
+                    "; the daemon's oom_score_adj stays {own}, not lowered ({e}; it needs \
+                     CAP_SYS_RESOURCE): the OOM killer may choose it like any job"
+                )),
+            }
         }
         Ok(c)
     }

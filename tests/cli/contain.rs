@@ -509,3 +509,51 @@ fn a_daemon_shutdown_stops_the_escaped_processes_of_its_runs() {
         assert!(log.contains(&format!(" containment mode={mode}")), "{log}");
     }
 }
+
+/// The daemon lowers its own `oom_score_adj` to -900 and a job gets the value back, or, where
+/// it may not (no CAP_SYS_RESOURCE, as in some containers: found by the systemd lab), the
+/// containment line says so and nothing changes.
+#[test]
+fn the_daemon_lowers_its_oom_score_adj_or_says_it_could_not() {
+    let ours = std::fs::read_to_string("/proc/self/oom_score_adj").expect("oom_score_adj");
+    let ours: i32 = ours.trim().parse().expect("a number");
+    let t = table(
+        "c-oom",
+        "process",
+        &job("j", "", "cat /proc/self/oom_score_adj > $DIR/j.oom"),
+    );
+    let d = Daemon::start(&t);
+    let daemon: i32 = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", d.pid()))
+        .expect("the daemon's oom_score_adj")
+        .trim()
+        .parse()
+        .expect("a number");
+    let (code, _, err) = t.run(&["trigger", "--wait", "j"]);
+    assert_eq!(code, 0, "{err}");
+    let job: i32 = std::fs::read_to_string(t.dir().join("j.oom"))
+        .expect("the job's oom_score_adj")
+        .trim()
+        .parse()
+        .expect("a number");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+    let log = t.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" containment mode=process"))
+        .expect("a containment line");
+    if ours <= -900 {
+        assert_eq!(daemon, ours, "{line}");
+    } else if daemon == -900 {
+        assert!(!line.contains("oom_score_adj"), "{line}");
+    } else {
+        assert_eq!(daemon, ours, "{line}");
+        assert!(
+            line.contains(&format!(
+                "the daemon's oom_score_adj stays {ours}, not lowered ("
+            )),
+            "{line}"
+        );
+    }
+    assert_eq!(job, ours, "a job gets the usual oom_score_adj");
+}

@@ -63,6 +63,12 @@ fn systemd_unit_verifies() {
     // TimeoutStopSec covers the default shutdown_grace (5m) + kill_grace (10s) + 30s.
     assert!(unit.contains("TimeoutStopSec=6min"));
     assert!(unit.contains("RuntimeDirectoryPreserve=yes"));
+    // Found under a real systemd (tests/systemd/run.sh): /bin/kill (procps) is missing from
+    // minimal systems, and a failing ExecStartPre= is restarted every RestartSec for ever.
+    let execs = || unit.lines().filter(|l| l.starts_with("Exec"));
+    assert!(!execs().any(|l| l.contains("/bin/kill")), "needs procps");
+    assert!(unit.contains("ExecStartPre=-/usr/bin/cronwarden check"));
+    assert!(unit.contains("RestartPreventExitStatus=78"));
 }
 
 /// The packaged completions are generated: regenerate with
