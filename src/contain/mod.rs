@@ -166,3 +166,33 @@ impl Containment {
         matches!(self.mode, Mode::Process)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_clone3_is_remembered_and_said() {
+        // (Not `Containment::process`: it would make the test process a subreaper.)
+        let c = Containment {
+            mode: Mode::Process,
+            why: "test".to_string(),
+            job_oom: None,
+            clone3_refused: OnceLock::new(),
+        };
+        assert!(c.clone3());
+        assert_eq!(c.why(), "test");
+        c.no_clone3(&std::io::Error::from_raw_os_error(libc::ENOSYS));
+        c.no_clone3(&std::io::Error::from_raw_os_error(libc::EPERM));
+        assert!(!c.clone3());
+        let why = c.why();
+        assert!(
+            why.starts_with("test; jobs start outside their cgroup"),
+            "{why}"
+        );
+        assert!(
+            why.contains("os error 38") && !why.contains("os error 1)"),
+            "{why}"
+        );
+    }
+}
