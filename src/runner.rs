@@ -12,8 +12,8 @@
 //! it left behind still hold its output open, they get `kill_grace` to finish, then the same
 //! TERM/KILL sequence, so a grandchild holding stdout can never hang the runner.
 //!
-//! The raw system calls (ppoll, pidfd_open, the child's set-up between fork and exec) are in
-//! `crate::sys`.
+//! The raw system calls (ppoll, pidfd_open, the clone3 into the attempt's cgroup, the
+//! child's set-up between fork and exec) are in `crate::sys`.
 
 use std::fs::File;
 use std::io::{self, Read, Write};

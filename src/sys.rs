@@ -15,6 +15,8 @@
 //!   priority, I/O priority, the inherited lock descriptor, groups and user; first of all
 //!   the move into the run's cgroup), installed with `CommandExt::pre_exec` (the tests read
 //!   the I/O priority back with `ioprio_get`);
+//! - [`spawn_in_cgroup`]: a job's process started directly inside its cgroup (clone3 with
+//!   CLONE_INTO_CGROUP), with the same set-up, then execve;
 //! - [`oom_score_adj`], [`set_oom_score_adj`]: this process's standing with the OOM killer
 //!   (safe: a file of /proc);
 //! - [`with_umask`]: a call made under another process umask;
