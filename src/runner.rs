@@ -12,15 +12,16 @@
 //! it left behind still hold its output open, they get `kill_grace` to finish, then the same
 //! TERM/KILL sequence, so a grandchild holding stdout can never hang the runner.
 //!
-//! The raw system calls (ppoll, pidfd_open, the child's set-up between fork and exec) are in
-//! `crate::sys`.
+//! The raw system calls (ppoll, pidfd_open, the clone3 into the attempt's cgroup, the
+//! child's set-up between fork and exec) are in `crate::sys`.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -28,7 +29,7 @@ use jiff::Timestamp;
 use crate::contain::Scope;
 use crate::output::{Output, Stream};
 use crate::record::Usage;
-use crate::sys::{self, ChildSetup, Rusage};
+use crate::sys::{self, ChildSetup, Rusage, SpawnError, Spawned};
 
 /// Pids of the job processes this process started and has not reaped yet. A daemon that is
 /// PID 1 reaps orphans, and must leave these to their runners.
@@ -219,6 +220,52 @@ impl Interrupt {
     }
 }
 
+/// The child's set-up between fork and exec (signal state, umask, priority, the lock,
+/// credentials; the move into the cgroup whose `cgroup.procs` is given).
+fn child_setup(spec: &AttemptSpec, cgroup_procs: Option<RawFd>) -> ChildSetup {
+    ChildSetup {
+        umask: spec.umask,
+        nice: spec.nice,
+        ioprio: spec.ioprio,
+        oom_score_adj: spec.oom_score_adj,
+        creds: spec.creds.clone(),
+        inherit_fd: spec.inherit_fd,
+        cgroup_procs,
+    }
+}
+
+/// Starts the attempt's process: directly inside the attempt's cgroup with clone3 where
+/// there is one and the kernel allows it (see [`sys::spawn_in_cgroup`]), else with
+/// [`command`] (the child then moves itself into the cgroup, if any).
+fn spawn_child(spec: &AttemptSpec, scope: Option<&Scope<'_>>) -> io::Result<Spawned> {
+    if let Some(scope) = scope
+        && let Some(dir) = scope.cgroup_fd()
+    {
+        let exec = sys::Exec {
+            argv: &spec.argv,
+            env: &spec.env,
+            workdir: spec.workdir.as_deref(),
+            stdin_piped: spec.stdin.is_some(),
+        };
+        match sys::spawn_in_cgroup(&exec, dir, child_setup(spec, None)) {
+            Ok(child) => return Ok(child),
+            Err(SpawnError::Failed(e)) => return Err(e),
+            Err(SpawnError::Unsupported(e)) => scope.no_clone3(&e),
+        }
+    }
+    let mut child = command(spec, scope.and_then(Scope::procs_fd)).spawn()?;
+    let file = |fd: Option<OwnedFd>| {
+        fd.map(File::from)
+            .ok_or_else(|| io::Error::other("the child's output is not piped"))
+    };
+    Ok(Spawned {
+        pid: child.id(),
+        stdin: child.stdin.take().map(|s| File::from(OwnedFd::from(s))),
+        stdout: file(child.stdout.take().map(OwnedFd::from))?,
+        stderr: file(child.stderr.take().map(OwnedFd::from))?,
+    })
+}
+
 /// The command of an attempt: its own process group, piped output, and the child's set-up
 /// between fork and exec (signal state, umask, priority, the lock, credentials).
 fn command(spec: &AttemptSpec, cgroup_procs: Option<RawFd>) -> Command {
@@ -237,18 +284,7 @@ fn command(spec: &AttemptSpec, cgroup_procs: Option<RawFd>) -> Command {
     if let Some(dir) = &spec.workdir {
         cmd.current_dir(dir);
     }
-    sys::install_child_setup(
-        &mut cmd,
-        ChildSetup {
-            umask: spec.umask,
-            nice: spec.nice,
-            ioprio: spec.ioprio,
-            oom_score_adj: spec.oom_score_adj,
-            creds: spec.creds.clone(),
-            inherit_fd: spec.inherit_fd,
-            cgroup_procs,
-        },
-    );
+    sys::install_child_setup(&mut cmd, child_setup(spec, cgroup_procs));
     cmd
 }
 
@@ -285,8 +321,8 @@ struct Supervisor<'a> {
     scope: Option<&'a Scope<'a>>,
     /// The child's pid, which is also its process group.
     pid: u32,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    stdout: Option<File>,
+    stderr: Option<File>,
     /// Readable when the child exits (`None` on old kernels: the child is looked at every
     /// 100 ms instead).
     pidfd: Option<OwnedFd>,
@@ -316,13 +352,13 @@ impl<'a> Supervisor<'a> {
     ) -> Result<Supervisor<'a>, String> {
         let spawned = {
             let mut kids = children();
-            let r = command(spec, scope.and_then(Scope::procs_fd)).spawn();
+            let r = spawn_child(spec, scope);
             if let Ok(c) = &r {
-                kids.push(c.id());
+                kids.push(c.pid);
             }
             r
         };
-        let mut child = spawned.map_err(|e| {
+        let child = spawned.map_err(|e| {
             let what = match &spec.workdir {
                 Some(dir) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
                     format!("workdir {}", dir.display())
@@ -331,22 +367,15 @@ impl<'a> Supervisor<'a> {
             };
             format!("cannot run {what:?}: {e}")
         })?;
-        let pid = child.id();
+        let pid = child.pid;
         on_spawn(pid);
-        if let (Some(mut stdin), Some(data)) = (child.stdin.take(), spec.stdin.clone()) {
+        if let (Some(mut stdin), Some(data)) = (child.stdin, spec.stdin.clone()) {
             std::thread::spawn(move || {
                 let _ = stdin.write_all(&data);
             });
         }
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        for fd in [
-            stdout.as_ref().map(AsFd::as_fd),
-            stderr.as_ref().map(AsFd::as_fd),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let (stdout, stderr) = (child.stdout, child.stderr);
+        for fd in [stdout.as_fd(), stderr.as_fd()] {
             // Failures are harmless: the default size stays; a blocking read still ends.
             let _ = sys::set_pipe_size(fd, 1 << 20);
             let _ = sys::set_nonblocking(fd);
@@ -357,8 +386,8 @@ impl<'a> Supervisor<'a> {
             interrupt,
             scope,
             pid,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             pidfd,
             deadline: spec.timeout.map(|t| t0 + t),
             phase: Phase::Running,

@@ -12,7 +12,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,7 +92,13 @@ impl Tree {
             .write(true)
             .open(dir.join("cgroup.procs"))
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-        Ok(Group { dir, procs })
+        // (std opens every file close-on-exec.)
+        let fd = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        Ok(Group { dir, procs, fd })
     }
 
     /// The leaf that kept leftovers are moved to.
@@ -176,11 +183,19 @@ pub(crate) struct Group {
     pub(crate) dir: PathBuf,
     /// Its `cgroup.procs`, open for writing: the child writes "0" to it before exec.
     procs: File,
+    /// The directory itself, open O_RDONLY|O_DIRECTORY: the child is started in it
+    /// (clone3's CLONE_INTO_CGROUP).
+    fd: File,
 }
 
 impl Group {
     pub(crate) fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
+    }
+
+    /// The cgroup's directory, open to start a child in it.
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// The live processes in it.

@@ -20,6 +20,8 @@ pub(crate) mod mount;
 pub(crate) mod procs;
 mod scope;
 
+use std::sync::OnceLock;
+
 use crate::config::ContainmentSetting;
 
 pub(crate) use scope::Scope;
@@ -40,6 +42,11 @@ pub(crate) struct Containment {
     /// The `oom_score_adj` jobs get back, when this process lowered its own (the daemon:
     /// a job that runs out of memory must not take the scheduler with it).
     job_oom: Option<i32>,
+    /// Why a job's process cannot be started directly in its cgroup (clone3 with
+    /// CLONE_INTO_CGROUP), once a spawn found that this kernel (or a seccomp filter) will
+    /// not: children then move themselves into it after the fork. Shared by the runs of all
+    /// threads, set once.
+    clone3_refused: OnceLock<String>,
 }
 
 /// The daemon's own `oom_score_adj` (where it may lower it): the OOM killer picks a job
@@ -99,6 +106,7 @@ impl Containment {
                     mode: Mode::Cgroup(tree),
                     why,
                     job_oom: None,
+                    clone3_refused: OnceLock::new(),
                 })
             }
             Err(e) if setting == ContainmentSetting::Cgroup => Err(format!(
@@ -121,6 +129,7 @@ impl Containment {
             mode: Mode::Process,
             why,
             job_oom: None,
+            clone3_refused: OnceLock::new(),
         }
     }
 
@@ -133,8 +142,11 @@ impl Containment {
     }
 
     /// What a run contains here and why, for the log and `status`.
-    pub(crate) fn why(&self) -> &str {
-        &self.why
+    pub(crate) fn why(&self) -> std::borrow::Cow<'_, str> {
+        match self.clone3_refused.get() {
+            Some(r) => format!("{}; {r}", self.why).into(),
+            None => self.why.as_str().into(),
+        }
     }
 
     /// The `oom_score_adj` a job's process sets back (see [`DAEMON_OOM_SCORE_ADJ`]).
@@ -142,8 +154,52 @@ impl Containment {
         self.job_oom
     }
 
+    /// Whether a job's process may be started in its cgroup with clone3 (see
+    /// [`Containment::no_clone3`]).
+    pub(crate) fn clone3(&self) -> bool {
+        self.clone3_refused.get().is_none()
+    }
+
+    /// clone3 into a cgroup is not available here (`e`: why): the next spawns move the
+    /// child instead, and [`Containment::why`] says so.
+    pub(crate) fn no_clone3(&self, e: &std::io::Error) {
+        let _ = self.clone3_refused.set(format!(
+            "jobs start outside their cgroup and move into it (clone3 into a cgroup: {e})"
+        ));
+    }
+
     /// Whether orphans come to this process (the process mechanism), to be reaped.
     pub(crate) fn adopts_orphans(&self) -> bool {
         matches!(self.mode, Mode::Process)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_clone3_is_remembered_and_said() {
+        // (Not `Containment::process`: it would make the test process a subreaper.)
+        let c = Containment {
+            mode: Mode::Process,
+            why: "test".to_string(),
+            job_oom: None,
+            clone3_refused: OnceLock::new(),
+        };
+        assert!(c.clone3());
+        assert_eq!(c.why(), "test");
+        c.no_clone3(&std::io::Error::from_raw_os_error(libc::ENOSYS));
+        c.no_clone3(&std::io::Error::from_raw_os_error(libc::EPERM));
+        assert!(!c.clone3());
+        let why = c.why();
+        assert!(
+            why.starts_with("test; jobs start outside their cgroup"),
+            "{why}"
+        );
+        assert!(
+            why.contains("os error 38") && !why.contains("os error 1)"),
+            "{why}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! signals that stop all of it, its leftovers, and what it used.
 
 use std::collections::HashSet;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{Containment, Mode, cgroup, limits, procs};
@@ -83,6 +83,21 @@ impl<'a> Scope<'a> {
     /// The descriptor the child writes itself into (cgroup mode).
     pub(crate) fn procs_fd(&self) -> Option<RawFd> {
         self.group.as_ref().map(cgroup::Group::procs_fd)
+    }
+
+    /// The current attempt's cgroup directory, to start the child in with clone3 (cgroup
+    /// mode, unless this host was found not to allow it: then `procs_fd`).
+    pub(crate) fn cgroup_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.group
+            .as_ref()
+            .filter(|_| self.containment.clone3())
+            .map(cgroup::Group::dir_fd)
+    }
+
+    /// clone3 cannot start a child in a cgroup here (see [`crate::sys::SpawnError`]): this
+    /// and the next spawns of every run move the child in through `procs_fd`.
+    pub(crate) fn no_clone3(&self, e: &std::io::Error) {
+        self.containment.no_clone3(e);
     }
 
     /// The live processes of the attempt whose main process is `main`.

@@ -343,7 +343,7 @@ impl<'p> Daemon<'p> {
         );
         let c = &shared.contain;
         let mode = [("mode", c.name().to_string())];
-        shared.log.log(Level::Info, "containment", &mode, c.why());
+        shared.log.log(Level::Info, "containment", &mode, &c.why());
         // @reboot: once per boot, not on every daemon restart.
         let boot = state::boot_id();
         let boot_file = shared.state_dir.join("boot_id");
