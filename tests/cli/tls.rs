@@ -190,7 +190,10 @@ healthcheck_url = "https://127.0.0.1:{p}/ping"
     let got = paths(&hook);
     // (`/bin/false` exits 1: the ping API's `/1`.)
     for want in ["/system", "/private", "/ping/start?rid=", "/ping/1?rid="] {
-        assert!(got.iter().any(|p| p.starts_with(want)), "{want} not in {got:?}");
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "{want} not in {got:?}"
+        );
     }
     // A certificate for another name: said so, nothing sent.
     assert!(paths(&elsewhere).is_empty());
