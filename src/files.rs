@@ -16,6 +16,43 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// The system's log directory for cronwarden (the unit's `LogsDirectory=`, logrotate's).
+pub(crate) const SYSTEM_LOG_DIR: &str = "/var/log/cronwarden";
+
+/// Creates the directory of `log_file` if it does not exist: like `ensure_dir`, except that
+/// the system's log directory is made 0750 with group `adm` when that group exists, so that
+/// group `adm` reads the 0640 `root:adm` logs logrotate makes (as in the rest of /var/log).
+/// True when it was created with group `adm`.
+pub(crate) fn ensure_log_dir(dir: &Path) -> io::Result<bool> {
+    ensure_log_dir_as(dir, Path::new(SYSTEM_LOG_DIR))
+}
+
+fn ensure_log_dir_as(dir: &Path, system: &Path) -> io::Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let adm = (dir == system)
+        .then(|| nix::unistd::Group::from_name("adm").ok().flatten())
+        .flatten();
+    let Some(adm) = adm else {
+        ensure_dir(dir)?;
+        return Ok(false);
+    };
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        // Created by someone else meanwhile: theirs as it is.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // Group first, then the group's read access (never readable by a group not meant).
+    std::os::unix::fs::chown(dir, None, Some(adm.gid.as_raw()))?;
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o750))?;
+    Ok(true)
+}
+
 /// Writes a file atomically and durably: a temporary file in the same directory, fsync,
 /// rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -58,4 +95,40 @@ fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn only_the_system_log_dir_is_made_readable_by_adm_and_only_when_created() {
+        let base = std::env::temp_dir().join(format!("cw-logdir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let system = base.join("log/cronwarden");
+        let other = base.join("elsewhere/logs");
+        let adm = nix::unistd::Group::from_name("adm").ok().flatten();
+        let made = ensure_log_dir_as(&system, &system);
+        let m = fs::metadata(&system).expect("made");
+        match &adm {
+            Some(g) if nix::unistd::geteuid().is_root() => {
+                assert!(made.expect("system dir"));
+                assert_eq!(m.permissions().mode() & 0o777, 0o750);
+                assert_eq!(m.gid(), g.gid.as_raw());
+            }
+            // Not root: the chown to adm may fail; the directory stays owner-only.
+            Some(_) => assert_eq!(m.permissions().mode() & 0o777, 0o700),
+            None => assert_eq!(m.permissions().mode() & 0o777, 0o700),
+        }
+        // Any other directory stays owner-only; an existing one is left as it is.
+        assert!(!ensure_log_dir_as(&other, &system).expect("other"));
+        let m = fs::metadata(&other).expect("made");
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+        fs::set_permissions(&system, fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert!(!ensure_log_dir_as(&system, &system).expect("exists"));
+        let m = fs::metadata(&system).expect("kept");
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+        let _ = fs::remove_dir_all(&base);
+    }
 }

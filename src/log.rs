@@ -117,9 +117,11 @@ impl Inner {
         };
         if stale {
             self.file = None;
-            if let Some(dir) = path.parent() {
-                let _ = crate::files::ensure_dir(dir);
-            }
+            // The system's log directory, when cronwarden creates it, is 0750 group adm.
+            let adm_dir = match path.parent() {
+                Some(dir) => crate::files::ensure_log_dir(dir).unwrap_or(false),
+                None => false,
+            };
             match OpenOptions::new()
                 .append(true)
                 .create(true)
@@ -127,6 +129,14 @@ impl Inner {
                 .open(&path)
             {
                 Ok(f) => {
+                    if adm_dir {
+                        // A new file in a new directory: root:adm 0640, as logrotate makes it.
+                        let gid =
+                            std::fs::metadata(path.parent().unwrap_or(&path)).map(|m| m.gid());
+                        if let Ok(gid) = gid {
+                            let _ = std::os::unix::fs::fchown(&f, None, Some(gid));
+                        }
+                    }
                     let id = f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
                     self.file = Some((f, id.0, id.1));
                     self.partial = false;

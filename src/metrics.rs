@@ -18,6 +18,11 @@ use crate::sync::lock;
 use crate::control::{Health, JobHealth};
 use crate::record::RunRecord;
 
+/// The label that names the job in every per-job series. Not `job`: Prometheus sets `job`
+/// on every scraped series (the scrape job), so a `job` label of ours would be stored as
+/// `exported_job`; `cronjob` is kube-state-metrics' label for a CronJob's name.
+pub(crate) const LABEL: &str = "cronjob";
+
 /// Asked at each request for the daemon's health (and the jobs' stale gauges and streaks).
 pub(crate) type Probe = Arc<dyn Fn() -> Health + Send + Sync>;
 
@@ -48,6 +53,21 @@ impl Metrics {
             jobs: Mutex::default(),
             state_dir: state_dir.to_path_buf(),
             alerts,
+        }
+    }
+
+    /// The jobs of the table (at start and at each reload): each has its series from now on,
+    /// its counters and the outcomes of `cronwarden_runs_total` at 0 until they count; a job
+    /// that left the table loses its series (unless a run of it is still in progress).
+    pub(crate) fn set_jobs<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: std::collections::BTreeSet<&str> = names.into_iter().collect();
+        let mut jobs = lock(&self.jobs);
+        jobs.retain(|name, m| names.contains(name.as_str()) || m.running > 0);
+        for name in names {
+            let m = jobs.entry(name.to_string()).or_default();
+            for o in crate::record::Outcome::ALL {
+                m.runs.entry(o.as_str()).or_default();
+            }
         }
     }
 
@@ -107,7 +127,7 @@ impl Metrics {
                 .flat_map(|(j, m)| {
                     m.runs.iter().map(move |(o, n)| {
                         format!(
-                            "cronwarden_runs_total{{job=\"{}\",outcome=\"{o}\"}} {n}",
+                            "cronwarden_runs_total{{{LABEL}=\"{}\",outcome=\"{o}\"}} {n}",
                             label(j)
                         )
                     })
@@ -121,7 +141,7 @@ impl Metrics {
             jobs.iter()
                 .map(|(j, m)| {
                     format!(
-                        "cronwarden_attempts_total{{job=\"{}\"}} {}",
+                        "cronwarden_attempts_total{{{LABEL}=\"{}\"}} {}",
                         label(j),
                         m.attempts
                     )
@@ -133,7 +153,13 @@ impl Metrics {
             "gauge",
             "Runs of the job in progress.",
             jobs.iter()
-                .map(|(j, m)| format!("cronwarden_running{{job=\"{}\"}} {}", label(j), m.running))
+                .map(|(j, m)| {
+                    format!(
+                        "cronwarden_running{{{LABEL}=\"{}\"}} {}",
+                        label(j),
+                        m.running
+                    )
+                })
                 .collect(),
         );
         family(
@@ -144,7 +170,7 @@ impl Metrics {
                 .filter_map(|(j, m)| {
                     m.last_success.map(|t| {
                         format!(
-                            "cronwarden_last_success_timestamp_seconds{{job=\"{}\"}} {t}",
+                            "cronwarden_last_success_timestamp_seconds{{{LABEL}=\"{}\"}} {t}",
                             label(j)
                         )
                     })
@@ -159,7 +185,7 @@ impl Metrics {
                 .filter_map(|(j, m)| {
                     m.last_duration.map(|d| {
                         format!(
-                            "cronwarden_last_duration_seconds{{job=\"{}\"}} {d}",
+                            "cronwarden_last_duration_seconds{{{LABEL}=\"{}\"}} {d}",
                             label(j)
                         )
                     })
@@ -174,7 +200,7 @@ impl Metrics {
                 .filter_map(|(j, m)| {
                     m.next_run.map(|t| {
                         format!(
-                            "cronwarden_next_run_timestamp_seconds{{job=\"{}\"}} {t}",
+                            "cronwarden_next_run_timestamp_seconds{{{LABEL}=\"{}\"}} {t}",
                             label(j)
                         )
                     })
@@ -227,7 +253,7 @@ fn last_run_families(out: &mut String, jobs: &BTreeMap<String, JobMetrics>) {
     ) -> Vec<String> {
         jobs.iter()
             .filter_map(|(j, m)| {
-                value(m).map(|v| format!("{name}{{job=\"{}\"}} {v}", job_label(j)))
+                value(m).map(|v| format!("{name}{{{LABEL}=\"{}\"}} {v}", job_label(j)))
             })
             .collect()
     }
@@ -263,7 +289,7 @@ fn health_families(out: &mut String, health: &[JobHealth]) {
             .filter(|h| h.expect_success_within.is_some())
             .map(|h| {
                 format!(
-                    "{stale}{{job=\"{}\"}} {}",
+                    "{stale}{{{LABEL}=\"{}\"}} {}",
                     job_label(&h.job),
                     u8::from(h.stale)
                 )
@@ -280,7 +306,7 @@ fn health_families(out: &mut String, health: &[JobHealth]) {
             .iter()
             .map(|h| {
                 format!(
-                    "{streak}{{job=\"{}\"}} {}",
+                    "{streak}{{{LABEL}=\"{}\"}} {}",
                     job_label(&h.job),
                     h.failure_streak
                 )
@@ -336,7 +362,11 @@ fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send
         }
     }
     let mut parts = first.split_whitespace();
-    let (method, path) = (parts.next(), parts.next());
+    let (method, target) = (parts.next(), parts.next());
+    // HEAD is GET without the body; the query string is ignored (`/metrics?x=1`).
+    let head = method == Some("HEAD");
+    let method = if head { Some("GET") } else { method };
+    let path = target.map(|t| t.split_once('?').map_or(t, |(p, _)| p));
     let (status, body, kind) = match (method, path) {
         (Some("GET"), Some("/metrics")) => (
             "200 OK",
@@ -358,13 +388,19 @@ fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send
             "text/plain",
         ),
     };
-    let _ = (&conn).write_all(
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
     );
+    if !head {
+        resp.push_str(&body);
+    }
+    let _ = (&conn).write_all(resp.as_bytes());
 }
 
 #[cfg(test)]
@@ -405,11 +441,11 @@ mod tests {
         }
         assert_eq!(
             samples(&text, "cronwarden_job_last_run_cpu_seconds"),
-            [r#"cronwarden_job_last_run_cpu_seconds{job="back\\up \"db\""} 0.61"#]
+            [r#"cronwarden_job_last_run_cpu_seconds{cronjob="back\\up \"db\""} 0.61"#]
         );
         assert_eq!(
             samples(&text, "cronwarden_job_last_run_peak_memory_bytes"),
-            [r#"cronwarden_job_last_run_peak_memory_bytes{job="back\\up \"db\""} 67318989"#]
+            [r#"cronwarden_job_last_run_peak_memory_bytes{cronjob="back\\up \"db\""} 67318989"#]
         );
     }
 
@@ -433,18 +469,51 @@ mod tests {
         assert_eq!(
             samples(&text, "cronwarden_job_stale"),
             [
-                r#"cronwarden_job_stale{job="backup"} 1"#,
-                r#"cronwarden_job_stale{job="sync"} 0"#
+                r#"cronwarden_job_stale{cronjob="backup"} 1"#,
+                r#"cronwarden_job_stale{cronjob="sync"} 0"#
             ]
         );
         assert_eq!(
             samples(&text, "cronwarden_job_failure_streak"),
             [
-                r#"cronwarden_job_failure_streak{job="backup"} 3"#,
-                r#"cronwarden_job_failure_streak{job="sync"} 0"#,
-                r#"cronwarden_job_failure_streak{job="plain"} 1"#
+                r#"cronwarden_job_failure_streak{cronjob="backup"} 3"#,
+                r#"cronwarden_job_failure_streak{cronjob="sync"} 0"#,
+                r#"cronwarden_job_failure_streak{cronjob="plain"} 1"#
             ]
         );
+    }
+
+    #[test]
+    fn every_job_of_the_table_has_its_counters_and_outcomes_at_0_until_they_count() {
+        let m = metrics();
+        m.set_jobs(["a", "gone"]);
+        m.finished("gone", false, &rec("r1"));
+        m.started("gone");
+        // Reloaded: `gone` left the table but is running, `b` is new.
+        m.set_jobs(["a", "b"]);
+        let text = m.render(&[]);
+        for job in ["a", "b"] {
+            for o in crate::record::Outcome::ALL {
+                let want = format!(
+                    "cronwarden_runs_total{{cronjob=\"{job}\",outcome=\"{}\"}} 0",
+                    o.as_str()
+                );
+                assert!(text.lines().any(|l| l == want), "{want} in\n{text}");
+            }
+            for want in [
+                format!("cronwarden_attempts_total{{cronjob=\"{job}\"}} 0"),
+                format!("cronwarden_running{{cronjob=\"{job}\"}} 0"),
+            ] {
+                assert!(text.lines().any(|l| l == want), "{want} in\n{text}");
+            }
+        }
+        assert!(
+            text.contains("cronwarden_running{cronjob=\"gone\"} 1\n"),
+            "{text}"
+        );
+        m.finished("gone", true, &rec("r2"));
+        m.set_jobs(["a", "b"]);
+        assert!(!m.render(&[]).contains("\"gone\""));
     }
 
     #[test]
@@ -485,7 +554,7 @@ mod tests {
         let text = m.render(&[]);
         assert_eq!(
             samples(&text, "cronwarden_job_last_run_cpu_seconds"),
-            [r#"cronwarden_job_last_run_cpu_seconds{job="j"} 2.5"#]
+            [r#"cronwarden_job_last_run_cpu_seconds{cronjob="j"} 2.5"#]
         );
         // The last run's peak was not measured: no sample rather than an older run's.
         assert!(

@@ -28,6 +28,16 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome (the metrics start each job's at 0).
+    pub(crate) const ALL: [Outcome; 6] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Interrupted,
+        Outcome::Skipped,
+        Outcome::Lost,
+        Outcome::Warning,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",

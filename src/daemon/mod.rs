@@ -364,6 +364,7 @@ impl<'p> Daemon<'p> {
                 let _ = crate::files::write_atomic(&boot_file, b.as_bytes());
             }
         }
+        self.publish_jobs();
         start_all(shared, cfg, startup);
         self.publish();
         notify(&[
@@ -371,6 +372,14 @@ impl<'p> Daemon<'p> {
             sd_notify::NotifyState::Status(&status_line(cfg, &self.sched)),
         ]);
         trim_memory();
+    }
+
+    /// The table's jobs to the metrics (at start and reload): every job's series from now on.
+    fn publish_jobs(&self) {
+        if self.cfg.settings.metrics_listen.is_some() {
+            let names = self.cfg.jobs.iter().map(|j| j.name.as_str());
+            self.shared.metrics.set_jobs(names);
+        }
     }
 
     fn publish(&self) {
@@ -479,6 +488,7 @@ impl<'p> Daemon<'p> {
                 // The CA bundles are read again when next used (update-ca-certificates, a
                 // changed ca_file).
                 crate::tls::forget();
+                self.publish_jobs();
                 self.publish();
                 let msg = format!("new table loaded: {}", status_line(&self.cfg, &self.sched));
                 log.log(Level::Info, "reload", &[], &msg);

@@ -138,22 +138,44 @@ fn metrics_are_prometheus_text_with_per_job_series() {
         text.replace(
             "[settings]\n",
             &format!("[settings]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
-        ),
+        ) + "\n[jobs.slow]\nschedule = \"@manual\"\ncommand = [\"/bin/sleep\", \"20\"]\n",
     )
     .expect("write");
     let _d = Daemon::start(&t);
-    assert_eq!(t.run(&["trigger", "ok", "--wait"]).0, 0);
-    assert_eq!(t.run(&["trigger", "ok", "--wait"]).0, 0);
-    assert_eq!(t.run(&["trigger", "bad", "--wait"]).0, 1);
-    let get = |path: &str| -> String {
+    let get = |req: &str| -> String {
         let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        c.write_all(format!("{req} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .expect("send");
         let mut s = String::new();
         c.read_to_string(&mut s).expect("read");
         s
     };
-    let resp = get("/metrics");
+    let body = |resp: String| resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    // Before any run: every job's counters and outcomes are there, at 0.
+    let first = body(get("GET /metrics"));
+    for want in [
+        "cronwarden_runs_total{cronjob=\"bad\",outcome=\"failure\"} 0",
+        "cronwarden_runs_total{cronjob=\"ok\",outcome=\"success\"} 0",
+        "cronwarden_attempts_total{cronjob=\"ok\"} 0",
+        "cronwarden_running{cronjob=\"slow\"} 0",
+    ] {
+        assert!(
+            first.lines().any(|l| l == want),
+            "missing {want} in\n{first}"
+        );
+    }
+    // A run in progress is seen.
+    assert_eq!(t.run(&["trigger", "slow"]).0, 0);
+    wait_for(|| {
+        body(get("GET /metrics"))
+            .lines()
+            .any(|l| l == "cronwarden_running{cronjob=\"slow\"} 1")
+    });
+    assert_eq!(t.run(&["trigger", "ok", "--wait"]).0, 0);
+    assert_eq!(t.run(&["trigger", "ok", "--wait"]).0, 0);
+    assert_eq!(t.run(&["trigger", "bad", "--wait"]).0, 1);
+    // The query string is ignored.
+    let resp = get("GET /metrics?x=1");
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert!(
         resp.contains("Content-Type: text/plain; version=0.0.4"),
@@ -175,15 +197,18 @@ fn metrics_are_prometheus_text_with_per_job_series() {
         assert!(body.contains(&format!("# TYPE {name} ")), "{name}");
     }
     for want in [
-        "cronwarden_runs_total{job=\"ok\",outcome=\"success\"} 2",
-        "cronwarden_runs_total{job=\"bad\",outcome=\"failure\"} 1",
-        "cronwarden_attempts_total{job=\"ok\"} 2",
-        "cronwarden_running{job=\"ok\"} 0",
+        "cronwarden_runs_total{cronjob=\"ok\",outcome=\"success\"} 2",
+        "cronwarden_runs_total{cronjob=\"ok\",outcome=\"failure\"} 0",
+        "cronwarden_runs_total{cronjob=\"bad\",outcome=\"failure\"} 1",
+        "cronwarden_attempts_total{cronjob=\"ok\"} 2",
+        "cronwarden_running{cronjob=\"ok\"} 0",
     ] {
         assert!(body.lines().any(|l| l == want), "missing {want} in\n{body}");
     }
-    assert!(body.contains("cronwarden_last_success_timestamp_seconds{job=\"ok\"} "));
-    assert!(body.contains("cronwarden_next_run_timestamp_seconds{job=\"tick\"} "));
+    assert!(body.contains("cronwarden_last_success_timestamp_seconds{cronjob=\"ok\"} "));
+    assert!(body.contains("cronwarden_next_run_timestamp_seconds{cronjob=\"tick\"} "));
+    // No series is labelled `job` (Prometheus' own target label).
+    assert!(!body.contains("{job=") && !body.contains(",job="), "{body}");
     // The last run's usage: served as gauges (samples only where a run's figure was measured).
     for name in [
         "cronwarden_job_last_run_cpu_seconds",
@@ -195,7 +220,7 @@ fn metrics_are_prometheus_text_with_per_job_series() {
                 .rsplit_once(' ')
                 .and_then(|(_, v)| v.parse().ok())
                 .expect("number");
-            assert!(value >= 0.0 && l.contains("{job=\""), "{l}");
+            assert!(value >= 0.0 && l.contains("{cronjob=\""), "{l}");
         }
     }
     assert!(
@@ -207,7 +232,57 @@ fn metrics_are_prometheus_text_with_per_job_series() {
             .any(|l| l == "cronwarden_alert_delivery_failures_total 0"),
         "{body}"
     );
-    assert!(get("/other").starts_with("HTTP/1.1 404"));
+    promtool_accepts(body);
+    // HEAD: the GET's status and headers, no body.
+    let head = get("HEAD /metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Length: ") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    // (`bad` failed: 503, with the reason; not a 404.)
+    let health = get("GET /healthz?x");
+    assert!(
+        health.starts_with("HTTP/1.1 503 ") && health.contains("\"bad: "),
+        "{health}"
+    );
+    assert!(get("HEAD /healthz").ends_with("\r\n\r\n"));
+    assert!(get("GET /other").starts_with("HTTP/1.1 404"));
+    let post = get("POST /metrics");
+    assert!(post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD\r\n"));
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package; .ci/run installs it) finds no
+/// problem in the exposition.
+fn promtool_accepts(body: &str) {
+    use std::process::{Command, Stdio};
+    let test = "metrics_are_prometheus_text_with_per_job_series (promtool)";
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return super::skip(test, "promtool not found (apt-get install prometheus)");
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

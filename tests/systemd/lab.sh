@@ -72,6 +72,7 @@ lab_install_tools() {
     command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
     command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
     command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+    command -v lintian >/dev/null 2>&1 || need+=(lintian) # the package's check (run.sh)
     [ ${#need[@]} -eq 0 ] && return 0
     say "installing ${need[*]} (apt-get)"
     apt-get update -qq || lab_unreachable "apt-get update failed (installing ${need[*]})"

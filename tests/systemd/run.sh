@@ -111,6 +111,11 @@ build_packages() {
             die "cargo deb failed: $(tail -n 20 "$LAB_TMP/cargo-deb.log")"
         DEB1=$(ls "$pkg"/cronwarden_*.deb)
     fi
+    # Debian's policy checks: any error or warning fails the lab (and CI). Informational tags
+    # are listed in the log only.
+    lintian --fail-on error,warning --tag-display-limit 0 "$DEB1" >"$LAB_TMP/lintian.log" 2>&1 ||
+        die "lintian: $(cat "$LAB_TMP/lintian.log")"
+    say "lintian: no error or warning ($(wc -l <"$LAB_TMP/lintian.log") other tag(s))"
     ver=$(dpkg-deb -f "$DEB1" Version)
     VER2="$ver+lab1"
     dpkg --compare-versions "$VER2" gt "$ver" || die "$VER2 is not above $ver"
