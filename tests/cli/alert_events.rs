@@ -143,12 +143,7 @@ alert = ["ops", "chat"]
     // No `recovery` in the mail channel's `on`.
     assert_eq!(smtp.messages().len(), 1);
     // History: one record for the whole skip streak, then the run.
-    let outcomes: Vec<String> = t
-        .history("hold")
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert_eq!(outcomes, ["skipped", "success"]);
+    assert_eq!(t.outcomes("hold"), ["skipped", "success"]);
 }
 
 #[test]

@@ -30,10 +30,10 @@ fn stale_lines(t: &Table, job: &str) -> usize {
     t.log().matches(&format!(" stale job={job} ")).count()
 }
 
-/// The value of a metrics sample `name{job="job"}`.
+/// The value of a metrics sample `name{cronjob="job"}`.
 fn sample(port: u16, name: &str, job: &str) -> Option<f64> {
     let (_, body) = get(port, "/metrics");
-    let prefix = format!("{name}{{job=\"{job}\"}} ");
+    let prefix = format!("{name}{{cronjob=\"{job}\"}} ");
     body.lines()
         .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
 }

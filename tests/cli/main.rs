@@ -148,6 +148,14 @@ impl Table {
             .collect()
     }
 
+    /// The outcome of each run of the job in the history, oldest first.
+    pub fn outcomes(&self, job: &str) -> Vec<String> {
+        self.history(job)
+            .iter()
+            .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir().join("cronwarden.log")).unwrap_or_default()
     }

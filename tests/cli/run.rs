@@ -172,12 +172,7 @@ fn overlap_skip_exits_75_and_names_the_holder() {
     );
     std::fs::write(t.dir().join("release"), "").expect("release");
     assert!(first.wait().expect("wait").success());
-    let outcomes: Vec<String> = t
-        .history("hold")
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert_eq!(outcomes, ["skipped", "success"]);
+    assert_eq!(t.outcomes("hold"), ["skipped", "success"]);
 }
 
 #[test]
