@@ -490,62 +490,10 @@ pub(crate) fn spawn_in_cgroup(
 ) -> Result<Spawned, SpawnError> {
     use SpawnError::Failed;
     // Everything that allocates, before the clone.
-    let env: BTreeMap<&str, &str> = exec
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let prog = exec
-        .argv
-        .first()
-        .ok_or_else(|| Failed(io::Error::from_raw_os_error(libc::ENOENT)))?;
-    let program = resolve_program(prog, &env).map_err(Failed)?;
-    let program = c_string(program.into_os_string().into_vec()).map_err(Failed)?;
-    let argv = exec
-        .argv
-        .iter()
-        .map(|a| c_string(a.clone().into_bytes()))
-        .collect::<io::Result<Vec<CString>>>()
-        .map_err(Failed)?;
-    let envp = env
-        .iter()
-        .map(|(k, v)| c_string(format!("{k}={v}").into_bytes()))
-        .collect::<io::Result<Vec<CString>>>()
-        .map_err(Failed)?;
-    let argv_ptrs: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let envp_ptrs: Vec<*const libc::c_char> = envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let workdir = match exec.workdir {
-        Some(d) => Some(c_string(d.as_os_str().to_owned().into_vec()).map_err(Failed)?),
-        None => None,
-    };
+    let image = Image::new(exec).map_err(Failed)?;
     let prepared = Prepared::new(setup);
-    let pipes = || -> io::Result<_> {
-        let (stdin_r, stdin_w) = if exec.stdin_piped {
-            let (r, w) = std::io::pipe()?;
-            (OwnedFd::from(r), Some(File::from(OwnedFd::from(w))))
-        } else {
-            (OwnedFd::from(File::open("/dev/null")?), None)
-        };
-        let (out_r, out_w) = std::io::pipe()?;
-        let (err_r, err_w) = std::io::pipe()?;
-        let (status_r, status_w) = std::io::pipe()?;
-        let child_fds = [
-            above_stdio(stdin_r)?,
-            above_stdio(out_w.into())?,
-            above_stdio(err_w.into())?,
-            above_stdio(status_w.into())?,
-        ];
-        Ok((child_fds, stdin_w, out_r, err_r, status_r))
-    };
-    let (child_fds, stdin_w, out_r, err_r, status_r) = pipes().map_err(Failed)?;
+    let (child_fds, stdin_w, out_r, err_r, status_r) =
+        spawn_pipes(exec.stdin_piped).map_err(Failed)?;
     let child = Child {
         fds: [
             child_fds[0].as_raw_fd(),
@@ -553,10 +501,10 @@ pub(crate) fn spawn_in_cgroup(
             child_fds[2].as_raw_fd(),
         ],
         status: child_fds[3].as_raw_fd(),
-        workdir: workdir.as_deref(),
-        program: &program,
-        argv: &argv_ptrs,
-        envp: &envp_ptrs,
+        workdir: image.workdir.as_deref(),
+        program: &image.program,
+        argv: &image.argv_ptrs,
+        envp: &image.envp_ptrs,
         prepared: &prepared,
     };
     let mut args = CloneArgs {
@@ -618,6 +566,97 @@ pub(crate) fn spawn_in_cgroup(
         stdout: File::from(OwnedFd::from(out_r)),
         stderr: File::from(OwnedFd::from(err_r)),
     })
+}
+
+/// What the child of [`spawn_in_cgroup`] executes, allocated before the clone: the program
+/// found in the job's PATH, argv and the environment as C strings with their pointer arrays,
+/// and the working directory. The strings are owned here, so the pointers stay valid.
+struct Image {
+    program: CString,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    workdir: Option<CString>,
+}
+
+impl Image {
+    fn new(exec: &Exec<'_>) -> io::Result<Image> {
+        // Everything that allocates, before the clone.
+        let env: BTreeMap<&str, &str> = exec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let prog = exec
+            .argv
+            .first()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let program = resolve_program(prog, &env)?;
+        let program = c_string(program.into_os_string().into_vec())?;
+        let argv = exec
+            .argv
+            .iter()
+            .map(|a| c_string(a.clone().into_bytes()))
+            .collect::<io::Result<Vec<CString>>>()?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| c_string(format!("{k}={v}").into_bytes()))
+            .collect::<io::Result<Vec<CString>>>()?;
+        let argv_ptrs: Vec<*const libc::c_char> = argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        let envp_ptrs: Vec<*const libc::c_char> = envp
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        let workdir = match exec.workdir {
+            Some(d) => Some(c_string(d.as_os_str().to_owned().into_vec())?),
+            None => None,
+        };
+        Ok(Image {
+            program,
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+            workdir,
+        })
+    }
+}
+
+/// The pipes of a child started by [`spawn_in_cgroup`]: the child's ends (stdin, stdout,
+/// stderr, the status pipe; above the standard descriptors) and the parent's (the stdin
+/// writer when `stdin_piped`, the stdout and stderr readers, the status reader).
+#[allow(clippy::type_complexity)]
+fn spawn_pipes(
+    stdin_piped: bool,
+) -> io::Result<(
+    [OwnedFd; 4],
+    Option<File>,
+    std::io::PipeReader,
+    std::io::PipeReader,
+    std::io::PipeReader,
+)> {
+    let (stdin_r, stdin_w) = if stdin_piped {
+        let (r, w) = std::io::pipe()?;
+        (OwnedFd::from(r), Some(File::from(OwnedFd::from(w))))
+    } else {
+        (OwnedFd::from(File::open("/dev/null")?), None)
+    };
+    let (out_r, out_w) = std::io::pipe()?;
+    let (err_r, err_w) = std::io::pipe()?;
+    let (status_r, status_w) = std::io::pipe()?;
+    let child_fds = [
+        above_stdio(stdin_r)?,
+        above_stdio(out_w.into())?,
+        above_stdio(err_w.into())?,
+        above_stdio(status_w.into())?,
+    ];
+    Ok((child_fds, stdin_w, out_r, err_r, status_r))
 }
 
 /// The errno a child wrote to its status pipe before it gave up, or `None` at EOF (the
