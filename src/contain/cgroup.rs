@@ -50,10 +50,8 @@ impl Tree {
     /// cannot give runs a cgroup. `leave_base`: move this process into `<base>/supervisor`
     /// first (a daemon in its own delegated cgroup).
     pub(crate) fn setup(leave_base: bool) -> Result<Tree, String> {
-        let (base, _) = super::mount::host_controllers()?;
-        let own_is_root =
-            super::mount::own_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
-                .is_some_and(|p| p == "/");
+        let (base, own) = super::mount::own_dir()?;
+        let own_is_root = own == "/";
         let procs = base.join("cgroup.procs");
         if nix::unistd::access(&procs, nix::unistd::AccessFlags::W_OK).is_err() {
             return Err(format!(

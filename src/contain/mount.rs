@@ -6,11 +6,9 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-/// The cgroup v2 controllers this process's own cgroup offers: its directory (the cgroup2
-/// mount point joined with the path of /proc/self/cgroup's `0::` line) and the words of its
-/// `cgroup.controllers`. The error says why none can be known (no cgroup2 mounted, a file
-/// that cannot be read), naming the file.
-pub(crate) fn host_controllers() -> Result<(PathBuf, Vec<String>), String> {
+/// This process's own cgroup: its directory (the cgroup2 mount point joined with the path
+/// of /proc/self/cgroup's `0::` line) and that path. The error says why it cannot be known.
+pub(crate) fn own_dir() -> Result<(PathBuf, String), String> {
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
     let mount = cgroup2_mount(&read("/proc/self/mountinfo")?)
         .ok_or("no cgroup2 file system is mounted (none in /proc/self/mountinfo)")?;
@@ -23,6 +21,15 @@ pub(crate) fn host_controllers() -> Result<(PathBuf, Vec<String>), String> {
             mount.root
         )
     })?;
+    Ok((dir, own))
+}
+
+/// The cgroup v2 controllers this process's own cgroup offers: its directory (the cgroup2
+/// mount point joined with the path of /proc/self/cgroup's `0::` line) and the words of its
+/// `cgroup.controllers`. The error says why none can be known (no cgroup2 mounted, a file
+/// that cannot be read), naming the file.
+pub(crate) fn host_controllers() -> Result<(PathBuf, Vec<String>), String> {
+    let (dir, _) = own_dir()?;
     let file = dir.join("cgroup.controllers");
     let text =
         std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
