@@ -18,7 +18,7 @@ use crate::units::format_duration;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Alert {
     /// failure, recovery, retry, output, skipped, stale, slow, warning, success, test,
-    /// node-lost, channel-broken, state-unwritable, state-writable.
+    /// node-lost, ran-twice, channel-broken, state-unwritable, state-writable.
     pub event: String,
     pub job: String,
     pub host: String,
@@ -146,6 +146,11 @@ impl Alert {
             "node-lost" => format!(
                 "[cronwarden] NODE LOST {} while running {}: {}",
                 self.run.node.as_deref().unwrap_or("?"),
+                self.job,
+                self.run.reason.as_deref().unwrap_or("")
+            ),
+            "ran-twice" => format!(
+                "[cronwarden] RAN TWICE {}: {}",
                 self.job,
                 self.run.reason.as_deref().unwrap_or("")
             ),

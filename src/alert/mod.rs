@@ -97,7 +97,21 @@ impl Alerts<'_> {
     /// Tells the job's failure channels that the node running `rec` was lost (sent by the
     /// one node that took the run over).
     pub(crate) fn node_lost(&self, job: &Job, rec: &RunRecord) {
-        if !self.coord.first_alert(&rec.run_id, "node-lost") {
+        self.fleet_incident("node-lost", job, rec);
+    }
+
+    /// Tells the job's failure channels that a run ran twice: its node finished it but could
+    /// not report it before another node declared that node lost and ran it again (sent by
+    /// the node that finished it first, once it reached the database).
+    pub(crate) fn ran_twice(&self, job: &Job, twice: &crate::coord::RanTwice) {
+        let mut rec = twice.record.clone();
+        rec.reason = Some(twice.reason.clone());
+        self.fleet_incident("ran-twice", job, &rec);
+    }
+
+    /// A fleet `event` about `rec`, once across the fleet, to the job's failure channels.
+    fn fleet_incident(&self, event: &str, job: &Job, rec: &RunRecord) {
+        if !self.coord.first_alert(&rec.run_id, event) {
             return;
         }
         for name in &job.alert {
@@ -105,7 +119,7 @@ impl Alerts<'_> {
                 continue;
             };
             if ch.on.contains(&AlertEvent::Failure) {
-                let alert = make_alert("node-lost", job, rec, (&[], &[]), 0, self.cfg);
+                let alert = make_alert(event, job, rec, (&[], &[]), 0, self.cfg);
                 self.queue(ch, alert);
             }
         }

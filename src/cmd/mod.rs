@@ -122,7 +122,7 @@ fn connect(cfg: &Config, role: Role) -> Result<Arc<dyn Coordinator>, Failure> {
         return Ok(Arc::new(Local::default()));
     };
     let log = crate::log::Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
-    match crate::fleet::Fleet::join(cluster, role, log) {
+    match crate::fleet::Fleet::join(cluster, &cfg.settings.state_dir, role, log) {
         Ok(f) => Ok(f),
         Err(e) => Err(Failure::new(
             exit::NO_DAEMON,

@@ -95,6 +95,16 @@ pub(crate) enum Work {
     },
     /// A run whose node went silent, now this node's to record (and retry).
     Lost(LostRun),
+    /// A run this process finished, found to have been run again by another node that
+    /// declared this one lost before it could report (to be alerted).
+    RanTwice(Box<RanTwice>),
+}
+
+/// A run that ran twice: its end here, and what happened.
+pub(crate) struct RanTwice {
+    pub(crate) record: RunRecord,
+    /// What happened, for a person.
+    pub(crate) reason: String,
 }
 
 /// A run found on a node that stopped heartbeating, marked lost by this node.
@@ -185,6 +195,11 @@ pub(crate) trait Coordinator: Send + Sync {
     fn serve(&self, sink: &dyn WorkSink);
     /// Stores the record of a lost run that will not be retried.
     fn record_lost(&self, rec: &RunRecord);
+    /// Takes a lost run over for its next attempt here: false when its own node reported
+    /// its end meanwhile (it finished after all and must not run again).
+    fn adopt_lost(&self, _run_id: &str) -> Result<bool, String> {
+        Ok(true)
+    }
     /// Says goodbye at a clean exit (after the runs ended and were recorded).
     fn leave(&self);
 

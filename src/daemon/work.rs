@@ -45,6 +45,11 @@ impl WorkSink for Sink {
                 run_id,
             } => dispatch(&self.0, &cfg, Launch::request(job, params, run_id)),
             Work::Lost(lost) => self.take_over(lost),
+            Work::RanTwice(twice) => {
+                if let Some(job) = cfg.job(&twice.record.job) {
+                    self.0.ctx(&cfg).alerts().ran_twice(job, &twice);
+                }
+            }
         }
     }
 }
@@ -56,7 +61,25 @@ impl Sink {
         let Some(job) = cfg.job(&l.job) else {
             return;
         };
-        let attempts_left = job.retry.retries.saturating_add(1) > l.attempt;
+        let mut attempts_left = job.retry.retries.saturating_add(1) > l.attempt;
+        let mut not_taken = None;
+        if attempts_left {
+            match shared.coord.adopt_lost(&l.run_id) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let msg = format!(
+                        "node {} reported the end of this run after all; it is not run again",
+                        l.node
+                    );
+                    shared.log.log(Level::Info, "reconciled", &fields(&l), &msg);
+                    return;
+                }
+                Err(e) => {
+                    not_taken = Some(format!("it cannot be taken over ({e})"));
+                    attempts_left = false;
+                }
+            }
+        }
         let next = l.attempt.saturating_add(1).max(1);
         let here = shared.coord.node().unwrap_or("this node");
         let reason = format!(
@@ -67,7 +90,7 @@ impl Sink {
             if attempts_left {
                 format!("node {here} runs attempt {next}")
             } else {
-                "no retries left".to_string()
+                not_taken.unwrap_or_else(|| "no retries left".to_string())
             }
         );
         let now = Timestamp::now().to_string();
@@ -87,16 +110,9 @@ impl Sink {
             skips: None,
             facts: Default::default(),
         };
-        shared.log.log(
-            Level::Error,
-            "node-lost",
-            &[
-                ("job", l.job.clone()),
-                ("run_id", l.run_id.clone()),
-                ("node", l.node.clone()),
-            ],
-            &reason,
-        );
+        shared
+            .log
+            .log(Level::Error, "node-lost", &fields(&l), &reason);
         if !attempts_left {
             // With a retry coming, the record that counts is the retry's (same run id).
             shared.coord.record_lost(&rec);
@@ -111,4 +127,12 @@ impl Sink {
             dispatch(shared, &cfg, launch);
         }
     }
+}
+
+fn fields(l: &LostRun) -> [(&'static str, String); 3] {
+    [
+        ("job", l.job.clone()),
+        ("run_id", l.run_id.clone()),
+        ("node", l.node.clone()),
+    ]
 }

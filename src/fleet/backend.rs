@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::outbox::Entry;
 use super::{CLAIM_RETENTION, Fleet};
 use crate::config::{Job, Settings};
 use crate::coord::{
@@ -90,21 +91,18 @@ impl Coordinator for Fleet {
 
     fn record(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
         coord::local::save(settings, rec, log);
-        let scheduled = rec.scheduled.parse::<Timestamp>().unwrap_or_default();
-        if let Err(e) = self.run_ended(rec, scheduled) {
-            log.log(
-                Level::Error,
-                "fleet",
-                &[("job", rec.job.clone()), ("run_id", rec.run_id.clone())],
-                &format!("cannot record the run in the database: {e}"),
-            );
-        }
+        self.report(self.end_entry(rec), log);
     }
 
     fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
         // Left for the node that takes it over (it records it lost, alerts, retries).
         coord::local::save(settings, rec, log);
-        let _ = self.abandon_run(&rec.run_id);
+        let entry = Entry::Abandon {
+            job: rec.job.clone(),
+            run_id: rec.run_id.clone(),
+            incarnation: self.incarnation.clone(),
+        };
+        self.report(entry, log);
     }
 
     fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool {
@@ -151,6 +149,10 @@ impl Coordinator for Fleet {
 
     fn record_lost(&self, rec: &RunRecord) {
         let _ = self.store_lost(rec);
+    }
+
+    fn adopt_lost(&self, run_id: &str) -> Result<bool, String> {
+        self.adopt_lost_row(run_id)
     }
 
     fn leave(&self) {
@@ -244,6 +246,9 @@ impl Fleet {
     /// One wake-up of [`Coordinator::serve`]: trigger requests, and every heartbeat the runs
     /// of nodes that stopped heartbeating, and now and then the pruning of old rows.
     fn take_work(&self, sink: &dyn WorkSink, next_scan: &mut Instant, next_prune: &mut Instant) {
+        for notice in self.take_notices() {
+            sink.take(notice);
+        }
         match self.take_triggers(&sink.jobs()) {
             Ok(list) => {
                 for t in list {

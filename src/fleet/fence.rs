@@ -35,9 +35,16 @@ impl Fleet {
             let run_ids: Vec<&str> = snapshot.iter().map(|(_, st)| st.run_id.as_str()).collect();
             let result = (|| -> Result<Vec<String>, String> {
                 if conn.as_ref().is_none_or(|c| c.is_closed()) {
-                    conn = Some(self.connect()?);
+                    let mut fresh = self.connect()?;
+                    // What ended while the database was away goes in first.
+                    self.replay_on(&mut fresh)?;
+                    conn = Some(fresh);
                 }
                 let c = conn.as_mut().ok_or("no connection")?;
+                if !self.outbox.is_empty() {
+                    // Queued by this host's other processes (`run`).
+                    self.replay_on(c)?;
+                }
                 let mut tx = c.transaction().map_err(db_err)?;
                 tx.execute(
                     "UPDATE cronwarden_nodes SET heartbeat = now() WHERE incarnation = $1",

@@ -209,12 +209,23 @@ impl Drop for Lease {
             )
         });
         if let Err(e) = r {
+            // Released when the database is back (or it expires first).
+            let entry = super::outbox::Entry::Release {
+                job: self.job.clone(),
+                run_id: self.state.run_id.clone(),
+                incarnation: self.fleet.incarnation.clone(),
+            };
+            let queued = match self.fleet.outbox.push(&entry) {
+                Ok(_) => "it is released when the database is back, or",
+                Err(_) => "",
+            };
             self.fleet.log.log(
                 Level::Warn,
                 "fleet",
                 &[("job", self.job.clone())],
                 &format!(
-                    "cannot release the lease ({e}); it expires {} after its last renewal",
+                    "cannot release the lease ({e}); {queued} it expires {} after its last \
+                     renewal",
                     crate::units::format_duration(self.fleet.dead_after)
                 ),
             );

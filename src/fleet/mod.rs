@@ -32,7 +32,9 @@ mod claims;
 mod fence;
 mod keeper;
 mod leases;
+mod outbox;
 mod pool;
+mod report;
 mod runs;
 mod schema;
 
@@ -85,6 +87,14 @@ pub(crate) struct Fleet {
     keeper: Mutex<Option<std::process::ChildStdin>>,
     /// The jobs this process's runs hold (the local flock part of the exclusion).
     locks: Arc<crate::lock::Registry>,
+    /// What this process does in the fleet.
+    role: Role,
+    /// Run reports waiting for the database (this host's, shared with its other processes).
+    outbox: outbox::Outbox,
+    /// One replay of the outbox at a time in this process.
+    replaying: Mutex<()>,
+    /// Work found while reporting (a run that ran twice), for the daemon to take.
+    notices: Mutex<Vec<crate::coord::Work>>,
 }
 
 /// The connection string, from the table or its secret; never logged.
@@ -121,7 +131,14 @@ fn pg_config(cluster: &Cluster) -> Result<postgres::Config, String> {
 impl Fleet {
     /// Connects, creates or migrates the schema, and (unless a [`Role::Client`]) registers this
     /// process as a node and starts the renewal and fencing threads.
-    pub(crate) fn join(cluster: &Cluster, role: Role, log: Logger) -> Result<Arc<Fleet>, String> {
+    /// Run reports that could not reach the database wait under `state_dir` (the outbox)
+    /// and are written first, before this process registers.
+    pub(crate) fn join(
+        cluster: &Cluster,
+        state_dir: &std::path::Path,
+        role: Role,
+        log: Logger,
+    ) -> Result<Arc<Fleet>, String> {
         let pg = pg_config(cluster)?;
         let tls = match pg.get_ssl_mode() {
             postgres::config::SslMode::Disable => None,
@@ -151,10 +168,18 @@ impl Fleet {
             log,
             keeper: Mutex::new(None),
             locks: Arc::default(),
+            role,
+            outbox: outbox::Outbox::new(state_dir),
+            replaying: Mutex::new(()),
+            notices: Mutex::new(Vec::new()),
         });
         fleet.migrate()?;
         if role == Role::Client {
             return Ok(fleet);
+        }
+        if let Err(e) = fleet.replay_outbox() {
+            let msg = format!("cannot write the queued run reports yet: {e}");
+            fleet.log.log(Level::Warn, "fleet", &[], &msg);
         }
         fleet.register(role == Role::Daemon)?;
         *lock(&fleet.keeper) = Some(keeper::start(cluster.heartbeat / 2)?);

@@ -48,51 +48,6 @@ impl Fleet {
         .map(|_| ())
     }
 
-    /// Gives a fenced run up: no live node owns it any more, so the next scan on any node
-    /// marks it lost and runs it again if it has retries left.
-    pub(super) fn abandon_run(&self, run_id: &str) -> Result<(), String> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE cronwarden_runs SET incarnation = 'fenced:' || incarnation
-                 WHERE run_id = $1 AND incarnation = $2 AND state = 'running'",
-                &[&run_id, &self.incarnation],
-            )
-        })
-        .map(|_| ())
-    }
-
-    /// Records how a run ended. A run this node no longer owns (it was fenced and another
-    /// node marked it lost) is left as the other node wrote it.
-    pub(super) fn run_ended(&self, rec: &RunRecord, scheduled: Timestamp) -> Result<bool, String> {
-        let mut rec = rec.clone();
-        rec.node = Some(self.node.clone());
-        let text = serde_json::to_string(&rec).map_err(|e| e.to_string())?;
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO cronwarden_runs AS r
-                    (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt,
-                     ended, record)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'done', $7, now(), $8)
-                 ON CONFLICT (run_id) DO UPDATE
-                    SET state = 'done', ended = now(), record = excluded.record,
-                        attempt = excluded.attempt
-                    WHERE (r.incarnation = excluded.incarnation AND r.state = 'running')
-                       OR (r.state = 'lost' AND r.record IS NULL)",
-                &[
-                    &rec.run_id,
-                    &rec.job,
-                    &self.node,
-                    &self.incarnation,
-                    &ms(scheduled),
-                    &rec.trigger,
-                    &(rec.attempts.len() as i32),
-                    &text,
-                ],
-            )
-        })
-        .map(|n| n == 1)
-    }
-
     /// Whether this node is the first to send `event` for `run_id` (alerts are sent once
     /// across the fleet). When the database cannot say, the alert goes out.
     pub(super) fn mark_alert(&self, run_id: &str, event: &str) -> bool {

@@ -152,13 +152,13 @@ fn server() -> &'static Pg {
 }
 
 /// A database of its own for one test.
-struct Db {
+pub(super) struct Db {
     port: u16,
     name: String,
 }
 
 impl Db {
-    fn new(tag: &str) -> Db {
+    pub(super) fn new(tag: &str) -> Db {
         let pg = server();
         let name = format!("t_{tag}");
         let mut c = admin(pg.port, "postgres");
@@ -179,7 +179,7 @@ impl Db {
         )
     }
 
-    fn sql(&self) -> postgres::Client {
+    pub(super) fn sql(&self) -> postgres::Client {
         admin(self.port, &self.name)
     }
 }
@@ -192,12 +192,48 @@ fn admin(port: u16, db: &str) -> postgres::Client {
     .expect("connect as postgres")
 }
 
+/// A role a test can lock out of the database (`cut_off`) and let in again.
+pub(super) fn lockable_role(sql: &mut postgres::Client, role: &str) {
+    sql.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN \
+         ALTER ROLE {role} LOGIN; END $$; GRANT ALL ON SCHEMA public TO {role}"
+    ))
+    .expect("role");
+}
+
+/// Cuts a node's role off: no new connections, and its open ones terminated (for the node,
+/// the database is gone).
+pub(super) fn cut_off(sql: &mut postgres::Client, role: &str) {
+    sql.batch_execute(&format!(
+        "ALTER ROLE {role} NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    ))
+    .expect("cut off");
+}
+
+pub(super) fn let_in(sql: &mut postgres::Client, role: &str) {
+    sql.batch_execute(&format!("ALTER ROLE {role} LOGIN"))
+        .expect("let in");
+}
+
 /// One node's table: `[cluster]` with a short heartbeat, and `jobs` (with `$EVENTS` and
 /// `$NODE` filled in).
 fn node(db: &Db, user: &str, name: &str, events: &Path, jobs: &str) -> Table {
+    node_timed(db, user, name, events, jobs, 4)
+}
+
+/// [`node`] with `dead_after` of `dead_after_s` seconds (heartbeat 1 s).
+pub(super) fn node_timed(
+    db: &Db,
+    user: &str,
+    name: &str,
+    events: &Path,
+    jobs: &str,
+    dead_after_s: u32,
+) -> Table {
     let text = format!(
         "[cluster]\npostgres_url = \"{}\"\nnode = \"{name}\"\nheartbeat = \"1s\"\n\
-         dead_after = \"4s\"\n\n{}",
+         dead_after = \"{dead_after_s}s\"\n\n{}",
         db.url(user),
         jobs.replace("$EVENTS", &events.display().to_string())
             .replace("$NODE", name)
@@ -205,7 +241,7 @@ fn node(db: &Db, user: &str, name: &str, events: &Path, jobs: &str) -> Table {
     Table::new(&format!("fleet-{name}"), &text)
 }
 
-fn events(path: &Path) -> Vec<Vec<String>> {
+pub(super) fn events(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -215,7 +251,7 @@ fn events(path: &Path) -> Vec<Vec<String>> {
 
 /// A job that logs `start NODE RUN_ID ATTEMPT EPOCH`, says OVERLAP if another copy of it is
 /// alive, runs for `secs`, then logs `end NODE RUN_ID EPOCH`.
-fn long_job(name: &str, secs: u32, extra: &str) -> String {
+pub(super) fn long_job(name: &str, secs: u32, extra: &str) -> String {
     format!(
         "[jobs.{name}]\nschedule = \"@manual\"\nretries = 1\nretry_jitter = false\n{extra}\n\
          command = [\"/bin/sh\", \"-c\", \"\"\"\
@@ -229,7 +265,7 @@ fn long_job(name: &str, secs: u32, extra: &str) -> String {
 const TICK: &str = "[jobs.tick]\nschedule = \"* * * * * *\"\noverlap = \"allow\"\ncatchup = \"all\"\n\
     command = [\"/bin/sh\", \"-c\", \"echo tick $NODE $CRONWARDEN_TS >> $EVENTS.ticks\"]\n";
 
-fn no_overlap(ev: &Path) {
+pub(super) fn no_overlap(ev: &Path) {
     let all = events(ev);
     assert!(
         !all.iter().any(|e| e[0] == "OVERLAP"),
@@ -454,12 +490,7 @@ fn a_node_cut_off_from_the_database_stops_its_job_before_another_starts_it() {
     let dir = TempDir::new("fleet-fence");
     let ev = dir.path().join("events");
     let mut sql = db.sql();
-    // The schema is created by the first node; node_a is a role we can lock out.
-    sql.batch_execute(
-        "DO $$ BEGIN CREATE ROLE node_a LOGIN; EXCEPTION WHEN duplicate_object THEN \
-         ALTER ROLE node_a LOGIN; END $$; GRANT ALL ON SCHEMA public TO node_a",
-    )
-    .expect("role");
+    lockable_role(&mut sql, "node_a");
     let jobs = long_job("long", 30, "");
     let a = node(&db, "node_a", "a", &ev, &jobs);
     let b = node(&db, "postgres", "b", &ev, &jobs);
@@ -468,12 +499,7 @@ fn a_node_cut_off_from_the_database_stops_its_job_before_another_starts_it() {
     assert_eq!(code, 0, "{err}");
     wait_for(|| events(&ev).iter().any(|e| e[0] == "start" && e[1] == "a"));
     let db_ = Daemon::start(&b);
-    // Cut node a off: no new connections, and its open ones terminated.
-    sql.batch_execute(
-        "ALTER ROLE node_a NOLOGIN; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'node_a'",
-    )
-    .expect("cut off");
+    cut_off(&mut sql, "node_a");
     let cut = Instant::now();
     wait_for(|| events(&ev).iter().any(|e| e[0] == "start" && e[1] == "b"));
     let took = cut.elapsed();
@@ -494,7 +520,7 @@ fn a_node_cut_off_from_the_database_stops_its_job_before_another_starts_it() {
         .find(|e| e[0] == "start" && e[1] == "b")
         .expect("b started");
     assert_eq!(second[3], "2", "b goes on with the next attempt");
-    let _ = sql.batch_execute("ALTER ROLE node_a LOGIN");
+    let_in(&mut sql, "node_a");
     drop((da, db_));
 }
 

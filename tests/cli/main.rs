@@ -11,6 +11,7 @@ mod daemon;
 mod docs;
 mod faults;
 mod fleet;
+mod fleet_reports;
 mod health;
 mod import;
 mod messages;

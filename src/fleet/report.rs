@@ -1,0 +1,334 @@
+//! Telling the database about runs, through the outbox: every end, hand-over and lease
+//! release goes to the outbox first and then to the database; what the database did not
+//! take is replayed, oldest first, as soon as a connection works again (before the
+//! heartbeat that follows a reconnection). Replaying also reconciles: a run that another
+//! node declared lost while it finished here is recorded as it ended (and, when that node
+//! has not started it again, never runs again); one that another node did run again is
+//! kept as a second row and told as `ran-twice`.
+
+use postgres::Client;
+use postgres::types::Type;
+
+use super::outbox::Entry;
+use super::pool::db_err;
+use super::{Fleet, ms};
+use crate::coord::{RanTwice, Role, Work};
+use crate::log::{Level, Logger};
+use crate::record::RunRecord;
+use crate::sync::lock;
+
+/// What the database said to an entry.
+enum Delivered {
+    /// Written (or written before, by an earlier replay).
+    Done,
+    /// Written, but the fleet had marked the run lost meanwhile (nobody ran it again).
+    WasLost,
+    /// Another process of the fleet ran it again: `(node, state of its run)`.
+    RanTwice(String, String),
+}
+
+fn ms_of(t: &str) -> Option<f64> {
+    t.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond() as f64)
+}
+
+impl Fleet {
+    /// Tells the database `entry`, through the outbox. A failure is logged (the entry
+    /// waits in the outbox), never returned: the run is over whatever the database says.
+    pub(super) fn report(&self, entry: Entry, log: &Logger) {
+        let fields = [
+            ("job", entry.job().to_string()),
+            ("run_id", entry.run_id().to_string()),
+        ];
+        let path = match self.outbox.push(&entry) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let msg = format!(
+                    "cannot queue the run's {} in {}: {e}; trying the database directly",
+                    entry.kind(),
+                    self.outbox.dir().display()
+                );
+                log.log(Level::Error, "fleet", &fields, &msg);
+                None
+            }
+        };
+        // Older entries first: the database learns of runs in the order they ended.
+        if path.is_some() && self.outbox.pending().len() > 1 {
+            if self.replay_outbox().is_err() {
+                self.queued(&entry, log, "an older entry is still waiting");
+            }
+            return;
+        }
+        match self.with(|c| self.deliver(c, &entry)) {
+            Ok(d) => {
+                self.told(&entry, d, log);
+                if let Some(p) = path {
+                    self.outbox.done(&p);
+                }
+            }
+            Err(e) => self.queued(&entry, log, &e),
+        }
+    }
+
+    fn queued(&self, entry: &Entry, log: &Logger, why: &str) {
+        let fields = [
+            ("job", entry.job().to_string()),
+            ("run_id", entry.run_id().to_string()),
+        ];
+        let msg = format!(
+            "cannot tell the database the run's {} now ({why}); it waits in {} and is written \
+             as soon as the database can be reached again",
+            entry.kind(),
+            self.outbox.dir().display()
+        );
+        log.log(Level::Warn, "fleet", &fields, &msg);
+    }
+
+    /// Replays the outbox on a pooled connection (see [`Fleet::replay_on`]).
+    pub(super) fn replay_outbox(&self) -> Result<usize, String> {
+        if self.outbox.is_empty() {
+            return Ok(0);
+        }
+        self.with(|c| Ok(self.replay_on(c))).and_then(|r| r)
+    }
+
+    /// Replays the outbox on `c`, oldest first; stops at the first entry the database
+    /// could not take (the connection is gone) and returns how many went in.
+    pub(super) fn replay_on(&self, c: &mut Client) -> Result<usize, String> {
+        let _one = lock(&self.replaying);
+        let mut n = 0;
+        for p in self.outbox.pending() {
+            let entry = match p.entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let aside = self.outbox.set_aside(&p.path);
+                    let msg = format!(
+                        "an outbox entry cannot be read ({e}); moved to {}",
+                        aside.display()
+                    );
+                    self.log.log(Level::Error, "fleet", &[], &msg);
+                    continue;
+                }
+            };
+            let d = self.deliver(c, &entry).map_err(db_err)?;
+            self.told(&entry, d, &self.log);
+            self.outbox.done(&p.path);
+            n += 1;
+        }
+        if n > 0 {
+            let msg = format!("wrote {n} queued run report(s) to the database");
+            self.log
+                .log(Level::Info, "fleet", &[("node", self.node.clone())], &msg);
+        }
+        Ok(n)
+    }
+
+    /// One entry to the database, in one statement (two for a run that ran twice).
+    fn deliver(&self, c: &mut Client, entry: &Entry) -> Result<Delivered, postgres::Error> {
+        match entry {
+            Entry::End {
+                record,
+                scheduled_ms,
+                node,
+                incarnation,
+            } => self.deliver_end(c, record, *scheduled_ms, node, incarnation),
+            Entry::Abandon {
+                run_id,
+                incarnation,
+                ..
+            } => c
+                .execute_typed(
+                    "UPDATE cronwarden_runs SET incarnation = 'fenced:' || incarnation
+                     WHERE run_id = $1 AND incarnation = $2 AND state = 'running'",
+                    &[(run_id, Type::TEXT), (incarnation, Type::TEXT)],
+                )
+                .map(|_| Delivered::Done),
+            Entry::Release {
+                job,
+                run_id,
+                incarnation,
+            } => c
+                .execute_typed(
+                    "DELETE FROM cronwarden_leases
+                     WHERE job = $1 AND incarnation = $2 AND run_id = $3",
+                    &[
+                        (job, Type::TEXT),
+                        (incarnation, Type::TEXT),
+                        (run_id, Type::TEXT),
+                    ],
+                )
+                .map(|_| Delivered::Done),
+        }
+    }
+
+    /// A run's end: written when the run's row is still this process's (running, or marked
+    /// lost meanwhile); a row that another process took over is left as it is, and this
+    /// end is kept beside it (run id `RUN@INCARNATION`).
+    fn deliver_end(
+        &self,
+        c: &mut Client,
+        rec: &RunRecord,
+        scheduled_ms: i64,
+        node: &str,
+        incarnation: &str,
+    ) -> Result<Delivered, postgres::Error> {
+        let mut rec = rec.clone();
+        rec.node = Some(node.to_string());
+        let text = serde_json::to_string(&rec).unwrap_or_default();
+        let started = ms_of(&rec.started);
+        let ended = ms_of(&rec.ended);
+        let attempts = rec.attempts.len() as i32;
+        let row = c.query_typed_one(
+            "WITH prev AS (
+                SELECT state, incarnation, node FROM cronwarden_runs WHERE run_id = $1 FOR UPDATE),
+             up AS (
+                INSERT INTO cronwarden_runs AS r
+                    (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt,
+                     started, ended, record)
+                VALUES ($1, $2, $3, $4, $5, $6, 'done', $7,
+                        coalesce(to_timestamp($8 / 1000), now()),
+                        coalesce(to_timestamp($9 / 1000), now()), $10)
+                ON CONFLICT (run_id) DO UPDATE
+                    SET state = 'done', ended = excluded.ended, record = excluded.record,
+                        attempt = excluded.attempt
+                    WHERE r.incarnation = excluded.incarnation
+                      AND r.state IN ('running', 'lost')
+                RETURNING 1)
+             SELECT (SELECT count(*) FROM up)::int4, (SELECT state FROM prev),
+                    (SELECT incarnation FROM prev), (SELECT node FROM prev)",
+            &[
+                (&rec.run_id, Type::TEXT),
+                (&rec.job, Type::TEXT),
+                (&node, Type::TEXT),
+                (&incarnation, Type::TEXT),
+                (&scheduled_ms, Type::INT8),
+                (&rec.trigger, Type::TEXT),
+                (&attempts, Type::INT4),
+                (&started, Type::FLOAT8),
+                (&ended, Type::FLOAT8),
+                (&text, Type::TEXT),
+            ],
+        )?;
+        let written: i32 = row.try_get(0)?;
+        let state: Option<String> = row.try_get(1)?;
+        let by: Option<String> = row.try_get(2)?;
+        let other: Option<String> = row.try_get(3)?;
+        if written == 1 {
+            return Ok(match state.as_deref() {
+                Some("lost") => Delivered::WasLost,
+                _ => Delivered::Done,
+            });
+        }
+        if by.as_deref() == Some(incarnation) {
+            // Written by an earlier replay of this same entry.
+            return Ok(Delivered::Done);
+        }
+        // Another process runs it again (or did): keep this end beside its row.
+        let dup = format!("{}@{incarnation}", rec.run_id);
+        c.execute_typed(
+            "INSERT INTO cronwarden_runs
+                (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt, started,
+                 ended, record)
+             VALUES ($1, $2, $3, $4, $5, $6, 'done', $7, coalesce(to_timestamp($8 / 1000), now()),
+                     coalesce(to_timestamp($9 / 1000), now()), $10)
+             ON CONFLICT (run_id) DO NOTHING",
+            &[
+                (&dup, Type::TEXT),
+                (&rec.job, Type::TEXT),
+                (&node, Type::TEXT),
+                (&incarnation, Type::TEXT),
+                (&scheduled_ms, Type::INT8),
+                (&rec.trigger, Type::TEXT),
+                (&attempts, Type::INT4),
+                (&started, Type::FLOAT8),
+                (&ended, Type::FLOAT8),
+                (&text, Type::TEXT),
+            ],
+        )?;
+        Ok(Delivered::RanTwice(
+            other.unwrap_or_else(|| "?".into()),
+            state.unwrap_or_else(|| "?".into()),
+        ))
+    }
+
+    /// Logs what reconciling found, and hands a run that ran twice to the daemon (which
+    /// alerts it) through [`Fleet::notices`].
+    fn told(&self, entry: &Entry, d: Delivered, log: &Logger) {
+        let Entry::End { record, node, .. } = entry else {
+            return;
+        };
+        let fields = [
+            ("job", record.job.clone()),
+            ("run_id", record.run_id.clone()),
+        ];
+        match d {
+            Delivered::Done => {}
+            Delivered::WasLost => {
+                let msg = format!(
+                    "the fleet had marked this run lost while node {node} could not report it; \
+                     it ended here ({}, {}) and is recorded so; it is not run again",
+                    record.outcome.as_str(),
+                    record.ended
+                );
+                log.log(Level::Warn, "reconciled", &fields, &msg);
+            }
+            Delivered::RanTwice(other, state) => {
+                let again = if state == "running" {
+                    format!("node {other} is running it again")
+                } else {
+                    format!("node {other} ran it again")
+                };
+                let reason = format!(
+                    "ran twice: node {node} finished it at {} ({}) but could not report it in \
+                     time; {again} (the fleet declared {node} lost)",
+                    record.ended,
+                    record.outcome.as_str()
+                );
+                log.log(Level::Error, "ran-twice", &fields, &reason);
+                if self.role != Role::Daemon {
+                    // Only a daemon alerts; this host's log has it.
+                    return;
+                }
+                lock(&self.notices).push(Work::RanTwice(Box::new(RanTwice {
+                    record: (**record).clone(),
+                    reason,
+                })));
+            }
+        }
+    }
+
+    /// Moves a run marked lost back to running, for this process (the node that takes it
+    /// over): false when its own node reported its end meanwhile (it must not run again).
+    pub(super) fn adopt_lost_row(&self, run_id: &str) -> Result<bool, String> {
+        self.with(|c| {
+            c.query_typed(
+                "UPDATE cronwarden_runs
+                 SET state = 'running', node = $2, incarnation = $3, ended = NULL
+                 WHERE run_id = $1 AND state = 'lost' RETURNING 1",
+                &[
+                    (&run_id, Type::TEXT),
+                    (&self.node, Type::TEXT),
+                    (&self.incarnation, Type::TEXT),
+                ],
+            )
+        })
+        .map(|rows| !rows.is_empty())
+    }
+
+    /// The end of a run, as an outbox entry of this process.
+    pub(super) fn end_entry(&self, rec: &RunRecord) -> Entry {
+        let scheduled = rec.scheduled.parse::<jiff::Timestamp>().unwrap_or_default();
+        Entry::End {
+            record: Box::new(rec.clone()),
+            scheduled_ms: ms(scheduled),
+            node: self.node.clone(),
+            incarnation: self.incarnation.clone(),
+        }
+    }
+
+    /// The runs this process found to have run twice since the last call.
+    pub(super) fn take_notices(&self) -> Vec<Work> {
+        std::mem::take(&mut *lock(&self.notices))
+    }
+}
