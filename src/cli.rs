@@ -118,6 +118,12 @@ pub enum Command {
         /// JSON for scripts
         #[arg(long)]
         json: bool,
+        /// Only the fleet's nodes: NODE, PROCESS, PID, HEARTBEAT (age of the last heartbeat,
+        /// by the database clock) and STATE: live, unreachable (late, not yet silent for
+        /// dead_after), lost (silent for dead_after, no clean exit) or stopped (exited
+        /// cleanly). Outside a fleet there are none
+        #[arg(long, conflicts_with = "job")]
+        nodes: bool,
     },
     /// Whether the daemon does its work: exit 0 when healthy, else 1 with one line per reason
     ///

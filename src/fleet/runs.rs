@@ -85,7 +85,7 @@ impl Fleet {
                     &self.incarnation,
                     &ms(scheduled),
                     &rec.trigger,
-                    &(rec.attempts.len() as i32),
+                    &(rec.attempt_count().min(i32::MAX as u32) as i32),
                     &text,
                 ],
             )
