@@ -103,9 +103,10 @@ impl Fleet {
             NodeState::Lost => (
                 "lost",
                 format!(
-                    "running on {n}? {n} is lost: no heartbeat for {} (a node cut off stops \
-                     its jobs before {dead}); no daemon has taken the run over yet",
-                    ago(silent)
+                    "running on {n}? {n} is lost: no heartbeat for {} (a node that cannot \
+                     renew stops its jobs after {}); no daemon has taken the run over yet",
+                    ago(silent),
+                    format_duration(self.dead_after.saturating_sub(self.heartbeat))
                 ),
             ),
             NodeState::Stopped => (
