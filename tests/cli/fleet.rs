@@ -731,6 +731,47 @@ fn log_lines(t: &Table, pat: &str) -> Vec<String> {
         .collect()
 }
 
+/// Polls `status` on `t` until node a (whose run of `long` has no daemon to take it over)
+/// has been seen lost twice: per sample, a's state, the run's (`running` or the kind of
+/// doubt) and a's heartbeat age. Each sample is checked against a's heartbeat age.
+fn watch_until_lost(t: &Table) -> Vec<(String, String, f64)> {
+    let mut seen: Vec<(String, String, f64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = job_status(t, "long");
+        let n = nodes_of(t);
+        let na = daemon_node(&n, "a").expect("a is listed").clone();
+        let age = na["heartbeat_age_seconds"].as_f64().expect("age");
+        let node_state = na["state"].as_str().expect("state").to_string();
+        let run_state = match v["running_doubt"]["kind"].as_str() {
+            Some(k) => k.to_string(),
+            None => v["state"].as_str().expect("state").to_string(),
+        };
+        // The job's status and the node's come from two reads; the node may have moved on
+        // in between, never back.
+        match node_state.as_str() {
+            "live" => assert!(age <= 2.0, "{na}"),
+            "unreachable" => assert!(age > 2.0 && age < 8.0, "{na}"),
+            "lost" => assert!(age >= 8.0, "{na}"),
+            other => panic!("a is {other}: {na}"),
+        }
+        if run_state != "running" {
+            assert_eq!(v["state"], "unconfirmed", "{v}");
+            assert_eq!(v["running_node"], "a", "{v}");
+        }
+        seen.push((node_state.clone(), run_state, age));
+        if node_state == "lost" && seen.iter().filter(|s| s.1 == "lost").count() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a never counted as lost: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen
+}
+
 #[test]
 fn status_tells_stopped_unreachable_and_lost_nodes_apart_and_a_takeover_counts_attempts() {
     let db = Db::new("nodes");
@@ -776,40 +817,7 @@ fn status_tells_stopped_unreachable_and_lost_nodes_apart_and_a_takeover_counts_a
     assert!(out.contains("running since "), "{out}");
     // a is killed: no daemon is left to take the run over, so its row stays `running`.
     da.signal(libc::SIGKILL);
-    let mut seen: Vec<(String, String, f64)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = job_status(&b, "long");
-        let n = nodes_of(&b);
-        let na = daemon_node(&n, "a").expect("a is listed").clone();
-        let age = na["heartbeat_age_seconds"].as_f64().expect("age");
-        let node_state = na["state"].as_str().expect("state").to_string();
-        let run_state = match v["running_doubt"]["kind"].as_str() {
-            Some(k) => k.to_string(),
-            None => v["state"].as_str().expect("state").to_string(),
-        };
-        // The job's status and the node's come from two reads; the node may have moved on
-        // in between, never back.
-        match node_state.as_str() {
-            "live" => assert!(age <= 2.0, "{na}"),
-            "unreachable" => assert!(age > 2.0 && age < 8.0, "{na}"),
-            "lost" => assert!(age >= 8.0, "{na}"),
-            other => panic!("a is {other}: {na}"),
-        }
-        if run_state != "running" {
-            assert_eq!(v["state"], "unconfirmed", "{v}");
-            assert_eq!(v["running_node"], "a", "{v}");
-        }
-        seen.push((node_state.clone(), run_state, age));
-        if node_state == "lost" && seen.iter().filter(|s| s.1 == "lost").count() >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a never counted as lost: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let seen = watch_until_lost(&b);
     // In order: live, then unreachable, then lost; the run likewise, and never shown as
     // plainly running once its node was late.
     let order = |s: &str| ["live", "unreachable", "lost"].iter().position(|x| *x == s);
