@@ -21,6 +21,10 @@ use crate::units::{format_cpu_seconds, format_size};
 /// How many recent runs the success rate covers.
 const RATE_WINDOW: usize = 20;
 
+/// How many skips after the last real run `status` reads past, at most, for the success
+/// rate (in a fleet each skip is a row).
+const MAX_SKIPS_READ: usize = 10_000;
+
 pub(super) fn duration(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
@@ -160,8 +164,14 @@ fn job_status(
     paused: &HashSet<String>,
     running: &mut HashMap<String, Running>,
 ) -> Result<JobStatus, Failure> {
-    let runs = coord.history(&cfg.settings, &job.name, RATE_WINDOW * 2)?;
-    let recent = Some((runs.as_slice(), RATE_WINDOW * 2));
+    // Skips never hide the last real run, however many came after it (read apart from the
+    // recent runs: in a fleet every skip is a row of its own); and the recent runs read
+    // reach past those skips, so that the success rate is of real runs.
+    let last = coord.last_result(&cfg.settings, &job.name)?;
+    let skips = usize::try_from(last.skipped).unwrap_or(usize::MAX);
+    let asked = RATE_WINDOW * 2 + skips.min(MAX_SKIPS_READ);
+    let runs = coord.history(&cfg.settings, &job.name, asked)?;
+    let recent = Some((runs.as_slice(), asked));
     let read = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
     let first_seen = standing::read_watched(&cfg.settings.state_dir, &job.name).first_seen;
     let first_seen = first_seen.or(read.oldest);
@@ -180,9 +190,6 @@ fn job_status(
         crate::config::Overlap::Allow => None,
         _ => running.remove(&job.name),
     };
-    // Skips never hide the last real run, however many came after it (read apart from the
-    // recent runs: in a fleet every skip is a row of its own).
-    let last = coord.last_result(&cfg.settings, &job.name)?;
     let skipped_since = match (&last.real, last.newest_skip.clone()) {
         (Some(_), Some(newest)) => Some((last.skipped, newest)),
         _ => None,

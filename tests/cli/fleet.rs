@@ -989,6 +989,9 @@ fn the_last_real_result_is_shown_however_many_skips_follow_it() {
         .expect("count");
     assert!(count >= 42, "{v}");
     assert_eq!(v["state"], "running", "{v}");
+    // The success rate is of the real runs before the skips.
+    assert_eq!(v["success_rate"], 0.0, "{v}");
+    assert!(v["rate_runs"].as_u64().is_some_and(|n| n >= 2), "{v}");
     let (_, out, _) = a.run(&["status", "held"]);
     let row = out.lines().nth(1).expect("a row");
     assert!(row.contains(" failure (then "), "{out}");
