@@ -106,8 +106,22 @@ pub(crate) struct LostRun {
     pub(crate) trigger: String,
     pub(crate) params: BTreeMap<String, String>,
     pub(crate) attempt: u32,
-    /// How long the node was silent before its runs counted as lost.
+    /// How long the node had been silent when its run was marked lost (by the database
+    /// clock; `dead_after` when that is not known).
     pub(crate) silent_for: Duration,
+    /// Why nobody owns the run any more.
+    pub(crate) why: LostWhy,
+}
+
+/// Why a run was found without an owner ([`LostRun`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LostWhy {
+    /// Its node stopped heartbeating for `dead_after`.
+    Silent,
+    /// Its node exited cleanly without recording the run's end.
+    Stopped,
+    /// Its node stopped it (fenced) and handed it over.
+    Fenced,
 }
 
 /// What the daemon offers a backend that brings it work ([`Coordinator::serve`]).

@@ -856,6 +856,18 @@ fn status_tells_stopped_unreachable_and_lost_nodes_apart_and_a_takeover_counts_a
         (second[2].as_str(), second[3].as_str()),
         (run_id.as_str(), "2")
     );
+    // The node that took it over says how long a had been silent (by the database clock).
+    let lost = log_lines(&b, &format!("node-lost job=long run_id={run_id} node=a")).remove(0);
+    let silent: f64 = lost
+        .split_once("(no heartbeat for ")
+        .and_then(|(_, r)| r.split_once("s)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{lost}"));
+    assert!(silent >= 8.0, "{lost}");
+    assert!(
+        lost.contains("a was lost during attempt 1 ") && lost.ends_with("; node b runs attempt 2"),
+        "{lost}"
+    );
     let end = format!("run-end job=long run_id={run_id} ");
     wait_for(|| !log_lines(&b, &end).is_empty());
     let line = log_lines(&b, &end).remove(0);
