@@ -13,13 +13,17 @@ use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::{Config, Job};
 use crate::control::JobHealth;
 use crate::coord::standing;
-use crate::coord::{Coordinator, Role, Running};
+use crate::coord::{Coordinator, Doubt, Role, Running};
 use crate::lock;
 use crate::record::{Outcome, RunRecord};
 use crate::units::{format_cpu_seconds, format_size};
 
 /// How many recent runs the success rate covers.
 const RATE_WINDOW: usize = 20;
+
+/// How many skips after the last real run `status` reads past, at most, for the success
+/// rate (in a fleet each skip is a row).
+const MAX_SKIPS_READ: usize = 10_000;
 
 pub(super) fn duration(ms: u64) -> String {
     if ms < 1000 {
@@ -42,7 +46,7 @@ pub(super) fn duration_and_attempts(r: &RunRecord) -> (String, String) {
         if lost && r.attempts.is_empty() {
             "-".to_string()
         } else {
-            r.attempts.len().to_string()
+            r.attempt_count().to_string()
         },
     )
 }
@@ -74,8 +78,17 @@ fn zombie(pid: i32) -> bool {
 /// A run in progress, for the STATE column: who supervises it, and what the lock file alone
 /// does not say: that its supervisor is gone (the job's processes, which inherited the lock,
 /// still hold it), or that no attempt runs now (a retry wait, or the run is finishing).
-/// Processes of another fleet node are not looked at.
-fn running_text(h: &lock::Holder, node: Option<&str>) -> String {
+/// Processes of another fleet node are not looked at; a fleet run whose node is silent, or
+/// that its node no longer holds, is said so in short (the note below the table tells more).
+fn running_text(h: &lock::Holder, node: Option<&str>, doubt: Option<&Doubt>) -> String {
+    if let (Some(d), Some(n)) = (doubt, node) {
+        return match d.kind {
+            "unreachable" | "lost" => format!("running on {n}? ({n} {})", d.kind),
+            "stopped" => format!("ended on {n}, unreported ({n} stopped)"),
+            "fenced" => format!("fenced on {n}"),
+            _ => format!("ended on {n}, unreported"),
+        };
+    }
     let mut s = format!("running since {}", h.since.as_deref().unwrap_or("?"));
     match (h.pid, node) {
         (Some(p), Some(n)) => s.push_str(&format!(" (pid {p}) on {n}")),
@@ -112,6 +125,8 @@ struct JobStatus {
     running: Option<lock::Holder>,
     /// Fleet mode: the node the running run is on.
     node: Option<String>,
+    /// Fleet mode: why the run may not be running after all.
+    doubt: Option<Doubt>,
     /// The last real run (a skip only when there was none).
     last: Option<RunRecord>,
     /// Skips since the last real run: how many, and the newest of them.
@@ -149,8 +164,14 @@ fn job_status(
     paused: &HashSet<String>,
     running: &mut HashMap<String, Running>,
 ) -> Result<JobStatus, Failure> {
-    let runs = coord.history(&cfg.settings, &job.name, RATE_WINDOW * 2)?;
-    let recent = Some((runs.as_slice(), RATE_WINDOW * 2));
+    // Skips never hide the last real run, however many came after it (read apart from the
+    // recent runs: in a fleet every skip is a row of its own); and the recent runs read
+    // reach past those skips, so that the success rate is of real runs.
+    let last = coord.last_result(&cfg.settings, &job.name)?;
+    let skips = usize::try_from(last.skipped).unwrap_or(usize::MAX);
+    let asked = RATE_WINDOW * 2 + skips.min(MAX_SKIPS_READ);
+    let runs = coord.history(&cfg.settings, &job.name, asked)?;
+    let recent = Some((runs.as_slice(), asked));
     let read = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
     let first_seen = standing::read_watched(&cfg.settings.state_dir, &job.name).first_seen;
     let first_seen = first_seen.or(read.oldest);
@@ -169,22 +190,17 @@ fn job_status(
         crate::config::Overlap::Allow => None,
         _ => running.remove(&job.name),
     };
-    // Skips (one record per streak) never hide the last real run.
-    let real = runs.iter().rposition(|r| r.outcome != Outcome::Skipped);
-    let skips = &runs[real.map_or(runs.len(), |i| i + 1)..];
-    let skipped_since = match (real, skips.last()) {
-        (Some(_), Some(newest)) => {
-            let count = skips.iter().map(RunRecord::runs).sum();
-            Some((count, newest.clone()))
-        }
+    let skipped_since = match (&last.real, last.newest_skip.clone()) {
+        (Some(_), Some(newest)) => Some((last.skipped, newest)),
         _ => None,
     };
     Ok(JobStatus {
         name: job.name.clone(),
         paused: paused.contains(&job.name),
         node: running.as_ref().and_then(|r| r.node.clone()),
+        doubt: running.as_ref().and_then(|r| r.doubt.clone()),
         running: running.map(|r| r.holder),
-        last: real.and_then(|i| runs.get(i)).or(runs.last()).cloned(),
+        last: last.real.or(last.newest_skip),
         skipped_since,
         next: job
             .schedule
@@ -197,9 +213,14 @@ fn job_status(
     })
 }
 
-/// `status [JOB] [--json]`.
-pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
+/// `status [JOB] [--json] [--nodes]`.
+pub(super) fn status(path: &Path, only: Option<&str>, json: bool, nodes: bool) -> CmdResult {
     let cfg = load_or_fail(path)?;
+    if nodes {
+        let coord = connect(&cfg, Role::Client)?;
+        let fleet = coord.node().is_some();
+        return super::nodes::print(&coord.nodes(&cfg.settings)?, json, fleet);
+    }
     let jobs: Vec<&Job> = match only {
         Some(name) => vec![find_job(&cfg, name)?],
         None => cfg.jobs.iter().collect(),
@@ -213,6 +234,7 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
         .map(|j| job_status(&cfg, &*coord, j, now, &paused, &mut running))
         .collect::<Result<_, _>>()?;
     let daemon = coord.daemon_running(&cfg.settings);
+    let nodes = coord.nodes(&cfg.settings)?;
     if daemon == Some(false) {
         print::errln(format!(
             "no daemon is running for {}: no job runs by itself until one starts",
@@ -224,6 +246,15 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
         print_json(&all, daemon, &health)
     } else {
         print_table(&all, now, daemon)?;
+        for s in &all {
+            if let (Some(d), Some(h)) = (&s.doubt, &s.running) {
+                let id = h.run_id.as_deref().unwrap_or("?");
+                print::out(format!("{}: run {id}: {}\n", s.name, d.text))?;
+            }
+        }
+        if !nodes.is_empty() {
+            print::out(format!("\n{}", super::nodes::table_text(&nodes)))?;
+        }
         if let Some((mode, why)) = &health.containment {
             print::out(format!("containment: {mode}: {why}\n"))?;
         }
@@ -268,7 +299,9 @@ fn print_json(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> CmdRe
     Ok(exit::OK)
 }
 
-/// What `status --json` prints: one object per job. `last_run` is the run's whole record,
+/// What `status --json` prints: one object per job. `state` is `running`, `idle`, or in a
+/// fleet `unconfirmed` when the run's row says it runs but its node is silent or no longer
+/// holds it (`running_doubt` says what is known). `last_run` is the run's whole record,
 /// with its `cpu_seconds` and `peak_memory_bytes` when they are known; `failure_streak` the
 /// failed runs since the last success; `stale_deadline` (with `expect_success_within`) when
 /// the job goes stale without a success, and `stale` whether it passed; `containment` is how
@@ -284,7 +317,14 @@ fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde
         .map(|s| {
             serde_json::json!({
                 "job": s.name,
-                "state": if s.running.is_some() { "running" } else { "idle" },
+                "state": match (&s.running, &s.doubt) {
+                    (None, _) => "idle",
+                    (Some(_), None) => "running",
+                    (Some(_), Some(_)) => "unconfirmed",
+                },
+                "running_doubt": s.doubt.as_ref().map(|d| {
+                    serde_json::json!({"kind": d.kind, "text": d.text})
+                }),
                 "paused": s.paused,
                 "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
                 "running_pid": s.running.as_ref().and_then(|h| h.pid),
@@ -360,7 +400,7 @@ fn stale_text(h: &JobHealth, now: Timestamp) -> String {
 /// One job's cells, in the order of [`HEADER`].
 fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 12] {
     let state = match &s.running {
-        Some(h) => running_text(h, s.node.as_deref()),
+        Some(h) => running_text(h, s.node.as_deref(), s.doubt.as_ref()),
         None => "idle".to_string(),
     };
     let state = if s.paused {
@@ -418,6 +458,7 @@ mod tests {
             paused: false,
             running: None,
             node: None,
+            doubt: None,
             last,
             skipped_since: None,
             next: None,
@@ -517,5 +558,71 @@ mod tests {
         assert_eq!(last["attempts"][0]["cpu_seconds"], 0.25);
         let v = json_value(&[idle("a", Some(rec("r")))], Some(true), &Health::default());
         assert!(v[0]["last_run"].get("cpu_seconds").is_none(), "{v:#}");
+    }
+
+    #[test]
+    fn a_fleet_run_in_doubt_is_not_shown_as_plainly_running() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("instant");
+        let holder = lock::Holder {
+            pid: None,
+            pgid: None,
+            since: Some("2026-01-01T00:59:00Z".into()),
+            run_id: Some("r9".into()),
+        };
+        let mut sure = idle("a", None);
+        sure.running = Some(holder.clone());
+        sure.node = Some("n1".into());
+        let mut late = idle("b", None);
+        late.running = Some(holder.clone());
+        late.node = Some("n2".into());
+        late.doubt = Some(Doubt {
+            kind: "unreachable",
+            text: "running on n2? n2 is unreachable: no heartbeat for 8.0s".into(),
+        });
+        let mut ended = idle("c", None);
+        ended.running = Some(holder);
+        ended.node = Some("n3".into());
+        ended.doubt = Some(Doubt {
+            kind: "unreported",
+            text: "n3 is live but no longer holds its lease".into(),
+        });
+        let text = table_text(&[sure, late, ended], now, Some(true));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].contains("running since 2026-01-01T00:59:00Z on n1 "),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(" running on n2? (n2 unreachable) "),
+            "{text}"
+        );
+        assert!(lines[3].contains(" ended on n3, unreported "), "{text}");
+        assert!(!lines[3].contains("running"), "{text}");
+    }
+
+    #[test]
+    fn json_says_a_run_in_doubt_is_unconfirmed_and_why() {
+        let mut s = idle("b", None);
+        s.running = Some(lock::Holder::default());
+        s.node = Some("n2".into());
+        s.doubt = Some(Doubt {
+            kind: "lost",
+            text: "running on n2? n2 is lost".into(),
+        });
+        let v = json_value(&[s, idle("c", None)], None, &Health::default());
+        assert_eq!(v[0]["state"], "unconfirmed");
+        assert_eq!(v[0]["running_node"], "n2");
+        assert_eq!(v[0]["running_doubt"]["kind"], "lost");
+        assert_eq!(v[0]["running_doubt"]["text"], "running on n2? n2 is lost");
+        assert_eq!(v[1]["state"], "idle");
+        assert!(v[1]["running_doubt"].is_null());
+    }
+
+    #[test]
+    fn a_taken_over_run_counts_the_attempts_before_it() {
+        let mut r = with_facts("r");
+        assert_eq!(duration_and_attempts(&r).1, "1");
+        r.attempts[0].attempt = 2;
+        assert_eq!(duration_and_attempts(&r).1, "2");
     }
 }
