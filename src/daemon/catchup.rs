@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::Shared;
 use super::launch::{Launch, run_one};
@@ -84,8 +85,27 @@ fn drain(shared: &Arc<Shared>, job: &str) {
         let Some(launch) = next else {
             return;
         };
+        if launch.behind && !behind_pending(shared, job) {
+            // Stopping: counted with the others not started.
+            if let Some(q) = lock(&shared.catchups.queues).get_mut(job) {
+                q.push_front(launch);
+            }
+            continue;
+        }
         let cfg = shared.current();
         let jitter = cfg.job(job).and_then(|j| j.jitter);
         run_one(shared, &cfg, launch, jitter);
     }
+}
+
+/// Waits until the job's run that is waiting to start took its exclusion (the catch-up run
+/// then waits for it as its own run, so it runs after it); false once the daemon stops.
+fn behind_pending(shared: &Shared, job: &str) -> bool {
+    while lock(&shared.pending).contains(job) {
+        if shared.slots.is_closed() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }

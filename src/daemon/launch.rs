@@ -28,9 +28,12 @@ pub(super) struct Launch {
     pub(super) run_id: String,
     /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
     pub(super) mark: bool,
-    /// Scheduler ticks coalesce into a run that is still waiting; catch-up runs and triggers
-    /// never do.
+    /// Scheduler ticks coalesce into a run that is still waiting (where the backend lets
+    /// them: `Coordinator::ticks_coalesce`); catch-up runs and triggers never do.
     pub(super) coalesce: bool,
+    /// A won tick that found a run of its job waiting to start and may not join it: it
+    /// starts only once that run took its exclusion (so it runs after it).
+    pub(super) behind: bool,
     /// Told the run's record when it ends (`trigger --wait`).
     pub(super) done: Option<std::sync::mpsc::Sender<RunRecord>>,
     /// 1, or the attempt a run taken over from a lost fleet node goes on with.
@@ -47,9 +50,18 @@ impl Launch {
             run_id: execute::new_run_id(),
             mark: why != "reboot",
             coalesce: why != "catchup",
+            behind: false,
             done: None,
             first_attempt: 1,
         }
+    }
+
+    /// An instant claimed late (after the backend was unreachable when it was due): a
+    /// catch-up run with the run id it was claimed with.
+    pub(super) fn late(tick: crate::coord::Tick) -> Launch {
+        let mut l = Launch::tick(&tick.job, tick.scheduled, "catchup");
+        l.run_id = tick.run_id;
+        l
     }
 
     /// A run asked for now, outside the schedule (never coalesced, never marked).
@@ -62,6 +74,7 @@ impl Launch {
             run_id,
             mark: false,
             coalesce: false,
+            behind: false,
             done: None,
             first_attempt: 1,
         }

@@ -24,7 +24,8 @@
 //!
 //! Files: `schema` (migrations), `pool` (connections), `claims` (ticks, triggers, pauses),
 //! `leases` (the per-job lease and its guard), `fence` (renewal and fencing threads),
-//! `keeper` (the fence keeper process), `runs` (run rows, history, lost runs), `backend`
+//! `keeper` (the fence keeper process), `missed` (ticks no node could claim, claimed again
+//! once the database answers), `runs` (run rows, history, lost runs), `backend`
 //! (the [`crate::coord::Coordinator`] implementation that ties them together).
 
 mod backend;
@@ -32,6 +33,7 @@ mod claims;
 mod fence;
 mod keeper;
 mod leases;
+mod missed;
 mod pool;
 mod runs;
 mod schema;
@@ -85,6 +87,8 @@ pub(crate) struct Fleet {
     keeper: Mutex<Option<std::process::ChildStdin>>,
     /// The jobs this process's runs hold (the local flock part of the exclusion).
     locks: Arc<crate::lock::Registry>,
+    /// The due ticks this node could not claim, to claim again once the database answers.
+    unclaimed: Mutex<missed::Kept>,
 }
 
 /// The connection string, from the table or its secret; never logged.
@@ -151,6 +155,7 @@ impl Fleet {
             log,
             keeper: Mutex::new(None),
             locks: Arc::default(),
+            unclaimed: Mutex::default(),
         });
         fleet.migrate()?;
         if role == Role::Client {
