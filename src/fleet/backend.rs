@@ -160,6 +160,7 @@ impl Coordinator for Fleet {
     }
 
     fn leave(&self) {
+        self.forget_unclaimed();
         self.mark_stopped();
     }
 

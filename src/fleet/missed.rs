@@ -111,6 +111,21 @@ impl Fleet {
         }
     }
 
+    /// At a clean exit: says which kept ticks are forgotten (they live in memory only).
+    pub(super) fn forget_unclaimed(&self) {
+        let kept = std::mem::take(&mut *lock(&self.unclaimed));
+        for (job, (list, older)) in kept.jobs {
+            let msg = format!(
+                "the daemon stops before the database answered: {} tick(s) it could not claim \
+                 are forgotten (not run, not alerted; the next start's catch-up finds them only \
+                 if no later instant of the job was dispatched)",
+                list.len() + older
+            );
+            self.log
+                .log(Level::Warn, "unclaimed", &[("job", job)], &msg);
+        }
+    }
+
     /// Per job, the ticks won (oldest first) and how many older ones were not kept; the
     /// ticks another node claimed meanwhile (or of a paused job) are logged and dropped.
     fn split_won(
