@@ -970,10 +970,25 @@ fn an_instant_claimed_late_waits_for_the_fleet_lease_instead_of_being_skipped() 
     let b = node(&db, "postgres", "b", &ev, &job("@manual"));
     let d = Daemon::start(&a);
     proxy.cut();
+    // Two instants: `at`, missed, and `next`, due while the late run of `at` waits. (The
+    // fields' other combinations are an hour or more away, or past.)
     let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
     let at = jiff::Timestamp::from_second(at.as_second()).expect("instant");
-    let utc = at.to_zoned(jiff::tz::TimeZone::UTC);
-    let schedule = format!("{} {} {} * * *", utc.second(), utc.minute(), utc.hour());
+    let next = at + jiff::SignedDuration::from_secs(14);
+    let (u, v) = (
+        at.to_zoned(jiff::tz::TimeZone::UTC),
+        next.to_zoned(jiff::tz::TimeZone::UTC),
+    );
+    let list = |x: i8, y: i8| match x == y {
+        true => x.to_string(),
+        false => format!("{x},{y}"),
+    };
+    let schedule = format!(
+        "{} {} {} * * *",
+        list(u.second(), v.second()),
+        list(u.minute(), v.minute()),
+        list(u.hour(), v.hour())
+    );
     let text = std::fs::read_to_string(&a.path).expect("table");
     std::fs::write(&a.path, text.replace("@manual", &schedule)).expect("table");
     d.signal(libc::SIGHUP);
@@ -991,6 +1006,14 @@ fn an_instant_claimed_late_waits_for_the_fleet_lease_instead_of_being_skipped() 
     wait_for(|| {
         a.log()
             .contains("waiting for the fleet lease held by node b")
+    });
+    // The next instant, a normal tick, meets the job held (by a's waiting late run): with
+    // `overlap = "skip"` it is skipped, and that is recorded and alerted, not silent.
+    wait_for(|| {
+        a.history("l").iter().any(|r| {
+            r["outcome"] == "skipped"
+                && r["scheduled"].as_str().and_then(|s| s.parse().ok()) == Some(next)
+        })
     });
     assert!(!events(&ev).iter().any(|e| e[..2] == ["start", "a"]));
     std::fs::remove_file(&hold).expect("release");
@@ -1017,9 +1040,39 @@ fn an_instant_claimed_late_waits_for_the_fleet_lease_instead_of_being_skipped() 
     assert!(started >= end_b, "a's run started after b's ended: {all:?}");
     wait_for(|| a.history("l").iter().any(|r| r["outcome"] == "success"));
     let alerts_file = PathBuf::from(format!("{}.alerts", ev.display()));
-    wait_for(|| !events(&alerts_file).is_empty());
+    wait_for(|| events(&alerts_file).len() >= 2);
+    // The skip is in the fleet's history too.
+    let (code, out, err) = b.run(&["history", "l", "-n", "100", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let fleet: Vec<serde_json::Value> = serde_json::from_str(&out).expect("history JSON");
     drop(d);
-    let outcomes = a.outcomes("l");
-    assert_eq!(outcomes, ["success"], "not skipped: {}", a.log());
-    assert_eq!(events(&alerts_file), [["missed", "l"]]);
+    let skipped_next = |r: &serde_json::Value| {
+        r["outcome"] == "skipped"
+            && r["scheduled"].as_str().and_then(|s| s.parse().ok()) == Some(next)
+    };
+    assert!(fleet.iter().any(skipped_next), "{out}");
+    // The late instant ran (not skipped); the next one was skipped, in that order of
+    // recording.
+    let mine: Vec<(String, Option<jiff::Timestamp>)> = a
+        .history("l")
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or_default().to_string(),
+                r["scheduled"].as_str().and_then(|s| s.parse().ok()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("skipped".to_string(), Some(next)),
+            ("success".to_string(), Some(at))
+        ],
+        "{}",
+        a.log()
+    );
+    let mut sent = events(&alerts_file);
+    sent.sort();
+    assert_eq!(sent, [["missed", "l"], ["skipped", "l"]]);
 }
