@@ -58,30 +58,37 @@ pub(super) fn push(shared: &Arc<Shared>, launch: Launch) {
 }
 
 /// Runs the job's queued catch-up runs, oldest first, until none is left (or the daemon
-/// stops: what has not started then is left to the next start, from the dispatch mark).
+/// stops: what has not started then is recorded as interrupted, and left to the next
+/// start's catch-up from the dispatch mark).
 fn drain(shared: &Arc<Shared>, job: &str) {
     loop {
-        let next = {
+        let (next, left) = {
             let mut queues = lock(&shared.catchups.queues);
             let next = if shared.slots.is_closed() {
                 None
             } else {
                 queues.get_mut(job).and_then(VecDeque::pop_front)
             };
-            if next.is_none()
-                && let Some(left) = queues.remove(job).filter(|q| !q.is_empty())
-            {
-                let msg = format!(
-                    "the daemon is stopping: {} catch-up run(s) not started (the next start \
-                     catches up from the last instant dispatched)",
-                    left.len()
-                );
-                shared
-                    .log
-                    .log(Level::Warn, "catchup", &[("job", job.to_string())], &msg);
-            }
-            next
+            let left = match next {
+                None => queues.remove(job).unwrap_or_default(),
+                Some(_) => VecDeque::new(),
+            };
+            (next, left)
         };
+        if !left.is_empty() {
+            let msg = format!(
+                "the daemon is stopping: {} catch-up run(s) not started, each recorded as \
+                 interrupted (the next start catches up from the last instant dispatched)",
+                left.len()
+            );
+            shared
+                .log
+                .log(Level::Warn, "catchup", &[("job", job.to_string())], &msg);
+            for l in &left {
+                let reason = "the daemon stopped before this catch-up run started";
+                super::launch::record_not_started(shared, l, reason);
+            }
+        }
         let Some(launch) = next else {
             return;
         };

@@ -64,6 +64,12 @@ fn tick_launch(shared: &Shared, d: Dispatch) -> Option<Launch> {
 /// Hands one run to a thread: jitter, exclusion, slot, run.
 pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) {
     let Some(j) = cfg.job(&launch.job) else {
+        let f = [
+            ("job", launch.job.clone()),
+            ("scheduled", launch.scheduled.to_string()),
+        ];
+        let msg = "the job is no longer in the table: this run does not happen";
+        shared.log.log(Level::Warn, "dispatch", &f, msg);
         return;
     };
     if launch.why == "catchup" {
