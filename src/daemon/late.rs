@@ -67,8 +67,8 @@ pub(super) fn take(shared: &Arc<Shared>, late: LateTicks) {
         k => format!(" (and {k} older)"),
     };
     let why = format!(
-        "no node could claim {} when due: the database was unreachable from node {} since {} \
-         ({})",
+        "no node could claim {} when due: the database was unreachable from node {} (its \
+         claims failed from {} on: {})",
         if n == 1 { "it" } else { "them" },
         shared.coord.node().unwrap_or("?"),
         format_rfc3339(late.since, &job.tz),

@@ -57,9 +57,10 @@ impl Fleet {
                     ("run_id", t.run_id.clone()),
                 ],
                 &format!(
-                    "not run here for now: cannot claim it, the database is unreachable since \
-                     {outage} ({why}); kept to claim again once it answers (unless another \
-                     node claimed it, it is then missed: alerted, and run as `catchup` says)"
+                    "not run here for now: cannot claim it, the database is unreachable \
+                     (claims fail since {outage}: {why}); kept to claim again once it answers \
+                     (unless another node claimed it, it is then missed: alerted, and run as \
+                     `catchup` says)"
                 ),
             );
             let (list, older) = kept.jobs.entry(t.job.clone()).or_default();
