@@ -17,7 +17,7 @@ use crate::units::format_duration;
 /// What an alert says: every fact a person needs to act, for every channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Alert {
-    /// failure, recovery, retry, output, skipped, stale, slow, warning, success, test,
+    /// failure, recovery, retry, output, skipped, stale, missed, slow, warning, success, test,
     /// node-lost, ran-twice, channel-broken, state-unwritable, state-writable.
     pub event: String,
     pub job: String,
@@ -110,6 +110,12 @@ impl Alert {
                     (None, Some(d)) => format!("never succeeded (deadline {d})"),
                     (None, None) => "never succeeded".to_string(),
                 }
+            ),
+            "missed" => format!(
+                "[cronwarden] MISSED {} on {}: {}",
+                self.job,
+                self.host,
+                self.run.reason.as_deref().unwrap_or("instants missed")
             ),
             "slow" => format!(
                 "[cronwarden] SLOW {} on {}: running for {}{}",
@@ -315,15 +321,17 @@ impl Alert {
         v
     }
 
-    /// Whether the alert is about one run (a `stale` job's is not: no run is at stake).
+    /// Whether the alert is about one run (a `stale` job's is not: no run is at stake; a
+    /// `missed` alert is about instants that did not run when due).
     pub(crate) fn is_about_a_run(&self) -> bool {
-        self.event != "stale"
+        !matches!(self.event.as_str(), "stale" | "missed")
     }
 
-    /// The run's outcome as the alert tells it: `running` for a `slow` run, none for `stale`.
+    /// The run's outcome as the alert tells it: `running` for a `slow` run, none for `stale`
+    /// and `missed`.
     pub(crate) fn outcome(&self) -> Option<&'static str> {
         match self.event.as_str() {
-            "stale" => None,
+            "stale" | "missed" => None,
             "slow" => Some("running"),
             _ => Some(self.run.outcome.as_str()),
         }

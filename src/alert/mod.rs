@@ -196,7 +196,15 @@ impl Alerts<'_> {
         self.tell_kind(job, AlertEvent::Stale, &rec, &facts, &key);
     }
 
-    /// Queues an alert of `ev` (slow, stale) to the job's channels whose `on` includes it,
+    /// Instants of the job no node could claim when they were due (`missed`): `rec` names
+    /// them and says why and what becomes of them (its scheduled instant is the first of
+    /// them). Once per occasion across a fleet (`key`, e.g. the job and its first missed
+    /// instant), within each channel's `min_interval`.
+    pub(crate) fn on_missed(&self, job: &Job, rec: &RunRecord, key: &str) {
+        self.tell_kind(job, AlertEvent::Missed, rec, &EventFacts::default(), key);
+    }
+
+    /// Queues an alert of `ev` (slow, stale, missed) to the job's channels whose `on` includes it,
     /// each within its `min_interval` for the kind; `key` names the occasion (in a fleet,
     /// one node only sends it). A channel told of a `stale` streak gets its recovery.
     fn tell_kind(&self, job: &Job, ev: AlertEvent, rec: &RunRecord, facts: &EventFacts, key: &str) {

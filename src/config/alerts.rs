@@ -86,6 +86,9 @@ pub enum AlertEvent {
     Skipped,
     /// The last success is older than `expect_success_within`.
     Stale,
+    /// Instants of a job that no node of a fleet could claim when they were due (the
+    /// database was unreachable): once per outage per job.
+    Missed,
     /// A run still going after `warn_after`.
     Slow,
     /// A run that ended with one of `warning_codes`.
@@ -104,6 +107,7 @@ impl AlertEvent {
             AlertEvent::Output => "output",
             AlertEvent::Skipped => "skipped",
             AlertEvent::Stale => "stale",
+            AlertEvent::Missed => "missed",
             AlertEvent::Slow => "slow",
             AlertEvent::Warning => "warning",
             AlertEvent::Success => "success",
@@ -111,13 +115,14 @@ impl AlertEvent {
     }
 
     /// Every event, in the order the docs list them.
-    pub const ALL: [AlertEvent; 9] = [
+    pub const ALL: [AlertEvent; 10] = [
         AlertEvent::Failure,
         AlertEvent::Recovery,
         AlertEvent::Retry,
         AlertEvent::Output,
         AlertEvent::Skipped,
         AlertEvent::Stale,
+        AlertEvent::Missed,
         AlertEvent::Slow,
         AlertEvent::Warning,
         AlertEvent::Success,
@@ -227,10 +232,15 @@ impl Loader<'_> {
         kind
     }
 
-    /// `on`: the events a channel is sent for (default: failure, skipped, stale).
+    /// `on`: the events a channel is sent for (default: failure, skipped, stale, missed).
     fn alert_events(&mut self, t: &TableReader) -> Vec<AlertEvent> {
         let Some(list) = t.strings(self.sink, "on", true) else {
-            return vec![AlertEvent::Failure, AlertEvent::Skipped, AlertEvent::Stale];
+            return vec![
+                AlertEvent::Failure,
+                AlertEvent::Skipped,
+                AlertEvent::Stale,
+                AlertEvent::Missed,
+            ];
         };
         let mut events = Vec::new();
         for ev in list.v {

@@ -31,7 +31,9 @@ pub(crate) enum OwnRun {
     Overlap,
     /// Wait for it, whatever `overlap` says: a catch-up run, one of a job's missed instants
     /// that run one after another, oldest first, is never skipped because of its own
-    /// process's run. (Against another process's run, `overlap` applies.)
+    /// process's run. (Against another process's run on this host, `overlap` applies; in a
+    /// fleet, a catch-up run also waits for the fleet lease another node's run holds: its
+    /// instant was claimed by this node, and nobody else would run it.)
     Wait,
 }
 
@@ -98,6 +100,10 @@ pub(crate) enum Work {
     /// A run this process finished, found to have been run again by another node that
     /// declared this one lost before it could report (to be alerted).
     RanTwice(Box<RanTwice>),
+    /// Due instants of a job that this node could not claim when they were due (the
+    /// backend was unreachable), kept, and claimed by this node once it could again, so no
+    /// node ran them: missed, and this node's to run as the job's `catchup` says.
+    Late(LateTicks),
 }
 
 /// A run that ran twice: its end here, and what happened.
@@ -105,6 +111,19 @@ pub(crate) struct RanTwice {
     pub(crate) record: RunRecord,
     /// What happened, for a person.
     pub(crate) reason: String,
+}
+
+/// A job's instants claimed late ([`Work::Late`]), oldest first.
+pub(crate) struct LateTicks {
+    pub(crate) job: String,
+    pub(crate) ticks: Vec<Tick>,
+    /// How many older instants of the job were missed too but not kept (beyond the most a
+    /// `catchup` runs).
+    pub(crate) not_kept: usize,
+    /// When this node first failed to claim one of them (the outage as this node saw it).
+    pub(crate) since: Timestamp,
+    /// Why the claim failed then.
+    pub(crate) error: String,
 }
 
 /// A run found on a node that stopped heartbeating, marked lost by this node.
@@ -301,8 +320,16 @@ pub(crate) trait Coordinator: Send + Sync {
     fn first_alert(&self, run_id: &str, event: &str) -> bool;
 
     /// Decides which due ticks run here and calls `won` for each (at once, or later from a
-    /// thread of the backend's own).
+    /// thread of the backend's own). Ticks that cannot be claimed now may come back later
+    /// through [`Coordinator::serve`] as [`Work::Late`].
     fn claim(self: Arc<Self>, ticks: Vec<Tick>, won: Box<dyn FnMut(Tick) + Send>);
+    /// Whether a won tick that finds a run of its job still waiting to start may join that
+    /// run (coalesce). True where the instant is only this process's business; false where
+    /// winning it made it this process's obligation that nobody else meets (a fleet's
+    /// claim): it then runs after the waiting run, as catch-up runs do.
+    fn ticks_coalesce(&self) -> bool {
+        true
+    }
     /// Brings the daemon work from elsewhere until the sink closes (returns at once when
     /// the backend has none to bring).
     fn serve(&self, sink: &dyn WorkSink);

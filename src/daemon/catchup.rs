@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::Shared;
 use super::launch::{Launch, run_one};
@@ -57,35 +58,61 @@ pub(super) fn push(shared: &Arc<Shared>, launch: Launch) {
 }
 
 /// Runs the job's queued catch-up runs, oldest first, until none is left (or the daemon
-/// stops: what has not started then is left to the next start, from the dispatch mark).
+/// stops: what has not started then is recorded as interrupted, and left to the next
+/// start's catch-up from the dispatch mark).
 fn drain(shared: &Arc<Shared>, job: &str) {
     loop {
-        let next = {
+        let (next, left) = {
             let mut queues = lock(&shared.catchups.queues);
             let next = if shared.slots.is_closed() {
                 None
             } else {
                 queues.get_mut(job).and_then(VecDeque::pop_front)
             };
-            if next.is_none()
-                && let Some(left) = queues.remove(job).filter(|q| !q.is_empty())
-            {
-                let msg = format!(
-                    "the daemon is stopping: {} catch-up run(s) not started (the next start \
-                     catches up from the last instant dispatched)",
-                    left.len()
-                );
-                shared
-                    .log
-                    .log(Level::Warn, "catchup", &[("job", job.to_string())], &msg);
-            }
-            next
+            let left = match next {
+                None => queues.remove(job).unwrap_or_default(),
+                Some(_) => VecDeque::new(),
+            };
+            (next, left)
         };
+        if !left.is_empty() {
+            let msg = format!(
+                "the daemon is stopping: {} catch-up run(s) not started, each recorded as \
+                 interrupted (the next start catches up from the last instant dispatched)",
+                left.len()
+            );
+            shared
+                .log
+                .log(Level::Warn, "catchup", &[("job", job.to_string())], &msg);
+            for l in &left {
+                let reason = "the daemon stopped before this catch-up run started";
+                super::launch::record_not_started(shared, l, reason);
+            }
+        }
         let Some(launch) = next else {
             return;
         };
+        if launch.behind && !behind_pending(shared, job) {
+            // Stopping: counted with the others not started.
+            if let Some(q) = lock(&shared.catchups.queues).get_mut(job) {
+                q.push_front(launch);
+            }
+            continue;
+        }
         let cfg = shared.current();
         let jitter = cfg.job(job).and_then(|j| j.jitter);
         run_one(shared, &cfg, launch, jitter);
     }
+}
+
+/// Waits until the job's run that is waiting to start took its exclusion (the catch-up run
+/// then waits for it as its own run, so it runs after it); false once the daemon stops.
+fn behind_pending(shared: &Shared, job: &str) -> bool {
+    while lock(&shared.pending).contains(job) {
+        if shared.slots.is_closed() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }

@@ -64,6 +64,12 @@ fn tick_launch(shared: &Shared, d: Dispatch) -> Option<Launch> {
 /// Hands one run to a thread: jitter, exclusion, slot, run.
 pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) {
     let Some(j) = cfg.job(&launch.job) else {
+        let f = [
+            ("job", launch.job.clone()),
+            ("scheduled", launch.scheduled.to_string()),
+        ];
+        let msg = "the job is no longer in the table: this run does not happen";
+        shared.log.log(Level::Warn, "dispatch", &f, msg);
         return;
     };
     if launch.why == "catchup" {
@@ -72,7 +78,13 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
         return;
     }
     let job = launch.job.clone();
-    if launch.coalesce && !join_pending(shared, &launch) {
+    let mut launch = launch;
+    if launch.coalesce && !join_pending(shared, &mut launch) {
+        return;
+    }
+    if launch.why == "catchup" {
+        // A claimed instant that may not join the waiting run: it runs after it.
+        super::catchup::push(shared, launch);
         return;
     }
     let jitter = if launch.why == "trigger" {
@@ -111,8 +123,11 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
 }
 
 /// A tick of a job with a run still waiting to start joins that run (its instant is marked
-/// as handled); false then. Otherwise the job now has a waiting run.
-fn join_pending(shared: &Shared, launch: &Launch) -> bool {
+/// as handled); false then. Otherwise the job now has a waiting run. Where a won tick may
+/// not coalesce ([`crate::coord::Coordinator::ticks_coalesce`]: in a fleet, the instant is
+/// this node's obligation), it becomes a catch-up run instead: it runs after the waiting
+/// run, never skipped because of it.
+fn join_pending(shared: &Shared, launch: &mut Launch) -> bool {
     let job = &launch.job;
     let mut pending = lock(&shared.pending);
     if !pending.contains(job) {
@@ -120,6 +135,23 @@ fn join_pending(shared: &Shared, launch: &Launch) -> bool {
         return true;
     }
     drop(pending);
+    if !shared.coord.ticks_coalesce() {
+        launch.why = "catchup";
+        launch.coalesce = false;
+        launch.behind = true;
+        shared.log.log(
+            Level::Info,
+            "queued",
+            &[
+                ("job", job.clone()),
+                ("scheduled", launch.scheduled.to_string()),
+                ("run_id", launch.run_id.clone()),
+            ],
+            "a run of this job is already waiting to start; this claimed instant runs after \
+             it, as a catch-up run (no other node would run it)",
+        );
+        return true;
+    }
     if launch.mark
         && let Err(e) = shared.marks.mark(job, launch.scheduled)
     {

@@ -28,9 +28,12 @@ pub(super) struct Launch {
     pub(super) run_id: String,
     /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
     pub(super) mark: bool,
-    /// Scheduler ticks coalesce into a run that is still waiting; catch-up runs and triggers
-    /// never do.
+    /// Scheduler ticks coalesce into a run that is still waiting (where the backend lets
+    /// them: `Coordinator::ticks_coalesce`); catch-up runs and triggers never do.
     pub(super) coalesce: bool,
+    /// A won tick that found a run of its job waiting to start and may not join it: it
+    /// starts only once that run took its exclusion (so it runs after it).
+    pub(super) behind: bool,
     /// Told the run's record when it ends (`trigger --wait`).
     pub(super) done: Option<std::sync::mpsc::Sender<RunRecord>>,
     /// 1, or the attempt a run taken over from a lost fleet node goes on with.
@@ -47,9 +50,18 @@ impl Launch {
             run_id: execute::new_run_id(),
             mark: why != "reboot",
             coalesce: why != "catchup",
+            behind: false,
             done: None,
             first_attempt: 1,
         }
+    }
+
+    /// An instant claimed late (after the backend was unreachable when it was due): a
+    /// catch-up run with the run id it was claimed with.
+    pub(super) fn late(tick: crate::coord::Tick) -> Launch {
+        let mut l = Launch::tick(&tick.job, tick.scheduled, "catchup");
+        l.run_id = tick.run_id;
+        l
     }
 
     /// A run asked for now, outside the schedule (never coalesced, never marked).
@@ -62,6 +74,7 @@ impl Launch {
             run_id,
             mark: false,
             coalesce: false,
+            behind: false,
             done: None,
             first_attempt: 1,
         }
@@ -79,7 +92,7 @@ pub(super) fn run_one(
     let Some(job) = cfg.job(name) else {
         return;
     };
-    let Some(interrupt) = prepare(shared, &launch, jitter) else {
+    let Some((interrupt, jitter)) = prepare(shared, &launch, jitter) else {
         return;
     };
     let ctx = shared.ctx(cfg);
@@ -96,7 +109,7 @@ pub(super) fn run_one(
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
     // exclusion only once its instant has come. (`execute_locked` writes the run's marker.)
-    let exclusion = match wait_for_instant(launch.scheduled, &interrupt) {
+    let exclusion = match wait_for_instant(launch.scheduled, jitter, &interrupt) {
         Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
@@ -133,8 +146,12 @@ pub(super) fn run_one(
 }
 
 /// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
-/// waits out the jitter; `None` when the run must not go on.
-fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
+/// draws the jitter to wait; `None` when the run must not go on.
+fn prepare(
+    shared: &Arc<Shared>,
+    launch: &Launch,
+    jitter: Option<Duration>,
+) -> Option<(Interrupt, Duration)> {
     let name = launch.job.as_str();
     let f = [("job", name.to_string())];
     if launch.mark {
@@ -154,13 +171,8 @@ fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> O
             return None;
         }
     };
-    if let Some(j) = jitter {
-        let delay = j.mul_f64(crate::policy::random01());
-        if interrupt.sleep(delay).is_some() {
-            return None;
-        }
-    }
-    Some(interrupt)
+    let delay = jitter.map_or(Duration::ZERO, |j| j.mul_f64(crate::policy::random01()));
+    Some((interrupt, delay))
 }
 
 /// Takes the job's exclusion, then a `max_concurrent` slot. `None` when the run does not
@@ -213,9 +225,17 @@ fn admit(
     Some(exclusion)
 }
 
-/// Handed over early (`LOOKAHEAD`): nothing about the run is decided before its instant, and
-/// it never starts before it.
-fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), String> {
+/// Waits out the jitter, then (handed over early, `LOOKAHEAD`) for the instant: nothing about
+/// the run is decided before its instant, and it never starts before it. A stop meanwhile is
+/// recorded by the caller (a claimed instant is never dropped without a record).
+fn wait_for_instant(
+    scheduled: Timestamp,
+    jitter: Duration,
+    interrupt: &Interrupt,
+) -> Result<(), String> {
+    if !jitter.is_zero() && interrupt.sleep(jitter).is_some() {
+        return Err("the daemon stopped before it started (during its jitter)".to_string());
+    }
     if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
         && !early.is_zero()
         && interrupt.sleep(early).is_some()
@@ -223,6 +243,31 @@ fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), S
         return Err("the daemon stopped before it started".to_string());
     }
     Ok(())
+}
+
+/// Records a run that does not start because the daemon stops (not alerted): an instant
+/// claimed in a fleet is never dropped without a record.
+pub(super) fn record_not_started(shared: &Arc<Shared>, launch: &Launch, reason: &str) {
+    let cfg = shared.current();
+    let Some(job) = cfg.job(&launch.job) else {
+        return;
+    };
+    let req = RunRequest {
+        job,
+        scheduled: launch.scheduled,
+        params: launch.params.clone(),
+        trigger: launch.why,
+        alerts: false,
+        first_attempt: launch.first_attempt,
+    };
+    let r = execute::not_run(
+        shared.ctx(&cfg),
+        &req,
+        &launch.run_id,
+        reason.to_string(),
+        Some(libc::SIGTERM),
+    );
+    report(shared, launch, r.record, false);
 }
 
 /// A run's end, told to the metrics, the watchdog and whoever waits for it (`trigger

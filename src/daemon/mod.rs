@@ -10,8 +10,9 @@
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from due
 //! instants to run threads), `launch` (one run's thread), `catchup` (missed instants, one
-//! after another), `health` (a state directory that cannot be written), `orphans` (runs
-//! whose supervisor died, taken over), `slots` (concurrency), `state` (the daemon's files),
+//! after another), `late` (instants no node could claim when due: missed), `health` (a
+//! state directory that cannot be written), `orphans` (runs whose supervisor died, taken
+//! over), `slots` (concurrency), `state` (the daemon's files),
 //! `control` (the control socket server), `work` (work the coordination backend brings),
 //! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`).
 
@@ -19,6 +20,7 @@ mod catchup;
 mod control;
 mod dispatch;
 mod health;
+mod late;
 mod launch;
 mod orphans;
 mod slots;

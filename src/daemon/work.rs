@@ -1,7 +1,7 @@
 //! Work the backend brings the daemon besides its own schedule: runs that `trigger`
-//! requested through the backend, and runs lost with a node that went silent (recorded and
+//! requested through the backend, runs lost with a node that went silent (recorded and
 //! alerted as lost by this node, and run again with the same run id and scheduled instant
-//! when retries are left).
+//! when retries are left), and instants no node could claim when due (`late`).
 
 use std::sync::Arc;
 
@@ -50,6 +50,7 @@ impl WorkSink for Sink {
                     self.0.ctx(&cfg).alerts().ran_twice(job, &twice);
                 }
             }
+            Work::Late(late) => super::late::take(&self.0, late),
         }
     }
 }

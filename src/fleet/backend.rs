@@ -54,7 +54,7 @@ impl Coordinator for Fleet {
         else {
             return Ok(None);
         };
-        let lease = self.wait_for_lease(job, log, run_id, interrupt)?;
+        let lease = self.wait_for_lease(job, log, run_id, interrupt, own)?;
         exclusion.guard = Some(Box::new(lease));
         Ok(Some(exclusion))
     }
@@ -135,6 +135,12 @@ impl Coordinator for Fleet {
         }
     }
 
+    /// A claimed instant is this node's to run: nobody else will, so it never joins
+    /// another.
+    fn ticks_coalesce(&self) -> bool {
+        false
+    }
+
     fn serve(&self, sink: &dyn WorkSink) {
         let mut next_scan = Instant::now();
         let mut next_prune = Instant::now();
@@ -156,6 +162,7 @@ impl Coordinator for Fleet {
     }
 
     fn leave(&self) {
+        self.forget_unclaimed();
         self.mark_stopped();
     }
 
@@ -237,6 +244,7 @@ impl Fleet {
         for notice in self.take_notices() {
             sink.take(notice);
         }
+        self.reclaim_unclaimed(sink);
         match self.take_triggers(&sink.jobs()) {
             Ok(list) => {
                 for t in list {
@@ -293,11 +301,9 @@ impl Fleet {
         }
     }
 
-    /// Claims ticks for this node; the run ids won. Ticks older than the claim retention
-    /// are refused; while the database is unreachable the claim is retried for
-    /// `dead_after`, then given up on this node (a node that can reach the database runs
-    /// them).
-    fn claim_ticks(&self, ticks: &[Tick]) -> BTreeSet<String> {
+    /// The ticks within the claim retention; the older ones are logged and refused (another
+    /// node may have run them, and their claims are gone).
+    pub(super) fn within_retention<'a>(&self, ticks: &'a [Tick]) -> Vec<&'a Tick> {
         let retention = jiff::SignedDuration::try_from(CLAIM_RETENTION).unwrap_or_default();
         let now = Timestamp::now();
         let (old, wanted): (Vec<&Tick>, Vec<&Tick>) = ticks
@@ -315,35 +321,49 @@ impl Fleet {
                  have run it and its claim is gone",
             );
         }
+        wanted
+    }
+
+    /// Claims ticks for this node; the run ids won. Ticks older than the claim retention
+    /// are refused; while the database is unreachable the claim is retried for
+    /// `dead_after`, then the ticks are given up for now: named in the log and kept, to be
+    /// claimed again once the database answers (`missed`).
+    fn claim_ticks(&self, ticks: &[Tick]) -> BTreeSet<String> {
+        let wanted = self.within_retention(ticks);
         if wanted.is_empty() {
             return BTreeSet::new();
         }
-        let wanted: Vec<(String, Timestamp, String)> = wanted
+        let batch: Vec<(String, Timestamp, String)> = wanted
             .iter()
             .map(|t| (t.job.clone(), t.scheduled, t.run_id.clone()))
             .collect();
         let deadline = Instant::now() + self.dead_after;
         let mut delay = Duration::from_millis(100);
-        let mut told = false;
+        let mut failing_since = None;
         loop {
-            let e = match self.claim_batch(&wanted) {
+            let e = match self.claim_batch(&batch) {
                 Ok(won) => return won.into_iter().collect(),
                 Err(e) => e,
             };
-            let f = [("ticks", wanted.len().to_string())];
+            let f = [("ticks", batch.len().to_string())];
+            let since = *failing_since.get_or_insert_with(|| {
+                let msg = format!("cannot claim: {e}; retrying");
+                self.log.log(Level::Warn, "claim", &f, &msg);
+                Timestamp::now()
+            });
             if Instant::now() + delay >= deadline {
                 self.log.log(
                     Level::Error,
                     "claim",
                     &f,
-                    &format!("cannot claim: {e}; giving these ticks up on this node"),
+                    &format!(
+                        "cannot claim: {e}; giving these ticks up on this node for now (each \
+                         is named below, and claimed again once the database answers)"
+                    ),
                 );
+                let kept = wanted.into_iter().cloned().collect();
+                self.keep_unclaimed(kept, since, &e);
                 return BTreeSet::new();
-            }
-            if !told {
-                told = true;
-                let msg = format!("cannot claim: {e}; retrying");
-                self.log.log(Level::Warn, "claim", &f, &msg);
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(self.heartbeat);

@@ -36,14 +36,15 @@ impl Fleet {
             let result = (|| -> Result<Vec<String>, String> {
                 if conn.as_ref().is_none_or(|c| c.is_closed()) {
                     let mut fresh = self.connect()?;
-                    // What ended while the database was away goes in first.
-                    self.replay_on(&mut fresh)?;
+                    // What ended while the database was away goes in first. (A connection
+                    // lost meanwhile fails the heartbeat below.)
+                    let _ = self.replay_on(&mut fresh);
                     conn = Some(fresh);
                 }
                 let c = conn.as_mut().ok_or("no connection")?;
                 if !self.outbox.is_empty() {
-                    // Queued by this host's other processes (`run`).
-                    self.replay_on(c)?;
+                    // Queued by this host's other processes (`run`), or held back.
+                    let _ = self.replay_on(c);
                 }
                 let mut tx = c.transaction().map_err(db_err)?;
                 tx.execute(

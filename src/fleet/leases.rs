@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::Fleet;
 use super::pool::col;
 use crate::config::{Job, Overlap};
-use crate::coord::Guard;
+use crate::coord::{Guard, OwnRun};
 use crate::log::{Level, Logger};
 use crate::runner::Interrupt;
 use crate::sync::lock;
@@ -120,13 +120,17 @@ impl Fleet {
 
     /// The lease that goes with the local lock. `skip` gives up when another node holds it;
     /// `queue` and `replace` wait for it (a run on another node cannot be stopped from
-    /// here, so `replace` waits like `queue` across nodes).
+    /// here, so `replace` waits like `queue` across nodes). A catch-up run ([`OwnRun::Wait`]:
+    /// an instant this node claimed late, or one that runs after another of its job) waits
+    /// whatever `overlap` says: the lease is per job, not per instant, and the run holding
+    /// it is another instant's, so skipping would lose this one.
     pub(super) fn wait_for_lease(
         &self,
         job: &Job,
         log: &Logger,
         run_id: &str,
         interrupt: &Interrupt,
+        own: OwnRun,
     ) -> Result<Lease, String> {
         let mut told = false;
         loop {
@@ -139,7 +143,7 @@ impl Fleet {
                 "node {} (run {}, since {}, renewed {:.1}s ago)",
                 holder.node, holder.run_id, holder.since, holder.age_s
             );
-            if job.overlap == Overlap::Skip {
+            if job.overlap == Overlap::Skip && own == OwnRun::Overlap {
                 return Err(format!("another run holds the fleet lease: {who}"));
             }
             if !told {

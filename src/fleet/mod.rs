@@ -24,8 +24,10 @@
 //!
 //! Files: `schema` (migrations), `pool` (connections), `claims` (ticks, triggers, pauses),
 //! `leases` (the per-job lease and its guard), `fence` (renewal and fencing threads),
-//! `keeper` (the fence keeper process), `runs` (run rows, history, lost runs), `view` (what
-//! `status` reads: nodes, runs truly running, the last real result), `backend`
+//! `keeper` (the fence keeper process), `missed` (ticks no node could claim, claimed again
+//! once the database answers), `outbox` and `report` (what the node tells the database
+//! about its runs, kept until it is written), `runs` (run rows, history, lost runs), `view`
+//! (what `status` reads: nodes, runs truly running, the last real result), `backend`
 //! (the [`crate::coord::Coordinator`] implementation that ties them together).
 
 mod backend;
@@ -33,6 +35,7 @@ mod claims;
 mod fence;
 mod keeper;
 mod leases;
+mod missed;
 mod outbox;
 mod pool;
 mod report;
@@ -95,8 +98,12 @@ pub(crate) struct Fleet {
     outbox: outbox::Outbox,
     /// One replay of the outbox at a time in this process.
     replaying: Mutex<()>,
+    /// Outbox entries the database refused, and when to try them again.
+    held_back: Mutex<HashMap<std::path::PathBuf, Instant>>,
     /// Work found while reporting (a run that ran twice), for the daemon to take.
     notices: Mutex<Vec<crate::coord::Work>>,
+    /// The due ticks this node could not claim, to claim again once the database answers.
+    unclaimed: Mutex<missed::Kept>,
 }
 
 /// The connection string, from the table or its secret; never logged.
@@ -173,7 +180,9 @@ impl Fleet {
             role,
             outbox: outbox::Outbox::new(state_dir),
             replaying: Mutex::new(()),
+            held_back: Mutex::default(),
             notices: Mutex::new(Vec::new()),
+            unclaimed: Mutex::default(),
         });
         fleet.migrate()?;
         if role == Role::Client {

@@ -6,6 +6,9 @@
 //! has not started it again, never runs again); one that another node did run again is
 //! kept as a second row and told as `ran-twice`.
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use postgres::Client;
 use postgres::types::Type;
 
@@ -16,6 +19,17 @@ use crate::coord::{RanTwice, Role, Work};
 use crate::log::{Level, Logger};
 use crate::record::RunRecord;
 use crate::sync::lock;
+
+/// How long an entry the database refused waits before it is tried again.
+const HOLD_BACK: Duration = Duration::from_secs(60);
+
+/// What the database said, for the log.
+fn refusal(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.severity(), d.message()),
+        None => e.to_string(),
+    }
+}
 
 /// What the database said to an entry.
 enum Delivered {
@@ -111,10 +125,24 @@ impl Fleet {
                     continue;
                 }
             };
-            let d = self.deliver(c, &entry).map_err(db_err)?;
-            self.told(&entry, d, &self.log);
-            self.outbox.done(&p.path);
-            n += 1;
+            if lock(&self.held_back)
+                .get(&p.path)
+                .is_some_and(|until| Instant::now() < *until)
+            {
+                continue;
+            }
+            match self.deliver(c, &entry) {
+                Ok(d) => {
+                    self.told(&entry, d, &self.log);
+                    self.outbox.done(&p.path);
+                    lock(&self.held_back).remove(&p.path);
+                    n += 1;
+                }
+                // The database refused this entry (a right missing, a schema it does not
+                // know): the others go on, and this one is tried again later.
+                Err(e) if e.as_db_error().is_some() => self.hold_back(&p.path, &entry, &e),
+                Err(e) => return Err(db_err(e)),
+            }
         }
         if n > 0 {
             let msg = format!("wrote {n} queued run report(s) to the database");
@@ -122,6 +150,28 @@ impl Fleet {
                 .log(Level::Info, "fleet", &[("node", self.node.clone())], &msg);
         }
         Ok(n)
+    }
+
+    /// Keeps an entry the database refused for [`HOLD_BACK`] (said once per entry).
+    fn hold_back(&self, path: &Path, entry: &Entry, e: &postgres::Error) {
+        let first = lock(&self.held_back)
+            .insert(path.to_path_buf(), Instant::now() + HOLD_BACK)
+            .is_none();
+        if first {
+            let fields = [
+                ("job", entry.job().to_string()),
+                ("run_id", entry.run_id().to_string()),
+            ];
+            let msg = format!(
+                "the database refuses the run's {} ({}); it stays in {} and is tried again \
+                 every {}",
+                entry.kind(),
+                refusal(e),
+                self.outbox.dir().display(),
+                crate::units::format_duration(HOLD_BACK)
+            );
+            self.log.log(Level::Error, "fleet", &fields, &msg);
+        }
     }
 
     /// One entry to the database, in one statement (two for a run that ran twice).

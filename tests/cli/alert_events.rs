@@ -111,7 +111,7 @@ alert = ["ops", "chat"]
             )),
         "{subject}"
     );
-    // The default `on` (failure, skipped, stale) mails it too, once, with the facts.
+    // The default `on` (failure, skipped, stale, missed) mails it too, once, with the facts.
     let mail = smtp.messages();
     assert_eq!(mail.len(), 1, "{mail:?}");
     let m = readable(&mail[0]);
