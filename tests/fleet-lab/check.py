@@ -85,7 +85,7 @@ for l in lines("runs.tsv"):
     f = l.split("\t")
     if len(f) >= 7:
         runs[f[0]] = {"job": f[1], "node": f[2], "state": f[3], "sched": int(f[4]) / 1000,
-                      "attempt": f[5], "outcome": f[6]}
+                      "attempt": f[5], "outcome": f[6], "reason": f[9] if len(f) > 9 else ""}
 logs = lines("logs")
 
 # --- Exactly once ----------------------------------------------------------------------------
@@ -105,6 +105,10 @@ def expected(job):
 
 
 def ran_twice_detected(run_ids, job):
+    """A "ran twice" line naming one of the runs: in a node's log, an alert, or the reason
+    of the run's record in cronwarden_runs."""
+    if any(RAN_TWICE.search(runs.get(r, {}).get("reason", "")) for r in run_ids):
+        return True
     for l in logs + [a.event + " " + a.subject + " " + a.msg + " " + a.run for a in alerts]:
         if RAN_TWICE.search(l) and any(r in l for r in run_ids):
             return True
@@ -340,7 +344,7 @@ for name, ok, ev in results:
 failed = [n for n, ok, _ in results if not ok]
 ev = (f"{checked - len(missing)}/{checked} instants ran, {len(missing)} missing ({len(unalerted)} "
       f"unalerted), {len(doubles) + len(detected)} twice ({len(detected)} detected), "
-      f"{len(overlaps) + len(crossing)} overlaps, {len(unrecorded)} ends not recorded, "
+      f"{len(overlaps) + len(crossing)} overlaps, {len(unrecorded) + len(victims_not_done)} ends not recorded by their node, "
       f"{stuck_live + stuck_stopped} stuck running, max {orph} orphaned sessions")
 print(f"SUMMARY | {SCEN} | {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'} | "
       + "; ".join([ev] + summary) + " |")

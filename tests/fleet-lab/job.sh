@@ -10,11 +10,12 @@ rec=$1 job=$2 node=$3 secs=$4
 now() { env -u LD_PRELOAD -u FAKETIME date +%s.%N; }
 pids="$rec.pids.$job"
 # Another copy of this job alive now (any node: all run on this machine) is an overlap.
-for p in $(cat "$pids" 2>/dev/null); do
+touch "$pids"
+while read -r p; do
     case "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")" in
     *"job.sh $rec $job "*) echo "overlap $job $node $CRONWARDEN_RUN_ID $p $(now)" >>"$rec" ;;
     esac
-done
+done <"$pids"
 echo $$ >>"$pids"
 what="$job $node $CRONWARDEN_RUN_ID $CRONWARDEN_ATTEMPT $CRONWARDEN_TS"
 echo "start $what $(now)" >>"$rec"

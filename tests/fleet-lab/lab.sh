@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The fleet lab's plumbing (sourced by tests/fleet-lab/run.sh): network namespaces, a
 # bridge, PostgreSQL, the daemons, the outages, and the cleanup. Nothing here touches the
 # host's own network configuration: every link, address and nft rule lives in a namespace
@@ -31,7 +32,6 @@ wait_until() {
 
 NET=10.231.0
 PG_ADDR=$NET.1
-PROXY_PORT=6432
 
 ns() { printf 'cwl%s-%s' "$LAB_ID" "$1"; }
 in_ns() {
@@ -156,20 +156,20 @@ stop_daemon() {
 
 # Kills everything left in the lab's namespaces, then removes them.
 cleanup() {
-    local rc=$? n pids
+    local rc=$? n pids=()
     trap - EXIT INT TERM
     [ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null
     [ -n "${PROXY:-}" ] && kill "$PROXY" 2>/dev/null
     for n in "${NAMESPACES[@]}"; do
-        pids=$(ip netns pids "$n" 2>/dev/null || true)
-        [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+        mapfile -t pids < <(ip netns pids "$n" 2>/dev/null)
+        [ ${#pids[@]} = 0 ] || kill -TERM "${pids[@]}" 2>/dev/null
     done
     if [ -n "${PG_DIR:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
         pg_stop immediate 2>/dev/null || true
     fi
     for n in "${NAMESPACES[@]}"; do
-        pids=$(ip netns pids "$n" 2>/dev/null || true)
-        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+        mapfile -t pids < <(ip netns pids "$n" 2>/dev/null)
+        [ ${#pids[@]} = 0 ] || kill -KILL "${pids[@]}" 2>/dev/null
     done
     # Jobs the daemons started are in the node namespaces (killed above); the job script's
     # own copies anywhere else would be a lab bug, but go too.

@@ -40,6 +40,8 @@ LONG_SECS=3
 # A node's sessions allowed: its pool (8), the renewal connection and the trigger listener.
 MAX_SESSIONS=${LAB_MAX_SESSIONS:-10}
 DELAY_MS=${LAB_DELAY_MS:-200}
+# Where the slow link's proxy listens, in PostgreSQL's namespace.
+PROXY_PORT=6432
 FULL=0
 ROUNDS=1
 LAB_ID=$$
@@ -56,7 +58,7 @@ parse_args() {
         case "$a" in
         --full) FULL=1 ROUNDS=3 ;;
         --list)
-            printf '%s\n' $SCENARIOS
+            printf '%s\n' "${SCENARIOS// /$'\n'}"
             exit 0
             ;;
         -h | --help)
@@ -244,10 +246,10 @@ long_started_after() {
 }
 # sleep_until EPOCH
 sleep_until() {
-    local d
-    d=$(python3 -c "import time; print(max(0.0, $1 - time.time()))")
-    pause "$d"
+    pause "$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", d > 0 ? d : 0 }')"
 }
+# calc EXPRESSION: arithmetic on decimals (awk).
+calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 
 # finish [VICTIM]: the end of a scenario. With VICTIM, that node is first stopped cleanly
 # while the others go on (the issue's double run showed when the node that finished a run
@@ -286,7 +288,8 @@ finish() {
     pkill_lab_jobs
     q "SELECT run_id, job, node, state, scheduled_ms, attempt,
               coalesce(record::json->>'outcome', ''), extract(epoch FROM started),
-              coalesce(extract(epoch FROM ended)::text, '')
+              coalesce(extract(epoch FROM ended)::text, ''),
+              translate(coalesce(record::json->>'reason', ''), E'\t\n', '  ')
        FROM cronwarden_runs ORDER BY started" >"$SCEN_DIR/runs.tsv"
     cat "$SCEN_DIR"/n*/daemon.log "$SCEN_DIR"/n*/stderr >"$SCEN_DIR/logs" 2>/dev/null || true
     # The leaked sessions go with the database (dropped at the next begin, or at the end).
@@ -308,14 +311,14 @@ cut_during_long_end() {
         fact problem "no long run started"
         return
     }
-    sleep_until "$(python3 -c "print($LONG_START + $LONG_SECS - $lead)")"
-    t0=$(now)
+    sleep_until "$(calc "$LONG_START + $LONG_SECS - $lead")"
     cut "$LONG_NODE"
-    pause "$secs"
+    t0=$(now)
+    sleep_until "$(calc "$t0 + $secs")"
     heal "$LONG_NODE"
     t1=$(now)
     fact cut "$round" "$LONG_NODE" "$LONG_RUN" "$t0" "$t1"
-    say "   round $round: cut $LONG_NODE $(python3 -c "print(f'{$t1 - $t0:.2f}')") s, its run $LONG_RUN due to end ${lead}s into the cut"
+    say "   round $round: cut $LONG_NODE $(calc "$t1 - $t0") s, its run $LONG_RUN due to end ${lead}s into the cut"
     VICTIM=$LONG_NODE
     after_heal "$round"
 }
@@ -343,13 +346,13 @@ scenario_drop_all() {
     for r in $(seq "$ROUNDS"); do
         next_long_start || true
         pause 1
-        t0=$(now)
         cut pg
-        pause 12
+        t0=$(now)
+        sleep_until "$(calc "$t0 + 12")"
         heal pg
         t1=$(now)
         fact cut "$r" all - "$t0" "$t1"
-        say "   round $r: PostgreSQL cut off from every node for $(python3 -c "print(f'{$t1 - $t0:.2f}')") s"
+        say "   round $r: PostgreSQL cut off from every node for $(calc "$t1 - $t0") s"
         after_heal "$r"
     done
     # A few heartbeats after healing (after_heal waited for the sessions already).
@@ -368,15 +371,15 @@ scenario_pg_restart() {
         }
         # (A checkpoint first, so that the fast shutdown's own is short.)
         q "CHECKPOINT" >/dev/null
-        sleep_until "$(python3 -c "print($LONG_START + $LONG_SECS - 0.3)")"
+        sleep_until "$(calc "$LONG_START + $LONG_SECS - 0.3")"
         t0=$(now)
         pg_stop fast
-        sleep_until "$(python3 -c "print($t0 + 3.2)")"
+        sleep_until "$(calc "$t0 + 3.2")"
         pg_start
         t1=$(now)
         VICTIM=$LONG_NODE
         fact cut "$r" "$LONG_NODE" "$LONG_RUN" "$t0" "$t1"
-        say "   round $r: PostgreSQL down $(python3 -c "print(f'{$t1 - $t0:.2f}')") s; $LONG_NODE's run $LONG_RUN due to end 0.3s into it"
+        say "   round $r: PostgreSQL down $(calc "$t1 - $t0") s; $LONG_NODE's run $LONG_RUN due to end 0.3s into it"
         after_heal "$r"
     done
     pause 3
@@ -436,7 +439,8 @@ need_tools() {
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     [ ${#missing[@]} = 0 ] || die "missing: ${missing[*]} (apt-get install iproute2 nftables postgresql-client faketime python3)"
-    FAKETIME_LIB=$(ls /usr/lib/*/faketime/libfaketimeMT.so.1 2>/dev/null | head -1)
+    FAKETIME_LIB=
+    for t in /usr/lib/*/faketime/libfaketimeMT.so.1; do [ -e "$t" ] && FAKETIME_LIB=$t; done
     [ -n "$FAKETIME_LIB" ] || die "libfaketimeMT.so.1 not found (apt-get install faketime)"
 }
 
