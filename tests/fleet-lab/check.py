@@ -233,22 +233,33 @@ unrecorded = []
 for r in records:
     if r.kind == "end" and r.job in PERIODS and T_A <= r.sched <= T_B:
         row = runs.get(r.run)
-        if not row or row["state"] != "done":
-            unrecorded.append(f"{r.job}@{hms(r.sched)} {r.node}:{r.run} ({row['state'] if row else 'no row'})")
+        # (Every lab job that reaches its end succeeded.)
+        if not row or row["state"] != "done" or row["outcome"] != "success":
+            unrecorded.append(f"{r.job}@{hms(r.sched)} {r.node}:{r.run} "
+                              + (f"({row['state']} {row['outcome']})" if row else "(no row)"))
 cut_runs = [f for f in facts if f[0] == "cut" and f[3] != "-"]
 victims_not_done = []
 for f in cut_runs:
     row = runs.get(f[3])
     ended = [r for r in records if r.kind == "end" and r.run == f[3] and r.node == f[2]]
-    if ended and not (row and row["state"] == "done" and row["node"] == f[2]):
+    if ended and not (row and row["state"] == "done" and row["node"] == f[2]
+                      and row["outcome"] == "success"):
         victims_not_done.append(f"{f[3]} ended on {f[2]} at {hms(ended[0].t)}; fleet row: "
-                                + (f"{row['state']} on {row['node']}" if row else "none"))
-check("ends recorded", not unrecorded and not victims_not_done,
+                                + (f"{row['state']} {row['outcome']} on {row['node']}" if row else "none"))
+# A NODE LOST alert about a run that had ended (by its own record) is false.
+ended_at = {}
+for r in records:
+    if r.kind == "end":
+        ended_at[r.run] = min(ended_at.get(r.run, r.t), r.t)
+false_lost = [f"{a.run} ({a.job}@{hms(epoch(a.sched)) if a.sched else '?'}, ended {hms(ended_at[a.run])}, alerted {hms(float(a.t))} by {a.node})"
+              for a in alerts if a.event == "node-lost" and a.run in ended_at and ended_at[a.run] < float(a.t)]
+check("ends recorded", not unrecorded and not victims_not_done and not false_lost,
       f"{len([r for r in records if r.kind == 'end' and r.job in PERIODS])} runs ended; "
-      f"{len(unrecorded)} not 'done' in cronwarden_runs"
+      f"{len(unrecorded)} not 'done' with outcome success in cronwarden_runs"
       + (f": {unrecorded[:3]}" if unrecorded else "")
       + (f"; the cut runs: {victims_not_done}" if victims_not_done else
-         (f"; the {len(cut_runs)} run(s) ending in a cut recorded done by their node" if cut_runs else "")))
+         (f"; the {len(cut_runs)} run(s) ending in a cut recorded done by their node" if cut_runs else ""))
+      + (f"; {len(false_lost)} NODE LOST alert(s) about a run that had ended: {false_lost[:2]}" if false_lost else ""))
 
 # --- Nothing left running ----------------------------------------------------------------------
 

@@ -246,7 +246,7 @@ long_started_after() {
 }
 # sleep_until EPOCH
 sleep_until() {
-    pause "$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", d > 0 ? d : 0 }')"
+    pause "$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')"
 }
 # calc EXPRESSION: arithmetic on decimals (awk).
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
@@ -304,6 +304,13 @@ finish() {
 
 # --- The scenarios -------------------------------------------------------------------------
 
+# lasted T0 T1 SECONDS: an outage shorter than meant is the lab's own failure, never a pass.
+lasted() {
+    if awk "BEGIN { exit !($2 - $1 < $3 - 0.05) }"; then
+        fact problem "the outage lasted $(calc "$2 - $1") s, not $3 s"
+    fi
+}
+
 # A cut of the node running the long job, LEAD s before that job's end, for SECONDS.
 cut_during_long_end() {
     local secs=$1 round=$2 lead=0.3 t0 t1
@@ -318,6 +325,7 @@ cut_during_long_end() {
     heal "$LONG_NODE"
     t1=$(now)
     fact cut "$round" "$LONG_NODE" "$LONG_RUN" "$t0" "$t1"
+    lasted "$t0" "$t1" "$secs"
     say "   round $round: cut $LONG_NODE $(calc "$t1 - $t0") s, its run $LONG_RUN due to end ${lead}s into the cut"
     VICTIM=$LONG_NODE
     after_heal "$round"
@@ -352,6 +360,7 @@ scenario_drop_all() {
         heal pg
         t1=$(now)
         fact cut "$r" all - "$t0" "$t1"
+        lasted "$t0" "$t1" 12
         say "   round $r: PostgreSQL cut off from every node for $(calc "$t1 - $t0") s"
         after_heal "$r"
     done
@@ -379,6 +388,7 @@ scenario_pg_restart() {
         t1=$(now)
         VICTIM=$LONG_NODE
         fact cut "$r" "$LONG_NODE" "$LONG_RUN" "$t0" "$t1"
+        lasted "$t0" "$t1" 3.2
         say "   round $r: PostgreSQL down $(calc "$t1 - $t0") s; $LONG_NODE's run $LONG_RUN due to end 0.3s into it"
         after_heal "$r"
     done
