@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fleet partition lab in full (tests/fleet-lab/run.sh --full): every outage three times
-# per scenario and longer observation, about 12 minutes. Prints each scenario's checks with
+# per scenario and longer observation, about three times as long as the short version. Prints each scenario's checks with
 # their evidence and a summary table (docs/fleet.md, "The partition lab").
 #
 # Usage (as root): bench/fleet-partitions.sh [SCENARIO...]   (the names: --list)

@@ -237,6 +237,7 @@ for r in records:
         if not row or row["state"] != "done" or row["outcome"] != "success":
             unrecorded.append(f"{r.job}@{hms(r.sched)} {r.node}:{r.run} "
                               + (f"({row['state']} {row['outcome']})" if row else "(no row)"))
+unrecorded_ids = {u.split()[1].split(":")[1] for u in unrecorded}
 cut_runs = [f for f in facts if f[0] == "cut" and f[3] != "-"]
 victims_not_done = []
 for f in cut_runs:
@@ -355,7 +356,7 @@ for name, ok, ev in results:
 failed = [n for n, ok, _ in results if not ok]
 ev = (f"{checked - len(missing)}/{checked} instants ran, {len(missing)} missing ({len(unalerted)} "
       f"unalerted), {len(doubles) + len(detected)} twice ({len(detected)} detected), "
-      f"{len(overlaps) + len(crossing)} overlaps, {len(unrecorded) + len(victims_not_done)} ends not recorded by their node, "
+      f"{len(overlaps) + len(crossing)} overlaps, {len(unrecorded_ids | {v.split()[0] for v in victims_not_done})} ends not recorded by their node, "
       f"{stuck_live + stuck_stopped} stuck running, max {orph} orphaned sessions")
 print(f"SUMMARY | {SCEN} | {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'} | "
       + "; ".join([ev] + summary) + " |")

@@ -9,7 +9,8 @@
 #
 # Usage (as root): tests/fleet-lab/run.sh [--full] [--list] [SCENARIO...]
 #   SCENARIO        one or more of the names --list prints (default: all)
-#   --full          every outage 3 times per scenario, and longer observation (about 12 min);
+#   --full          every outage 3 times per scenario, and longer observation (about 3 times
+#                   as long);
 #                   bench/fleet-partitions.sh runs this. The default is the short version
 #                   .ci/run runs (about 5 min).
 #   CRONWARDEN_SKIP_FLEET_LAB=1   skip it, with a message (ignored under CI: CI always runs it)
@@ -17,7 +18,8 @@
 #                                 ${CARGO_TARGET_DIR:-target}/debug/cronwarden)
 #   CRONWARDEN_LAB_KEEP=1         keep the lab's files (logs, records) even when all passed
 #   LAB_DELAY_MS=200              the slow link's delay, each way (200: a 400 ms round trip)
-#   LAB_RAN_TWICE='ran twice'     what a "ran twice" detection says (a log line or an alert)
+#   LAB_RAN_TWICE='ran[ -]twice'  what a "ran twice" detection says (a regular expression;
+#                                 in a node's log, an alert, or the run's reason in the fleet)
 #   LAB_MISSED_EVENT=missed       the alert event of a tick no node could claim
 #   LAB_MAX_RT=1                  round trips allowed per lease renewal and per claim batch
 # It needs ip (iproute2), nft (nftables), faketime, psql and PostgreSQL's server binaries,
