@@ -187,8 +187,9 @@ fn admit(
     let settings = &ctx.cfg.settings;
     let run_id = &launch.run_id;
     // A catch-up run waits for this daemon's own run of the job (missed instants run one
-    // after another); any other run meets it as `overlap` says.
-    let own = if launch.why == "catchup" {
+    // after another), and so does a run taken over from a lost node (a run owed, which a
+    // skip would lose); any other run meets it as `overlap` says.
+    let own = if launch.why == "catchup" || launch.why == "takeover" {
         OwnRun::Wait
     } else {
         OwnRun::Overlap

@@ -17,7 +17,7 @@ use super::pool::db_err;
 use super::{Fleet, ms};
 use crate::coord::{RanTwice, Role, Work};
 use crate::log::{Level, Logger};
-use crate::record::RunRecord;
+use crate::record::{Outcome, RunRecord};
 use crate::sync::lock;
 
 /// How long an entry the database refused waits before it is tried again.
@@ -37,6 +37,8 @@ enum Delivered {
     Done,
     /// Written, but the fleet had marked the run lost meanwhile (nobody ran it again).
     WasLost,
+    /// A takeover's skip (it never started): the run's row is another process's.
+    NotRun,
     /// Another process of the fleet ran it again: `(node, state of its run)`.
     RanTwice(String, String),
 }
@@ -246,7 +248,8 @@ impl Fleet {
                       AND r.state IN ('running', 'lost')
                 RETURNING 1)
              SELECT (SELECT count(*) FROM up)::int4, (SELECT state FROM prev),
-                    (SELECT incarnation FROM prev), (SELECT node FROM prev)",
+                    (SELECT incarnation FROM prev), (SELECT node FROM prev),
+                    (SELECT record::json ->> 'outcome' FROM prev)",
             &[
                 (&rec.run_id, Type::TEXT),
                 (&rec.job, Type::TEXT),
@@ -270,9 +273,35 @@ impl Fleet {
                 _ => Delivered::Done,
             });
         }
+        let outcome: Option<String> = row.try_get(4)?;
         if by.as_deref() == Some(incarnation) {
             // Written by an earlier replay of this same entry.
             return Ok(Delivered::Done);
+        }
+        if rec.outcome == Outcome::Skipped && rec.attempts.is_empty() {
+            // A takeover of the run that never started here: nothing ran twice.
+            return Ok(Delivered::NotRun);
+        }
+        if state.as_deref() == Some("done") && outcome.as_deref() == Some("skipped") {
+            // The node that took the run over did not run it: this end is the run's.
+            let n = c.execute_typed(
+                "UPDATE cronwarden_runs
+                 SET node = $2, incarnation = $3, record = $4, attempt = $5,
+                     ended = coalesce(to_timestamp($6 / 1000), now())
+                 WHERE run_id = $1 AND state = 'done' AND incarnation = $7",
+                &[
+                    (&rec.run_id, Type::TEXT),
+                    (&node, Type::TEXT),
+                    (&incarnation, Type::TEXT),
+                    (&text, Type::TEXT),
+                    (&attempts, Type::INT4),
+                    (&ended, Type::FLOAT8),
+                    (&by, Type::TEXT),
+                ],
+            )?;
+            if n == 1 {
+                return Ok(Delivered::WasLost);
+            }
         }
         // Another process runs it again (or did): keep this end beside its row.
         let dup = format!("{}@{incarnation}", rec.run_id);
@@ -313,7 +342,7 @@ impl Fleet {
             ("run_id", record.run_id.clone()),
         ];
         match d {
-            Delivered::Done => {}
+            Delivered::Done | Delivered::NotRun => {}
             Delivered::WasLost => {
                 let msg = format!(
                     "the fleet had marked this run lost while node {node} could not report it; \
