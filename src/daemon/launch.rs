@@ -96,7 +96,7 @@ pub(super) fn run_one(
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
     // exclusion only once its instant has come. (`execute_locked` writes the run's marker.)
-    let exclusion = match wait_for_instant(launch.scheduled, &interrupt) {
+    let exclusion = match wait_for_instant(&*shared.coord, launch.scheduled, &interrupt) {
         Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
@@ -214,13 +214,20 @@ fn admit(
 }
 
 /// Handed over early (`LOOKAHEAD`): nothing about the run is decided before its instant, and
-/// it never starts before it.
-fn wait_for_instant(scheduled: Timestamp, interrupt: &Interrupt) -> Result<(), String> {
-    if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
+/// it never starts before it, by the backend's time (a fleet node with a skewed clock waits
+/// for the instant by the database's clock). Looked at again after each wait, since that
+/// time can move (a new clock offset).
+fn wait_for_instant(
+    coord: &dyn crate::coord::Coordinator,
+    scheduled: Timestamp,
+    interrupt: &Interrupt,
+) -> Result<(), String> {
+    while let Ok(early) = Duration::try_from(scheduled.duration_since(coord.now()))
         && !early.is_zero()
-        && interrupt.sleep(early).is_some()
     {
-        return Err("the daemon stopped before it started".to_string());
+        if interrupt.sleep(early).is_some() {
+            return Err("the daemon stopped before it started".to_string());
+        }
     }
     Ok(())
 }
