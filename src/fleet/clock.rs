@@ -3,8 +3,9 @@
 //! midpoint of the round trip (when it was sent plus half the round-trip time). Samples whose
 //! round trip is too long to tell (over [`MAX_SAMPLE_RTT`]) are ignored; the offset is the
 //! median of the last [`SAMPLES`] good ones. Beyond [`SKEW`], the node warns, the daemon
-//! alerts once (`clock`), and it schedules by the corrected time (`Fleet::now`), so that it
-//! never runs an instant early by the database's clock.
+//! alerts once (`clock`), and it schedules by the corrected time (`Fleet::corrected_now`):
+//! the offset less half the sample's round trip (the database read its clock somewhere
+//! within the round trip), so that it never runs an instant early by the database's clock.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -31,10 +32,11 @@ pub(super) struct Clock {
 
 #[derive(Default)]
 struct State {
-    /// Offsets (the database's clock minus this host's), in seconds, newest last.
-    samples: VecDeque<f64>,
-    /// The median of `samples`.
-    offset: Option<f64>,
+    /// Offsets (the database's clock minus this host's) and their round trips, in seconds,
+    /// newest last.
+    samples: VecDeque<(f64, f64)>,
+    /// The median of `samples`, and its round trip.
+    offset: Option<(f64, f64)>,
     /// Whether the offset is beyond [`SKEW`] (an episode, warned once).
     skewed: bool,
 }
@@ -55,14 +57,15 @@ impl Fleet {
         }
         let mid = wall.as_microsecond() as f64 / 1e6 + rtt.as_secs_f64() / 2.0;
         let mut st = lock(&self.clock.state);
-        st.samples.push_back(db_s - mid);
+        st.samples.push_back((db_s - mid, rtt.as_secs_f64()));
         while st.samples.len() > SAMPLES {
             st.samples.pop_front();
         }
-        let mut sorted: Vec<f64> = st.samples.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let offset = sorted[sorted.len() / 2];
-        st.offset = Some(offset);
+        let mut sorted: Vec<(f64, f64)> = st.samples.iter().copied().collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let median = sorted[sorted.len() / 2];
+        st.offset = Some(median);
+        let offset = median.0;
         let beyond = offset.abs() > SKEW.as_secs_f64();
         // Back in step only well within the threshold, so that jitter around it does not
         // make an episode of every sample.
@@ -92,7 +95,7 @@ impl Fleet {
 
     /// The smoothed offset (the database's clock minus this host's), once measured.
     pub(super) fn clock_offset(&self) -> Option<f64> {
-        lock(&self.clock.state).offset
+        lock(&self.clock.state).offset.map(|o| o.0)
     }
 
     /// The offset beyond [`SKEW`], if it is.
@@ -101,14 +104,16 @@ impl Fleet {
     }
 
     /// The time to schedule by: this host's clock, corrected by the offset when it is
-    /// beyond [`SKEW`].
+    /// beyond [`SKEW`] (less half its round trip: late rather than early).
     pub(super) fn corrected_now(&self) -> Timestamp {
         let now = Timestamp::now();
-        match self.skew() {
-            Some(o) => now
-                .checked_add(SignedDuration::from_secs_f64(o))
-                .unwrap_or(now),
-            None => now,
+        let Some((offset, rtt)) = lock(&self.clock.state).offset else {
+            return now;
+        };
+        if offset.abs() <= SKEW.as_secs_f64() {
+            return now;
         }
+        now.checked_add(SignedDuration::from_secs_f64(offset - rtt / 2.0))
+            .unwrap_or(now)
     }
 }

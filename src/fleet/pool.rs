@@ -166,6 +166,8 @@ impl Fleet {
         };
         for tried in 0..2 {
             if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                // The old one closed before a new one opens.
+                *slot = None;
                 *slot = Some(self.connect()?);
             }
             let Some(client) = slot.as_mut() else {

@@ -113,6 +113,8 @@ impl Fleet {
         snapshot: &[(String, Arc<LeaseState>)],
     ) -> Result<Renewal, String> {
         if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            // The old one closed before a new one opens.
+            *conn = None;
             let mut c = self.connect()?;
             self.on_reconnect(&mut c);
             *conn = Some(c);

@@ -671,3 +671,6 @@ fn the_stale_deadline_is_the_fleets_a_success_on_any_node_moves_it_on_every_node
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a, b);
 }
+
+/// Connections, round trips, reconnection and clocks (tests/cli/fleet/wire.rs).
+mod wire;
