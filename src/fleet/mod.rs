@@ -134,7 +134,7 @@ impl Fleet {
     /// Connects, creates or migrates the schema, and (unless a [`Role::Client`]) registers this
     /// process as a node and starts the renewal and fencing threads.
     pub(crate) fn join(cluster: &Cluster, role: Role, log: Logger) -> Result<Arc<Fleet>, String> {
-        let keepalive = pool::Keepalive::new(cluster.heartbeat, cluster.dead_after);
+        let keepalive = pool::Keepalive::new(cluster.heartbeat);
         let pg = pg_config(cluster, &keepalive)?;
         let tls = match pg.get_ssl_mode() {
             postgres::config::SslMode::Disable => None,

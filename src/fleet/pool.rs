@@ -57,8 +57,9 @@ fn secs(d: Duration) -> u64 {
 
 /// How each side of a connection notices a silent peer, from the heartbeat: keepalive
 /// probes after `heartbeat` of silence, then every `heartbeat / 2` (at least 1 s), 3 of them;
-/// unacknowledged data is given up after `heartbeat` (this side) or `dead_after` (the
-/// server, whose backend then ends).
+/// unacknowledged data is given up after `heartbeat` (this side: no query outlives the
+/// lease) or after the keepalives' own time (the server, whose backend then ends; Linux
+/// also lets the user timeout decide when keepalives give up).
 pub(super) struct Keepalive {
     pub(super) idle: Duration,
     pub(super) interval: Duration,
@@ -68,13 +69,16 @@ pub(super) struct Keepalive {
 }
 
 impl Keepalive {
-    pub(super) fn new(heartbeat: Duration, dead_after: Duration) -> Keepalive {
+    pub(super) fn new(heartbeat: Duration) -> Keepalive {
+        let idle = Duration::from_secs(secs(heartbeat));
+        let interval = Duration::from_secs(secs(heartbeat / 2));
+        let count = 3;
         Keepalive {
-            idle: Duration::from_secs(secs(heartbeat)),
-            interval: Duration::from_secs(secs(heartbeat / 2)),
-            count: 3,
+            idle,
+            interval,
+            count,
             user_timeout: heartbeat,
-            server_user_timeout: dead_after,
+            server_user_timeout: idle + interval * count,
         }
     }
 
