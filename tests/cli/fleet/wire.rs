@@ -103,7 +103,6 @@ fn each_operation_is_one_round_trip_and_sessions_carry_the_node_and_keepalives()
     let db = Db::new("wire");
     let dir = TempDir::new("fleet-wire");
     let ev = dir.path().join("events");
-    let port = free_port();
     let t = node(
         &db,
         "postgres",
@@ -111,17 +110,7 @@ fn each_operation_is_one_round_trip_and_sessions_carry_the_node_and_keepalives()
         &ev,
         &format!("{TICK}[jobs.once]\nschedule = \"@manual\"\ncommand = [\"/bin/true\"]\n"),
     );
-    // metrics_listen belongs to [settings], which Table writes first.
-    let text = std::fs::read_to_string(&t.path).expect("table");
-    std::fs::write(
-        &t.path,
-        text.replacen(
-            "[settings]\n",
-            &format!("[settings]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
-            1,
-        ),
-    )
-    .expect("table");
+    let port = with_metrics(&t);
     let d = Daemon::start(&t);
     let ticks = PathBuf::from(format!("{}.ticks", ev.display()));
     wait_for(|| events(&ticks).len() >= 3);
@@ -361,6 +350,124 @@ fn a_node_whose_clock_is_30s_ahead_warns_alerts_and_never_runs_an_instant_early(
         events(&alerts).iter().filter(|e| e[0] == "clock").count(),
         1,
         "alerted once"
+    );
+    drop(d);
+}
+
+/// A TCP proxy on loopback to `target` that holds every chunk for `delay` each way (a slow
+/// link: a round trip takes at least twice `delay`). Its threads end with the connections.
+fn delay_proxy(target: u16, delay: Duration) -> u16 {
+    use std::net::{TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").expect("proxy listens");
+    let port = l.local_addr().expect("addr").port();
+    let pump = move |mut from: TcpStream, mut to: TcpStream| {
+        use std::io::{Read, Write};
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for (due, bytes) in rx {
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if to.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+    };
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let Ok(s) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (Ok(c2), Ok(s2)) = (c.try_clone(), s.try_clone()) else {
+                continue;
+            };
+            pump(c, s2);
+            pump(s, c2);
+        }
+    });
+    port
+}
+
+/// Adds `metrics_listen` on a free port to a table's `[settings]`; returns the port.
+fn with_metrics(t: &super::super::Table) -> u16 {
+    let port = free_port();
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replacen(
+            "[settings]\n",
+            &format!("[settings]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+            1,
+        ),
+    )
+    .expect("table");
+    port
+}
+
+#[test]
+fn renewals_over_the_latency_budget_are_warned_once_and_shown_by_status() {
+    let db = Db::new("slow");
+    let dir = TempDir::new("fleet-slow");
+    let ev = dir.path().join("events");
+    // 200 ms each way: a round trip of at least 400 ms, over the budget of 250 ms (heartbeat
+    // 1 s / 4).
+    let proxy = delay_proxy(db.port, Duration::from_millis(200));
+    let t = node(
+        &db,
+        "postgres",
+        "far",
+        &ev,
+        "[jobs.once]\nschedule = \"@manual\"\ncommand = [\"/bin/true\"]\n",
+    );
+    let text = std::fs::read_to_string(&t.path).expect("table");
+    std::fs::write(
+        &t.path,
+        text.replace(
+            &format!("127.0.0.1:{}/", db.port),
+            &format!("127.0.0.1:{proxy}/"),
+        ),
+    )
+    .expect("table");
+    let metrics = with_metrics(&t);
+    let d = Daemon::start(&t);
+    let warned = || {
+        t.log()
+            .lines()
+            .filter(|l| l.contains(" latency ") && l.contains("over the latency budget of 250ms"))
+            .count()
+    };
+    wait_for(|| warned() >= 1);
+    // More renewals, all over the budget: still one warning (one episode).
+    let renewals = |m: &str| sample(m, "cronwarden_fleet_operations_total", "renew").unwrap_or(0);
+    let now = renewals(&scrape(metrics));
+    wait_for(|| renewals(&scrape(metrics)) >= now + 3);
+    assert_eq!(warned(), 1, "{}", t.log());
+    let m = scrape(metrics);
+    let rtt: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("cronwarden_fleet_renew_rtt_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the last renewal's round trip");
+    assert!(rtt >= 0.4, "two delays of 200 ms: {rtt}");
+    // `status` (from any host) names the node and the budget.
+    let (code, out, err) = t.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("fleet: node far: lease renewals take ")
+            && out.contains("over the latency budget of 250ms"),
+        "{out}"
     );
     drop(d);
 }
