@@ -41,6 +41,33 @@ struct State {
     skewed: bool,
 }
 
+impl State {
+    /// A good sample (offset and round trip, in seconds): the new median, and whether an
+    /// episode of skew began (`Some(true)`) or ended (`Some(false)`). It ends only well
+    /// within the threshold, so that jitter around it does not make an episode of every
+    /// sample.
+    fn add(&mut self, offset: f64, rtt: f64) -> Option<bool> {
+        self.samples.push_back((offset, rtt));
+        while self.samples.len() > SAMPLES {
+            self.samples.pop_front();
+        }
+        let mut sorted: Vec<(f64, f64)> = self.samples.iter().copied().collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let median = sorted[sorted.len() / 2];
+        self.offset = Some(median);
+        let skew = SKEW.as_secs_f64();
+        if median.0.abs() > skew && !self.skewed {
+            self.skewed = true;
+            Some(true)
+        } else if median.0.abs() < skew / 2.0 && self.skewed {
+            self.skewed = false;
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
 /// "30.2s ahead of" / "1.5s behind" the database's clock, for an offset (database minus
 /// host) in seconds.
 pub(super) fn describe(offset_s: f64) -> String {
@@ -57,39 +84,33 @@ impl Fleet {
         }
         let mid = wall.as_microsecond() as f64 / 1e6 + rtt.as_secs_f64() / 2.0;
         let mut st = lock(&self.clock.state);
-        st.samples.push_back((db_s - mid, rtt.as_secs_f64()));
-        while st.samples.len() > SAMPLES {
-            st.samples.pop_front();
-        }
-        let mut sorted: Vec<(f64, f64)> = st.samples.iter().copied().collect();
-        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let median = sorted[sorted.len() / 2];
-        st.offset = Some(median);
-        let offset = median.0;
-        let beyond = offset.abs() > SKEW.as_secs_f64();
-        // Back in step only well within the threshold, so that jitter around it does not
-        // make an episode of every sample.
-        let within = offset.abs() < SKEW.as_secs_f64() / 2.0;
+        let change = st.add(db_s - mid, rtt.as_secs_f64());
+        let Some((offset, _)) = st.offset else {
+            return;
+        };
         let f = [
             ("node", self.node.clone()),
             ("offset_s", format!("{offset:.3}")),
         ];
-        if beyond && !st.skewed {
-            st.skewed = true;
-            let msg = format!(
-                "this host's clock is {} the database's (more than {}): scheduling by the \
-                 database's clock until it is corrected; fix the time service (NTP) of this host",
-                describe(offset),
-                crate::units::format_duration(SKEW)
-            );
-            self.log.log(Level::Warn, "clock", &f, &msg);
-        } else if within && st.skewed {
-            st.skewed = false;
-            let msg = format!(
-                "this host's clock is back in step with the database's ({})",
-                describe(offset)
-            );
-            self.log.log(Level::Info, "clock", &f, &msg);
+        match change {
+            Some(true) => {
+                let msg = format!(
+                    "this host's clock is {} the database's (more than {}): scheduling by the \
+                     database's clock until it is corrected; fix the time service (NTP) of \
+                     this host",
+                    describe(offset),
+                    crate::units::format_duration(SKEW)
+                );
+                self.log.log(Level::Warn, "clock", &f, &msg);
+            }
+            Some(false) => {
+                let msg = format!(
+                    "this host's clock is back in step with the database's ({})",
+                    describe(offset)
+                );
+                self.log.log(Level::Info, "clock", &f, &msg);
+            }
+            None => {}
         }
     }
 
@@ -115,5 +136,41 @@ impl Fleet {
         }
         now.checked_add(SignedDuration::from_secs_f64(offset - rtt / 2.0))
             .unwrap_or(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_is_the_median_of_the_last_samples_and_an_episode_is_told_once() {
+        let mut st = State::default();
+        // In step, with one wild sample: the median ignores it.
+        assert_eq!(st.add(0.01, 0.002), None);
+        assert_eq!(st.add(-30.0, 0.002), None);
+        assert_eq!(st.add(0.02, 0.002), None);
+        assert_eq!(st.offset.map(|o| o.0), Some(0.01));
+        // The host's clock is now 30 s ahead: the episode begins when most samples say so,
+        // and is told once.
+        assert_eq!(st.add(-30.0, 0.002), None);
+        assert_eq!(st.add(-30.1, 0.004), Some(true));
+        assert_eq!(st.add(-30.0, 0.002), None);
+        assert!(st.offset.is_some_and(|o| (o.0 + 30.0).abs() < 0.2));
+        // Corrected: the episode ends once the median is within half the threshold.
+        for _ in 0..2 {
+            assert_eq!(st.add(0.7, 0.002), None);
+        }
+        assert_eq!(st.add(0.7, 0.002), None, "0.7 s is not back in step");
+        assert_eq!(st.add(0.1, 0.002), None);
+        assert_eq!(st.add(0.1, 0.002), None);
+        assert_eq!(st.add(0.1, 0.002), Some(false));
+        assert_eq!(st.samples.len(), SAMPLES);
+    }
+
+    #[test]
+    fn an_offset_is_described_from_the_hosts_side() {
+        assert_eq!(describe(-30.04), "30.0s ahead of");
+        assert_eq!(describe(1.5), "1.5s behind");
     }
 }

@@ -196,3 +196,31 @@ impl Fleet {
         Err("lost the database connection".to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalives_follow_the_heartbeat_in_whole_seconds_on_both_sides() {
+        let k = Keepalive::new(Duration::from_secs(1));
+        assert_eq!(
+            k.server_options(true),
+            "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 \
+             -c tcp_user_timeout=4000"
+        );
+        assert_eq!(k.user_timeout, Duration::from_secs(1));
+        let k = Keepalive::new(Duration::from_secs(5));
+        assert_eq!(
+            k.server_options(false),
+            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=3 -c tcp_keepalives_count=3"
+        );
+        assert_eq!(k.server_user_timeout, Duration::from_secs(14));
+        // A heartbeat under a second still probes every second (the kernel's unit).
+        let k = Keepalive::new(Duration::from_millis(300));
+        assert_eq!(
+            (k.idle, k.interval),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+    }
+}
