@@ -24,7 +24,7 @@ use crate::sync::lock;
 /// The heartbeat, in one statement: the node's row (with its last round-trip time and
 /// clock offset, for `status` on any node), the leases held (the jobs renewed come back),
 /// the live daemon nodes (this one counts as live: its heartbeat is the one being written),
-/// and the database's clock.
+/// and the database's clock. (A data-modifying CTE runs whether or not it is read.)
 const RENEW: &str = "WITH hb AS (
         UPDATE cronwarden_nodes SET heartbeat = now(), rtt_ms = $4, clock_offset_ms = $5
         WHERE incarnation = $1 RETURNING 1),
@@ -36,8 +36,7 @@ const RENEW: &str = "WITH hb AS (
                   WHERE daemon AND NOT stopped
                     AND (heartbeat >= now() - $3 * interval '1 second' OR incarnation = $1)
                   ORDER BY node),
-            extract(epoch FROM clock_timestamp())::float8,
-            (SELECT count(*) FROM hb)";
+            extract(epoch FROM clock_timestamp())::float8";
 
 /// The least time between two attempts while renewals fail.
 const MIN_RETRY: Duration = Duration::from_millis(100);

@@ -140,6 +140,8 @@ fn each_operation_is_one_round_trip_and_sessions_carry_the_node_and_keepalives()
         assert!(ops > 0, "{op}: {m}");
     }
     assert!(m.contains("cronwarden_fleet_renew_rtt_seconds "), "{m}");
+    let body = m.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    super::super::control::promtool_accepts(body);
     d.signal(libc::SIGTERM);
     d.wait();
     let counts = round_trips(&t.log());
