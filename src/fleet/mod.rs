@@ -3,7 +3,8 @@
 //! - **Claims**: every node computes the same ticks; before a tick runs, the node inserts
 //!   (job, scheduled instant) into `cronwarden_claims` with `ON CONFLICT DO NOTHING`, and only
 //!   the node whose insert went in runs it. Claims are keyed by the scheduled instant, so clock
-//!   skew between hosts delays a run, never doubles it.
+//!   skew between hosts never doubles a run, and a node more than a second off the
+//!   database's clock schedules by the database's (`clock`), so it does not run early.
 //! - **Leases**: the cluster-wide per-job lock is a row in `cronwarden_leases`, renewed every
 //!   `heartbeat` and timed by the database clock. Another node may take it only when it was
 //!   not renewed for `dead_after`. A holder that could not renew for `dead_after - heartbeat`
