@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     state_dir: PathBuf,
     /// The daemon's alert delivery counters.
     alerts: Arc<crate::alert::Stats>,
+    /// The coordination backend's own series (fleet round trips), asked at each request.
+    backend: Option<Arc<dyn crate::coord::Coordinator>>,
 }
 
 impl Metrics {
@@ -53,7 +55,14 @@ impl Metrics {
             jobs: Mutex::default(),
             state_dir: state_dir.to_path_buf(),
             alerts,
+            backend: None,
         }
+    }
+
+    /// Also shows the backend's own series ([`crate::coord::Coordinator::metrics`]).
+    pub(crate) fn with_backend(mut self, coord: Arc<dyn crate::coord::Coordinator>) -> Metrics {
+        self.backend = Some(coord);
+        self
     }
 
     /// The jobs of the table (at start and at each reload): each has its series from now on,
@@ -225,6 +234,9 @@ impl Metrics {
         );
         last_run_families(&mut out, &jobs);
         health_families(&mut out, health);
+        if let Some(b) = &self.backend {
+            out.push_str(&b.metrics());
+        }
         out
     }
 }

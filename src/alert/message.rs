@@ -18,7 +18,7 @@ use crate::units::format_duration;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Alert {
     /// failure, recovery, retry, output, skipped, stale, missed, slow, warning, success, test,
-    /// node-lost, ran-twice, channel-broken, state-unwritable, state-writable.
+    /// node-lost, ran-twice, channel-broken, state-unwritable, state-writable, clock.
     pub event: String,
     pub job: String,
     pub host: String,
@@ -163,6 +163,11 @@ impl Alert {
             ),
             "state-unwritable" => format!(
                 "[cronwarden] STATE DIR UNWRITABLE on {}: {}",
+                self.host,
+                self.run.reason.as_deref().unwrap_or("")
+            ),
+            "clock" => format!(
+                "[cronwarden] CLOCK SKEW on {}: {}",
                 self.host,
                 self.run.reason.as_deref().unwrap_or("")
             ),

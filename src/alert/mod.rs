@@ -127,7 +127,8 @@ impl Alerts<'_> {
 
     /// Tells these channels of the job about the daemon's state directory: it cannot be
     /// written (`state-unwritable`) or can be again (`state-writable`); `rec` is the tick
-    /// that found it, and its reason says what is wrong.
+    /// that found it, and its reason says what is wrong. Also the daemon's other conditions
+    /// that are no run's (`clock`: a fleet node's clock off the database's).
     pub(crate) fn state_dir(&self, job: &Job, rec: &RunRecord, event: &str, channels: &[String]) {
         for name in channels {
             if let Some(ch) = self.cfg.alert(name) {

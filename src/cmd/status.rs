@@ -263,6 +263,10 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool, nodes: bool) -
                 "state: the daemon cannot record runs: {p}; jobs keep running\n"
             ))?;
         }
+        // The backend's own (fleet: nodes over the latency budget, skewed clocks).
+        for n in coord.notes() {
+            print::out(format!("{n}\n"))?;
+        }
         Ok(exit::OK)
     }
 }

@@ -285,6 +285,26 @@ pub(crate) trait Coordinator: Send + Sync {
     /// The node name records carry (fleet mode), or `None`.
     fn node(&self) -> Option<&str>;
 
+    /// The time the daemon schedules by: this host's clock, or (fleet mode) the database's
+    /// when this host's is off by more than a second, so that no instant runs early.
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+    /// How far this host's clock is off the backend's, in words, while it is off by more
+    /// than the backend tolerates (the daemon alerts `clock` once per episode).
+    fn clock_skew(&self) -> Option<String> {
+        None
+    }
+    /// The backend's own metrics (Prometheus text format), appended to `/metrics`.
+    fn metrics(&self) -> String {
+        String::new()
+    }
+    /// What `status` says about the backend besides the jobs, one line each (fleet mode:
+    /// nodes over the latency budget or with a skewed clock).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Takes the run's exclusion per the job's `overlap` (and `own`, about a run of this
     /// process): `Ok(None)` for `allow`, `Err` with the reason when the run must not happen
     /// (held and `skip`, or interrupted).

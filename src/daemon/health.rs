@@ -131,8 +131,8 @@ pub(super) fn marked(
 }
 
 /// Sends `event` to each (channel, job) in a thread of its own: a slow channel must not
-/// hold up the run.
-fn alert(
+/// hold up the run. (Also the daemon's `clock` alert.)
+pub(super) fn alert(
     shared: &Arc<Shared>,
     to: &[(String, String)],
     run_id: &str,

@@ -109,7 +109,7 @@ pub(super) fn run_one(
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
     // exclusion only once its instant has come. (`execute_locked` writes the run's marker.)
-    let exclusion = match wait_for_instant(launch.scheduled, jitter, &interrupt) {
+    let exclusion = match wait_for_instant(&*shared.coord, launch.scheduled, jitter, &interrupt) {
         Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
@@ -227,9 +227,13 @@ fn admit(
 }
 
 /// Waits out the jitter, then (handed over early, `LOOKAHEAD`) for the instant: nothing about
-/// the run is decided before its instant, and it never starts before it. A stop meanwhile is
-/// recorded by the caller (a claimed instant is never dropped without a record).
+/// the run is decided before its instant, and it never starts before it, by the backend's
+/// time (a fleet node with a skewed clock waits for the instant by the database's clock;
+/// looked at again after each wait, since that time can move with a new clock offset). A
+/// stop meanwhile is recorded by the caller (a claimed instant is never dropped without a
+/// record).
 fn wait_for_instant(
+    coord: &dyn crate::coord::Coordinator,
     scheduled: Timestamp,
     jitter: Duration,
     interrupt: &Interrupt,
@@ -237,11 +241,12 @@ fn wait_for_instant(
     if !jitter.is_zero() && interrupt.sleep(jitter).is_some() {
         return Err("the daemon stopped before it started (during its jitter)".to_string());
     }
-    if let Ok(early) = Duration::try_from(scheduled.duration_since(Timestamp::now()))
+    while let Ok(early) = Duration::try_from(scheduled.duration_since(coord.now()))
         && !early.is_zero()
-        && interrupt.sleep(early).is_some()
     {
-        return Err("the daemon stopped before it started".to_string());
+        if interrupt.sleep(early).is_some() {
+            return Err("the daemon stopped before it started".to_string());
+        }
     }
     Ok(())
 }

@@ -14,9 +14,11 @@
 //! state directory that cannot be written), `orphans` (runs whose supervisor died, taken
 //! over), `slots` (concurrency), `state` (the daemon's files),
 //! `control` (the control socket server), `work` (work the coordination backend brings),
+//! `clock` (a skewed clock the backend reports, alerted once),
 //! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`).
 
 mod catchup;
+mod clock;
 mod control;
 mod dispatch;
 mod health;
@@ -102,6 +104,8 @@ pub(crate) struct Shared {
     watch: watch::Watch,
     /// The loop's liveness.
     beat: watch::Beat,
+    /// Whether the backend's clock skew was alerted (once per episode).
+    skew_told: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -271,8 +275,10 @@ impl<'p> Daemon<'p> {
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared {
             log,
+            metrics: Arc::new(
+                Metrics::new(&state, Arc::clone(outbox.stats())).with_backend(Arc::clone(&coord)),
+            ),
             coord,
-            metrics: Arc::new(Metrics::new(&state, Arc::clone(outbox.stats()))),
             outbox,
             slots: Slots::new(cfg.settings.max_concurrent),
             active: Active::default(),
@@ -287,6 +293,7 @@ impl<'p> Daemon<'p> {
             contain,
             watch,
             beat: watch::Beat::default(),
+            skew_told: Default::default(),
         });
         let alerts = start_alerts(&shared)?;
         // Runs whose supervisor died (a daemon or a `run` killed): taken over, kept to their
@@ -300,7 +307,7 @@ impl<'p> Daemon<'p> {
             .map_err(|e| Failure::usage(format!("cannot start a thread: {e}")))?;
         let (sched, startup, notes) = Scheduler::start(
             Timed::from_jobs(&cfg.jobs),
-            Timestamp::now(),
+            shared.coord.now(),
             &state::read_marks(&state),
         );
         for n in notes {
@@ -431,6 +438,7 @@ impl<'p> Daemon<'p> {
             self.busy += t0.elapsed();
         }
         self.start_due();
+        clock::check(&self.shared);
         watch::check_due(&self.shared);
         self.keep_files();
         true
@@ -451,7 +459,7 @@ impl<'p> Daemon<'p> {
     /// Alerts spooled by other processes (`cronwarden run`) are handed to the alert thread
     /// here, at most every `SPOOL_CHECK`; the thread times its own retries.
     fn sleep_time(&mut self) -> Duration {
-        let now = Timestamp::now();
+        let now = self.shared.coord.now();
         let mut sleep = MAX_SLEEP;
         if let Some(due) = self.sched.next_due() {
             let until = Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO);
@@ -484,7 +492,7 @@ impl<'p> Daemon<'p> {
         match load(self.config_path, log) {
             Ok(new) => {
                 self.sched
-                    .reload(Timed::from_jobs(&new.jobs), Timestamp::now());
+                    .reload(Timed::from_jobs(&new.jobs), self.shared.coord.now());
                 self.shared.watch.reload(&new, &*self.shared.coord, log);
                 self.cfg = Arc::new(new);
                 // The CA bundles are read again when next used (update-ca-certificates, a
@@ -514,7 +522,9 @@ impl<'p> Daemon<'p> {
         let (mono1, boot1) = clocks();
         let (mono0, boot0) = self.clocks;
         let obs = Observation {
-            wall: Timestamp::now(),
+            // The backend's time: a fleet node with a skewed clock schedules by the
+            // database's.
+            wall: self.shared.coord.now(),
             // What is due within LOOKAHEAD is handed to its thread now.
             ahead: LOOKAHEAD,
             busy: std::mem::take(&mut self.busy),

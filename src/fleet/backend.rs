@@ -35,6 +35,27 @@ impl Coordinator for Fleet {
         Some(&self.node)
     }
 
+    fn now(&self) -> Timestamp {
+        self.corrected_now()
+    }
+
+    fn clock_skew(&self) -> Option<String> {
+        self.skew().map(|o| {
+            format!(
+                "this host's clock is {} the database's; the node schedules by the database's                  clock until it is corrected",
+                super::clock::describe(o)
+            )
+        })
+    }
+
+    fn metrics(&self) -> String {
+        self.trips.exposition()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.node_notes()
+    }
+
     fn acquire(
         &self,
         settings: &Settings,

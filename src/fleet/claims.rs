@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use postgres::types::Type;
+
 use super::pool::{col, db_err};
+use super::wire::Op;
 use super::{Fleet, TRIGGER_CHANNEL, ms};
 use crate::log::Level;
 use crate::sync::lock;
@@ -51,7 +54,7 @@ impl Fleet {
             .count()
     }
 
-    /// Claims many ticks in one statement; returns the run ids this node won. Rows go in
+    /// Claims many ticks in one statement (one round trip); returns the run ids this node won. Rows go in
     /// in one order (job, instant) on every node, so concurrent batches wait for each other
     /// instead of deadlocking. A paused job's
     /// ticks are claimed by nobody, and a retry after a lost reply finds its own claims.
@@ -62,7 +65,7 @@ impl Fleet {
         let jobs: Vec<&str> = ticks.iter().map(|t| t.0.as_str()).collect();
         let at: Vec<i64> = ticks.iter().map(|t| ms(t.1)).collect();
         let ids: Vec<&str> = ticks.iter().map(|t| t.2.as_str()).collect();
-        let rows = self.with(|c| {
+        let rows = self.with(Op::Claim, |c| {
             c.query(
                 "WITH want AS (
                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
@@ -77,7 +80,12 @@ impl Fleet {
                  UNION ALL
                  SELECT c.run_id FROM cronwarden_claims c JOIN want w
                     ON c.job = w.job AND c.scheduled_ms = w.scheduled_ms AND c.run_id = w.run_id",
-                &[&jobs, &at, &ids, &self.node],
+                &[
+                    (&jobs, Type::TEXT_ARRAY),
+                    (&at, Type::INT8_ARRAY),
+                    (&ids, Type::TEXT_ARRAY),
+                    (&self.node, Type::TEXT),
+                ],
             )
         })?;
         rows.iter().map(|r| col(r, 0)).collect()
@@ -85,14 +93,15 @@ impl Fleet {
 
     /// Pauses or resumes a job for the whole fleet.
     pub(super) fn set_paused_row(&self, job: &str, paused: bool) -> Result<(), String> {
-        self.with(|c| {
+        self.with(Op::Other, |c| {
+            let p = [(&job as &(dyn postgres::types::ToSql + Sync), Type::TEXT)];
             if paused {
                 c.execute(
                     "INSERT INTO cronwarden_paused (job) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&job],
+                    &p,
                 )
             } else {
-                c.execute("DELETE FROM cronwarden_paused WHERE job = $1", &[&job])
+                c.execute("DELETE FROM cronwarden_paused WHERE job = $1", &p)
             }
         })
         .map(|_| ())
@@ -100,8 +109,10 @@ impl Fleet {
 
     /// The paused jobs.
     pub(super) fn paused_jobs(&self) -> Result<HashSet<String>, String> {
-        self.with(|c| c.query("SELECT job FROM cronwarden_paused", &[]))
-            .and_then(|rows| rows.iter().map(|r| col(r, 0)).collect())
+        self.with(Op::Other, |c| {
+            c.query("SELECT job FROM cronwarden_paused", &[])
+        })
+        .and_then(|rows| rows.iter().map(|r| col(r, 0)).collect())
     }
 
     /// Asks the fleet to run `job` once: one node takes the request. Returns the run id.
@@ -112,22 +123,27 @@ impl Fleet {
     ) -> Result<String, String> {
         let params = serde_json::to_string(params).unwrap_or_else(|_| "{}".into());
         let by = format!("{} (cronwarden trigger)", self.node);
-        self.with(|c| {
-            let mut tx = c.transaction()?;
-            let row = tx.query_one(
-                "INSERT INTO cronwarden_triggers (job, params, requested_by)
-                 VALUES ($1, $2, $3) RETURNING run_id",
-                &[&job, &params, &by],
+        // One statement: the notification goes out when it commits, with the row.
+        self.with(Op::Other, |c| {
+            let row = c.query_one(
+                "WITH req AS (
+                    INSERT INTO cronwarden_triggers (job, params, requested_by)
+                    VALUES ($1, $2, $3) RETURNING run_id)
+                 SELECT run_id, pg_notify($4, '')::text FROM req",
+                &[
+                    (&job, Type::TEXT),
+                    (&params, Type::TEXT),
+                    (&by, Type::TEXT),
+                    (&TRIGGER_CHANNEL, Type::TEXT),
+                ],
             )?;
-            tx.execute(&format!("NOTIFY {TRIGGER_CHANNEL}"), &[])?;
-            tx.commit()?;
             row.try_get::<_, String>(0)
         })
     }
 
     /// Takes open trigger requests for jobs this node knows.
     pub(super) fn take_triggers(&self, jobs: &[String]) -> Result<Vec<Triggered>, String> {
-        let rows = self.with(|c| {
+        let rows = self.with(Op::Other, |c| {
             c.query(
                 "UPDATE cronwarden_triggers SET taken_by = $1, taken = now()
                  WHERE id IN (
@@ -135,7 +151,7 @@ impl Fleet {
                     WHERE taken_by IS NULL AND job = ANY($2)
                     ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED)
                  RETURNING job, params, run_id",
-                &[&self.node, &jobs],
+                &[(&self.node, Type::TEXT), (&jobs, Type::TEXT_ARRAY)],
             )
         })?;
         rows.iter()
@@ -155,6 +171,7 @@ impl Fleet {
         use postgres::fallible_iterator::FallibleIterator;
         loop {
             let mut c = match self.connect().and_then(|mut c| {
+                self.trips.trip(Op::Other, 1);
                 c.batch_execute(&format!("LISTEN {TRIGGER_CHANNEL}"))
                     .map(|_| c)
                     .map_err(db_err)

@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use postgres::types::Type;
+
 use super::Fleet;
 use super::pool::col;
+use super::wire::Op;
 use crate::config::{Job, Overlap};
 use crate::coord::{Guard, OwnRun};
 use crate::log::{Level, Logger};
@@ -52,31 +55,48 @@ pub(crate) struct LeaseHolder {
 
 impl Fleet {
     /// Takes the job's lease for `run_id` if nobody holds a live one; else says who does.
+    /// One statement (one round trip) does both.
     fn try_lease(&self, job: &str, run_id: &str) -> Result<Result<Lease, LeaseHolder>, String> {
         let (r, w) = UnixStream::pair().map_err(|e| e.to_string())?;
         let acquired = Instant::now();
-        // Taken when free, or expired for dead_after by the database clock.
-        let won = self.with(|c| {
-            c.query_opt(
-                "INSERT INTO cronwarden_leases AS l (job, node, incarnation, run_id)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (job) DO UPDATE
-                    SET node = excluded.node, incarnation = excluded.incarnation,
-                        run_id = excluded.run_id, since = now(), renewed = now()
-                    WHERE l.renewed < now() - $5 * interval '1 second'
-                       OR (l.incarnation = excluded.incarnation AND l.run_id = excluded.run_id)
-                 RETURNING 1",
+        // Taken when free, or expired for dead_after by the database clock. When not taken,
+        // the holder as of the statement's start (none if it took the lease meanwhile).
+        let row = self.with(Op::Lease, |c| {
+            c.query_one(
+                "WITH take AS (
+                    INSERT INTO cronwarden_leases AS l (job, node, incarnation, run_id)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (job) DO UPDATE
+                       SET node = excluded.node, incarnation = excluded.incarnation,
+                           run_id = excluded.run_id, since = now(), renewed = now()
+                       WHERE l.renewed < now() - $5 * interval '1 second'
+                          OR (l.incarnation = excluded.incarnation AND l.run_id = excluded.run_id)
+                    RETURNING 1)
+                 SELECT (SELECT count(*) FROM take), h.node, h.run_id,
+                        to_json(h.since) #>> '{}',
+                        extract(epoch FROM now() - h.renewed)::float8
+                 FROM (SELECT 1) one
+                 LEFT JOIN cronwarden_leases h ON h.job = $1",
                 &[
-                    &job,
-                    &self.node,
-                    &self.incarnation,
-                    &run_id,
-                    &self.dead_after.as_secs_f64(),
+                    (&job, Type::TEXT),
+                    (&self.node, Type::TEXT),
+                    (&self.incarnation, Type::TEXT),
+                    (&run_id, Type::TEXT),
+                    (&self.dead_after.as_secs_f64(), Type::FLOAT8),
                 ],
             )
         })?;
-        if won.is_none() {
-            return Ok(Err(self.lease_holder(job)?.unwrap_or_default()));
+        if col::<i64>(&row, 0)? == 0 {
+            let holder = match col::<Option<String>>(&row, 1)? {
+                Some(node) => LeaseHolder {
+                    node,
+                    run_id: col(&row, 2)?,
+                    since: col(&row, 3)?,
+                    age_s: col(&row, 4)?,
+                },
+                None => LeaseHolder::default(),
+            };
+            return Ok(Err(holder));
         }
         let state = Arc::new(LeaseState {
             run_id: run_id.to_string(),
@@ -95,27 +115,6 @@ impl Fleet {
             state,
             fence: Some(r),
         }))
-    }
-
-    /// Who holds the job's lease, if anyone.
-    fn lease_holder(&self, job: &str) -> Result<Option<LeaseHolder>, String> {
-        let row = self.with(|c| {
-            c.query_opt(
-                "SELECT node, run_id, to_json(since) #>> '{}',
-                        extract(epoch FROM now() - renewed)::float8
-                 FROM cronwarden_leases WHERE job = $1",
-                &[&job],
-            )
-        })?;
-        row.map(|r| {
-            Ok(LeaseHolder {
-                node: col(&r, 0)?,
-                run_id: col(&r, 1)?,
-                since: col(&r, 2)?,
-                age_s: col(&r, 3)?,
-            })
-        })
-        .transpose()
     }
 
     /// The lease that goes with the local lock. `skip` gives up when another node holds it;
@@ -185,10 +184,14 @@ impl Guard for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         lock(&self.fleet.leases).remove(&self.job);
-        let r = self.fleet.with(|c| {
+        let r = self.fleet.with(Op::Lease, |c| {
             c.execute(
                 "DELETE FROM cronwarden_leases WHERE job = $1 AND incarnation = $2 AND run_id = $3",
-                &[&self.job, &self.fleet.incarnation, &self.state.run_id],
+                &[
+                    (&self.job, Type::TEXT),
+                    (&self.fleet.incarnation, Type::TEXT),
+                    (&self.state.run_id, Type::TEXT),
+                ],
             )
         });
         if let Err(e) = r {

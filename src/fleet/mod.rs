@@ -3,7 +3,8 @@
 //! - **Claims**: every node computes the same ticks; before a tick runs, the node inserts
 //!   (job, scheduled instant) into `cronwarden_claims` with `ON CONFLICT DO NOTHING`, and only
 //!   the node whose insert went in runs it. Claims are keyed by the scheduled instant, so clock
-//!   skew between hosts delays a run, never doubles it.
+//!   skew between hosts never doubles a run, and a node more than a second off the
+//!   database's clock schedules by the database's (`clock`), so it does not run early.
 //! - **Leases**: the cluster-wide per-job lock is a row in `cronwarden_leases`, renewed every
 //!   `heartbeat` and timed by the database clock. Another node may take it only when it was
 //!   not renewed for `dead_after`. A holder that could not renew for `dead_after - heartbeat`
@@ -22,26 +23,33 @@
 //! The schema is created and migrated by whichever cronwarden process connects first, under
 //! a transaction-level advisory lock, and versioned in `cronwarden_schema`.
 //!
-//! Files: `schema` (migrations), `pool` (connections), `claims` (ticks, triggers, pauses),
-//! `leases` (the per-job lease and its guard), `fence` (renewal and fencing threads),
-//! `keeper` (the fence keeper process), `missed` (ticks no node could claim, claimed again
-//! once the database answers), `outbox` and `report` (what the node tells the database
-//! about its runs, kept until it is written), `runs` (run rows, history, lost runs), `view`
-//! (what `status` reads: nodes, runs truly running, the last real result), `backend`
-//! (the [`crate::coord::Coordinator`] implementation that ties them together).
+//! Files: `schema` (migrations), `pool` (connections), `wire` (one round trip per
+//! statement, counted), `claims` (ticks, triggers, pauses), `leases` (the per-job lease and
+//! its guard), `fence` (renewal and fencing threads), `renew` (the heartbeat statement, the
+//! latency budget, outages), `clock` (the offset from the database's clock), `reconnect`
+//! (what follows a new renewal connection: the outbox first), `keeper` (the fence keeper
+//! process), `missed` (ticks no node could claim, claimed again once the database answers),
+//! `outbox` and `report` (what the node tells the database about its runs, kept until it is
+//! written), `runs` (run rows, history, lost runs), `view` (what `status` reads: nodes, runs
+//! truly running, the last real result), `backend` (the [`crate::coord::Coordinator`]
+//! implementation that ties them together).
 
 mod backend;
 mod claims;
+mod clock;
 mod fence;
 mod keeper;
 mod leases;
 mod missed;
 mod outbox;
 mod pool;
+mod reconnect;
+mod renew;
 mod report;
 mod runs;
 mod schema;
 mod view;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -57,7 +65,8 @@ use crate::coord::Role;
 use crate::log::{Level, Logger};
 use crate::sync::lock;
 
-/// How many connections claims, leases and records share.
+/// How many connections claims, leases and records share (besides them, a daemon holds one
+/// for its renewals and one for the trigger listener: see docs/fleet.md).
 const POOL: usize = 8;
 
 /// How long claims are kept: a tick older than this is not run in fleet mode (its claim,
@@ -77,6 +86,14 @@ pub(crate) struct Fleet {
     pub(crate) heartbeat: Duration,
     pub(crate) dead_after: Duration,
     pg: postgres::Config,
+    /// Keepalives and user timeouts, of this side and (through startup options) the server's.
+    keepalive: pool::Keepalive,
+    /// The server refused `tcp_user_timeout` (older than PostgreSQL 12): not asked again.
+    old_server: AtomicBool,
+    /// Round trips per operation, and the last renewal's round-trip time.
+    trips: wire::RoundTrips,
+    /// The offset of the database's clock from this host's.
+    clock: clock::Clock,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     pool: Vec<Mutex<Option<postgres::Client>>>,
     next: AtomicUsize,
@@ -118,22 +135,18 @@ fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-/// The connection settings for `cluster`: a connect timeout, and a silent network must not
-/// hold a query past the lease (the kernel gives up on unacknowledged data after a
-/// heartbeat).
-fn pg_config(cluster: &Cluster) -> Result<postgres::Config, String> {
+/// The connection settings for `cluster`: the node as `application_name` (unless the URL
+/// names one), and keepalives and a user timeout, so that a silent network holds no query
+/// past the lease (the kernel gives up on unacknowledged data after a heartbeat). The
+/// connect timeout and the server's side are set per connection (`Fleet::connect`).
+fn pg_config(cluster: &Cluster, keepalive: &pool::Keepalive) -> Result<postgres::Config, String> {
     let mut pg: postgres::Config = url(cluster)?
         .parse()
         .map_err(|e| format!("[cluster] postgres_url does not parse: {e}"))?;
     if pg.get_application_name().is_none() {
         pg.application_name(&format!("cronwarden {}", cluster.node));
     }
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(cluster.heartbeat.max(Duration::from_secs(2)));
-    }
-    pg.tcp_user_timeout(cluster.heartbeat);
-    pg.keepalives(true);
-    pg.keepalives_idle(cluster.heartbeat);
+    keepalive.apply(&mut pg);
     Ok(pg)
 }
 
@@ -148,7 +161,8 @@ impl Fleet {
         role: Role,
         log: Logger,
     ) -> Result<Arc<Fleet>, String> {
-        let pg = pg_config(cluster)?;
+        let keepalive = pool::Keepalive::new(cluster.heartbeat);
+        let pg = pg_config(cluster, &keepalive)?;
         let tls = match pg.get_ssl_mode() {
             postgres::config::SslMode::Disable => None,
             _ => Some(pool::tls()?),
@@ -166,6 +180,10 @@ impl Fleet {
             heartbeat: cluster.heartbeat,
             dead_after: cluster.dead_after,
             pg,
+            keepalive,
+            old_server: AtomicBool::new(false),
+            trips: wire::RoundTrips::default(),
+            clock: clock::Clock::default(),
             tls,
             pool: (0..POOL).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
@@ -221,22 +239,34 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Registers this process as a node (a daemon, or one that only runs jobs).
+    /// Registers this process as a node (a daemon, or one that only runs jobs), and takes a
+    /// first sample of the database's clock (so that a daemon schedules by the corrected
+    /// time from its start).
     fn register(&self, daemon: bool) -> Result<(), String> {
+        use postgres::types::Type;
         let sent = Instant::now();
-        self.with(|c| {
-            c.execute(
+        let mut sample = None;
+        self.with(wire::Op::Other, |c| {
+            let wall = Timestamp::now();
+            let t0 = Instant::now();
+            let row = c.query_one(
                 "INSERT INTO cronwarden_nodes (incarnation, node, pid, daemon)
-                 VALUES ($1, $2, $3, $4)",
+                 VALUES ($1, $2, $3, $4)
+                 RETURNING extract(epoch FROM clock_timestamp())::float8",
                 &[
-                    &self.incarnation,
-                    &self.node,
-                    &(std::process::id() as i32),
-                    &daemon,
+                    (&self.incarnation, Type::TEXT),
+                    (&self.node, Type::TEXT),
+                    (&(std::process::id() as i32), Type::INT4),
+                    (&daemon, Type::BOOL),
                 ],
-            )
+            )?;
+            sample = Some((wall, t0.elapsed(), row.try_get::<_, f64>(0)?));
+            Ok(())
         })?;
         *lock(&self.renewed) = sent;
+        if let Some((wall, rtt, db)) = sample {
+            self.clock_sample(wall, rtt, db);
+        }
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use postgres::types::Type;
 
 use super::outbox::Entry;
 use super::pool::db_err;
+use super::wire::{Conn, Op};
 use super::{Fleet, ms};
 use crate::coord::{RanTwice, Role, Work};
 use crate::log::{Level, Logger};
@@ -76,7 +77,7 @@ impl Fleet {
             }
             return;
         }
-        match self.with(|c| self.deliver(c, &entry)) {
+        match self.with(Op::Record, |c| self.deliver(c, &entry)) {
             Ok(d) => {
                 self.told(&entry, d, log);
                 if let Some(p) = path {
@@ -106,12 +107,24 @@ impl Fleet {
         if self.outbox.is_empty() {
             return Ok(0);
         }
-        self.with(|c| Ok(self.replay_on(c))).and_then(|r| r)
+        self.with(Op::Record, |c| Ok(self.replay_on(c)))
+            .and_then(|r| r)
+    }
+
+    /// Replays the outbox on the renewal connection `client` (errors are the heartbeat's to
+    /// find: a connection lost meanwhile fails it).
+    pub(super) fn replay_waiting(&self, client: &mut Client) {
+        let mut c = Conn {
+            client,
+            op: Op::Record,
+            trips: &self.trips,
+        };
+        let _ = self.replay_on(&mut c);
     }
 
     /// Replays the outbox on `c`, oldest first; stops at the first entry the database
     /// could not take (the connection is gone) and returns how many went in.
-    pub(super) fn replay_on(&self, c: &mut Client) -> Result<usize, String> {
+    pub(super) fn replay_on(&self, c: &mut Conn<'_>) -> Result<usize, String> {
         let _one = lock(&self.replaying);
         let mut n = 0;
         for p in self.outbox.pending() {
@@ -177,7 +190,7 @@ impl Fleet {
     }
 
     /// One entry to the database, in one statement (two for a run that ran twice).
-    fn deliver(&self, c: &mut Client, entry: &Entry) -> Result<Delivered, postgres::Error> {
+    fn deliver(&self, c: &mut Conn<'_>, entry: &Entry) -> Result<Delivered, postgres::Error> {
         match entry {
             Entry::End {
                 record,
@@ -190,7 +203,7 @@ impl Fleet {
                 incarnation,
                 ..
             } => c
-                .execute_typed(
+                .execute(
                     "UPDATE cronwarden_runs SET incarnation = 'fenced:' || incarnation
                      WHERE run_id = $1 AND incarnation = $2 AND state = 'running'",
                     &[(run_id, Type::TEXT), (incarnation, Type::TEXT)],
@@ -201,7 +214,7 @@ impl Fleet {
                 run_id,
                 incarnation,
             } => c
-                .execute_typed(
+                .execute(
                     "DELETE FROM cronwarden_leases
                      WHERE job = $1 AND incarnation = $2 AND run_id = $3",
                     &[
@@ -219,7 +232,7 @@ impl Fleet {
     /// end is kept beside it (run id `RUN@INCARNATION`).
     fn deliver_end(
         &self,
-        c: &mut Client,
+        c: &mut Conn<'_>,
         rec: &RunRecord,
         scheduled_ms: i64,
         node: &str,
@@ -231,7 +244,7 @@ impl Fleet {
         let started = ms_of(&rec.started);
         let ended = ms_of(&rec.ended);
         let attempts = rec.attempt_count().min(i32::MAX as u32) as i32;
-        let row = c.query_typed_one(
+        let row = c.query_one(
             "WITH prev AS (
                 SELECT state, incarnation, node FROM cronwarden_runs WHERE run_id = $1 FOR UPDATE),
              up AS (
@@ -284,7 +297,7 @@ impl Fleet {
         }
         if state.as_deref() == Some("done") && outcome.as_deref() == Some("skipped") {
             // The node that took the run over did not run it: this end is the run's.
-            let n = c.execute_typed(
+            let n = c.execute(
                 "UPDATE cronwarden_runs
                  SET node = $2, incarnation = $3, record = $4, attempt = $5,
                      ended = coalesce(to_timestamp($6 / 1000), now())
@@ -305,7 +318,7 @@ impl Fleet {
         }
         // Another process runs it again (or did): keep this end beside its row.
         let dup = format!("{}@{incarnation}", rec.run_id);
-        c.execute_typed(
+        c.execute(
             "INSERT INTO cronwarden_runs
                 (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt, started,
                  ended, record)
@@ -380,8 +393,8 @@ impl Fleet {
     /// Moves a run marked lost back to running, for this process (the node that takes it
     /// over): false when its own node reported its end meanwhile (it must not run again).
     pub(super) fn adopt_lost_row(&self, run_id: &str) -> Result<bool, String> {
-        self.with(|c| {
-            c.query_typed(
+        self.with(Op::Record, |c| {
+            c.query(
                 "UPDATE cronwarden_runs
                  SET state = 'running', node = $2, incarnation = $3, ended = NULL
                  WHERE run_id = $1 AND state = 'lost' RETURNING 1",

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use postgres::types::Type;
+
 use super::pool::col;
+use super::wire::Op;
 use super::{CLAIM_RETENTION, Fleet, ms};
 use crate::coord::{LostRun, LostWhy, RunStart};
 use crate::record::RunRecord;
@@ -15,7 +18,7 @@ impl Fleet {
     /// Records that a run started (or, after a takeover, started again here).
     pub(super) fn insert_run(&self, run: &RunStart<'_>) -> Result<(), String> {
         let params = serde_json::to_string(run.params).unwrap_or_else(|_| "{}".into());
-        self.with(|c| {
+        self.with(Op::Record, |c| {
             c.execute(
                 "INSERT INTO cronwarden_runs
                     (run_id, job, node, incarnation, scheduled_ms, trigger, params, state, attempt)
@@ -24,14 +27,14 @@ impl Fleet {
                     SET node = excluded.node, incarnation = excluded.incarnation,
                         state = 'running', ended = NULL, attempt = excluded.attempt",
                 &[
-                    &run.run_id,
-                    &run.job,
-                    &self.node,
-                    &self.incarnation,
-                    &ms(run.scheduled),
-                    &run.trigger,
-                    &params,
-                    &(run.attempt as i32),
+                    (&run.run_id, Type::TEXT),
+                    (&run.job, Type::TEXT),
+                    (&self.node, Type::TEXT),
+                    (&self.incarnation, Type::TEXT),
+                    (&ms(run.scheduled), Type::INT8),
+                    (&run.trigger, Type::TEXT),
+                    (&params, Type::TEXT),
+                    (&(run.attempt as i32), Type::INT4),
                 ],
             )
         })
@@ -40,11 +43,15 @@ impl Fleet {
 
     /// Records the attempt a run is on (a takeover goes on from the next one).
     pub(super) fn set_attempt(&self, run_id: &str, n: u32) -> Result<(), String> {
-        self.with(|c| {
+        self.with(Op::Record, |c| {
             c.execute(
                 "UPDATE cronwarden_runs SET attempt = $2
                  WHERE run_id = $1 AND incarnation = $3 AND state = 'running'",
-                &[&run_id, &(n as i32), &self.incarnation],
+                &[
+                    (&run_id, Type::TEXT),
+                    (&(n as i32), Type::INT4),
+                    (&self.incarnation, Type::TEXT),
+                ],
             )
         })
         .map(|_| ())
@@ -53,11 +60,15 @@ impl Fleet {
     /// Whether this node is the first to send `event` for `run_id` (alerts are sent once
     /// across the fleet). When the database cannot say, the alert goes out.
     pub(super) fn mark_alert(&self, run_id: &str, event: &str) -> bool {
-        self.with(|c| {
+        self.with(Op::Record, |c| {
             c.execute(
                 "INSERT INTO cronwarden_alerts (run_id, event, node) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
-                &[&run_id, &event, &self.node],
+                &[
+                    (&run_id, Type::TEXT),
+                    (&event, Type::TEXT),
+                    (&self.node, Type::TEXT),
+                ],
             )
         })
         .map_or(true, |n| n == 1)
@@ -66,7 +77,7 @@ impl Fleet {
     /// Marks the runs of nodes that stopped heartbeating `lost`; each such run is returned
     /// to exactly one node across the fleet.
     pub(super) fn take_over_lost(&self) -> Result<Vec<LostRun>, String> {
-        let rows = self.with(|c| {
+        let rows = self.with(Op::Other, |c| {
             c.query(
                 "UPDATE cronwarden_runs r SET state = 'lost', ended = now()
                  WHERE r.state = 'running'
@@ -84,7 +95,7 @@ impl Fleet {
                      WHERE n.incarnation = r.incarnation),
                     (SELECT extract(epoch FROM now() - n.heartbeat)::float8
                      FROM cronwarden_nodes n WHERE n.incarnation = r.incarnation)",
-                &[&self.dead_after.as_secs_f64()],
+                &[(&self.dead_after.as_secs_f64(), Type::FLOAT8)],
             )
         })?;
         rows.iter()
@@ -116,10 +127,10 @@ impl Fleet {
     /// Stores a lost run's record (written by the node that took it over).
     pub(super) fn store_lost(&self, rec: &RunRecord) -> Result<(), String> {
         let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
-        self.with(|c| {
+        self.with(Op::Record, |c| {
             c.execute(
                 "UPDATE cronwarden_runs SET record = $2 WHERE run_id = $1 AND state = 'lost'",
-                &[&rec.run_id, &text],
+                &[(&rec.run_id, Type::TEXT), (&text, Type::TEXT)],
             )
         })
         .map(|_| ())
@@ -127,11 +138,11 @@ impl Fleet {
 
     /// A run's record once it is over (`None` while it runs or before a node took it).
     pub(super) fn finished(&self, run_id: &str) -> Result<Option<RunRecord>, String> {
-        let row = self.with(|c| {
+        let row = self.with(Op::Other, |c| {
             c.query_opt(
                 "SELECT record FROM cronwarden_runs
                  WHERE run_id = $1 AND state IN ('done', 'lost') AND record IS NOT NULL",
-                &[&run_id],
+                &[(&run_id, Type::TEXT)],
             )
         })?;
         Ok(row.and_then(|r| serde_json::from_str(col::<&str>(&r, 0).ok()?).ok()))
@@ -139,14 +150,17 @@ impl Fleet {
 
     /// The newest `n` finished runs of a job (oldest first), from every node.
     pub(super) fn history_rows(&self, job: &str, n: usize) -> Result<Vec<RunRecord>, String> {
-        let rows = self.with(|c| {
+        let rows = self.with(Op::Other, |c| {
             c.query(
                 "SELECT record FROM (
                     SELECT record, started, run_id FROM cronwarden_runs
                     WHERE job = $1 AND record IS NOT NULL
                     ORDER BY started DESC, run_id DESC LIMIT $2) t
                  ORDER BY started, run_id",
-                &[&job, &(n.min(i64::MAX as usize) as i64)],
+                &[
+                    (&job, Type::TEXT),
+                    (&(n.min(i64::MAX as usize) as i64), Type::INT8),
+                ],
             )
         })?;
         Ok(rows
@@ -160,28 +174,36 @@ impl Fleet {
     /// finished runs (`history_keep`).
     pub(super) fn prune(&self, keep: usize) -> Result<u64, String> {
         let days = CLAIM_RETENTION.as_secs_f64() + 86400.0;
-        self.with(|c| {
-            let mut n = 0;
-            for q in [
-                "DELETE FROM cronwarden_claims WHERE claimed < now() - $1 * interval '1 second'",
-                "DELETE FROM cronwarden_triggers WHERE taken < now() - $1 * interval '1 second'",
-                "DELETE FROM cronwarden_alerts WHERE sent < now() - $1 * interval '1 second'",
-            ] {
-                n += c.execute(q, &[&days])?;
-            }
-            n += c.execute(
-                "DELETE FROM cronwarden_nodes WHERE heartbeat < now() - interval '1 day'",
-                &[],
+        let keep = keep.min(i64::MAX as usize) as i64;
+        // One statement, one round trip: each part deletes, and the counts are summed.
+        self.with(Op::Other, |c| {
+            let row = c.query_one(
+                "WITH claims AS (
+                    DELETE FROM cronwarden_claims
+                    WHERE claimed < now() - $1 * interval '1 second' RETURNING 1),
+                 triggers AS (
+                    DELETE FROM cronwarden_triggers
+                    WHERE taken < now() - $1 * interval '1 second' RETURNING 1),
+                 alerts AS (
+                    DELETE FROM cronwarden_alerts
+                    WHERE sent < now() - $1 * interval '1 second' RETURNING 1),
+                 nodes AS (
+                    DELETE FROM cronwarden_nodes
+                    WHERE heartbeat < now() - interval '1 day' RETURNING 1),
+                 runs AS (
+                    DELETE FROM cronwarden_runs WHERE run_id IN (
+                        SELECT run_id FROM (
+                            SELECT run_id, row_number() OVER (
+                                PARTITION BY job ORDER BY started DESC) AS n
+                            FROM cronwarden_runs WHERE state <> 'running') x
+                        WHERE n > $2)
+                    RETURNING 1)
+                 SELECT (SELECT count(*) FROM claims) + (SELECT count(*) FROM triggers)
+                      + (SELECT count(*) FROM alerts) + (SELECT count(*) FROM nodes)
+                      + (SELECT count(*) FROM runs)",
+                &[(&days, Type::FLOAT8), (&keep, Type::INT8)],
             )?;
-            n += c.execute(
-                "DELETE FROM cronwarden_runs WHERE run_id IN (
-                    SELECT run_id FROM (
-                        SELECT run_id, row_number() OVER (PARTITION BY job ORDER BY started DESC) AS n
-                        FROM cronwarden_runs WHERE state <> 'running') x
-                    WHERE n > $1)",
-                &[&(keep.min(i64::MAX as usize) as i64)],
-            )?;
-            Ok(n)
+            Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
         })
     }
 }

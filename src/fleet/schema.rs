@@ -3,6 +3,7 @@
 //! advisory lock), and versioned in `cronwarden_schema`.
 
 use super::Fleet;
+use super::wire::Op;
 
 /// The schema, one entry per version; each runs once, in order, in one transaction.
 const MIGRATIONS: &[&str] = &[
@@ -72,12 +73,19 @@ const MIGRATIONS: &[&str] = &[
         job text PRIMARY KEY,
         since timestamptz NOT NULL DEFAULT now()
      );",
+    // 2: each node's last renewal round trip and clock offset (for `status` on any node).
+    "ALTER TABLE cronwarden_nodes
+        ADD COLUMN rtt_ms double precision,
+        ADD COLUMN clock_offset_ms double precision;",
 ];
 
 impl Fleet {
     pub(super) fn migrate(&self) -> Result<(), String> {
-        self.with(|c| {
-            let mut tx = c.transaction()?;
+        self.with(Op::Other, |c| {
+            // Rare (once per process start): the plain client, its round trips counted by
+            // hand (BEGIN, lock, create, read, insert, migrations, COMMIT).
+            c.trips.trip(Op::Other, 7);
+            let mut tx = c.client.transaction()?;
             // One migrator at a time across the fleet.
             tx.execute("SELECT pg_advisory_xact_lock(7306394713211530391)", &[])?;
             tx.batch_execute(

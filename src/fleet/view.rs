@@ -9,8 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use postgres::types::Type;
+
 use super::Fleet;
 use super::pool::col;
+use super::wire::Op;
 use crate::coord::{Doubt, LastResult, NodeInfo, NodeState, Running};
 use crate::lock::Holder;
 use crate::record::RunRecord;
@@ -128,7 +131,7 @@ impl Fleet {
         jobs: &HashSet<&str>,
     ) -> Result<HashMap<String, Running>, String> {
         let wanted: Vec<&str> = jobs.iter().copied().collect();
-        let rows = self.with(|c| {
+        let rows = self.with(Op::Other, |c| {
             c.query(
                 "SELECT r.job, r.run_id, r.node, to_json(r.started) #>> '{}',
                         r.incarnation LIKE 'fenced:%', n.stopped,
@@ -149,7 +152,7 @@ impl Fleet {
                  WHERE l.job = ANY($1)
                    AND NOT EXISTS (SELECT 1 FROM cronwarden_runs r WHERE r.run_id = l.run_id)
                  ORDER BY 4",
-                &[&wanted],
+                &[(&wanted, Type::TEXT_ARRAY)],
             )
         })?;
         let mut out: HashMap<String, Running> = HashMap::new();
@@ -190,7 +193,7 @@ impl Fleet {
     /// The fleet's nodes: per node name its newest daemon process, and the processes that
     /// only run jobs (`run`, `backfill`) while they have not stopped.
     pub(super) fn node_rows(&self) -> Result<Vec<NodeInfo>, String> {
-        let rows = self.with(|c| {
+        let rows = self.with(Op::Other, |c| {
             c.query(
                 "SELECT node, incarnation, pid, daemon, stopped, to_json(started) #>> '{}',
                         to_json(heartbeat) #>> '{}',
@@ -226,7 +229,7 @@ impl Fleet {
     /// The job's newest run that is not a skip, and the skips recorded after it (however
     /// many: skips are one row each in the fleet, and must not hide the last real result).
     pub(super) fn last_result_rows(&self, job: &str) -> Result<LastResult, String> {
-        let row = self.with(|c| {
+        let row = self.with(Op::Other, |c| {
             c.query_one(
                 "WITH rows AS (
                     SELECT record, started, run_id,
@@ -243,7 +246,7 @@ impl Fleet {
                  SELECT (SELECT record FROM last),
                         (SELECT coalesce(sum(n), 0)::bigint FROM after),
                         (SELECT record FROM after ORDER BY started DESC, run_id DESC LIMIT 1)",
-                &[&job],
+                &[(&job, Type::TEXT)],
             )
         })?;
         let parse = |i: usize| -> Result<Option<RunRecord>, String> {

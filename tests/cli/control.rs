@@ -254,7 +254,7 @@ fn metrics_are_prometheus_text_with_per_job_series() {
 
 /// `promtool check metrics` (Debian's `prometheus` package; .ci/run installs it) finds no
 /// problem in the exposition.
-fn promtool_accepts(body: &str) {
+pub(crate) fn promtool_accepts(body: &str) {
     use std::process::{Command, Stdio};
     let test = "metrics_are_prometheus_text_with_per_job_series (promtool)";
     let child = Command::new("promtool")

@@ -1480,3 +1480,5 @@ fn a_node_alone_cut_off_leaves_its_ticks_to_the_others_and_alerts_nothing_missed
         a.log()
     );
 }
+/// Connections, round trips, reconnection and clocks (tests/cli/fleet/wire.rs).
+mod wire;
