@@ -196,8 +196,9 @@ mod tests {
         c.no_clone3(&std::io::Error::from_raw_os_error(libc::EPERM));
         assert!(!c.clone3());
         let why = c.why();
+        // Process mode: no cgroup to start outside of; the jobs fork instead.
         assert!(
-            why.starts_with("test; jobs start outside their cgroup"),
+            why.starts_with("test; jobs start with fork(2), not clone3"),
             "{why}"
         );
         assert!(

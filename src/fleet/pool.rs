@@ -156,9 +156,19 @@ impl Fleet {
     pub(super) fn with<T>(
         &self,
         op: Op,
-        mut f: impl FnMut(&mut Conn<'_>) -> Result<T, postgres::Error>,
+        f: impl FnMut(&mut Conn<'_>) -> Result<T, postgres::Error>,
     ) -> Result<T, String> {
         self.trips.op(op);
+        self.with_counting_itself(op, f)
+    }
+
+    /// [`Fleet::with`] for a caller that counts its operations itself (a replay of the
+    /// outbox is as many operations as it writes entries).
+    pub(super) fn with_counting_itself<T>(
+        &self,
+        op: Op,
+        mut f: impl FnMut(&mut Conn<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, String> {
         // A free connection if there is one, else wait for the next in turn.
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let free = (0..self.pool.len())

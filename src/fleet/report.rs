@@ -107,7 +107,7 @@ impl Fleet {
         if self.outbox.is_empty() {
             return Ok(0);
         }
-        self.with(Op::Record, |c| Ok(self.replay_on(c)))
+        self.with_counting_itself(Op::Record, |c| Ok(self.replay_on(c)))
             .and_then(|r| r)
     }
 
@@ -146,6 +146,7 @@ impl Fleet {
             {
                 continue;
             }
+            self.trips.op(Op::Record);
             match self.deliver(c, &entry) {
                 Ok(d) => {
                     self.told(&entry, d, &self.log);
@@ -246,7 +247,8 @@ impl Fleet {
         let attempts = rec.attempt_count().min(i32::MAX as u32) as i32;
         let row = c.query_one(
             "WITH prev AS (
-                SELECT state, incarnation, node FROM cronwarden_runs WHERE run_id = $1 FOR UPDATE),
+                SELECT state, incarnation, node, record FROM cronwarden_runs WHERE run_id = $1
+                FOR UPDATE),
              up AS (
                 INSERT INTO cronwarden_runs AS r
                     (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt,
