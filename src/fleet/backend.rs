@@ -19,6 +19,7 @@ use crate::exit::{self, Failure};
 use crate::log::{Level, Logger};
 use crate::record::RunRecord;
 use crate::runner::Interrupt;
+use crate::sync::lock;
 
 /// How long a fleet node leaves a tick to the node ranked before it.
 const CLAIM_STEP: Duration = Duration::from_millis(150);
@@ -278,7 +279,10 @@ impl Fleet {
             }
             Err(e) => self.warn(&format!("cannot take trigger requests: {e}")),
         }
-        if Instant::now() >= *next_scan {
+        // A node just back from an outage leaves the others, cut off by the same outage,
+        // the time to come back before it calls them lost.
+        let settled = lock(&self.back_since).elapsed() >= self.heartbeat * 2;
+        if settled && Instant::now() >= *next_scan {
             *next_scan = Instant::now() + self.heartbeat;
             match self.take_over_lost() {
                 Ok(lost) => lost.into_iter().for_each(|l| sink.take(Work::Lost(l))),

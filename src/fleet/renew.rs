@@ -160,6 +160,7 @@ impl Fleet {
     fn renewed_ok(&self, l: &mut Loop, sent: Instant, r: &Renewal) {
         let f = [("node", self.node.clone())];
         if let Some((since, at)) = l.outage.take() {
+            *lock(&self.back_since) = Instant::now();
             let msg = format!(
                 "the database is back after {:.1}s (since the last good renewal, sent at {at})",
                 since.elapsed().as_secs_f64()
