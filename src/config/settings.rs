@@ -28,6 +28,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "alert_spool_max_per_channel",
     "containment",
     "healthcheck_ca_file",
+    "reload_on_change",
 ];
 
 /// How the processes of a run are kept together (`containment`).
@@ -70,6 +71,8 @@ pub struct Settings {
     pub containment: ContainmentSetting,
     /// A PEM bundle of CA certificates the healthcheck pings trust besides the system's.
     pub healthcheck_ca_file: Option<PathBuf>,
+    /// The daemon reloads the table when its files change (inotify), as on SIGHUP.
+    pub reload_on_change: bool,
 }
 
 impl Loader<'_> {
@@ -121,6 +124,7 @@ impl Loader<'_> {
             Some(s) if s.v == "process" => ContainmentSetting::Process,
             _ => ContainmentSetting::Auto,
         };
+        let reload_on_change = t.bool(self.sink, "reload_on_change").is_some_and(|a| a.v);
         if self.errors_since(errors_before) {
             return None;
         }
@@ -145,6 +149,7 @@ impl Loader<'_> {
             alert_spool_max_per_channel,
             containment,
             healthcheck_ca_file,
+            reload_on_change,
         })
     }
 
