@@ -45,7 +45,7 @@ use crate::diag::Severity;
 use crate::execute::Ctx;
 use crate::exit::{self, CmdResult, Failure};
 use crate::lock::{self, Acquired, JobLock};
-use crate::log::{Level, Logger};
+use crate::log::{Level, LogEnv, Logger};
 use crate::metrics::Metrics;
 use crate::runner::Interrupt;
 use crate::schedule::{Expr, format_rfc3339};
@@ -157,8 +157,8 @@ struct Daemon<'p> {
     _daemon_lock: JobLock,
 }
 
-pub(crate) fn run(config_path: &Path, connect: Connect<'_>) -> CmdResult {
-    let mut d = Daemon::start(config_path, connect)?;
+pub(crate) fn run(config_path: &Path, env: &LogEnv, connect: Connect<'_>) -> CmdResult {
+    let mut d = Daemon::start(config_path, env, connect)?;
     while d.step() {}
     d.shutdown()
 }
@@ -244,7 +244,11 @@ fn signals(s: &[i32]) -> Result<Interrupt, Failure> {
 impl<'p> Daemon<'p> {
     /// Loads the table, takes the daemon lock, joins the backend, opens the control socket
     /// (and metrics), recovers what a previous daemon left, and starts what is due.
-    fn start(config_path: &'p Path, connect: Connect<'_>) -> Result<Daemon<'p>, Failure> {
+    fn start(
+        config_path: &'p Path,
+        env: &LogEnv,
+        connect: Connect<'_>,
+    ) -> Result<Daemon<'p>, Failure> {
         let cfg = load(config_path, &Logger::stderr()).map_err(|n| {
             Failure::config(format!(
                 "{}: {n} error(s) in the job table; not starting",
@@ -268,7 +272,7 @@ impl<'p> Daemon<'p> {
             UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
         let coord = connect(&cfg)?;
         let outbox = alert::Outbox::new();
-        let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+        let log = Logger::for_settings(&cfg.settings, env);
         let watch = watch::Watch::load(&cfg, &*coord, &log);
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared {

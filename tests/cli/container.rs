@@ -145,3 +145,377 @@ fn an_atomic_swap_of_the_tables_directory_reloads_it() {
     wait_for(|| t.log().matches(" reload: new table loaded: 1 jobs").count() == 1);
     drop(d);
 }
+
+/// A daemon whose standard output is read line by line (`log_file = "-"`).
+struct StdoutDaemon {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StdoutDaemon {
+    fn start(t: &Table) -> StdoutDaemon {
+        use std::io::BufRead;
+        let errors = std::fs::File::create(t.dir().join("daemon.err")).expect("stderr file");
+        let mut child = t
+            .cmd(&["daemon"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(errors)
+            .spawn()
+            .expect("daemon starts");
+        let out = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                l.lock().expect("lines").push(line);
+            }
+        });
+        StdoutDaemon { child, lines }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    fn has(&self, what: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(what))
+    }
+
+    /// SIGTERM, and the exit code.
+    fn stop(mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+        self.child.wait().expect("wait").code()
+    }
+}
+
+impl Drop for StdoutDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The job of the log tests: 300 numbered lines on each stream, interleaved, a line longer
+/// than the log takes at once, bytes that are not text, and a last line with no newline.
+const CHATTY: &str = r#"
+[jobs.chatty]
+schedule = "@start"
+command = '''
+for i in $(seq 1 300); do echo "out $i"; echo "err $i" >&2; done
+head -c 5000 /dev/zero | tr '\0' x; echo
+printf 'bin \001\033[1m\377 end\n'
+printf 'no newline'
+'''
+"#;
+
+#[test]
+fn log_file_dash_writes_the_log_and_job_output_to_stdout_in_order() {
+    let t = Table::new("c-stdout", "");
+    let jobs = format!("[defaults]\noutput_to_log = true\n{CHATTY}");
+    let text = with_settings(&t, "", &jobs).replace(
+        &format!("log_file = \"{}/cronwarden.log\"", t.dir().display()),
+        "log_file = \"-\"",
+    );
+    std::fs::write(&t.path, text).expect("write");
+    let d = StdoutDaemon::start(&t);
+    wait_for(|| d.has(" run-end job=chatty"));
+    let run_id = t.history("chatty")[0]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let lines = d.lines();
+    assert!(
+        lines.iter().any(|l| l.contains(" daemon-start ")),
+        "{lines:?}"
+    );
+    let tag = |s: &str| format!(" info output job=chatty run_id={run_id} stream={s}: ");
+    let of = |s: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.split_once(&tag(s)).map(|(_, m)| m.to_string()))
+            .collect()
+    };
+    let (out, err) = (of("stdout"), of("stderr"));
+    let want_err: Vec<String> = (1..=300).map(|i| format!("err {i}")).collect();
+    assert_eq!(err, want_err);
+    let want_out: Vec<String> = (1..=300).map(|i| format!("out {i}")).collect();
+    assert_eq!(out[..300], want_out[..]);
+    // The long line in pieces of at most 4096 bytes, then the binary line made printable,
+    // then the last line without its newline.
+    assert_eq!(out[300], "x".repeat(4096));
+    assert_eq!(out[301], "x".repeat(904));
+    assert_eq!(out[302], "bin \\u{1}\\u{1b}[1m\u{fffd} end");
+    assert_eq!(out[303], "no newline");
+    assert_eq!(out.len(), 304);
+    // Each output line comes before the attempt's end line.
+    let pos = |what: &str| lines.iter().position(|l| l.contains(what)).expect(what);
+    assert!(pos("stream=stdout: no newline") < pos(" attempt-end job=chatty"));
+    // The output file is kept as before.
+    let kept = std::fs::read(
+        t.history("chatty")[0]["output"]
+            .as_str()
+            .expect("output path"),
+    )
+    .expect("output file");
+    let kept = String::from_utf8_lossy(&kept);
+    assert!(
+        kept.contains("out 300\n") && kept.contains("no newline"),
+        "{kept}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn log_file_dash_in_json_and_without_output_to_log() {
+    let t = Table::new("c-stdout-json", "");
+    let text = with_settings(&t, "log_format = \"json\"", CHATTY).replace(
+        &format!("log_file = \"{}/cronwarden.log\"", t.dir().display()),
+        "log_file = \"-\"",
+    );
+    std::fs::write(&t.path, text).expect("write");
+    let d = StdoutDaemon::start(&t);
+    wait_for(|| d.has("\"run-end\""));
+    let lines = d.lines();
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("each line is JSON");
+        assert_ne!(v["event"], "output", "output_to_log is off: {l}");
+    }
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// One entry as the native protocol carries it: `NAME=value\n`, or `NAME\n`, a 64-bit
+/// little-endian length, the value and `\n`.
+fn decode_entry(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut fields = Vec::new();
+    while !b.is_empty() {
+        let nl = b
+            .iter()
+            .position(|&c| c == b'\n')
+            .expect("a field ends with a newline");
+        let head = &b[..nl];
+        if let Some(eq) = head.iter().position(|&c| c == b'=') {
+            let name = String::from_utf8(head[..eq].to_vec()).expect("name");
+            fields.push((name, head[eq + 1..].to_vec()));
+            b = &b[nl + 1..];
+        } else {
+            let name = String::from_utf8(head.to_vec()).expect("name");
+            let len_bytes: [u8; 8] = b[nl + 1..nl + 9].try_into().expect("length");
+            let len = u64::from_le_bytes(len_bytes) as usize;
+            let value = b[nl + 9..nl + 9 + len].to_vec();
+            assert_eq!(b[nl + 9 + len], b'\n', "a binary field ends with a newline");
+            fields.push((name, value));
+            b = &b[nl + 10 + len..];
+        }
+        let name = &fields.last().expect("field").0;
+        assert!(
+            !name.is_empty()
+                && !name.starts_with('_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+            "field name {name:?}"
+        );
+    }
+    fields
+}
+
+fn field<'a>(e: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    e.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| std::str::from_utf8(v).expect("utf-8"))
+}
+
+#[test]
+fn under_systemd_the_log_goes_to_the_journal_with_fields() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Table::new("c-journal", "");
+    let jobs = r#"
+[jobs.backup]
+schedule = "@start"
+output_to_log = true
+command = "echo saved; echo 'disk almost full' >&2; exit 3"
+"#;
+    // Drop-in files: one named with a newline comes later, with an error in it.
+    std::fs::create_dir_all(t.dir().join("conf.d")).expect("mkdir");
+    let text = with_settings(&t, "", jobs).replace(
+        &format!("log_file = \"{}/cronwarden.log\"\n", t.dir().display()),
+        "",
+    );
+    let text = format!("include = [\"conf.d/*.toml\"]\n{text}");
+    std::fs::write(&t.path, text).expect("write");
+    let sock_path = t.dir().join("journal.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    // systemd sets JOURNAL_STREAM to the device and inode of the stream it gave the service.
+    let errors = t.dir().join("daemon.err");
+    let err_file = std::fs::File::create(&errors).expect("stderr file");
+    let meta = std::fs::metadata(&errors).expect("stat");
+    let mut child = t
+        .cmd(&["daemon"])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("CRONWARDEN_JOURNAL_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file)
+        .spawn()
+        .expect("daemon starts");
+    let mut entries: Vec<Vec<(String, Vec<u8>)>> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let done = |es: &[Vec<(String, Vec<u8>)>]| {
+        let ended = |job: &str| {
+            es.iter().any(|e| {
+                field(e, "CRONWARDEN_EVENT") == Some("run-end")
+                    && field(e, "CRONWARDEN_JOB") == Some(job)
+            })
+        };
+        ended("backup")
+    };
+    wait_for(|| {
+        if let Ok(n) = sock.recv(&mut buf) {
+            entries.push(decode_entry(&buf[..n]));
+        }
+        done(&entries)
+    });
+    // A reload that finds an error in a file whose name holds a newline: the entry's
+    // MESSAGE holds it too.
+    std::fs::write(
+        t.dir().join("conf.d/odd\nname.toml"),
+        "[jobs.x]\nbogus = 1\n",
+    )
+    .expect("write");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("kill");
+    wait_for(|| {
+        if let Ok(n) = sock.recv(&mut buf) {
+            entries.push(decode_entry(&buf[..n]));
+        }
+        entries
+            .iter()
+            .any(|e| field(e, "CRONWARDEN_EVENT") == Some("reload"))
+    });
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    while let Ok(n) = sock.recv(&mut buf) {
+        entries.push(decode_entry(&buf[..n]));
+    }
+    let of = |job: &str| -> Vec<&Vec<(String, Vec<u8>)>> {
+        entries
+            .iter()
+            .filter(|e| field(e, "CRONWARDEN_JOB") == Some(job))
+            .collect()
+    };
+    for e in &entries {
+        assert_eq!(field(e, "SYSLOG_IDENTIFIER"), Some("cronwarden"));
+        assert!(field(e, "MESSAGE").is_some() && field(e, "CRONWARDEN_EVENT").is_some());
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| field(e, "CRONWARDEN_EVENT") == Some("daemon-start"))
+    );
+    let backup = of("backup");
+    let run_id = field(backup[0], "CRONWARDEN_RUN_ID").expect("run id");
+    assert!(
+        backup
+            .iter()
+            .all(|e| field(e, "CRONWARDEN_RUN_ID") == Some(run_id))
+    );
+    let events: Vec<&str> = backup
+        .iter()
+        .map(|e| field(e, "CRONWARDEN_EVENT").expect("event"))
+        .collect();
+    assert_eq!(events.first(), Some(&"attempt-start"), "{events:?}");
+    assert_eq!(events.last(), Some(&"run-end"), "{events:?}");
+    // The job's output lines are entries of their own, with their stream.
+    let outputs: Vec<(&str, &str)> = backup
+        .iter()
+        .filter(|e| field(e, "CRONWARDEN_EVENT") == Some("output"))
+        .map(|e| {
+            (
+                field(e, "CRONWARDEN_STREAM").expect("stream"),
+                field(e, "MESSAGE").expect("message"),
+            )
+        })
+        .collect();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert!(outputs.contains(&("stdout", outputs[0].1)) || outputs[0].0 == "stderr");
+    assert!(
+        outputs
+            .iter()
+            .any(|(s, m)| *s == "stdout" && m.ends_with(": saved"))
+    );
+    assert!(
+        outputs
+            .iter()
+            .any(|(s, m)| *s == "stderr" && m.ends_with(": disk almost full"))
+    );
+    // The outcome, and the priority from the level: a failure is an error (3).
+    let end = backup.last().expect("run-end");
+    assert_eq!(field(end, "CRONWARDEN_OUTCOME"), Some("failure"));
+    assert_eq!(field(end, "PRIORITY"), Some("3"));
+    assert_eq!(field(backup[0], "PRIORITY"), Some("6"));
+    // A value with a newline came in the binary-safe form and decodes whole.
+    let config = entries
+        .iter()
+        .find(|e| field(e, "CRONWARDEN_EVENT") == Some("config"))
+        .expect("a config entry");
+    let message = field(config, "MESSAGE").expect("message");
+    assert!(message.contains("conf.d/odd\nname.toml"), "{message:?}");
+    assert_eq!(field(config, "PRIORITY"), Some("3"));
+    let reload = entries
+        .iter()
+        .find(|e| field(e, "CRONWARDEN_EVENT") == Some("reload"))
+        .expect("a reload entry");
+    assert_eq!(field(reload, "PRIORITY"), Some("3"));
+    // Nothing went to stderr: the journal took it all.
+    let err = std::fs::read_to_string(&errors).expect("stderr");
+    assert!(!err.contains("daemon-start"), "{err}");
+}
+
+#[test]
+fn without_the_journals_socket_the_log_falls_back_to_stderr() {
+    let t = Table::new("c-journal-missing", "");
+    let text = with_settings(&t, "log_format = \"journal\"", CHATTY).replace(
+        &format!("log_file = \"{}/cronwarden.log\"\n", t.dir().display()),
+        "",
+    );
+    std::fs::write(&t.path, text).expect("write");
+    let errors = t.dir().join("daemon.err");
+    let mut child = t
+        .cmd(&["daemon"])
+        .env("CRONWARDEN_JOURNAL_SOCKET", t.dir().join("no-such.sock"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errors).expect("stderr file"))
+        .spawn()
+        .expect("daemon starts");
+    let err = || std::fs::read_to_string(&errors).unwrap_or_default();
+    wait_for(|| err().contains(" run-end job=chatty"));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    let err = err();
+    assert_eq!(
+        err.matches("cannot write the journal's socket").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains(" info daemon-start "), "{err}");
+}
+
+#[test]
+fn log_format_journal_with_a_log_file_is_refused() {
+    let t = Table::new("c-journal-file", "");
+    let text = with_settings(&t, "log_format = \"journal\"", CHATTY);
+    std::fs::write(&t.path, text).expect("write");
+    let (code, out, err) = t.run(&["check"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        format!("{out}{err}")
+            .contains("log_format = \"journal\" sends the log to the systemd journal"),
+        "{out}{err}"
+    );
+}
