@@ -519,3 +519,159 @@ fn log_format_journal_with_a_log_file_is_refused() {
         "{out}{err}"
     );
 }
+
+/// The static binary `packaging/container/build-static.sh` builds (`.ci/run` runs it before
+/// the tests), beside this build's own target directory.
+fn static_binary() -> Option<std::path::PathBuf> {
+    let debug = std::path::Path::new(env!("CARGO_BIN_EXE_cronwarden"));
+    let target = debug.parent()?.parent()?;
+    let p = target.join("x86_64-unknown-linux-gnu/release/cronwarden");
+    p.exists().then_some(p)
+}
+
+/// Copies the tree at `from` to `to` (files, directories and symbolic links).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let meta = std::fs::symlink_metadata(from).expect("stat");
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(from).expect("readlink");
+        std::os::unix::fs::symlink(target, to).expect("symlink");
+    } else if meta.is_dir() {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let e = e.expect("entry");
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).expect("copy");
+    }
+}
+
+/// unshare, killed (and with it, `--kill-child`, what runs inside) if the test fails.
+struct Unshared(std::process::Child);
+
+impl Drop for Unshared {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 22: "FROM scratch" works. A root directory holding only the static binary, the
+/// time zone database, the CA bundle and a table (and, as any container runtime gives, /proc
+/// and /dev/null), entered with unshare (new mount and PID namespaces: the daemon is PID 1,
+/// as in a container), no shell anywhere: the daemon loads the table (its zone from the
+/// copied database), runs an array-command job found there, and exits cleanly on SIGTERM.
+#[test]
+fn the_static_binary_runs_in_an_empty_root() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    const NAME: &str = "container::the_static_binary_runs_in_an_empty_root";
+    if !nix::unistd::geteuid().is_root() {
+        return crate::skip(NAME, "needs root (unshare, a proc mount, mknod)");
+    }
+    let Some(bin) = static_binary() else {
+        return crate::skip(
+            NAME,
+            "no static binary: run packaging/container/build-static.sh first (.ci/run does)",
+        );
+    };
+    let dir = crate::TempDir::new("c-scratch");
+    let root = dir.path().join("root");
+    let put = |path: &str| {
+        let p = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        p
+    };
+    std::fs::copy(&bin, put("/usr/bin/cronwarden")).expect("copy the binary");
+    copy_tree(
+        std::path::Path::new("/usr/share/zoneinfo"),
+        &put("/usr/share/zoneinfo"),
+    );
+    let ca = "/etc/ssl/certs/ca-certificates.crt";
+    std::fs::copy(ca, put(ca)).expect("copy the CA bundle");
+    let table = put("/etc/cronwarden/jobs.toml");
+    std::fs::write(
+        &table,
+        r#"[settings]
+timezone = "Europe/Paris"
+log_file = "-"
+
+[jobs.hello]
+schedule = "@start"
+output_to_log = true
+command = ["/usr/bin/cronwarden", "--version"]
+"#,
+    )
+    .expect("write the table");
+    std::fs::set_permissions(&table, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::create_dir_all(root.join("proc")).expect("mkdir");
+    let null = put("/dev/null");
+    nix::sys::stat::mknod(
+        &null,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .expect("mknod /dev/null");
+    let mut guard = Unshared(std::process::Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc=/proc"])
+        .arg(format!("--root={}", root.display()))
+        .args(["/usr/bin/cronwarden", "daemon"])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+        .spawn()
+        .expect("unshare starts"));
+    let child = &mut guard.0;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l = std::sync::Arc::clone(&lines);
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            l.lock().expect("lines").push(line);
+        }
+    });
+    let seen = |what: &str| lines.lock().expect("lines").iter().any(|l| l.contains(what));
+    let stderr = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen(" run-end job=hello") {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited ({status}): {}\n{:?}", stderr(), lines.lock().expect("lines"));
+        }
+        assert!(std::time::Instant::now() < deadline, "no run-end: {}", stderr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The job ran, as a process of the empty root, and printed the version.
+    assert!(seen("stream=stdout: cronwarden "), "{:?}", lines.lock().expect("lines"));
+    assert!(seen(" outcome=success "), "{:?}", lines.lock().expect("lines"));
+    // PID 1, as in a container; the zone came from the copied database (the run's instant
+    // is written in Paris time).
+    assert!(seen(" daemon-start pid=1 "), "{:?}", lines.lock().expect("lines"));
+    assert!(
+        lines.lock().expect("lines").iter().any(|l| l.contains(" attempt-start job=hello")
+            && (l.contains("+01:00") || l.contains("+02:00"))),
+        "{:?}",
+        lines.lock().expect("lines")
+    );
+    let history = std::fs::read_to_string(root.join("var/lib/cronwarden/history/hello.jsonl"))
+        .expect("the run's record in the root's state directory");
+    assert!(history.contains("\"outcome\":\"success\""), "{history}");
+    // SIGTERM to the daemon (PID 1 inside; unshare's child outside): a clean exit.
+    let children = format!("/proc/{}/task/{}/children", child.id(), child.id());
+    let pid: i32 = std::fs::read_to_string(&children)
+        .expect("unshare's child")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the daemon's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{}", stderr());
+    assert!(seen(" daemon-exit"), "{:?}", lines.lock().expect("lines"));
+}

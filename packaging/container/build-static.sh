@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A static cronwarden binary (no dynamic loader, no shared libraries): glibc linked in with
+# crt-static, for an image with nothing else in it (packaging/container/Containerfile).
+# Needs glibc's static libraries (libc6-dev). Prints the binary's path.
+#
+# What static glibc costs: glibc's name service switch cannot load its modules in a static
+# binary, so user and group names (`user`, `group`, `control_socket_group`) are looked up in
+# no database at all: a job's `user` fails with "does not exist" (jobs without `user` run
+# as the daemon, which needs no passwd entry). Host names are still resolved from
+# /etc/hosts and DNS (/etc/resolv.conf) by glibc's built-in resolver.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target=x86_64-unknown-linux-gnu
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build --release --locked --target "$target" >&2
+bin="${CARGO_TARGET_DIR:-target}/$target/release/cronwarden"
+# No program interpreter: the kernel runs it without ld.so.
+if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
+    echo "build-static: $bin is not static" >&2
+    exit 1
+fi
+echo "$bin"
