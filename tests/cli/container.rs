@@ -64,6 +64,13 @@ const TOCK: &str = "[jobs.tock]\nschedule = \"* * * * * *\"\ncommand = [\"/bin/t
 fn an_edited_table_reloads_itself_and_a_broken_edit_keeps_the_old_one() {
     let t = Table::new("c-reload", "");
     let settings = "reload_on_change = true";
+    std::fs::create_dir_all(t.dir().join("conf.d")).expect("mkdir");
+    let with_settings = |t: &Table, settings: &str, jobs: &str| {
+        format!(
+            "include = [\"conf.d/*.toml\"]\n{}",
+            with_settings(t, settings, jobs)
+        )
+    };
     std::fs::write(&t.path, with_settings(&t, settings, TICK)).expect("write");
     let d = Daemon::start(&t);
     wait_for(|| !t.history("tick").is_empty());
@@ -93,6 +100,20 @@ fn an_edited_table_reloads_itself_and_a_broken_edit_keeps_the_old_one() {
     let ticks = t.history("tick").len();
     wait_for(|| t.history("tick").len() >= ticks + 2);
     assert_eq!(t.history("tock").len(), tocks);
+    // A new file matching an `include` pattern is part of the table: seen too.
+    std::fs::write(
+        t.dir().join("conf.d/more.toml"),
+        TOCK.replace("tock", "tack"),
+    )
+    .expect("write");
+    wait_for(|| loaded() == 3);
+    wait_for(|| !t.history("tack").is_empty());
+    // Other files in the watched directory wake the loop, but reload nothing.
+    std::fs::write(t.dir().join("notes.txt"), "not the table").expect("write");
+    std::fs::write(t.dir().join("conf.d/README"), "not a drop-in").expect("write");
+    let tacks = t.history("tack").len();
+    wait_for(|| t.history("tack").len() >= tacks + 2);
+    assert_eq!(loaded(), 3, "{}", t.log());
     drop(d);
 }
 
@@ -613,16 +634,24 @@ command = ["/usr/bin/cronwarden", "--version"]
         nix::sys::stat::makedev(1, 3),
     )
     .expect("mknod /dev/null");
-    let mut guard = Unshared(std::process::Command::new("unshare")
-        .args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc=/proc"])
-        .arg(format!("--root={}", root.display()))
-        .args(["/usr/bin/cronwarden", "daemon"])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
-        .spawn()
-        .expect("unshare starts"));
+    let mut guard = Unshared(
+        std::process::Command::new("unshare")
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc=/proc",
+            ])
+            .arg(format!("--root={}", root.display()))
+            .args(["/usr/bin/cronwarden", "daemon"])
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+            .spawn()
+            .expect("unshare starts"),
+    );
     let child = &mut guard.0;
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let l = std::sync::Arc::clone(&lines);
@@ -633,25 +662,55 @@ command = ["/usr/bin/cronwarden", "--version"]
             l.lock().expect("lines").push(line);
         }
     });
-    let seen = |what: &str| lines.lock().expect("lines").iter().any(|l| l.contains(what));
+    let seen = |what: &str| {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(what))
+    };
     let stderr = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !seen(" run-end job=hello") {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("exited ({status}): {}\n{:?}", stderr(), lines.lock().expect("lines"));
+            panic!(
+                "exited ({status}): {}\n{:?}",
+                stderr(),
+                lines.lock().expect("lines")
+            );
         }
-        assert!(std::time::Instant::now() < deadline, "no run-end: {}", stderr());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run-end: {}",
+            stderr()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // The job ran, as a process of the empty root, and printed the version.
-    assert!(seen("stream=stdout: cronwarden "), "{:?}", lines.lock().expect("lines"));
-    assert!(seen(" outcome=success "), "{:?}", lines.lock().expect("lines"));
+    assert!(
+        seen("stream=stdout: cronwarden "),
+        "{:?}",
+        lines.lock().expect("lines")
+    );
+    assert!(
+        seen(" outcome=success "),
+        "{:?}",
+        lines.lock().expect("lines")
+    );
     // PID 1, as in a container; the zone came from the copied database (the run's instant
     // is written in Paris time).
-    assert!(seen(" daemon-start pid=1 "), "{:?}", lines.lock().expect("lines"));
     assert!(
-        lines.lock().expect("lines").iter().any(|l| l.contains(" attempt-start job=hello")
-            && (l.contains("+01:00") || l.contains("+02:00"))),
+        seen(" daemon-start pid=1 "),
+        "{:?}",
+        lines.lock().expect("lines")
+    );
+    assert!(
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(" attempt-start job=hello")
+                && (l.contains("+01:00") || l.contains("+02:00"))),
         "{:?}",
         lines.lock().expect("lines")
     );
