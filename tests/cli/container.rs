@@ -567,43 +567,16 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// unshare, killed (and with it, `--kill-child`, what runs inside) if the test fails.
-struct Unshared(std::process::Child);
-
-impl Drop for Unshared {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Issue 22: "FROM scratch" works. A root directory holding only the static binary, the
-/// time zone database, the CA bundle and a table (and, as any container runtime gives, /proc
-/// and /dev/null), entered with unshare (new mount and PID namespaces: the daemon is PID 1,
-/// as in a container), no shell anywhere: the daemon loads the table (its zone from the
-/// copied database), runs an array-command job found there, and exits cleanly on SIGTERM.
-#[test]
-fn the_static_binary_runs_in_an_empty_root() {
-    use std::io::BufRead;
+/// The root of the empty-root test: the static binary, the zone database, the CA bundle, a
+/// table, an empty /proc to mount on and /dev/null.
+fn empty_root(root: &std::path::Path, bin: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
-    const NAME: &str = "container::the_static_binary_runs_in_an_empty_root";
-    if !nix::unistd::geteuid().is_root() {
-        return crate::skip(NAME, "needs root (unshare, a proc mount, mknod)");
-    }
-    let Some(bin) = static_binary() else {
-        return crate::skip(
-            NAME,
-            "no static binary: run packaging/container/build-static.sh first (.ci/run does)",
-        );
-    };
-    let dir = crate::TempDir::new("c-scratch");
-    let root = dir.path().join("root");
     let put = |path: &str| {
         let p = root.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         p
     };
-    std::fs::copy(&bin, put("/usr/bin/cronwarden")).expect("copy the binary");
+    std::fs::copy(bin, put("/usr/bin/cronwarden")).expect("copy the binary");
     copy_tree(
         std::path::Path::new("/usr/share/zoneinfo"),
         &put("/usr/share/zoneinfo"),
@@ -634,6 +607,39 @@ command = ["/usr/bin/cronwarden", "--version"]
         nix::sys::stat::makedev(1, 3),
     )
     .expect("mknod /dev/null");
+}
+
+/// unshare, killed (and with it, `--kill-child`, what runs inside) if the test fails.
+struct Unshared(std::process::Child);
+
+impl Drop for Unshared {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 22: "FROM scratch" works. A root directory holding only the static binary, the
+/// time zone database, the CA bundle and a table (and, as any container runtime gives, /proc
+/// and /dev/null), entered with unshare (new mount and PID namespaces: the daemon is PID 1,
+/// as in a container), no shell anywhere: the daemon loads the table (its zone from the
+/// copied database), runs an array-command job found there, and exits cleanly on SIGTERM.
+#[test]
+fn the_static_binary_runs_in_an_empty_root() {
+    use std::io::BufRead;
+    const NAME: &str = "container::the_static_binary_runs_in_an_empty_root";
+    if !nix::unistd::geteuid().is_root() {
+        return crate::skip(NAME, "needs root (unshare, a proc mount, mknod)");
+    }
+    let Some(bin) = static_binary() else {
+        return crate::skip(
+            NAME,
+            "no static binary: run packaging/container/build-static.sh first (.ci/run does)",
+        );
+    };
+    let dir = crate::TempDir::new("c-scratch");
+    let root = dir.path().join("root");
+    empty_root(&root, &bin);
     let mut guard = Unshared(
         std::process::Command::new("unshare")
             .args([
