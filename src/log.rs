@@ -151,34 +151,31 @@ impl Logger {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let line = match (self.format, &inner.target) {
-            (LogFormat::Json, _) => json_line(ts, level, event, fields, message),
-            (LogFormat::Text | LogFormat::Journal, _) => {
-                text_line(ts, level, event, fields, message)
-            }
+        let line = match self.format {
+            LogFormat::Json => json_line(ts, level, event, fields, message),
+            LogFormat::Text | LogFormat::Journal => text_line(ts, level, event, fields, message),
         };
-        if let Target::Journal(j) = &mut inner.target {
-            let mut named: Vec<(String, &str)> = vec![
-                ("MESSAGE".into(), line.as_str()),
-                ("PRIORITY".into(), level.priority()),
-                ("SYSLOG_IDENTIFIER".into(), "cronwarden"),
-                ("CRONWARDEN_EVENT".into(), event),
-            ];
-            for (k, v) in fields {
-                named.push((journal::field_name("CRONWARDEN_", k), v.as_str()));
-            }
-            let borrowed: Vec<(&str, &str)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            let entry = journal::encode(&borrowed);
-            if let Err(e) = j.send(&entry) {
-                let path = j.path().to_path_buf();
-                inner.fail(&path, "the journal's socket", &e.to_string(), &line);
-            } else {
-                inner.failed = false;
-            }
-            return;
+        if let Target::Journal(_) = inner.target {
+            let entry = journal_entry(&line, level, event, fields);
+            return inner.send_journal(&entry, &line);
         }
         inner.write_line(&line);
     }
+}
+
+/// The journal entry of one event: the line as `MESSAGE`, and the fields.
+fn journal_entry(line: &str, level: Level, event: &str, fields: &[(&str, String)]) -> Vec<u8> {
+    let mut named: Vec<(String, &str)> = vec![
+        ("MESSAGE".into(), line),
+        ("PRIORITY".into(), level.priority()),
+        ("SYSLOG_IDENTIFIER".into(), "cronwarden"),
+        ("CRONWARDEN_EVENT".into(), event),
+    ];
+    for (k, v) in fields {
+        named.push((journal::field_name("CRONWARDEN_", k), v.as_str()));
+    }
+    let borrowed: Vec<(&str, &str)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    journal::encode(&borrowed)
 }
 
 fn json_line(
@@ -223,6 +220,20 @@ fn text_line(
 }
 
 impl Inner {
+    /// One entry to the journal; `line` to stderr when the socket cannot be written.
+    fn send_journal(&mut self, entry: &[u8], line: &str) {
+        let Target::Journal(j) = &mut self.target else {
+            return;
+        };
+        match j.send(entry) {
+            Ok(()) => self.failed = false,
+            Err(e) => {
+                let path = j.path().to_path_buf();
+                self.fail(&path, "the journal's socket", &e.to_string(), line);
+            }
+        }
+    }
+
     fn write_line(&mut self, line: &str) {
         let path = match &self.target {
             Target::File(p) => p.clone(),
