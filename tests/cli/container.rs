@@ -740,3 +740,31 @@ fn the_static_binary_runs_in_an_empty_root() {
     assert_eq!(status.code(), Some(0), "{}", stderr());
     assert!(seen(" daemon-exit"), "{:?}", lines.lock().expect("lines"));
 }
+
+/// `log_file = "-"` with nobody reading standard output any more (the log collector went
+/// away): the lines are lost, the daemon and its jobs are not.
+#[test]
+fn log_file_dash_with_stdout_closed_keeps_running() {
+    let t = Table::new("c-stdout-closed", "");
+    let jobs = format!("[defaults]\noutput_to_log = true\n{TICK}");
+    let text = with_settings(&t, "", &jobs).replace(
+        &format!("log_file = \"{}/cronwarden.log\"", t.dir().display()),
+        "log_file = \"-\"",
+    );
+    std::fs::write(&t.path, text).expect("write");
+    let mut child = t
+        .cmd(&["daemon"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    drop(child.stdout.take());
+    wait_for(|| t.history("tick").len() >= 3);
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the daemon exited"
+    );
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
