@@ -43,6 +43,7 @@ pub mod template;
 pub mod diag;
 mod exit;
 mod files;
+mod journal;
 mod paths;
 mod sync;
 mod sys;

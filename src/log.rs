@@ -1,27 +1,46 @@
 //! The run log: a line per attempt start and end (and per notable event), as text or JSON, to
-//! `log_file` or to stderr (journald).
+//! `log_file`, to standard output (`log_file = "-"`), to stderr, or as entries of the
+//! systemd journal with fields of their own (`src/journal.rs`).
 //!
 //! Before each write the log file's path is compared with the open file (device and inode):
 //! after logrotate moved it away, the next line goes to a new file at the configured path,
 //! never to the rotated or deleted one. A write error (a full disk, `/dev/full`) is reported
 //! once on stderr and that line goes to stderr; jobs keep running. The part of a line that a
 //! full disk cut short is ended before the next line, so lines are never glued together.
+//!
+//! The journal is used with `log_format = "journal"`, or when the stream the log would go to
+//! (stderr, or stdout with `log_file = "-"`) is the journal's (`JOURNAL_STREAM`, as systemd
+//! sets it). Each entry's `MESSAGE` is the text line; the event, the job, the run id, the
+//! outcome and every other field are fields of their own (`CRONWARDEN_EVENT`,
+//! `CRONWARDEN_JOB`, ...), with `PRIORITY` from the level and `SYSLOG_IDENTIFIER=cronwarden`.
+//! When the journal's socket cannot be written, the line goes to stderr (said once).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, Settings};
+use crate::journal::{self, Journal};
 
 pub(crate) struct Logger {
     inner: Mutex<Inner>,
     format: LogFormat,
 }
 
+/// Where the lines go.
+enum Target {
+    /// `log_file`, followed across rotations.
+    File(PathBuf),
+    Stdout,
+    Stderr,
+    Journal(Journal),
+}
+
 struct Inner {
-    path: Option<PathBuf>,
+    target: Target,
     file: Option<(File, u64, u64)>,
     failed: bool,
     /// A failed write (a full disk) left part of a line in the open file: the next line
@@ -44,19 +63,81 @@ impl Level {
             Level::Error => "error",
         }
     }
+
+    /// The syslog priority the journal files it under.
+    fn priority(self) -> &'static str {
+        match self {
+            Level::Info => "6",
+            Level::Warn => "4",
+            Level::Error => "3",
+        }
+    }
+}
+
+/// How the process was started, as far as the log cares: `JOURNAL_STREAM` and
+/// `CRONWARDEN_JOURNAL_SOCKET` (read by the command layer, passed here).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogEnv {
+    pub(crate) journal_stream: Option<String>,
+    pub(crate) journal_socket: Option<std::ffi::OsString>,
+}
+
+impl LogEnv {
+    /// This process's environment.
+    pub(crate) fn from_process() -> LogEnv {
+        LogEnv {
+            journal_stream: std::env::var("JOURNAL_STREAM").ok(),
+            journal_socket: std::env::var_os("CRONWARDEN_JOURNAL_SOCKET"),
+        }
+    }
 }
 
 impl Logger {
     pub(crate) fn new(path: Option<PathBuf>, format: LogFormat) -> Logger {
+        let target = match path {
+            Some(p) if p.as_os_str() == "-" => Target::Stdout,
+            Some(p) => Target::File(p),
+            None => Target::Stderr,
+        };
+        Logger::with_target(target, format)
+    }
+
+    fn with_target(target: Target, format: LogFormat) -> Logger {
         Logger {
             inner: Mutex::new(Inner {
-                path,
+                target,
                 file: None,
                 failed: false,
                 partial: false,
             }),
             format,
         }
+    }
+
+    /// The log `settings` ask for: `log_file` (`-`: stdout) in `log_format`, or the journal
+    /// (`log_format = "journal"`, or the log's stream is the journal's).
+    pub(crate) fn for_settings(settings: &Settings, env: &LogEnv) -> Logger {
+        let journal = || {
+            Target::Journal(Journal::new(journal::socket_path(
+                env.journal_socket.clone(),
+            )))
+        };
+        let stream = env.journal_stream.as_deref();
+        let target = match (&settings.log_file, settings.log_format) {
+            (_, LogFormat::Journal) => journal(),
+            (Some(p), _) if p.as_os_str() == "-" => {
+                match journal::is_journal_stream(std::io::stdout().as_fd(), stream) {
+                    true => journal(),
+                    false => Target::Stdout,
+                }
+            }
+            (Some(p), _) => Target::File(p.clone()),
+            (None, _) => match journal::is_journal_stream(std::io::stderr().as_fd(), stream) {
+                true => journal(),
+                false => Target::Stderr,
+            },
+        };
+        Logger::with_target(target, settings.log_format)
     }
 
     pub(crate) fn stderr() -> Logger {
@@ -66,48 +147,107 @@ impl Logger {
     /// One event: `fields` are key/value pairs (job, run id, attempt, ...).
     pub(crate) fn log(&self, level: Level, event: &str, fields: &[(&str, String)], message: &str) {
         let ts = jiff::Timestamp::now();
-        let line = match self.format {
-            LogFormat::Json => {
-                let mut m = serde_json::Map::new();
-                m.insert("ts".into(), ts.to_string().into());
-                m.insert("level".into(), level.as_str().into());
-                m.insert("event".into(), event.into());
-                for (k, v) in fields {
-                    m.insert((*k).into(), v.clone().into());
-                }
-                if !message.is_empty() {
-                    m.insert("msg".into(), message.into());
-                }
-                serde_json::Value::Object(m).to_string()
-            }
-            LogFormat::Text => {
-                let mut l = format!("{ts:.3} {} {event}", level.as_str());
-                for (k, v) in fields {
-                    if v.contains([' ', '"']) || v.is_empty() {
-                        l.push_str(&format!(" {k}={v:?}"));
-                    } else {
-                        l.push_str(&format!(" {k}={v}"));
-                    }
-                }
-                if !message.is_empty() {
-                    l.push_str(&format!(": {message}"));
-                }
-                l
-            }
-        };
         let mut inner = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        let line = match self.format {
+            LogFormat::Json => json_line(ts, level, event, fields, message),
+            LogFormat::Text | LogFormat::Journal => text_line(ts, level, event, fields, message),
+        };
+        if let Target::Journal(_) = inner.target {
+            let entry = journal_entry(&line, level, event, fields);
+            return inner.send_journal(&entry, &line);
+        }
         inner.write_line(&line);
     }
 }
 
+/// The journal entry of one event: the line as `MESSAGE`, and the fields.
+fn journal_entry(line: &str, level: Level, event: &str, fields: &[(&str, String)]) -> Vec<u8> {
+    let mut named: Vec<(String, &str)> = vec![
+        ("MESSAGE".into(), line),
+        ("PRIORITY".into(), level.priority()),
+        ("SYSLOG_IDENTIFIER".into(), "cronwarden"),
+        ("CRONWARDEN_EVENT".into(), event),
+    ];
+    for (k, v) in fields {
+        named.push((journal::field_name("CRONWARDEN_", k), v.as_str()));
+    }
+    let borrowed: Vec<(&str, &str)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    journal::encode(&borrowed)
+}
+
+fn json_line(
+    ts: jiff::Timestamp,
+    level: Level,
+    event: &str,
+    fields: &[(&str, String)],
+    message: &str,
+) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("ts".into(), ts.to_string().into());
+    m.insert("level".into(), level.as_str().into());
+    m.insert("event".into(), event.into());
+    for (k, v) in fields {
+        m.insert((*k).into(), v.clone().into());
+    }
+    if !message.is_empty() {
+        m.insert("msg".into(), message.into());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+fn text_line(
+    ts: jiff::Timestamp,
+    level: Level,
+    event: &str,
+    fields: &[(&str, String)],
+    message: &str,
+) -> String {
+    let mut l = format!("{ts:.3} {} {event}", level.as_str());
+    for (k, v) in fields {
+        if v.contains([' ', '"']) || v.is_empty() {
+            l.push_str(&format!(" {k}={v:?}"));
+        } else {
+            l.push_str(&format!(" {k}={v}"));
+        }
+    }
+    if !message.is_empty() {
+        l.push_str(&format!(": {message}"));
+    }
+    l
+}
+
 impl Inner {
-    fn write_line(&mut self, line: &str) {
-        let Some(path) = self.path.clone() else {
-            to_stderr(line);
+    /// One entry to the journal; `line` to stderr when the socket cannot be written.
+    fn send_journal(&mut self, entry: &[u8], line: &str) {
+        let Target::Journal(j) = &mut self.target else {
             return;
+        };
+        match j.send(entry) {
+            Ok(()) => self.failed = false,
+            Err(e) => {
+                let path = j.path().to_path_buf();
+                self.fail(&path, "the journal's socket", &e.to_string(), line);
+            }
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let path = match &self.target {
+            Target::File(p) => p.clone(),
+            Target::Stdout => {
+                // Whole lines, flushed one by one (a container's log collector reads them
+                // as they come); a closed stdout loses the line, never the daemon.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+                return;
+            }
+            Target::Stderr | Target::Journal(_) => {
+                to_stderr(line);
+                return;
+            }
         };
         // Reopen when the path no longer names the open file (rotated or deleted).
         let current = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
@@ -141,7 +281,7 @@ impl Inner {
                     self.file = Some((f, id.0, id.1));
                     self.partial = false;
                 }
-                Err(e) => return self.fail(&path, &e.to_string(), line),
+                Err(e) => return self.fail(&path, "the log file", &e.to_string(), line),
             }
         }
         let mut buf = Vec::with_capacity(line.len() + 2);
@@ -170,15 +310,15 @@ impl Inner {
             }
             Err(e) => {
                 self.partial |= written > 0;
-                self.fail(&path, &e.to_string(), line);
+                self.fail(&path, "the log file", &e.to_string(), line);
             }
         }
     }
 
-    fn fail(&mut self, path: &std::path::Path, err: &str, line: &str) {
+    fn fail(&mut self, path: &std::path::Path, what: &str, err: &str, line: &str) {
         if !self.failed {
             to_stderr(&format!(
-                "cronwarden: cannot write the log file {}: {err}; logging to stderr",
+                "cronwarden: cannot write {what} {}: {err}; logging to stderr",
                 path.display()
             ));
             self.failed = true;

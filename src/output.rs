@@ -7,12 +7,16 @@
 //! alternates between two segment files of at most `limit` bytes each, so the last `limit`
 //! bytes are always on disk, and at the end they are joined into one file. A small in-memory
 //! tail of stdout and of stderr is kept for alerts.
+//!
+//! With `output_to_log`, each line is also handed to the log as it arrives ([`Forward`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use crate::log::{Level, Logger};
 
 /// How much of each stream is kept in memory for alerts.
 pub(crate) const MEMORY_TAIL: usize = 64 * 1024;
@@ -89,12 +93,12 @@ impl Tail {
 /// Which stream a chunk came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stream {
-    Stdout,
-    Stderr,
+    Stdout = 0,
+    Stderr = 1,
 }
 
 /// The sink a run's output goes to.
-pub(crate) struct Output {
+pub(crate) struct Output<'l> {
     limit: u64,
     dir: PathBuf,
     stem: String,
@@ -107,6 +111,8 @@ pub(crate) struct Output {
     pub stderr: Tail,
     /// The first error writing the file, if any: the run goes on, the record says so.
     pub error: Option<String>,
+    /// `output_to_log`: the lines to the log.
+    forward: Option<Forward<'l>>,
 }
 
 struct Ring {
@@ -117,9 +123,9 @@ struct Ring {
     next_flush: Option<Instant>,
 }
 
-impl Output {
+impl<'l> Output<'l> {
     /// Output for run `stem` kept in `dir` (created 0700), at most `limit` bytes on disk.
-    pub(crate) fn new(dir: &Path, stem: &str, limit: u64) -> Output {
+    pub(crate) fn new(dir: &Path, stem: &str, limit: u64) -> Output<'l> {
         let mut out = Output {
             limit,
             dir: dir.to_path_buf(),
@@ -130,6 +136,7 @@ impl Output {
             stdout: Tail::new(MEMORY_TAIL),
             stderr: Tail::new(MEMORY_TAIL),
             error: None,
+            forward: None,
         };
         if limit == 0 {
             return out;
@@ -157,6 +164,19 @@ impl Output {
             out.error = Some(format!("output file in {}: {e}", dir.display()));
         }
         out
+    }
+
+    /// Each line also goes to the log from now on.
+    pub(crate) fn forward_to(&mut self, f: Forward<'l>) {
+        self.forward = Some(f);
+    }
+
+    /// An attempt ended: a last line without its newline goes to the log now, not glued to
+    /// the next attempt's first.
+    pub(crate) fn end_lines(&mut self) {
+        if let Some(f) = self.forward.as_mut() {
+            f.end_lines();
+        }
     }
 
     /// When the runner should call [`Output::tick`] next (memory mode with unwritten output).
@@ -219,6 +239,9 @@ impl Output {
     }
 
     pub(crate) fn write(&mut self, stream: Stream, data: &[u8]) {
+        if let Some(f) = self.forward.as_mut() {
+            f.push(stream, data);
+        }
         match stream {
             Stream::Stdout => self.stdout.push(data),
             Stream::Stderr => self.stderr.push(data),
@@ -274,6 +297,7 @@ impl Output {
     /// Joins the segments into the final file (the last `limit` bytes) and returns its path,
     /// or `None` when nothing could be kept.
     pub(crate) fn finish(&mut self) -> Option<PathBuf> {
+        self.end_lines();
         if self.ring.is_some() {
             self.flush_ring();
             return self.ring.take().map(|_| self.path());
@@ -317,6 +341,101 @@ impl Output {
             }
         }
     }
+}
+
+/// The longest line handed to the log: a longer one goes as pieces of at most this many
+/// bytes (cut before a UTF-8 sequence, never inside one).
+pub(crate) const LINE_MAX: usize = 4096;
+
+/// A run's output lines to the log (`output_to_log`), as they arrive: each complete line (or
+/// [`LINE_MAX`] bytes of one) is an `output` event with the job, the run id and the stream.
+/// Bytes that are not UTF-8 become U+FFFD, control characters other than a tab are escaped
+/// (`\u{1b}`), a line's final carriage return is dropped.
+pub(crate) struct Forward<'l> {
+    log: &'l Logger,
+    fields: [(&'static str, String); 2],
+    /// The unfinished line of stdout and of stderr.
+    pending: [Vec<u8>; 2],
+}
+
+impl<'l> Forward<'l> {
+    pub(crate) fn new(log: &'l Logger, job: &str, run_id: &str) -> Forward<'l> {
+        Forward {
+            log,
+            fields: [("job", job.to_string()), ("run_id", run_id.to_string())],
+            pending: [Vec::new(), Vec::new()],
+        }
+    }
+
+    fn push(&mut self, stream: Stream, data: &[u8]) {
+        let i = stream as usize;
+        self.pending[i].extend_from_slice(data);
+        let mut start = 0;
+        loop {
+            let rest = &self.pending[i][start..];
+            let end = match rest.iter().position(|&b| b == b'\n') {
+                Some(nl) if nl <= LINE_MAX => (nl, nl + 1),
+                _ if rest.len() >= LINE_MAX => {
+                    let cut = piece_end(rest);
+                    (cut, cut)
+                }
+                _ => break,
+            };
+            let line = printable(&rest[..end.0]);
+            self.emit(stream, &line);
+            start += end.1;
+        }
+        self.pending[i].drain(..start);
+    }
+
+    fn end_lines(&mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let i = stream as usize;
+            if !self.pending[i].is_empty() {
+                let line = printable(&self.pending[i]);
+                self.pending[i].clear();
+                self.emit(stream, &line);
+            }
+        }
+    }
+
+    fn emit(&self, stream: Stream, line: &str) {
+        let name = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        let [job, run] = &self.fields;
+        let f = [job.clone(), run.clone(), ("stream", name.to_string())];
+        self.log.log(Level::Info, "output", &f, line);
+    }
+}
+
+/// Where to cut a piece of at most [`LINE_MAX`] bytes from `rest`: not inside a UTF-8
+/// sequence (unless the bytes are no UTF-8 anyway).
+fn piece_end(rest: &[u8]) -> usize {
+    let mut cut = LINE_MAX;
+    while cut > LINE_MAX - 4 && rest.get(cut).is_some_and(|b| b & 0xC0 == 0x80) {
+        cut -= 1;
+    }
+    match cut > LINE_MAX - 4 {
+        true => cut,
+        false => LINE_MAX,
+    }
+}
+
+/// A line of output as printable text.
+fn printable(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

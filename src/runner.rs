@@ -416,7 +416,7 @@ impl<'a> Supervisor<'a> {
 
     /// Drains the output and waits for the child until it exited and its output is closed
     /// (or, after SIGKILL, the pipes are given up on); calls the alarm when its time comes.
-    fn supervise(&mut self, out: &mut Output, mut alarm: Option<Alarm<'_>>) {
+    fn supervise(&mut self, out: &mut Output<'_>, mut alarm: Option<Alarm<'_>>) {
         loop {
             if self.status.is_some() && self.stdout.is_none() && self.stderr.is_none() {
                 break;
@@ -478,7 +478,7 @@ impl<'a> Supervisor<'a> {
 
     /// How long poll may wait: until the next deadline or output flush, and at most 100 ms
     /// while the child runs and there is no pidfd to tell its exit.
-    fn next_wait(&self, now: Instant, out: &Output) -> Option<Duration> {
+    fn next_wait(&self, now: Instant, out: &Output<'_>) -> Option<Duration> {
         let next_deadline = match self.phase {
             Phase::Running => [
                 self.deadline.filter(|_| self.status.is_none()),
@@ -529,7 +529,7 @@ impl<'a> Supervisor<'a> {
 
     /// Handles the ready descriptors: drains output (closing a stream at its end), and
     /// forwards an interrupt's signal to the group, with SIGKILL `kill_grace` later.
-    fn on_ready(&mut self, pfds: &[libc::pollfd], out: &mut Output) {
+    fn on_ready(&mut self, pfds: &[libc::pollfd], out: &mut Output<'_>) {
         for p in pfds {
             if p.revents == 0 {
                 continue;
@@ -609,7 +609,7 @@ impl<'a> Supervisor<'a> {
 /// Runs one attempt to the end. Output goes to `out`.
 pub(crate) fn run_attempt(
     spec: &AttemptSpec,
-    out: &mut Output,
+    out: &mut Output<'_>,
     interrupt: &Interrupt,
 ) -> AttemptResult {
     run_attempt_with(spec, None, out, interrupt, &mut |_| {}, None)
@@ -623,7 +623,7 @@ pub(crate) fn run_attempt(
 pub(crate) fn run_attempt_with(
     spec: &AttemptSpec,
     scope: Option<&mut Scope<'_>>,
-    out: &mut Output,
+    out: &mut Output<'_>,
     interrupt: &Interrupt,
     on_spawn: &mut dyn FnMut(u32),
     alarm: Option<Alarm<'_>>,
@@ -679,7 +679,12 @@ pub(crate) fn run_attempt_with(
 /// Reads what is available (the descriptors are non-blocking: until the pipe is empty, with
 /// a cap so that one busy stream cannot starve the other); false at end of file (or on an
 /// error, which ends the stream).
-fn drain<R: Read>(src: &mut Option<R>, buf: &mut [u8], out: &mut Output, which: Stream) -> bool {
+fn drain<R: Read>(
+    src: &mut Option<R>,
+    buf: &mut [u8],
+    out: &mut Output<'_>,
+    which: Stream,
+) -> bool {
     let Some(r) = src.as_mut() else {
         return false;
     };

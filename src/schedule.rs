@@ -120,6 +120,9 @@ pub enum Expr {
     Every(u64),
     /// `@reboot`: once when the daemon first starts after the machine booted.
     Reboot,
+    /// `@start`: once each time the daemon starts (a container restarted on the same host
+    /// runs it again; `@reboot` would not). Not at a reload.
+    Start,
     /// `@manual`: never fires by itself; run by `run` or `trigger`.
     Manual,
 }
@@ -145,7 +148,7 @@ pub struct CronSpec {
 
 impl Expr {
     /// Parses a schedule: 5 cron fields, 6 fields with a leading seconds field, a macro
-    /// (`@daily`, any case), `@every DURATION`, `@reboot` or `@manual`.
+    /// (`@daily`, any case), `@every DURATION`, `@reboot`, `@start` or `@manual`.
     pub fn parse(text: &str) -> Result<Expr, ParseError> {
         let trimmed = text.trim();
         if let Some(rest) = trimmed.strip_prefix('@') {
@@ -172,6 +175,7 @@ impl Expr {
             return match (word.as_str(), macro_expansion) {
                 (_, Some(fields)) => plain(Expr::Cron(parse_fields(fields)?)),
                 ("reboot", _) => plain(Expr::Reboot),
+                ("start", _) => plain(Expr::Start),
                 ("manual", _) => plain(Expr::Manual),
                 ("every", _) => {
                     if arg.is_empty() {
@@ -207,7 +211,7 @@ impl Expr {
                 }
                 _ => Err(general(format!(
                     "unknown macro @{word} (allowed: @yearly, @annually, @monthly, @weekly, \
-                     @daily, @midnight, @hourly, @reboot, @manual, @every DURATION)"
+                     @daily, @midnight, @hourly, @reboot, @start, @manual, @every DURATION)"
                 ))),
             };
         }
@@ -220,11 +224,11 @@ impl Expr {
         match self {
             Expr::Cron(spec) => spec.can_fire(),
             Expr::Every(_) => true,
-            Expr::Reboot | Expr::Manual => true,
+            Expr::Reboot | Expr::Start | Expr::Manual => true,
         }
     }
 
-    /// Whether the expression fires on a calendar (not `@reboot` or `@manual`).
+    /// Whether the expression fires on a calendar (not `@reboot`, `@start` or `@manual`).
     pub fn is_calendar(&self) -> bool {
         matches!(self, Expr::Cron(_) | Expr::Every(_))
     }
@@ -235,7 +239,7 @@ impl Expr {
         match self {
             Expr::Cron(spec) => spec.is_wild(),
             Expr::Every(_) => true,
-            Expr::Reboot | Expr::Manual => false,
+            Expr::Reboot | Expr::Start | Expr::Manual => false,
         }
     }
 }
@@ -548,7 +552,7 @@ impl Schedule {
         &self.tz
     }
 
-    /// The first fire instant strictly after `after`, or `None` for `@reboot`, `@manual` and
+    /// The first fire instant strictly after `after`, or `None` for `@reboot`, `@start`, `@manual` and
     /// a schedule with no instant in the next 400 years. Fire instants are whole seconds.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         // The first whole second after `after`. `as_second` truncates toward zero, so before
@@ -562,7 +566,7 @@ impl Schedule {
                 let k = lo.checked_add(p - 1)?.div_euclid(p);
                 k.checked_mul(p)
             }
-            Expr::Reboot | Expr::Manual => None,
+            Expr::Reboot | Expr::Start | Expr::Manual => None,
         }?;
         Timestamp::from_second(next).ok()
     }

@@ -29,6 +29,7 @@ fn next_run(job: &Job, now: Timestamp) -> String {
     match &job.schedule {
         Some(s) => match s.expr() {
             Expr::Reboot => "at boot".to_string(),
+            Expr::Start => "at daemon start".to_string(),
             Expr::Manual => "manual".to_string(),
             _ => match s.next_after(now) {
                 Some(t) => format!(

@@ -69,7 +69,10 @@ pub fn run(cli: Cli) -> CmdResult {
             to,
             keep_going,
         } => backfill::backfill(path, &job, &from, &to, keep_going),
-        Command::Daemon => crate::daemon::run(path, &|cfg| connect(cfg, Role::Daemon)),
+        Command::Daemon => {
+            let env = crate::log::LogEnv::from_process();
+            crate::daemon::run(path, &env, &|cfg| connect(cfg, Role::Daemon))
+        }
         Command::Check => check::run(path),
         Command::List => list::run(&load_or_fail(path)?),
         Command::Next {
@@ -122,7 +125,8 @@ fn connect(cfg: &Config, role: Role) -> Result<Arc<dyn Coordinator>, Failure> {
     let Some(cluster) = &cfg.cluster else {
         return Ok(Arc::new(Local::default()));
     };
-    let log = crate::log::Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+    let env = crate::log::LogEnv::from_process();
+    let log = crate::log::Logger::for_settings(&cfg.settings, &env);
     match crate::fleet::Fleet::join(cluster, &cfg.settings.state_dir, role, log) {
         Ok(f) => Ok(f),
         Err(e) => Err(Failure::new(

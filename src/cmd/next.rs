@@ -21,7 +21,8 @@ pub(super) fn run(expr: &str, tz: Option<&str>, after: Option<&str>, count: usiz
     if !e.is_calendar() {
         return Err(Failure::usage(format!(
             "schedule {expr:?} has no calendar instants (@reboot runs once when the daemon first \
-             starts after boot; @manual only by `run` or `trigger`)"
+             starts after boot; @start each time the daemon starts; @manual only by `run` or \
+             `trigger`)"
         )));
     }
     let after = match after {

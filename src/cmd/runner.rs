@@ -33,7 +33,7 @@ impl Runner {
     pub(super) fn new(cfg: &Config) -> Result<Runner, Failure> {
         let interrupt = Interrupt::on_signals(&[libc::SIGINT, libc::SIGTERM])
             .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
-        let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+        let log = Logger::for_settings(&cfg.settings, &crate::log::LogEnv::from_process());
         // Fleet mode: an ad-hoc run takes the same cluster-wide lease as the daemons' runs
         // and is recorded where every node sees it; without the database it does not run.
         let coord = connect(cfg, Role::Node)?;

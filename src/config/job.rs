@@ -174,6 +174,8 @@ pub struct Job {
     pub warning_codes: Vec<i32>,
     pub expect: Expect,
     pub output_limit: u64,
+    /// Each line the job prints also goes to the log, tagged with the job, run and stream.
+    pub output_to_log: bool,
     pub verify: Option<Verify>,
     pub overlap: Overlap,
     pub catchup: Catchup,

@@ -63,6 +63,7 @@ impl Job {
                 min_duration: value(&s.min_duration).filter(|d| !d.is_zero()),
             },
             output_limit: value(&s.output_limit).unwrap_or(1 << 20),
+            output_to_log: value(&s.output_to_log).unwrap_or(false),
             verify: verify(s),
             overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
             catchup: value(&s.catchup).unwrap_or(Catchup::None),

@@ -51,6 +51,7 @@ const JOB_KEYS: &[&str] = &[
     "warn_after",
     "min_duration",
     "output_limit",
+    "output_to_log",
     "verify",
     "overlap",
     "catchup",
@@ -105,6 +106,7 @@ pub(crate) struct JobSpec {
     pub(crate) verify_min_ratio: Option<At<f64>>,
     pub(crate) verify_max_ratio: Option<At<f64>>,
     pub(crate) output_limit: Option<At<u64>>,
+    pub(crate) output_to_log: Option<At<bool>>,
     pub(crate) verify_files: Option<At<Vec<At<String>>>>,
     pub(crate) verify_min_size: Option<At<u64>>,
     pub(crate) verify_fresh: Option<At<bool>>,
@@ -184,6 +186,7 @@ impl JobSpec {
             verify_min_ratio,
             verify_max_ratio,
             output_limit,
+            output_to_log,
             verify_files,
             verify_min_size,
             verify_fresh,
@@ -335,7 +338,7 @@ impl Loader<'_> {
     }
 
     /// What counts as success, and what is done about a failure: `retries` and `retry_*`,
-    /// `success_codes`, `output_limit`, `verify`.
+    /// `success_codes`, `output_limit`, `output_to_log`, `verify`.
     fn read_outcome_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
         let sink = &mut *self.sink;
         s.retries = t.int(sink, "retries", 0, 10_000).map(|a| At {
@@ -376,6 +379,7 @@ impl Loader<'_> {
         s.min_duration = t.duration(sink, "min_duration");
         let sink = &mut *self.sink;
         s.output_limit = t.size(sink, "output_limit");
+        s.output_to_log = t.bool(sink, "output_to_log");
         if let Some(vt) = t.table(sink, "verify") {
             vt.check_keys(sink, VERIFY_KEYS, "verify");
             s.verify_files = vt.strings(sink, "files", true);

@@ -87,10 +87,12 @@ impl<'s> Loader<'s> {
 
     /// The files `include` names (glob patterns, relative to the main file's directory), each
     /// pattern's matches in name order.
-    fn drop_in_files(&mut self, top: &TableReader, path: &Path) -> Vec<Doc> {
+    /// Also returns the patterns, made absolute.
+    fn drop_in_files(&mut self, top: &TableReader, path: &Path) -> (Vec<Doc>, Vec<PathBuf>) {
         let mut docs = Vec::new();
+        let mut fulls = Vec::new();
         let Some(patterns) = top.strings(self.sink, "include", true) else {
-            return docs;
+            return (docs, fulls);
         };
         let base = path.parent().unwrap_or(Path::new("."));
         for pat in patterns.v {
@@ -117,8 +119,9 @@ impl<'s> Loader<'s> {
                     docs.push(doc);
                 }
             }
+            fulls.push(full);
         }
-        docs
+        (docs, fulls)
     }
 
     /// The checks of a table file's owner and mode, on the metadata of the open file.
@@ -186,7 +189,7 @@ impl<'s> Loader<'s> {
         let top = TableReader::new(&main_table, main.file, Loc::default(), None);
         top.check_keys(self.sink, TOP_KEYS, "top-level");
 
-        let docs = self.drop_in_files(&top, path);
+        let (docs, include_patterns) = self.drop_in_files(&top, path);
         let inc_tables: Vec<_> = docs.iter().map(|d| (d.file, self.parse(d))).collect();
 
         let settings = self.settings(&top);
@@ -225,6 +228,7 @@ impl<'s> Loader<'s> {
         Some(Config {
             path: path.to_path_buf(),
             files,
+            include_patterns,
             settings,
             alerts,
             cluster,

@@ -58,6 +58,8 @@ pub struct Config {
     pub path: PathBuf,
     /// The main file and every included file, in load order.
     pub files: Vec<PathBuf>,
+    /// The `include` patterns, made absolute (a new file matching one is part of the table).
+    pub include_patterns: Vec<PathBuf>,
     pub settings: Settings,
     pub alerts: Vec<AlertChannel>,
     pub cluster: Option<Cluster>,

@@ -28,6 +28,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "alert_spool_max_per_channel",
     "containment",
     "healthcheck_ca_file",
+    "reload_on_change",
 ];
 
 /// How the processes of a run are kept together (`containment`).
@@ -45,6 +46,8 @@ pub enum ContainmentSetting {
 pub enum LogFormat {
     Text,
     Json,
+    /// Entries of the systemd journal, with fields (`log_file` must not be set).
+    Journal,
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +73,8 @@ pub struct Settings {
     pub containment: ContainmentSetting,
     /// A PEM bundle of CA certificates the healthcheck pings trust besides the system's.
     pub healthcheck_ca_file: Option<PathBuf>,
+    /// The daemon reloads the table when its files change (inotify), as on SIGHUP.
+    pub reload_on_change: bool,
 }
 
 impl Loader<'_> {
@@ -90,9 +95,23 @@ impl Loader<'_> {
         let lock_dir = self
             .abs_path(&t, "lock_dir")
             .map_or_else(|| crate::paths::default_lock_dir(&state_dir), |a| a.v);
-        let log_file = self.abs_path(&t, "log_file").map(|a| a.v);
-        let log_format = match t.choice(self.sink, "log_format", &["text", "json"]) {
+        // "-": standard output (a container's log).
+        let log_file = match t.nonempty(self.sink, "log_file") {
+            Some(s) if s.v == "-" => Some(PathBuf::from("-")),
+            Some(_) => self.abs_path(&t, "log_file").map(|a| a.v),
+            None => None,
+        };
+        let formats = ["text", "json", "journal"];
+        let log_format = match t.choice(self.sink, "log_format", &formats) {
             Some(s) if s.v == "json" => LogFormat::Json,
+            Some(s) if s.v == "journal" => {
+                if log_file.is_some() {
+                    let msg = "log_format = \"journal\" sends the log to the systemd journal: \
+                               remove log_file, or choose \"text\" or \"json\" for it";
+                    self.sink.error(s.loc, t.subject(), msg.to_string());
+                }
+                LogFormat::Journal
+            }
             _ => LogFormat::Text,
         };
         let max_concurrent = t
@@ -121,6 +140,7 @@ impl Loader<'_> {
             Some(s) if s.v == "process" => ContainmentSetting::Process,
             _ => ContainmentSetting::Auto,
         };
+        let reload_on_change = t.bool(self.sink, "reload_on_change").is_some_and(|a| a.v);
         if self.errors_since(errors_before) {
             return None;
         }
@@ -145,6 +165,7 @@ impl Loader<'_> {
             alert_spool_max_per_channel,
             containment,
             healthcheck_ca_file,
+            reload_on_change,
         })
     }
 

@@ -22,11 +22,11 @@ use crate::sync::lock;
 pub(super) struct Launch {
     pub(super) job: String,
     pub(super) scheduled: Timestamp,
-    /// "schedule", "catchup", "clock-step", "reboot", "trigger", "takeover".
+    /// "schedule", "catchup", "clock-step", "reboot", "start", "trigger", "takeover".
     pub(super) why: &'static str,
     pub(super) params: BTreeMap<String, String>,
     pub(super) run_id: String,
-    /// Scheduler ticks are marked as dispatched; reboot and trigger runs are not ticks.
+    /// Scheduler ticks are marked as dispatched; reboot, start and trigger runs are not ticks.
     pub(super) mark: bool,
     /// Scheduler ticks coalesce into a run that is still waiting (where the backend lets
     /// them: `Coordinator::ticks_coalesce`); catch-up runs and triggers never do.
@@ -48,7 +48,7 @@ impl Launch {
             why,
             params: Default::default(),
             run_id: execute::new_run_id(),
-            mark: why != "reboot",
+            mark: !matches!(why, "reboot" | "start"),
             coalesce: why != "catchup",
             behind: false,
             done: None,

@@ -15,9 +15,11 @@
 //! over), `slots` (concurrency), `state` (the daemon's files),
 //! `control` (the control socket server), `work` (work the coordination backend brings),
 //! `clock` (a skewed clock the backend reports, alerted once),
-//! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`).
+//! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`),
+//! `changes` (`reload_on_change`: the table's files watched with inotify).
 
 mod catchup;
+mod changes;
 mod clock;
 mod control;
 mod dispatch;
@@ -47,7 +49,7 @@ use crate::diag::Severity;
 use crate::execute::Ctx;
 use crate::exit::{self, CmdResult, Failure};
 use crate::lock::{self, Acquired, JobLock};
-use crate::log::{Level, Logger};
+use crate::log::{Level, LogEnv, Logger};
 use crate::metrics::Metrics;
 use crate::runner::Interrupt;
 use crate::schedule::{Expr, format_rfc3339};
@@ -139,6 +141,8 @@ struct Daemon<'p> {
     sched: Scheduler,
     hup: Interrupt,
     term: Interrupt,
+    /// `reload_on_change`: the watch on the table's files.
+    changes: Option<changes::Changes>,
     /// As PID 1 (a container's init), orphans are re-parented to us: reaped on SIGCHLD.
     reaper: Option<Interrupt>,
     /// Dropped to stop the running jobs.
@@ -159,8 +163,8 @@ struct Daemon<'p> {
     _daemon_lock: JobLock,
 }
 
-pub(crate) fn run(config_path: &Path, connect: Connect<'_>) -> CmdResult {
-    let mut d = Daemon::start(config_path, connect)?;
+pub(crate) fn run(config_path: &Path, env: &LogEnv, connect: Connect<'_>) -> CmdResult {
+    let mut d = Daemon::start(config_path, env, connect)?;
     while d.step() {}
     d.shutdown()
 }
@@ -246,7 +250,11 @@ fn signals(s: &[i32]) -> Result<Interrupt, Failure> {
 impl<'p> Daemon<'p> {
     /// Loads the table, takes the daemon lock, joins the backend, opens the control socket
     /// (and metrics), recovers what a previous daemon left, and starts what is due.
-    fn start(config_path: &'p Path, connect: Connect<'_>) -> Result<Daemon<'p>, Failure> {
+    fn start(
+        config_path: &'p Path,
+        env: &LogEnv,
+        connect: Connect<'_>,
+    ) -> Result<Daemon<'p>, Failure> {
         let cfg = load(config_path, &Logger::stderr()).map_err(|n| {
             Failure::config(format!(
                 "{}: {n} error(s) in the job table; not starting",
@@ -270,7 +278,7 @@ impl<'p> Daemon<'p> {
             UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
         let coord = connect(&cfg)?;
         let outbox = alert::Outbox::new();
-        let log = Logger::new(cfg.settings.log_file.clone(), cfg.settings.log_format);
+        let log = Logger::for_settings(&cfg.settings, env);
         let watch = watch::Watch::load(&cfg, &*coord, &log);
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared {
@@ -314,6 +322,10 @@ impl<'p> Daemon<'p> {
             shared.log.log(Level::Warn, "catchup", &[], &n);
         }
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let changes = match cfg.settings.reload_on_change {
+            true => changes::Changes::watch(&cfg, &shared.log),
+            false => None,
+        };
         let mut d = Daemon {
             config_path,
             cfg,
@@ -321,6 +333,7 @@ impl<'p> Daemon<'p> {
             sched,
             hup,
             term,
+            changes,
             reaper,
             stop_tx,
             control,
@@ -337,7 +350,8 @@ impl<'p> Daemon<'p> {
         Ok(d)
     }
 
-    /// Announces the start, runs `@reboot` jobs on a new boot and the instants due at start,
+    /// Announces the start, runs `@reboot` jobs on a new boot, `@start` jobs, and the
+    /// instants due at start,
     /// and tells systemd the daemon is ready.
     fn boot(&mut self, startup: Vec<crate::scheduler::Dispatch>) {
         let (cfg, shared) = (&self.cfg, &self.shared);
@@ -372,6 +386,16 @@ impl<'p> Daemon<'p> {
             if let Some(b) = &boot {
                 let _ = crate::files::write_atomic(&boot_file, b.as_bytes());
             }
+        }
+        // @start: each time the daemon starts (never at a reload).
+        let now = Timestamp::now();
+        for job in cfg.jobs.iter().filter(|j| {
+            j.enabled
+                && j.schedule
+                    .as_ref()
+                    .is_some_and(|s| *s.expr() == Expr::Start)
+        }) {
+            dispatch(shared, cfg, Launch::tick(&job.name, now, "start"));
         }
         self.publish_jobs();
         start_all(shared, cfg, startup);
@@ -408,6 +432,7 @@ impl<'p> Daemon<'p> {
         {
             fds.extend(src.raw_fds());
         }
+        fds.extend(self.changes.as_ref().map(changes::Changes::fd));
         if self.trim_again {
             // Once more at the first wait: what only start-up and the first pass of the loop
             // touched goes too; a wake-up brings back only what it uses.
@@ -437,6 +462,7 @@ impl<'p> Daemon<'p> {
             self.reload();
             self.busy += t0.elapsed();
         }
+        self.reload_if_changed(ready);
         self.start_due();
         clock::check(&self.shared);
         watch::check_due(&self.shared);
@@ -472,6 +498,9 @@ impl<'p> Daemon<'p> {
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
         }
+        if let Some(due) = self.changes.as_ref().and_then(changes::Changes::due) {
+            sleep = sleep.min(due.saturating_duration_since(Instant::now()));
+        }
         if Instant::now() >= self.next_spool_look {
             self.next_spool_look = Instant::now() + SPOOL_CHECK;
             if alert::spool_size(&self.shared.state_dir) > 0 {
@@ -479,6 +508,43 @@ impl<'p> Daemon<'p> {
             }
         }
         sleep
+    }
+
+    /// `reload_on_change`: reads the watch's events (when its descriptor woke the loop) and
+    /// reloads once the writes have settled. The watch is made anew before the table is read
+    /// (a write while it is read is not missed) and again after, if the new table's files
+    /// differ.
+    fn reload_if_changed(&mut self, ready: bool) {
+        let Some(c) = self.changes.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if ready && let Some(name) = c.take_events(now) {
+            let f = [("file", name)];
+            let msg = format!(
+                "reloading once it stays unchanged for {}",
+                crate::units::format_duration(changes::SETTLE)
+            );
+            self.shared.log.log(Level::Info, "table-changed", &f, &msg);
+        }
+        if c.due().is_none_or(|d| now < d) {
+            return;
+        }
+        let t0 = Instant::now();
+        self.changes = changes::Changes::watch(&self.cfg, &self.shared.log);
+        self.reload();
+        self.busy += t0.elapsed();
+    }
+
+    /// After a reload, whichever its cause: the watch follows `reload_on_change` and the
+    /// new table's files.
+    fn rewatch(&mut self) {
+        let (cfg, log) = (&self.cfg, &self.shared.log);
+        self.changes = match (cfg.settings.reload_on_change, self.changes.take()) {
+            (false, _) => None,
+            (true, Some(c)) if !c.differs(cfg) => Some(c),
+            (true, _) => changes::Changes::watch(cfg, log),
+        };
     }
 
     /// SIGHUP: the new table replaces the old one if it loads; else the old one keeps running.
@@ -511,6 +577,7 @@ impl<'p> Daemon<'p> {
                 &format!("{n} error(s) in the new table; the old table keeps running"),
             ),
         }
+        self.rewatch();
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status_line(&self.cfg, &self.sched)),

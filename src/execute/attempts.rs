@@ -78,7 +78,7 @@ pub(super) struct Attempts<'r, 'a> {
     pub(super) exclusion: Option<&'r mut Exclusion>,
     pub(super) holder: Holder,
     pub(super) marker: &'r mut RunMarker,
-    pub(super) out: &'r mut Output,
+    pub(super) out: &'r mut Output<'a>,
     pub(super) scope: &'r mut Scope<'a>,
     pub(super) interrupt: &'r Interrupt,
     /// When the run started (`warn_after` counts from it).
@@ -163,6 +163,7 @@ impl Attempts<'_, '_> {
     /// The attempt's process group is over: the lock file stops naming it, so nothing
     /// signals a group that no longer is this run's (`overlap = "replace"`).
     fn attempt_ended(&mut self) {
+        self.out.end_lines();
         if self.holder.pgid.take().is_some()
             && let Some(x) = self.exclusion.as_mut()
         {

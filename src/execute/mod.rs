@@ -274,6 +274,9 @@ fn run_locked(
     );
     let output_dir = state_dir.join("output").join(&job.name);
     let mut out = Output::new(&output_dir, run_id, job.output_limit);
+    if job.output_to_log {
+        out.forward_to(crate::output::Forward::new(ctx.log, &job.name, run_id));
+    }
     let mut scope = Scope::new(ctx.contain, job, run_id);
     let mut run = attempts::Attempts {
         ctx,

@@ -38,10 +38,13 @@ pub(super) fn identity(job: &Job) -> Result<Identity, String> {
         Some(name) => User::from_name(name)
             .map_err(|e| format!("looking up user {name:?}: {e}"))?
             .ok_or_else(|| format!("user {name:?} does not exist"))?,
-        None => User::from_uid(me)
-            .ok()
-            .flatten()
-            .ok_or_else(|| format!("uid {me} has no passwd entry"))?,
+        None => match User::from_uid(me) {
+            Ok(Some(u)) => u,
+            // No passwd entry for the daemon's own uid (a `FROM scratch` container has no
+            // /etc/passwd): the job runs as the daemon, USER is the uid, HOME is /.
+            _ if !wants_switch => return Ok(unnamed(me)),
+            _ => return Err(format!("uid {me} has no passwd entry")),
+        },
     };
     let gid = match &job.group {
         Some(name) => {
@@ -75,6 +78,15 @@ pub(super) fn identity(job: &Job) -> Result<Identity, String> {
         user: pw.name,
         home: pw.dir,
     })
+}
+
+/// The daemon's own identity when its uid has no passwd entry.
+fn unnamed(me: nix::unistd::Uid) -> Identity {
+    Identity {
+        creds: None,
+        user: me.to_string(),
+        home: PathBuf::from("/"),
+    }
 }
 
 /// The placeholder values of one attempt.

@@ -24,6 +24,13 @@ use crate::sync::lock;
 /// How long an entry the database refused waits before it is tried again.
 const HOLD_BACK: Duration = Duration::from_secs(60);
 
+/// Whether the database refused the statement itself (an ERROR: a right missing, a schema it
+/// does not know), as opposed to the connection failing (closed, or a FATAL such as an
+/// administrator's shutdown), after which the entry goes in on the next connection.
+fn refused(e: &postgres::Error) -> bool {
+    !e.is_closed() && e.as_db_error().is_some_and(|d| d.severity() == "ERROR")
+}
+
 /// What the database said, for the log.
 fn refusal(e: &postgres::Error) -> String {
     match e.as_db_error() {
@@ -156,7 +163,7 @@ impl Fleet {
                 }
                 // The database refused this entry (a right missing, a schema it does not
                 // know): the others go on, and this one is tried again later.
-                Err(e) if e.as_db_error().is_some() => self.hold_back(&p.path, &entry, &e),
+                Err(e) if refused(&e) => self.hold_back(&p.path, &entry, &e),
                 Err(e) => return Err(db_err(e)),
             }
         }

@@ -6,6 +6,7 @@ mod alert_events;
 mod alert_faults;
 mod check;
 mod contain;
+mod container;
 mod control;
 mod daemon;
 mod docs;

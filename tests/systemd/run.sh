@@ -390,8 +390,8 @@ ticks() { ct sh -c 'cat /var/lib/lab/ticks 2>/dev/null | wc -l'; }
 ticks_above() { [ "$(ticks)" -ge "$1" ]; }
 
 # Every line the daemon wrote is in the unit's journal (journalctl -u), attributed to the unit
-# (also those written while it sat in supervisor/), as plain text lines; the jobs' output is
-# not (it is in STATE_DIR/output/JOB/RUN_ID.log).
+# (also those written while it sat in supervisor/), as plain text lines with journal fields;
+# the jobs' output is not (it is in STATE_DIR/output/JOB/RUN_ID.log).
 check_journal() {
     local total under plain lines
     ct systemctl start "$UNIT"
@@ -414,7 +414,19 @@ check_journal() {
     ! grep 'left a sleep behind' <<<"$journal" >/dev/null || die "a job's output is in the journal"
     ct sh -c 'cat /var/lib/cronwarden/output/stray/*.log' | grep 'left a sleep behind' >/dev/null ||
         die "the stray job's output is not in /var/lib/cronwarden/output/stray/"
-    say "   $total lines from cronwarden, all under $UNIT; $plain daemon log lines, plain text"
+    # The entries carry fields (the native protocol): one job's entries by CRONWARDEN_JOB,
+    # a run's end with its outcome, the priority from the level.
+    local stray ends
+    stray=$(ct journalctl -u "$UNIT" -o cat --no-pager CRONWARDEN_JOB=stray)
+    [ -n "$stray" ] || die "journalctl CRONWARDEN_JOB=stray finds nothing"
+    ! grep -v ' job=stray ' <<<"$stray" >/dev/null || die "CRONWARDEN_JOB=stray finds other lines"
+    ends=$(ct journalctl -u "$UNIT" -o json --no-pager CRONWARDEN_JOB=stray CRONWARDEN_EVENT=run-end)
+    grep '"CRONWARDEN_OUTCOME":"success"' <<<"$ends" >/dev/null ||
+        die "no run-end entry of stray with CRONWARDEN_OUTCOME"
+    grep '"SYSLOG_IDENTIFIER":"cronwarden"' <<<"$ends" | grep '"PRIORITY":"6"' >/dev/null ||
+        die "the run-end entries lack SYSLOG_IDENTIFIER or PRIORITY"
+    say "   $total lines from cronwarden, all under $UNIT; $plain daemon log lines, plain text;" \
+        "fields: $(grep -c . <<<"$stray") entries with CRONWARDEN_JOB=stray"
 }
 
 # An upgrade to a higher version restarts a running daemon (try-restart) and keeps the edited
