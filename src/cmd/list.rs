@@ -22,7 +22,7 @@ pub(super) fn relative(from: Timestamp, to: Timestamp) -> String {
     format!("in {text}")
 }
 
-fn next_run(job: &Job, now: Timestamp) -> String {
+fn next_run(job: &Job, now: Timestamp, host: &str) -> String {
     if !job.enabled {
         return "disabled".to_string();
     }
@@ -30,7 +30,8 @@ fn next_run(job: &Job, now: Timestamp) -> String {
         Some(s) => match s.expr() {
             Expr::Reboot => "at boot".to_string(),
             Expr::Manual => "manual".to_string(),
-            _ => match s.next_after(now) {
+            // With a fixed jitter, the instant the run starts.
+            _ => match next_start(s, job.fixed_delay(host), now) {
                 Some(t) => format!(
                     "{} ({})",
                     t.to_zoned(job.tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -41,6 +42,21 @@ fn next_run(job: &Job, now: Timestamp) -> String {
         },
         None => format!("after {}", job.after.join(", ")),
     }
+}
+
+/// The next instant a run starts: the next fire instant, or with a fixed `delay` the first
+/// fire instant whose delayed start is still to come.
+fn next_start(
+    s: &crate::schedule::Schedule,
+    delay: Option<std::time::Duration>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let Some(d) = delay else {
+        return s.next_after(now);
+    };
+    let d = jiff::SignedDuration::try_from(d).ok()?;
+    let from = now.checked_sub(d).ok()?;
+    s.next_after(from)?.checked_add(d).ok()
 }
 
 /// "success 2h ago", "failure 5m ago (exit 2)", or "never".
@@ -64,6 +80,7 @@ fn last_result(config: &Config, job: &Job, now: Timestamp) -> String {
 pub(super) fn run(config: &Config) -> CmdResult {
     let now = Timestamp::now();
     let paused = crate::coord::read_paused(&config.settings.state_dir);
+    let host = config.host_name();
     let header = [
         "JOB",
         "SCHEDULE",
@@ -83,7 +100,7 @@ pub(super) fn run(config: &Config) -> CmdResult {
             name,
             job.schedule_text.clone().unwrap_or_else(|| "-".to_string()),
             zone_name(&job.tz),
-            next_run(job, now),
+            next_run(job, now, &host),
             last_result(config, job, now),
             if paused.contains(&job.name) {
                 "yes"

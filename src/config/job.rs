@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
+pub use super::env_file::EnvFile;
 use crate::schedule::Schedule;
 
 /// How a job's command is started.
@@ -77,6 +78,16 @@ impl Limits {
         }
         c
     }
+}
+
+/// How `jitter` delays a run (`jitter_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitterMode {
+    /// A new random delay for every run.
+    Random,
+    /// The same delay for every run of the job on this host (or fleet node): derived from a
+    /// hash of the host's and the job's names.
+    Fixed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +173,10 @@ pub struct Job {
     pub group: Option<String>,
     pub workdir: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// `env_file`, in reading order (`[defaults]`' files first).
+    pub env_files: Vec<EnvFile>,
+    /// `credentials`: the name under `$CREDENTIALS_DIRECTORY`, and the file copied there.
+    pub credentials: BTreeMap<String, PathBuf>,
     pub umask: u32,
     pub nice: Option<i32>,
     pub timeout: Option<Duration>,
@@ -178,11 +193,35 @@ pub struct Job {
     pub overlap: Overlap,
     pub catchup: Catchup,
     pub jitter: Option<Duration>,
+    pub jitter_mode: JitterMode,
     pub after: Vec<String>,
     pub alert: Vec<String>,
     pub healthcheck_url: Option<String>,
     pub params: BTreeMap<String, String>,
     pub enabled: bool,
+    /// Records older than this are pruned from the history (job, else `[settings]`).
+    pub history_max_age: Option<Duration>,
+    /// Output files older than this are removed (job, else `[settings]`).
+    pub output_max_age: Option<Duration>,
     /// Where the job is defined: file and line.
     pub defined_at: (PathBuf, usize),
+}
+
+impl Job {
+    /// With `jitter_mode = "fixed"`: the delay of every scheduled run of this job on the host
+    /// (or fleet node) `host`, within `[0, jitter)`, from a hash of both names (FNV-1a, the
+    /// same in every version and on every machine). `None` otherwise.
+    pub fn fixed_delay(&self, host: &str) -> Option<Duration> {
+        let jitter = self
+            .jitter
+            .filter(|_| self.jitter_mode == JitterMode::Fixed)?;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in host.bytes().chain([0]).chain(self.name.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let nanos = jitter.as_nanos();
+        let offset = (u128::from(h) * nanos) >> 64;
+        Some(Duration::from_nanos(offset as u64))
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::Settings;
 use super::job::{
-    Catchup, Expect, IoClass, Job, Leftovers, Limits, Overlap, Retry, RetryCodes, RetryOn, Verify,
+    Catchup, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
+    RetryOn, Verify,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
@@ -48,6 +49,12 @@ impl Job {
                 .iter()
                 .map(|(k, (_, v))| (k.clone(), v.v.clone()))
                 .collect(),
+            env_files: s.env_file.iter().map(|a| a.v.clone()).collect(),
+            credentials: s
+                .credentials
+                .iter()
+                .map(|(k, (_, v))| (k.clone(), PathBuf::from(&v.v)))
+                .collect(),
             umask: value(&s.umask).unwrap_or(0o022),
             nice: value(&s.nice),
             timeout: value(&s.timeout).filter(|d| !d.is_zero()),
@@ -67,11 +74,18 @@ impl Job {
             overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
             catchup: value(&s.catchup).unwrap_or(Catchup::None),
             jitter: value(&s.jitter).filter(|d| !d.is_zero()),
+            jitter_mode: value(&s.jitter_mode).unwrap_or(JitterMode::Random),
             after: names(&s.after),
             alert: names(&s.alert),
             healthcheck_url: value(&s.healthcheck_url),
             params,
             enabled: value(&s.enabled).unwrap_or(true),
+            history_max_age: value(&s.history_max_age)
+                .or(settings.history_max_age)
+                .filter(|d| !d.is_zero()),
+            output_max_age: value(&s.output_max_age)
+                .or(settings.output_max_age)
+                .filter(|d| !d.is_zero()),
             defined_at,
         })
     }

@@ -79,7 +79,11 @@ pub(super) fn run_one(
     let Some(job) = cfg.job(name) else {
         return;
     };
-    let Some(interrupt) = prepare(shared, &launch, jitter) else {
+    let delay = jitter.map(|j| match job.fixed_delay(&cfg.host_name()) {
+        Some(offset) => fixed_wait(shared, &launch, offset),
+        None => j.mul_f64(crate::policy::random01()),
+    });
+    let Some(interrupt) = prepare(shared, &launch, delay) else {
         return;
     };
     let ctx = shared.ctx(cfg);
@@ -132,9 +136,24 @@ pub(super) fn run_one(
     }
 }
 
+/// `jitter_mode = "fixed"`: the wait until the same offset after the scheduled instant every
+/// time (an instant already past, as a catch-up's, starts at once). Logged with the offset.
+fn fixed_wait(shared: &Shared, launch: &Launch, offset: Duration) -> Duration {
+    let f = [
+        ("job", launch.job.clone()),
+        ("scheduled", launch.scheduled.to_string()),
+        ("offset_ms", offset.as_millis().to_string()),
+    ];
+    let msg = "fixed jitter: the run starts this long after its scheduled instant";
+    shared.log.log(Level::Info, "jitter", &f, msg);
+    let start = launch.scheduled + offset;
+    let wait = start.duration_since(Timestamp::now());
+    Duration::try_from(wait).unwrap_or(Duration::ZERO)
+}
+
 /// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
-/// waits out the jitter; `None` when the run must not go on.
-fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> Option<Interrupt> {
+/// waits out the jitter's `delay`; `None` when the run must not go on.
+fn prepare(shared: &Arc<Shared>, launch: &Launch, delay: Option<Duration>) -> Option<Interrupt> {
     let name = launch.job.as_str();
     let f = [("job", name.to_string())];
     if launch.mark {
@@ -154,8 +173,7 @@ fn prepare(shared: &Arc<Shared>, launch: &Launch, jitter: Option<Duration>) -> O
             return None;
         }
     };
-    if let Some(j) = jitter {
-        let delay = j.mul_f64(crate::policy::random01());
+    if let Some(delay) = delay {
         if interrupt.sleep(delay).is_some() {
             return None;
         }

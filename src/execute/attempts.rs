@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 
+use super::credentials;
 use super::marker::RunMarker;
 use super::spec::{self, Identity};
 use super::{Ctx, RunFacts};
@@ -94,7 +95,15 @@ impl Attempts<'_, '_> {
         let job = req.job;
         let mut params = job.params.clone();
         params.extend(req.params.clone());
-        let who = spec::identity(job);
+        // The run's credentials stay staged until its last attempt is over (`staged` is
+        // dropped when this returns, whatever the outcome).
+        let mut staged = None;
+        let who = spec::identity(job).and_then(|mut w| {
+            let lock_dir = &self.ctx.cfg.settings.lock_dir;
+            staged = credentials::stage(lock_dir, self.facts.run_id, &job.credentials, w.owner())?;
+            w.cred_dir = staged.as_ref().map(|s| s.dir.clone());
+            Ok(w)
+        });
         let first = req.first_attempt.max(1);
         let max_attempts = job.retry.retries.saturating_add(1);
         let mut attempts = Vec::new();

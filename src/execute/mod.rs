@@ -2,10 +2,12 @@
 //! alerts. `cronwarden run` calls this directly; the daemon calls the very same functions.
 //!
 //! Files: `spec` (what an attempt is started with), `attempts` (the attempts and retries),
+//! `credentials` (the run's private copies of the files `credentials` names),
 //! `marker` (the run marker that lets the next supervisor finish a run whose supervisor
 //! died), `orphan` (finishing such runs), this file (the run around them).
 
 mod attempts;
+pub(crate) mod credentials;
 pub(crate) mod marker;
 pub(crate) mod orphan;
 mod spec;
@@ -272,7 +274,7 @@ fn run_locked(
         state_dir,
         facts.record(Outcome::Lost, None, Vec::new(), None),
     );
-    let output_dir = state_dir.join("output").join(&job.name);
+    let output_dir = output_dir(state_dir, &job.name);
     let mut out = Output::new(&output_dir, run_id, job.output_limit);
     let mut scope = Scope::new(ctx.contain, job, run_id);
     let mut run = attempts::Attempts {
@@ -312,6 +314,9 @@ fn run_locked(
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
     marker.remove();
     prune_outputs(&output_dir);
+    if let Some(age) = job.output_max_age {
+        prune_old_outputs(&output_dir, age);
+    }
     let exit_code = outcome.exit_code(interrupt.received());
     drop(exclusion);
     let report = RunReport {
@@ -400,4 +405,33 @@ fn prune_outputs(dir: &Path) {
     for n in &names[..names.len() - KEEP_OUTPUTS] {
         let _ = std::fs::remove_file(dir.join(n));
     }
+}
+
+/// Removes the job's output files last written more than `age` ago (`output_max_age`);
+/// returns how many. Called at the end of each run and by the daemon's housekeeping.
+pub(crate) fn prune_old_outputs(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let Some(before) = std::time::SystemTime::now().checked_sub(age) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < before);
+        if name.to_string_lossy().ends_with(".log") && old && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The directory of a job's output files.
+pub(crate) fn output_dir(state_dir: &Path, job: &str) -> std::path::PathBuf {
+    state_dir.join("output").join(job)
 }

@@ -17,6 +17,19 @@ pub(super) struct Identity {
     creds: Option<Creds>,
     user: String,
     home: PathBuf,
+    /// The variables of the job's `env_file`s, read for this run (as the process starting
+    /// it, before dropping to `user`), in order: a later one of a name wins.
+    file_env: Vec<(String, String)>,
+    /// The run's `credentials` directory (`$CREDENTIALS_DIRECTORY`), once staged.
+    pub(super) cred_dir: Option<PathBuf>,
+}
+
+impl Identity {
+    /// Who the job's files are handed to: its user and group when it switches, else `None`
+    /// (this process's own).
+    pub(super) fn owner(&self) -> Option<(u32, u32)> {
+        self.creds.as_ref().map(|c| (c.uid, c.gid))
+    }
 }
 
 pub(super) fn identity(job: &Job) -> Result<Identity, String> {
@@ -74,6 +87,8 @@ pub(super) fn identity(job: &Job) -> Result<Identity, String> {
         creds,
         user: pw.name,
         home: pw.dir,
+        file_env: crate::config::env_file::read_all(&job.env_files)?,
+        cred_dir: None,
     })
 }
 
@@ -129,6 +144,8 @@ pub(super) fn attempt_spec(
     if let Some(tz) = &job.timezone {
         env.insert("TZ".into(), tz.clone());
     }
+    // The job's `env` wins over its `env_file`s.
+    env.extend(who.file_env.iter().cloned());
     for (k, v) in &job.env {
         env.insert(k.clone(), template::render(v, vars));
     }
@@ -144,6 +161,12 @@ pub(super) fn attempt_spec(
     }
     for (k, v) in params {
         env.insert(format!("CRONWARDEN_PARAM_{k}"), v.clone());
+    }
+    if let Some(dir) = &who.cred_dir {
+        env.insert(
+            "CREDENTIALS_DIRECTORY".into(),
+            dir.to_string_lossy().into_owned(),
+        );
     }
     let workdir = job.workdir.clone().or_else(|| {
         if who.home.is_dir() {

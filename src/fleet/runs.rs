@@ -2,12 +2,17 @@
 //! so `status` and `history` on any node show the fleet; runs of silent nodes are marked
 //! lost by exactly one other node. Also the alert marks and the pruning of old rows.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use super::pool::col;
 use super::{CLAIM_RETENTION, Fleet, ms};
 use crate::coord::{LostRun, RunStart};
 use crate::record::RunRecord;
+
+/// `history_max_age`: `[settings]`' (for jobs not in the table), and each job's own.
+pub(super) type MaxAges = (Option<Duration>, Vec<(String, Option<Duration>)>);
 
 impl Fleet {
     /// Records that a run started (or, after a takeover, started again here).
@@ -186,8 +191,13 @@ impl Fleet {
 
     /// Keeps the tables bounded: claims, trigger requests and alert marks past the claim
     /// retention (plus a day), node rows silent for a day, and per job the newest `keep`
-    /// finished runs (`history_keep`).
-    pub(super) fn prune(&self, keep: usize) -> Result<u64, String> {
+    /// finished runs (`history_keep`) and those that started within its `history_max_age`
+    /// (`ages`: `[settings]`' for jobs not in the table, and each job's own).
+    pub(super) fn prune(&self, keep: usize, ages: MaxAges) -> Result<u64, String> {
+        let secs = |a: Option<Duration>| a.map_or(0.0, |d| d.as_secs_f64());
+        let default_age = secs(ages.0);
+        let (jobs, job_ages): (Vec<String>, Vec<f64>) =
+            ages.1.into_iter().map(|(j, a)| (j, secs(a))).unzip();
         let days = CLAIM_RETENTION.as_secs_f64() + 86400.0;
         self.with(|c| {
             let mut n = 0;
@@ -209,6 +219,21 @@ impl Fleet {
                         FROM cronwarden_runs WHERE state <> 'running') x
                     WHERE n > $1)",
                 &[&(keep.min(i64::MAX as usize) as i64)],
+            )?;
+            // Runs that ended longer ago than the job's age (0: no age limit), except its
+            // newest real run (not a skip), as in the state directory.
+            n += c.execute(
+                "WITH ages AS (SELECT j, a FROM unnest($1::text[], $2::float8[]) AS t(j, a))
+                 DELETE FROM cronwarden_runs r WHERE r.state <> 'running'
+                 AND COALESCE((SELECT a FROM ages WHERE j = r.job), $3) > 0
+                 AND COALESCE(r.ended, r.started) < now() -
+                     COALESCE((SELECT a FROM ages WHERE j = r.job), $3) * interval '1 second'
+                 AND r.run_id IS DISTINCT FROM (
+                     SELECT n.run_id FROM cronwarden_runs n
+                     WHERE n.job = r.job AND n.state <> 'running' AND n.record IS NOT NULL
+                       AND n.record::jsonb ->> 'outcome' <> 'skipped'
+                     ORDER BY n.started DESC, n.run_id DESC LIMIT 1)",
+                &[&jobs, &job_ages, &default_age],
             )?;
             Ok(n)
         })
