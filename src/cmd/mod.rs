@@ -4,6 +4,7 @@
 
 mod backfill;
 mod check;
+mod check_files;
 mod completions;
 mod health;
 mod history;

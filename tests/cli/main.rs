@@ -11,6 +11,7 @@ mod daemon;
 mod docs;
 mod faults;
 mod fleet;
+mod given;
 mod health;
 mod import;
 mod messages;

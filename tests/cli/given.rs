@@ -1,0 +1,237 @@
+//! What a job is given at each run: `env_file` and `credentials`; and `jitter_mode =
+//! "fixed"`, `history_max_age` and `output_max_age`.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::daemon::Daemon;
+use super::{Table, wait_for};
+
+const SECRET: &str = "s3cr3t-Value-9f1c";
+
+/// Every text a secret must never reach: the log, the history (file, `history --json`),
+/// `status --json`, run markers, and the alert's environment and body.
+fn assert_nowhere(t: &Table, job: &str, secret: &str) {
+    let mut texts = vec![
+        ("log", t.log()),
+        (
+            "history file",
+            std::fs::read_to_string(t.dir().join(format!("state/history/{job}.jsonl")))
+                .unwrap_or_default(),
+        ),
+        ("history --json", t.run(&["history", job, "--json"]).1),
+        ("status --json", t.run(&["status", "--json"]).1),
+    ];
+    for name in ["alert.env", "alert.body"] {
+        let text = std::fs::read_to_string(t.dir().join(name)).expect(name);
+        assert!(!text.is_empty(), "{name} is empty");
+        texts.push((name, text));
+    }
+    for (name, text) in texts {
+        assert!(!text.contains(secret), "the secret is in {name}:\n{text}");
+    }
+}
+
+#[test]
+fn env_files_are_read_in_order_under_env_and_their_values_stay_out_of_every_record() {
+    let t = Table::new(
+        "env-file",
+        r#"
+[alerts.page]
+type = "command"
+command = "env > $DIR/alert.env; cat > $DIR/alert.body"
+on = ["failure"]
+
+[defaults]
+env_file = "$DIR/common.env"
+alert = ["page"]
+
+[jobs.app]
+schedule = "@manual"
+command = ["/bin/sh", "-c", "printf '%s|%s|%s|%s|%s|%s\n' \"$A\" \"$B\" \"$C\" \"$D\" \"$E\" \"$PGPASSWORD\" > $DIR/seen; exit 3"]
+env_file = ["-$DIR/absent.env", "$DIR/app.env"]
+env = { D = "from-env" }
+"#,
+    );
+    t.dir.write(
+        "common.env",
+        "# shared\nA=common\nB=common\nD=common\n; also a comment\n",
+    );
+    t.dir.write(
+        "app.env",
+        &format!(
+            "B='from app'\nC=\"two \\\n  lines \\\"quoted\\\"\"\nE=one \\\ntwo   \n\
+             PGPASSWORD={SECRET}\n"
+        ),
+    );
+    let (code, _, err) = t.run(&["run", "app"]);
+    assert_eq!(code, 1, "{err}");
+    let seen = std::fs::read_to_string(t.dir().join("seen")).expect("the job ran");
+    // `[defaults]`' file, then the job's (later wins), then `env` over them all.
+    assert_eq!(
+        seen,
+        format!("common|from app|two   lines \"quoted\"|from-env|one two|{SECRET}\n")
+    );
+    assert_nowhere(&t, "app", SECRET);
+}
+
+#[test]
+fn a_missing_env_file_fails_the_run_with_the_reason_and_check_warns() {
+    let t = Table::new(
+        "env-file-missing",
+        r#"
+[jobs.app]
+schedule = "@manual"
+command = ["/bin/sh", "-c", "touch $DIR/ran"]
+env_file = "$DIR/nope.env"
+
+[jobs.bad]
+schedule = "@manual"
+command = ["/bin/true"]
+env_file = "$DIR/bad.env"
+"#,
+    );
+    t.dir
+        .write("bad.env", &format!("OK=1\nthis line is not {SECRET}\n"));
+    let (code, out, err) = t.run(&["check"]);
+    assert_eq!(code, 0, "warnings only: {out}{err}");
+    let nope = t.dir().join("nope.env");
+    assert!(
+        err.contains(&format!(
+            "job \"app\": env_file {}: no such file (write \"-{}\" if it may be missing)",
+            nope.display(),
+            nope.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.env: line 2: expected KEY=VALUE (no '=')"),
+        "{err}"
+    );
+    // Readable by others: a warning that points at the rule of password_file.
+    assert!(
+        err.contains("bad.env: group or others may read it (mode 0644)"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET), "{err}");
+    let (code, _, _) = t.run(&["run", "app"]);
+    assert_eq!(code, 1);
+    assert!(!t.dir().join("ran").exists(), "the command must not start");
+    let rec = &t.history("app")[0];
+    assert_eq!(rec["outcome"], "failure");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("nope.env: no such file")),
+        "{rec}"
+    );
+    // Present later: the next run reads it.
+    t.dir.write("nope.env", "X=1\n");
+    assert_eq!(t.run(&["run", "app"]).0, 0);
+    assert!(t.dir().join("ran").exists());
+}
+
+/// A table whose job `user = "nobody"` gets `credentials` (a root-only file), and a directory
+/// nobody may write its findings to. `None` (a visible skip) when not root.
+fn nobody_table(tag: &str, test: &str, schedule: &str, then: &str) -> Option<Table> {
+    if !nix::unistd::geteuid().is_root() {
+        super::skip(test, "needs root to run a job as nobody");
+        return None;
+    }
+    let t = Table::new(
+        tag,
+        &format!(
+            r#"
+[jobs.dump]
+schedule = "{schedule}"
+user = "nobody"
+credentials = {{ pgpass = "$DIR/pgpass" }}
+command = """
+d=$CREDENTIALS_DIRECTORY
+stat -c '%U %a' "$d" "$d/pgpass" > $DIR/out/stat
+cat "$d/pgpass" > $DIR/out/copy
+cat $DIR/pgpass > $DIR/out/direct 2>&1 || echo denied >> $DIR/out/direct
+echo "$d" > $DIR/out/dir.tmp && mv $DIR/out/dir.tmp $DIR/out/dir
+{then}
+"""
+"#
+        ),
+    );
+    let src = t
+        .dir
+        .write("pgpass", &format!("db:5432:*:backup:{SECRET}\n"));
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = t.dir().join("out");
+    std::fs::create_dir(&out).expect("out dir");
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    Some(t)
+}
+
+fn read(t: &Table, name: &str) -> String {
+    std::fs::read_to_string(t.dir().join("out").join(name)).unwrap_or_default()
+}
+
+#[test]
+fn credentials_are_readable_by_the_jobs_user_during_its_run_only() {
+    let test = "credentials_are_readable_by_the_jobs_user_during_its_run_only";
+    let Some(t) = nobody_table("creds", test, "@manual", "") else {
+        return;
+    };
+    let (code, _, err) = t.run(&["run", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(&t, "copy"), format!("db:5432:*:backup:{SECRET}\n"));
+    // The original stays root's: nobody cannot read it, during the run either.
+    assert!(
+        read(&t, "direct").contains("denied"),
+        "{}",
+        read(&t, "direct")
+    );
+    // Owned by the job's user, for reading only, in a directory of the run's own.
+    assert_eq!(read(&t, "stat"), "nobody 500\nnobody 400\n");
+    let dir = std::path::PathBuf::from(read(&t, "dir").trim());
+    assert!(
+        dir.starts_with(t.dir().join("run-credentials")),
+        "{}",
+        dir.display()
+    );
+    assert!(
+        !dir.exists(),
+        "removed when the run ended: {}",
+        dir.display()
+    );
+    let h = t.history("dump");
+    let run_id = h[0]["run_id"].as_str().expect("id");
+    assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(run_id));
+    // A failed run is cleaned up too; a missing source fails the run, naming it.
+    std::fs::remove_file(t.dir().join("pgpass")).expect("rm");
+    assert_eq!(t.run(&["run", "dump"]).0, 1);
+    let rec = &t.history("dump")[1];
+    let reason = rec["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("credentials.pgpass ("), "{reason}");
+    let left: Vec<_> = std::fs::read_dir(t.dir().join("run-credentials"))
+        .expect("base dir")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn credentials_are_removed_after_a_daemon_killed_with_9_is_restarted() {
+    let test = "credentials_are_removed_after_a_daemon_killed_with_9_is_restarted";
+    let Some(t) = nobody_table("creds-kill", test, "@manual", "sleep 2") else {
+        return;
+    };
+    let d = Daemon::start(&t);
+    let (code, _, err) = t.run(&["trigger", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(|| !read(&t, "dir").is_empty());
+    let dir = std::path::PathBuf::from(read(&t, "dir").trim());
+    assert!(dir.join("pgpass").exists(), "staged while the run goes on");
+    d.signal(libc::SIGKILL);
+    d.wait();
+    let d = Daemon::start(&t);
+    // The run is settled by the new daemon (lost, or ended by itself), and its credentials
+    // go with it.
+    wait_for(|| t.history("dump").len() == 1);
+    wait_for(|| !dir.exists());
+    drop(d);
+    assert_eq!(read(&t, "copy"), format!("db:5432:*:backup:{SECRET}\n"));
+}
