@@ -235,3 +235,162 @@ fn credentials_are_removed_after_a_daemon_killed_with_9_is_restarted() {
     drop(d);
     assert_eq!(read(&t, "copy"), format!("db:5432:*:backup:{SECRET}\n"));
 }
+
+/// The minutes and seconds of each job's NEXT RUN in `list` (its offset into the hour of a
+/// `@daily` job with a fixed jitter under an hour).
+fn list_offsets(t: &Table) -> Vec<(String, String)> {
+    let (code, out, err) = t.run(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            // JOB SCHEDULE ZONE DATE TIME ...
+            (cells[0].to_string(), cells[4][3..].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_fixed_jitter_is_the_same_offset_at_every_start_and_differs_between_jobs() {
+    let t = Table::new(
+        "jitter-fixed",
+        r#"
+[jobs.backup]
+schedule = "@daily"
+command = ["/bin/true"]
+jitter = "1h"
+jitter_mode = "fixed"
+
+[jobs.report]
+schedule = "@daily"
+command = ["/bin/true"]
+jitter = "1h"
+jitter_mode = "fixed"
+
+[jobs.often]
+schedule = "@every 2s"
+command = ["/bin/true"]
+jitter = "1500ms"
+jitter_mode = "fixed"
+
+[jobs.other]
+schedule = "@every 2s"
+command = ["/bin/true"]
+jitter = "1500ms"
+jitter_mode = "fixed"
+"#,
+    );
+    // `list` shows the instants the runs start: the same in every process.
+    let first = list_offsets(&t);
+    assert_eq!(list_offsets(&t), first);
+    let mm_ss = |job: &str| first.iter().find(|(j, _)| j == job).expect(job).1.clone();
+    assert_ne!(mm_ss("backup"), mm_ss("report"), "{first:?}");
+    // The daemon waits that offset after each scheduled instant, across a restart.
+    let offsets = |job: &str| -> Vec<u64> {
+        t.log()
+            .lines()
+            .filter(|l| l.contains(" jitter ") && l.contains(&format!(" job={job} ")))
+            .filter_map(|l| {
+                l.split_once(" offset_ms=")?
+                    .1
+                    .split(':')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    for _ in 0..2 {
+        let before = t.history("often").len();
+        let d = Daemon::start(&t);
+        wait_for(|| t.history("often").len() >= before + 2 && t.history("other").len() >= 2);
+        drop(d);
+    }
+    let (often, other) = (offsets("often"), offsets("other"));
+    assert!(often.len() >= 4, "{often:?}");
+    assert!(often.iter().all(|o| *o == often[0]), "{often:?}");
+    assert!(other.iter().all(|o| *o == other[0]), "{other:?}");
+    assert_ne!(often[0], other[0]);
+    assert!(often[0] < 1500 && other[0] < 1500);
+    for (job, offset) in [("often", often[0]), ("other", other[0])] {
+        for r in t.history(job) {
+            let late = super::ts(&r["started"]).duration_since(super::ts(&r["scheduled"]));
+            assert!(
+                late >= jiff::SignedDuration::from_millis(offset as i64),
+                "{job} started {late:?} after its instant, before its offset {offset} ms"
+            );
+        }
+    }
+}
+
+/// Makes the job's first `n` runs look `days` old: their records end then, their output
+/// files were last written then.
+fn age_runs(t: &Table, job: &str, n: usize, when: &str) {
+    let path = t.dir().join(format!("state/history/{job}.jsonl"));
+    let mut lines = Vec::new();
+    for (i, mut r) in t.history(job).into_iter().enumerate() {
+        if i < n {
+            r["ended"] = serde_json::Value::String(when.to_string());
+            let out = r["output"].as_str().expect("an output file").to_string();
+            let status = std::process::Command::new("touch")
+                .args(["-d", when, &out])
+                .status()
+                .expect("touch runs");
+            assert!(status.success());
+        }
+        lines.push(r.to_string());
+    }
+    std::fs::write(path, lines.join("\n") + "\n").expect("rewrite history");
+}
+
+fn outputs(t: &Table, job: &str) -> usize {
+    std::fs::read_dir(t.dir().join("state/output").join(job)).map_or(0, |d| d.count())
+}
+
+#[test]
+fn history_and_output_older_than_their_max_age_are_pruned_and_newer_kept() {
+    let t = Table::new(
+        "max-age",
+        r#"
+[jobs.aged]
+schedule = "@manual"
+command = ["/bin/echo", "hello"]
+history_max_age = "1d"
+output_max_age = "1d"
+
+[jobs.forever]
+schedule = "@manual"
+command = ["/bin/echo", "hello"]
+"#,
+    );
+    for _ in 0..3 {
+        assert_eq!(t.run(&["run", "aged"]).0, 0);
+        assert_eq!(t.run(&["run", "forever"]).0, 0);
+    }
+    age_runs(&t, "aged", 2, "2020-01-01T00:00:00Z");
+    age_runs(&t, "forever", 2, "2020-01-01T00:00:00Z");
+    let kept = t.history("aged")[2]["run_id"].clone();
+    assert_eq!((outputs(&t, "aged"), outputs(&t, "forever")), (3, 3));
+    // The daemon's housekeeping (at its start) prunes by age.
+    let d = Daemon::start(&t);
+    wait_for(|| t.history("aged").len() == 1 && outputs(&t, "aged") == 1);
+    drop(d);
+    assert_eq!(t.history("aged")[0]["run_id"], kept);
+    let out = t.history("aged")[0]["output"]
+        .as_str()
+        .expect("o")
+        .to_string();
+    assert!(
+        std::path::Path::new(&out).exists(),
+        "the newer output is kept"
+    );
+    assert!(
+        t.log()
+            .contains("pruned 2 run(s) older than history_max_age"),
+        "{}",
+        t.log()
+    );
+    // A job without an age keeps everything.
+    assert_eq!((t.history("forever").len(), outputs(&t, "forever")), (3, 3));
+}
