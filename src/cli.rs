@@ -40,6 +40,10 @@ pub enum Command {
         /// Run just JOB, not the jobs that come after it
         #[arg(long)]
         only: bool,
+        /// Hold the run back as its schedule would with depends_on_past: recorded as
+        /// skipped (exit 75) when the job's previous run did not succeed
+        #[arg(long)]
+        respect_past: bool,
     },
     /// Run every scheduled instant of JOB in a range (both ends inclusive), oldest first,
     /// each with its own {{ ds }} and its pipeline

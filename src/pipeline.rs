@@ -57,6 +57,9 @@ pub(crate) struct Start<'a> {
     /// Only the root, not what comes after it.
     pub(crate) only: bool,
     pub(crate) trigger: &'static str,
+    /// Steps with `depends_on_past` are held back by it (scheduled runs, `run
+    /// --respect-past`).
+    pub(crate) respect_past: bool,
 }
 
 /// Runs the pipeline rooted at `start.root` for one scheduled instant.
@@ -65,11 +68,11 @@ pub(crate) fn run(ctx: Ctx<'_>, start: Start<'_>, interrupt: &Interrupt) -> Pipe
 }
 
 /// Runs what comes after `root` once the root itself has run (the daemon runs the root
-/// through its own path first): `root_record` is its record.
+/// through its own path first): `root_record` is its record. `respect_past`: whether the
+/// steps' `depends_on_past` holds them back (a scheduled run).
 pub(crate) fn run_downstream(
     ctx: Ctx<'_>,
-    root: &Job,
-    scheduled: Timestamp,
+    (root, scheduled, respect_past): (&Job, Timestamp, bool),
     root_record: RunRecord,
     root_tails: Tails,
     interrupt: &Interrupt,
@@ -80,6 +83,7 @@ pub(crate) fn run_downstream(
         params: BTreeMap::new(),
         only: false,
         trigger: "pipeline",
+        respect_past,
     };
     Pipeline::new(ctx, &start, interrupt).run(Some((root_record, root_tails)))
 }
@@ -235,6 +239,7 @@ impl<'a> Pipeline<'a> {
             // A step with steps below it alerts at the end of the pipeline run.
             alerts: !self.has_below(&job.name),
             first_attempt: 1,
+            respect_past: self.start.respect_past,
         }
     }
 

@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> CmdResult {
             at: None,
             params: Vec::new(),
             only: false,
+            respect_past: false,
         },
         (None, None) => {
             return Err(Failure::usage(
@@ -62,7 +63,8 @@ pub fn run(cli: Cli) -> CmdResult {
             at,
             params,
             only,
-        } => run::run(path, &job, at.as_deref(), &params, only),
+            respect_past,
+        } => run::run(path, &job, at.as_deref(), &params, (only, respect_past)),
         Command::Backfill {
             job,
             from,

@@ -192,6 +192,8 @@ pub struct Job {
     pub verify: Option<Verify>,
     pub overlap: Overlap,
     pub catchup: Catchup,
+    /// `depends_on_past`: a scheduled run starts only if the previous run succeeded.
+    pub depends_on_past: bool,
     pub jitter: Option<Duration>,
     pub jitter_mode: JitterMode,
     pub after: Vec<String>,

@@ -73,6 +73,7 @@ impl Job {
             verify: verify(s),
             overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
             catchup: value(&s.catchup).unwrap_or(Catchup::None),
+            depends_on_past: value(&s.depends_on_past).unwrap_or(false),
             jitter: value(&s.jitter).filter(|d| !d.is_zero()),
             jitter_mode: value(&s.jitter_mode).unwrap_or(JitterMode::Random),
             after: names(&s.after),

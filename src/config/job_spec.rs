@@ -57,6 +57,7 @@ const JOB_KEYS: &[&str] = &[
     "verify",
     "overlap",
     "catchup",
+    "depends_on_past",
     "jitter",
     "jitter_mode",
     "after",
@@ -119,6 +120,7 @@ pub(crate) struct JobSpec {
     pub(crate) verify_fresh: Option<At<bool>>,
     pub(crate) overlap: Option<At<Overlap>>,
     pub(crate) catchup: Option<At<Catchup>>,
+    pub(crate) depends_on_past: Option<At<bool>>,
     pub(crate) jitter: Option<At<Duration>>,
     pub(crate) jitter_mode: Option<At<JitterMode>>,
     pub(crate) after: Option<At<Vec<At<String>>>>,
@@ -201,6 +203,7 @@ impl JobSpec {
             verify_fresh,
             overlap,
             catchup,
+            depends_on_past,
             jitter,
             jitter_mode,
             after,
@@ -353,6 +356,7 @@ impl Loader<'_> {
                 },
                 loc: a.loc,
             });
+        s.depends_on_past = t.bool(sink, "depends_on_past");
         s.jitter = jitter(t, sink);
         s.jitter_mode = t
             .choice(sink, "jitter_mode", &["random", "fixed"])

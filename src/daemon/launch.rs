@@ -96,6 +96,7 @@ pub(super) fn run_one(
         trigger: launch.why,
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
+        respect_past: launch.why != "trigger",
     };
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
@@ -123,8 +124,7 @@ pub(super) fn run_one(
     if ran && !cfg.children(name).is_empty() {
         let p = crate::pipeline::run_downstream(
             ctx,
-            job,
-            launch.scheduled,
+            (job, launch.scheduled, req.respect_past),
             root_record,
             root_tails,
             &interrupt,
@@ -217,6 +217,20 @@ fn admit(
             return None;
         }
     };
+    if req.respect_past
+        && let Some(reason) = execute::past::blocker(ctx, req.job, req.scheduled)
+    {
+        // As a skip for the lock: the job alerts it itself, no pipeline run follows.
+        drop(exclusion);
+        let req = RunRequest {
+            alerts: true,
+            params: req.params.clone(),
+            ..*req
+        };
+        let r = execute::not_run(ctx, &req, run_id, reason, None);
+        report(shared, launch, r.record, false);
+        return None;
+    }
     if !shared.slots.acquire() {
         // Shutting down before a slot came free: say so, the instant will not run.
         let reason = "the daemon stopped while the run waited for a max_concurrent slot";

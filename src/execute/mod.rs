@@ -2,7 +2,8 @@
 //! alerts. `cronwarden run` calls this directly; the daemon calls the very same functions.
 //!
 //! Files: `spec` (what an attempt is started with), `attempts` (the attempts and retries),
-//! `credentials` (the run's private copies of the files `credentials` names),
+//! `credentials` (the run's private copies of the files `credentials` names), `past`
+//! (`depends_on_past`),
 //! `marker` (the run marker that lets the next supervisor finish a run whose supervisor
 //! died), `orphan` (finishing such runs), this file (the run around them).
 
@@ -10,6 +11,7 @@ mod attempts;
 pub(crate) mod credentials;
 pub(crate) mod marker;
 pub(crate) mod orphan;
+pub(crate) mod past;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -70,6 +72,8 @@ pub(crate) struct RunRequest<'a> {
     pub(crate) alerts: bool,
     /// The first attempt's number: 1, or where a run taken over from a lost node goes on.
     pub(crate) first_attempt: u32,
+    /// Held back by `depends_on_past` (scheduled runs, and `run --respect-past`).
+    pub(crate) respect_past: bool,
 }
 
 /// How a run ended.
@@ -139,7 +143,18 @@ pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) 
         .coord
         .acquire(settings, req.job, ctx.log, &run_id, interrupt, own)
     {
-        Ok(exclusion) => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
+        // Decided with the job's exclusion held: a run of it still going has ended.
+        Ok(exclusion) => match req
+            .respect_past
+            .then(|| past::blocker(ctx, req.job, req.scheduled))
+            .flatten()
+        {
+            Some(reason) => {
+                drop(exclusion);
+                not_run(ctx, &req, &run_id, reason, None)
+            }
+            None => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
+        },
         Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),
     }
 }

@@ -394,3 +394,79 @@ command = ["/bin/echo", "hello"]
     // A job without an age keeps everything.
     assert_eq!((t.history("forever").len(), outputs(&t, "forever")), (3, 3));
 }
+
+#[test]
+fn depends_on_past_skips_after_a_failed_run_and_runs_after_a_success() {
+    let t = Table::new(
+        "past",
+        r#"
+[alerts.page]
+type = "command"
+command = "cat > $DIR/skip-alert.$CRONWARDEN_RUN_ID"
+on = ["skipped"]
+
+[jobs.load]
+schedule = "* * * * * *"
+command = "test -e $DIR/ok"
+depends_on_past = true
+alert = ["page"]
+# The runs by hand below wait for a tick that holds the lock, rather than exit 75 for it.
+overlap = "queue"
+"#,
+    );
+    let d = Daemon::start(&t);
+    // The first run fails; the scheduled runs after it are held back.
+    wait_for(|| {
+        let h = t.history("load");
+        h.iter().any(|r| r["outcome"] == "failure")
+            && h.last().is_some_and(|r| r["outcome"] == "skipped")
+    });
+    let h = t.history("load");
+    let failed = h
+        .iter()
+        .find(|r| r["outcome"] == "failure")
+        .expect("a failure");
+    let skipped = h.last().expect("a skip");
+    assert_eq!(skipped["trigger"], "schedule");
+    let when = super::ts(&failed["scheduled"])
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    assert_eq!(
+        skipped["reason"].as_str(),
+        Some(format!("previous run {when} failed (depends_on_past)").as_str()),
+        "{skipped}"
+    );
+    assert!(super::ts(&skipped["scheduled"]) > super::ts(&failed["scheduled"]));
+    // Alerted as a skip, with the reason.
+    wait_for(|| {
+        std::fs::read_dir(t.dir())
+            .expect("dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("skip-alert."))
+    });
+    // By hand, with --respect-past: held back too (exit 75).
+    let (code, _, err) = t.run(&["run", "load", "--respect-past"]);
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains("failed (depends_on_past)"), "{err}");
+    // By hand without it: not held back. Its success lets the schedule go on.
+    std::fs::write(t.dir().join("ok"), "").expect("fix");
+    let (code, _, err) = t.run(&["run", "load"]);
+    assert_eq!(code, 0, "{err}");
+    let fixed = t.history("load").len();
+    wait_for(|| {
+        t.history("load")[fixed..]
+            .iter()
+            .any(|r| r["outcome"] == "success" && r["trigger"] == "schedule")
+    });
+    drop(d);
+    let h = t.history("load");
+    let first_ok = h
+        .iter()
+        .position(|r| r["outcome"] == "success" && r["trigger"] == "schedule")
+        .expect("a scheduled success");
+    // Once a run succeeded, the scheduled runs after it run (none is held back).
+    assert!(
+        h[first_ok..].iter().all(|r| r["outcome"] == "success"),
+        "{h:#?}"
+    );
+}
