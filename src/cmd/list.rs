@@ -31,7 +31,7 @@ fn next_run(job: &Job, now: Timestamp, host: &str) -> String {
             Expr::Reboot => "at boot".to_string(),
             Expr::Manual => "manual".to_string(),
             // With a fixed jitter, the instant the run starts.
-            _ => match next_start(s, job.fixed_delay(host), now) {
+            _ => match job.next_start(host, now) {
                 Some(t) => format!(
                     "{} ({})",
                     t.to_zoned(job.tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -42,21 +42,6 @@ fn next_run(job: &Job, now: Timestamp, host: &str) -> String {
         },
         None => format!("after {}", job.after.join(", ")),
     }
-}
-
-/// The next instant a run starts: the next fire instant, or with a fixed `delay` the first
-/// fire instant whose delayed start is still to come.
-fn next_start(
-    s: &crate::schedule::Schedule,
-    delay: Option<std::time::Duration>,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    let Some(d) = delay else {
-        return s.next_after(now);
-    };
-    let d = jiff::SignedDuration::try_from(d).ok()?;
-    let from = now.checked_sub(d).ok()?;
-    s.next_after(from)?.checked_add(d).ok()
 }
 
 /// "success 2h ago", "failure 5m ago (exit 2)", or "never".
@@ -77,7 +62,9 @@ fn last_result(config: &Config, job: &Job, now: Timestamp) -> String {
     }
 }
 
-pub(super) fn run(config: &Config) -> CmdResult {
+/// `list [--tag T]`: every job, or those with the tag (in their pipeline trees).
+pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
+    super::job_args::check_tag(config, tag)?;
     let now = Timestamp::now();
     let paused = crate::coord::read_paused(&config.settings.state_dir);
     let host = config.host_name();
@@ -88,9 +75,13 @@ pub(super) fn run(config: &Config) -> CmdResult {
         "NEXT RUN",
         "LAST RESULT",
         "PAUSED",
+        "TAGS",
     ];
-    let mut rows: Vec<[String; 6]> = Vec::with_capacity(config.jobs.len());
+    let mut rows: Vec<[String; 7]> = Vec::with_capacity(config.jobs.len());
     for (job, depth) in tree_order(config) {
+        if tag.is_some_and(|t| !job.has_tag(t)) {
+            continue;
+        }
         let name = if depth == 0 {
             job.name.clone()
         } else {
@@ -108,9 +99,13 @@ pub(super) fn run(config: &Config) -> CmdResult {
                 "no"
             }
             .to_string(),
+            job.tags.join(","),
         ]);
     }
-    super::print::out(render_table(&header, &rows))?;
+    // TAGS only when a job has tags.
+    let tagged = config.jobs.iter().any(|j| !j.tags.is_empty());
+    let keep: Vec<usize> = (0..header.len()).filter(|i| *i < 6 || tagged).collect();
+    super::print::out(render_kept(&header, &rows, &keep))?;
     Ok(exit::OK)
 }
 

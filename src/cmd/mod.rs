@@ -73,17 +73,24 @@ pub fn run(cli: Cli) -> CmdResult {
         } => backfill::backfill(path, &job, &from, &to, keep_going),
         Command::Daemon => crate::daemon::run(path, &|cfg| connect(cfg, Role::Daemon)),
         Command::Check => check::run(path),
-        Command::List => list::run(&load_or_fail(path)?),
+        Command::List { tag } => list::run(&load_or_fail(path)?, tag.as_deref()),
         Command::Next {
             expr,
             tz,
             after,
             count,
         } => next::run(&expr.join(" "), tz.as_deref(), after.as_deref(), count),
-        Command::Trigger { job, params, wait } => trigger::trigger(path, &job, &params, wait),
+        Command::Trigger {
+            job,
+            tag,
+            params,
+            wait,
+        } => trigger::trigger(path, (job.as_deref(), tag.as_deref()), &params, wait),
         Command::Pause { job } => pause::pause(path, &job, true),
         Command::Resume { job } => pause::pause(path, &job, false),
-        Command::Status { job, json } => status::status(path, job.as_deref(), json),
+        Command::Status { job, tag, json } => {
+            status::status(path, (job.as_deref(), tag.as_deref()), json)
+        }
         Command::Health { json } => health::health(path, json),
         Command::History { job, count, json } => history::history(path, &job, count, json),
         Command::Import { system, crontab } => import::import(system, crontab.as_deref()),

@@ -201,6 +201,8 @@ pub struct Job {
     pub healthcheck_url: Option<String>,
     pub params: BTreeMap<String, String>,
     pub enabled: bool,
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub tags: Vec<String>,
     /// Records older than this are pruned from the history (job, else `[settings]`).
     pub history_max_age: Option<Duration>,
     /// Output files older than this are removed (job, else `[settings]`).
@@ -210,6 +212,23 @@ pub struct Job {
 }
 
 impl Job {
+    /// When the job's next scheduled run after `now` starts on the host `host`: its next
+    /// fire instant, or with a fixed jitter that instant plus the job's delay (the first
+    /// whose delayed start is still to come). `None` without a next instant.
+    pub fn next_start(&self, host: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let s = self.schedule.as_ref()?;
+        let Some(d) = self.fixed_delay(host) else {
+            return s.next_after(now);
+        };
+        let d = jiff::SignedDuration::try_from(d).ok()?;
+        s.next_after(now.checked_sub(d).ok()?)?.checked_add(d).ok()
+    }
+
+    /// Whether the job has the tag.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
     /// With `jitter_mode = "fixed"`: the delay of every scheduled run of this job on the host
     /// (or fleet node) `host`, within `[0, jitter)`, from a hash of both names (FNV-1a, the
     /// same in every version and on every machine). `None` otherwise.

@@ -81,6 +81,7 @@ impl Job {
             healthcheck_url: value(&s.healthcheck_url),
             params,
             enabled: value(&s.enabled).unwrap_or(true),
+            tags: names(&s.tags),
             history_max_age: value(&s.history_max_age)
                 .or(settings.history_max_age)
                 .filter(|d| !d.is_zero()),
@@ -144,7 +145,7 @@ fn value<T: Clone>(key: &Option<At<T>>) -> Option<T> {
     key.as_ref().map(|a| a.v.clone())
 }
 
-/// A list of names (`after`, `alert`), empty when unset.
+/// A list of names (`after`, `alert`, `tags`), empty when unset.
 fn names(key: &Option<At<Vec<At<String>>>>) -> Vec<String> {
     key.as_ref()
         .map(|l| l.v.iter().map(|a| a.v.clone()).collect())

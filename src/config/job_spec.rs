@@ -65,6 +65,7 @@ const JOB_KEYS: &[&str] = &[
     "healthcheck_url",
     "params",
     "enabled",
+    "tags",
     "history_max_age",
     "output_max_age",
 ];
@@ -128,6 +129,7 @@ pub(crate) struct JobSpec {
     pub(crate) healthcheck_url: Option<At<String>>,
     pub(crate) params: Entries,
     pub(crate) enabled: Option<At<bool>>,
+    pub(crate) tags: Option<At<Vec<At<String>>>>,
     pub(crate) history_max_age: Option<At<Duration>>,
     pub(crate) output_max_age: Option<At<Duration>>,
     /// A key was present but invalid (already reported): do not also call it missing.
@@ -210,6 +212,7 @@ impl JobSpec {
             alert,
             healthcheck_url,
             enabled,
+            tags,
             history_max_age,
             output_max_age
         );
@@ -484,6 +487,7 @@ impl Loader<'_> {
     /// Who hears of a run: `alert` (channel names) and `healthcheck_url`.
     fn read_notify_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
         s.alert = t.strings(self.sink, "alert", true);
+        s.tags = self.tags(t);
         s.healthcheck_url = t.nonempty(self.sink, "healthcheck_url");
         if let Some(u) = &s.healthcheck_url
             && !(u.v.starts_with("http://") || u.v.starts_with("https://"))
@@ -626,6 +630,29 @@ impl Loader<'_> {
             env.insert(k.v.clone(), (k, v));
         }
         env
+    }
+
+    /// `tags`: words (`[A-Za-z0-9_.-]`, not empty), a repeated one dropped.
+    fn tags(&mut self, t: &TableReader) -> Option<At<Vec<At<String>>>> {
+        let mut list = t.strings(self.sink, "tags", true)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut ok = true;
+        for w in &list.v {
+            let word = !w.v.is_empty()
+                && w.v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !word {
+                let msg = format!(
+                    "tags: {:?} is not a word (letters, digits, '_', '.', '-')",
+                    w.v
+                );
+                self.sink.error(w.loc, t.subject(), msg);
+                ok = false;
+            }
+        }
+        list.v.retain(|w| seen.insert(w.v.clone()));
+        ok.then_some(list)
     }
 
     /// `env_file`: absolute paths, each optionally written with a leading `-` (a missing

@@ -386,8 +386,9 @@ impl<'p> Daemon<'p> {
     /// The table's jobs to the metrics (at start and reload): every job's series from now on.
     fn publish_jobs(&self) {
         if self.cfg.settings.metrics_listen.is_some() {
-            let names = self.cfg.jobs.iter().map(|j| j.name.as_str());
-            self.shared.metrics.set_jobs(names);
+            let jobs = self.cfg.jobs.iter();
+            let table = jobs.map(|j| (j.name.as_str(), j.tags.as_slice()));
+            self.shared.metrics.set_jobs(table);
         }
     }
 

@@ -470,3 +470,112 @@ overlap = "queue"
         "{h:#?}"
     );
 }
+
+/// `GET /metrics` on the daemon's metrics listener: the body.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut s = String::new();
+    c.read_to_string(&mut s).expect("read");
+    s.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .expect("a body")
+}
+
+#[test]
+fn tags_select_jobs_in_list_status_and_trigger_and_label_the_metrics() {
+    let port = super::free_port();
+    let t = Table::new(
+        "tags",
+        &format!(
+            // Before any table header: a key of [settings].
+            r#"metrics_listen = "127.0.0.1:{port}"
+
+[jobs.dump]
+schedule = "@manual"
+command = ["/bin/true"]
+tags = ["db", "nightly"]
+
+[jobs.vacuum]
+schedule = "@manual"
+command = ["/bin/true"]
+tags = "db"
+
+[jobs.mail]
+schedule = "@manual"
+command = ["/bin/true"]
+"#
+        ),
+    );
+    let (code, out, err) = t.run(&["list", "--tag", "db"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0].last(), Some(&"TAGS"), "{out}");
+    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(
+        (rows[1][0], rows[1].last()),
+        ("dump", Some(&"db,nightly")),
+        "{out}"
+    );
+    assert_eq!(
+        (rows[2][0], rows[2].last()),
+        ("vacuum", Some(&"db")),
+        "{out}"
+    );
+    // Every job, with its tags.
+    let (_, all, _) = t.run(&["list"]);
+    assert_eq!(all.lines().count(), 4, "{all}");
+    let (code, _, err) = t.run(&["list", "--tag", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no job has the tag \"nope\"; the table's tags: db, nightly"),
+        "{err}"
+    );
+    let (code, out, err) = t.run(&["status", "--tag", "nightly", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let jobs: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|j| j["job"].as_str().expect("job"))
+        .collect();
+    assert_eq!(jobs, ["dump"]);
+    assert_eq!(v[0]["tags"], serde_json::json!(["db", "nightly"]));
+    let (_, out, _) = t.run(&["status", "--tag", "db"]);
+    assert!(
+        out.lines().next().is_some_and(|h| h.ends_with("TAGS")),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let d = Daemon::start(&t);
+    let (code, out, err) = t.run(&["trigger", "--tag", "db", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, job) in lines.iter().zip(["dump", "vacuum"]) {
+        assert_eq!((line[0], line[2]), (job, "success"), "{out}");
+        assert_eq!(t.history(job)[0]["run_id"].as_str(), Some(line[1]));
+    }
+    assert!(t.history("mail").is_empty());
+    // The daemon publishes its table's jobs once it has started them.
+    let want = [
+        r#"cronwarden_job_info{cronjob="dump",tags="db,nightly"} 1"#,
+        r#"cronwarden_job_info{cronjob="mail",tags=""} 1"#,
+        r#"cronwarden_job_info{cronjob="vacuum",tags="db"} 1"#,
+    ];
+    wait_for(|| {
+        let text = metrics(port);
+        let info: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("cronwarden_job_info{"))
+            .collect();
+        info == want
+    });
+    drop(d);
+}
