@@ -1,17 +1,21 @@
 //! Pipelines: a job and the jobs that come `after` it, run as one pipeline run that shares
 //! the root's scheduled instant (so `{{ ds }}` is the same in every step).
 //!
-//! Steps whose parents in this run have all succeeded (a `warning` is a success) start, concurrently up to
-//! `max_concurrent`; when a step fails for good, everything downstream of it is recorded as
-//! skipped and independent branches go on. A parent that is not part of this pipeline run
-//! (a fan-in whose other parent hangs below another root) does not hold a step back.
+//! A step starts by its `trigger` rule, concurrently up to `max_concurrent`: `all_success`
+//! (the default) once its parents in this run have all succeeded (a `warning` is a
+//! success), `all_done` once they have all ended however, `one_failed` as soon as one failed
+//! for good. When a step fails for good, the `all_success` steps downstream of it are
+//! recorded as skipped and independent branches go on; a `one_failed` step whose parents all
+//! ended without a failure is recorded as skipped ("no parent failed"), which is no failure
+//! of the pipeline run. A parent that is not part of this pipeline run (a fan-in whose other
+//! parent hangs below another root) does not hold a step back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc;
 
 use jiff::Timestamp;
 
-use crate::config::{Config, Job};
+use crate::config::{Config, Job, TriggerRule};
 use crate::execute::{self, Ctx, RunReport, RunRequest};
 use crate::exit;
 use crate::record::{Outcome, RunRecord};
@@ -97,6 +101,12 @@ struct Pipeline<'a> {
     /// Parents that count: those in this run (the root waits for none).
     parents: HashMap<&'a str, Vec<&'a str>>,
     done: HashMap<String, Outcome>,
+    /// Steps skipped because a step above them failed (Airflow's `upstream_failed`): a
+    /// failure to the `one_failed` steps below them.
+    upstream_failed: BTreeSet<String>,
+    /// Steps skipped that are no failure of the run by themselves: `one_failed` steps with
+    /// no failed parent, and steps below a skip (which counts, or not, on its own).
+    not_needed: BTreeSet<String>,
     started: BTreeSet<String>,
     records: Vec<RunRecord>,
     root_exit: Option<u8>,
@@ -130,6 +140,8 @@ impl<'a> Pipeline<'a> {
             steps,
             parents,
             done: HashMap::new(),
+            upstream_failed: BTreeSet::new(),
+            not_needed: BTreeSet::new(),
             started: BTreeSet::new(),
             records: Vec::new(),
             root_exit: None,
@@ -182,7 +194,8 @@ impl<'a> Pipeline<'a> {
         self.report()
     }
 
-    /// Steps below a failure (or a skip) are skipped, recorded with the reason.
+    /// Steps whose `trigger` rule can no longer be met are skipped, recorded with the reason:
+    /// below a failure or a skip (`all_success`), or with no failed parent (`one_failed`).
     fn skip_below_failures(&mut self) {
         let mut changed = true;
         while changed {
@@ -191,38 +204,77 @@ impl<'a> Pipeline<'a> {
                 if self.started.contains(&j.name) || self.done.contains_key(&j.name) {
                     continue;
                 }
-                let Some(bad) = self.parents[j.name.as_str()]
-                    .iter()
-                    .find(|p| self.done.get(**p).is_some_and(|o| !o.ended_well()))
-                else {
+                let Verdict::Skip(why, kind) = self.verdict(j) else {
                     continue;
-                };
-                let why = match self.done.get(*bad) {
-                    Some(Outcome::Skipped) => format!("upstream {bad} was skipped"),
-                    _ => format!("upstream {bad} failed"),
                 };
                 let mut req = self.request(j);
                 req.alerts = false;
                 let r = execute::not_run(self.ctx, &req, &execute::new_run_id(), why, None);
                 self.records.push(r.record);
                 self.done.insert(j.name.clone(), Outcome::Skipped);
+                match kind {
+                    SkipKind::UpstreamFailed => self.upstream_failed.insert(j.name.clone()),
+                    SkipKind::UpstreamSkipped | SkipKind::NotNeeded => {
+                        self.not_needed.insert(j.name.clone())
+                    }
+                };
                 changed = true;
             }
         }
     }
 
-    /// The steps whose parents in this run all succeeded (or ended with a warning), not
-    /// started yet.
+    /// Whether a parent failed for good: it failed, was lost or interrupted, or was skipped
+    /// because of a failure above it.
+    fn failed(&self, parent: &str) -> bool {
+        match self.done.get(parent) {
+            Some(Outcome::Skipped) => self.upstream_failed.contains(parent),
+            Some(o) => !o.ended_well(),
+            None => false,
+        }
+    }
+
+    /// What the step's `trigger` rule says now, from its parents in this run.
+    fn verdict(&self, j: &Job) -> Verdict {
+        let parents = &self.parents[j.name.as_str()];
+        let all_done = parents.iter().all(|p| self.done.contains_key(*p));
+        let failed = parents.iter().find(|p| self.failed(p));
+        match j.trigger {
+            TriggerRule::AllSuccess => {
+                if let Some(bad) = failed {
+                    return Verdict::Skip(
+                        format!("upstream {bad} failed"),
+                        SkipKind::UpstreamFailed,
+                    );
+                }
+                let skipped = parents
+                    .iter()
+                    .find(|p| self.done.get(**p) == Some(&Outcome::Skipped));
+                match skipped {
+                    Some(p) => Verdict::Skip(
+                        format!("upstream {p} was skipped"),
+                        SkipKind::UpstreamSkipped,
+                    ),
+                    None if all_done => Verdict::Run,
+                    None => Verdict::Wait,
+                }
+            }
+            TriggerRule::AllDone if all_done => Verdict::Run,
+            TriggerRule::AllDone => Verdict::Wait,
+            TriggerRule::OneFailed if failed.is_some() => Verdict::Run,
+            TriggerRule::OneFailed if all_done => {
+                Verdict::Skip("no parent failed".to_string(), SkipKind::NotNeeded)
+            }
+            TriggerRule::OneFailed => Verdict::Wait,
+        }
+    }
+
+    /// The steps whose `trigger` rule lets them start now, not started yet.
     fn ready(&self) -> Vec<&'a Job> {
         self.steps
             .iter()
             .copied()
             .filter(|j| !self.started.contains(&j.name) && !self.done.contains_key(&j.name))
-            .filter(|j| {
-                self.parents[j.name.as_str()]
-                    .iter()
-                    .all(|p| self.done.get(*p).is_some_and(|o| o.ended_well()))
-            })
+            .filter(|j| matches!(self.verdict(j), Verdict::Run))
             .collect()
     }
 
@@ -287,11 +339,10 @@ impl<'a> Pipeline<'a> {
     }
 
     fn report(self) -> PipelineReport {
-        let failed = self.records.iter().any(|r| {
-            matches!(
-                r.outcome,
-                Outcome::Failure | Outcome::Lost | Outcome::Skipped | Outcome::Interrupted
-            )
+        let failed = self.records.iter().any(|r| match r.outcome {
+            Outcome::Failure | Outcome::Lost | Outcome::Interrupted => true,
+            Outcome::Skipped => !self.not_needed.contains(&r.job),
+            Outcome::Success | Outcome::Warning => false,
         });
         let exit_code = match (self.root_exit, failed) {
             // The root's own code tells locked (75) and interrupted (130/143) apart.
@@ -307,6 +358,20 @@ impl<'a> Pipeline<'a> {
             exit_code,
         }
     }
+}
+
+/// What a step's `trigger` rule says of it now.
+enum Verdict {
+    Wait,
+    Run,
+    Skip(String, SkipKind),
+}
+
+/// Why a step is skipped, for the steps below it.
+enum SkipKind {
+    UpstreamFailed,
+    UpstreamSkipped,
+    NotNeeded,
 }
 
 /// Whether `job` comes (directly or not) after `ancestor`.

@@ -361,6 +361,12 @@ command = ["/bin/true"]
 env_file = ["relative.env"]
 credentials = { "../up" = "/etc/x", ok = "not/absolute" }
 jitter_mode = "hashed"
+trigger = "all_done"
+
+[jobs.y]
+after = ["x"]
+command = ["/bin/true"]
+trigger = "one_success"
 "#,
         0o644,
     );
@@ -381,5 +387,10 @@ jitter_mode = "hashed"
         "{msgs:?}"
     );
     assert!(has("jitter_mode"), "{msgs:?}");
+    assert!(
+        has("trigger: \"all_done\" decides from the parents named in after, and the job has none"),
+        "{msgs:?}"
+    );
+    assert!(has("trigger: \"one_success\" is not allowed"), "{msgs:?}");
     assert!(msgs.iter().all(|m| m.contains("jobs.toml:")), "{msgs:?}");
 }

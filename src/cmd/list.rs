@@ -87,6 +87,11 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
         } else {
             format!("{}└─ {}", "   ".repeat(depth - 1), job.name)
         };
+        // A step's trigger rule, when it is not the default.
+        let name = match job.trigger {
+            crate::config::TriggerRule::AllSuccess => name,
+            rule => format!("{name} ({})", rule.as_str()),
+        };
         rows.push([
             name,
             job.schedule_text.clone().unwrap_or_else(|| "-".to_string()),

@@ -80,6 +80,29 @@ impl Limits {
     }
 }
 
+/// When a pipeline step runs, from how its parents in the pipeline run ended (`trigger`,
+/// Airflow's trigger rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerRule {
+    /// Once every parent succeeded (or ended with a warning); skipped when one did not.
+    AllSuccess,
+    /// Once every parent has ended, however (cleanup).
+    AllDone,
+    /// As soon as a parent failed for good (or was skipped because of a failure above it);
+    /// skipped ("no parent failed") when all ended and none failed (notify, rollback).
+    OneFailed,
+}
+
+impl TriggerRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneFailed => "one_failed",
+        }
+    }
+}
+
 /// How `jitter` delays a run (`jitter_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JitterMode {
@@ -197,6 +220,8 @@ pub struct Job {
     pub jitter: Option<Duration>,
     pub jitter_mode: JitterMode,
     pub after: Vec<String>,
+    /// `trigger`: when the step runs, from how its parents ended.
+    pub trigger: TriggerRule,
     pub alert: Vec<String>,
     pub healthcheck_url: Option<String>,
     pub params: BTreeMap<String, String>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::Settings;
 use super::job::{
     Catchup, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
-    RetryOn, Verify,
+    RetryOn, TriggerRule, Verify,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
@@ -77,6 +77,7 @@ impl Job {
             jitter: value(&s.jitter).filter(|d| !d.is_zero()),
             jitter_mode: value(&s.jitter_mode).unwrap_or(JitterMode::Random),
             after: names(&s.after),
+            trigger: value(&s.trigger).unwrap_or(TriggerRule::AllSuccess),
             alert: names(&s.alert),
             healthcheck_url: value(&s.healthcheck_url),
             params,

@@ -90,6 +90,17 @@ impl Loader<'_> {
                  text\"",
             );
         }
+        if let Some(t) = s.trigger.as_ref().filter(|_| s.after.is_none()) {
+            self.sink.error(
+                t.loc,
+                subj,
+                format!(
+                    "trigger: {:?} decides from the parents named in after, and the job has \
+                     none: add after = [\"other-job\"] or remove trigger",
+                    t.v.as_str()
+                ),
+            );
+        }
         if s.schedule.is_none() && s.after.is_none() && !s.failed_schedule {
             self.sink.error(
                 loc,

@@ -9,7 +9,9 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 
 use super::env_file::EnvFile;
-use super::job::{Catchup, CommandLine, IoClass, JitterMode, Leftovers, Overlap, RetryOn};
+use super::job::{
+    Catchup, CommandLine, IoClass, JitterMode, Leftovers, Overlap, RetryOn, TriggerRule,
+};
 use super::loader::Loader;
 use super::reader::{At, TableReader};
 use super::toml_tree::Kind;
@@ -61,6 +63,7 @@ const JOB_KEYS: &[&str] = &[
     "jitter",
     "jitter_mode",
     "after",
+    "trigger",
     "alert",
     "healthcheck_url",
     "params",
@@ -125,6 +128,7 @@ pub(crate) struct JobSpec {
     pub(crate) jitter: Option<At<Duration>>,
     pub(crate) jitter_mode: Option<At<JitterMode>>,
     pub(crate) after: Option<At<Vec<At<String>>>>,
+    pub(crate) trigger: Option<At<TriggerRule>>,
     pub(crate) alert: Option<At<Vec<At<String>>>>,
     pub(crate) healthcheck_url: Option<At<String>>,
     pub(crate) params: Entries,
@@ -263,7 +267,14 @@ impl Loader<'_> {
             Some(t) => {
                 let t = TableReader::new_from(t, Some("[defaults]".to_string()));
                 t.check_keys(self.sink, JOB_KEYS, "job");
-                self.job_spec(&t)
+                let mut d = self.job_spec(&t);
+                // A rule about a step's parents: every job without `after` would refuse it.
+                if let Some(tr) = d.trigger.take() {
+                    let msg = "trigger: set it on the steps it is about (jobs with after), not \
+                               in [defaults]";
+                    self.sink.error(tr.loc, t.subject(), msg);
+                }
+                d
             }
             None => JobSpec::default(),
         };
@@ -337,6 +348,16 @@ impl Loader<'_> {
         s.timezone = self.zone(t, "timezone").map(|z| At { v: z, loc: t.loc });
         let sink = &mut *self.sink;
         s.after = t.strings(sink, "after", true);
+        s.trigger = t
+            .choice(sink, "trigger", &["all_success", "all_done", "one_failed"])
+            .map(|a| At {
+                v: match a.v.as_str() {
+                    "all_done" => TriggerRule::AllDone,
+                    "one_failed" => TriggerRule::OneFailed,
+                    _ => TriggerRule::AllSuccess,
+                },
+                loc: a.loc,
+            });
         s.enabled = t.bool(sink, "enabled");
         s.overlap = t
             .choice(sink, "overlap", &["skip", "queue", "replace", "allow"])

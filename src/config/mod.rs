@@ -42,7 +42,7 @@ pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, We
 pub use cluster::{Cluster, ClusterUrl};
 pub use job::{
     Catchup, CommandLine, EnvFile, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap,
-    Retry, RetryCodes, RetryOn, Verify,
+    Retry, RetryCodes, RetryOn, TriggerRule, Verify,
 };
 pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings};

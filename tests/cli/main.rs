@@ -1,5 +1,6 @@
 //! Integration tests: drive the real `cronwarden` binary (one test binary, a file per feature).
 
+mod after;
 mod alert;
 mod alert_api;
 mod alert_events;
