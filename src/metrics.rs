@@ -228,21 +228,7 @@ impl Metrics {
         );
         last_run_families(&mut out, &jobs);
         health_families(&mut out, health);
-        write_family(
-            &mut out,
-            "cronwarden_job_info",
-            "gauge",
-            "1 for every job of the table, with its tags (comma-separated) as a label.",
-            jobs.iter()
-                .map(|(j, m)| {
-                    format!(
-                        "cronwarden_job_info{{{LABEL}=\"{}\",tags=\"{}\"}} 1",
-                        label(j),
-                        m.tags
-                    )
-                })
-                .collect(),
-        );
+        info_family(&mut out, &jobs);
         out
     }
 }
@@ -259,6 +245,26 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, lines: Vec
 /// A job's name as a label value: backslashes and double quotes escaped.
 fn job_label(job: &str) -> String {
     job.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `cronwarden_job_info`: 1 for every job, with its tags as a label (words only: nothing to
+/// escape).
+fn info_family(out: &mut String, jobs: &BTreeMap<String, JobMetrics>) {
+    write_family(
+        out,
+        "cronwarden_job_info",
+        "gauge",
+        "1 for every job of the table, with its tags (comma-separated) as a label.",
+        jobs.iter()
+            .map(|(j, m)| {
+                format!(
+                    "cronwarden_job_info{{{LABEL}=\"{}\",tags=\"{}\"}} 1",
+                    job_label(j),
+                    m.tags
+                )
+            })
+            .collect(),
+    );
 }
 
 /// The gauges of each job's last run that ran: its CPU time and peak memory, a sample only

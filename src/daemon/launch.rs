@@ -173,10 +173,10 @@ fn prepare(shared: &Arc<Shared>, launch: &Launch, delay: Option<Duration>) -> Op
             return None;
         }
     };
-    if let Some(delay) = delay {
-        if interrupt.sleep(delay).is_some() {
-            return None;
-        }
+    if let Some(delay) = delay
+        && interrupt.sleep(delay).is_some()
+    {
+        return None;
     }
     Some(interrupt)
 }
