@@ -241,10 +241,12 @@ impl<'a> Pipeline<'a> {
         match j.trigger {
             TriggerRule::AllSuccess => {
                 if let Some(bad) = failed {
-                    return Verdict::Skip(
-                        format!("upstream {bad} failed"),
-                        SkipKind::UpstreamFailed,
-                    );
+                    // Below a step skipped for a failure above it: that failure goes on down.
+                    let why = match self.done.get(*bad) {
+                        Some(Outcome::Skipped) => format!("upstream {bad} was skipped"),
+                        _ => format!("upstream {bad} failed"),
+                    };
+                    return Verdict::Skip(why, SkipKind::UpstreamFailed);
                 }
                 let skipped = parents
                     .iter()

@@ -168,3 +168,37 @@ fn the_daemon_applies_trigger_rules_after_a_success_and_after_a_failure() {
     assert_eq!(root["outcome"], "failure");
     assert_eq!(t.history("cleanup")[0]["trigger"], "pipeline");
 }
+
+#[test]
+fn one_failed_counts_a_step_skipped_for_a_failure_above_it_as_failed() {
+    let t = Table::new(
+        "rules-upstream-failed",
+        r#"
+[jobs.extract]
+schedule = "@manual"
+command = ["/bin/false"]
+
+[jobs.load]
+after = ["extract"]
+command = "echo load >> $DIR/steps"
+
+[jobs.rollback]
+after = ["load"]
+trigger = "one_failed"
+command = "echo rollback ran >> $DIR/steps"
+
+[jobs.report]
+after = ["load"]
+command = "echo report >> $DIR/steps"
+"#,
+    );
+    let (code, _, err) = t.run(&["run", "extract"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(steps(&t), [("rollback".to_string(), "ran".to_string())]);
+    assert_eq!(t.history("load")[0]["reason"], "upstream extract failed");
+    assert_eq!(
+        t.history("report")[0]["reason"],
+        "upstream load was skipped"
+    );
+    assert_eq!(t.outcomes("rollback"), ["success"]);
+}
