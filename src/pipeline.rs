@@ -112,6 +112,9 @@ struct Pipeline<'a> {
     root_exit: Option<u8>,
     /// Steps with steps below them: their alerts go out at the end.
     deferred: Vec<(String, RunRecord, Tails)>,
+    /// The results of the jobs above the root (not in this run), from their records for
+    /// the same instant: a later step run alone (`run --only`, `--at`) gets them too.
+    outside: BTreeMap<String, String>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -146,7 +149,28 @@ impl<'a> Pipeline<'a> {
             records: Vec::new(),
             root_exit: None,
             deferred: Vec::new(),
+            outside: outside_results(ctx, &start.root.name, start.scheduled),
         }
+    }
+
+    /// The results a step is given: those of the jobs above it, from this run (or from the
+    /// records of the jobs above the root).
+    fn upstream(&self, job: &Job) -> BTreeMap<String, String> {
+        let cfg = self.ctx.cfg;
+        let mut out: BTreeMap<String, String> = self
+            .outside
+            .iter()
+            .filter(|(j, _)| descends(cfg, &job.name, j))
+            .map(|(j, r)| (j.clone(), r.clone()))
+            .collect();
+        for r in &self.records {
+            if let Some(result) = &r.facts.result
+                && descends(cfg, &job.name, &r.job)
+            {
+                out.insert(r.job.clone(), result.clone());
+            }
+        }
+        out
     }
 
     fn has_below(&self, name: &str) -> bool {
@@ -294,6 +318,7 @@ impl<'a> Pipeline<'a> {
             alerts: !self.has_below(&job.name),
             first_attempt: 1,
             respect_past: self.start.respect_past,
+            upstream: self.upstream(job),
         }
     }
 
@@ -360,6 +385,28 @@ impl<'a> Pipeline<'a> {
             exit_code,
         }
     }
+}
+
+/// The results of the jobs above `root` for the instant `scheduled`: for each, the newest
+/// of its records for that instant that holds one (none when the history cannot be read).
+fn outside_results(ctx: Ctx<'_>, root: &str, scheduled: Timestamp) -> BTreeMap<String, String> {
+    let cfg = ctx.cfg;
+    let mut out = BTreeMap::new();
+    for job in cfg.jobs.iter().filter(|j| descends(cfg, root, &j.name)) {
+        let Ok(runs) = ctx.coord.history(&cfg.settings, &job.name, 200) else {
+            continue;
+        };
+        let same = runs.iter().rev().find(|r| {
+            r.facts.result.is_some()
+                && r.scheduled
+                    .parse::<Timestamp>()
+                    .is_ok_and(|t| t == scheduled)
+        });
+        if let Some(r) = same.and_then(|r| r.facts.result.clone()) {
+            out.insert(job.name.clone(), r);
+        }
+    }
+    out
 }
 
 /// What a step's `trigger` rule says of it now.

@@ -160,6 +160,9 @@ pub(crate) struct RunFacts {
     /// retried).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub fired: Vec<String>,
+    /// What the run wrote to `CRONWARDEN_RESULT_FILE`, for the steps after it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<String>,
 }
 
 impl RunFacts {

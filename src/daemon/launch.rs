@@ -97,6 +97,8 @@ pub(super) fn run_one(
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
         respect_past: launch.why != "trigger",
+        // A root: nothing runs above it in its pipeline run.
+        upstream: BTreeMap::new(),
     };
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
@@ -210,6 +212,7 @@ fn admit(
             let req = RunRequest {
                 alerts: true,
                 params: req.params.clone(),
+                upstream: req.upstream.clone(),
                 ..*req
             };
             let r = execute::not_run(ctx, &req, run_id, reason, interrupt.received());
@@ -225,6 +228,7 @@ fn admit(
         let req = RunRequest {
             alerts: true,
             params: req.params.clone(),
+            upstream: req.upstream.clone(),
             ..*req
         };
         let r = execute::not_run(ctx, &req, run_id, reason, None);

@@ -72,7 +72,7 @@ pub(super) fn stage(
 
 /// The base directory: made 0711 (the jobs' users may pass through, not list it) when it
 /// does not exist; a symbolic link or anything but a directory is refused.
-fn ensure_base(base: &Path) -> std::io::Result<()> {
+pub(super) fn ensure_base(base: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(base) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(std::io::Error::other("exists and is not a directory")),
@@ -133,8 +133,10 @@ pub(crate) fn sweep(lock_dir: &Path, state_dir: &Path) -> usize {
     };
     let mut n = 0;
     for e in entries.flatten() {
-        let name = e.file_name();
-        let marker = running.join(format!("{}.json", name.to_string_lossy()));
+        let name = e.file_name().to_string_lossy().into_owned();
+        // A run's directory, or its result file (`RUN_ID.result`).
+        let run_id = name.strip_suffix(".result").unwrap_or(&name);
+        let marker = running.join(format!("{run_id}.json"));
         if !marker.exists() && remove_dir(&e.path()).is_ok() {
             n += 1;
         }

@@ -3,7 +3,7 @@
 //!
 //! Files: `spec` (what an attempt is started with), `attempts` (the attempts and retries),
 //! `credentials` (the run's private copies of the files `credentials` names), `past`
-//! (`depends_on_past`),
+//! (`depends_on_past`), `result_file` (`CRONWARDEN_RESULT_FILE`),
 //! `marker` (the run marker that lets the next supervisor finish a run whose supervisor
 //! died), `orphan` (finishing such runs), this file (the run around them).
 
@@ -12,6 +12,7 @@ pub(crate) mod credentials;
 pub(crate) mod marker;
 pub(crate) mod orphan;
 pub(crate) mod past;
+mod result_file;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,9 @@ pub(crate) struct RunRequest<'a> {
     pub(crate) first_attempt: u32,
     /// Held back by `depends_on_past` (scheduled runs, and `run --respect-past`).
     pub(crate) respect_past: bool,
+    /// The results of the steps above it in its pipeline run, by job
+    /// (`{{ upstream.JOB }}`, `CRONWARDEN_UPSTREAM_JOB`).
+    pub(crate) upstream: BTreeMap<String, String>,
 }
 
 /// How a run ended.
@@ -325,6 +329,7 @@ fn run_locked(
     rec.facts = contained;
     rec.facts.fired = found.fired;
     rec.facts.verified_sizes = found.verified_sizes;
+    rec.facts.result = found.result;
     let tails = (out.stdout.bytes(), out.stderr.bytes());
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
     marker.remove();

@@ -22,6 +22,8 @@ pub(super) struct Identity {
     file_env: Vec<(String, String)>,
     /// The run's `credentials` directory (`$CREDENTIALS_DIRECTORY`), once staged.
     pub(super) cred_dir: Option<PathBuf>,
+    /// The run's `CRONWARDEN_RESULT_FILE`, once created.
+    pub(super) result_file: Option<PathBuf>,
 }
 
 impl Identity {
@@ -89,6 +91,7 @@ pub(super) fn identity(job: &Job) -> Result<Identity, String> {
         home: pw.dir,
         file_env: crate::config::env_file::read_all(&job.env_files)?,
         cred_dir: None,
+        result_file: None,
     })
 }
 
@@ -98,7 +101,7 @@ pub(super) fn vars(
     scheduled: Timestamp,
     run_id: &str,
     attempt: u32,
-    params: &BTreeMap<String, String>,
+    (params, upstream): (&BTreeMap<String, String>, &BTreeMap<String, String>),
 ) -> BTreeMap<String, String> {
     let zoned = scheduled.to_zoned(job.tz.clone());
     let mut v = BTreeMap::new();
@@ -110,6 +113,9 @@ pub(super) fn vars(
     v.insert("attempt".into(), attempt.to_string());
     for (k, val) in params {
         v.insert(format!("params.{k}"), val.clone());
+    }
+    for (job, result) in upstream {
+        v.insert(format!("upstream.{job}"), result.clone());
     }
     v
 }
@@ -161,6 +167,17 @@ pub(super) fn attempt_spec(
     }
     for (k, v) in params {
         env.insert(format!("CRONWARDEN_PARAM_{k}"), v.clone());
+    }
+    for (k, val) in vars {
+        if let Some(job) = k.strip_prefix("upstream.") {
+            env.insert(template::upstream_var(job), val.clone());
+        }
+    }
+    if let Some(f) = &who.result_file {
+        env.insert(
+            "CRONWARDEN_RESULT_FILE".into(),
+            f.to_string_lossy().into_owned(),
+        );
     }
     if let Some(dir) = &who.cred_dir {
         env.insert(

@@ -202,3 +202,113 @@ command = "echo report >> $DIR/steps"
     );
     assert_eq!(t.outcomes("rollback"), ["success"]);
 }
+
+/// `extract` hands `transform` a file name through `CRONWARDEN_RESULT_FILE`.
+const XCOM: &str = r#"
+[jobs.extract]
+schedule = "@manual"
+command = "test ! -e $DIR/big || head -c 70000 /dev/zero | tr '\\0' x > $CRONWARDEN_RESULT_FILE; test -e $DIR/big || echo \"/data/$CRONWARDEN_DS; rm -rf x.csv\" > $CRONWARDEN_RESULT_FILE"
+
+[jobs.transform]
+after = ["extract"]
+command = ["/bin/sh", "-c", "printf '%s|%s|%s\n' \"$#\" \"$1\" \"$CRONWARDEN_UPSTREAM_EXTRACT\" > $DIR/got", "-", "{{ upstream.extract }}"]
+"#;
+
+#[test]
+fn a_result_written_by_extract_reaches_transform_as_one_argument_and_a_variable() {
+    let t = Table::new("xcom", XCOM);
+    let (code, _, err) = t.run(&["run", "extract", "--at", "2026-11-20"]);
+    assert_eq!(code, 0, "{err}");
+    let want = "1|/data/2026-11-20; rm -rf x.csv|/data/2026-11-20; rm -rf x.csv\n";
+    let got = || std::fs::read_to_string(t.dir().join("got")).expect("transform ran");
+    assert_eq!(got(), want);
+    // Kept in extract's record.
+    assert_eq!(
+        t.history("extract")[0]["result"],
+        "/data/2026-11-20; rm -rf x.csv"
+    );
+    // A later step run by itself for that instant is given it from the record.
+    std::fs::remove_file(t.dir().join("got")).expect("rm");
+    let (code, _, err) = t.run(&["run", "transform", "--at", "2026-11-20"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got(), want);
+    // Another instant has no result of extract: an empty argument, no variable.
+    let (code, _, err) = t.run(&["run", "transform", "--at", "2026-11-21"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got(), "1||\n");
+}
+
+#[test]
+fn an_oversized_result_fails_the_run_clearly_and_check_refuses_upstream_in_shell_text() {
+    let t = Table::new("xcom-big", XCOM);
+    t.dir.write("big", "");
+    let (code, _, err) = t.run(&["run", "extract"]);
+    assert_eq!(code, 1, "{err}");
+    let rec = &t.history("extract")[0];
+    assert_eq!(rec["outcome"], "failure");
+    assert_eq!(
+        rec["reason"],
+        "CRONWARDEN_RESULT_FILE: the run wrote 70000 bytes, more than the 64 KiB a result may hold"
+    );
+    assert!(rec.get("result").is_none(), "{rec}");
+    assert_eq!(
+        t.history("transform")[0]["reason"],
+        "upstream extract failed"
+    );
+    t.rewrite(
+        r#"
+[jobs.extract]
+schedule = "@manual"
+command = ["/bin/true"]
+
+[jobs.transform]
+after = ["extract"]
+command = "echo {{ upstream.extract }}"
+
+[jobs.load]
+after = ["transform"]
+command = ["/bin/echo", "{{ upstream.nope }}", "{{ upstream.extract }}"]
+"#,
+    );
+    let (code, _, err) = t.run(&["check"]);
+    assert_eq!(code, 78);
+    assert!(
+        err.contains("{{ upstream.extract }} in a string command would put data into shell syntax; use \"$CRONWARDEN_UPSTREAM_EXTRACT\" instead"),
+        "{err}"
+    );
+    assert!(
+        err.contains("{{ upstream.nope }}: \"nope\" is no job this one runs after"),
+        "{err}"
+    );
+    assert_eq!(err.matches("error:").count(), 2, "{err}");
+}
+
+#[test]
+fn in_the_daemon_each_pipeline_run_passes_its_own_result_down() {
+    let t = Table::new(
+        "xcom-daemon",
+        r#"
+[jobs.extract]
+schedule = "* * * * * *"
+command = "echo \"file-$CRONWARDEN_TS\" > $CRONWARDEN_RESULT_FILE"
+
+[jobs.transform]
+after = ["extract"]
+command = ["/bin/sh", "-c", "echo \"$CRONWARDEN_TS $1\" >> $DIR/got", "-", "{{ upstream.extract }}"]
+"#,
+    );
+    let d = Daemon::start(&t);
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(t.dir().join("got"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    wait_for(|| lines().len() >= 2);
+    drop(d);
+    for l in lines() {
+        let (ts, arg) = l.split_once(' ').expect("two words");
+        assert_eq!(arg, format!("file-{ts}"), "{l}");
+    }
+}

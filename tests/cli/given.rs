@@ -173,7 +173,8 @@ fn read(t: &Table, name: &str) -> String {
 #[test]
 fn credentials_are_readable_by_the_jobs_user_during_its_run_only() {
     let test = "credentials_are_readable_by_the_jobs_user_during_its_run_only";
-    let Some(t) = nobody_table("creds", test, "@manual", "") else {
+    let then = "echo from-nobody > $CRONWARDEN_RESULT_FILE";
+    let Some(t) = nobody_table("creds", test, "@manual", then) else {
         return;
     };
     let (code, _, err) = t.run(&["run", "dump"]);
@@ -200,6 +201,8 @@ fn credentials_are_readable_by_the_jobs_user_during_its_run_only() {
     );
     let h = t.history("dump");
     let run_id = h[0]["run_id"].as_str().expect("id");
+    // The job's user may write its result file too.
+    assert_eq!(h[0]["result"], "from-nobody");
     assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(run_id));
     // A failed run is cleaned up too; a missing source fails the run, naming it.
     std::fs::remove_file(t.dir().join("pgpass")).expect("rm");
