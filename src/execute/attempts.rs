@@ -101,9 +101,15 @@ impl Attempts<'_, '_> {
             let (lock_dir, run_id) = (&self.ctx.cfg.settings.lock_dir, self.facts.run_id);
             staged = credentials::stage(lock_dir, run_id, &job.credentials, w.owner())?;
             w.cred_dir = staged.as_ref().map(|s| s.dir.clone());
-            let file = result_file::create(lock_dir, run_id, w.owner())?;
-            w.result_file = Some(file.path.clone());
-            result = Some(file);
+            // Without a result file the run goes on (logged), without the variable: only
+            // the steps after it would miss what it could have left them.
+            match result_file::create(lock_dir, run_id, w.owner()) {
+                Ok(file) => {
+                    w.result_file = Some(file.path.clone());
+                    result = Some(file);
+                }
+                Err(e) => self.ctx.log.log(Level::Warn, "result", self.fields, &e),
+            }
             Ok(w)
         });
         let (attempts, mut outcome, mut reason) = self.attempts(&who);
