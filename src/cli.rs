@@ -40,6 +40,10 @@ pub enum Command {
         /// Run just JOB, not the jobs that come after it
         #[arg(long)]
         only: bool,
+        /// Hold the run back as its schedule would with depends_on_past: recorded as
+        /// skipped (exit 75) when the job's previous run did not succeed
+        #[arg(long)]
+        respect_past: bool,
     },
     /// Run every scheduled instant of JOB in a range (both ends inclusive), oldest first,
     /// each with its own {{ ds }} and its pipeline
@@ -60,8 +64,12 @@ pub enum Command {
     Daemon,
     /// Validate the job table and print every problem (exit 0, or 78 when invalid)
     Check,
-    /// One row per job: schedule, zone, next run, last result
-    List,
+    /// One row per job: schedule, zone, next run, last result, paused, tags
+    List {
+        /// Only the jobs with this tag
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
+    },
     /// Print the next fire instants of a schedule expression
     Next {
         /// The schedule: 5 fields, 6 with seconds, or a macro such as @daily (quote it, or
@@ -82,8 +90,15 @@ pub enum Command {
     /// Ask the running daemon (in fleet mode: one node of the fleet) to run a job now, as a
     /// background task (prints the run id)
     Trigger {
-        #[arg(value_name = "JOB")]
-        job: String,
+        #[arg(
+            value_name = "JOB",
+            required_unless_present = "tag",
+            conflicts_with = "tag"
+        )]
+        job: Option<String>,
+        /// Every job with this tag, in table order (one line per job: its name and run id)
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
         /// Set a declared parameter (repeatable)
         #[arg(long = "param", value_name = "K=V")]
         params: Vec<String>,
@@ -122,8 +137,11 @@ pub enum Command {
     /// running_doubt in --json)
     Status {
         /// Only this job
-        #[arg(value_name = "JOB")]
+        #[arg(value_name = "JOB", conflicts_with = "tag")]
         job: Option<String>,
+        /// Only the jobs with this tag
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
         /// JSON for scripts
         #[arg(long)]
         json: bool,

@@ -36,6 +36,8 @@ struct JobMetrics {
     next_run: Option<i64>,
     /// The CPU time and peak memory of the last run that ran (when they were measured).
     last_run_usage: crate::record::Usage,
+    /// The job's `tags`, comma-separated (`cronwarden_job_info`).
+    tags: String,
 }
 
 /// Counters since the daemon started, and gauges.
@@ -68,12 +70,13 @@ impl Metrics {
     /// The jobs of the table (at start and at each reload): each has its series from now on,
     /// its counters and the outcomes of `cronwarden_runs_total` at 0 until they count; a job
     /// that left the table loses its series (unless a run of it is still in progress).
-    pub(crate) fn set_jobs<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        let names: std::collections::BTreeSet<&str> = names.into_iter().collect();
+    pub(crate) fn set_jobs<'a>(&self, table: impl IntoIterator<Item = (&'a str, &'a [String])>) {
+        let table: BTreeMap<&str, &[String]> = table.into_iter().collect();
         let mut jobs = lock(&self.jobs);
-        jobs.retain(|name, m| names.contains(name.as_str()) || m.running > 0);
-        for name in names {
+        jobs.retain(|name, m| table.contains_key(name.as_str()) || m.running > 0);
+        for (name, tags) in table {
             let m = jobs.entry(name.to_string()).or_default();
+            m.tags = tags.join(",");
             for o in crate::record::Outcome::ALL {
                 m.runs.entry(o.as_str()).or_default();
             }
@@ -234,6 +237,7 @@ impl Metrics {
         );
         last_run_families(&mut out, &jobs);
         health_families(&mut out, health);
+        info_family(&mut out, &jobs);
         if let Some(b) = &self.backend {
             out.push_str(&b.metrics());
         }
@@ -253,6 +257,26 @@ fn write_family(out: &mut String, name: &str, kind: &str, help: &str, lines: Vec
 /// A job's name as a label value: backslashes and double quotes escaped.
 fn job_label(job: &str) -> String {
     job.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `cronwarden_job_info`: 1 for every job, with its tags as a label (words only: nothing to
+/// escape).
+fn info_family(out: &mut String, jobs: &BTreeMap<String, JobMetrics>) {
+    write_family(
+        out,
+        "cronwarden_job_info",
+        "gauge",
+        "1 for every job of the table, with its tags (comma-separated) as a label.",
+        jobs.iter()
+            .map(|(j, m)| {
+                format!(
+                    "cronwarden_job_info{{{LABEL}=\"{}\",tags=\"{}\"}} 1",
+                    job_label(j),
+                    m.tags
+                )
+            })
+            .collect(),
+    );
 }
 
 /// The gauges of each job's last run that ran: its CPU time and peak memory, a sample only
@@ -498,12 +522,23 @@ mod tests {
     #[test]
     fn every_job_of_the_table_has_its_counters_and_outcomes_at_0_until_they_count() {
         let m = metrics();
-        m.set_jobs(["a", "gone"]);
+        let none: &[String] = &[];
+        let tags = ["db".to_string(), "nightly".to_string()];
+        m.set_jobs([("a", none), ("gone", none)]);
         m.finished("gone", false, &rec("r1"));
         m.started("gone");
         // Reloaded: `gone` left the table but is running, `b` is new.
-        m.set_jobs(["a", "b"]);
+        m.set_jobs([("a", none), ("b", &tags[..])]);
         let text = m.render(&[]);
+        // Every job's tags, on its info series.
+        assert_eq!(
+            samples(&text, "cronwarden_job_info"),
+            [
+                r#"cronwarden_job_info{cronjob="a",tags=""} 1"#,
+                r#"cronwarden_job_info{cronjob="b",tags="db,nightly"} 1"#,
+                r#"cronwarden_job_info{cronjob="gone",tags=""} 1"#
+            ]
+        );
         for job in ["a", "b"] {
             for o in crate::record::Outcome::ALL {
                 let want = format!(
@@ -524,7 +559,7 @@ mod tests {
             "{text}"
         );
         m.finished("gone", true, &rec("r2"));
-        m.set_jobs(["a", "b"]);
+        m.set_jobs([("a", none), ("b", &tags[..])]);
         assert!(!m.render(&[]).contains("\"gone\""));
     }
 

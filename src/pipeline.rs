@@ -1,17 +1,21 @@
 //! Pipelines: a job and the jobs that come `after` it, run as one pipeline run that shares
 //! the root's scheduled instant (so `{{ ds }}` is the same in every step).
 //!
-//! Steps whose parents in this run have all succeeded (a `warning` is a success) start, concurrently up to
-//! `max_concurrent`; when a step fails for good, everything downstream of it is recorded as
-//! skipped and independent branches go on. A parent that is not part of this pipeline run
-//! (a fan-in whose other parent hangs below another root) does not hold a step back.
+//! A step starts by its `trigger` rule, concurrently up to `max_concurrent`: `all_success`
+//! (the default) once its parents in this run have all succeeded (a `warning` is a
+//! success), `all_done` once they have all ended however, `one_failed` as soon as one failed
+//! for good. When a step fails for good, the `all_success` steps downstream of it are
+//! recorded as skipped and independent branches go on; a `one_failed` step whose parents all
+//! ended without a failure is recorded as skipped ("no parent failed"), which is no failure
+//! of the pipeline run. A parent that is not part of this pipeline run (a fan-in whose other
+//! parent hangs below another root) does not hold a step back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc;
 
 use jiff::Timestamp;
 
-use crate::config::{Config, Job};
+use crate::config::{Config, Job, TriggerRule};
 use crate::execute::{self, Ctx, RunReport, RunRequest};
 use crate::exit;
 use crate::record::{Outcome, RunRecord};
@@ -57,6 +61,9 @@ pub(crate) struct Start<'a> {
     /// Only the root, not what comes after it.
     pub(crate) only: bool,
     pub(crate) trigger: &'static str,
+    /// Steps with `depends_on_past` are held back by it (scheduled runs, `run
+    /// --respect-past`).
+    pub(crate) respect_past: bool,
 }
 
 /// Runs the pipeline rooted at `start.root` for one scheduled instant.
@@ -65,11 +72,11 @@ pub(crate) fn run(ctx: Ctx<'_>, start: Start<'_>, interrupt: &Interrupt) -> Pipe
 }
 
 /// Runs what comes after `root` once the root itself has run (the daemon runs the root
-/// through its own path first): `root_record` is its record.
+/// through its own path first): `root_record` is its record. `respect_past`: whether the
+/// steps' `depends_on_past` holds them back (a scheduled run).
 pub(crate) fn run_downstream(
     ctx: Ctx<'_>,
-    root: &Job,
-    scheduled: Timestamp,
+    (root, scheduled, respect_past): (&Job, Timestamp, bool),
     root_record: RunRecord,
     root_tails: Tails,
     interrupt: &Interrupt,
@@ -80,6 +87,7 @@ pub(crate) fn run_downstream(
         params: BTreeMap::new(),
         only: false,
         trigger: "pipeline",
+        respect_past,
     };
     Pipeline::new(ctx, &start, interrupt).run(Some((root_record, root_tails)))
 }
@@ -93,11 +101,20 @@ struct Pipeline<'a> {
     /// Parents that count: those in this run (the root waits for none).
     parents: HashMap<&'a str, Vec<&'a str>>,
     done: HashMap<String, Outcome>,
+    /// Steps skipped because a step above them failed (Airflow's `upstream_failed`): a
+    /// failure to the `one_failed` steps below them.
+    upstream_failed: BTreeSet<String>,
+    /// Steps skipped that are no failure of the run by themselves: `one_failed` steps with
+    /// no failed parent, and steps below a skip (which counts, or not, on its own).
+    not_needed: BTreeSet<String>,
     started: BTreeSet<String>,
     records: Vec<RunRecord>,
     root_exit: Option<u8>,
     /// Steps with steps below them: their alerts go out at the end.
     deferred: Vec<(String, RunRecord, Tails)>,
+    /// The results of the jobs above the root (not in this run), from their records for
+    /// the same instant: a later step run alone (`run --only`, `--at`) gets them too.
+    outside: BTreeMap<String, String>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -126,11 +143,34 @@ impl<'a> Pipeline<'a> {
             steps,
             parents,
             done: HashMap::new(),
+            upstream_failed: BTreeSet::new(),
+            not_needed: BTreeSet::new(),
             started: BTreeSet::new(),
             records: Vec::new(),
             root_exit: None,
             deferred: Vec::new(),
+            outside: outside_results(ctx, &start.root.name, start.scheduled),
         }
+    }
+
+    /// The results a step is given: those of the jobs above it, from this run (or from the
+    /// records of the jobs above the root).
+    fn upstream(&self, job: &Job) -> BTreeMap<String, String> {
+        let cfg = self.ctx.cfg;
+        let mut out: BTreeMap<String, String> = self
+            .outside
+            .iter()
+            .filter(|(j, _)| descends(cfg, &job.name, j))
+            .map(|(j, r)| (j.clone(), r.clone()))
+            .collect();
+        for r in &self.records {
+            if let Some(result) = &r.facts.result
+                && descends(cfg, &job.name, &r.job)
+            {
+                out.insert(r.job.clone(), result.clone());
+            }
+        }
+        out
     }
 
     fn has_below(&self, name: &str) -> bool {
@@ -178,7 +218,8 @@ impl<'a> Pipeline<'a> {
         self.report()
     }
 
-    /// Steps below a failure (or a skip) are skipped, recorded with the reason.
+    /// Steps whose `trigger` rule can no longer be met are skipped, recorded with the reason:
+    /// below a failure or a skip (`all_success`), or with no failed parent (`one_failed`).
     fn skip_below_failures(&mut self) {
         let mut changed = true;
         while changed {
@@ -187,38 +228,79 @@ impl<'a> Pipeline<'a> {
                 if self.started.contains(&j.name) || self.done.contains_key(&j.name) {
                     continue;
                 }
-                let Some(bad) = self.parents[j.name.as_str()]
-                    .iter()
-                    .find(|p| self.done.get(**p).is_some_and(|o| !o.ended_well()))
-                else {
+                let Verdict::Skip(why, kind) = self.verdict(j) else {
                     continue;
-                };
-                let why = match self.done.get(*bad) {
-                    Some(Outcome::Skipped) => format!("upstream {bad} was skipped"),
-                    _ => format!("upstream {bad} failed"),
                 };
                 let mut req = self.request(j);
                 req.alerts = false;
                 let r = execute::not_run(self.ctx, &req, &execute::new_run_id(), why, None);
                 self.records.push(r.record);
                 self.done.insert(j.name.clone(), Outcome::Skipped);
+                match kind {
+                    SkipKind::UpstreamFailed => self.upstream_failed.insert(j.name.clone()),
+                    SkipKind::UpstreamSkipped | SkipKind::NotNeeded => {
+                        self.not_needed.insert(j.name.clone())
+                    }
+                };
                 changed = true;
             }
         }
     }
 
-    /// The steps whose parents in this run all succeeded (or ended with a warning), not
-    /// started yet.
+    /// Whether a parent failed for good: it failed, was lost or interrupted, or was skipped
+    /// because of a failure above it.
+    fn failed(&self, parent: &str) -> bool {
+        match self.done.get(parent) {
+            Some(Outcome::Skipped) => self.upstream_failed.contains(parent),
+            Some(o) => !o.ended_well(),
+            None => false,
+        }
+    }
+
+    /// What the step's `trigger` rule says now, from its parents in this run.
+    fn verdict(&self, j: &Job) -> Verdict {
+        let parents = &self.parents[j.name.as_str()];
+        let all_done = parents.iter().all(|p| self.done.contains_key(*p));
+        let failed = parents.iter().find(|p| self.failed(p));
+        match j.trigger {
+            TriggerRule::AllSuccess => {
+                if let Some(bad) = failed {
+                    // Below a step skipped for a failure above it: that failure goes on down.
+                    let why = match self.done.get(*bad) {
+                        Some(Outcome::Skipped) => format!("upstream {bad} was skipped"),
+                        _ => format!("upstream {bad} failed"),
+                    };
+                    return Verdict::Skip(why, SkipKind::UpstreamFailed);
+                }
+                let skipped = parents
+                    .iter()
+                    .find(|p| self.done.get(**p) == Some(&Outcome::Skipped));
+                match skipped {
+                    Some(p) => Verdict::Skip(
+                        format!("upstream {p} was skipped"),
+                        SkipKind::UpstreamSkipped,
+                    ),
+                    None if all_done => Verdict::Run,
+                    None => Verdict::Wait,
+                }
+            }
+            TriggerRule::AllDone if all_done => Verdict::Run,
+            TriggerRule::AllDone => Verdict::Wait,
+            TriggerRule::OneFailed if failed.is_some() => Verdict::Run,
+            TriggerRule::OneFailed if all_done => {
+                Verdict::Skip("no parent failed".to_string(), SkipKind::NotNeeded)
+            }
+            TriggerRule::OneFailed => Verdict::Wait,
+        }
+    }
+
+    /// The steps whose `trigger` rule lets them start now, not started yet.
     fn ready(&self) -> Vec<&'a Job> {
         self.steps
             .iter()
             .copied()
             .filter(|j| !self.started.contains(&j.name) && !self.done.contains_key(&j.name))
-            .filter(|j| {
-                self.parents[j.name.as_str()]
-                    .iter()
-                    .all(|p| self.done.get(*p).is_some_and(|o| o.ended_well()))
-            })
+            .filter(|j| matches!(self.verdict(j), Verdict::Run))
             .collect()
     }
 
@@ -235,6 +317,8 @@ impl<'a> Pipeline<'a> {
             // A step with steps below it alerts at the end of the pipeline run.
             alerts: !self.has_below(&job.name),
             first_attempt: 1,
+            respect_past: self.start.respect_past,
+            upstream: self.upstream(job),
         }
     }
 
@@ -282,11 +366,10 @@ impl<'a> Pipeline<'a> {
     }
 
     fn report(self) -> PipelineReport {
-        let failed = self.records.iter().any(|r| {
-            matches!(
-                r.outcome,
-                Outcome::Failure | Outcome::Lost | Outcome::Skipped | Outcome::Interrupted
-            )
+        let failed = self.records.iter().any(|r| match r.outcome {
+            Outcome::Failure | Outcome::Lost | Outcome::Interrupted => true,
+            Outcome::Skipped => !self.not_needed.contains(&r.job),
+            Outcome::Success | Outcome::Warning => false,
         });
         let exit_code = match (self.root_exit, failed) {
             // The root's own code tells locked (75) and interrupted (130/143) apart.
@@ -302,6 +385,42 @@ impl<'a> Pipeline<'a> {
             exit_code,
         }
     }
+}
+
+/// The results of the jobs above `root` for the instant `scheduled`: for each, the newest
+/// of its records for that instant that holds one (none when the history cannot be read).
+fn outside_results(ctx: Ctx<'_>, root: &str, scheduled: Timestamp) -> BTreeMap<String, String> {
+    let cfg = ctx.cfg;
+    let mut out = BTreeMap::new();
+    for job in cfg.jobs.iter().filter(|j| descends(cfg, root, &j.name)) {
+        let Ok(runs) = ctx.coord.history(&cfg.settings, &job.name, 200) else {
+            continue;
+        };
+        let same = runs.iter().rev().find(|r| {
+            r.facts.result.is_some()
+                && r.scheduled
+                    .parse::<Timestamp>()
+                    .is_ok_and(|t| t == scheduled)
+        });
+        if let Some(r) = same.and_then(|r| r.facts.result.clone()) {
+            out.insert(job.name.clone(), r);
+        }
+    }
+    out
+}
+
+/// What a step's `trigger` rule says of it now.
+enum Verdict {
+    Wait,
+    Run,
+    Skip(String, SkipKind),
+}
+
+/// Why a step is skipped, for the steps below it.
+enum SkipKind {
+    UpstreamFailed,
+    UpstreamSkipped,
+    NotNeeded,
 }
 
 /// Whether `job` comes (directly or not) after `ancestor`.

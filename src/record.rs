@@ -160,6 +160,9 @@ pub(crate) struct RunFacts {
     /// retried).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub fired: Vec<String>,
+    /// What the run wrote to `CRONWARDEN_RESULT_FILE`, for the steps after it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<String>,
 }
 
 impl RunFacts {
@@ -341,16 +344,7 @@ pub(crate) fn history_path(state_dir: &Path, job: &str) -> PathBuf {
 /// stays between one and two `keep`s of runs without reading it on every append.
 pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Result<()> {
     let path = history_path(state_dir, &rec.job);
-    let dir = path.parent().unwrap_or(state_dir);
-    crate::files::ensure_dir(dir)?;
-    let guard = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(dir.join(format!(".{}.lock", rec.job)))?;
-    guard.lock()?;
+    let guard = history_lock(state_dir, &rec.job)?;
     let f = OpenOptions::new()
         .read(true)
         .append(true)
@@ -384,6 +378,65 @@ pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Resu
     use std::os::unix::fs::FileExt;
     guard.write_all_at(format!("records={n}").as_bytes(), 0)?;
     Ok(())
+}
+
+/// The lock that serializes the writers of a job's history (a side file never replaced),
+/// held until the returned file is closed.
+fn history_lock(state_dir: &Path, job: &str) -> io::Result<fs::File> {
+    let path = history_path(state_dir, job);
+    let dir = path.parent().unwrap_or(state_dir);
+    crate::files::ensure_dir(dir)?;
+    let guard = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(format!(".{job}.lock")))?;
+    guard.lock()?;
+    Ok(guard)
+}
+
+/// Removes from the job's history the records of runs that ended before `before`, except
+/// the newest real run (not a skip), which is never pruned (`history_max_age`). Returns how
+/// many records went.
+pub(crate) fn prune_ended_before(
+    state_dir: &Path,
+    job: &str,
+    before: jiff::Timestamp,
+) -> io::Result<usize> {
+    let path = history_path(state_dir, job);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let guard = history_lock(state_dir, job)?;
+    let all = fs::read(&path)?;
+    let records: Vec<(&[u8], RunRecord)> = all
+        .split(|b| *b == b'\n')
+        .filter_map(|l| Some((l, serde_json::from_slice::<RunRecord>(l).ok()?)))
+        .collect();
+    let newest_real = records
+        .iter()
+        .rposition(|(_, r)| r.outcome != Outcome::Skipped);
+    let old = |r: &RunRecord| r.ended.parse::<jiff::Timestamp>().is_ok_and(|t| t < before);
+    let mut out = Vec::with_capacity(all.len());
+    let mut kept = 0;
+    for (i, (line, r)) in records.iter().enumerate() {
+        if old(r) && Some(i) != newest_real {
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        kept += 1;
+    }
+    let pruned = records.len() - kept;
+    if pruned > 0 {
+        crate::files::write_atomic(&path, &out)?;
+        guard.set_len(0)?;
+        use std::os::unix::fs::FileExt;
+        guard.write_all_at(format!("records={kept}").as_bytes(), 0)?;
+    }
+    Ok(pruned)
 }
 
 /// The records (lines that parse) in a history file's bytes.
@@ -646,6 +699,47 @@ pub(crate) mod tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted, "order kept");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pruning_by_age_removes_older_runs_but_never_the_newest_real_one() {
+        let dir = std::env::temp_dir().join(format!("cw-record-age-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let at = |id: &str, ended: &str, outcome: Outcome| RunRecord {
+            ended: ended.to_string(),
+            outcome,
+            ..rec(id)
+        };
+        for r in [
+            at("a", "2026-01-01T00:00:00Z", Outcome::Success),
+            at("b", "2026-01-02T00:00:00Z", Outcome::Failure),
+            at("c", "2026-01-03T00:00:00Z", Outcome::Success),
+            at("d", "2026-01-04T00:00:00Z", Outcome::Skipped),
+        ] {
+            append(&dir, &r, 10).expect("append");
+        }
+        let cut = |t: &str| t.parse::<jiff::Timestamp>().expect("instant");
+        let pruned = prune_ended_before(&dir, "j", cut("2026-01-02T12:00:00Z")).expect("prune");
+        assert_eq!(pruned, 2);
+        let ids = |d: &Path| -> Vec<String> {
+            read(d, "j")
+                .expect("read")
+                .into_iter()
+                .map(|r| r.run_id)
+                .collect()
+        };
+        assert_eq!(ids(&dir), ["c", "d"]);
+        // Everything is older: the newest real run stays, the skip after it goes.
+        let pruned = prune_ended_before(&dir, "j", cut("2027-01-01T00:00:00Z")).expect("prune");
+        assert_eq!((pruned, ids(&dir)), (1, vec!["c".to_string()]));
+        // Appending goes on from the pruned count.
+        append(&dir, &rec("e"), 10).expect("append");
+        assert_eq!(ids(&dir), ["c", "e"]);
+        assert_eq!(
+            prune_ended_before(&dir, "nobody", cut("2027-01-01T00:00:00Z")).ok(),
+            Some(0)
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -39,8 +39,15 @@ pub fn parse(text: &str) -> Result<Vec<Piece>, String> {
 }
 
 /// Checks every placeholder of a template against the known names and the declared
-/// parameters; returns the problems found.
-pub fn check(text: &str, params: &BTreeMap<String, String>, allow_params: bool) -> Vec<String> {
+/// parameters; returns the problems found. `upstream`: the jobs whose results
+/// `{{ upstream.JOB }}` may name here (the job's ancestors, in an array command; none
+/// elsewhere).
+pub fn check(
+    text: &str,
+    params: &BTreeMap<String, String>,
+    allow_params: bool,
+    upstream: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
     let pieces = match parse(text) {
         Ok(p) => p,
         Err(e) => return vec![e],
@@ -48,7 +55,20 @@ pub fn check(text: &str, params: &BTreeMap<String, String>, allow_params: bool) 
     let mut problems = Vec::new();
     for piece in pieces {
         let Piece::Var(name) = piece else { continue };
-        if let Some(key) = name.strip_prefix("params.") {
+        if let Some(job) = name.strip_prefix("upstream.") {
+            if !allow_params {
+                problems.push(format!(
+                    "{{{{ {name} }}}} in a string command would put data into shell syntax; use \
+                     \"${}\" instead",
+                    upstream_var(job)
+                ));
+            } else if !upstream.contains(job) {
+                problems.push(format!(
+                    "{{{{ {name} }}}}: {job:?} is no job this one runs after (a result is given \
+                     to the array commands of the steps below the job that wrote it)"
+                ));
+            }
+        } else if let Some(key) = name.strip_prefix("params.") {
             if !allow_params {
                 problems.push(format!(
                     "{{{{ {name} }}}} in a string command would put data into shell syntax; use \
@@ -70,7 +90,8 @@ pub fn check(text: &str, params: &BTreeMap<String, String>, allow_params: bool) 
                 .map(|s| format!(" (did you mean {{{{ {s} }}}}?)"))
                 .unwrap_or_default();
             problems.push(format!(
-                "unknown placeholder {{{{ {name} }}}}{hint}; known: {}, params.NAME",
+                "unknown placeholder {{{{ {name} }}}}{hint}; known: {}, params.NAME, \
+                 upstream.JOB",
                 NAMES.join(", ")
             ));
         }
@@ -78,17 +99,37 @@ pub fn check(text: &str, params: &BTreeMap<String, String>, allow_params: bool) 
     problems
 }
 
-/// Fills a template. Unknown names are left as written (the table was checked at load).
+/// The environment variable that carries the result of the upstream job `job`:
+/// `CRONWARDEN_UPSTREAM_` and the name in upper case, each character other than a letter or a
+/// digit as `_`.
+pub fn upstream_var(job: &str) -> String {
+    let name: String = job
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("CRONWARDEN_UPSTREAM_{name}")
+}
+
+/// Fills a template. Unknown names are left as written (the table was checked at load),
+/// except `upstream.JOB` without a value (the job wrote no result, or is not in this
+/// pipeline run): nothing.
 pub fn render(text: &str, vars: &BTreeMap<String, String>) -> String {
     match parse(text) {
         Ok(pieces) => pieces
             .into_iter()
             .map(|p| match p {
                 Piece::Text(t) => t,
-                Piece::Var(name) => vars
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_else(|| format!("{{{{ {name} }}}}")),
+                Piece::Var(name) => match vars.get(&name) {
+                    Some(v) => v.clone(),
+                    None if name.starts_with("upstream.") => String::new(),
+                    None => format!("{{{{ {name} }}}}"),
+                },
             })
             .collect(),
         Err(_) => text.to_string(),
@@ -115,11 +156,21 @@ mod tests {
     fn check_reports_problems() {
         let mut params = BTreeMap::new();
         params.insert("mode".to_string(), "full".to_string());
-        assert!(check("{{ ds }} {{ params.mode }}", &params, true).is_empty());
-        assert!(check("{{ dss }}", &params, true)[0].contains("did you mean {{ ds }}"));
-        assert!(check("{{ params.nope }}", &params, true)[0].contains("no parameter"));
-        assert!(check("{{ params.mode }}", &params, false)[0].contains("CRONWARDEN_PARAM_mode"));
-        assert!(check("{{ ds", &params, true)[0].contains("without a closing"));
-        assert!(check("{{ }}", &params, true)[0].contains("empty placeholder"));
+        let none = std::collections::BTreeSet::new();
+        let up = std::collections::BTreeSet::from(["ex-tract".to_string()]);
+        assert!(check("{{ ds }} {{ params.mode }}", &params, true, &none).is_empty());
+        assert!(check("{{ dss }}", &params, true, &none)[0].contains("did you mean {{ ds }}"));
+        assert!(check("{{ params.nope }}", &params, true, &none)[0].contains("no parameter"));
+        assert!(
+            check("{{ params.mode }}", &params, false, &none)[0].contains("CRONWARDEN_PARAM_mode")
+        );
+        assert!(check("{{ ds", &params, true, &none)[0].contains("without a closing"));
+        assert!(check("{{ }}", &params, true, &none)[0].contains("empty placeholder"));
+        assert!(check("{{ upstream.ex-tract }}", &params, true, &up).is_empty());
+        assert!(check("{{ upstream.other }}", &params, true, &up)[0].contains("no job this"));
+        assert!(
+            check("{{ upstream.ex-tract }}", &params, false, &up)[0]
+                .contains("$CRONWARDEN_UPSTREAM_EX_TRACT")
+        );
     }
 }

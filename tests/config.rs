@@ -268,3 +268,129 @@ warning_codes = [256]
     }
     assert_eq!(msgs.len(), 5, "{msgs:#?}");
 }
+
+#[test]
+fn env_files_credentials_jitter_mode_and_ages_merge_over_defaults() {
+    use cronwarden::config::{EnvFile, JitterMode};
+    let p = write(
+        "given",
+        r#"
+[settings]
+history_max_age = "30d"
+output_max_age = "7d"
+
+[defaults]
+env_file = "/etc/cronwarden/common.env"
+credentials = { pgpass = "/etc/cronwarden/pgpass", token = "/etc/cronwarden/token" }
+
+[jobs.x]
+schedule = "@daily"
+command = ["/bin/true"]
+env_file = ["-/etc/cronwarden/x.env", "/etc/cronwarden/x2.env"]
+credentials = { token = "/etc/cronwarden/x-token" }
+jitter = "1h"
+jitter_mode = "fixed"
+history_max_age = "0s"
+
+[jobs.y]
+schedule = "@daily"
+command = ["/bin/true"]
+jitter = "1h"
+output_max_age = "1d"
+"#,
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    let c = loaded.config.expect("valid");
+    let (x, y) = (c.job("x").expect("x"), c.job("y").expect("y"));
+    let f = |p: &str, optional| EnvFile {
+        path: p.into(),
+        optional,
+    };
+    // `[defaults]`' files first, then the job's (a later file wins).
+    assert_eq!(
+        x.env_files,
+        [
+            f("/etc/cronwarden/common.env", false),
+            f("/etc/cronwarden/x.env", true),
+            f("/etc/cronwarden/x2.env", false)
+        ]
+    );
+    assert_eq!(y.env_files, [f("/etc/cronwarden/common.env", false)]);
+    assert_eq!(
+        x.credentials["pgpass"],
+        PathBuf::from("/etc/cronwarden/pgpass")
+    );
+    assert_eq!(
+        x.credentials["token"],
+        PathBuf::from("/etc/cronwarden/x-token")
+    );
+    assert_eq!(
+        y.credentials["token"],
+        PathBuf::from("/etc/cronwarden/token")
+    );
+    assert_eq!(
+        (x.jitter_mode, y.jitter_mode),
+        (JitterMode::Fixed, JitterMode::Random)
+    );
+    // "0s": no age limit for this job, whatever `[settings]` says.
+    assert_eq!(x.history_max_age, None);
+    assert_eq!(y.history_max_age, Some(Duration::from_secs(30 * 86400)));
+    assert_eq!(x.output_max_age, Some(Duration::from_secs(7 * 86400)));
+    assert_eq!(y.output_max_age, Some(Duration::from_secs(86400)));
+    // A fixed delay: within the jitter, the same every time, another for another host.
+    let d = x.fixed_delay("host-a").expect("fixed");
+    assert!(d < Duration::from_secs(3600), "{d:?}");
+    assert_eq!(x.fixed_delay("host-a"), Some(d));
+    assert_ne!(x.fixed_delay("host-b"), Some(d));
+    assert_eq!(
+        y.fixed_delay("host-a"),
+        None,
+        "random mode has no fixed delay"
+    );
+}
+
+#[test]
+fn bad_env_file_credentials_and_jitter_mode_are_errors_that_say_where() {
+    let p = write(
+        "given-bad",
+        r#"
+[jobs.x]
+schedule = "@daily"
+command = ["/bin/true"]
+env_file = ["relative.env"]
+credentials = { "../up" = "/etc/x", ok = "not/absolute" }
+jitter_mode = "hashed"
+trigger = "all_done"
+
+[jobs.y]
+after = ["x"]
+command = ["/bin/true"]
+trigger = "one_success"
+"#,
+        0o644,
+    );
+    let loaded = config::load(&p, LoadOptions { as_root: false });
+    assert!(loaded.config.is_none());
+    let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    let has = |s: &str| msgs.iter().any(|m| m.contains(s));
+    assert!(
+        has("env_file: \"relative.env\" must be an absolute path"),
+        "{msgs:?}"
+    );
+    assert!(
+        has("credentials: \"../up\" is not a credential name"),
+        "{msgs:?}"
+    );
+    assert!(
+        has("credentials.ok: \"not/absolute\" must be an absolute path"),
+        "{msgs:?}"
+    );
+    assert!(has("jitter_mode"), "{msgs:?}");
+    assert!(
+        has("trigger: \"all_done\" decides from the parents named in after, and the job has none"),
+        "{msgs:?}"
+    );
+    assert!(has("trigger: \"one_success\" is not allowed"), "{msgs:?}");
+    assert!(msgs.iter().all(|m| m.contains("jobs.toml:")), "{msgs:?}");
+}

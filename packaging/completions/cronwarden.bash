@@ -569,12 +569,16 @@ _cronwarden() {
             return 0
             ;;
         cronwarden__subcmd__list)
-            opts="-c -h --config --help"
+            opts="-c -h --tag --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -691,7 +695,7 @@ _cronwarden() {
             return 0
             ;;
         cronwarden__subcmd__run)
-            opts="-c -h --at --param --only --config --help"
+            opts="-c -h --at --param --only --respect-past --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -721,12 +725,16 @@ _cronwarden() {
             return 0
             ;;
         cronwarden__subcmd__status)
-            opts="-c -h --json --nodes --config --help"
+            opts="-c -h --tag --json --nodes --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -765,12 +773,16 @@ _cronwarden() {
             return 0
             ;;
         cronwarden__subcmd__trigger)
-            opts="-c -h --param --wait --config --help"
+            opts="-c -h --tag --param --wait --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --param)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -32,7 +32,7 @@ complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "run" -d 'Run 
 complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "backfill" -d 'Run every scheduled instant of JOB in a range (both ends inclusive), oldest first, each with its own {{ ds }} and its pipeline'
 complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "daemon" -d 'Run the scheduler in the foreground (systemd Type=notify)'
 complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "check" -d 'Validate the job table and print every problem (exit 0, or 78 when invalid)'
-complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "list" -d 'One row per job: schedule, zone, next run, last result'
+complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "list" -d 'One row per job: schedule, zone, next run, last result, paused, tags'
 complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "next" -d 'Print the next fire instants of a schedule expression'
 complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "trigger" -d 'Ask the running daemon (in fleet mode: one node of the fleet) to run a job now, as a background task (prints the run id)'
 complete -c cronwarden -n "__fish_cronwarden_needs_command" -f -a "pause" -d 'Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts'
@@ -49,6 +49,7 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand run" -l at -d 'The
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand run" -l param -d 'Set a declared parameter (repeatable)' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand run" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand run" -l only -d 'Run just JOB, not the jobs that come after it'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand run" -l respect-past -d 'Hold the run back as its schedule would with depends_on_past: recorded as skipped (exit 75) when the job\'s previous run did not succeed'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand run" -s h -l help -d 'Print help'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand backfill" -l from -d 'First instant: RFC 3339, a local date-time, or a local date (that day\'s start)' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand backfill" -l to -d 'Last instant: RFC 3339, a local date-time, or a local date (that whole day)' -r
@@ -59,6 +60,7 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand daemon" -s c -l co
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand daemon" -s h -l help -d 'Print help'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand check" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand check" -s h -l help -d 'Print help'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand list" -l tag -d 'Only the jobs with this tag' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand list" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand list" -s h -l help -d 'Print help'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand next" -l tz -d 'IANA time zone to evaluate it in [default: the system\'s zone]' -r
@@ -66,6 +68,7 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand next" -l after -d 
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand next" -s n -d 'How many instants to print' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand next" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand next" -s h -l help -d 'Print help'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand trigger" -l tag -d 'Every job with this tag, in table order (one line per job: its name and run id)' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand trigger" -l param -d 'Set a declared parameter (repeatable)' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand trigger" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand trigger" -l wait -d 'Wait for the run and exit with its outcome (0 success, 1 failure, 75 locked)'
@@ -74,6 +77,7 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand pause" -s c -l con
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand pause" -s h -l help -d 'Print help'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand resume" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -l tag -d 'Only the jobs with this tag' -r
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -l json -d 'JSON for scripts'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -l nodes -d 'Only the fleet\'s nodes: NODE, PROCESS, PID, HEARTBEAT (age of the last heartbeat, by the database clock) and STATE: live, unreachable (late, not yet silent for dead_after), lost (silent for dead_after, no clean exit) or stopped (exited cleanly). Outside a fleet there are none'
@@ -98,7 +102,7 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fi
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "backfill" -d 'Run every scheduled instant of JOB in a range (both ends inclusive), oldest first, each with its own {{ ds }} and its pipeline'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "daemon" -d 'Run the scheduler in the foreground (systemd Type=notify)'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "check" -d 'Validate the job table and print every problem (exit 0, or 78 when invalid)'
-complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "list" -d 'One row per job: schedule, zone, next run, last result'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "list" -d 'One row per job: schedule, zone, next run, last result, paused, tags'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "next" -d 'Print the next fire instants of a schedule expression'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "trigger" -d 'Ask the running daemon (in fleet mode: one node of the fleet) to run a job now, as a background task (prints the run id)'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand help; and not __fish_seen_subcommand_from run backfill daemon check list next trigger pause resume status health history import test-alert completions man help" -f -a "pause" -d 'Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts'

@@ -43,6 +43,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--only[Run just JOB, not the jobs that come after it]' \
+'--respect-past[Hold the run back as its schedule would with depends_on_past\: recorded as skipped (exit 75) when the job'\''s previous run did not succeed]' \
 '-h[Print help]' \
 '--help[Print help]' \
 ':job:_cronwarden_jobs' \
@@ -78,6 +79,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (list)
 _arguments "${_arguments_options[@]}" : \
+'--tag=[Only the jobs with this tag]:TAG:_default' \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '-h[Print help]' \
@@ -98,13 +100,14 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (trigger)
 _arguments "${_arguments_options[@]}" : \
+'--tag=[Every job with this tag, in table order (one line per job\: its name and run id)]:TAG:_default' \
 '*--param=[Set a declared parameter (repeatable)]:K=V:_default' \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--wait[Wait for the run and exit with its outcome (0 success, 1 failure, 75 locked)]' \
 '-h[Print help]' \
 '--help[Print help]' \
-':job:_cronwarden_jobs' \
+'::job:_default' \
 && ret=0
 ;;
 (pause)
@@ -127,6 +130,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (status)
 _arguments "${_arguments_options[@]}" : \
+'--tag=[Only the jobs with this tag]:TAG:_default' \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--json[JSON for scripts]' \
@@ -288,7 +292,7 @@ _cronwarden_commands() {
 'backfill:Run every scheduled instant of JOB in a range (both ends inclusive), oldest first, each with its own {{ ds }} and its pipeline' \
 'daemon:Run the scheduler in the foreground (systemd Type=notify)' \
 'check:Validate the job table and print every problem (exit 0, or 78 when invalid)' \
-'list:One row per job\: schedule, zone, next run, last result' \
+'list:One row per job\: schedule, zone, next run, last result, paused, tags' \
 'next:Print the next fire instants of a schedule expression' \
 'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
 'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
@@ -336,7 +340,7 @@ _cronwarden__subcmd__help_commands() {
 'backfill:Run every scheduled instant of JOB in a range (both ends inclusive), oldest first, each with its own {{ ds }} and its pipeline' \
 'daemon:Run the scheduler in the foreground (systemd Type=notify)' \
 'check:Validate the job table and print every problem (exit 0, or 78 when invalid)' \
-'list:One row per job\: schedule, zone, next run, last result' \
+'list:One row per job\: schedule, zone, next run, last result, paused, tags' \
 'next:Print the next fire instants of a schedule expression' \
 'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
 'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \

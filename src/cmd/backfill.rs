@@ -91,6 +91,7 @@ fn backfill_each(
             params: BTreeMap::new(),
             only: false,
             trigger: "backfill",
+            respect_past: false,
         };
         let report = pipeline::run(ctx, start, interrupt);
         let ok = report

@@ -14,6 +14,9 @@ pub(super) fn run(path: &Path) -> CmdResult {
     if let Some(c) = loaded.config.as_ref().filter(|_| errors == 0) {
         let host = mount::host_controllers();
         loaded.diagnostics.extend(limit_warnings(&c.jobs, &host));
+        loaded
+            .diagnostics
+            .extend(super::check_files::warnings(&c.jobs));
     }
     for d in &loaded.diagnostics {
         print::errln(d);

@@ -10,6 +10,32 @@ use crate::config::{Config, Job};
 use crate::schedule::TimeArg;
 
 /// The job, or a usage error that lists the known ones.
+/// `--tag T`: a usage error when no job of the table has the tag.
+pub(super) fn check_tag(cfg: &Config, tag: Option<&str>) -> Result<(), Failure> {
+    let Some(t) = tag else {
+        return Ok(());
+    };
+    if cfg.jobs.iter().any(|j| j.has_tag(t)) {
+        return Ok(());
+    }
+    let mut all: Vec<&str> = cfg
+        .jobs
+        .iter()
+        .flat_map(|j| &j.tags)
+        .map(String::as_str)
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    Err(Failure::usage(format!(
+        "no job has the tag {t:?}; the table's tags: {}",
+        if all.is_empty() {
+            "none".to_string()
+        } else {
+            all.join(", ")
+        }
+    )))
+}
+
 pub(super) fn find_job<'c>(cfg: &'c Config, name: &str) -> Result<&'c Job, Failure> {
     cfg.job(name).ok_or_else(|| {
         let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();

@@ -22,7 +22,7 @@ pub(super) fn relative(from: Timestamp, to: Timestamp) -> String {
     format!("in {text}")
 }
 
-fn next_run(job: &Job, now: Timestamp) -> String {
+fn next_run(job: &Job, now: Timestamp, host: &str) -> String {
     if !job.enabled {
         return "disabled".to_string();
     }
@@ -31,7 +31,8 @@ fn next_run(job: &Job, now: Timestamp) -> String {
             Expr::Reboot => "at boot".to_string(),
             Expr::Start => "at daemon start".to_string(),
             Expr::Manual => "manual".to_string(),
-            _ => match s.next_after(now) {
+            // With a fixed jitter, the instant the run starts.
+            _ => match job.next_start(host, now) {
                 Some(t) => format!(
                     "{} ({})",
                     t.to_zoned(job.tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -62,9 +63,12 @@ fn last_result(config: &Config, job: &Job, now: Timestamp) -> String {
     }
 }
 
-pub(super) fn run(config: &Config) -> CmdResult {
+/// `list [--tag T]`: every job, or those with the tag (in their pipeline trees).
+pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
+    super::job_args::check_tag(config, tag)?;
     let now = Timestamp::now();
     let paused = crate::coord::read_paused(&config.settings.state_dir);
+    let host = config.host_name();
     let header = [
         "JOB",
         "SCHEDULE",
@@ -72,19 +76,28 @@ pub(super) fn run(config: &Config) -> CmdResult {
         "NEXT RUN",
         "LAST RESULT",
         "PAUSED",
+        "TAGS",
     ];
-    let mut rows: Vec<[String; 6]> = Vec::with_capacity(config.jobs.len());
+    let mut rows: Vec<[String; 7]> = Vec::with_capacity(config.jobs.len());
     for (job, depth) in tree_order(config) {
+        if tag.is_some_and(|t| !job.has_tag(t)) {
+            continue;
+        }
         let name = if depth == 0 {
             job.name.clone()
         } else {
             format!("{}└─ {}", "   ".repeat(depth - 1), job.name)
         };
+        // A step's trigger rule, when it is not the default.
+        let name = match job.trigger {
+            crate::config::TriggerRule::AllSuccess => name,
+            rule => format!("{name} ({})", rule.as_str()),
+        };
         rows.push([
             name,
             job.schedule_text.clone().unwrap_or_else(|| "-".to_string()),
             zone_name(&job.tz),
-            next_run(job, now),
+            next_run(job, now, &host),
             last_result(config, job, now),
             if paused.contains(&job.name) {
                 "yes"
@@ -92,9 +105,13 @@ pub(super) fn run(config: &Config) -> CmdResult {
                 "no"
             }
             .to_string(),
+            job.tags.join(","),
         ]);
     }
-    super::print::out(render_table(&header, &rows))?;
+    // TAGS only when a job has tags.
+    let tagged = config.jobs.iter().any(|j| !j.tags.is_empty());
+    let keep: Vec<usize> = (0..header.len()).filter(|i| *i < 6 || tagged).collect();
+    super::print::out(render_kept(&header, &rows, &keep))?;
     Ok(exit::OK)
 }
 

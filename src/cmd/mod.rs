@@ -4,6 +4,7 @@
 
 mod backfill;
 mod check;
+mod check_files;
 mod completions;
 mod health;
 mod history;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> CmdResult {
             at: None,
             params: Vec::new(),
             only: false,
+            respect_past: false,
         },
         (None, None) => {
             return Err(Failure::usage(
@@ -62,7 +64,8 @@ pub fn run(cli: Cli) -> CmdResult {
             at,
             params,
             only,
-        } => run::run(path, &job, at.as_deref(), &params, only),
+            respect_past,
+        } => run::run(path, &job, at.as_deref(), &params, (only, respect_past)),
         Command::Backfill {
             job,
             from,
@@ -74,17 +77,27 @@ pub fn run(cli: Cli) -> CmdResult {
             crate::daemon::run(path, &env, &|cfg| connect(cfg, Role::Daemon))
         }
         Command::Check => check::run(path),
-        Command::List => list::run(&load_or_fail(path)?),
+        Command::List { tag } => list::run(&load_or_fail(path)?, tag.as_deref()),
         Command::Next {
             expr,
             tz,
             after,
             count,
         } => next::run(&expr.join(" "), tz.as_deref(), after.as_deref(), count),
-        Command::Trigger { job, params, wait } => trigger::trigger(path, &job, &params, wait),
+        Command::Trigger {
+            job,
+            tag,
+            params,
+            wait,
+        } => trigger::trigger(path, (job.as_deref(), tag.as_deref()), &params, wait),
         Command::Pause { job } => pause::pause(path, &job, true),
         Command::Resume { job } => pause::pause(path, &job, false),
-        Command::Status { job, json, nodes } => status::status(path, job.as_deref(), json, nodes),
+        Command::Status {
+            job,
+            tag,
+            json,
+            nodes,
+        } => status::status(path, (job.as_deref(), tag.as_deref()), json, nodes),
         Command::Health { json } => health::health(path, json),
         Command::History { job, count, json } => history::history(path, &job, count, json),
         Command::Import { system, crontab } => import::import(system, crontab.as_deref()),

@@ -31,7 +31,7 @@ pub(super) fn run(
     name: &str,
     at: Option<&str>,
     params: &[String],
-    only: bool,
+    (only, respect_past): (bool, bool),
 ) -> CmdResult {
     let cfg = Arc::new(load_or_fail(config_path)?);
     let job = find_job(&cfg, name)?;
@@ -44,6 +44,7 @@ pub(super) fn run(
         params,
         only,
         trigger: "run",
+        respect_past,
     };
     let report = runner.with_alerts(&cfg, alerting(&cfg, &job.name, only), |ctx| {
         // Runs of this job whose supervisor died (kill -9 of a daemon or a `run`): recorded

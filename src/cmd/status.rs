@@ -136,6 +136,7 @@ struct JobStatus {
     rate: Option<(usize, usize)>,
     /// Its failure streak and stale deadline.
     health: JobHealth,
+    tags: Vec<String>,
 }
 
 impl JobStatus {
@@ -202,28 +203,38 @@ fn job_status(
         running: running.map(|r| r.holder),
         last: last.real.or(last.newest_skip),
         skipped_since,
+        // With a fixed jitter, when the run starts.
         next: job
-            .schedule
-            .as_ref()
-            .filter(|_| job.enabled)
-            .and_then(|s| s.next_after(now)),
+            .next_start(&cfg.host_name(), now)
+            .filter(|_| job.enabled),
+        tags: job.tags.clone(),
         enabled: job.enabled,
         rate: (!finished.is_empty()).then_some((ok, finished.len())),
         health,
     })
 }
 
-/// `status [JOB] [--json] [--nodes]`.
-pub(super) fn status(path: &Path, only: Option<&str>, json: bool, nodes: bool) -> CmdResult {
+/// `status [JOB | --tag T] [--json] [--nodes]`.
+pub(super) fn status(
+    path: &Path,
+    (only, tag): (Option<&str>, Option<&str>),
+    json: bool,
+    nodes: bool,
+) -> CmdResult {
     let cfg = load_or_fail(path)?;
     if nodes {
         let coord = connect(&cfg, Role::Client)?;
         let fleet = coord.node().is_some();
         return super::nodes::print(&coord.nodes(&cfg.settings)?, json, fleet);
     }
+    super::job_args::check_tag(&cfg, tag)?;
     let jobs: Vec<&Job> = match only {
         Some(name) => vec![find_job(&cfg, name)?],
-        None => cfg.jobs.iter().collect(),
+        None => cfg
+            .jobs
+            .iter()
+            .filter(|j| tag.is_none_or(|t| j.has_tag(t)))
+            .collect(),
     };
     let coord = connect(&cfg, Role::Client)?;
     let now = Timestamp::now();
@@ -350,6 +361,7 @@ fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde
                 "state_problem": problems.first(),
                 "rate_runs": s.rate.map(|(_, n)| n),
                 "containment": containment,
+                "tags": s.tags,
             })
         })
         .collect();
@@ -359,10 +371,10 @@ fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde
 /// The columns of the text view, in order; CPU and PEAK (of the last run) are shown only
 /// when a job's last run has one of them, STREAK (failed runs since the last success) when a
 /// job has one, STALE (when the job goes, or went, stale without a success) when a job has
-/// `expect_success_within`.
-const HEADER: [&str; 12] = [
+/// `expect_success_within`, TAGS when a job has tags.
+const HEADER: [&str; 13] = [
     "JOB", "STATE", "LAST RUN", "OUTCOME", "STREAK", "DURATION", "CPU", "PEAK", "ATTEMPTS",
-    "NEXT RUN", "STALE", "SUCCESS",
+    "NEXT RUN", "STALE", "SUCCESS", "TAGS",
 ];
 
 fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdResult {
@@ -372,7 +384,8 @@ fn print_table(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> CmdRe
 
 /// The text view: one row per job, with the columns of [`HEADER`] that apply.
 fn table_text(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> String {
-    let rows: Vec<[String; 12]> = all.iter().map(|s| row(s, now, daemon)).collect();
+    let rows: Vec<[String; 13]> = all.iter().map(|s| row(s, now, daemon)).collect();
+    let tagged = all.iter().any(|s| !s.tags.is_empty());
     let usage = all.iter().any(|s| {
         s.last
             .as_ref()
@@ -385,6 +398,7 @@ fn table_text(all: &[JobStatus], now: Timestamp, daemon: Option<bool>) -> String
             4 => streak,
             6 | 7 => usage,
             10 => stale,
+            12 => tagged,
             _ => true,
         })
         .collect();
@@ -402,7 +416,7 @@ fn stale_text(h: &JobHealth, now: Timestamp) -> String {
 }
 
 /// One job's cells, in the order of [`HEADER`].
-fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 12] {
+fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 13] {
     let state = match &s.running {
         Some(h) => running_text(h, s.node.as_deref(), s.doubt.as_ref()),
         None => "idle".to_string(),
@@ -448,6 +462,7 @@ fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 12] {
         next,
         stale_text(&s.health, now),
         rate,
+        s.tags.join(","),
     ]
 }
 
@@ -472,6 +487,7 @@ mod tests {
                 job: name.to_string(),
                 ..JobHealth::default()
             },
+            tags: Vec::new(),
         }
     }
 

@@ -12,6 +12,30 @@ use crate::diag::{Loc, suggest};
 type Specs = [(String, Loc, JobSpec)];
 
 impl Loader<'_> {
+    /// Each job's `after` names, by job.
+    pub(crate) fn parent_map(specs: &Specs) -> HashMap<&str, Vec<&str>> {
+        specs
+            .iter()
+            .map(|(n, _, s)| {
+                let after = s.after.as_ref().map(|a| a.v.iter().map(|x| x.v.as_str()));
+                (n.as_str(), after.into_iter().flatten().collect())
+            })
+            .collect()
+    }
+
+    /// The jobs `name` runs after, directly or not (whose results it may name as
+    /// `{{ upstream.JOB }}`), from [`Loader::parent_map`].
+    pub(crate) fn ancestors(parents: &HashMap<&str, Vec<&str>>, name: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack: Vec<&str> = parents.get(name).cloned().unwrap_or_default();
+        while let Some(p) = stack.pop() {
+            if p != name && out.insert(p.to_string()) {
+                stack.extend(parents.get(p).into_iter().flatten());
+            }
+        }
+        out
+    }
+
     /// Unknown `after` names, dependency cycles, and fan-ins whose parents share no root.
     pub(crate) fn check_graph(&mut self, specs: &Specs) {
         let edges = self.after_edges(specs);

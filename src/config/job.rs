@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
+pub use super::env_file::EnvFile;
 use crate::schedule::Schedule;
 
 /// How a job's command is started.
@@ -77,6 +78,39 @@ impl Limits {
         }
         c
     }
+}
+
+/// When a pipeline step runs, from how its parents in the pipeline run ended (`trigger`,
+/// Airflow's trigger rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerRule {
+    /// Once every parent succeeded (or ended with a warning); skipped when one did not.
+    AllSuccess,
+    /// Once every parent has ended, however (cleanup).
+    AllDone,
+    /// As soon as a parent failed for good (or was skipped because of a failure above it);
+    /// skipped ("no parent failed") when all ended and none failed (notify, rollback).
+    OneFailed,
+}
+
+impl TriggerRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneFailed => "one_failed",
+        }
+    }
+}
+
+/// How `jitter` delays a run (`jitter_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitterMode {
+    /// A new random delay for every run.
+    Random,
+    /// The same delay for every run of the job on this host (or fleet node): derived from a
+    /// hash of the host's and the job's names.
+    Fixed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +196,10 @@ pub struct Job {
     pub group: Option<String>,
     pub workdir: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// `env_file`, in reading order (`[defaults]`' files first).
+    pub env_files: Vec<EnvFile>,
+    /// `credentials`: the name under `$CREDENTIALS_DIRECTORY`, and the file copied there.
+    pub credentials: BTreeMap<String, PathBuf>,
     pub umask: u32,
     pub nice: Option<i32>,
     pub timeout: Option<Duration>,
@@ -179,12 +217,59 @@ pub struct Job {
     pub verify: Option<Verify>,
     pub overlap: Overlap,
     pub catchup: Catchup,
+    /// `depends_on_past`: a scheduled run starts only if the previous run succeeded.
+    pub depends_on_past: bool,
     pub jitter: Option<Duration>,
+    pub jitter_mode: JitterMode,
     pub after: Vec<String>,
+    /// `trigger`: when the step runs, from how its parents ended.
+    pub trigger: TriggerRule,
     pub alert: Vec<String>,
     pub healthcheck_url: Option<String>,
     pub params: BTreeMap<String, String>,
     pub enabled: bool,
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub tags: Vec<String>,
+    /// Records older than this are pruned from the history (job, else `[settings]`).
+    pub history_max_age: Option<Duration>,
+    /// Output files older than this are removed (job, else `[settings]`).
+    pub output_max_age: Option<Duration>,
     /// Where the job is defined: file and line.
     pub defined_at: (PathBuf, usize),
+}
+
+impl Job {
+    /// When the job's next scheduled run after `now` starts on the host `host`: its next
+    /// fire instant, or with a fixed jitter that instant plus the job's delay (the first
+    /// whose delayed start is still to come). `None` without a next instant.
+    pub fn next_start(&self, host: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let s = self.schedule.as_ref()?;
+        let Some(d) = self.fixed_delay(host) else {
+            return s.next_after(now);
+        };
+        let d = jiff::SignedDuration::try_from(d).ok()?;
+        s.next_after(now.checked_sub(d).ok()?)?.checked_add(d).ok()
+    }
+
+    /// Whether the job has the tag.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// With `jitter_mode = "fixed"`: the delay of every scheduled run of this job on the host
+    /// (or fleet node) `host`, within `[0, jitter)`, from a hash of both names (FNV-1a, the
+    /// same in every version and on every machine). `None` otherwise.
+    pub fn fixed_delay(&self, host: &str) -> Option<Duration> {
+        let jitter = self
+            .jitter
+            .filter(|_| self.jitter_mode == JitterMode::Fixed)?;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in host.bytes().chain([0]).chain(self.name.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let nanos = jitter.as_nanos();
+        let offset = (u128::from(h) * nanos) >> 64;
+        Some(Duration::from_nanos(offset as u64))
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::Settings;
 use super::job::{
-    Catchup, Expect, IoClass, Job, Leftovers, Limits, Overlap, Retry, RetryCodes, RetryOn, Verify,
+    Catchup, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
+    RetryOn, TriggerRule, Verify,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
@@ -48,6 +49,12 @@ impl Job {
                 .iter()
                 .map(|(k, (_, v))| (k.clone(), v.v.clone()))
                 .collect(),
+            env_files: s.env_file.iter().map(|a| a.v.clone()).collect(),
+            credentials: s
+                .credentials
+                .iter()
+                .map(|(k, (_, v))| (k.clone(), PathBuf::from(&v.v)))
+                .collect(),
             umask: value(&s.umask).unwrap_or(0o022),
             nice: value(&s.nice),
             timeout: value(&s.timeout).filter(|d| !d.is_zero()),
@@ -67,12 +74,22 @@ impl Job {
             verify: verify(s),
             overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
             catchup: value(&s.catchup).unwrap_or(Catchup::None),
+            depends_on_past: value(&s.depends_on_past).unwrap_or(false),
             jitter: value(&s.jitter).filter(|d| !d.is_zero()),
+            jitter_mode: value(&s.jitter_mode).unwrap_or(JitterMode::Random),
             after: names(&s.after),
+            trigger: value(&s.trigger).unwrap_or(TriggerRule::AllSuccess),
             alert: names(&s.alert),
             healthcheck_url: value(&s.healthcheck_url),
             params,
             enabled: value(&s.enabled).unwrap_or(true),
+            tags: names(&s.tags),
+            history_max_age: value(&s.history_max_age)
+                .or(settings.history_max_age)
+                .filter(|d| !d.is_zero()),
+            output_max_age: value(&s.output_max_age)
+                .or(settings.output_max_age)
+                .filter(|d| !d.is_zero()),
             defined_at,
         })
     }
@@ -130,7 +147,7 @@ fn value<T: Clone>(key: &Option<At<T>>) -> Option<T> {
     key.as_ref().map(|a| a.v.clone())
 }
 
-/// A list of names (`after`, `alert`), empty when unset.
+/// A list of names (`after`, `alert`, `tags`), empty when unset.
 fn names(key: &Option<At<Vec<At<String>>>>) -> Vec<String> {
     key.as_ref()
         .map(|l| l.v.iter().map(|a| a.v.clone()).collect())

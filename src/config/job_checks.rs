@@ -3,7 +3,7 @@
 //! `verify.files` against the job's `params`, `verify`, the `alert` channel names, and
 //! whether `user` and `group` can work. A job that passes becomes a [`Job`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Settings;
 use super::job::{CommandLine, Job};
@@ -21,7 +21,7 @@ impl Loader<'_> {
         loc: Loc,
         s: &JobSpec,
         settings: Option<&Settings>,
-        alerts: &HashMap<String, Loc>,
+        (alerts, upstream): (&HashMap<String, Loc>, &BTreeSet<String>),
     ) -> Option<Job> {
         let subject = format!("job {name:?}");
         let subj = Some(subject.as_str());
@@ -32,7 +32,7 @@ impl Loader<'_> {
             .iter()
             .map(|(k, (_, v))| (k.clone(), v.v.clone()))
             .collect();
-        self.check_placeholders(s, &params, subj);
+        self.check_placeholders(s, (&params, upstream), subj);
         self.check_verify(s, &params, subj);
         self.check_alert_names(s, alerts, subj);
         self.check_user_group(s, subj);
@@ -90,6 +90,17 @@ impl Loader<'_> {
                  text\"",
             );
         }
+        if let Some(t) = s.trigger.as_ref().filter(|_| s.after.is_none()) {
+            self.sink.error(
+                t.loc,
+                subj,
+                format!(
+                    "trigger: {:?} decides from the parents named in after, and the job has \
+                     none: add after = [\"other-job\"] or remove trigger",
+                    t.v.as_str()
+                ),
+            );
+        }
         if s.schedule.is_none() && s.after.is_none() && !s.failed_schedule {
             self.sink.error(
                 loc,
@@ -104,22 +115,23 @@ impl Loader<'_> {
     fn check_placeholders(
         &mut self,
         s: &JobSpec,
-        params: &BTreeMap<String, String>,
+        (params, upstream): (&BTreeMap<String, String>, &BTreeSet<String>),
         subj: Option<&str>,
     ) {
+        let none = BTreeSet::new();
         if let Some(cmd) = &s.command {
             let texts: Vec<(&str, bool)> = match &cmd.v {
                 CommandLine::Argv(a) => a.iter().map(|x| (x.as_str(), true)).collect(),
                 CommandLine::Shell(text) => vec![(text.as_str(), false)],
             };
             for (text, allow_params) in texts {
-                for p in template::check(text, params, allow_params) {
+                for p in template::check(text, params, allow_params, upstream) {
                     self.sink.error(cmd.loc, subj, format!("command: {p}"));
                 }
             }
         }
         for (key, (_, v)) in &s.env {
-            for p in template::check(&v.v, params, true) {
+            for p in template::check(&v.v, params, true, &none) {
                 self.sink.error(v.loc, subj, format!("env.{key}: {p}"));
             }
         }
@@ -134,7 +146,7 @@ impl Loader<'_> {
                     .error(files.loc, subj, "verify.files: name at least one file");
             }
             for f in &files.v {
-                for p in template::check(&f.v, params, true) {
+                for p in template::check(&f.v, params, true, &BTreeSet::new()) {
                     self.sink.error(f.loc, subj, format!("verify.files: {p}"));
                 }
             }

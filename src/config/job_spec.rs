@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use super::job::{Catchup, CommandLine, IoClass, Leftovers, Overlap, RetryOn};
+use super::env_file::EnvFile;
+use super::job::{
+    Catchup, CommandLine, IoClass, JitterMode, Leftovers, Overlap, RetryOn, TriggerRule,
+};
 use super::loader::Loader;
 use super::reader::{At, TableReader};
 use super::toml_tree::Kind;
@@ -26,6 +29,8 @@ const JOB_KEYS: &[&str] = &[
     "group",
     "workdir",
     "env",
+    "env_file",
+    "credentials",
     "umask",
     "nice",
     "timeout",
@@ -55,12 +60,18 @@ const JOB_KEYS: &[&str] = &[
     "verify",
     "overlap",
     "catchup",
+    "depends_on_past",
     "jitter",
+    "jitter_mode",
     "after",
+    "trigger",
     "alert",
     "healthcheck_url",
     "params",
     "enabled",
+    "tags",
+    "history_max_age",
+    "output_max_age",
 ];
 const VERIFY_KEYS: &[&str] = &["files", "min_size", "fresh", "min_ratio", "max_ratio"];
 
@@ -79,6 +90,9 @@ pub(crate) struct JobSpec {
     pub(crate) group: Option<At<String>>,
     pub(crate) workdir: Option<At<PathBuf>>,
     pub(crate) env: Entries,
+    /// `env_file`: `[defaults]`' files come before the job's (a later file wins).
+    pub(crate) env_file: Vec<At<EnvFile>>,
+    pub(crate) credentials: Entries,
     pub(crate) umask: Option<At<u32>>,
     pub(crate) nice: Option<At<i32>>,
     pub(crate) timeout: Option<At<Duration>>,
@@ -112,12 +126,18 @@ pub(crate) struct JobSpec {
     pub(crate) verify_fresh: Option<At<bool>>,
     pub(crate) overlap: Option<At<Overlap>>,
     pub(crate) catchup: Option<At<Catchup>>,
+    pub(crate) depends_on_past: Option<At<bool>>,
     pub(crate) jitter: Option<At<Duration>>,
+    pub(crate) jitter_mode: Option<At<JitterMode>>,
     pub(crate) after: Option<At<Vec<At<String>>>>,
+    pub(crate) trigger: Option<At<TriggerRule>>,
     pub(crate) alert: Option<At<Vec<At<String>>>>,
     pub(crate) healthcheck_url: Option<At<String>>,
     pub(crate) params: Entries,
     pub(crate) enabled: Option<At<bool>>,
+    pub(crate) tags: Option<At<Vec<At<String>>>>,
+    pub(crate) history_max_age: Option<At<Duration>>,
+    pub(crate) output_max_age: Option<At<Duration>>,
     /// A key was present but invalid (already reported): do not also call it missing.
     pub(crate) failed_command: bool,
     pub(crate) failed_schedule: bool,
@@ -192,12 +212,24 @@ impl JobSpec {
             verify_fresh,
             overlap,
             catchup,
+            depends_on_past,
             jitter,
+            jitter_mode,
             after,
             alert,
             healthcheck_url,
-            enabled
+            enabled,
+            tags,
+            history_max_age,
+            output_max_age
         );
+        let own_files = std::mem::take(&mut self.env_file);
+        self.env_file = d.env_file.iter().cloned().chain(own_files).collect();
+        for (k, v) in &d.credentials {
+            self.credentials
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
         for (k, v) in &d.env {
             self.env.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -238,7 +270,14 @@ impl Loader<'_> {
             Some(t) => {
                 let t = TableReader::new_from(t, Some("[defaults]".to_string()));
                 t.check_keys(self.sink, JOB_KEYS, "job");
-                self.job_spec(&t)
+                let mut d = self.job_spec(&t);
+                // A rule about a step's parents: every job without `after` would refuse it.
+                if let Some(tr) = d.trigger.take() {
+                    let msg = "trigger: set it on the steps it is about (jobs with after), not \
+                               in [defaults]";
+                    self.sink.error(tr.loc, t.subject(), msg);
+                }
+                d
             }
             None => JobSpec::default(),
         };
@@ -288,6 +327,8 @@ impl Loader<'_> {
         s.stdin = t.string_with_nul(self.sink, "stdin");
         s.workdir = self.abs_path(t, "workdir");
         s.env = self.env_entries(t);
+        s.env_file = self.env_files(t);
+        s.credentials = self.credential_entries(t);
         s.params = self.param_entries(t);
     }
 
@@ -310,6 +351,16 @@ impl Loader<'_> {
         s.timezone = self.zone(t, "timezone").map(|z| At { v: z, loc: t.loc });
         let sink = &mut *self.sink;
         s.after = t.strings(sink, "after", true);
+        s.trigger = t
+            .choice(sink, "trigger", &["all_success", "all_done", "one_failed"])
+            .map(|a| At {
+                v: match a.v.as_str() {
+                    "all_done" => TriggerRule::AllDone,
+                    "one_failed" => TriggerRule::OneFailed,
+                    _ => TriggerRule::AllSuccess,
+                },
+                loc: a.loc,
+            });
         s.enabled = t.bool(sink, "enabled");
         s.overlap = t
             .choice(sink, "overlap", &["skip", "queue", "replace", "allow"])
@@ -332,7 +383,18 @@ impl Loader<'_> {
                 },
                 loc: a.loc,
             });
+        s.depends_on_past = t.bool(sink, "depends_on_past");
         s.jitter = jitter(t, sink);
+        s.jitter_mode = t
+            .choice(sink, "jitter_mode", &["random", "fixed"])
+            .map(|a| At {
+                v: if a.v == "fixed" {
+                    JitterMode::Fixed
+                } else {
+                    JitterMode::Random
+                },
+                loc: a.loc,
+            });
         s.timeout = t.duration(sink, "timeout");
         s.kill_grace = t.duration(sink, "kill_grace");
     }
@@ -380,6 +442,8 @@ impl Loader<'_> {
         let sink = &mut *self.sink;
         s.output_limit = t.size(sink, "output_limit");
         s.output_to_log = t.bool(sink, "output_to_log");
+        s.history_max_age = t.duration(sink, "history_max_age");
+        s.output_max_age = t.duration(sink, "output_max_age");
         if let Some(vt) = t.table(sink, "verify") {
             vt.check_keys(sink, VERIFY_KEYS, "verify");
             s.verify_files = vt.strings(sink, "files", true);
@@ -448,6 +512,7 @@ impl Loader<'_> {
     /// Who hears of a run: `alert` (channel names) and `healthcheck_url`.
     fn read_notify_keys(&mut self, t: &TableReader, s: &mut JobSpec) {
         s.alert = t.strings(self.sink, "alert", true);
+        s.tags = self.tags(t);
         s.healthcheck_url = t.nonempty(self.sink, "healthcheck_url");
         if let Some(u) = &s.healthcheck_url
             && !(u.v.starts_with("http://") || u.v.starts_with("https://"))
@@ -590,6 +655,90 @@ impl Loader<'_> {
             env.insert(k.v.clone(), (k, v));
         }
         env
+    }
+
+    /// `tags`: words (`[A-Za-z0-9_.-]`, not empty), a repeated one dropped.
+    fn tags(&mut self, t: &TableReader) -> Option<At<Vec<At<String>>>> {
+        let mut list = t.strings(self.sink, "tags", true)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut ok = true;
+        for w in &list.v {
+            let word = !w.v.is_empty()
+                && w.v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !word {
+                let msg = format!(
+                    "tags: {:?} is not a word (letters, digits, '_', '.', '-')",
+                    w.v
+                );
+                self.sink.error(w.loc, t.subject(), msg);
+                ok = false;
+            }
+        }
+        list.v.retain(|w| seen.insert(w.v.clone()));
+        ok.then_some(list)
+    }
+
+    /// `env_file`: absolute paths, each optionally written with a leading `-` (a missing
+    /// file is then fine).
+    fn env_files(&mut self, t: &TableReader) -> Vec<At<EnvFile>> {
+        let Some(list) = t.strings(self.sink, "env_file", true) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in list.v {
+            let (optional, path) = match item.v.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, item.v.as_str()),
+            };
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                let msg = format!(
+                    "env_file: {:?} must be an absolute path (with a leading - if it may be \
+                     missing)",
+                    item.v
+                );
+                self.sink.error(item.loc, t.subject(), msg);
+                continue;
+            }
+            out.push(At {
+                v: EnvFile { path, optional },
+                loc: item.loc,
+            });
+        }
+        out
+    }
+
+    /// `credentials`: file names (`[A-Za-z0-9_.-]`, not `.` or `..`) and the absolute paths
+    /// of the files copied under them.
+    fn credential_entries(&mut self, t: &TableReader) -> Entries {
+        let mut out = Entries::new();
+        for (k, v) in t.string_map(self.sink, "credentials").unwrap_or_default() {
+            let valid = !k.v.is_empty()
+                && k.v != "."
+                && k.v != ".."
+                && k.v.len() <= 255
+                && k.v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid {
+                let msg = format!(
+                    "credentials: {:?} is not a credential name (letters, digits, '_', '.', \
+                     '-'; the file name under $CREDENTIALS_DIRECTORY)",
+                    k.v
+                );
+                self.sink.error(k.loc, t.subject(), msg);
+                continue;
+            }
+            if !v.v.starts_with('/') {
+                let msg = format!("credentials.{}: {:?} must be an absolute path", k.v, v.v);
+                self.sink.error(v.loc, t.subject(), msg);
+                continue;
+            }
+            out.insert(k.v.clone(), (k, v));
+        }
+        out
     }
 
     /// `params`: the parameters placeholders may name (`[A-Za-z_][A-Za-z0-9_]*`).

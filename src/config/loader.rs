@@ -214,10 +214,13 @@ impl<'s> Loader<'s> {
         // Alert channels and jobs from every file; [defaults] from the main one.
         let (alerts, alert_locs) = self.alert_channels(&readers);
         let specs = self.job_specs(&readers);
+        let parents = Self::parent_map(&specs);
         let jobs: Vec<Job> = specs
             .iter()
             .filter_map(|(name, loc, spec)| {
-                self.finish_job(name, *loc, spec, settings.as_ref(), &alert_locs)
+                let upstream = Self::ancestors(&parents, name);
+                let named = (&alert_locs, &upstream);
+                self.finish_job(name, *loc, spec, settings.as_ref(), named)
             })
             .collect();
         self.check_graph(&specs);

@@ -15,6 +15,7 @@
 //!   with a size limit;
 //! - `settings.rs`, `cluster.rs`, `alerts.rs`: `[settings]`, `[cluster]`, `[alerts.NAME]`;
 //! - `secret.rs`: secrets named by `*_env` or `*_file` keys;
+//! - `env_file.rs`: the files `env_file` names, read at each run;
 //! - `values.rs`: time zones, absolute paths and command lines, which several tables use;
 //! - `job_spec.rs`: a job's keys as written (or `[defaults]`), and the merge over `[defaults]`;
 //! - `job_checks.rs`: the checks of a merged job that need several keys or the whole table;
@@ -24,6 +25,7 @@
 mod after_graph;
 mod alerts;
 mod cluster;
+pub mod env_file;
 mod job;
 mod job_build;
 mod job_checks;
@@ -39,8 +41,8 @@ mod values;
 pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, WebhookFormat};
 pub use cluster::{Cluster, ClusterUrl};
 pub use job::{
-    Catchup, CommandLine, Expect, IoClass, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
-    RetryOn, Verify,
+    Catchup, CommandLine, EnvFile, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap,
+    Retry, RetryCodes, RetryOn, TriggerRule, Verify,
 };
 pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings};
@@ -73,6 +75,18 @@ impl Config {
 
     pub fn alert(&self, name: &str) -> Option<&AlertChannel> {
         self.alerts.iter().find(|a| a.name == name)
+    }
+
+    /// This host's name for `jitter_mode = "fixed"`: the fleet node's name (`[cluster]
+    /// node`), else the host name.
+    pub fn host_name(&self) -> String {
+        match &self.cluster {
+            Some(c) => c.node.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".to_string()),
+        }
     }
 
     /// The jobs that name `name` in their `after`, in table order.

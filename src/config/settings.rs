@@ -24,6 +24,8 @@ const SETTINGS_KEYS: &[&str] = &[
     "control_socket_group",
     "metrics_listen",
     "history_keep",
+    "history_max_age",
+    "output_max_age",
     "alert_spool_max_age",
     "alert_spool_max_per_channel",
     "containment",
@@ -66,6 +68,10 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Runs kept per job in the history (0: keep everything).
     pub history_keep: usize,
+    /// Records older than this are pruned from the history (`None`: no age limit).
+    pub history_max_age: Option<Duration>,
+    /// Output files older than this are removed (`None`: no age limit).
+    pub output_max_age: Option<Duration>,
     /// How long an undelivered alert is retried before it is dropped.
     pub alert_spool_max_age: Duration,
     /// How many alerts may wait in the spool per channel; the oldest are dropped beyond it.
@@ -133,6 +139,15 @@ impl Loader<'_> {
         let history_keep = t
             .int(self.sink, "history_keep", 0, 10_000_000)
             .map_or(1000, |a| a.v as usize);
+        // "0s": no age limit, as when unset.
+        let history_max_age = t
+            .duration(self.sink, "history_max_age")
+            .map(|a| a.v)
+            .filter(|d| !d.is_zero());
+        let output_max_age = t
+            .duration(self.sink, "output_max_age")
+            .map(|a| a.v)
+            .filter(|d| !d.is_zero());
         let metrics_listen = self.metrics_listen(&t);
         let healthcheck_ca_file = self.ca_file(&t, "healthcheck_ca_file");
         let containment = match t.choice(self.sink, "containment", &["auto", "cgroup", "process"]) {
@@ -161,6 +176,8 @@ impl Loader<'_> {
             control_socket_group,
             metrics_listen,
             history_keep,
+            history_max_age,
+            output_max_age,
             alert_spool_max_age,
             alert_spool_max_per_channel,
             containment,

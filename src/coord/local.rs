@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use super::{
     Coordinator, Exclusion, LastResult, OwnRun, RunStart, Running, Tick, TriggerReply, WorkSink,
 };
-use crate::config::{Job, Overlap, Settings};
+use crate::config::{Config, Job, Overlap, Settings};
 use crate::control::{self, Request, Response};
 use crate::exit::{self, Failure};
 use crate::lock::{self, Acquired, Holder, JobLock};
@@ -70,6 +70,10 @@ impl Coordinator for Local {
 
     fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
         save(settings, rec, log);
+    }
+
+    fn prune_by_age(&self, cfg: &Config, log: &Logger) {
+        prune_by_age(cfg, log);
     }
 
     fn record_orphan(&self, settings: &Settings, rec: &RunRecord, log: &Logger) -> bool {
@@ -251,6 +255,36 @@ pub(crate) fn save(settings: &Settings, rec: &RunRecord, log: &Logger) {
             &[("job", rec.job.clone()), ("run_id", rec.run_id.clone())],
             &format!("cannot record the run in {}: {e}", state.display()),
         );
+    }
+}
+
+/// Removes from each job's history in the state directory the runs that ended longer than
+/// its `history_max_age` ago (the newest real run stays), logging what went.
+pub(crate) fn prune_by_age(cfg: &Config, log: &Logger) {
+    let state = &cfg.settings.state_dir;
+    let now = Timestamp::now();
+    for job in &cfg.jobs {
+        let Some(age) = job.history_max_age else {
+            continue;
+        };
+        let Some(before) = jiff::SignedDuration::try_from(age)
+            .ok()
+            .and_then(|a| now.checked_sub(a).ok())
+        else {
+            continue;
+        };
+        let f = [("job", job.name.clone())];
+        match record::prune_ended_before(state, &job.name, before) {
+            Ok(0) => {}
+            Ok(n) => {
+                let msg = format!("pruned {n} run(s) older than history_max_age");
+                log.log(Level::Info, "history", &f, &msg);
+            }
+            Err(e) => {
+                let msg = format!("cannot prune the history by age: {e}");
+                log.log(Level::Warn, "history", &f, &msg);
+            }
+        }
     }
 }
 

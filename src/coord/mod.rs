@@ -16,7 +16,7 @@ use jiff::Timestamp;
 
 pub(crate) use local::{Local, ReplaceNote, read_paused, write_paused};
 
-use crate::config::{Job, Settings};
+use crate::config::{Config, Job, Settings};
 use crate::exit::Failure;
 use crate::lock::{Holder, JobLock};
 use crate::log::Logger;
@@ -159,6 +159,9 @@ pub(crate) trait WorkSink: Sync {
     fn jobs(&self) -> Vec<String>;
     /// `history_keep` of the table in force.
     fn history_keep(&self) -> usize;
+    /// `history_max_age` of the table in force: `[settings]`' (for jobs not in the table),
+    /// and each job's own (job, else `[settings]`; `None`: no age limit).
+    fn history_max_ages(&self) -> (Option<Duration>, Vec<(String, Option<Duration>)>);
     /// False once the daemon is stopping.
     fn open(&self) -> bool;
     fn take(&self, work: Work);
@@ -329,6 +332,10 @@ pub(crate) trait Coordinator: Send + Sync {
     fn process_ended(&self, pgid: i32);
     /// Records how a run ended.
     fn record(&self, settings: &Settings, rec: &RunRecord, log: &Logger);
+    /// At the daemon's housekeeping: removes the records older than the jobs'
+    /// `history_max_age` that this process keeps (a fleet prunes its database in its own
+    /// thread, [`WorkSink::history_max_ages`]).
+    fn prune_by_age(&self, cfg: &Config, log: &Logger);
     /// Records a run stopped from outside ([`Guard::fenced`]) and leaves it to whoever
     /// takes it over.
     fn abandon(&self, settings: &Settings, rec: &RunRecord, log: &Logger);

@@ -110,6 +110,8 @@ fn record_not_run(shared: &Arc<Shared>, job: &Job, t: &Tick, why: &str) {
         // The `missed` alert says it; no `skipped` alert besides.
         alerts: false,
         first_attempt: 1,
+        respect_past: false,
+        upstream: Default::default(),
     };
     let what = match job.catchup {
         Catchup::None => "catchup = \"none\"",

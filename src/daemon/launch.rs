@@ -92,7 +92,11 @@ pub(super) fn run_one(
     let Some(job) = cfg.job(name) else {
         return;
     };
-    let Some((interrupt, jitter)) = prepare(shared, &launch, jitter) else {
+    let delay = jitter.map(|j| match job.fixed_delay(&cfg.host_name()) {
+        Some(offset) => fixed_wait(shared, &launch, offset),
+        None => j.mul_f64(crate::policy::random01()),
+    });
+    let Some((interrupt, jitter)) = prepare(shared, &launch, delay) else {
         return;
     };
     let ctx = shared.ctx(cfg);
@@ -105,6 +109,9 @@ pub(super) fn run_one(
         trigger: launch.why,
         alerts: cfg.children(name).is_empty(),
         first_attempt: launch.first_attempt,
+        respect_past: launch.why != "trigger",
+        // A root: nothing runs above it in its pipeline run.
+        upstream: BTreeMap::new(),
     };
     // Whether another run is in the way (skip, queue, replace) is a question about the
     // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
@@ -132,8 +139,7 @@ pub(super) fn run_one(
     if ran && !cfg.children(name).is_empty() {
         let p = crate::pipeline::run_downstream(
             ctx,
-            job,
-            launch.scheduled,
+            (job, launch.scheduled, req.respect_past),
             root_record,
             root_tails,
             &interrupt,
@@ -145,12 +151,27 @@ pub(super) fn run_one(
     }
 }
 
+/// `jitter_mode = "fixed"`: the wait until the same offset after the scheduled instant every
+/// time (an instant already past, as a catch-up's, starts at once). Logged with the offset.
+fn fixed_wait(shared: &Shared, launch: &Launch, offset: Duration) -> Duration {
+    let f = [
+        ("job", launch.job.clone()),
+        ("scheduled", launch.scheduled.to_string()),
+        ("offset_ms", offset.as_millis().to_string()),
+    ];
+    let msg = "fixed jitter: the run starts this long after its scheduled instant";
+    shared.log.log(Level::Info, "jitter", &f, msg);
+    let start = launch.scheduled + offset;
+    let wait = start.duration_since(Timestamp::now());
+    Duration::try_from(wait).unwrap_or(Duration::ZERO)
+}
+
 /// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
-/// draws the jitter to wait; `None` when the run must not go on.
+/// gives back the jitter's `delay` to wait; `None` when the run must not go on.
 fn prepare(
     shared: &Arc<Shared>,
     launch: &Launch,
-    jitter: Option<Duration>,
+    delay: Option<Duration>,
 ) -> Option<(Interrupt, Duration)> {
     let name = launch.job.as_str();
     let f = [("job", name.to_string())];
@@ -171,8 +192,7 @@ fn prepare(
             return None;
         }
     };
-    let delay = jitter.map_or(Duration::ZERO, |j| j.mul_f64(crate::policy::random01()));
-    Some((interrupt, delay))
+    Some((interrupt, delay.unwrap_or(Duration::ZERO)))
 }
 
 /// Takes the job's exclusion, then a `max_concurrent` slot. `None` when the run does not
@@ -205,6 +225,7 @@ fn admit(
             let req = RunRequest {
                 alerts: true,
                 params: req.params.clone(),
+                upstream: req.upstream.clone(),
                 ..*req
             };
             let r = execute::not_run(ctx, &req, run_id, reason, interrupt.received());
@@ -212,6 +233,21 @@ fn admit(
             return None;
         }
     };
+    if req.respect_past
+        && let Some(reason) = execute::past::blocker(ctx, req.job, req.scheduled)
+    {
+        // As a skip for the lock: the job alerts it itself, no pipeline run follows.
+        drop(exclusion);
+        let req = RunRequest {
+            alerts: true,
+            params: req.params.clone(),
+            upstream: req.upstream.clone(),
+            ..*req
+        };
+        let r = execute::not_run(ctx, &req, run_id, reason, None);
+        report(shared, launch, r.record, false);
+        return None;
+    }
     if !shared.slots.acquire() {
         // Shutting down before a slot came free: say so, the instant will not run.
         let reason = "the daemon stopped while the run waited for a max_concurrent slot";
@@ -265,6 +301,8 @@ pub(super) fn record_not_started(shared: &Arc<Shared>, launch: &Launch, reason: 
         trigger: launch.why,
         alerts: false,
         first_attempt: launch.first_attempt,
+        respect_past: false,
+        upstream: Default::default(),
     };
     let r = execute::not_run(
         shared.ctx(&cfg),

@@ -65,6 +65,8 @@ use state::{Marks, Paused};
 const SPOOL_CHECK: Duration = Duration::from_secs(5);
 
 /// The longest the loop sleeps without looking at the wall clock.
+/// How often `history_max_age` and `output_max_age` are applied.
+const AGE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Runs are handed to their threads this much before their instant: the thread writes the
@@ -152,6 +154,9 @@ struct Daemon<'p> {
     /// The thread that delivers alerts (`alert::serve`).
     alerts: Option<JoinHandle<()>>,
     next_spool_look: Instant,
+    /// When the history and output files are next pruned by age (at start, then every
+    /// [`AGE_PRUNE_EVERY`], at a wake-up that happens anyway).
+    next_age_prune: Instant,
     watchdog: Option<Duration>,
     next_watchdog: Option<Instant>,
     clocks: (Duration, Duration),
@@ -165,6 +170,7 @@ struct Daemon<'p> {
 
 pub(crate) fn run(config_path: &Path, env: &LogEnv, connect: Connect<'_>) -> CmdResult {
     let mut d = Daemon::start(config_path, env, connect)?;
+    d.prune_by_age();
     while d.step() {}
     d.shutdown()
 }
@@ -307,6 +313,8 @@ impl<'p> Daemon<'p> {
         // Runs whose supervisor died (a daemon or a `run` killed): taken over, kept to their
         // timeout, recorded and alerted when they end.
         orphans::start(&shared);
+        // Credential directories of runs that ended while nobody could remove them.
+        crate::execute::credentials::sweep(&cfg.settings.lock_dir, &state);
         let control = open_listeners(&cfg, &shared)?;
         let work = work::Sink(Arc::clone(&shared));
         std::thread::Builder::new()
@@ -339,6 +347,7 @@ impl<'p> Daemon<'p> {
             control,
             alerts: Some(alerts),
             next_spool_look: Instant::now(),
+            next_age_prune: Instant::now(),
             watchdog,
             next_watchdog: watchdog.map(|w| Instant::now() + w),
             clocks: clocks(),
@@ -410,8 +419,9 @@ impl<'p> Daemon<'p> {
     /// The table's jobs to the metrics (at start and reload): every job's series from now on.
     fn publish_jobs(&self) {
         if self.cfg.settings.metrics_listen.is_some() {
-            let names = self.cfg.jobs.iter().map(|j| j.name.as_str());
-            self.shared.metrics.set_jobs(names);
+            let jobs = self.cfg.jobs.iter();
+            let table = jobs.map(|j| (j.name.as_str(), j.tags.as_slice()));
+            self.shared.metrics.set_jobs(table);
         }
     }
 
@@ -467,7 +477,32 @@ impl<'p> Daemon<'p> {
         clock::check(&self.shared);
         watch::check_due(&self.shared);
         self.keep_files();
+        self.prune_by_age();
         true
+    }
+
+    /// `history_max_age` and `output_max_age`: at the first wake-up, then at most every
+    /// [`AGE_PRUNE_EVERY`] (no wake-up of its own).
+    fn prune_by_age(&mut self) {
+        if Instant::now() < self.next_age_prune {
+            return;
+        }
+        self.next_age_prune = Instant::now() + AGE_PRUNE_EVERY;
+        let (cfg, shared) = (&self.cfg, &self.shared);
+        shared.coord.prune_by_age(cfg, &shared.log);
+        for job in &cfg.jobs {
+            let Some(age) = job.output_max_age else {
+                continue;
+            };
+            let dir = crate::execute::output_dir(&cfg.settings.state_dir, &job.name);
+            let n = crate::execute::prune_old_outputs(&dir, age);
+            if n > 0 {
+                let msg = format!("removed {n} output file(s) older than output_max_age");
+                shared
+                    .log
+                    .log(Level::Info, "output", &[("job", job.name.clone())], &msg);
+            }
+        }
     }
 
     /// What can be removed from under a running daemon is put back at its wake-ups (which

@@ -4,6 +4,7 @@
 //! when retries are left), and instants no node could claim when due (`late`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -30,6 +31,13 @@ impl WorkSink for Sink {
 
     fn history_keep(&self) -> usize {
         self.0.current().settings.history_keep
+    }
+
+    fn history_max_ages(&self) -> (Option<Duration>, Vec<(String, Option<Duration>)>) {
+        let cfg = self.0.current();
+        let jobs = cfg.jobs.iter();
+        let ages = jobs.map(|j| (j.name.clone(), j.history_max_age)).collect();
+        (cfg.settings.history_max_age, ages)
     }
 
     fn open(&self) -> bool {

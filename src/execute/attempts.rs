@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use super::marker::RunMarker;
 use super::spec::{self, Identity};
 use super::{Ctx, RunFacts};
+use super::{credentials, result_file};
 use crate::config::{RetryOn, Verify};
 use crate::contain::Scope;
 use crate::coord::Exclusion;
@@ -39,6 +40,8 @@ pub(super) struct Findings {
     pub(super) fired: Vec<String>,
     /// The sizes of the files the last verified attempt found.
     pub(super) verified_sizes: BTreeMap<String, u64>,
+    /// What the run wrote to its `CRONWARDEN_RESULT_FILE`.
+    pub(super) result: Option<String>,
     /// The job's newest runs, oldest first (read once, when first needed).
     history: Option<Vec<RunRecord>>,
 }
@@ -90,11 +93,46 @@ impl Attempts<'_, '_> {
     /// Runs the attempts; returns their records, the outcome and its reason (why the run
     /// failed, or which warning it ended with). What fired is left in `found`.
     pub(super) fn run(&mut self) -> (Vec<AttemptRecord>, Outcome, Option<String>) {
+        let job = self.facts.req.job;
+        // The run's credentials and result file stay until its last attempt is over (they
+        // are dropped when this returns, whatever the outcome).
+        let (mut staged, mut result) = (None, None);
+        let who = spec::identity(job).and_then(|mut w| {
+            let (lock_dir, run_id) = (&self.ctx.cfg.settings.lock_dir, self.facts.run_id);
+            staged = credentials::stage(lock_dir, run_id, &job.credentials, w.owner())?;
+            w.cred_dir = staged.as_ref().map(|s| s.dir.clone());
+            // Without a result file the run goes on (logged), without the variable: only
+            // the steps after it would miss what it could have left them.
+            match result_file::create(lock_dir, run_id, w.owner()) {
+                Ok(file) => {
+                    w.result_file = Some(file.path.clone());
+                    result = Some(file);
+                }
+                Err(e) => self.ctx.log.log(Level::Warn, "result", self.fields, &e),
+            }
+            Ok(w)
+        });
+        let (attempts, mut outcome, mut reason) = self.attempts(&who);
+        match result.as_ref().map(result_file::ResultFile::read) {
+            Some(Ok(text)) => self.found.result = text,
+            Some(Err(e)) if outcome.ended_well() => {
+                outcome = Outcome::Failure;
+                reason = Some(e);
+            }
+            _ => {}
+        }
+        (attempts, outcome, reason)
+    }
+
+    /// The attempts of the run, with retries: their records, the outcome and its reason.
+    fn attempts(
+        &mut self,
+        who: &Result<Identity, String>,
+    ) -> (Vec<AttemptRecord>, Outcome, Option<String>) {
         let req = self.facts.req;
         let job = req.job;
         let mut params = job.params.clone();
         params.extend(req.params.clone());
-        let who = spec::identity(job);
         let first = req.first_attempt.max(1);
         let max_attempts = job.retry.retries.saturating_add(1);
         let mut attempts = Vec::new();
@@ -106,7 +144,7 @@ impl Attempts<'_, '_> {
             let mut af = self.fields.to_vec();
             af.push(("attempt", n.to_string()));
             self.ctx.log.log(Level::Info, "attempt-start", &af, "");
-            let (res, judged) = self.attempt(n, &who, &params, &af, &attempts);
+            let (res, judged) = self.attempt(n, who, &params, &af, &attempts);
             self.attempt_ended();
             let failed = match &judged {
                 Judged::Failed(w, _) => Some(w.clone()),
@@ -199,7 +237,13 @@ impl Attempts<'_, '_> {
             Ok(w) => w,
             Err(e) => return (None, Judged::Failed(e.clone(), RetryOn::Exit)),
         };
-        let v = spec::vars(job, req.scheduled, self.facts.run_id, n, params);
+        let v = spec::vars(
+            job,
+            req.scheduled,
+            self.facts.run_id,
+            n,
+            (params, &req.upstream),
+        );
         let lock_fd = self.exclusion.as_ref().map(|x| x.lock.raw_fd());
         let mut spec = spec::attempt_spec(job, who, &v, params, lock_fd);
         spec.oom_score_adj = self.ctx.contain.job_oom_score_adj();
@@ -326,7 +370,8 @@ impl Attempts<'_, '_> {
         let then = last.scheduled.parse::<Timestamp>().ok().map(|t| {
             let attempt = last.attempts.last().map_or(1, |a| a.attempt);
             let mut then = now.clone();
-            then.extend(spec::vars(job, t, &last.run_id, attempt, &BTreeMap::new()));
+            let none = BTreeMap::new();
+            then.extend(spec::vars(job, t, &last.run_id, attempt, (&none, &none)));
             then
         });
         templates

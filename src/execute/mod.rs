@@ -2,12 +2,17 @@
 //! alerts. `cronwarden run` calls this directly; the daemon calls the very same functions.
 //!
 //! Files: `spec` (what an attempt is started with), `attempts` (the attempts and retries),
+//! `credentials` (the run's private copies of the files `credentials` names), `past`
+//! (`depends_on_past`), `result_file` (`CRONWARDEN_RESULT_FILE`),
 //! `marker` (the run marker that lets the next supervisor finish a run whose supervisor
 //! died), `orphan` (finishing such runs), this file (the run around them).
 
 mod attempts;
+pub(crate) mod credentials;
 pub(crate) mod marker;
 pub(crate) mod orphan;
+pub(crate) mod past;
+mod result_file;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -68,6 +73,11 @@ pub(crate) struct RunRequest<'a> {
     pub(crate) alerts: bool,
     /// The first attempt's number: 1, or where a run taken over from a lost node goes on.
     pub(crate) first_attempt: u32,
+    /// Held back by `depends_on_past` (scheduled runs, and `run --respect-past`).
+    pub(crate) respect_past: bool,
+    /// The results of the steps above it in its pipeline run, by job
+    /// (`{{ upstream.JOB }}`, `CRONWARDEN_UPSTREAM_JOB`).
+    pub(crate) upstream: BTreeMap<String, String>,
 }
 
 /// How a run ended.
@@ -137,7 +147,18 @@ pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) 
         .coord
         .acquire(settings, req.job, ctx.log, &run_id, interrupt, own)
     {
-        Ok(exclusion) => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
+        // Decided with the job's exclusion held: a run of it still going has ended.
+        Ok(exclusion) => match req
+            .respect_past
+            .then(|| past::blocker(ctx, req.job, req.scheduled))
+            .flatten()
+        {
+            Some(reason) => {
+                drop(exclusion);
+                not_run(ctx, &req, &run_id, reason, None)
+            }
+            None => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
+        },
         Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),
     }
 }
@@ -272,7 +293,7 @@ fn run_locked(
         state_dir,
         facts.record(Outcome::Lost, None, Vec::new(), None),
     );
-    let output_dir = state_dir.join("output").join(&job.name);
+    let output_dir = output_dir(state_dir, &job.name);
     let mut out = Output::new(&output_dir, run_id, job.output_limit);
     if job.output_to_log {
         out.forward_to(crate::output::Forward::new(ctx.log, &job.name, run_id));
@@ -311,10 +332,14 @@ fn run_locked(
     rec.facts = contained;
     rec.facts.fired = found.fired;
     rec.facts.verified_sizes = found.verified_sizes;
+    rec.facts.result = found.result;
     let tails = (out.stdout.bytes(), out.stderr.bytes());
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
     marker.remove();
     prune_outputs(&output_dir);
+    if let Some(age) = job.output_max_age {
+        prune_old_outputs(&output_dir, age);
+    }
     let exit_code = outcome.exit_code(interrupt.received());
     drop(exclusion);
     let report = RunReport {
@@ -403,4 +428,33 @@ fn prune_outputs(dir: &Path) {
     for n in &names[..names.len() - KEEP_OUTPUTS] {
         let _ = std::fs::remove_file(dir.join(n));
     }
+}
+
+/// Removes the job's output files last written more than `age` ago (`output_max_age`);
+/// returns how many. Called at the end of each run and by the daemon's housekeeping.
+pub(crate) fn prune_old_outputs(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let Some(before) = std::time::SystemTime::now().checked_sub(age) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < before);
+        if name.to_string_lossy().ends_with(".log") && old && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The directory of a job's output files.
+pub(crate) fn output_dir(state_dir: &Path, job: &str) -> std::path::PathBuf {
+    state_dir.join("output").join(job)
 }

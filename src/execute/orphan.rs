@@ -94,6 +94,7 @@ pub(crate) fn finish(
     if let Some(g) = &group {
         g.remove_cgroup();
     }
+    super::credentials::remove(&ctx.cfg.settings.lock_dir, &m.record.run_id);
     let rec = record_of(&m.record, group.as_ref(), end, before);
     settle(ctx, path, &rec).then_some(rec)
 }

@@ -17,6 +17,21 @@ pub(super) struct Identity {
     creds: Option<Creds>,
     user: String,
     home: PathBuf,
+    /// The variables of the job's `env_file`s, read for this run (as the process starting
+    /// it, before dropping to `user`), in order: a later one of a name wins.
+    file_env: Vec<(String, String)>,
+    /// The run's `credentials` directory (`$CREDENTIALS_DIRECTORY`), once staged.
+    pub(super) cred_dir: Option<PathBuf>,
+    /// The run's `CRONWARDEN_RESULT_FILE`, once created.
+    pub(super) result_file: Option<PathBuf>,
+}
+
+impl Identity {
+    /// Who the job's files are handed to: its user and group when it switches, else `None`
+    /// (this process's own).
+    pub(super) fn owner(&self) -> Option<(u32, u32)> {
+        self.creds.as_ref().map(|c| (c.uid, c.gid))
+    }
 }
 
 pub(super) fn identity(job: &Job) -> Result<Identity, String> {
@@ -42,7 +57,7 @@ pub(super) fn identity(job: &Job) -> Result<Identity, String> {
             Ok(Some(u)) => u,
             // No passwd entry for the daemon's own uid (a `FROM scratch` container has no
             // /etc/passwd): the job runs as the daemon, USER is the uid, HOME is /.
-            _ if !wants_switch => return Ok(unnamed(me)),
+            _ if !wants_switch => return unnamed(me, job),
             _ => return Err(format!("uid {me} has no passwd entry")),
         },
     };
@@ -77,16 +92,22 @@ pub(super) fn identity(job: &Job) -> Result<Identity, String> {
         creds,
         user: pw.name,
         home: pw.dir,
+        file_env: crate::config::env_file::read_all(&job.env_files)?,
+        cred_dir: None,
+        result_file: None,
     })
 }
 
 /// The daemon's own identity when its uid has no passwd entry.
-fn unnamed(me: nix::unistd::Uid) -> Identity {
-    Identity {
+fn unnamed(me: nix::unistd::Uid, job: &Job) -> Result<Identity, String> {
+    Ok(Identity {
         creds: None,
         user: me.to_string(),
         home: PathBuf::from("/"),
-    }
+        file_env: crate::config::env_file::read_all(&job.env_files)?,
+        cred_dir: None,
+        result_file: None,
+    })
 }
 
 /// The placeholder values of one attempt.
@@ -95,7 +116,7 @@ pub(super) fn vars(
     scheduled: Timestamp,
     run_id: &str,
     attempt: u32,
-    params: &BTreeMap<String, String>,
+    (params, upstream): (&BTreeMap<String, String>, &BTreeMap<String, String>),
 ) -> BTreeMap<String, String> {
     let zoned = scheduled.to_zoned(job.tz.clone());
     let mut v = BTreeMap::new();
@@ -107,6 +128,9 @@ pub(super) fn vars(
     v.insert("attempt".into(), attempt.to_string());
     for (k, val) in params {
         v.insert(format!("params.{k}"), val.clone());
+    }
+    for (job, result) in upstream {
+        v.insert(format!("upstream.{job}"), result.clone());
     }
     v
 }
@@ -141,6 +165,8 @@ pub(super) fn attempt_spec(
     if let Some(tz) = &job.timezone {
         env.insert("TZ".into(), tz.clone());
     }
+    // The job's `env` wins over its `env_file`s.
+    env.extend(who.file_env.iter().cloned());
     for (k, v) in &job.env {
         env.insert(k.clone(), template::render(v, vars));
     }
@@ -156,6 +182,23 @@ pub(super) fn attempt_spec(
     }
     for (k, v) in params {
         env.insert(format!("CRONWARDEN_PARAM_{k}"), v.clone());
+    }
+    for (k, val) in vars {
+        if let Some(job) = k.strip_prefix("upstream.") {
+            env.insert(template::upstream_var(job), val.clone());
+        }
+    }
+    if let Some(f) = &who.result_file {
+        env.insert(
+            "CRONWARDEN_RESULT_FILE".into(),
+            f.to_string_lossy().into_owned(),
+        );
+    }
+    if let Some(dir) = &who.cred_dir {
+        env.insert(
+            "CREDENTIALS_DIRECTORY".into(),
+            dir.to_string_lossy().into_owned(),
+        );
     }
     let workdir = job.workdir.clone().or_else(|| {
         if who.home.is_dir() {

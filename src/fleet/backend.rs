@@ -111,6 +111,11 @@ impl Coordinator for Fleet {
         self.keep(pgid, false);
     }
 
+    fn prune_by_age(&self, cfg: &crate::config::Config, log: &Logger) {
+        // The copies kept in the state directory; the database is pruned in `take_work`.
+        coord::local::prune_by_age(cfg, log);
+    }
+
     fn record(&self, settings: &Settings, rec: &RunRecord, log: &Logger) {
         coord::local::save(settings, rec, log);
         self.report(self.end_entry(rec), log);
@@ -291,7 +296,7 @@ impl Fleet {
         }
         if Instant::now() >= *next_prune {
             *next_prune = Instant::now() + PRUNE_EVERY;
-            if let Err(e) = self.prune(sink.history_keep()) {
+            if let Err(e) = self.prune(sink.history_keep(), sink.history_max_ages()) {
                 self.warn(&format!("cannot prune: {e}"));
             }
         }

@@ -14,6 +14,9 @@ use super::{CLAIM_RETENTION, Fleet, ms};
 use crate::coord::{LostRun, LostWhy, RunStart};
 use crate::record::RunRecord;
 
+/// `history_max_age`: `[settings]`' (for jobs not in the table), and each job's own.
+pub(super) type MaxAges = (Option<Duration>, Vec<(String, Option<Duration>)>);
+
 impl Fleet {
     /// Records that a run started (or, after a takeover, started again here).
     pub(super) fn insert_run(&self, run: &RunStart<'_>) -> Result<(), String> {
@@ -171,8 +174,13 @@ impl Fleet {
 
     /// Keeps the tables bounded: claims, trigger requests and alert marks past the claim
     /// retention (plus a day), node rows silent for a day, and per job the newest `keep`
-    /// finished runs (`history_keep`).
-    pub(super) fn prune(&self, keep: usize) -> Result<u64, String> {
+    /// finished runs (`history_keep`) and those that started within its `history_max_age`
+    /// (`ages`: `[settings]`' for jobs not in the table, and each job's own).
+    pub(super) fn prune(&self, keep: usize, ages: MaxAges) -> Result<u64, String> {
+        let secs = |a: Option<Duration>| a.map_or(0.0, |d| d.as_secs_f64());
+        let default_age = secs(ages.0);
+        let (jobs, job_ages): (Vec<String>, Vec<f64>) =
+            ages.1.into_iter().map(|(j, a)| (j, secs(a))).unzip();
         let days = CLAIM_RETENTION.as_secs_f64() + 86400.0;
         let keep = keep.min(i64::MAX as usize) as i64;
         // One statement, one round trip: each part deletes, and the counts are summed.
@@ -197,11 +205,31 @@ impl Fleet {
                                 PARTITION BY job ORDER BY started DESC) AS n
                             FROM cronwarden_runs WHERE state <> 'running') x
                         WHERE n > $2)
+                    RETURNING 1),
+                 ages AS (SELECT j, a FROM unnest($3::text[], $4::float8[]) AS t(j, a)),
+                 aged AS (
+                    -- Runs that ended longer ago than the job's age (0: no age limit),
+                    -- except its newest real run (not a skip), as in the state directory.
+                    DELETE FROM cronwarden_runs r WHERE r.state <> 'running'
+                    AND COALESCE((SELECT a FROM ages WHERE j = r.job), $5) > 0
+                    AND COALESCE(r.ended, r.started) < now() -
+                        COALESCE((SELECT a FROM ages WHERE j = r.job), $5) * interval '1 second'
+                    AND r.run_id IS DISTINCT FROM (
+                        SELECT n.run_id FROM cronwarden_runs n
+                        WHERE n.job = r.job AND n.state <> 'running' AND n.record IS NOT NULL
+                          AND n.record::jsonb ->> 'outcome' <> 'skipped'
+                        ORDER BY n.started DESC, n.run_id DESC LIMIT 1)
                     RETURNING 1)
                  SELECT (SELECT count(*) FROM claims) + (SELECT count(*) FROM triggers)
                       + (SELECT count(*) FROM alerts) + (SELECT count(*) FROM nodes)
-                      + (SELECT count(*) FROM runs)",
-                &[(&days, Type::FLOAT8), (&keep, Type::INT8)],
+                      + (SELECT count(*) FROM runs) + (SELECT count(*) FROM aged)",
+                &[
+                    (&days, Type::FLOAT8),
+                    (&keep, Type::INT8),
+                    (&jobs, Type::TEXT_ARRAY),
+                    (&job_ages, Type::FLOAT8_ARRAY),
+                    (&default_age, Type::FLOAT8),
+                ],
             )?;
             Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
         })

@@ -1482,3 +1482,60 @@ fn a_node_alone_cut_off_leaves_its_ticks_to_the_others_and_alerts_nothing_missed
 }
 /// Connections, round trips, reconnection and clocks (tests/cli/fleet/wire.rs).
 mod wire;
+#[test]
+fn history_max_age_prunes_the_fleets_runs_older_than_it_and_keeps_the_newer() {
+    let db = Db::new("maxage");
+    let dir = TempDir::new("fleet-maxage");
+    let ev = dir.path().join("events");
+    let jobs = "[jobs.aged]\nschedule = \"@manual\"\nhistory_max_age = \"1d\"\n\
+                command = [\"/bin/true\"]\n\n\
+                [jobs.kept]\nschedule = \"@manual\"\ncommand = [\"/bin/true\"]\n";
+    let t = node(&db, "postgres", "a", &ev, jobs);
+    let d = Daemon::start(&t);
+    for _ in 0..3 {
+        for job in ["aged", "kept"] {
+            let (code, _, err) = t.run(&["trigger", job, "--wait"]);
+            assert_eq!(code, 0, "{err}");
+        }
+    }
+    drop(d);
+    let mut sql = db.sql();
+    let count = |sql: &mut postgres::Client, job: &str| -> i64 {
+        sql.query_one(
+            "SELECT count(*) FROM cronwarden_runs WHERE job = $1",
+            &[&job],
+        )
+        .expect("count")
+        .get(0)
+    };
+    assert_eq!((count(&mut sql, "aged"), count(&mut sql, "kept")), (3, 3));
+    // The two older runs of each job ended three days ago.
+    sql.batch_execute(
+        "UPDATE cronwarden_runs SET started = started - interval '3 days', \
+         ended = ended - interval '3 days' WHERE run_id IN (SELECT run_id FROM ( \
+         SELECT run_id, row_number() OVER (PARTITION BY job ORDER BY started DESC) AS n \
+         FROM cronwarden_runs) x WHERE n > 1)",
+    )
+    .expect("age the runs");
+    let newest: String = sql
+        .query_one(
+            "SELECT run_id FROM cronwarden_runs WHERE job = 'aged' ORDER BY started DESC LIMIT 1",
+            &[],
+        )
+        .expect("newest")
+        .get(0);
+    // A node prunes when it joins (and every 10 minutes).
+    let d = Daemon::start(&t);
+    wait_for(|| count(&mut sql, "aged") == 1);
+    drop(d);
+    let left: String = sql
+        .query_one("SELECT run_id FROM cronwarden_runs WHERE job = 'aged'", &[])
+        .expect("left")
+        .get(0);
+    assert_eq!(left, newest);
+    assert_eq!(
+        count(&mut sql, "kept"),
+        3,
+        "a job without an age keeps its runs"
+    );
+}

@@ -1,5 +1,6 @@
 //! Integration tests: drive the real `cronwarden` binary (one test binary, a file per feature).
 
+mod after;
 mod alert;
 mod alert_api;
 mod alert_events;
@@ -13,6 +14,7 @@ mod docs;
 mod faults;
 mod fleet;
 mod fleet_reports;
+mod given;
 mod health;
 mod import;
 mod messages;
