@@ -43,7 +43,7 @@ pub use job::{
     RetryOn, Verify,
 };
 pub use secret::Secret;
-pub use settings::{ContainmentSetting, LogFormat, Settings};
+pub use settings::{ContainmentSetting, LogFormat, Settings, StatusPage};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -23,6 +23,9 @@ const SETTINGS_KEYS: &[&str] = &[
     "control_socket",
     "control_socket_group",
     "metrics_listen",
+    "status_page",
+    "status_page_output",
+    "status_page_token_file",
     "history_keep",
     "alert_spool_max_age",
     "alert_spool_max_per_channel",
@@ -39,6 +42,17 @@ pub enum ContainmentSetting {
     Cgroup,
     /// The process fallback (subreaper and a walk of /proc), even where cgroups work.
     Process,
+}
+
+/// `status_page`, `status_page_output` and `status_page_token_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusPage {
+    /// `status_page = true`: served (on `metrics_listen`, which it needs).
+    pub enabled: bool,
+    /// `status_page_output = true`: a run's view shows its output tail.
+    pub output: bool,
+    /// A file private to its owner holding the bearer token the page asks for.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +75,8 @@ pub struct Settings {
     pub control_socket: PathBuf,
     pub control_socket_group: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    /// The read-only status page (`GET /`, `/run/ID`, `/api/...`) on `metrics_listen`.
+    pub status_page: StatusPage,
     /// Runs kept per job in the history (0: keep everything).
     pub history_keep: usize,
     /// How long an undelivered alert is retried before it is dropped.
@@ -115,6 +131,7 @@ impl Loader<'_> {
             .int(self.sink, "history_keep", 0, 10_000_000)
             .map_or(1000, |a| a.v as usize);
         let metrics_listen = self.metrics_listen(&t);
+        let status_page = self.status_page(&t, metrics_listen.is_some());
         let healthcheck_ca_file = self.ca_file(&t, "healthcheck_ca_file");
         let containment = match t.choice(self.sink, "containment", &["auto", "cgroup", "process"]) {
             Some(s) if s.v == "cgroup" => ContainmentSetting::Cgroup,
@@ -140,12 +157,48 @@ impl Loader<'_> {
             control_socket,
             control_socket_group,
             metrics_listen,
+            status_page,
             history_keep,
             alert_spool_max_age,
             alert_spool_max_per_channel,
             containment,
             healthcheck_ca_file,
         })
+    }
+
+    /// The status page's keys: the page needs `metrics_listen`, and its other keys need the
+    /// page (a key that would do nothing is an error, not a silence).
+    fn status_page(&mut self, t: &TableReader, listening: bool) -> StatusPage {
+        let enabled = t.bool(self.sink, "status_page");
+        let output = t.bool(self.sink, "status_page_output");
+        let token_file = self.abs_path(t, "status_page_token_file");
+        let on = enabled.as_ref().is_some_and(|e| e.v);
+        if let Some(e) = enabled.as_ref().filter(|e| e.v && !listening) {
+            self.sink.error(
+                e.loc,
+                t.subject(),
+                "status_page: the page is served on metrics_listen, which is not set; \
+                 set metrics_listen = \"127.0.0.1:9477\" (for example)",
+            );
+        }
+        let without = [
+            ("status_page_output", output.as_ref().map(|o| o.loc)),
+            ("status_page_token_file", token_file.as_ref().map(|f| f.loc)),
+        ];
+        for (key, loc) in without {
+            if let (Some(loc), false) = (loc, on) {
+                self.sink.error(
+                    loc,
+                    t.subject(),
+                    format!("{key}: only with status_page = true (the page is off)"),
+                );
+            }
+        }
+        StatusPage {
+            enabled: on,
+            output: output.is_some_and(|o| o.v),
+            token_file: token_file.map(|f| f.v),
+        }
     }
 
     fn metrics_listen(&mut self, t: &TableReader) -> Option<SocketAddr> {
