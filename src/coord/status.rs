@@ -34,7 +34,6 @@ pub(crate) struct JobStatus {
     pub(crate) health: JobHealth,
 }
 
-
 pub(crate) fn job_status(
     cfg: &Config,
     coord: &dyn Coordinator,
@@ -104,7 +103,11 @@ pub(crate) struct Health {
 /// failed runs since the last success; `stale_deadline` (with `expect_success_within`) when
 /// the job goes stale without a success, and `stale` whether it passed; `containment` is how
 /// the daemon contains runs (when one answers).
-pub(crate) fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde_json::Value {
+pub(crate) fn json_value(
+    all: &[JobStatus],
+    daemon: Option<bool>,
+    health: &Health,
+) -> serde_json::Value {
     let problems = &health.problems;
     let containment = health
         .containment
@@ -142,4 +145,3 @@ pub(crate) fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Healt
         .collect();
     serde_json::Value::Array(v)
 }
-
