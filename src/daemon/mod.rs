@@ -21,6 +21,7 @@ mod dispatch;
 mod health;
 mod launch;
 mod orphans;
+mod page;
 mod slots;
 mod state;
 mod watch;
@@ -592,12 +593,19 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served,
     if let Some(addr) = cfg.settings.metrics_listen {
         let sh = Arc::clone(shared);
         let probe: crate::metrics::Probe = Arc::new(move || watch::health(&sh));
-        crate::metrics::serve(addr, Arc::clone(&shared.metrics), probe)
+        page::check_token(cfg).map_err(Failure::config)?;
+        // Served while the table in force says `status_page = true` (a reload turns it on
+        // or off).
+        let source = Arc::new(page::PageSource(Arc::clone(shared)));
+        let status_page = Arc::new(crate::page::Page::new(source));
+        crate::metrics::serve(addr, Arc::clone(&shared.metrics), probe, Some(status_page))
             .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
         let f = [("listen", addr.to_string())];
-        shared
-            .log
-            .log(Level::Info, "metrics", &f, "serving /metrics and /healthz");
+        let what = match cfg.settings.status_page.enabled {
+            true => "serving /metrics, /healthz and the status page at /",
+            false => "serving /metrics and /healthz",
+        };
+        shared.log.log(Level::Info, "metrics", &f, what);
     }
     let socket = control::listen(&cfg.settings, &shared.log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;

@@ -63,6 +63,9 @@ impl CronSpec {
         let time = match (secs.as_slice(), mins.len(), hours.len()) {
             ([0], 60, 24) => "every minute".to_string(),
             (_, 60, 24) if secs.len() == 60 => "every second".to_string(),
+            (_, 60, 24) if step_of(&secs, 0, 59).is_some() => {
+                format!("every {} seconds", step_of(&secs, 0, 59).unwrap_or(1))
+            }
             ([0], 1, 24) => format!("every hour at :{:02}", mins[0]),
             ([0], _, 24) => match step_of(&mins, 0, 59) {
                 Some(s) => format!("every {s} minutes"),
@@ -130,6 +133,7 @@ mod tests {
     fn common_schedules_read_as_words() {
         for (expr, want) in [
             ("* * * * *", "every minute"),
+            ("*/5 * * * * *", "every 5 seconds"),
             ("*/5 * * * *", "every 5 minutes"),
             ("15 * * * *", "every hour at :15"),
             ("@daily", "at 00:00 every day"),
