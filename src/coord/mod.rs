@@ -139,6 +139,17 @@ pub(crate) struct Running {
     pub(crate) node: Option<String>,
 }
 
+/// A fleet node heard from within `dead_after`, as the status page shows it.
+pub(crate) struct NodeInfo {
+    pub(crate) node: String,
+    /// Its last heartbeat (RFC 3339), and how long ago it was, in seconds.
+    pub(crate) heartbeat: String,
+    pub(crate) age_s: f64,
+    /// A daemon (else a `run` or another command).
+    pub(crate) daemon: bool,
+    pub(crate) pid: i32,
+}
+
 /// How a `trigger` request went.
 pub(crate) struct TriggerReply {
     pub(crate) run_id: String,
@@ -212,6 +223,10 @@ pub(crate) trait Coordinator: Send + Sync {
         settings: &Settings,
         jobs: &[&Job],
     ) -> Result<HashMap<String, Running>, Failure>;
+    /// The live nodes of the fleet (none in local mode).
+    fn nodes(&self) -> Result<Vec<NodeInfo>, Failure> {
+        Ok(Vec::new())
+    }
     /// The paused jobs.
     fn paused(&self, settings: &Settings) -> Result<HashSet<String>, Failure>;
     /// Whether a daemon runs the schedule: `Some(false)` when none does, so no job runs by

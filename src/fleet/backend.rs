@@ -197,6 +197,10 @@ impl Coordinator for Fleet {
             .collect())
     }
 
+    fn nodes(&self) -> Result<Vec<crate::coord::NodeInfo>, Failure> {
+        self.live_nodes().map_err(db_failure)
+    }
+
     fn paused(&self, _settings: &Settings) -> Result<HashSet<String>, Failure> {
         self.paused_jobs().map_err(db_failure)
     }

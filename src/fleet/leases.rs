@@ -141,6 +141,32 @@ impl Fleet {
             .collect()
     }
 
+    /// The processes of the fleet heard from within `dead_after` (newest heartbeat first per
+    /// node name).
+    pub(super) fn live_nodes(&self) -> Result<Vec<crate::coord::NodeInfo>, String> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT node, to_json(heartbeat) #>> '{}',
+                        extract(epoch FROM now() - heartbeat)::float8, daemon, pid
+                 FROM cronwarden_nodes
+                 WHERE NOT stopped AND heartbeat >= now() - $1 * interval '1 second'
+                 ORDER BY node, heartbeat DESC",
+                &[&self.dead_after.as_secs_f64()],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::coord::NodeInfo {
+                    node: col(r, 0)?,
+                    heartbeat: col(r, 1)?,
+                    age_s: col(r, 2)?,
+                    daemon: col(r, 3)?,
+                    pid: col(r, 4)?,
+                })
+            })
+            .collect()
+    }
+
     /// The lease that goes with the local lock. `skip` gives up when another node holds it;
     /// `queue` and `replace` wait for it (a run on another node cannot be stopped from
     /// here, so `replace` waits like `queue` across nodes).

@@ -34,6 +34,8 @@ pub(crate) struct Snapshot {
     pub(crate) health: Health,
     /// Fleet mode: this node's name.
     pub(crate) node: Option<String>,
+    /// Fleet mode: the live nodes.
+    pub(crate) nodes: Vec<crate::coord::NodeInfo>,
 }
 
 fn failed(f: Failure) -> Reply {
@@ -125,6 +127,7 @@ pub(crate) fn snapshot(
         rows,
         health: src.health(),
         node: coord.node().map(str::to_string),
+        nodes: coord.nodes().map_err(failed)?,
     })
 }
 

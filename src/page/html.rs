@@ -62,7 +62,8 @@ pub(crate) fn page(src: &dyn Source, cfg: &Config, q: &Query) -> Result<Reply, R
     ))
 }
 
-/// The daemon's own problems, when it has some, and the fleet node it is.
+/// The daemon's own problems, when it has some; in fleet mode, this node and the fleet's
+/// live nodes with their last heartbeat.
 fn daemon_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
     let h = &snap.health;
     if h.problems.is_empty() && snap.node.is_none() {
@@ -86,6 +87,31 @@ fn daemon_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
         );
     }
     out.push_str("</ul></section>\n");
+    if snap.node.is_none() {
+        return;
+    }
+    out.push_str(
+        "<section id=\"fleet\"><h2>Fleet</h2><table class=\"nodes\"><thead><tr><th>Node</th>\
+         <th>Process</th><th>Last heartbeat</th></tr></thead><tbody>\n",
+    );
+    for n in &snap.nodes {
+        let ago = format_duration(Duration::from_secs(n.age_s.max(0.0) as u64));
+        let _ = writeln!(
+            out,
+            "<tr class=\"node\" data-node=\"{name}\"><th scope=\"row\">{name}{me}</th><td>{what} \
+             (pid {pid})</td><td><time datetime=\"{at}\">{ago} ago</time></td></tr>",
+            name = escape(&n.node),
+            me = if Some(&n.node) == snap.node.as_ref() {
+                " (this node)"
+            } else {
+                ""
+            },
+            what = if n.daemon { "daemon" } else { "command" },
+            pid = n.pid,
+            at = escape(&n.heartbeat),
+        );
+    }
+    out.push_str("</tbody></table></section>\n");
 }
 
 /// The state of a job as a class and words: running (for how long), paused, stale,

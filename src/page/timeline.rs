@@ -251,3 +251,32 @@ fn ticks(
     }
     svg.push('\n');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(start: &str, end: &str) -> Bar {
+        Bar {
+            start: format!("2026-01-01T{start}Z").parse().expect("instant"),
+            end: format!("2026-01-01T{end}Z").parse().expect("instant"),
+            class: "success",
+            run_id: String::new(),
+            title: String::new(),
+        }
+    }
+
+    #[test]
+    fn overlapping_runs_take_slots_of_their_own_and_others_share() {
+        let bars = [
+            bar("02:00:00", "02:10:00"),
+            bar("02:05:00", "02:20:00"),
+            bar("02:08:00", "02:09:00"),
+            bar("02:10:00", "02:12:00"),
+            bar("03:00:00", "03:01:00"),
+        ];
+        // Three at once at 02:08; the fourth starts when the first ended.
+        assert_eq!(slots(&bars), (vec![0, 1, 2, 0, 0], 3));
+        assert_eq!(slots(&[]), (vec![], 1));
+    }
+}

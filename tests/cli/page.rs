@@ -607,3 +607,46 @@ fn an_idle_daemon_wakes_no_more_with_the_page_on() {
     );
     assert!(total(&on_d) <= 2, "{on_d:?}");
 }
+
+#[test]
+fn in_fleet_mode_the_page_shows_the_live_nodes_and_each_runs_node() {
+    use super::fleet::{Db, node_timed};
+    let db = Db::new("page");
+    let dir = TempDir::new("page-fleet");
+    let ev = dir.path().join("events");
+    let jobs = "[jobs.quick]\nschedule = \"@manual\"\ncommand = \"echo $NODE >> $EVENTS\"\n";
+    let a = node_timed(&db, "postgres", "a", &ev, jobs, 4);
+    let b = node_timed(&db, "postgres", "b", &ev, jobs, 4);
+    let port = free_port();
+    let text = std::fs::read_to_string(&a.path).expect("table");
+    let page = format!("[settings]\nmetrics_listen = \"127.0.0.1:{port}\"\nstatus_page = true\n");
+    std::fs::write(&a.path, text.replacen("[settings]\n", &page, 1)).expect("write");
+    let _da = Daemon::start(&a);
+    let _db = Daemon::start(&b);
+    let (code, out, err) = b.run(&["trigger", "quick", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.split_whitespace().next().expect("a run id").to_string();
+    // The node that ran it, as the fleet recorded it.
+    let (_, _, api) = get(port, "/api/runs?job=quick", None);
+    let runs: serde_json::Value = serde_json::from_str(&api).expect("JSON");
+    assert_eq!(runs[0]["run_id"], id.as_str(), "{api}");
+    let ran_on = runs[0]["node"].as_str().expect("a node").to_string();
+    let ran_here = std::fs::read_to_string(&ev).expect("events");
+    assert_eq!(ran_here.trim(), ran_on);
+    // Both daemons heartbeat: both are listed, with their last heartbeat.
+    let mut html = String::new();
+    wait_for(|| {
+        html = get(port, "/", None).2;
+        html.contains("data-node=\"a\"") && html.contains("data-node=\"b\"")
+    });
+    assert!(html.contains("<b>a</b> (heartbeat every 1s)"), "{html}");
+    assert!(
+        html.contains("a (this node)</th><td>daemon (pid "),
+        "{html}"
+    );
+    let bar = html
+        .split("<rect class=\"bar ")
+        .find(|b| b.contains(&format!("data-run=\"{id}\"")))
+        .expect("the run's bar");
+    assert!(bar.contains(&format!("; on {ran_on}</title>")), "{bar}");
+}
