@@ -111,6 +111,15 @@ pub enum Command {
     /// since its last success (STREAK, when a job has one; failure_streak in --json), and with
     /// expect_success_within when it goes stale, or since when it is (STALE; stale_deadline
     /// and stale in --json)
+    ///
+    /// LAST RUN and OUTCOME are the last real run (not a skip); the skips after it are
+    /// counted ("failure (then 42 skipped)"; skipped_since_last_run in --json). In fleet mode
+    /// the fleet's nodes follow the jobs (see --nodes), and a run is shown running only while
+    /// its node is live and renews the run's lease; otherwise STATE says what is known:
+    /// "running on n1? (n1 unreachable)" or "(n1 lost)" while n1 is silent, "ended on n1,
+    /// unreported" when n1 is live but no longer holds it (its end waits in n1's outbox),
+    /// "fenced on n1", with a line under the table that says more (state "unconfirmed" and
+    /// running_doubt in --json)
     Status {
         /// Only this job
         #[arg(value_name = "JOB")]
@@ -118,6 +127,12 @@ pub enum Command {
         /// JSON for scripts
         #[arg(long)]
         json: bool,
+        /// Only the fleet's nodes: NODE, PROCESS, PID, HEARTBEAT (age of the last heartbeat,
+        /// by the database clock) and STATE: live, unreachable (late, not yet silent for
+        /// dead_after), lost (silent for dead_after, no clean exit) or stopped (exited
+        /// cleanly). Outside a fleet there are none
+        #[arg(long, conflicts_with = "job")]
+        nodes: bool,
     },
     /// Whether the daemon does its work: exit 0 when healthy, else 1 with one line per reason
     ///

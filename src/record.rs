@@ -244,6 +244,14 @@ pub(crate) struct SkipStreak {
 }
 
 impl RunRecord {
+    /// How many attempts the run took: the number of its last attempt (a run taken over from
+    /// a lost fleet node goes on with the next attempt, and holds only the attempts run
+    /// here), at least as many as it holds.
+    pub(crate) fn attempt_count(&self) -> u32 {
+        let last = self.attempts.last().map_or(0, |a| a.attempt);
+        last.max(u32::try_from(self.attempts.len()).unwrap_or(u32::MAX))
+    }
+
     /// How many runs this record stands for: a skip streak's count, else 1.
     pub(crate) fn runs(&self) -> u64 {
         self.skips.as_ref().map_or(1, |s| s.count)

@@ -234,23 +234,26 @@ fn child_setup(spec: &AttemptSpec, cgroup_procs: Option<RawFd>) -> ChildSetup {
     }
 }
 
-/// Starts the attempt's process: directly inside the attempt's cgroup with clone3 where
-/// there is one and the kernel allows it (see [`sys::spawn_in_cgroup`]), else with
-/// [`command`] (the child then moves itself into the cgroup, if any).
+/// Starts the attempt's process with [`sys::spawn`] (in constant time, directly inside the
+/// attempt's cgroup where there is one) unless this host was found not to allow clone3,
+/// else with [`command`] (the child then moves itself into the cgroup, if any).
 fn spawn_child(spec: &AttemptSpec, scope: Option<&Scope<'_>>) -> io::Result<Spawned> {
-    if let Some(scope) = scope
-        && let Some(dir) = scope.cgroup_fd()
-    {
+    if scope.is_none_or(Scope::may_clone3) {
         let exec = sys::Exec {
             argv: &spec.argv,
             env: &spec.env,
             workdir: spec.workdir.as_deref(),
             stdin_piped: spec.stdin.is_some(),
         };
-        match sys::spawn_in_cgroup(&exec, dir, child_setup(spec, None)) {
+        let cgroup = scope.and_then(Scope::cgroup_fd);
+        match sys::spawn(&exec, cgroup, child_setup(spec, None)) {
             Ok(child) => return Ok(child),
             Err(SpawnError::Failed(e)) => return Err(e),
-            Err(SpawnError::Unsupported(e)) => scope.no_clone3(&e),
+            Err(SpawnError::Unsupported(e)) => {
+                if let Some(scope) = scope {
+                    scope.no_clone3(&e);
+                }
+            }
         }
     }
     let mut child = command(spec, scope.and_then(Scope::procs_fd)).spawn()?;

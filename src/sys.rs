@@ -15,8 +15,10 @@
 //!   priority, I/O priority, the inherited lock descriptor, groups and user; first of all
 //!   the move into the run's cgroup), installed with `CommandExt::pre_exec` (the tests read
 //!   the I/O priority back with `ioprio_get`);
-//! - [`spawn_in_cgroup`]: a job's process started directly inside its cgroup (clone3 with
-//!   CLONE_INTO_CGROUP), with the same set-up, then execve;
+//! - [`spawn`]: a job's process started the way posix_spawn(3) does it, in constant time
+//!   (clone3 with CLONE_VM | CLONE_VFORK on a stack of its own: no copy of this process's
+//!   page tables, however large the table), directly inside its cgroup where there is one
+//!   (CLONE_INTO_CGROUP), with the same set-up, then execve;
 //! - [`oom_score_adj`], [`set_oom_score_adj`]: this process's standing with the OOM killer
 //!   (safe: a file of /proc);
 //! - [`with_umask`]: a call made under another process umask;
@@ -38,7 +40,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::Pid;
 
 /// Who the job runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -304,7 +306,7 @@ struct Prepared {
     mask: Mode,
     priorities: Priorities,
     inherit_fd: Option<RawFd>,
-    creds: Option<(Uid, Gid, Vec<Gid>)>,
+    creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 }
 
 impl Prepared {
@@ -318,10 +320,7 @@ impl Prepared {
             inherit_fd,
             cgroup_procs,
         } = setup;
-        let creds = creds.map(|c| {
-            let groups = c.groups.into_iter().map(Gid::from_raw).collect();
-            (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
-        });
+        let creds = creds.map(|c| (c.uid, c.gid, c.groups));
         // Formatted before the fork: the child only writes these bytes.
         let oom = oom_score_adj.map(|v| {
             let text = v.clamp(-1000, 1000).to_string();
@@ -357,7 +356,7 @@ impl Prepared {
     }
 }
 
-/// What a job's process is started with by [`spawn_in_cgroup`]: its command line, its whole
+/// What a job's process is started with by [`spawn`]: its command line, its whole
 /// environment, its working directory, and whether its stdin is a pipe (else /dev/null).
 pub(crate) struct Exec<'a> {
     /// argv; the first element is the program (looked up in the PATH of `env`).
@@ -367,7 +366,7 @@ pub(crate) struct Exec<'a> {
     pub stdin_piped: bool,
 }
 
-/// A process started by [`spawn_in_cgroup`]: its pid (also its process group), and this
+/// A process started by [`spawn`]: its pid (also its process group), and this
 /// process's ends of its stdin (when piped), stdout and stderr pipes.
 #[derive(Debug)]
 pub(crate) struct Spawned {
@@ -377,13 +376,14 @@ pub(crate) struct Spawned {
     pub stderr: File,
 }
 
-/// Why [`spawn_in_cgroup`] started nothing.
+/// Why [`spawn`] started nothing.
 #[derive(Debug)]
 pub(crate) enum SpawnError {
-    /// clone3(2) with CLONE_INTO_CGROUP is not available here (ENOSYS: before Linux 5.7
-    /// (clone3 itself: 5.3); EPERM: a seccomp filter refuses clone3, as some container
-    /// runtimes do; E2BIG/EINVAL: a kernel that does not know the cgroup field). It will not
-    /// be on the next spawn either: the caller moves children into the cgroup instead.
+    /// clone3(2) (with CLONE_INTO_CGROUP when a cgroup is given) is not available here
+    /// (ENOSYS: before Linux 5.3; EPERM: a seccomp filter refuses clone3, as some container
+    /// runtimes do; E2BIG/EINVAL: a kernel before 5.7, which does not know the cgroup
+    /// field). It will not be on the next spawn either: the caller starts children with
+    /// `std::process::Command` instead (moving them into the cgroup itself).
     Unsupported(io::Error),
     /// The program could not be started (not found, not executable, a set-up step the
     /// kernel refused, the clone itself out of resources): its error, as with
@@ -408,6 +408,8 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// CLONE_ARGS_SIZE_VER0: the first version of the structure (up to `tls`, Linux 5.3).
+const CLONE_ARGS_SIZE_VER0: usize = 64;
 /// CLONE_ARGS_SIZE_VER2: the size of the structure that has the `cgroup` field.
 const CLONE_ARGS_SIZE_VER2: usize = 88;
 const _: () = assert!(std::mem::size_of::<CloneArgs>() == CLONE_ARGS_SIZE_VER2);
@@ -461,18 +463,25 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     }
 }
 
-/// Starts a job's process directly inside a cgroup: clone3(2) with CLONE_INTO_CGROUP
-/// (Linux 5.7), `cgroup` being the cgroup's directory open O_RDONLY|O_DIRECTORY. The child
-/// then does what `std::process::Command` with [`install_child_setup`] does: stdin (a pipe,
-/// or /dev/null), stdout and stderr (pipes) on 0, 1 and 2, its own process group, the
+/// Starts a job's process: clone3(2), directly inside a cgroup when `cgroup` is given
+/// (CLONE_INTO_CGROUP, Linux 5.7; the cgroup's directory open O_RDONLY|O_DIRECTORY). The
+/// child then does what `std::process::Command` with [`install_child_setup`] does: stdin (a
+/// pipe, or /dev/null), stdout and stderr (pipes) on 0, 1 and 2, its own process group, the
 /// working directory, the OOM standing and [`child_setup`] (with `setup.cgroup_procs`
-/// ignored: it is born in the cgroup), then execve(2) of the program found in the job's
-/// PATH with exactly `exec.env`. An error of the child (errno) reaches this process through
-/// a close-on-exec pipe: EOF means the program runs.
+/// ignored: it is born in the cgroup, or has none), then execve(2) of the program found in
+/// the job's PATH with exactly `exec.env`. An error of the child (errno) reaches this
+/// process through a close-on-exec pipe: EOF means the program runs.
 ///
-/// Why: moving a child into its cgroup (writing to `cgroup.procs`) takes the kernel's
-/// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period when the lock
-/// was idle, while CLONE_INTO_CGROUP takes it only for reading.
+/// On x86_64 the clone shares this process's memory and suspends the calling thread until
+/// the child has executed the program or given up (CLONE_VM | CLONE_VFORK, as posix_spawn
+/// does), the child running on a stack of its own ([`clone3_vfork`]): the cost does not grow
+/// with this process's address space (a table of 100,000 jobs), where fork(2) copies its
+/// page tables, and 100 threads spawning at once no longer contend on copying one mm.
+/// Elsewhere the clone copies the memory, as fork does.
+///
+/// Why CLONE_INTO_CGROUP: moving a child into its cgroup (writing to `cgroup.procs`) takes
+/// the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+/// when the lock was idle, while CLONE_INTO_CGROUP takes it only for reading.
 ///
 /// Measured with the release build (Linux 6.18, 2 cores shared with other builds, so
 /// noisy; the two binaries alternated), a daemon with one `* * * * * *` job
@@ -483,9 +492,9 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 /// `hyperfine -N --warmup 20 --runs 200 'cronwarden -c T run true'`, median (mean ± σ):
 /// cgroup 5.96 ms (17.4 ± 50.8) before, 3.28 ms (3.5 ± 0.8) after; process 3.24 ms before,
 /// 3.31 ms after.
-pub(crate) fn spawn_in_cgroup(
+pub(crate) fn spawn(
     exec: &Exec<'_>,
-    cgroup: BorrowedFd<'_>,
+    cgroup: Option<BorrowedFd<'_>>,
     setup: ChildSetup,
 ) -> Result<Spawned, SpawnError> {
     use SpawnError::Failed;
@@ -508,9 +517,13 @@ pub(crate) fn spawn_in_cgroup(
         prepared: &prepared,
     };
     let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: if cgroup.is_some() {
+            CLONE_INTO_CGROUP
+        } else {
+            0
+        },
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
     // No handler of this process may run in the child: every signal is blocked around the
@@ -521,27 +534,7 @@ pub(crate) fn spawn_in_cgroup(
         Some(&SigSet::all()),
         Some(&mut old),
     );
-    // SAFETY: clone3(2) reads `args` (a live, initialised `struct clone_args` of exactly the
-    // size given, 88 bytes: CLONE_ARGS_SIZE_VER2) and writes nothing of this process's
-    // memory (no CLONE_PARENT_SETTID, CLONE_PIDFD or CLONE_CHILD_SETTID). Without CLONE_VM
-    // and with no stack given, the child gets a copy of this process's memory and goes on on
-    // its copy of this thread's stack, as after fork(2). In the parent the call is a plain
-    // system call. In the child (the return value 0), `Child::exec` never returns (execve, or
-    // _exit): no Rust code of this function runs there after the clone, no destructor, no
-    // unwinding; and it makes only async-signal-safe system calls on memory prepared above
-    // (see there), since the other threads of the parent, whose locks may be held, do not
-    // exist in the child.
-    let ret = unsafe {
-        let ret = libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            CLONE_ARGS_SIZE_VER2,
-        );
-        if ret == 0 {
-            child.exec();
-        }
-        ret
-    };
+    let ret = clone3(&mut args, &child);
     let clone_error = (ret < 0).then(io::Error::last_os_error);
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     // The child's ends are closed here: the pipes end when the child's copies close.
@@ -568,7 +561,125 @@ pub(crate) fn spawn_in_cgroup(
     })
 }
 
-/// What the child of [`spawn_in_cgroup`] executes, allocated before the clone: the program
+/// The size of the stack the child of a vfork-style clone runs on: [`Child::exec`] needs a
+/// few kilobytes (glibc's posix_spawn gives its child 32 KiB plus the path's length).
+#[cfg(target_arch = "x86_64")]
+const CHILD_STACK: usize = 64 * 1024;
+
+/// clone3(2) with `args`, the child running [`Child::exec`]: the pid in the parent (or -1,
+/// errno set), never returning in the child. On x86_64 vfork-style ([`clone3_vfork`]),
+/// elsewhere a copy of the memory, as fork(2) makes.
+fn clone3(args: &mut CloneArgs, child: &Child<'_>) -> libc::c_long {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // 16-byte aligned (u128), uninitialised: only the child's own frames are written.
+        let mut stack: Vec<u128> = Vec::with_capacity(CHILD_STACK / 16);
+        args.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+        args.stack = stack.as_mut_ptr() as u64;
+        args.stack_size = CHILD_STACK as u64;
+        let size = args_size(args);
+        // SAFETY: see `clone3_vfork`: `args` is a live, initialised `struct clone_args` of at
+        // least `size` bytes, with a stack of CHILD_STACK bytes that lives (in `stack`) until
+        // the call returns in this thread, which CLONE_VFORK makes happen only once the child
+        // has executed its program or exited, so no longer uses it; `child` is alive as long.
+        let ret = unsafe { clone3_vfork(args, size, child) };
+        drop(stack);
+        ret
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let size = args_size(args);
+        // SAFETY: clone3(2) reads `args` (a live, initialised `struct clone_args` of `size`
+        // bytes) and writes nothing of this process's memory (no CLONE_PARENT_SETTID,
+        // CLONE_PIDFD or CLONE_CHILD_SETTID). Without CLONE_VM and with no stack given, the
+        // child gets a copy of this process's memory and goes on on its copy of this thread's
+        // stack, as after fork(2). In the parent the call is a plain system call. In the child
+        // (the return value 0), `Child::exec` never returns (execve, or _exit): no Rust code of
+        // this function runs there after the clone, no destructor, no unwinding; and it makes
+        // only async-signal-safe system calls on memory prepared before the clone, since the
+        // other threads of the parent, whose locks may be held, do not exist in the child.
+        unsafe {
+            let ret = libc::syscall(libc::SYS_clone3, args as *mut CloneArgs, size);
+            if ret == 0 {
+                child.exec();
+            }
+            ret
+        }
+    }
+}
+
+/// The size of `args` to give the kernel: the version with the `cgroup` field only when it
+/// is used, so that a kernel without it (5.3 to 5.6) still starts children without a cgroup.
+fn args_size(args: &CloneArgs) -> usize {
+    if args.flags & CLONE_INTO_CGROUP != 0 {
+        CLONE_ARGS_SIZE_VER2
+    } else {
+        CLONE_ARGS_SIZE_VER0
+    }
+}
+
+/// clone3(2) with CLONE_VM | CLONE_VFORK (set in `args`, with the child's stack): the child
+/// shares this process's memory and runs [`child_entry`] with `child` on its own stack; this
+/// thread waits in the kernel until the child executed its program or exited. Returns the
+/// pid, or -1 with errno set.
+///
+/// # Safety
+/// `args` must point to a live `struct clone_args` of at least `size` bytes whose flags
+/// hold CLONE_VM | CLONE_VFORK and whose stack (`stack`, `stack_size`, the top 16-byte
+/// aligned) is memory nothing else uses until this returns; `child` must stay alive until
+/// then.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork(args: *mut CloneArgs, size: usize, child: &Child<'_>) -> libc::c_long {
+    let ret: libc::c_long;
+    // SAFETY: the system call clobbers rcx and r11 (declared) and returns
+    // in rax. In the parent it is a plain system call, and the code goes on at label 2.
+    // In the child (rax = 0) the kernel has set the stack pointer to the top of the given
+    // stack; the frame pointer is cleared (the end of the backtrace), and `child_entry` is
+    // called with `child` (r12, which the system call preserves), the call pushing its
+    // return address onto the child's own stack, aligned as the ABI wants. It never returns
+    // (`ud2` would trap if it did). The parent's stack is never written by the child: this
+    // is why the child does not simply return from a syscall wrapper, as vfork(2) in C may.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args,
+            in("rsi") size,
+            in("r12") child as *const Child<'_>,
+            in("r13") child_entry as extern "C" fn(*const Child<'_>) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 {
+        // The raw system call returns -errno: set errno as the libc wrappers do.
+        nix::errno::Errno::set_raw(-ret as i32);
+        return -1;
+    }
+    ret
+}
+
+/// The child of [`clone3_vfork`], on its own stack: sets itself up and executes the
+/// program ([`Child::exec`]). It shares the parent's memory, whose thread waits: it only
+/// reads what was prepared, writes only its own stack (and errno), and never returns.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn child_entry(child: *const Child<'_>) -> ! {
+    // SAFETY: `child` points to the `Child` of `spawn`'s frame in the parent, which waits
+    // in clone3 (CLONE_VFORK) until this process has executed its program or exited, so
+    // the value is alive and unchanged for as long as this runs.
+    let child = unsafe { &*child };
+    child.exec()
+}
+
+/// What the child of [`spawn`] executes, allocated before the clone: the program
 /// found in the job's PATH, argv and the environment as C strings with their pointer arrays,
 /// and the working directory. The strings are owned here, so the pointers stay valid.
 struct Image {
@@ -628,7 +739,7 @@ impl Image {
     }
 }
 
-/// The pipes of a child started by [`spawn_in_cgroup`]: the child's ends (stdin, stdout,
+/// The pipes of a child started by [`spawn`]: the child's ends (stdin, stdout,
 /// stderr, the status pipe; above the standard descriptors) and the parent's (the stdin
 /// writer when `stdin_piped`, the stdout and stderr readers, the status reader).
 #[allow(clippy::type_complexity)]
@@ -679,7 +790,7 @@ fn child_error(mut status: File) -> Option<i32> {
     }
 }
 
-/// What the child of [`spawn_in_cgroup`] needs, all prepared before the clone.
+/// What the child of [`spawn`] needs, all prepared before the clone.
 struct Child<'a> {
     /// Its stdin, stdout and stderr (all numbered 3 or above).
     fds: [RawFd; 3],
@@ -797,7 +908,7 @@ fn child_setup(
     mask: Mode,
     priorities: Priorities,
     inherit_fd: Option<RawFd>,
-    creds: Option<&(Uid, Gid, Vec<Gid>)>,
+    creds: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 ) -> io::Result<()> {
     // The dispositions first: a signal pending while blocked (the clone3 spawn blocks them
     // all around the clone) is then delivered to the default action, never to a handler of
@@ -846,9 +957,25 @@ fn child_setup(
         }
     }
     if let Some((uid, gid, groups)) = creds {
-        nix::unistd::setgroups(groups)?;
-        nix::unistd::setgid(*gid)?;
-        nix::unistd::setuid(*uid)?;
+        // Raw system calls, not glibc's set*id wrappers: in a child that shares the
+        // parent's memory (the vfork-style spawn), those would take the parent's threads
+        // for this process's and signal them to change their credentials too.
+        let ok = |r: libc::c_long| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        let n = groups.len() as libc::c_long;
+        // SAFETY: setgroups(2) reads `groups.len()` ids from the live vector's buffer;
+        // setgid(2) and setuid(2) take integers. None writes this process's memory; each
+        // changes only the calling process's credentials, or fails (EPERM), returned.
+        ok(unsafe { libc::syscall(libc::SYS_setgroups, n, groups.as_ptr()) })?;
+        // SAFETY: as above.
+        ok(unsafe { libc::syscall(libc::SYS_setgid, libc::c_long::from(*gid)) })?;
+        // SAFETY: as above.
+        ok(unsafe { libc::syscall(libc::SYS_setuid, libc::c_long::from(*uid)) })?;
     }
     Ok(())
 }
@@ -1181,58 +1308,112 @@ mod tests {
         println!("umask test ran");
     }
 
-    fn child_output(setup: ChildSetup, script: &str) -> (String, std::process::ExitStatus) {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        install_child_setup(&mut cmd, setup);
-        let out = cmd.output().unwrap();
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            out.status,
-        )
+    /// How a test starts its child: fork with the set-up in `pre_exec` (the fallback), or
+    /// [`spawn`] (vfork-style clone3, no cgroup).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Via {
+        Fork,
+        Clone3,
     }
 
-    #[test]
-    fn child_setup_sets_umask_nice_and_signal_state() {
-        let setup = ChildSetup {
-            cgroup_procs: None,
-            oom_score_adj: None,
-            umask: 0o027,
-            nice: Some(7),
-            ioprio: None,
-            creds: None,
-            inherit_fd: None,
-        };
-        let (out, st) = child_output(
-            setup,
-            "umask; cut -d' ' -f19 /proc/self/stat; grep -E '^Sig(Blk|Ign)' /proc/self/status",
-        );
-        assert!(st.success(), "{out}");
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "0027");
-        assert_eq!(lines[1], "7");
-        assert!(lines[2].ends_with("0000000000000000"), "{out}");
-        assert!(lines[3].ends_with("0000000000000000"), "{out}");
+    const BOTH: [Via; 2] = [Via::Fork, Via::Clone3];
+
+    /// `argv` started `via` with `setup`: its pid, stdout and stderr.
+    fn start(via: Via, setup: ChildSetup, argv: &[&str]) -> io::Result<(u32, File)> {
+        match via {
+            Via::Fork => {
+                let mut cmd = Command::new(argv[0]);
+                cmd.args(&argv[1..]).stdout(Stdio::piped());
+                install_child_setup(&mut cmd, setup);
+                let mut child = cmd.spawn()?;
+                let out = child.stdout.take().map(OwnedFd::from).map(File::from);
+                let pid = child.id();
+                // Reaped by `wait4` below, like the clone3 child.
+                std::mem::forget(child);
+                Ok((pid, out.expect("piped")))
+            }
+            Via::Clone3 => {
+                let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+                let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string())];
+                let exec = Exec {
+                    argv: &argv,
+                    env: &env,
+                    workdir: None,
+                    stdin_piped: false,
+                };
+                match spawn(&exec, None, setup) {
+                    Ok(c) => Ok((c.pid, c.stdout)),
+                    Err(SpawnError::Failed(e) | SpawnError::Unsupported(e)) => Err(e),
+                }
+            }
+        }
     }
 
-    #[test]
-    fn child_setup_keeps_the_inherited_descriptor_open() {
-        let (r, _w) = std::io::pipe().unwrap();
-        let fd = r.as_raw_fd();
-        let setup = ChildSetup {
+    fn child_output(
+        via: Via,
+        setup: ChildSetup,
+        script: &str,
+    ) -> (String, std::process::ExitStatus) {
+        let (pid, mut stdout) = start(via, setup, &["sh", "-c", script]).unwrap();
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        let (status, _) = wait4(pid as i32, false).unwrap().unwrap();
+        (out, std::process::ExitStatus::from_raw(status))
+    }
+
+    fn setup() -> ChildSetup {
+        ChildSetup {
             cgroup_procs: None,
             oom_score_adj: None,
             umask: 0o022,
             nice: None,
             ioprio: None,
             creds: None,
-            inherit_fd: Some(fd),
-        };
-        let (out, st) = child_output(setup, &format!("test -e /proc/self/fd/{fd} && echo open"));
-        assert!(st.success(), "{out}");
-        assert_eq!(out.trim(), "open");
+            inherit_fd: None,
+        }
+    }
+
+    #[test]
+    fn child_setup_sets_umask_nice_and_signal_state() {
+        for via in BOTH {
+            let s = ChildSetup {
+                umask: 0o027,
+                nice: Some(7),
+                ..setup()
+            };
+            let (out, st) = child_output(
+                via,
+                s,
+                "umask; cut -d' ' -f19 /proc/self/stat; grep -E '^Sig(Blk|Ign)' /proc/self/status; \
+                 ps -o pgid= -p $$; echo $$",
+            );
+            assert!(st.success(), "{via:?}: {out}");
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines[0], "0027", "{via:?}");
+            assert_eq!(lines[1], "7", "{via:?}");
+            assert!(lines[2].ends_with("0000000000000000"), "{via:?}: {out}");
+            assert!(lines[3].ends_with("0000000000000000"), "{via:?}: {out}");
+            if via == Via::Clone3 {
+                // Its own process group (the fork path gets it from `process_group(0)`).
+                assert_eq!(lines[4].trim(), lines[5], "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn child_setup_keeps_the_inherited_descriptor_open() {
+        for via in BOTH {
+            let (r, _w) = std::io::pipe().unwrap();
+            let fd = r.as_raw_fd();
+            let s = ChildSetup {
+                inherit_fd: Some(fd),
+                ..setup()
+            };
+            let script = format!("test -e /proc/self/fd/{fd} && echo open");
+            let (out, st) = child_output(via, s, &script);
+            assert!(st.success(), "{via:?}: {out}");
+            assert_eq!(out.trim(), "open", "{via:?}");
+        }
     }
 
     #[test]
@@ -1241,57 +1422,64 @@ mod tests {
             eprintln!("not root: skipped");
             return;
         }
-        let setup = ChildSetup {
-            cgroup_procs: None,
-            oom_score_adj: None,
-            umask: 0o022,
-            nice: None,
-            ioprio: None,
-            creds: Some(Creds {
-                uid: 65534,
-                gid: 65533,
-                groups: vec![65532],
-            }),
-            inherit_fd: None,
-        };
-        let (out, st) = child_output(setup, "grep -E '^(Uid|Gid|Groups)' /proc/self/status");
-        assert!(st.success(), "{out}");
-        let fields: Vec<Vec<&str>> = out
-            .lines()
-            .map(|l| l.split_whitespace().skip(1).collect())
-            .collect();
-        assert_eq!(fields[0], ["65534"; 4]);
-        assert_eq!(fields[1], ["65533"; 4]);
-        assert_eq!(fields[2], ["65532"]);
+        for via in BOTH {
+            let s = ChildSetup {
+                creds: Some(Creds {
+                    uid: 65534,
+                    gid: 65533,
+                    groups: vec![65532],
+                }),
+                ..setup()
+            };
+            let script = "grep -E '^(Uid|Gid|Groups)' /proc/self/status";
+            let (out, st) = child_output(via, s, script);
+            assert!(st.success(), "{via:?}: {out}");
+            let fields: Vec<Vec<&str>> = out
+                .lines()
+                .map(|l| l.split_whitespace().skip(1).collect())
+                .collect();
+            assert_eq!(fields[0], ["65534"; 4], "{via:?}");
+            assert_eq!(fields[1], ["65533"; 4], "{via:?}");
+            assert_eq!(fields[2], ["65532"], "{via:?}");
+        }
+        // This process (whose memory the clone3 child shared) kept its own credentials.
+        assert!(nix::unistd::geteuid().is_root());
+        assert!(nix::unistd::getegid().as_raw() != 65533);
     }
 
-    /// `sleep 5` started with `setup`; the spawn's result.
-    fn spawn_sleep(setup: ChildSetup) -> io::Result<std::process::Child> {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("5");
-        install_child_setup(&mut cmd, setup);
-        cmd.spawn()
+    #[test]
+    fn child_setup_sets_the_oom_score_adj() {
+        let own = oom_score_adj().unwrap();
+        for via in BOTH {
+            // Raising it needs no privilege.
+            let want = (own + 10).min(1000);
+            let s = ChildSetup {
+                oom_score_adj: Some(want),
+                ..setup()
+            };
+            let (out, st) = child_output(via, s, "cat /proc/self/oom_score_adj");
+            assert!(st.success(), "{via:?}: {out}");
+            assert_eq!(out.trim(), want.to_string(), "{via:?}");
+        }
+        assert_eq!(oom_score_adj().unwrap(), own, "this process's is unchanged");
     }
 
     #[test]
     fn child_setup_sets_the_io_class() {
         const IDLE: i32 = 3 << 13;
         const BEST_EFFORT_1: i32 = (2 << 13) | 1;
-        for value in [IDLE, BEST_EFFORT_1] {
-            let setup = ChildSetup {
-                cgroup_procs: None,
-                oom_score_adj: None,
-                umask: 0o022,
-                nice: None,
-                ioprio: Some(value),
-                creds: None,
-                inherit_fd: None,
-            };
-            let mut child = spawn_sleep(setup).unwrap();
-            let got = ioprio_get(child.id() as i32);
-            child.kill().unwrap();
-            child.wait().unwrap();
-            assert_eq!(got.unwrap(), value);
+        for via in BOTH {
+            for value in [IDLE, BEST_EFFORT_1] {
+                let s = ChildSetup {
+                    ioprio: Some(value),
+                    ..setup()
+                };
+                let (pid, _out) = start(via, s, &["sleep", "5"]).unwrap();
+                let got = ioprio_get(pid as i32);
+                let _ = kill(pid as i32, libc::SIGKILL);
+                wait4(pid as i32, false).unwrap();
+                assert_eq!(got.unwrap(), value, "{via:?}");
+            }
         }
         assert!(ioprio_get(0).is_err());
     }
@@ -1299,17 +1487,35 @@ mod tests {
     #[test]
     fn child_setup_fails_the_spawn_on_a_bad_io_priority() {
         // Class 7 does not exist: the kernel says EINVAL, and the spawn fails with it.
-        let setup = ChildSetup {
-            cgroup_procs: None,
-            oom_score_adj: None,
-            umask: 0o022,
-            nice: None,
-            ioprio: Some(7 << 13),
-            creds: None,
-            inherit_fd: None,
-        };
-        let e = spawn_sleep(setup).map(drop).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+        for via in BOTH {
+            let s = ChildSetup {
+                ioprio: Some(7 << 13),
+                ..setup()
+            };
+            let e = start(via, s, &["sleep", "5"]).map(drop).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{via:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn clone3_without_a_cgroup_works_from_many_threads_at_once() {
+        // Vfork-style clones from 8 threads at once, 25 each: every child runs and exits
+        // with its own status, and this process goes on unharmed.
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let code = (t * 25 + i) % 200;
+                        let script = format!("exit {code}");
+                        let (out, st) = child_output(Via::Clone3, setup(), &script);
+                        assert_eq!(st.code(), Some(code), "{out}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 
     /// A new cgroup below this process's own (on the cgroup2 mount), passed to `f` as its
@@ -1380,7 +1586,7 @@ mod tests {
             workdir,
             stdin_piped: stdin.is_some(),
         };
-        let mut child = spawn_in_cgroup(&exec, cgroup, plain_setup())?;
+        let mut child = spawn(&exec, Some(cgroup), plain_setup())?;
         if let (Some(mut w), Some(data)) = (child.stdin.take(), stdin) {
             std::io::Write::write_all(&mut w, data).unwrap();
         }
@@ -1466,7 +1672,7 @@ mod tests {
             };
             let mut setup = plain_setup();
             setup.ioprio = Some(7 << 13);
-            match spawn_in_cgroup(&exec, fd, setup) {
+            match spawn(&exec, Some(fd), setup) {
                 Err(SpawnError::Failed(e)) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL)),
                 other => panic!("{other:?}"),
             }

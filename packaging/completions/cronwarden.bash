@@ -721,7 +721,7 @@ _cronwarden() {
             return 0
             ;;
         cronwarden__subcmd__status)
-            opts="-c -h --json --config --help"
+            opts="-c -h --json --nodes --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

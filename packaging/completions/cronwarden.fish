@@ -76,6 +76,7 @@ complete -c cronwarden -n "__fish_cronwarden_using_subcommand resume" -s c -l co
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand resume" -s h -l help -d 'Print help'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -l json -d 'JSON for scripts'
+complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -l nodes -d 'Only the fleet\'s nodes: NODE, PROCESS, PID, HEARTBEAT (age of the last heartbeat, by the database clock) and STATE: live, unreachable (late, not yet silent for dead_after), lost (silent for dead_after, no clean exit) or stopped (exited cleanly). Outside a fleet there are none'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand health" -s c -l config -d 'The job table [default: $CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else $XDG_CONFIG_HOME/cronwarden/jobs.toml]' -r -F
 complete -c cronwarden -n "__fish_cronwarden_using_subcommand health" -l json -d 'JSON: healthy, reasons, and each job\'s failure_streak and stale_deadline'

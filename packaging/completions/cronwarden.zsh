@@ -130,6 +130,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--config=[The job table \[default\: \$CRONWARDEN_CONFIG, else /etc/cronwarden/jobs.toml for root, else \$XDG_CONFIG_HOME/cronwarden/jobs.toml\]]:FILE:_files' \
 '--json[JSON for scripts]' \
+'()--nodes[Only the fleet'\''s nodes\: NODE, PROCESS, PID, HEARTBEAT (age of the last heartbeat, by the database clock) and STATE\: live, unreachable (late, not yet silent for dead_after), lost (silent for dead_after, no clean exit) or stopped (exited cleanly). Outside a fleet there are none]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '::job:_cronwarden_jobs' \

@@ -117,7 +117,7 @@ fn run_command(
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
         ),
-        ("CRONWARDEN_ATTEMPTS".into(), r.attempts.len().to_string()),
+        ("CRONWARDEN_ATTEMPTS".into(), r.attempt_count().to_string()),
         (
             "CRONWARDEN_OUTPUT".into(),
             r.output.clone().unwrap_or_default(),

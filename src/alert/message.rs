@@ -66,7 +66,8 @@ impl Alert {
     }
 
     fn plain_subject(&self) -> String {
-        let n = self.run.attempts.len();
+        // A run taken over from a lost fleet node counts the attempts made there too.
+        let n = self.run.attempt_count();
         let attempts = format!("{n} attempt{}", if n == 1 { "" } else { "s" });
         match self.event.as_str() {
             "failure" if self.run.outcome == Outcome::Lost => format!(
@@ -455,6 +456,17 @@ mod tests {
         let tails = at("--- last lines of stderr ---");
         assert!(attempt < usage && usage < stopped && stopped < kept && kept < limits);
         assert!(limits < tails, "{body}");
+    }
+
+    #[test]
+    fn a_taken_over_run_counts_the_attempts_made_on_the_lost_node() {
+        let mut r = with_facts("r");
+        r.outcome = Outcome::Failure;
+        assert!(failure(r.clone()).subject().ends_with(" after 1 attempt"));
+        // Attempt 2, run here after the node that ran attempt 1 was lost.
+        r.attempts[0].attempt = 2;
+        let s = failure(r).subject();
+        assert!(s.ends_with(" after 2 attempts"), "{s}");
     }
 
     #[test]

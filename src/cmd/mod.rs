@@ -12,6 +12,7 @@ mod job_args;
 mod list;
 mod man;
 mod next;
+mod nodes;
 mod pause;
 mod print;
 mod run;
@@ -80,7 +81,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Trigger { job, params, wait } => trigger::trigger(path, &job, &params, wait),
         Command::Pause { job } => pause::pause(path, &job, true),
         Command::Resume { job } => pause::pause(path, &job, false),
-        Command::Status { job, json } => status::status(path, job.as_deref(), json),
+        Command::Status { job, json, nodes } => status::status(path, job.as_deref(), json, nodes),
         Command::Health { json } => health::health(path, json),
         Command::History { job, count, json } => history::history(path, &job, count, json),
         Command::Import { system, crontab } => import::import(system, crontab.as_deref()),

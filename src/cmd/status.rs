@@ -11,8 +11,8 @@ use super::list::{relative, render_kept};
 use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
 use crate::config::Job;
 use crate::control::JobHealth;
-use crate::coord::Role;
 use crate::coord::status::{Health, JobStatus, job_status, json_value};
+use crate::coord::{Doubt, Role};
 use crate::lock;
 use crate::record::{Outcome, RunRecord};
 use crate::units::{format_cpu_seconds, format_size};
@@ -38,7 +38,7 @@ pub(super) fn duration_and_attempts(r: &RunRecord) -> (String, String) {
         if lost && r.attempts.is_empty() {
             "-".to_string()
         } else {
-            r.attempts.len().to_string()
+            r.attempt_count().to_string()
         },
     )
 }
@@ -70,8 +70,17 @@ fn zombie(pid: i32) -> bool {
 /// A run in progress, for the STATE column: who supervises it, and what the lock file alone
 /// does not say: that its supervisor is gone (the job's processes, which inherited the lock,
 /// still hold it), or that no attempt runs now (a retry wait, or the run is finishing).
-/// Processes of another fleet node are not looked at.
-fn running_text(h: &lock::Holder, node: Option<&str>) -> String {
+/// Processes of another fleet node are not looked at; a fleet run whose node is silent, or
+/// that its node no longer holds, is said so in short (the note below the table tells more).
+fn running_text(h: &lock::Holder, node: Option<&str>, doubt: Option<&Doubt>) -> String {
+    if let (Some(d), Some(n)) = (doubt, node) {
+        return match d.kind {
+            "unreachable" | "lost" => format!("running on {n}? ({n} {})", d.kind),
+            "stopped" => format!("ended on {n}, unreported ({n} stopped)"),
+            "fenced" => format!("fenced on {n}"),
+            _ => format!("ended on {n}, unreported"),
+        };
+    }
     let mut s = format!("running since {}", h.since.as_deref().unwrap_or("?"));
     match (h.pid, node) {
         (Some(p), Some(n)) => s.push_str(&format!(" (pid {p}) on {n}")),
@@ -120,9 +129,14 @@ impl JobStatus {
     }
 }
 
-/// `status [JOB] [--json]`.
-pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
+/// `status [JOB] [--json] [--nodes]`.
+pub(super) fn status(path: &Path, only: Option<&str>, json: bool, nodes: bool) -> CmdResult {
     let cfg = load_or_fail(path)?;
+    if nodes {
+        let coord = connect(&cfg, Role::Client)?;
+        let fleet = coord.node().is_some();
+        return super::nodes::print(&coord.nodes(&cfg.settings)?, json, fleet);
+    }
     let jobs: Vec<&Job> = match only {
         Some(name) => vec![find_job(&cfg, name)?],
         None => cfg.jobs.iter().collect(),
@@ -136,6 +150,7 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
         .map(|j| job_status(&cfg, &*coord, j, now, &paused, &mut running))
         .collect::<Result<_, _>>()?;
     let daemon = coord.daemon_running(&cfg.settings);
+    let nodes = coord.nodes(&cfg.settings)?;
     if daemon == Some(false) {
         print::errln(format!(
             "no daemon is running for {}: no job runs by itself until one starts",
@@ -147,6 +162,15 @@ pub(super) fn status(path: &Path, only: Option<&str>, json: bool) -> CmdResult {
         print_json(&all, daemon, &health)
     } else {
         print_table(&all, now, daemon)?;
+        for s in &all {
+            if let (Some(d), Some(h)) = (&s.doubt, &s.running) {
+                let id = h.run_id.as_deref().unwrap_or("?");
+                print::out(format!("{}: run {id}: {}\n", s.name, d.text))?;
+            }
+        }
+        if !nodes.is_empty() {
+            print::out(format!("\n{}", super::nodes::table_text(&nodes)))?;
+        }
         if let Some((mode, why)) = &health.containment {
             print::out(format!("containment: {mode}: {why}\n"))?;
         }
@@ -231,7 +255,7 @@ fn stale_text(h: &JobHealth, now: Timestamp) -> String {
 /// One job's cells, in the order of [`HEADER`].
 fn row(s: &JobStatus, now: Timestamp, daemon: Option<bool>) -> [String; 12] {
     let state = match &s.running {
-        Some(h) => running_text(h, s.node.as_deref()),
+        Some(h) => running_text(h, s.node.as_deref(), s.doubt.as_ref()),
         None => "idle".to_string(),
     };
     let state = if s.paused {
@@ -289,6 +313,7 @@ mod tests {
             paused: false,
             running: None,
             node: None,
+            doubt: None,
             last,
             skipped_since: None,
             next: None,
@@ -388,5 +413,71 @@ mod tests {
         assert_eq!(last["attempts"][0]["cpu_seconds"], 0.25);
         let v = json_value(&[idle("a", Some(rec("r")))], Some(true), &Health::default());
         assert!(v[0]["last_run"].get("cpu_seconds").is_none(), "{v:#}");
+    }
+
+    #[test]
+    fn a_fleet_run_in_doubt_is_not_shown_as_plainly_running() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().expect("instant");
+        let holder = lock::Holder {
+            pid: None,
+            pgid: None,
+            since: Some("2026-01-01T00:59:00Z".into()),
+            run_id: Some("r9".into()),
+        };
+        let mut sure = idle("a", None);
+        sure.running = Some(holder.clone());
+        sure.node = Some("n1".into());
+        let mut late = idle("b", None);
+        late.running = Some(holder.clone());
+        late.node = Some("n2".into());
+        late.doubt = Some(Doubt {
+            kind: "unreachable",
+            text: "running on n2? n2 is unreachable: no heartbeat for 8.0s".into(),
+        });
+        let mut ended = idle("c", None);
+        ended.running = Some(holder);
+        ended.node = Some("n3".into());
+        ended.doubt = Some(Doubt {
+            kind: "unreported",
+            text: "n3 is live but no longer holds its lease".into(),
+        });
+        let text = table_text(&[sure, late, ended], now, Some(true));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].contains("running since 2026-01-01T00:59:00Z on n1 "),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(" running on n2? (n2 unreachable) "),
+            "{text}"
+        );
+        assert!(lines[3].contains(" ended on n3, unreported "), "{text}");
+        assert!(!lines[3].contains("running"), "{text}");
+    }
+
+    #[test]
+    fn json_says_a_run_in_doubt_is_unconfirmed_and_why() {
+        let mut s = idle("b", None);
+        s.running = Some(lock::Holder::default());
+        s.node = Some("n2".into());
+        s.doubt = Some(Doubt {
+            kind: "lost",
+            text: "running on n2? n2 is lost".into(),
+        });
+        let v = json_value(&[s, idle("c", None)], None, &Health::default());
+        assert_eq!(v[0]["state"], "unconfirmed");
+        assert_eq!(v[0]["running_node"], "n2");
+        assert_eq!(v[0]["running_doubt"]["kind"], "lost");
+        assert_eq!(v[0]["running_doubt"]["text"], "running on n2? n2 is lost");
+        assert_eq!(v[1]["state"], "idle");
+        assert!(v[1]["running_doubt"].is_null());
+    }
+
+    #[test]
+    fn a_taken_over_run_counts_the_attempts_before_it() {
+        let mut r = with_facts("r");
+        assert_eq!(duration_and_attempts(&r).1, "1");
+        r.attempts[0].attempt = 2;
+        assert_eq!(duration_and_attempts(&r).1, "2");
     }
 }

@@ -160,12 +160,15 @@ impl Containment {
         self.clone3_refused.get().is_none()
     }
 
-    /// clone3 into a cgroup is not available here (`e`: why): the next spawns move the
-    /// child instead, and [`Containment::why`] says so.
+    /// clone3 is not available here (`e`: why): the next spawns fork (and move the child
+    /// into its cgroup), and [`Containment::why`] says so.
     pub(crate) fn no_clone3(&self, e: &std::io::Error) {
-        let _ = self.clone3_refused.set(format!(
-            "jobs start outside their cgroup and move into it (clone3 into a cgroup: {e})"
-        ));
+        let _ = self.clone3_refused.set(match self.mode {
+            Mode::Cgroup(_) => format!(
+                "jobs start outside their cgroup and move into it (clone3 into a cgroup: {e})"
+            ),
+            Mode::Process => format!("jobs start with fork(2), not clone3 ({e})"),
+        });
     }
 
     /// Whether orphans come to this process (the process mechanism), to be reaped.

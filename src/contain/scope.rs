@@ -86,12 +86,15 @@ impl<'a> Scope<'a> {
     }
 
     /// The current attempt's cgroup directory, to start the child in with clone3 (cgroup
-    /// mode, unless this host was found not to allow it: then `procs_fd`).
+    /// mode; see [`Scope::may_clone3`]).
     pub(crate) fn cgroup_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.group
-            .as_ref()
-            .filter(|_| self.containment.clone3())
-            .map(cgroup::Group::dir_fd)
+        self.group.as_ref().map(cgroup::Group::dir_fd)
+    }
+
+    /// Whether children start with clone3 (unless this host was found not to allow it:
+    /// then `std::process::Command`, moving the child in through `procs_fd`).
+    pub(crate) fn may_clone3(&self) -> bool {
+        self.containment.clone3()
     }
 
     /// clone3 cannot start a child in a cgroup here (see [`crate::sys::SpawnError`]): this

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::{Coordinator, Exclusion, OwnRun, RunStart, Running, Tick, TriggerReply, WorkSink};
+use super::{
+    Coordinator, Exclusion, LastResult, OwnRun, RunStart, Running, Tick, TriggerReply, WorkSink,
+};
 use crate::config::{Job, Overlap, Settings};
 use crate::control::{self, Request, Response};
 use crate::exit::{self, Failure};
@@ -100,6 +102,19 @@ impl Coordinator for Local {
         })
     }
 
+    fn last_result(&self, settings: &Settings, job: &str) -> Result<LastResult, Failure> {
+        // The whole file: it holds at most two `history_keep`s of records, skip streaks are
+        // one record each, and compaction keeps the newest real run.
+        record::read(&settings.state_dir, job)
+            .map(|recs| LastResult::of(&recs))
+            .map_err(|e| {
+                Failure::new(
+                    exit::JOB_FAILED,
+                    format!("reading the history of {job}: {e}"),
+                )
+            })
+    }
+
     fn running(
         &self,
         settings: &Settings,
@@ -110,7 +125,14 @@ impl Coordinator for Local {
             .filter(|j| j.overlap != Overlap::Allow)
             .filter_map(|j| {
                 let holder = lock::held_by(&settings.lock_dir, &j.name)?;
-                Some((j.name.clone(), Running { holder, node: None }))
+                Some((
+                    j.name.clone(),
+                    Running {
+                        holder,
+                        node: None,
+                        doubt: None,
+                    },
+                ))
             })
             .collect())
     }

@@ -117,8 +117,22 @@ pub(crate) struct LostRun {
     pub(crate) trigger: String,
     pub(crate) params: BTreeMap<String, String>,
     pub(crate) attempt: u32,
-    /// How long the node was silent before its runs counted as lost.
+    /// How long the node had been silent when its run was marked lost (by the database
+    /// clock; `dead_after` when that is not known).
     pub(crate) silent_for: Duration,
+    /// Why nobody owns the run any more.
+    pub(crate) why: LostWhy,
+}
+
+/// Why a run was found without an owner ([`LostRun`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LostWhy {
+    /// Its node stopped heartbeating for `dead_after`.
+    Silent,
+    /// Its node exited cleanly without recording the run's end.
+    Stopped,
+    /// Its node stopped it (fenced) and handed it over.
+    Fenced,
 }
 
 /// What the daemon offers a backend that brings it work ([`Coordinator::serve`]).
@@ -137,17 +151,105 @@ pub(crate) struct Running {
     pub(crate) holder: Holder,
     /// The fleet node it runs on.
     pub(crate) node: Option<String>,
+    /// Why it may not be running after all (fleet mode: its node is silent, or is alive but
+    /// no longer holds the run's lease); `None` when it is known to run.
+    pub(crate) doubt: Option<Doubt>,
 }
 
-/// A fleet node heard from within `dead_after`, as the status page shows it.
+/// What is known of a run whose row says `running` but that may not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Doubt {
+    /// `unreachable`, `lost` (its node is silent: it may still run), `stopped`,
+    /// `unreported` (it ended: its end is not recorded) or `fenced` (stopped by its node).
+    pub(crate) kind: &'static str,
+    /// For a person: what is known and what happens next.
+    pub(crate) text: String,
+}
+
+/// A fleet node's state, from its last heartbeat by the database clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeState {
+    /// Heartbeated within two heartbeats.
+    Live,
+    /// Late, but silent for less than `dead_after`: its runs are not taken over yet.
+    Unreachable,
+    /// Silent for `dead_after` or more without saying goodbye: its runs count as lost.
+    Lost,
+    /// Exited cleanly.
+    Stopped,
+}
+
+impl NodeState {
+    /// The state of a node silent for `silent` (its last heartbeat's age) in a fleet with
+    /// this `heartbeat` and `dead_after`.
+    pub(crate) fn of(
+        silent: Duration,
+        stopped: bool,
+        heartbeat: Duration,
+        dead_after: Duration,
+    ) -> NodeState {
+        if stopped {
+            NodeState::Stopped
+        } else if silent >= dead_after {
+            NodeState::Lost
+        } else if silent > heartbeat.saturating_mul(2) {
+            NodeState::Unreachable
+        } else {
+            NodeState::Live
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Live => "live",
+            NodeState::Unreachable => "unreachable",
+            NodeState::Lost => "lost",
+            NodeState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A fleet node (one process of it: a daemon, or a `run` that takes part), as `status`
+/// shows it.
+#[derive(Clone, Debug)]
 pub(crate) struct NodeInfo {
     pub(crate) node: String,
-    /// Its last heartbeat (RFC 3339), and how long ago it was, in seconds.
-    pub(crate) heartbeat: String,
-    pub(crate) age_s: f64,
-    /// A daemon (else a `run` or another command).
-    pub(crate) daemon: bool,
+    /// This process's own id (a node name can restart).
+    pub(crate) incarnation: String,
     pub(crate) pid: i32,
+    /// A daemon, or a process that only runs jobs (`run`, `backfill`).
+    pub(crate) daemon: bool,
+    /// When it joined and when it last heartbeated (RFC 3339, by the database clock).
+    pub(crate) started: String,
+    pub(crate) heartbeat: String,
+    /// How long ago its last heartbeat was, by the database clock.
+    pub(crate) silent: Duration,
+    pub(crate) state: NodeState,
+}
+
+/// A job's last real result ([`Coordinator::last_result`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LastResult {
+    /// The newest run that is not a skip.
+    pub(crate) real: Option<RunRecord>,
+    /// How many runs were skipped after it (all of them when there is no real run).
+    pub(crate) skipped: u64,
+    /// The newest of those skips.
+    pub(crate) newest_skip: Option<RunRecord>,
+}
+
+impl LastResult {
+    /// From a job's records, oldest first.
+    pub(crate) fn of(recs: &[RunRecord]) -> LastResult {
+        use crate::record::Outcome;
+        let real = recs.iter().rposition(|r| r.outcome != Outcome::Skipped);
+        let after = &recs[real.map_or(0, |i| i + 1)..];
+        LastResult {
+            real: real.map(|i| recs[i].clone()),
+            skipped: after.iter().map(RunRecord::runs).sum(),
+            newest_skip: after.last().cloned(),
+        }
+    }
 }
 
 /// How a `trigger` request went.
@@ -217,16 +319,19 @@ pub(crate) trait Coordinator: Send + Sync {
 
     /// The newest `n` finished runs of a job, oldest first.
     fn history(&self, settings: &Settings, job: &str, n: usize) -> Result<Vec<RunRecord>, Failure>;
+    /// The job's last real result: its newest run that is not a skip, however many skips
+    /// came after it, and those skips.
+    fn last_result(&self, settings: &Settings, job: &str) -> Result<LastResult, Failure>;
+    /// The fleet's nodes, newest process of each first (none outside a fleet).
+    fn nodes(&self, _settings: &Settings) -> Result<Vec<NodeInfo>, Failure> {
+        Ok(Vec::new())
+    }
     /// The runs in progress of these jobs.
     fn running(
         &self,
         settings: &Settings,
         jobs: &[&Job],
     ) -> Result<HashMap<String, Running>, Failure>;
-    /// The live nodes of the fleet (none in local mode).
-    fn nodes(&self) -> Result<Vec<NodeInfo>, Failure> {
-        Ok(Vec::new())
-    }
     /// The paused jobs.
     fn paused(&self, settings: &Settings) -> Result<HashSet<String>, Failure>;
     /// Whether a daemon runs the schedule: `Some(false)` when none does, so no job runs by
@@ -245,4 +350,53 @@ pub(crate) trait Coordinator: Send + Sync {
         params: &BTreeMap<String, String>,
         wait: bool,
     ) -> Result<TriggerReply, Failure>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Outcome;
+    use crate::record::tests::rec;
+
+    #[test]
+    fn a_node_is_live_then_unreachable_then_lost_by_its_silence() {
+        let (hb, dead) = (Duration::from_secs(1), Duration::from_secs(4));
+        let at = |ms: u64, stopped| NodeState::of(Duration::from_millis(ms), stopped, hb, dead);
+        assert_eq!(at(0, false), NodeState::Live);
+        assert_eq!(at(2000, false), NodeState::Live);
+        assert_eq!(at(2001, false), NodeState::Unreachable);
+        assert_eq!(at(3999, false), NodeState::Unreachable);
+        assert_eq!(at(4000, false), NodeState::Lost);
+        assert_eq!(at(0, true), NodeState::Stopped);
+        assert_eq!(at(99_000, true), NodeState::Stopped);
+    }
+
+    #[test]
+    fn the_last_result_is_the_newest_real_run_and_the_skips_after_it_are_counted() {
+        let run = |id: &str, outcome| RunRecord { outcome, ..rec(id) };
+        let mut streak = run("s2", Outcome::Skipped);
+        streak.skips = Some(crate::record::SkipStreak {
+            count: 3,
+            last_run_id: "s4".into(),
+            last_scheduled: String::new(),
+            last_started: String::new(),
+        });
+        let recs = [
+            run("a", Outcome::Success),
+            run("s1", Outcome::Skipped),
+            run("b", Outcome::Failure),
+            streak,
+            run("s5", Outcome::Skipped),
+        ];
+        let l = LastResult::of(&recs);
+        assert_eq!(l.real.map(|r| r.run_id), Some("b".to_string()));
+        assert_eq!(l.skipped, 4);
+        assert_eq!(l.newest_skip.map(|r| r.run_id), Some("s5".to_string()));
+        let l = LastResult::of(&recs[..3]);
+        assert_eq!((l.skipped, l.newest_skip.is_none()), (0, true));
+        let l = LastResult::of(&recs[3..]);
+        assert!(l.real.is_none());
+        assert_eq!(l.skipped, 4);
+        assert!(LastResult::of(&[]).real.is_none());
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 
-use super::{Coordinator, Running, standing};
+use super::{Coordinator, Doubt, Running, standing};
 use crate::config::{Config, Job};
 use crate::control::JobHealth;
 use crate::exit::Failure;
@@ -17,12 +17,18 @@ use crate::record::{Outcome, RunRecord};
 /// How many recent runs the success rate covers.
 pub(crate) const RATE_WINDOW: usize = 20;
 
+/// How many skips after the last real run `status` reads past, at most, for the success
+/// rate (in a fleet each skip is a row).
+const MAX_SKIPS_READ: usize = 10_000;
+
 pub(crate) struct JobStatus {
     pub(crate) name: String,
     pub(crate) paused: bool,
     pub(crate) running: Option<lock::Holder>,
     /// Fleet mode: the node the running run is on.
     pub(crate) node: Option<String>,
+    /// Fleet mode: why the run may not be running after all.
+    pub(crate) doubt: Option<Doubt>,
     /// The last real run (a skip only when there was none).
     pub(crate) last: Option<RunRecord>,
     /// Skips since the last real run: how many, and the newest of them.
@@ -42,8 +48,14 @@ pub(crate) fn job_status(
     paused: &HashSet<String>,
     running: &mut HashMap<String, Running>,
 ) -> Result<JobStatus, Failure> {
-    let runs = coord.history(&cfg.settings, &job.name, RATE_WINDOW * 2)?;
-    let recent = Some((runs.as_slice(), RATE_WINDOW * 2));
+    // Skips never hide the last real run, however many came after it (read apart from the
+    // recent runs: in a fleet every skip is a row of its own); and the recent runs read
+    // reach past those skips, so that the success rate is of real runs.
+    let last = coord.last_result(&cfg.settings, &job.name)?;
+    let skips = usize::try_from(last.skipped).unwrap_or(usize::MAX);
+    let asked = RATE_WINDOW * 2 + skips.min(MAX_SKIPS_READ);
+    let runs = coord.history(&cfg.settings, &job.name, asked)?;
+    let recent = Some((runs.as_slice(), asked));
     let read = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
     let first_seen = standing::read_watched(&cfg.settings.state_dir, &job.name).first_seen;
     let first_seen = first_seen.or(read.oldest);
@@ -62,22 +74,17 @@ pub(crate) fn job_status(
         crate::config::Overlap::Allow => None,
         _ => running.remove(&job.name),
     };
-    // Skips (one record per streak) never hide the last real run.
-    let real = runs.iter().rposition(|r| r.outcome != Outcome::Skipped);
-    let skips = &runs[real.map_or(runs.len(), |i| i + 1)..];
-    let skipped_since = match (real, skips.last()) {
-        (Some(_), Some(newest)) => {
-            let count = skips.iter().map(RunRecord::runs).sum();
-            Some((count, newest.clone()))
-        }
+    let skipped_since = match (&last.real, last.newest_skip.clone()) {
+        (Some(_), Some(newest)) => Some((last.skipped, newest)),
         _ => None,
     };
     Ok(JobStatus {
         name: job.name.clone(),
         paused: paused.contains(&job.name),
         node: running.as_ref().and_then(|r| r.node.clone()),
+        doubt: running.as_ref().and_then(|r| r.doubt.clone()),
         running: running.map(|r| r.holder),
-        last: real.and_then(|i| runs.get(i)).or(runs.last()).cloned(),
+        last: last.real.or(last.newest_skip),
         skipped_since,
         next: job
             .schedule
@@ -98,7 +105,9 @@ pub(crate) struct Health {
     pub(crate) containment: Option<(String, String)>,
 }
 
-/// What `status --json` prints: one object per job. `last_run` is the run's whole record,
+/// What `status --json` prints: one object per job. `state` is `running`, `idle`, or in a
+/// fleet `unconfirmed` when the run's row says it runs but its node is silent or no longer
+/// holds it (`running_doubt` says what is known). `last_run` is the run's whole record,
 /// with its `cpu_seconds` and `peak_memory_bytes` when they are known; `failure_streak` the
 /// failed runs since the last success; `stale_deadline` (with `expect_success_within`) when
 /// the job goes stale without a success, and `stale` whether it passed; `containment` is how
@@ -118,7 +127,14 @@ pub(crate) fn json_value(
         .map(|s| {
             serde_json::json!({
                 "job": s.name,
-                "state": if s.running.is_some() { "running" } else { "idle" },
+                "state": match (&s.running, &s.doubt) {
+                    (None, _) => "idle",
+                    (Some(_), None) => "running",
+                    (Some(_), Some(_)) => "unconfirmed",
+                },
+                "running_doubt": s.doubt.as_ref().map(|d| {
+                    serde_json::json!({"kind": d.kind, "text": d.text})
+                }),
                 "paused": s.paused,
                 "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
                 "running_pid": s.running.as_ref().and_then(|h| h.pid),

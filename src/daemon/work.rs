@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use super::Shared;
 use super::dispatch::dispatch;
 use super::launch::Launch;
-use crate::coord::{LostRun, Work, WorkSink};
+use crate::coord::{LostRun, LostWhy, Work, WorkSink};
 use crate::log::Level;
 use crate::record::{Outcome, RunRecord};
 use crate::schedule::format_rfc3339;
@@ -54,6 +54,25 @@ impl WorkSink for Sink {
     }
 }
 
+/// What happened to a run found without an owner, for its record and the log.
+fn lost_what(l: &LostRun) -> String {
+    let (node, attempt) = (&l.node, l.attempt.max(1));
+    match l.why {
+        LostWhy::Silent => format!(
+            "node {node} was lost during attempt {attempt} (no heartbeat for {:.1}s)",
+            l.silent_for.as_secs_f64()
+        ),
+        LostWhy::Stopped => format!(
+            "node {node} stopped without recording the end of attempt {attempt} (its end is \
+             unknown)"
+        ),
+        LostWhy::Fenced => format!(
+            "node {node} fenced attempt {attempt} (stopped it, as it could not renew the \
+             job's lease) and handed the run over"
+        ),
+    }
+}
+
 impl Sink {
     fn take_over(&self, l: LostRun) {
         let shared = &self.0;
@@ -83,10 +102,8 @@ impl Sink {
         let next = l.attempt.saturating_add(1).max(1);
         let here = shared.coord.node().unwrap_or("this node");
         let reason = format!(
-            "node {} was lost during attempt {} (no heartbeat for {}); {}",
-            l.node,
-            l.attempt.max(1),
-            crate::units::format_duration(l.silent_for),
+            "{}; {}",
+            lost_what(&l),
             if attempts_left {
                 format!("node {here} runs attempt {next}")
             } else {
@@ -135,4 +152,40 @@ fn fields(l: &LostRun) -> [(&'static str, String); 3] {
         ("run_id", l.run_id.clone()),
         ("node", l.node.clone()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_takeover_says_what_happened_to_the_run() {
+        let mut l = LostRun {
+            run_id: "r".into(),
+            job: "j".into(),
+            node: "n1".into(),
+            scheduled: Timestamp::UNIX_EPOCH,
+            trigger: "schedule".into(),
+            params: Default::default(),
+            attempt: 1,
+            silent_for: std::time::Duration::from_millis(5250),
+            why: LostWhy::Silent,
+        };
+        assert_eq!(
+            lost_what(&l),
+            "node n1 was lost during attempt 1 (no heartbeat for 5.2s)"
+        );
+        l.why = LostWhy::Stopped;
+        l.attempt = 2;
+        assert_eq!(
+            lost_what(&l),
+            "node n1 stopped without recording the end of attempt 2 (its end is unknown)"
+        );
+        l.why = LostWhy::Fenced;
+        assert!(
+            lost_what(&l).starts_with("node n1 fenced attempt 2 (stopped it, as it could not"),
+            "{}",
+            lost_what(&l)
+        );
+    }
 }

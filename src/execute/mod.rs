@@ -364,7 +364,7 @@ fn finish(
     let job = req.job;
     let mut endf = f.to_vec();
     endf.push(("outcome", rec.outcome.as_str().to_string()));
-    endf.push(("attempts", rec.attempts.len().to_string()));
+    endf.push(("attempts", rec.attempt_count().to_string()));
     let level = match rec.outcome {
         Outcome::Success => Level::Info,
         Outcome::Warning => Level::Warn,

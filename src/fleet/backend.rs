@@ -12,10 +12,10 @@ use super::outbox::Entry;
 use super::{CLAIM_RETENTION, Fleet};
 use crate::config::{Job, Settings};
 use crate::coord::{
-    self, Coordinator, Exclusion, OwnRun, RunStart, Running, Tick, TriggerReply, Work, WorkSink,
+    self, Coordinator, Exclusion, LastResult, NodeInfo, OwnRun, RunStart, Running, Tick,
+    TriggerReply, Work, WorkSink,
 };
 use crate::exit::{self, Failure};
-use crate::lock::Holder;
 use crate::log::{Level, Logger};
 use crate::record::RunRecord;
 use crate::runner::Interrupt;
@@ -168,37 +168,21 @@ impl Coordinator for Fleet {
         self.history_rows(job, n).map_err(db_failure)
     }
 
+    fn last_result(&self, _settings: &Settings, job: &str) -> Result<LastResult, Failure> {
+        self.last_result_rows(job).map_err(db_failure)
+    }
+
+    fn nodes(&self, _settings: &Settings) -> Result<Vec<NodeInfo>, Failure> {
+        self.node_rows().map_err(db_failure)
+    }
+
     fn running(
         &self,
         _settings: &Settings,
         jobs: &[&Job],
     ) -> Result<HashMap<String, Running>, Failure> {
         let wanted: HashSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-        Ok(self
-            .leases()
-            .map_err(db_failure)?
-            .into_iter()
-            .filter(|(job, _)| wanted.contains(job.as_str()))
-            .map(|(job, l)| {
-                let holder = Holder {
-                    pid: None,
-                    pgid: None,
-                    since: Some(l.since),
-                    run_id: Some(l.run_id),
-                };
-                (
-                    job,
-                    Running {
-                        holder,
-                        node: Some(l.node),
-                    },
-                )
-            })
-            .collect())
-    }
-
-    fn nodes(&self) -> Result<Vec<crate::coord::NodeInfo>, Failure> {
-        self.live_nodes().map_err(db_failure)
+        self.running_view(&wanted).map_err(db_failure)
     }
 
     fn paused(&self, _settings: &Settings) -> Result<HashSet<String>, Failure> {

@@ -88,7 +88,12 @@ impl Fleet {
                     let held: HashSet<String> = jobs.into_iter().collect();
                     for (job, st) in &snapshot {
                         if !held.contains(job) {
-                            self.fence(job, st, "its lease was taken over by another node");
+                            let why = format!(
+                                "found its lease taken by another node (it could not renew it \
+                                 for {})",
+                                crate::units::format_duration(self.dead_after)
+                            );
+                            self.fence(job, st, &why);
                             self.kill(st);
                         }
                     }
@@ -119,6 +124,10 @@ impl Fleet {
     pub(super) fn fence_loop(&self) {
         let term_after = self.dead_after.saturating_sub(self.heartbeat);
         let kill_after = self.dead_after.saturating_sub(self.heartbeat / 2);
+        let why = format!(
+            "could not renew its lease for {}",
+            crate::units::format_duration(term_after)
+        );
         let mut guard = lock(&self.leases);
         loop {
             if self.stopping.load(Ordering::SeqCst) {
@@ -131,10 +140,10 @@ impl Fleet {
                 // A lease taken after the last renewal counts from when it was taken.
                 let base = renewed.max(st.acquired);
                 if now >= base + kill_after {
-                    self.fence(job, st, "could not renew its lease");
+                    self.fence(job, st, &why);
                     self.kill(st);
                 } else if now >= base + term_after {
-                    self.fence(job, st, "could not renew its lease");
+                    self.fence(job, st, &why);
                     wait = wait.min(base + kill_after - now);
                 } else {
                     wait = wait.min(base + term_after - now);
@@ -152,6 +161,7 @@ impl Fleet {
         if st.fenced.swap(true, Ordering::SeqCst) {
             return;
         }
+        *lock(&st.why) = why.to_string();
         self.log.log(
             Level::Error,
             "fenced",
@@ -162,7 +172,10 @@ impl Fleet {
             ],
             &format!(
                 "this node {why}: stopping the job now so that no other node runs it at the \
-                 same time (another node may take it over {} after the last renewal)",
+                 same time. The run ends here as interrupted and is not retried here; another \
+                 node records it lost, and runs it again only if the job has retries left, once \
+                 this node hands it over (when the job has stopped and the database answers) or \
+                 has been silent for {}",
                 crate::units::format_duration(self.dead_after)
             ),
         );

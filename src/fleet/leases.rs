@@ -1,7 +1,6 @@
 //! The cluster-wide per-job lease: a row in `cronwarden_leases`, taken when free or expired
 //! (by the database clock), renewed by the fence thread, released when the run ends.
 
-use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +20,8 @@ pub(super) struct LeaseState {
     pub(super) fence: Mutex<Option<UnixStream>>,
     pub(super) pgid: AtomicI32,
     pub(super) fenced: AtomicBool,
+    /// Why it was fenced ("could not renew its lease for 3s"), once it was.
+    pub(super) why: Mutex<String>,
     pub(super) acquired: Instant,
 }
 
@@ -82,6 +83,7 @@ impl Fleet {
             fence: Mutex::new(Some(w)),
             pgid: AtomicI32::new(0),
             fenced: AtomicBool::new(false),
+            why: Mutex::new(String::new()),
             acquired,
         });
         lock(&self.leases).insert(job.to_string(), Arc::clone(&state));
@@ -114,57 +116,6 @@ impl Fleet {
             })
         })
         .transpose()
-    }
-
-    /// Every held lease, by job.
-    pub(super) fn leases(&self) -> Result<HashMap<String, LeaseHolder>, String> {
-        let rows = self.with(|c| {
-            c.query(
-                "SELECT job, node, run_id, to_json(since) #>> '{}',
-                        extract(epoch FROM now() - renewed)::float8
-                 FROM cronwarden_leases",
-                &[],
-            )
-        })?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    col(r, 0)?,
-                    LeaseHolder {
-                        node: col(r, 1)?,
-                        run_id: col(r, 2)?,
-                        since: col(r, 3)?,
-                        age_s: col(r, 4)?,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    /// The processes of the fleet heard from within `dead_after` (newest heartbeat first per
-    /// node name).
-    pub(super) fn live_nodes(&self) -> Result<Vec<crate::coord::NodeInfo>, String> {
-        let rows = self.with(|c| {
-            c.query(
-                "SELECT node, to_json(heartbeat) #>> '{}',
-                        extract(epoch FROM now() - heartbeat)::float8, daemon, pid
-                 FROM cronwarden_nodes
-                 WHERE NOT stopped AND heartbeat >= now() - $1 * interval '1 second'
-                 ORDER BY node, heartbeat DESC",
-                &[&self.dead_after.as_secs_f64()],
-            )
-        })?;
-        rows.iter()
-            .map(|r| {
-                Ok(crate::coord::NodeInfo {
-                    node: col(r, 0)?,
-                    heartbeat: col(r, 1)?,
-                    age_s: col(r, 2)?,
-                    daemon: col(r, 3)?,
-                    pid: col(r, 4)?,
-                })
-            })
-            .collect()
     }
 
     /// The lease that goes with the local lock. `skip` gives up when another node holds it;
@@ -218,9 +169,11 @@ impl Guard for Lease {
 
     fn fenced(&self) -> Option<String> {
         self.state.fenced.load(Ordering::SeqCst).then(|| {
-            "fenced: this node could not renew its fleet lease, so it stopped the job; \
-             another node takes the run over"
-                .to_string()
+            format!(
+                "fenced: this node {}, so it stopped the job; not retried here: the node \
+                 that records the run lost runs it again if the job has retries left",
+                lock(&self.state.why)
+            )
         })
     }
 }

@@ -24,7 +24,8 @@
 //!
 //! Files: `schema` (migrations), `pool` (connections), `claims` (ticks, triggers, pauses),
 //! `leases` (the per-job lease and its guard), `fence` (renewal and fencing threads),
-//! `keeper` (the fence keeper process), `runs` (run rows, history, lost runs), `backend`
+//! `keeper` (the fence keeper process), `runs` (run rows, history, lost runs), `view` (what
+//! `status` reads: nodes, runs truly running, the last real result), `backend`
 //! (the [`crate::coord::Coordinator`] implementation that ties them together).
 
 mod backend;
@@ -37,6 +38,7 @@ mod pool;
 mod report;
 mod runs;
 mod schema;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};

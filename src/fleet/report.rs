@@ -178,7 +178,7 @@ impl Fleet {
         let text = serde_json::to_string(&rec).unwrap_or_default();
         let started = ms_of(&rec.started);
         let ended = ms_of(&rec.ended);
-        let attempts = rec.attempts.len() as i32;
+        let attempts = rec.attempt_count().min(i32::MAX as u32) as i32;
         let row = c.query_typed_one(
             "WITH prev AS (
                 SELECT state, incarnation, node FROM cronwarden_runs WHERE run_id = $1 FOR UPDATE),

@@ -2,11 +2,13 @@
 //! so `status` and `history` on any node show the fleet; runs of silent nodes are marked
 //! lost by exactly one other node. Also the alert marks and the pruning of old rows.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use super::pool::col;
 use super::{CLAIM_RETENTION, Fleet, ms};
-use crate::coord::{LostRun, RunStart};
+use crate::coord::{LostRun, LostWhy, RunStart};
 use crate::record::RunRecord;
 
 impl Fleet {
@@ -76,12 +78,25 @@ impl Fleet {
                      SELECT 1 FROM cronwarden_leases l
                      WHERE l.run_id = r.run_id
                        AND l.renewed >= now() - $1 * interval '1 second')
-                 RETURNING run_id, job, node, scheduled_ms, trigger, params, attempt",
+                 RETURNING run_id, job, node, scheduled_ms, trigger, params, attempt,
+                    r.incarnation LIKE 'fenced:%',
+                    (SELECT n.stopped FROM cronwarden_nodes n
+                     WHERE n.incarnation = r.incarnation),
+                    (SELECT extract(epoch FROM now() - n.heartbeat)::float8
+                     FROM cronwarden_nodes n WHERE n.incarnation = r.incarnation)",
                 &[&self.dead_after.as_secs_f64()],
             )
         })?;
         rows.iter()
             .map(|r| {
+                let why = match (col::<bool>(r, 7)?, col::<Option<bool>>(r, 8)?) {
+                    (true, _) => LostWhy::Fenced,
+                    (false, Some(true)) => LostWhy::Stopped,
+                    _ => LostWhy::Silent,
+                };
+                let silent = col::<Option<f64>>(r, 9)?
+                    .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
+                    .unwrap_or(self.dead_after);
                 Ok(LostRun {
                     run_id: col(r, 0)?,
                     job: col(r, 1)?,
@@ -91,7 +106,8 @@ impl Fleet {
                     trigger: col(r, 4)?,
                     params: serde_json::from_str(col::<&str>(r, 5)?).unwrap_or_default(),
                     attempt: col::<i32>(r, 6)?.max(0) as u32,
-                    silent_for: self.dead_after,
+                    silent_for: silent,
+                    why,
                 })
             })
             .collect()

@@ -17,7 +17,7 @@ code{font:12px ui-monospace,Menlo,Consolas,monospace;color:var(--muted)}
 a{color:var(--run)}
 .tree{color:var(--muted)}
 .state{white-space:nowrap}
-.s-running{color:var(--run);font-weight:600}.s-paused{color:var(--int)}.s-stale{color:var(--fail);font-weight:600}.s-disabled{color:var(--skip)}
+.s-running{color:var(--run);font-weight:600}.s-unconfirmed{color:var(--lost);font-weight:600}.n-live{color:var(--ok)}.n-unreachable,.n-lost{color:var(--fail)}.n-stopped{color:var(--skip)}.s-paused{color:var(--int)}.s-stale{color:var(--fail);font-weight:600}.s-disabled{color:var(--skip)}
 a.o-success,span.o-success{color:var(--ok)}a.o-warning,span.o-warning{color:var(--warn)}a.o-failure,span.o-failure{color:var(--fail)}a.o-skipped,span.o-skipped{color:var(--skip)}a.o-lost,span.o-lost{color:var(--lost)}a.o-interrupted,span.o-interrupted{color:var(--int)}span.o-running{color:var(--run)}
 .key::before{content:"";display:inline-block;width:.8em;height:.8em;margin-right:.25em;border-radius:2px;vertical-align:-.05em;background:currentColor}
 svg.timeline{width:100%;height:auto;background:#fff;border:1px solid var(--line)}

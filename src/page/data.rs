@@ -34,7 +34,7 @@ pub(crate) struct Snapshot {
     pub(crate) health: Health,
     /// Fleet mode: this node's name.
     pub(crate) node: Option<String>,
-    /// Fleet mode: the live nodes.
+    /// Fleet mode: the fleet's nodes, as `status --nodes` reads them.
     pub(crate) nodes: Vec<crate::coord::NodeInfo>,
 }
 
@@ -127,7 +127,7 @@ pub(crate) fn snapshot(
         rows,
         health: src.health(),
         node: coord.node().map(str::to_string),
-        nodes: coord.nodes().map_err(failed)?,
+        nodes: coord.nodes(&cfg.settings).map_err(failed)?,
     })
 }
 

@@ -92,20 +92,22 @@ fn daemon_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
     }
     out.push_str(
         "<section id=\"fleet\"><h2>Fleet</h2><table class=\"nodes\"><thead><tr><th>Node</th>\
-         <th>Process</th><th>Last heartbeat</th></tr></thead><tbody>\n",
+         <th>State</th><th>Process</th><th>Last heartbeat</th></tr></thead><tbody>\n",
     );
     for n in &snap.nodes {
-        let ago = format_duration(Duration::from_secs(n.age_s.max(0.0) as u64));
+        let ago = format_duration(Duration::from_secs(n.silent.as_secs()));
         let _ = writeln!(
             out,
-            "<tr class=\"node\" data-node=\"{name}\"><th scope=\"row\">{name}{me}</th><td>{what} \
-             (pid {pid})</td><td><time datetime=\"{at}\">{ago} ago</time></td></tr>",
+            "<tr class=\"node\" data-node=\"{name}\" data-state=\"{state}\"><th scope=\"row\">\
+             {name}{me}</th><td class=\"n-{state}\">{state}</td><td>{what} (pid {pid})</td>\
+             <td><time datetime=\"{at}\">{ago} ago</time></td></tr>",
             name = escape(&n.node),
             me = if Some(&n.node) == snap.node.as_ref() {
                 " (this node)"
             } else {
                 ""
             },
+            state = n.state.as_str(),
             what = if n.daemon { "daemon" } else { "command" },
             pid = n.pid,
             at = escape(&n.heartbeat),
@@ -114,12 +116,16 @@ fn daemon_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
     out.push_str("</tbody></table></section>\n");
 }
 
-/// The state of a job as a class and words: running (for how long), paused, stale,
+/// The state of a job as a class and words: running (for how long), unconfirmed (a fleet
+/// run whose node is silent or no longer holds it, as `status` says), paused, stale,
 /// disabled or idle.
 fn state(row: &Row, now: Timestamp) -> (&'static str, String) {
     let s = &row.status;
     let mut words = Vec::new();
-    let class = if let Some(h) = &s.running {
+    let class = if let (Some(_), Some(d)) = (&s.running, &s.doubt) {
+        words.push(d.text.clone());
+        "unconfirmed"
+    } else if let Some(h) = &s.running {
         let since = h.since.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
         let elapsed = since.map(|t| now.duration_since(t).as_millis().max(0) as u64);
         words.push(match elapsed {

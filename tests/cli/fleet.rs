@@ -520,6 +520,22 @@ fn a_node_cut_off_from_the_database_stops_its_job_before_another_starts_it() {
         .find(|e| e[0] == "start" && e[1] == "b")
         .expect("b started");
     assert_eq!(second[3], "2", "b goes on with the next attempt");
+    // The fence says what happens next, and a's own record of the run says why it ended.
+    let fence = log_lines(&a, " fenced job=long ").remove(0);
+    assert!(
+        fence.contains("this node could not renew its lease for 3s: stopping the job now")
+            && fence.contains("not retried here")
+            && fence.contains("runs it again only if the job has retries left"),
+        "{fence}"
+    );
+    wait_for(|| !a.history("long").is_empty());
+    let rec = &a.history("long")[0];
+    assert_eq!(rec["outcome"], "interrupted", "{rec}");
+    let reason = rec["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("fenced: this node could not renew its lease for 3s, so it stopped"),
+        "{reason}"
+    );
     let_in(&mut sql, "node_a");
     drop((da, db_));
 }
@@ -696,4 +712,314 @@ fn the_stale_deadline_is_the_fleets_a_success_on_any_node_moves_it_on_every_node
     let b = stale_deadlines(&tables[1], "flaky");
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a, b);
+}
+
+/// `status --nodes --json` on `t`.
+fn nodes_of(t: &Table) -> Vec<serde_json::Value> {
+    let (code, out, err) = t.run(&["status", "--nodes", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("nodes JSON")
+}
+
+/// The newest daemon process of node `name` in `nodes`.
+fn daemon_node<'a>(nodes: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    nodes
+        .iter()
+        .find(|n| n["node"] == name && n["daemon"] == true)
+}
+
+/// `status JOB --json` on `t`: the job's object.
+fn job_status(t: &Table, job: &str) -> serde_json::Value {
+    let (code, out, err) = t.run(&["status", job, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    v[0].clone()
+}
+
+/// The log lines of `t` with this kind and job, e.g. `run-end job=long `.
+fn log_lines(t: &Table, pat: &str) -> Vec<String> {
+    t.log()
+        .lines()
+        .filter(|l| l.contains(pat))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `status` on `t` until node a (whose run of `long` has no daemon to take it over)
+/// has been seen lost twice: per sample, a's state, the run's (`running` or the kind of
+/// doubt) and a's heartbeat age. Each sample is checked against a's heartbeat age.
+fn watch_until_lost(t: &Table) -> Vec<(String, String, f64)> {
+    let mut seen: Vec<(String, String, f64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = job_status(t, "long");
+        let n = nodes_of(t);
+        let na = daemon_node(&n, "a").expect("a is listed").clone();
+        let age = na["heartbeat_age_seconds"].as_f64().expect("age");
+        let node_state = na["state"].as_str().expect("state").to_string();
+        let run_state = match v["running_doubt"]["kind"].as_str() {
+            Some(k) => k.to_string(),
+            None => v["state"].as_str().expect("state").to_string(),
+        };
+        // The job's status and the node's come from two reads; the node may have moved on
+        // in between, never back.
+        match node_state.as_str() {
+            "live" => assert!(age <= 2.0, "{na}"),
+            "unreachable" => assert!(age > 2.0 && age < 8.0, "{na}"),
+            "lost" => assert!(age >= 8.0, "{na}"),
+            other => panic!("a is {other}: {na}"),
+        }
+        if run_state != "running" {
+            assert_eq!(v["state"], "unconfirmed", "{v}");
+            assert_eq!(v["running_node"], "a", "{v}");
+        }
+        seen.push((node_state.clone(), run_state, age));
+        if node_state == "lost" && seen.iter().filter(|s| s.1 == "lost").count() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a never counted as lost: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen
+}
+
+#[test]
+fn status_tells_stopped_unreachable_and_lost_nodes_apart_and_a_takeover_counts_attempts() {
+    let db = Db::new("nodes");
+    let dir = TempDir::new("fleet-nodes");
+    let ev = dir.path().join("events");
+    // dead_after 8s: the node is unreachable from 2 to 8 s of silence, long enough to be
+    // seen by polling on a loaded machine.
+    let jobs = long_job("long", 6, "");
+    let table = |name: &str| node_timed(&db, "postgres", name, &ev, &jobs, 8);
+    let (a, b) = (table("a"), table("b"));
+    let da = Daemon::start(&a);
+    let d_b = Daemon::start(&b);
+    wait_for(|| {
+        let n = nodes_of(&a);
+        ["a", "b"]
+            .iter()
+            .all(|x| daemon_node(&n, x).is_some_and(|d| d["state"] == "live"))
+    });
+    // b exits cleanly: stopped, never unreachable or lost.
+    d_b.signal(libc::SIGTERM);
+    d_b.wait();
+    let n = nodes_of(&a);
+    let nb = daemon_node(&n, "b").expect("b is listed");
+    assert_eq!(nb["state"], "stopped", "{n:?}");
+    assert_eq!(daemon_node(&n, "a").expect("a")["state"], "live", "{n:?}");
+    let (code, out, _) = a.run(&["status", "--nodes"]);
+    assert_eq!(code, 0);
+    let line_b = out.lines().find(|l| l.starts_with("b ")).expect("b's line");
+    assert!(
+        line_b.contains(" daemon ") && line_b.ends_with(" stopped"),
+        "{out}"
+    );
+    // a, the only daemon left, runs the job; any node's status shows it running.
+    let (code, out, err) = b.run(&["trigger", "long"]);
+    assert_eq!(code, 0, "{err}");
+    let run_id = out.trim().to_string();
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "start"));
+    let v = job_status(&b, "long");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["running_node"], "a", "{v}");
+    assert!(v["running_doubt"].is_null(), "{v}");
+    let (_, out, _) = b.run(&["status"]);
+    assert!(out.contains("running since "), "{out}");
+    // a is killed: no daemon is left to take the run over, so its row stays `running`.
+    da.signal(libc::SIGKILL);
+    let seen = watch_until_lost(&b);
+    // In order: live, then unreachable, then lost; the run likewise, and never shown as
+    // plainly running once its node was late.
+    let order = |s: &str| ["live", "unreachable", "lost"].iter().position(|x| *x == s);
+    let states: Vec<usize> = seen.iter().filter_map(|s| order(&s.0)).collect();
+    assert!(states.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen.iter().any(|s| s.0 == "unreachable"), "{seen:?}");
+    assert!(
+        seen.iter().any(|s| s.1 == "unreachable"),
+        "the run was said to be on an unreachable node: {seen:?}"
+    );
+    for s in &seen {
+        if s.2 > 2.5 {
+            assert_ne!(s.1, "running", "{seen:?}");
+        }
+        if s.1 == "lost" {
+            assert!(s.2 >= 7.5, "{seen:?}");
+        }
+    }
+    let (_, out, _) = b.run(&["status"]);
+    assert!(out.contains("running on a? (a lost)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "long: run {run_id}: running on a? a is lost: no heartbeat for "
+        )),
+        "{out}"
+    );
+    // b comes back and takes the run over as attempt 2: its end says so, and so do the
+    // run's record and row.
+    let _d_b = Daemon::start(&b);
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "end" && e[1] == "b"));
+    let second = events(&ev)
+        .into_iter()
+        .find(|e| e[0] == "start" && e[1] == "b")
+        .expect("b started it");
+    assert_eq!(
+        (second[2].as_str(), second[3].as_str()),
+        (run_id.as_str(), "2")
+    );
+    // The node that took it over says how long a had been silent (by the database clock).
+    let lost = log_lines(&b, &format!("node-lost job=long run_id={run_id} node=a")).remove(0);
+    let silent: f64 = lost
+        .split_once("(no heartbeat for ")
+        .and_then(|(_, r)| r.split_once("s)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{lost}"));
+    assert!(silent >= 8.0, "{lost}");
+    assert!(
+        lost.contains("a was lost during attempt 1 ") && lost.ends_with("; node b runs attempt 2"),
+        "{lost}"
+    );
+    let end = format!("run-end job=long run_id={run_id} ");
+    wait_for(|| !log_lines(&b, &end).is_empty());
+    let line = log_lines(&b, &end).remove(0);
+    assert!(
+        line.contains(" outcome=success ") && line.contains(" attempts=2"),
+        "{line}"
+    );
+    // (The run-end line is logged just before the run is recorded.)
+    wait_for(|| job_status(&a, "long")["last_run"]["run_id"] == run_id.as_str());
+    let v = job_status(&a, "long");
+    assert_eq!(v["last_run"]["attempts"][0]["attempt"], 2, "{v}");
+    let row = db
+        .sql()
+        .query_one(
+            "SELECT attempt, state FROM cronwarden_runs WHERE run_id = $1",
+            &[&run_id],
+        )
+        .expect("row");
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert_eq!(row.get::<_, &str>(1), "done");
+    // The ATTEMPTS cell of `history`, under its header.
+    let (_, out, _) = a.run(&["history", "long"]);
+    let at = out.find("ATTEMPTS").expect("header");
+    let hist = out.lines().last().expect("a run");
+    let cell = hist.get(at..).and_then(|c| c.split_whitespace().next());
+    assert_eq!(cell, Some("2"), "{out}");
+    no_overlap(&ev);
+}
+
+#[test]
+fn a_run_whose_end_could_not_be_written_is_not_shown_running() {
+    let db = Db::new("unreported");
+    let dir = TempDir::new("fleet-unreported");
+    let ev = dir.path().join("events");
+    let jobs = long_job("long", 2, "");
+    let mut sql = db.sql();
+    sql.batch_execute(
+        "DO $$ BEGIN CREATE ROLE node_u LOGIN; EXCEPTION WHEN duplicate_object THEN \
+         ALTER ROLE node_u LOGIN; END $$",
+    )
+    .expect("role");
+    // The schema is made by an admin's command; the node's role may use it.
+    let admin = node(&db, "postgres", "x", &ev, &jobs);
+    let (code, _, err) = admin.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    sql.batch_execute(
+        "GRANT ALL ON SCHEMA public TO node_u; \
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO node_u; \
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO node_u",
+    )
+    .expect("grant");
+    let a = node(&db, "node_u", "a", &ev, &jobs);
+    let _da = Daemon::start(&a);
+    let (code, out, err) = a.run(&["trigger", "long"]);
+    assert_eq!(code, 0, "{err}");
+    let run_id = out.trim().to_string();
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "start"));
+    assert_eq!(job_status(&admin, "long")["state"], "running");
+    // From now on a can neither write the run's end nor let its lease go (as when the
+    // database is away at the end of a run), but it still heartbeats.
+    sql.batch_execute(
+        "REVOKE INSERT, UPDATE ON cronwarden_runs FROM node_u; \
+         REVOKE DELETE ON cronwarden_leases FROM node_u",
+    )
+    .expect("revoke");
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "end"));
+    wait_for(|| a.log().contains("cannot record the run in the database"));
+    // The row still says running and the lease row is still there; status says the run
+    // ended unreported once a, live, has not renewed the lease for two heartbeats.
+    wait_for(|| job_status(&admin, "long")["state"] != "running");
+    let v = job_status(&admin, "long");
+    assert_eq!(v["state"], "unconfirmed", "{v}");
+    assert_eq!(v["running_doubt"]["kind"], "unreported", "{v}");
+    let text = v["running_doubt"]["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("a is live but has not renewed its lease for "),
+        "{text}"
+    );
+    let lease: i64 = sql
+        .query_one("SELECT count(*) FROM cronwarden_leases", &[])
+        .expect("leases")
+        .get(0);
+    assert_eq!(lease, 1, "the lease row is left behind");
+    let (_, out, _) = admin.run(&["status"]);
+    assert!(out.contains("ended on a, unreported"), "{out}");
+    assert!(!out.contains("running since"), "{out}");
+    assert!(
+        out.contains(&format!("long: run {run_id}: a is live")),
+        "{out}"
+    );
+    let n = nodes_of(&admin);
+    assert_eq!(daemon_node(&n, "a").expect("a")["state"], "live", "{n:?}");
+}
+
+#[test]
+fn the_last_real_result_is_shown_however_many_skips_follow_it() {
+    let db = Db::new("lastreal");
+    let dir = TempDir::new("fleet-lastreal");
+    let ev = dir.path().join("events");
+    // Fails every second until the hold file appears; then one run holds the job and every
+    // tick after it is skipped (one row each in the fleet).
+    let jobs = "[jobs.held]\nschedule = \"* * * * * *\"\noverlap = \"skip\"\n\
+                command = [\"/bin/sh\", \"-c\", \"if [ -e $EVENTS.hold ]; then echo hold >> \
+                $EVENTS; sleep 300; fi; echo fail >> $EVENTS; exit 3\"]\n";
+    let a = node(&db, "postgres", "a", &ev, jobs);
+    let _da = Daemon::start(&a);
+    wait_for(|| events(&ev).iter().filter(|e| e[0] == "fail").count() >= 2);
+    std::fs::write(format!("{}.hold", ev.display()), "").expect("hold");
+    wait_for(|| events(&ev).iter().any(|e| e[0] == "hold"));
+    let skips = || -> i64 {
+        db.sql()
+            .query_one(
+                "SELECT count(*) FROM cronwarden_runs WHERE job = 'held' \
+                 AND record::json ->> 'outcome' = 'skipped'",
+                &[],
+            )
+            .expect("count")
+            .get(0)
+    };
+    // More skips than status reads of recent runs (40).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while skips() < 42 {
+        assert!(Instant::now() < deadline, "only {} skips", skips());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let v = job_status(&a, "held");
+    assert_eq!(v["last_run"]["outcome"], "failure", "{v}");
+    assert_eq!(v["last_run"]["attempts"][0]["exit_code"], 3, "{v}");
+    let count = v["skipped_since_last_run"]["count"]
+        .as_u64()
+        .expect("count");
+    assert!(count >= 42, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    // The success rate is of the real runs before the skips.
+    assert_eq!(v["success_rate"], 0.0, "{v}");
+    assert!(v["rate_runs"].as_u64().is_some_and(|n| n >= 2), "{v}");
+    let (_, out, _) = a.run(&["status", "held"]);
+    let row = out.lines().nth(1).expect("a row");
+    assert!(row.contains(" failure (then "), "{out}");
+    assert!(!row.contains(" skipped "), "{out}");
 }

@@ -637,11 +637,12 @@ fn in_fleet_mode_the_page_shows_the_live_nodes_and_each_runs_node() {
     let mut html = String::new();
     wait_for(|| {
         html = get(port, "/", None).2;
-        html.contains("data-node=\"a\"") && html.contains("data-node=\"b\"")
+        html.contains("data-node=\"a\" data-state=\"live\"")
+            && html.contains("data-node=\"b\" data-state=\"live\"")
     });
     assert!(html.contains("<b>a</b> (heartbeat every 1s)"), "{html}");
     assert!(
-        html.contains("a (this node)</th><td>daemon (pid "),
+        html.contains("a (this node)</th><td class=\"n-live\">live</td><td>daemon (pid "),
         "{html}"
     );
     let bar = html

@@ -231,3 +231,22 @@ fn cpu_time_peak_memory_leftovers_and_limits_are_shown_from_the_record() {
     assert_eq!(v[0]["last_run"]["cpu_seconds"], 0.61);
     assert_eq!(v[0]["last_run"]["peak_memory_bytes"], 67_318_989);
 }
+
+#[test]
+fn outside_a_fleet_status_lists_no_nodes() {
+    let t = Table::new(
+        "status-nodes",
+        "[jobs.a]\nschedule = \"@manual\"\ncommand = \"true\"\n",
+    );
+    let (code, out, err) = t.run(&["status", "--nodes"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "no fleet nodes: this table has no [cluster]\n");
+    let (code, out, err) = t.run(&["status", "--nodes", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "[]");
+    // The jobs' table has no nodes table under it.
+    let (_, out, _) = t.run(&["status"]);
+    assert!(!out.contains("NODE"), "{out}");
+    let (code, _, err) = t.run(&["status", "a", "--nodes"]);
+    assert_eq!(code, 2, "--nodes is about nodes, not a job: {err}");
+}
