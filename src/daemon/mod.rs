@@ -332,6 +332,8 @@ impl<'p> Daemon<'p> {
     /// Announces the start, runs `@reboot` jobs on a new boot and the instants due at start,
     /// and tells systemd the daemon is ready.
     fn boot(&mut self, startup: Vec<crate::scheduler::Dispatch>) {
+        // Every job's series before the start is told: a scrape right after it sees them.
+        self.publish_jobs();
         let (cfg, shared) = (&self.cfg, &self.shared);
         shared.log.log(
             Level::Info,
@@ -365,7 +367,6 @@ impl<'p> Daemon<'p> {
                 let _ = crate::files::write_atomic(&boot_file, b.as_bytes());
             }
         }
-        self.publish_jobs();
         start_all(shared, cfg, startup);
         self.publish();
         notify(&[
