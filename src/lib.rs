@@ -16,6 +16,7 @@ pub mod cmd;
 // The daemon.
 mod daemon;
 mod metrics;
+mod page;
 // The run path.
 mod execute;
 mod pipeline;

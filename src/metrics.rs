@@ -1,7 +1,9 @@
 //! Prometheus metrics at `http://metrics_listen/metrics` (text format 0.0.4), and the
 //! daemon's health at `http://metrics_listen/healthz` (200 when healthy, else 503, with a
 //! short JSON body: `{"healthy":true,"reasons":[]}`), only when `metrics_listen` is set, and
-//! only on that address.
+//! only on that address. With `status_page = true`, the same listener serves the status page
+//! (`crate::page`). The listener thread blocks in accept(2): it costs no wake-up while
+//! nobody asks.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -353,7 +355,12 @@ fn health_families(out: &mut String, health: &[JobHealth]) {
 
 /// Serves `/metrics` and `/healthz` on `addr` in a thread of its own, one short-lived
 /// thread per client; `probe` tells the daemon's health.
-pub(crate) fn serve(addr: SocketAddr, metrics: Arc<Metrics>, probe: Probe) -> std::io::Result<()> {
+pub(crate) fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    probe: Probe,
+    page: Option<Arc<crate::page::Page>>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
         .name("metrics".into())
@@ -361,9 +368,10 @@ pub(crate) fn serve(addr: SocketAddr, metrics: Arc<Metrics>, probe: Probe) -> st
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (metrics, probe) = (Arc::clone(&metrics), Arc::clone(&probe));
+                let page = page.clone();
                 let _ = std::thread::Builder::new()
                     .name("metrics client".into())
-                    .spawn(move || answer(conn, &metrics, &*probe));
+                    .spawn(move || answer(conn, &metrics, &*probe, page.as_deref()));
             }
         })?;
     Ok(())
@@ -380,7 +388,12 @@ fn healthz(health: &Health) -> (&'static str, String) {
     (status, format!("{body}\n"))
 }
 
-fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send + Sync)) {
+fn answer(
+    conn: TcpStream,
+    metrics: &Metrics,
+    probe: &(dyn Fn() -> Health + Send + Sync),
+    page: Option<&crate::page::Page>,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(std::io::Read::take(&conn, 8192));
@@ -388,13 +401,20 @@ fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send
     if reader.read_line(&mut first).is_err() {
         return;
     }
-    // Read (and ignore) the headers up to the blank line.
+    // The headers up to the blank line: only Authorization is looked at (the page's token).
+    let mut auth = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line == "\r\n" || line == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.trim().eq_ignore_ascii_case("authorization")
+                {
+                    auth = Some(value.trim().to_string());
+                }
+            }
         }
     }
     let mut parts = first.split_whitespace();
@@ -403,6 +423,21 @@ fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send
     let head = method == Some("HEAD");
     let method = if head { Some("GET") } else { method };
     let path = target.map(|t| t.split_once('?').map_or(t, |(p, _)| p));
+    let query = target
+        .and_then(|t| t.split_once('?'))
+        .map_or("", |(_, q)| q);
+    let for_page = match (method, path, page) {
+        (Some("GET"), Some(p), Some(page)) => page.answer(p, query, auth.as_deref()),
+        _ => None,
+    };
+    if let Some(r) = for_page {
+        let extra: String = r
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        return send(&conn, r.status, r.kind, &extra, &r.body, head);
+    }
     let (status, body, kind) = match (method, path) {
         (Some("GET"), Some("/metrics")) => (
             "200 OK",
@@ -429,14 +464,19 @@ fn answer(conn: TcpStream, metrics: &Metrics, probe: &(dyn Fn() -> Health + Send
     } else {
         ""
     };
+    send(&conn, status, kind, allow, &body, head);
+}
+
+/// Writes the answer (`extra`: header lines, each ending in CRLF); `head`: without the body.
+fn send(conn: &TcpStream, status: &str, kind: &str, extra: &str, body: &str, head: bool) {
     let mut resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     if !head {
-        resp.push_str(&body);
+        resp.push_str(body);
     }
-    let _ = (&conn).write_all(resp.as_bytes());
+    let _ = (&*conn).write_all(resp.as_bytes());
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@
 //! * a **fold** (the offset shrinks, wall times repeat): wild jobs match in both passes; for a
 //!   fixed-time job a wall time that already occurred before the transition is skipped.
 
+mod words;
+
 use std::fmt;
 
 use jiff::Timestamp;

@@ -23,7 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("coordination", &["coord", "lock", "fleet", "control"]),
     ("alerts",       &["alert"]),
     ("run",          &["execute", "pipeline"]),
-    ("daemon",       &["daemon", "metrics"]),
+    ("daemon",       &["daemon", "metrics", "page"]),
     ("command",      &["cmd", "cli"]),
 ];
 

@@ -79,7 +79,7 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
         "TAGS",
     ];
     let mut rows: Vec<[String; 7]> = Vec::with_capacity(config.jobs.len());
-    for (job, depth) in tree_order(config) {
+    for (job, depth) in config.tree_order() {
         if tag.is_some_and(|t| !job.has_tag(t)) {
             continue;
         }
@@ -113,41 +113,6 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
     let keep: Vec<usize> = (0..header.len()).filter(|i| *i < 6 || tagged).collect();
     super::print::out(render_kept(&header, &rows, &keep))?;
     Ok(exit::OK)
-}
-
-/// The jobs as pipeline trees: each job without `after` in table order, with the jobs that
-/// come after it indented below (a fan-in under its first parent, once).
-fn tree_order(config: &Config) -> Vec<(&Job, usize)> {
-    let mut out = Vec::with_capacity(config.jobs.len());
-    let mut seen = std::collections::HashSet::new();
-    fn walk<'c>(
-        config: &'c Config,
-        job: &'c Job,
-        depth: usize,
-        seen: &mut std::collections::HashSet<&'c str>,
-        out: &mut Vec<(&'c Job, usize)>,
-    ) {
-        if !seen.insert(job.name.as_str()) {
-            return;
-        }
-        out.push((job, depth));
-        for child in config.children(&job.name) {
-            if child.after.first() == Some(&job.name) {
-                walk(config, child, depth + 1, seen, out);
-            }
-        }
-    }
-    for job in config.jobs.iter().filter(|j| j.after.is_empty()) {
-        walk(config, job, 0, &mut seen, &mut out);
-    }
-    // Anything not reached (a cycle is rejected by check, so only odd shapes) goes last.
-    for job in &config.jobs {
-        if !seen.contains(job.name.as_str()) {
-            seen.insert(job.name.as_str());
-            out.push((job, 0));
-        }
-    }
-    out
 }
 
 /// [`render_table`] of the columns `keep` (indices into `header` and each row), in that order:

@@ -4,26 +4,18 @@
 
 use jiff::Timestamp;
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::job_args::find_job;
 use super::list::{relative, render_kept};
 use super::{CmdResult, Failure, connect, exit, load_or_fail, print};
-use crate::config::{Config, Job};
+use crate::config::Job;
 use crate::control::JobHealth;
-use crate::coord::standing;
-use crate::coord::{Coordinator, Doubt, Role, Running};
+use crate::coord::status::{Health, JobStatus, job_status, json_value};
+use crate::coord::{Doubt, Role};
 use crate::lock;
 use crate::record::{Outcome, RunRecord};
 use crate::units::{format_cpu_seconds, format_size};
-
-/// How many recent runs the success rate covers.
-const RATE_WINDOW: usize = 20;
-
-/// How many skips after the last real run `status` reads past, at most, for the success
-/// rate (in a fleet each skip is a row).
-const MAX_SKIPS_READ: usize = 10_000;
 
 pub(super) fn duration(ms: u64) -> String {
     if ms < 1000 {
@@ -119,29 +111,9 @@ pub(super) fn exit_of(r: &RunRecord) -> String {
     }
 }
 
-struct JobStatus {
-    name: String,
-    paused: bool,
-    running: Option<lock::Holder>,
-    /// Fleet mode: the node the running run is on.
-    node: Option<String>,
-    /// Fleet mode: why the run may not be running after all.
-    doubt: Option<Doubt>,
-    /// The last real run (a skip only when there was none).
-    last: Option<RunRecord>,
-    /// Skips since the last real run: how many, and the newest of them.
-    skipped_since: Option<(u64, RunRecord)>,
-    next: Option<Timestamp>,
-    enabled: bool,
-    rate: Option<(usize, usize)>,
-    /// Its failure streak and stale deadline.
-    health: JobHealth,
-    tags: Vec<String>,
-}
-
 impl JobStatus {
     /// The NEXT RUN column: when the job runs by itself next, or why it does not.
-    fn next_text(&self, now: Timestamp, daemon: Option<bool>) -> String {
+    pub(super) fn next_text(&self, now: Timestamp, daemon: Option<bool>) -> String {
         if !self.enabled {
             "disabled".to_string()
         } else if self.next.is_none() {
@@ -155,63 +127,6 @@ impl JobStatus {
                 .map_or_else(|| "-".to_string(), |t| relative(now, t))
         }
     }
-}
-
-fn job_status(
-    cfg: &Config,
-    coord: &dyn Coordinator,
-    job: &Job,
-    now: Timestamp,
-    paused: &HashSet<String>,
-    running: &mut HashMap<String, Running>,
-) -> Result<JobStatus, Failure> {
-    // Skips never hide the last real run, however many came after it (read apart from the
-    // recent runs: in a fleet every skip is a row of its own); and the recent runs read
-    // reach past those skips, so that the success rate is of real runs.
-    let last = coord.last_result(&cfg.settings, &job.name)?;
-    let skips = usize::try_from(last.skipped).unwrap_or(usize::MAX);
-    let asked = RATE_WINDOW * 2 + skips.min(MAX_SKIPS_READ);
-    let runs = coord.history(&cfg.settings, &job.name, asked)?;
-    let recent = Some((runs.as_slice(), asked));
-    let read = standing::from_history(coord, &cfg.settings, &job.name, recent)?;
-    let first_seen = standing::read_watched(&cfg.settings.state_dir, &job.name).first_seen;
-    let first_seen = first_seen.or(read.oldest);
-    let health = standing::job_health(cfg, job, &read.standing, first_seen, now);
-    let finished: Vec<&RunRecord> = runs
-        .iter()
-        .rev()
-        .filter(|r| r.outcome != Outcome::Skipped)
-        .take(RATE_WINDOW)
-        .collect();
-    let ok = finished
-        .iter()
-        .filter(|r| r.outcome == Outcome::Success)
-        .count();
-    let running = match job.overlap {
-        crate::config::Overlap::Allow => None,
-        _ => running.remove(&job.name),
-    };
-    let skipped_since = match (&last.real, last.newest_skip.clone()) {
-        (Some(_), Some(newest)) => Some((last.skipped, newest)),
-        _ => None,
-    };
-    Ok(JobStatus {
-        name: job.name.clone(),
-        paused: paused.contains(&job.name),
-        node: running.as_ref().and_then(|r| r.node.clone()),
-        doubt: running.as_ref().and_then(|r| r.doubt.clone()),
-        running: running.map(|r| r.holder),
-        last: last.real.or(last.newest_skip),
-        skipped_since,
-        // With a fixed jitter, when the run starts.
-        next: job
-            .next_start(&cfg.host_name(), now)
-            .filter(|_| job.enabled),
-        tags: job.tags.clone(),
-        enabled: job.enabled,
-        rate: (!finished.is_empty()).then_some((ok, finished.len())),
-        health,
-    })
 }
 
 /// `status [JOB | --tag T] [--json] [--nodes]`.
@@ -299,73 +214,11 @@ fn daemon_health(settings: &crate::config::Settings) -> Health {
     }
 }
 
-/// The daemon's answer to `health`.
-#[derive(Default)]
-struct Health {
-    problems: Vec<String>,
-    /// "cgroup" or "process", and why.
-    containment: Option<(String, String)>,
-}
-
 fn print_json(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> CmdResult {
     let text = serde_json::to_string_pretty(&json_value(all, daemon, health))
         .map_err(|e| Failure::usage(e.to_string()))?;
     print::out(format!("{text}\n"))?;
     Ok(exit::OK)
-}
-
-/// What `status --json` prints: one object per job. `state` is `running`, `idle`, or in a
-/// fleet `unconfirmed` when the run's row says it runs but its node is silent or no longer
-/// holds it (`running_doubt` says what is known). `last_run` is the run's whole record,
-/// with its `cpu_seconds` and `peak_memory_bytes` when they are known; `failure_streak` the
-/// failed runs since the last success; `stale_deadline` (with `expect_success_within`) when
-/// the job goes stale without a success, and `stale` whether it passed; `containment` is how
-/// the daemon contains runs (when one answers).
-fn json_value(all: &[JobStatus], daemon: Option<bool>, health: &Health) -> serde_json::Value {
-    let problems = &health.problems;
-    let containment = health
-        .containment
-        .as_ref()
-        .map(|(mode, why)| serde_json::json!({"mode": mode, "why": why}));
-    let v: Vec<serde_json::Value> = all
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "job": s.name,
-                "state": match (&s.running, &s.doubt) {
-                    (None, _) => "idle",
-                    (Some(_), None) => "running",
-                    (Some(_), Some(_)) => "unconfirmed",
-                },
-                "running_doubt": s.doubt.as_ref().map(|d| {
-                    serde_json::json!({"kind": d.kind, "text": d.text})
-                }),
-                "paused": s.paused,
-                "running_since": s.running.as_ref().and_then(|h| h.since.clone()),
-                "running_pid": s.running.as_ref().and_then(|h| h.pid),
-                "running_node": s.node,
-                "daemon_running": daemon,
-                "last_run": s.last,
-                "skipped_since_last_run": s.skipped_since.as_ref().map(|(n, r)| {
-                    serde_json::json!({
-                        "count": n,
-                        "last": r.skips.as_ref().map_or(&r.started, |k| &k.last_started),
-                        "reason": r.reason,
-                    })
-                }),
-                "next_run": s.next.map(|t| t.to_string()),
-                "success_rate": s.rate.map(|(ok, n)| ok as f64 / n as f64),
-                "failure_streak": s.health.failure_streak,
-                "stale_deadline": s.health.stale_deadline.map(|t| t.to_string()),
-                "stale": s.health.stale,
-                "state_problem": problems.first(),
-                "rate_runs": s.rate.map(|(_, n)| n),
-                "containment": containment,
-                "tags": s.tags,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(v)
 }
 
 /// The columns of the text view, in order; CPU and PEAK (of the last run) are shown only

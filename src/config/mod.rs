@@ -45,7 +45,7 @@ pub use job::{
     Retry, RetryCodes, RetryOn, TriggerRule, Verify,
 };
 pub use secret::Secret;
-pub use settings::{ContainmentSetting, LogFormat, Settings};
+pub use settings::{ContainmentSetting, LogFormat, Settings, StatusPage};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,42 @@ impl Config {
             .iter()
             .filter(|j| j.after.iter().any(|a| a == name))
             .collect()
+    }
+
+    /// The jobs as pipeline trees: each job without `after` in table order, with the jobs that
+    /// come after it indented below (`list` and the status page show them so) (a fan-in under its first parent, once).
+    pub fn tree_order(&self) -> Vec<(&Job, usize)> {
+        let config = self;
+        let mut out = Vec::with_capacity(config.jobs.len());
+        let mut seen = std::collections::HashSet::new();
+        fn walk<'c>(
+            config: &'c Config,
+            job: &'c Job,
+            depth: usize,
+            seen: &mut std::collections::HashSet<&'c str>,
+            out: &mut Vec<(&'c Job, usize)>,
+        ) {
+            if !seen.insert(job.name.as_str()) {
+                return;
+            }
+            out.push((job, depth));
+            for child in config.children(&job.name) {
+                if child.after.first() == Some(&job.name) {
+                    walk(config, child, depth + 1, seen, out);
+                }
+            }
+        }
+        for job in config.jobs.iter().filter(|j| j.after.is_empty()) {
+            walk(config, job, 0, &mut seen, &mut out);
+        }
+        // Anything not reached (a cycle is rejected by check, so only odd shapes) goes last.
+        for job in &config.jobs {
+            if !seen.contains(job.name.as_str()) {
+                seen.insert(job.name.as_str());
+                out.push((job, 0));
+            }
+        }
+        out
     }
 }
 

@@ -23,6 +23,9 @@ const SETTINGS_KEYS: &[&str] = &[
     "control_socket",
     "control_socket_group",
     "metrics_listen",
+    "status_page",
+    "status_page_output",
+    "status_page_token_file",
     "history_keep",
     "history_max_age",
     "output_max_age",
@@ -42,6 +45,17 @@ pub enum ContainmentSetting {
     Cgroup,
     /// The process fallback (subreaper and a walk of /proc), even where cgroups work.
     Process,
+}
+
+/// `status_page`, `status_page_output` and `status_page_token_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusPage {
+    /// `status_page = true`: served (on `metrics_listen`, which it needs).
+    pub enabled: bool,
+    /// `status_page_output = true`: a run's view shows its output tail.
+    pub output: bool,
+    /// A file private to its owner holding the bearer token the page asks for.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +80,8 @@ pub struct Settings {
     pub control_socket: PathBuf,
     pub control_socket_group: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    /// The read-only status page (`GET /`, `/run/ID`, `/api/...`) on `metrics_listen`.
+    pub status_page: StatusPage,
     /// Runs kept per job in the history (0: keep everything).
     pub history_keep: usize,
     /// Records older than this are pruned from the history (`None`: no age limit).
@@ -149,6 +165,7 @@ impl Loader<'_> {
             .map(|a| a.v)
             .filter(|d| !d.is_zero());
         let metrics_listen = self.metrics_listen(&t);
+        let status_page = self.status_page(&t, metrics_listen.is_some());
         let healthcheck_ca_file = self.ca_file(&t, "healthcheck_ca_file");
         let containment = match t.choice(self.sink, "containment", &["auto", "cgroup", "process"]) {
             Some(s) if s.v == "cgroup" => ContainmentSetting::Cgroup,
@@ -175,6 +192,7 @@ impl Loader<'_> {
             control_socket,
             control_socket_group,
             metrics_listen,
+            status_page,
             history_keep,
             history_max_age,
             output_max_age,
@@ -184,6 +202,41 @@ impl Loader<'_> {
             healthcheck_ca_file,
             reload_on_change,
         })
+    }
+
+    /// The status page's keys: the page needs `metrics_listen`, and its other keys need the
+    /// page (a key that would do nothing is an error, not a silence).
+    fn status_page(&mut self, t: &TableReader, listening: bool) -> StatusPage {
+        let enabled = t.bool(self.sink, "status_page");
+        let output = t.bool(self.sink, "status_page_output");
+        let token_file = self.abs_path(t, "status_page_token_file");
+        let on = enabled.as_ref().is_some_and(|e| e.v);
+        if let Some(e) = enabled.as_ref().filter(|e| e.v && !listening) {
+            self.sink.error(
+                e.loc,
+                t.subject(),
+                "status_page: the page is served on metrics_listen, which is not set; \
+                 set metrics_listen = \"127.0.0.1:9477\" (for example)",
+            );
+        }
+        let without = [
+            ("status_page_output", output.as_ref().map(|o| o.loc)),
+            ("status_page_token_file", token_file.as_ref().map(|f| f.loc)),
+        ];
+        for (key, loc) in without {
+            if let (Some(loc), false) = (loc, on) {
+                self.sink.error(
+                    loc,
+                    t.subject(),
+                    format!("{key}: only with status_page = true (the page is off)"),
+                );
+            }
+        }
+        StatusPage {
+            enabled: on,
+            output: output.is_some_and(|o| o.v),
+            token_file: token_file.map(|f| f.v),
+        }
     }
 
     fn metrics_listen(&mut self, t: &TableReader) -> Option<SocketAddr> {

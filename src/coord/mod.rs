@@ -6,6 +6,7 @@
 
 pub(crate) mod local;
 pub(crate) mod standing;
+pub(crate) mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::net::UnixStream;

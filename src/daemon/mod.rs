@@ -27,6 +27,7 @@ mod health;
 mod late;
 mod launch;
 mod orphans;
+mod page;
 mod slots;
 mod state;
 mod watch;
@@ -363,6 +364,8 @@ impl<'p> Daemon<'p> {
     /// instants due at start,
     /// and tells systemd the daemon is ready.
     fn boot(&mut self, startup: Vec<crate::scheduler::Dispatch>) {
+        // Every job's series before the start is told: a scrape right after it sees them.
+        self.publish_jobs();
         let (cfg, shared) = (&self.cfg, &self.shared);
         shared.log.log(
             Level::Info,
@@ -406,7 +409,6 @@ impl<'p> Daemon<'p> {
         }) {
             dispatch(shared, cfg, Launch::tick(&job.name, now, "start"));
         }
-        self.publish_jobs();
         start_all(shared, cfg, startup);
         self.publish();
         notify(&[
@@ -706,12 +708,19 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served,
     if let Some(addr) = cfg.settings.metrics_listen {
         let sh = Arc::clone(shared);
         let probe: crate::metrics::Probe = Arc::new(move || watch::health(&sh));
-        crate::metrics::serve(addr, Arc::clone(&shared.metrics), probe)
+        page::check_token(cfg).map_err(Failure::config)?;
+        // Served while the table in force says `status_page = true` (a reload turns it on
+        // or off).
+        let source = Arc::new(page::PageSource(Arc::clone(shared)));
+        let status_page = Arc::new(crate::page::Page::new(source));
+        crate::metrics::serve(addr, Arc::clone(&shared.metrics), probe, Some(status_page))
             .map_err(|e| Failure::config(format!("metrics_listen {addr}: {e}")))?;
         let f = [("listen", addr.to_string())];
-        shared
-            .log
-            .log(Level::Info, "metrics", &f, "serving /metrics and /healthz");
+        let what = match cfg.settings.status_page.enabled {
+            true => "serving /metrics, /healthz and the status page at /",
+            false => "serving /metrics and /healthz",
+        };
+        shared.log.log(Level::Info, "metrics", &f, what);
     }
     let socket = control::listen(&cfg.settings, &shared.log)
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;

@@ -19,6 +19,7 @@ mod health;
 mod import;
 mod messages;
 mod next;
+mod page;
 mod pipeline;
 mod pipes;
 mod promises;
