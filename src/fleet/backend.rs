@@ -286,7 +286,7 @@ impl Fleet {
         }
         // A node just back from an outage leaves the others, cut off by the same outage,
         // the time to come back before it calls them lost.
-        let settled = lock(&self.back_since).elapsed() >= self.heartbeat * 2;
+        let settled = lock(&self.back_since).is_some_and(|t| t.elapsed() >= self.heartbeat * 2);
         if settled && Instant::now() >= *next_scan {
             *next_scan = Instant::now() + self.heartbeat;
             match self.take_over_lost() {

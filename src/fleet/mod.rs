@@ -118,7 +118,8 @@ pub(crate) struct Fleet {
     /// Since when this node reaches the database without a break (its start, or the end of
     /// its last outage): it declares no other node lost before it has been back for two
     /// heartbeats, the time the others need to come back from the same outage.
-    back_since: Mutex<Instant>,
+    /// (`None` while its renewals fail.)
+    back_since: Mutex<Option<Instant>>,
     /// Outbox entries the database refused, and when to try them again.
     held_back: Mutex<HashMap<std::path::PathBuf, Instant>>,
     /// Work found while reporting (a run that ran twice), for the daemon to take.
@@ -203,7 +204,7 @@ impl Fleet {
             outbox: outbox::Outbox::new(state_dir),
             replaying: Mutex::new(()),
             held_back: Mutex::default(),
-            back_since: Mutex::new(Instant::now()),
+            back_since: Mutex::new(Some(Instant::now())),
             notices: Mutex::new(Vec::new()),
             unclaimed: Mutex::default(),
         });

@@ -160,7 +160,7 @@ impl Fleet {
     fn renewed_ok(&self, l: &mut Loop, sent: Instant, r: &Renewal) {
         let f = [("node", self.node.clone())];
         if let Some((since, at)) = l.outage.take() {
-            *lock(&self.back_since) = Instant::now();
+            *lock(&self.back_since) = Some(Instant::now());
             let msg = format!(
                 "the database is back after {:.1}s (since the last good renewal, sent at {at})",
                 since.elapsed().as_secs_f64()
@@ -192,6 +192,8 @@ impl Fleet {
 
     /// A renewal failed: the outage is logged once, with the last good renewal.
     fn renew_failed(&self, l: &mut Loop, e: &str) {
+        // Cut off itself, this node declares no other node lost (`take_work`).
+        *lock(&self.back_since) = None;
         if l.outage.is_some() {
             return;
         }
