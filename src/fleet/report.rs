@@ -132,7 +132,14 @@ impl Fleet {
     /// Replays the outbox on `c`, oldest first; stops at the first entry the database
     /// could not take (the connection is gone) and returns how many went in.
     pub(super) fn replay_on(&self, c: &mut Conn<'_>) -> Result<usize, String> {
-        let _one = lock(&self.replaying);
+        // One replay at a time, and nobody waits for it (the renewal thread least of all: a
+        // statement to a silent server may take a while). What it did not list yet goes in
+        // at the next heartbeat's replay.
+        let _one = match self.replaying.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
+        };
         let mut n = 0;
         for p in self.outbox.pending() {
             let entry = match p.entry {
