@@ -98,11 +98,14 @@ impl Outbox {
         );
         let path = self.dir.join(name);
         let text = serde_json::to_vec(entry).map_err(io::Error::other)?;
-        crate::files::ensure_dir(&self.dir)?;
-        std::fs::set_permissions(
-            &self.dir,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )?;
+        if !self.dir.is_dir() {
+            // Private: the records may name what the jobs did.
+            crate::files::ensure_dir(&self.dir)?;
+            std::fs::set_permissions(
+                &self.dir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )?;
+        }
         crate::files::write_atomic(&path, &text)?;
         Ok(path)
     }

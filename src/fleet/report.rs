@@ -14,12 +14,55 @@ use postgres::types::Type;
 
 use super::outbox::Entry;
 use super::pool::db_err;
-use super::wire::{Conn, Op};
+use super::wire::{Conn, Op, P};
 use super::{Fleet, ms};
 use crate::coord::{RanTwice, Role, Work};
 use crate::log::{Level, Logger};
 use crate::record::{Outcome, RunRecord};
 use crate::sync::lock;
+
+/// A run's row as its end writes it (parameters $1 to $10 of [`EndRow::params`]).
+macro_rules! end_insert {
+    () => {
+        "INSERT INTO cronwarden_runs AS r
+            (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt, started,
+             ended, record)
+         VALUES ($1, $2, $3, $4, $5, $6, 'done', $7, coalesce(to_timestamp($8 / 1000), now()),
+                 coalesce(to_timestamp($9 / 1000), now()), $10)"
+    };
+}
+
+/// What a run's end writes into its row.
+struct EndRow<'a> {
+    rec: &'a RunRecord,
+    node: &'a str,
+    incarnation: &'a str,
+    scheduled_ms: i64,
+    attempts: i32,
+    /// Milliseconds since the epoch (`None`: the database's now).
+    started: Option<f64>,
+    ended: Option<f64>,
+    /// The record as JSON.
+    text: String,
+}
+
+impl EndRow<'_> {
+    /// The parameters of `end_insert!`, for the row `run_id`.
+    fn params<'p>(&'p self, run_id: &'p String) -> [P<'p>; 10] {
+        [
+            (run_id, Type::TEXT),
+            (&self.rec.job, Type::TEXT),
+            (&self.node, Type::TEXT),
+            (&self.incarnation, Type::TEXT),
+            (&self.scheduled_ms, Type::INT8),
+            (&self.rec.trigger, Type::TEXT),
+            (&self.attempts, Type::INT4),
+            (&self.started, Type::FLOAT8),
+            (&self.ended, Type::FLOAT8),
+            (&self.text, Type::TEXT),
+        ]
+    }
+}
 
 /// How long an entry the database refused waits before it is tried again.
 const HOLD_BACK: Duration = Duration::from_secs(60);
@@ -255,22 +298,25 @@ impl Fleet {
     ) -> Result<Delivered, postgres::Error> {
         let mut rec = rec.clone();
         rec.node = Some(node.to_string());
-        let text = serde_json::to_string(&rec).unwrap_or_default();
-        let started = ms_of(&rec.started);
-        let ended = ms_of(&rec.ended);
-        let attempts = rec.attempt_count().min(i32::MAX as u32) as i32;
+        let end = EndRow {
+            text: serde_json::to_string(&rec).unwrap_or_default(),
+            rec: &rec,
+            node,
+            incarnation,
+            scheduled_ms,
+            attempts: rec.attempt_count().min(i32::MAX as u32) as i32,
+            started: ms_of(&rec.started),
+            ended: ms_of(&rec.ended),
+        };
+        let (attempts, ended, text) = (end.attempts, end.ended, &end.text);
         let row = c.query_one(
-            "WITH prev AS (
-                SELECT state, incarnation, node, record FROM cronwarden_runs WHERE run_id = $1
-                FOR UPDATE),
-             up AS (
-                INSERT INTO cronwarden_runs AS r
-                    (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt,
-                     started, ended, record)
-                VALUES ($1, $2, $3, $4, $5, $6, 'done', $7,
-                        coalesce(to_timestamp($8 / 1000), now()),
-                        coalesce(to_timestamp($9 / 1000), now()), $10)
-                ON CONFLICT (run_id) DO UPDATE
+            concat!(
+                "WITH prev AS (
+                    SELECT state, incarnation, node, record FROM cronwarden_runs
+                    WHERE run_id = $1 FOR UPDATE),
+                 up AS (",
+                end_insert!(),
+                " ON CONFLICT (run_id) DO UPDATE
                     SET state = 'done', ended = excluded.ended, record = excluded.record,
                         attempt = excluded.attempt
                     WHERE r.incarnation = excluded.incarnation
@@ -278,19 +324,9 @@ impl Fleet {
                 RETURNING 1)
              SELECT (SELECT count(*) FROM up)::int4, (SELECT state FROM prev),
                     (SELECT incarnation FROM prev), (SELECT node FROM prev),
-                    (SELECT record::json ->> 'outcome' FROM prev)",
-            &[
-                (&rec.run_id, Type::TEXT),
-                (&rec.job, Type::TEXT),
-                (&node, Type::TEXT),
-                (&incarnation, Type::TEXT),
-                (&scheduled_ms, Type::INT8),
-                (&rec.trigger, Type::TEXT),
-                (&attempts, Type::INT4),
-                (&started, Type::FLOAT8),
-                (&ended, Type::FLOAT8),
-                (&text, Type::TEXT),
-            ],
+                    (SELECT record::json ->> 'outcome' FROM prev)"
+            ),
+            &end.params(&rec.run_id),
         )?;
         let written: i32 = row.try_get(0)?;
         let state: Option<String> = row.try_get(1)?;
@@ -322,7 +358,7 @@ impl Fleet {
                     (&rec.run_id, Type::TEXT),
                     (&node, Type::TEXT),
                     (&incarnation, Type::TEXT),
-                    (&text, Type::TEXT),
+                    (text, Type::TEXT),
                     (&attempts, Type::INT4),
                     (&ended, Type::FLOAT8),
                     (&by, Type::TEXT),
@@ -335,24 +371,8 @@ impl Fleet {
         // Another process runs it again (or did): keep this end beside its row.
         let dup = format!("{}@{incarnation}", rec.run_id);
         c.execute(
-            "INSERT INTO cronwarden_runs
-                (run_id, job, node, incarnation, scheduled_ms, trigger, state, attempt, started,
-                 ended, record)
-             VALUES ($1, $2, $3, $4, $5, $6, 'done', $7, coalesce(to_timestamp($8 / 1000), now()),
-                     coalesce(to_timestamp($9 / 1000), now()), $10)
-             ON CONFLICT (run_id) DO NOTHING",
-            &[
-                (&dup, Type::TEXT),
-                (&rec.job, Type::TEXT),
-                (&node, Type::TEXT),
-                (&incarnation, Type::TEXT),
-                (&scheduled_ms, Type::INT8),
-                (&rec.trigger, Type::TEXT),
-                (&attempts, Type::INT4),
-                (&started, Type::FLOAT8),
-                (&ended, Type::FLOAT8),
-                (&text, Type::TEXT),
-            ],
+            concat!(end_insert!(), " ON CONFLICT (run_id) DO NOTHING"),
+            &end.params(&dup),
         )?;
         Ok(Delivered::RanTwice(
             other.unwrap_or_else(|| "?".into()),
