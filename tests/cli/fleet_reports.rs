@@ -19,6 +19,16 @@ fn started_run(ev: &Path, node: &str, attempt: &str) -> Option<String> {
         .map(|e| e[2].clone())
 }
 
+/// Starts node a's daemon and has it run `long`: the daemon and the run's id, once it started.
+fn trigger_long_on_a(a: &super::Table, ev: &Path) -> (Daemon, String) {
+    let da = Daemon::start(a);
+    let (code, _, err) = a.run(&["trigger", "long"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(|| started_run(ev, "a", "1").is_some());
+    let run_id = started_run(ev, "a", "1").expect("a started");
+    (da, run_id)
+}
+
 fn run_row(sql: &mut postgres::Client, run_id: &str) -> Option<(String, String)> {
     sql.query_opt(
         "SELECT state, node FROM cronwarden_runs WHERE run_id = $1",
@@ -38,11 +48,7 @@ fn a_run_that_ends_while_the_database_is_away_is_recorded_when_it_is_back_and_ru
     let jobs = long_job("long", 2, "");
     let a = node_timed(&db, "outbox_a", "a", &ev, &jobs, 10);
     let b = node_timed(&db, "postgres", "b", &ev, &jobs, 10);
-    let da = Daemon::start(&a);
-    let (code, _, err) = a.run(&["trigger", "long"]);
-    assert_eq!(code, 0, "{err}");
-    wait_for(|| started_run(&ev, "a", "1").is_some());
-    let run_id = started_run(&ev, "a", "1").expect("a started");
+    let (da, run_id) = trigger_long_on_a(&a, &ev);
     let db_b = Daemon::start(&b);
     // The database goes away for node a while its job runs, and the job ends meanwhile.
     cut_off(&mut sql, "outbox_a");
@@ -103,11 +109,7 @@ fn a_run_that_ran_twice_is_recorded_twice_and_alerted_by_the_node_that_finished_
     );
     let a = node_timed(&db, "twice_a", "a", &ev, &jobs, 6);
     let b = node_timed(&db, "postgres", "b", &ev, &jobs, 6);
-    let da = Daemon::start(&a);
-    let (code, _, err) = a.run(&["trigger", "long"]);
-    assert_eq!(code, 0, "{err}");
-    wait_for(|| started_run(&ev, "a", "1").is_some());
-    let run_id = started_run(&ev, "a", "1").expect("a started");
+    let (da, run_id) = trigger_long_on_a(&a, &ev);
     let db_b = Daemon::start(&b);
     // Cut off longer than dead_after: the job ends on a, but b sees a silent, declares it
     // lost and runs the run again (it has a retry left).
@@ -151,11 +153,7 @@ fn a_fenced_run_is_handed_over_when_its_node_is_back_before_anyone_looked() {
     let mut sql = db.sql();
     lockable_role(&mut sql, "handover_a");
     let a = node_timed(&db, "handover_a", "a", &ev, &long_job("long", 30, ""), 4);
-    let da = Daemon::start(&a);
-    let (code, _, err) = a.run(&["trigger", "long"]);
-    assert_eq!(code, 0, "{err}");
-    wait_for(|| started_run(&ev, "a", "1").is_some());
-    let run_id = started_run(&ev, "a", "1").expect("a started");
+    let (da, run_id) = trigger_long_on_a(&a, &ev);
     // The whole database is away for longer than dead_after - heartbeat: a fences its run,
     // and cannot hand it over then.
     cut_off(&mut sql, "handover_a");
