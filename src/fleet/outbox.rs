@@ -112,8 +112,17 @@ impl Outbox {
 
     /// Whether anything waits (one directory read; no directory is nothing).
     pub(super) fn is_empty(&self) -> bool {
-        std::fs::read_dir(&self.dir).map_or(true, |mut d| {
-            !d.any(|e| e.is_ok_and(|e| is_entry(&e.file_name())))
+        self.count_up_to(1) == 0
+    }
+
+    /// How many entries wait, counting no further than `most` (one directory read, no
+    /// entry read).
+    pub(super) fn count_up_to(&self, most: usize) -> usize {
+        std::fs::read_dir(&self.dir).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| is_entry(&e.file_name()))
+                .take(most)
+                .count()
         })
     }
 
@@ -192,6 +201,8 @@ mod tests {
             incarnation: "n1-1".into(),
         })
         .expect("pushed");
+        assert_eq!(ob.count_up_to(2), 2);
+        assert_eq!(ob.count_up_to(10), 4);
         std::fs::write(ob.dir().join("9-garbage.json"), b"{not json").expect("write");
         let p = ob.pending();
         let ids: Vec<String> = p
