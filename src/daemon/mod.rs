@@ -386,29 +386,13 @@ impl<'p> Daemon<'p> {
             .ok()
             .map(|s| s.trim().to_string());
         if boot.is_some() && boot != last_boot {
-            let now = Timestamp::now();
-            for job in cfg.jobs.iter().filter(|j| {
-                j.enabled
-                    && j.schedule
-                        .as_ref()
-                        .is_some_and(|s| *s.expr() == Expr::Reboot)
-            }) {
-                dispatch(shared, cfg, Launch::tick(&job.name, now, "reboot"));
-            }
+            start_each(shared, cfg, &Expr::Reboot, "reboot");
             if let Some(b) = &boot {
                 let _ = crate::files::write_atomic(&boot_file, b.as_bytes());
             }
         }
         // @start: each time the daemon starts (never at a reload).
-        let now = Timestamp::now();
-        for job in cfg.jobs.iter().filter(|j| {
-            j.enabled
-                && j.schedule
-                    .as_ref()
-                    .is_some_and(|s| *s.expr() == Expr::Start)
-        }) {
-            dispatch(shared, cfg, Launch::tick(&job.name, now, "start"));
-        }
+        start_each(shared, cfg, &Expr::Start, "start");
         start_all(shared, cfg, startup);
         self.publish();
         notify(&[
@@ -726,6 +710,18 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served,
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;
     control::serve(socket, Arc::clone(shared))
         .map_err(|e| Failure::config(format!("control socket: {e}")))
+}
+
+/// Starts now every enabled job whose schedule is `expr` (`@reboot`, `@start`).
+fn start_each(shared: &Arc<Shared>, cfg: &Arc<Config>, expr: &Expr, why: &'static str) {
+    let now = Timestamp::now();
+    let due = cfg
+        .jobs
+        .iter()
+        .filter(|j| j.enabled && j.schedule.as_ref().is_some_and(|s| s.expr() == expr));
+    for job in due {
+        dispatch(shared, cfg, Launch::tick(&job.name, now, why));
+    }
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up
