@@ -63,7 +63,9 @@ prefix=cronwarden-scale   # /etc/cron.d/cronwarden-scale-NN; no dots, or cron sk
 pids=()
 had_pidfile=0; [ -e /run/crond.pid ] && had_pidfile=1
 had_reboot=0; [ -e /run/crond.reboot ] && had_reboot=1
-alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+# Running and not a zombie; its status read once (a zombie reaped between two reads of /proc
+# must not look alive).
+alive() { local s; s=$(sed -n 's/^State:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || return 1; [ -n "$s" ] && [ "${s:0:1}" != Z ]; }
 stop_all() {
   local p
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -95,9 +97,11 @@ rollup() { cp "/proc/$2/smaps_rollup" "$1"; }   # FILE PID
 # Starts `cronwarden -c TABLE daemon` with NOTIFY_SOCKET; sets cw_pid and appends
 # NAME_ready_s (exec until READY=1) to META.
 start_cw() {
-  local table=$1 name=$2 meta=$3 sock=$dir/notify-$2 t0 t1
-  python3 bench/scale_ready.py "$sock" 600 > "$sock.at" & local lp=$!
-  for _ in $(seq 100); do [ -e "$sock.bound" ] && break; sleep 0.05; done
+  local table=$1 name=$2 meta=$3 sock=${1%.toml}.notify t0 t1
+  rm -f "$sock" "$sock.bound"
+  python3 bench/scale_ready.py "$sock" 300 > "$sock.at" & local lp=$!
+  for _ in $(seq 200); do [ -e "$sock.bound" ] && break; sleep 0.05; done
+  [ -e "$sock.bound" ] || { echo "scale.sh: bench/scale_ready.py did not bind $sock" >&2; exit 1; }
   t0=$(now)
   NOTIFY_SOCKET=$sock "$bin" -c "$table" daemon 2> "${table%.toml}.err" & cw_pid=$!; pids+=("$cw_pid")
   wait "$lp" || { echo "scale.sh: no READY=1 from the daemon ($table):" >&2; cat "${table%.toml}.err" >&2; exit 1; }
