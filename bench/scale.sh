@@ -61,6 +61,7 @@ dir=$(mktemp -d)
 chmod 0755 "$dir"
 prefix=cronwarden-scale   # /etc/cron.d/cronwarden-scale-NN; no dots, or cron skips them
 pids=()
+helper=""   # a READY listener or a sleep, while it runs: ended by cleanup after a signal
 had_pidfile=0; [ -e /run/crond.pid ] && had_pidfile=1
 had_reboot=0; [ -e /run/crond.reboot ] && had_reboot=1
 # Running and not a zombie; its status read once (a zombie reaped between two reads of /proc
@@ -79,6 +80,7 @@ stop_all() {
   pids=()
 }
 cleanup() {
+  [ -z "$helper" ] || kill "$helper" 2>/dev/null || true
   stop_all
   rm -f /etc/cron.d/"$prefix"-*
   [ "$had_pidfile" = 1 ] || rm -f /run/crond.pid
@@ -89,7 +91,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 now() { echo "$EPOCHREALTIME"; }
 # In the background and waited for, so that a signal's trap runs at once.
-sleep_until() { local s; s=$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.6f", (d > 0 ? d : 0) }'); sleep "$s" & wait $!; }
+sleep_until() { local s; s=$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.6f", (d > 0 ? d : 0) }'); sleep "$s" & helper=$!; wait $!; helper=""; }
 plus() { awk -v t="$1" -v d="$2" 'BEGIN { printf "%.6f", t + d }'; }   # TIME + SECONDS
 load() { echo "$1 | $(uptime)" >> "$out/load.txt"; echo "== load $1: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 rollup() { cp "/proc/$2/smaps_rollup" "$1"; }   # FILE PID
@@ -99,12 +101,13 @@ rollup() { cp "/proc/$2/smaps_rollup" "$1"; }   # FILE PID
 start_cw() {
   local table=$1 name=$2 meta=$3 sock=${1%.toml}.notify t0 t1
   rm -f "$sock" "$sock.bound"
-  python3 bench/scale_ready.py "$sock" 300 > "$sock.at" & local lp=$!
+  python3 bench/scale_ready.py "$sock" 300 > "$sock.at" & local lp=$!; helper=$lp
   for _ in $(seq 200); do [ -e "$sock.bound" ] && break; sleep 0.05; done
   [ -e "$sock.bound" ] || { echo "scale.sh: bench/scale_ready.py did not bind $sock" >&2; exit 1; }
   t0=$(now)
   NOTIFY_SOCKET=$sock "$bin" -c "$table" daemon 2> "${table%.toml}.err" & cw_pid=$!; pids+=("$cw_pid")
-  wait "$lp" || { echo "scale.sh: no READY=1 from the daemon ($table):" >&2; cat "${table%.toml}.err" >&2; exit 1; }
+  local rc=0; wait "$lp" || rc=$?; helper=""
+  [ "$rc" = 0 ] || { echo "scale.sh: no READY=1 from the daemon ($table):" >&2; cat "${table%.toml}.err" >&2; exit 1; }
   t1=$(cat "$sock.at")
   echo "${name}_ready_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" >> "$meta"
 }
