@@ -9,7 +9,7 @@
 #     (bench/scale_tables.py), RSS, PSS and USS (Private_Clean + Private_Dirty) from
 #     /proc/PID/smaps_rollup 20 s and 65 s after the start (after the once-a-minute wake-up
 #     of both daemons), for cronwarden and for Debian's cron given the same N jobs in
-#     /etc/cron.d, in files of 5,000 lines (cron drops what is past line 10,000 of a file);
+#     /etc/cron.d, in files of 5,000 lines (cron ignores a whole file of over 10,000 lines);
 #  3. a new daemon with the N idle jobs plus 100 jobs due at the same second and one job every
 #     second, each `date +%s.%N >> FILE`: the per-second job's start latency (the time `date`
 #     ran minus the whole second; p50/p99 over ~60 samples), then the 100 at once (from the

@@ -12,10 +12,10 @@ time) the table also has 100 jobs due at that second (`S M H * * *`, UTC) and on
 second (`* * * * * *`), each `date +%s.%N >> OUT/burst.txt` or `OUT/persec.txt`, and
 `max_concurrent = 128` so that the 100 may start at once (the default 64 queues 36 of them).
 
-Debian's cron (3.0pl1-162) keeps only the first 10,000 lines of a crontab file: past that it
-logs "crontab must not be longer than 10000 lines, this crontab file will be ignored" and
-drops the rest. So its jobs go into files of at most CRON_LINES lines, named without dots
-(cron skips /etc/cron.d names with dots)."""
+Debian's cron (3.0pl1-162) ignores a whole crontab file of more than 10,000 lines (10,003
+loaded here, 10,004 not): it logs "crontab must not be longer than 10000 lines, this crontab
+file will be ignored" and runs none of its jobs. So its jobs go into files of at most
+CRON_LINES lines, named without dots (cron skips /etc/cron.d names with dots)."""
 import os
 import sys
 import time
