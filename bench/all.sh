@@ -126,7 +126,7 @@ ya_python=$(head -1 "$yacron" | sed 's/^#! *//')
 sed 's/^/   /' "$out/machine.env"
 
 # ---- the benchmarks ----------------------------------------------------------------------------
-export CRONWARDEN_BIN=$bin CRONWARDEN_REV=$built YACRON=$yacron
+export CRONWARDEN_BIN="$bin" CRONWARDEN_REV="$built" YACRON="$yacron"
 status=0
 part() {
   local name=$1; shift
