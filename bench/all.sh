@@ -6,8 +6,10 @@
 #   bench/run.sh     `run` overhead vs `true` and `chronic true`; 1 GiB capture    (~1 min)
 #   bench/daemon.sh  start latency (1 job, 100 at once), idle RSS and wake-ups,
 #                    vs cron, yacron and a sleep+posix_spawn floor                  (6-7.5 min)
-# About 7 minutes in all (6 min 43 s to 7 min 17 s measured), plus the one-time installs and
-# the release build.
+#   bench/scale.sh   100 / 10,000 / 100,000 jobs: load time, idle USS/PSS vs cron,
+#                    100 at once and a per-second job vs the floor (issue 21)       (~7.5 min)
+# About 15 minutes in all (check, run and daemon: 6 min 43 s to 7 min 17 s measured), plus
+# the one-time installs and the release build.
 #
 # Usage: sudo bench/all.sh [--no-install]
 #   Run as root on Debian (12 or later): daemon.sh starts Debian's cron, which reads
@@ -124,7 +126,7 @@ ya_python=$(head -1 "$yacron" | sed 's/^#! *//')
 sed 's/^/   /' "$out/machine.env"
 
 # ---- the benchmarks ----------------------------------------------------------------------------
-export CRONWARDEN_BIN=$bin YACRON=$yacron
+export CRONWARDEN_BIN="$bin" CRONWARDEN_REV="$built" YACRON="$yacron"
 status=0
 part() {
   local name=$1; shift
@@ -138,6 +140,7 @@ part() {
 part check bench/check.sh
 part run bench/run.sh
 part daemon bench/daemon.sh
+part scale bench/scale.sh
 
 t1=$(date +%s)
 {
@@ -145,6 +148,10 @@ t1=$(date +%s)
   echo "duration=$(( (t1 - t0) / 60 )) min $(( (t1 - t0) % 60 )) s"
 } >> "$out/machine.env"
 python3 bench/report.py "$out" > "$out/report.md"
+if [ -f "$out/scale/report.md" ]; then
+  printf '\n### Scale (bench/scale.sh)\n\n' >> "$out/report.md"
+  cat "$out/scale/report.md" >> "$out/report.md"
+fi
 cp "$out/report.md" bench/results/latest.md
 ln -sfn "$(basename "$out")" bench/results/latest
 echo
