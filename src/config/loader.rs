@@ -175,10 +175,7 @@ impl<'s> Loader<'s> {
         let parsed = toml_tree::parse(&doc.text);
         for e in &parsed.errors {
             self.sink.error(
-                Loc {
-                    file: doc.file,
-                    offset: e.offset(),
-                },
+                Loc::new(doc.file, e.offset()),
                 None,
                 format!("TOML syntax: {}", e.message.trim()),
             );
@@ -201,15 +198,7 @@ impl<'s> Loader<'s> {
         let settings = self.settings(&top);
         let mut readers = vec![top];
         for (file, t) in &inc_tables {
-            let r = TableReader::new(
-                t,
-                *file,
-                Loc {
-                    file: *file,
-                    offset: 0,
-                },
-                None,
-            );
+            let r = TableReader::new(t, *file, Loc::new(*file, 0), None);
             r.check_keys(self.sink, INCLUDE_KEYS, "drop-in file top-level");
             readers.push(r);
         }
@@ -279,8 +268,8 @@ impl<'s> Loader<'s> {
     }
 
     pub(crate) fn where_is(&self, loc: Loc) -> (PathBuf, (usize, usize)) {
-        match self.sink.files.get(loc.file) {
-            Some(f) => (f.path.clone(), f.line_col(loc.offset)),
+        match self.sink.files.get(loc.file as usize) {
+            Some(f) => (f.path.clone(), f.line_col(loc.offset as usize)),
             None => (PathBuf::from("?"), (0, 0)),
         }
     }

@@ -72,24 +72,14 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     pub(crate) fn loc_of(&self, v: &Value<'_>) -> Loc {
-        Loc {
-            file: self.file,
-            offset: v.span.start(),
-        }
+        Loc::new(self.file, v.span.start())
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&'t str, Loc, &'t Value<'i>)> + '_ {
         let table: &'t Table<'i> = self.table;
-        table.iter().map(|(k, v)| {
-            (
-                k.name.as_ref(),
-                Loc {
-                    file: self.file,
-                    offset: k.span.start(),
-                },
-                v,
-            )
-        })
+        table
+            .iter()
+            .map(|(k, v)| (k.name.as_ref(), Loc::new(self.file, k.span.start()), v))
     }
 
     pub(crate) fn raw(&self, key: &str) -> Option<&'t Value<'i>> {
