@@ -187,6 +187,18 @@ mod tests {
     }
 
     #[test]
+    fn a_loc_past_u32_points_at_no_file_and_the_end_of_the_text() {
+        let mut sink = Sink::default();
+        sink.add_file("x".into(), "ab\ncd".to_string());
+        let far = Loc::new(usize::MAX, usize::MAX);
+        assert_eq!((far.file, far.offset), (u32::MAX, u32::MAX));
+        sink.error(far, None, "m");
+        sink.error(Loc::new(0, usize::MAX), None, "m");
+        assert_eq!(sink.diags[0].file, PathBuf::from("?"));
+        assert_eq!((sink.diags[1].line, sink.diags[1].col), (2, 3));
+    }
+
+    #[test]
     fn suggestions() {
         let keys = ["retries", "retry_delay", "timeout"];
         assert_eq!(suggest("retrys", keys), Some("retries"));
