@@ -23,7 +23,7 @@ impl Loader<'_> {
         settings: Option<&Settings>,
         (alerts, upstream): (&HashMap<String, Loc>, &BTreeSet<String>),
     ) -> Option<Job> {
-        let subject = format!("job {name:?}");
+        let subject = super::job_spec::job_subject(name);
         let subj = Some(subject.as_str());
         let errors_before = self.sink.diags.len();
         self.check_required(loc, s, subj);
