@@ -902,6 +902,9 @@ mod tests {
                     sys::reap(p as i32);
                 })
             });
+            // Released once the reaper is about to ask, so that it nearly always asks while
+            // the spawn is in flight (with the reaper's gate removed, this test failed: the
+            // reaper took the status 7); asking later must leave the pid alone all the same.
             wait_asking.recv().expect("the reaper asks");
             release.send(()).expect("the spawn waits");
             assert!(!reaper.join().expect("the reaper ends"), "reaped pid {pid}");
