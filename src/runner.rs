@@ -31,14 +31,68 @@ use crate::output::{Output, Stream};
 use crate::record::Usage;
 use crate::sys::{self, ChildSetup, Rusage, SpawnError, Spawned};
 
-/// Pids of the job processes this process started and has not reaped yet. A daemon that is
-/// PID 1 reaps orphans, and must leave these to their runners.
-static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// The job processes this process started and has not reaped yet, for the reaper a daemon
+/// runs as PID 1 (it reaps orphans, and must leave these to their runners).
+///
+/// Spawns run concurrently; the reaper's guarantee comes from the `gate`:
+/// - a spawner holds the read side from before its clone until the child's pid is in
+///   `pids` ([`Children::spawn`]); any number of spawners hold it at once;
+/// - the reaper takes the write side before it looks a zombie's pid up in `pids`, and holds
+///   it until it has reaped it or left it alone ([`Children::reap_unless_ours`]).
+///
+/// A zombie the reaper saw in /proc was created before it asked for the write side. If it
+/// is a job's process, its spawner either holds the read side (the write side waits until
+/// the pid is registered) or has released it (the pid is registered already); a runner
+/// removes its pid only after it has waited for the process itself. So the reaper never
+/// finds a job's pid missing, and a job's exit status is only ever taken by its runner.
+/// While the reaper holds the write side no job process is created, so the pid it reaps
+/// cannot be reused by one meanwhile. Spawners never wait for each other: the `pids`
+/// mutex is held only to insert or remove one pid.
+struct Children {
+    gate: std::sync::RwLock<()>,
+    pids: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+}
 
-fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
-    match CHILDREN.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
+/// This process's job processes: one set per process, like the processes it tracks.
+static CHILDREN: Children = Children::new();
+
+impl Children {
+    const fn new() -> Children {
+        Children {
+            gate: std::sync::RwLock::new(()),
+            pids: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+        }
+    }
+
+    fn pids(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<u32>> {
+        self.pids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a job process with `start` and registers its pid before the reaper may look
+    /// at it (the read side of the gate: other spawns go on at the same time).
+    fn spawn(&self, start: impl FnOnce() -> io::Result<Spawned>) -> io::Result<Spawned> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let r = start();
+        if let Ok(c) = &r {
+            self.pids().insert(c.pid);
+        }
+        r
+    }
+
+    /// Forgets a job process once its runner has waited for it.
+    fn forget(&self, pid: u32) {
+        self.pids().remove(&pid);
+    }
+
+    /// Reaps `pid` with `reap` unless it is a registered job process (the write side of
+    /// the gate: no spawn is in flight meanwhile). True if `reap` was called.
+    fn reap_unless_ours(&self, pid: u32, reap: impl FnOnce(u32)) -> bool {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        if self.pids().contains(&pid) {
+            return false;
+        }
+        reap(pid);
+        true
     }
 }
 
@@ -343,8 +397,8 @@ struct Supervisor<'a> {
 }
 
 impl<'a> Supervisor<'a> {
-    /// Starts the child (registered in [`CHILDREN`] under the lock, so a reaper never sees
-    /// the pid unregistered), tells `on_spawn` its pid, feeds its stdin from a thread and
+    /// Starts the child (registered in [`CHILDREN`] before a reaper may look at it; other
+    /// attempts start at the same time), tells `on_spawn` its pid, feeds its stdin from a thread and
     /// makes its output pipes large and non-blocking. The error names what could not run.
     fn spawn(
         spec: &'a AttemptSpec,
@@ -353,14 +407,7 @@ impl<'a> Supervisor<'a> {
         t0: Instant,
         on_spawn: &mut dyn FnMut(u32),
     ) -> Result<Supervisor<'a>, String> {
-        let spawned = {
-            let mut kids = children();
-            let r = spawn_child(spec, scope);
-            if let Ok(c) = &r {
-                kids.push(c.pid);
-            }
-            r
-        };
+        let spawned = CHILDREN.spawn(|| spawn_child(spec, scope));
         let child = spawned.map_err(|e| {
             let what = match &spec.workdir {
                 Some(dir) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
@@ -585,7 +632,7 @@ impl<'a> Supervisor<'a> {
                 Err(e) => Err(format!("waiting for pid {pid}: {e}")),
             },
         };
-        children().retain(|p| *p != pid);
+        CHILDREN.forget(pid);
         let (status, rusage) = waited?;
         let exit = match (status.code(), status.signal()) {
             (Some(c), _) => Exit::Code(c),
@@ -730,12 +777,9 @@ pub(crate) fn reap_orphans() {
         if state != Some("Z") || ppid != Some(me) {
             continue;
         }
-        let kids = children();
-        if kids.contains(&pid) {
-            continue;
-        }
-        sys::reap(pid as i32);
-        drop(kids);
+        CHILDREN.reap_unless_ours(pid, |p| {
+            sys::reap(p as i32);
+        });
     }
 }
 
@@ -787,6 +831,103 @@ mod tests {
             Some(alarm),
         );
         (res, calls)
+    }
+
+    /// Waits (without reaping it) until the process `pid` has exited.
+    fn wait_exited(pid: u32) {
+        let fd = sys::pidfd_open(pid).expect("pidfd_open (Linux 5.3)");
+        let mut pfds = [pollin(fd.as_raw_fd())];
+        while pfds[0].revents == 0 {
+            poll(&mut pfds, None);
+        }
+    }
+
+    #[test]
+    fn a_spawn_completes_while_another_is_in_flight() {
+        let owner = Children::new();
+        let kids = &owner;
+        let (in_flight, wait_in_flight) = std::sync::mpsc::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (done, wait_done) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                kids.spawn(move || {
+                    in_flight.send(()).expect("the test waits");
+                    held.recv().expect("the test releases");
+                    Err(io::Error::other("never started"))
+                })
+            });
+            wait_in_flight.recv().expect("the first spawn is in flight");
+            s.spawn(move || {
+                let r = kids.spawn(|| spawn_child(&spec("exit 0"), None));
+                done.send(r.map(|c| c.pid)).expect("the test waits");
+            });
+            // The second spawn ends while the first still holds its side of the gate (a
+            // watchdog, not a timing: with one lock for all spawns it would never end).
+            let second = wait_done.recv_timeout(Duration::from_secs(60));
+            release.send(()).expect("the first spawn waits");
+            let pid = second
+                .expect("a spawn completes while another is in flight")
+                .expect("sh starts");
+            assert!(kids.pids().contains(&pid));
+            assert!(sys::wait4(pid as i32, false).is_ok_and(|w| w.is_some()));
+            kids.forget(pid);
+        });
+        assert!(kids.pids().is_empty());
+    }
+
+    #[test]
+    fn the_reaper_never_takes_the_exit_of_a_job_whose_spawn_is_in_flight() {
+        let owner = Children::new();
+        let kids = &owner;
+        let (spawned, wait_spawned) = std::sync::mpsc::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (asking, wait_asking) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                kids.spawn(move || {
+                    let c = spawn_child(&spec("exit 7"), None)?;
+                    // A zombie whose pid is not registered yet: what a reaper may see in
+                    // /proc while a spawn is in flight.
+                    wait_exited(c.pid);
+                    spawned.send(c.pid).expect("the test waits");
+                    held.recv().expect("the test releases");
+                    Ok(c)
+                })
+            });
+            let pid = wait_spawned.recv().expect("the job's process exited");
+            let reaper = s.spawn(move || {
+                asking.send(()).expect("the test waits");
+                kids.reap_unless_ours(pid, |p| {
+                    sys::reap(p as i32);
+                })
+            });
+            // Released once the reaper is about to ask, so that it nearly always asks while
+            // the spawn is in flight (with the reaper's gate removed, this test failed: the
+            // reaper took the status 7); asking later must leave the pid alone all the same.
+            wait_asking.recv().expect("the reaper asks");
+            release.send(()).expect("the spawn waits");
+            assert!(!reaper.join().expect("the reaper ends"), "reaped pid {pid}");
+            let (raw, _) = sys::wait4(pid as i32, false)
+                .expect("the exit status is still the runner's")
+                .expect("exited");
+            assert_eq!(ExitStatus::from_raw(raw).code(), Some(7));
+            kids.forget(pid);
+        });
+    }
+
+    #[test]
+    fn the_reaper_takes_a_process_that_is_no_job() {
+        let kids = Children::new();
+        let child = spawn_child(&spec("exit 0"), None).expect("sh starts");
+        wait_exited(child.pid);
+        assert!(kids.reap_unless_ours(child.pid, |p| {
+            assert!(sys::reap(p as i32));
+        }));
+        assert!(
+            sys::wait4(child.pid as i32, true).is_err(),
+            "reaped already"
+        );
     }
 
     #[test]

@@ -364,23 +364,9 @@ overlap = "skip"
     assert!(reason.contains("ended by itself"), "{reason}");
 }
 
-#[test]
-fn as_pid_1_the_daemon_reaps_orphaned_zombies() {
-    let t = Table::new(
-        "d-pid1",
-        r#"
-[jobs.orphans]
-schedule = "* * * * * *"
-command = "(sleep 0.1 &) ; exit 0"
-overlap = "allow"
-
-[jobs.count]
-schedule = "* * * * * *"
-command = "n=0; for f in /proc/[0-9]*/stat; do read -r s < $f 2>/dev/null || continue; case \"${s##*) }\" in Z*) n=$((n+1));; esac; done; echo $n >> $DIR/zombies"
-overlap = "allow"
-"#,
-    );
-    // A new PID namespace (with its own /proc): cronwarden is PID 1 there, as in a container.
+/// The table's daemon in a new PID namespace (with its own /proc): cronwarden is PID 1
+/// there, as in a container.
+fn pid1_daemon(t: &Table) -> Daemon {
     // --kill-child: when the test kills unshare, the namespace's PID 1 (the daemon) dies too.
     let mut args = vec!["--pid", "--fork", "--mount-proc", "--kill-child"];
     if !nix::unistd::geteuid().is_root() {
@@ -397,7 +383,26 @@ overlap = "allow"
         .stderr(Stdio::null())
         .spawn()
         .expect("unshare (util-linux) runs");
-    let d = Daemon(child);
+    Daemon(child)
+}
+
+#[test]
+fn as_pid_1_the_daemon_reaps_orphaned_zombies() {
+    let t = Table::new(
+        "d-pid1",
+        r#"
+[jobs.orphans]
+schedule = "* * * * * *"
+command = "(sleep 0.1 &) ; exit 0"
+overlap = "allow"
+
+[jobs.count]
+schedule = "* * * * * *"
+command = "n=0; for f in /proc/[0-9]*/stat; do read -r s < $f 2>/dev/null || continue; case \"${s##*) }\" in Z*) n=$((n+1));; esac; done; echo $n >> $DIR/zombies"
+overlap = "allow"
+"#,
+    );
+    let d = pid1_daemon(&t);
     let samples = || -> Vec<u32> {
         std::fs::read_to_string(t.dir().join("zombies"))
             .unwrap_or_default()
@@ -413,6 +418,50 @@ overlap = "allow"
     let s = samples();
     assert!(t.history("orphans").len() >= 4);
     assert!(s.iter().all(|n| *n <= 1), "zombies piled up: {s:?}");
+}
+
+#[test]
+fn as_pid_1_the_daemon_never_reaps_its_jobs_own_processes() {
+    // Every second an orphan for the reaper to take, and three jobs started at the same
+    // instant (their spawns in flight at once) whose exit status only their runners may
+    // take: a job's process reaped by the orphan reaper would be recorded as not started.
+    let t = Table::new(
+        "d-pid1-exits",
+        r#"
+[jobs.orphans]
+schedule = "* * * * * *"
+command = "(sleep 0.1 &) ; exit 0"
+overlap = "allow"
+
+[jobs.exit3]
+schedule = "* * * * * *"
+command = "exit 3"
+overlap = "allow"
+
+[jobs.exit4]
+schedule = "* * * * * *"
+command = "exit 4"
+overlap = "allow"
+
+[jobs.exit5]
+schedule = "* * * * * *"
+command = "exit 5"
+overlap = "allow"
+"#,
+    );
+    let d = pid1_daemon(&t);
+    wait_for(|| {
+        ["exit3", "exit4", "exit5"]
+            .iter()
+            .all(|j| t.history(j).len() >= 5)
+    });
+    drop(d);
+    for (job, code) in [("exit3", 3), ("exit4", 4), ("exit5", 5)] {
+        for r in t.history(job) {
+            assert_eq!(r["attempts"][0]["exit_code"], code, "{r:#}");
+        }
+    }
+    assert!(t.history("orphans").len() >= 4);
 }
 
 #[test]
