@@ -177,7 +177,7 @@ impl Registry {
         let mut seen = lock(&self.dir);
         let before = seen.as_ref().filter(|(p, _)| p == dir).map(|(_, id)| *id);
         // Formatted only for a message: an idle wake-up that finds the directory in place
-        // runs no formatting code (its pages stay out of the resident set).
+        // runs no formatting code.
         let f = || [("lock_dir", dir.display().to_string())];
         let now = match std::fs::metadata(dir) {
             Ok(m) => {
