@@ -124,7 +124,9 @@ fn accept_loop(listener: &UnixListener, retired: &UnixStream, shared: &Arc<Share
 /// At a wake-up: binds the control socket again if its file was removed (`trigger` would
 /// otherwise say no daemon is running), and logs it.
 pub(super) fn keep(served: &mut Served, settings: &Settings, shared: &Arc<Shared>) {
-    let f = [("socket", served.path.display().to_string())];
+    // Formatted only for a message: the idle wake-up that finds the socket in place runs no
+    // formatting code.
+    let f = |path: &Path| [("socket", path.display().to_string())];
     match identity(&served.path) {
         Ok(id) if Some(id) == served.id => return,
         Ok(_) => {
@@ -132,7 +134,9 @@ pub(super) fn keep(served: &mut Served, settings: &Settings, shared: &Arc<Shared
                 served.reported = true;
                 let msg = "the control socket's file was replaced by another; requests sent \
                            to it do not reach this daemon";
-                shared.log.log(Level::Error, "control", &f, msg);
+                shared
+                    .log
+                    .log(Level::Error, "control", &f(&served.path), msg);
             }
             return;
         }
@@ -146,13 +150,17 @@ pub(super) fn keep(served: &mut Served, settings: &Settings, shared: &Arc<Shared
     match listen(&settings, &shared.log).and_then(|s| serve(s, Arc::clone(shared))) {
         Ok(new) => {
             let msg = "the control socket was removed; bound it again";
-            shared.log.log(Level::Warn, "control", &f, msg);
+            shared
+                .log
+                .log(Level::Warn, "control", &f(&served.path), msg);
             *served = new;
         }
         Err(e) if !served.reported => {
             served.reported = true;
             let msg = format!("the control socket was removed and cannot be bound again: {e}");
-            shared.log.log(Level::Error, "control", &f, &msg);
+            shared
+                .log
+                .log(Level::Error, "control", &f(&served.path), &msg);
         }
         Err(_) => {}
     }

@@ -176,14 +176,16 @@ impl Registry {
     fn keep_dir(&self, dir: &Path, log: &Logger) {
         let mut seen = lock(&self.dir);
         let before = seen.as_ref().filter(|(p, _)| p == dir).map(|(_, id)| *id);
-        let f = [("lock_dir", dir.display().to_string())];
+        // Formatted only for a message: an idle wake-up that finds the directory in place
+        // runs no formatting code.
+        let f = || [("lock_dir", dir.display().to_string())];
         let now = match std::fs::metadata(dir) {
             Ok(m) => {
                 let now = identity(&m);
                 if before.is_some_and(|b| b != now) {
                     // Removed, and created again by a run that needed a lock file.
                     let msg = "lock_dir was removed and created again since the last look";
-                    log.log(Level::Warn, "lock", &f, msg);
+                    log.log(Level::Warn, "lock", &f(), msg);
                 }
                 Some(now)
             }
@@ -192,20 +194,22 @@ impl Registry {
                     Ok(m) => {
                         if before.is_some() {
                             let msg = "lock_dir was removed; created it again";
-                            log.log(Level::Warn, "lock", &f, msg);
+                            log.log(Level::Warn, "lock", &f(), msg);
                         }
                         Some(identity(&m))
                     }
                     Err(e) => {
                         let msg = format!("lock_dir was removed and cannot be created again: {e}");
-                        log.log(Level::Error, "lock", &f, &msg);
+                        log.log(Level::Error, "lock", &f(), &msg);
                         None
                     }
                 }
             }
             Err(_) => None,
         };
-        *seen = now.map(|id| (dir.to_path_buf(), id));
+        if before != now || seen.is_none() != now.is_none() {
+            *seen = now.map(|id| (dir.to_path_buf(), id));
+        }
     }
 }
 
