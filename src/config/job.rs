@@ -1,7 +1,8 @@
 //! [`Job`], a job as the rest of cronwarden sees it, and its value types.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -179,17 +180,43 @@ pub struct Verify {
     pub max_ratio: Option<f64>,
 }
 
+/// A job as the rest of cronwarden sees it. What it shares with other jobs (mostly what
+/// `[defaults]` gives every job) is its [`RunPolicy`], one allocation for all the jobs whose
+/// policies are equal; `job.retry`, `job.umask` ... read it through `Deref`.
 #[derive(Clone, Debug)]
 pub struct Job {
     pub name: String,
-    /// The schedule as written, and its expression in the job's zone. `None` for a job that
-    /// runs only after others.
+    /// The schedule as written, and its expression in the job's zone (shared with the
+    /// scheduler). `None` for a job that runs only after others.
     pub schedule_text: Option<String>,
-    pub schedule: Option<Schedule>,
+    pub schedule: Option<Arc<Schedule>>,
     /// The configured zone (job, else `[settings]`); `tz` is that zone or the system's.
     pub timezone: Option<String>,
     pub tz: TimeZone,
     pub command: CommandLine,
+    pub after: Vec<String>,
+    pub healthcheck_url: Option<String>,
+    pub params: BTreeMap<String, String>,
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub tags: Vec<String>,
+    /// Where the job is defined: file (shared by the jobs of that file) and line.
+    pub defined_at: (Arc<Path>, usize),
+    /// How the job runs: shared by the jobs whose policies are equal.
+    pub policy: Arc<RunPolicy>,
+}
+
+impl std::ops::Deref for Job {
+    type Target = RunPolicy;
+
+    fn deref(&self) -> &RunPolicy {
+        &self.policy
+    }
+}
+
+/// How a job runs, apart from its command and schedule: the keys `[defaults]` can give
+/// every job. Jobs whose policies are equal share one (see [`super::Config::share`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPolicy {
     pub shell: PathBuf,
     pub stdin: Option<String>,
     pub user: Option<String>,
@@ -221,21 +248,14 @@ pub struct Job {
     pub depends_on_past: bool,
     pub jitter: Option<Duration>,
     pub jitter_mode: JitterMode,
-    pub after: Vec<String>,
     /// `trigger`: when the step runs, from how its parents ended.
     pub trigger: TriggerRule,
     pub alert: Vec<String>,
-    pub healthcheck_url: Option<String>,
-    pub params: BTreeMap<String, String>,
     pub enabled: bool,
-    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
-    pub tags: Vec<String>,
     /// Records older than this are pruned from the history (job, else `[settings]`).
     pub history_max_age: Option<Duration>,
     /// Output files older than this are removed (job, else `[settings]`).
     pub output_max_age: Option<Duration>,
-    /// Where the job is defined: file and line.
-    pub defined_at: (PathBuf, usize),
 }
 
 impl Job {

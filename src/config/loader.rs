@@ -236,6 +236,7 @@ impl<'s> Loader<'s> {
             alerts,
             cluster,
             jobs,
+            by_name: Vec::new(),
         })
     }
 
