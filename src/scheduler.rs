@@ -1228,6 +1228,28 @@ mod tests {
         assert_eq!(f.instants("s").len(), 3);
     }
 
+    /// The heap hands out what a scan of the table would, in the same order: by instant,
+    /// then table order.
+    #[test]
+    fn same_instant_dispatches_come_in_table_order() {
+        let mut f = Fake::new(
+            vec![
+                timed("x", "*/2 * * * * *", "UTC", Catchup::None),
+                timed("y", "* * * * * *", "UTC", Catchup::None),
+                timed("z", "0 0 1 1 *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T00:00:00Z",
+            &[],
+        );
+        let late = Duration::from_millis(2500);
+        f.observe(ts("2026-01-01T00:00:02.5Z"), late, late);
+        let got: Vec<_> = f.log.iter().map(|(j, t, _)| (j.as_str(), *t)).collect();
+        let at = |s| ts(&format!("2026-01-01T00:00:0{s}Z"));
+        assert_eq!(got, [("y", at(1)), ("x", at(2)), ("y", at(2))]);
+        assert_eq!(f.s.next_due(), Some(at(3)));
+        assert_eq!(f.s.next_of("z"), Some(ts("2027-01-01T00:00:00Z")));
+    }
+
     #[test]
     fn reload_keeps_unchanged_clocks_and_starts_new_jobs_from_now() {
         let (mut s, _, _) = Scheduler::start(
