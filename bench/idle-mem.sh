@@ -14,7 +14,7 @@ set -euo pipefail
 bin=$(realpath "$1"); out=$2; shift 2
 here=$(dirname "$(realpath "$0")")
 mkdir -p "$out"
-rollup() { awk '/^Pss:/{p=$2} /^Private_(Clean|Dirty):/{u+=$2} END{printf "%d %d", u, p}' "/proc/$1/smaps_rollup"; }
+rollup() { awk '/^Pss:/{p=$2} /^Private_(Clean|Dirty):/{u+=$2} END{printf "%d %d\n", u, p}' "/proc/$1/smaps_rollup"; }
 pids=()
 for n in "$@"; do
   for kind in idle tick; do
