@@ -217,11 +217,12 @@ impl Scheduler {
     /// Every entry with a next instant in the heap, and nothing else (after an event that
     /// moved many of them).
     fn rebuild_heap(&mut self) {
-        let items = self.entries.iter().enumerate().filter_map(|(i, e)| {
+        let mut items = Vec::with_capacity(self.entries.len());
+        items.extend(self.entries.iter().enumerate().filter_map(|(i, e)| {
             let i = u32::try_from(i).ok()?;
             Some(Reverse((e.next?, i)))
-        });
-        self.heap = items.collect();
+        }));
+        self.heap = BinaryHeap::from(items);
     }
 
     /// Applies `catchup` to the instants of `e` in `(from, to]`.
