@@ -186,6 +186,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// leaving them scattered among the freed pages of the load (BENCHMARKS.md, "Idle memory by
 /// USS and PSS").
 fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
+    crate::sys::malloc_fixed_thresholds();
     let p = path.to_path_buf();
     let read = std::thread::Builder::new()
         .name("load".into())
@@ -615,6 +616,9 @@ impl<'p> Daemon<'p> {
             ),
         }
         self.rewatch();
+        // The load's garbage and the old table: back to the system, so that a reload does
+        // not leave the daemon bigger.
+        trim_memory();
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status_line(&self.cfg, &self.sched)),
