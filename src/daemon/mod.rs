@@ -597,7 +597,9 @@ impl<'p> Daemon<'p> {
             Ok(new) => {
                 self.sched
                     .reload(Timed::from_jobs(&new.jobs), self.shared.coord.now());
-                self.shared.watch.reload(&new, &*self.shared.coord, log);
+                self.shared
+                    .watch
+                    .reload(&self.cfg, &new, &*self.shared.coord, log);
                 self.cfg = Arc::new(new);
                 // The CA bundles are read again when next used (update-ca-certificates, a
                 // changed ca_file).
