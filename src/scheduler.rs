@@ -672,6 +672,22 @@ mod tests {
         }
     }
 
+    /// The sizes of what each job keeps in memory (issue 21):
+    /// `cargo test --lib scheduler::tests::sizes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints sizes, asserts nothing"]
+    fn sizes() {
+        use std::mem::size_of;
+        println!(
+            "Job {} B, scheduler entry {} B, heap item {} B, Schedule {} B, CronSpec {} B",
+            size_of::<Job>(),
+            size_of::<Entry>(),
+            size_of::<Reverse<(Timestamp, u32)>>(),
+            size_of::<Schedule>(),
+            size_of::<crate::schedule::CronSpec>(),
+        );
+    }
+
     fn ts(s: &str) -> Timestamp {
         s.parse().expect("instant")
     }

@@ -41,7 +41,7 @@ env = { B = "from-job" }
     assert_eq!(j.retry.retries, 5);
     assert_eq!(j.env["A"], "from-defaults");
     assert_eq!(j.env["B"], "from-job");
-    assert_eq!(j.params["mode"], "full");
+    assert_eq!(j.params()["mode"], "full");
     // The documented defaults for everything unset.
     assert_eq!(j.kill_grace, Duration::from_secs(10));
     assert_eq!(j.retry.delay, Duration::from_secs(30));

@@ -188,22 +188,42 @@ pub struct Job {
     pub name: String,
     /// The schedule as written, and its expression in the job's zone (shared with the
     /// scheduler). `None` for a job that runs only after others.
-    pub schedule_text: Option<String>,
+    pub schedule_text: Option<Box<str>>,
     pub schedule: Option<Arc<Schedule>>,
-    /// The configured zone (job, else `[settings]`); `tz` is that zone or the system's.
-    pub timezone: Option<String>,
+    /// The configured zone (job, else `[settings]`, whose text the jobs share); `tz` is that
+    /// zone or the system's.
+    pub timezone: Option<Arc<str>>,
     pub tz: TimeZone,
     pub command: CommandLine,
-    pub after: Vec<String>,
-    pub healthcheck_url: Option<String>,
-    pub params: BTreeMap<String, String>,
-    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
-    pub tags: Vec<String>,
+    /// What most jobs do not have (`after`, `healthcheck_url`, `params`, `tags`), out of line
+    /// so that a plain job stays small: `None` when all of it is empty. Read it through
+    /// [`Job::after`], [`Job::healthcheck_url`], [`Job::params`] and [`Job::tags`].
+    pub extra: Option<Box<JobExtra>>,
     /// Where the job is defined: file (shared by the jobs of that file) and line.
     pub defined_at: (Arc<Path>, usize),
     /// How the job runs: shared by the jobs whose policies are equal.
     pub policy: Arc<RunPolicy>,
 }
+
+/// The keys of a job that are usually unset, kept out of line (see [`Job::extra`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobExtra {
+    pub after: Vec<String>,
+    pub healthcheck_url: Option<String>,
+    pub params: BTreeMap<String, String>,
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub tags: Vec<String>,
+}
+
+impl JobExtra {
+    /// `Some` only when something is set, so that a plain job keeps no allocation for it.
+    pub fn boxed(self) -> Option<Box<JobExtra>> {
+        (self != JobExtra::default()).then(|| Box::new(self))
+    }
+}
+
+/// The `params` of a job without any.
+static NO_PARAMS: BTreeMap<String, String> = BTreeMap::new();
 
 impl std::ops::Deref for Job {
     type Target = RunPolicy;
@@ -273,7 +293,27 @@ impl Job {
 
     /// Whether the job has the tag.
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
+        self.tags().iter().any(|t| t == tag)
+    }
+
+    /// The jobs this one runs after (`after`), empty for a job of its own.
+    pub fn after(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |x| &x.after)
+    }
+
+    /// `healthcheck_url`, if set.
+    pub fn healthcheck_url(&self) -> Option<&str> {
+        self.extra.as_ref()?.healthcheck_url.as_deref()
+    }
+
+    /// The job's declared `params` and their defaults.
+    pub fn params(&self) -> &BTreeMap<String, String> {
+        self.extra.as_ref().map_or(&NO_PARAMS, |x| &x.params)
+    }
+
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub fn tags(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |x| &x.tags)
     }
 
     /// With `jitter_mode = "fixed"`: the delay of every scheduled run of this job on the host

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::Settings;
 use super::job::{
-    Catchup, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
-    RetryOn, RunPolicy, TriggerRule, Verify,
+    Catchup, Expect, IoClass, JitterMode, Job, JobExtra, Leftovers, Limits, Overlap, Retry,
+    RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
@@ -27,12 +27,12 @@ impl Job {
         defined_at: (PathBuf, usize),
     ) -> Option<Job> {
         let (timezone, tz) = match &s.timezone {
-            Some(z) => (Some(z.v.0.clone()), z.v.1.clone()),
+            Some(z) => (Some(Arc::from(z.v.0.as_str())), z.v.1.clone()),
             None => (settings.timezone.clone(), settings.tz.clone()),
         };
         Some(Job {
             name: name.to_string(),
-            schedule_text: s.schedule.as_ref().map(|a| a.v.0.clone()),
+            schedule_text: s.schedule.as_ref().map(|a| Box::from(a.v.0.as_str())),
             schedule: s
                 .schedule
                 .as_ref()
@@ -40,10 +40,13 @@ impl Job {
             timezone,
             tz,
             command: value(&s.command)?,
-            after: names(&s.after),
-            healthcheck_url: value(&s.healthcheck_url),
-            params,
-            tags: names(&s.tags),
+            extra: JobExtra {
+                after: names(&s.after),
+                healthcheck_url: value(&s.healthcheck_url),
+                params,
+                tags: names(&s.tags),
+            }
+            .boxed(),
             defined_at: (Arc::from(defined_at.0), defined_at.1),
             policy: Arc::new(policy(s, settings)),
         })

@@ -41,8 +41,8 @@ mod values;
 pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, WebhookFormat};
 pub use cluster::{Cluster, ClusterUrl};
 pub use job::{
-    Catchup, CommandLine, EnvFile, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap,
-    Retry, RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
+    Catchup, CommandLine, EnvFile, Expect, IoClass, JitterMode, Job, JobExtra, Leftovers, Limits,
+    Overlap, Retry, RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
 };
 pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings, StatusPage};
@@ -181,7 +181,7 @@ impl Config {
     pub fn children(&self, name: &str) -> Vec<&Job> {
         self.jobs
             .iter()
-            .filter(|j| j.after.iter().any(|a| a == name))
+            .filter(|j| j.after().iter().any(|a| a == name))
             .collect()
     }
 
@@ -203,12 +203,12 @@ impl Config {
             }
             out.push((job, depth));
             for child in config.children(&job.name) {
-                if child.after.first() == Some(&job.name) {
+                if child.after().first() == Some(&job.name) {
                     walk(config, child, depth + 1, seen, out);
                 }
             }
         }
-        for job in config.jobs.iter().filter(|j| j.after.is_empty()) {
+        for job in config.jobs.iter().filter(|j| j.after().is_empty()) {
             walk(config, job, 0, &mut seen, &mut out);
         }
         // Anything not reached (a cycle is rejected by check, so only odd shapes) goes last.

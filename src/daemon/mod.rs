@@ -423,7 +423,7 @@ impl<'p> Daemon<'p> {
     fn publish_jobs(&self) {
         if self.cfg.settings.metrics_listen.is_some() {
             let jobs = self.cfg.jobs.iter();
-            let table = jobs.map(|j| (j.name.as_str(), j.tags.as_slice()));
+            let table = jobs.map(|j| (j.name.as_str(), j.tags()));
             self.shared.metrics.set_jobs(table);
         }
     }

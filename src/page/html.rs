@@ -215,7 +215,7 @@ fn jobs_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
                 escape(&s.expr().describe()),
                 escape(t)
             ),
-            _ => format!("after {}", escape(&job.after.join(", "))),
+            _ => format!("after {}", escape(&job.after().join(", "))),
         };
         let next = match (s.next, job.enabled, s.paused) {
             (_, false, _) => "disabled".to_string(),
