@@ -537,6 +537,9 @@ impl CronSpec {
 pub struct Schedule {
     expr: Expr,
     tz: TimeZone,
+    /// The expression as written (empty for a schedule built from an expression alone): kept
+    /// here rather than beside it in each job, so that a job's schedule is one allocation.
+    text: Box<str>,
 }
 
 /// A stretch of the timeline with one UTC offset.
@@ -550,7 +553,24 @@ struct Segment {
 
 impl Schedule {
     pub fn new(expr: Expr, tz: TimeZone) -> Schedule {
-        Schedule { expr, tz }
+        Schedule {
+            expr,
+            tz,
+            text: Box::default(),
+        }
+    }
+
+    /// The schedule with the text it was parsed from.
+    pub fn with_text(self, text: &str) -> Schedule {
+        Schedule {
+            text: text.into(),
+            ..self
+        }
+    }
+
+    /// The expression as written (empty when the schedule was not built from a text).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn expr(&self) -> &Expr {

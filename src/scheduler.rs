@@ -113,7 +113,7 @@ impl Timed {
                     schedule: Arc::clone(s),
                     catchup: j.catchup,
                     key: Timed::key(
-                        j.schedule_text.as_deref().unwrap_or(""),
+                        j.schedule_text().unwrap_or(""),
                         &crate::schedule::zone_name(&j.tz),
                     ),
                 })

@@ -95,7 +95,7 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
         };
         rows.push([
             name,
-            job.schedule_text.as_deref().unwrap_or("-").to_string(),
+            job.schedule_text().unwrap_or("-").to_string(),
             zone_name(&job.tz),
             next_run(job, now, &host),
             last_result(config, job, now),

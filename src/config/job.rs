@@ -186,9 +186,8 @@ pub struct Verify {
 #[derive(Clone, Debug)]
 pub struct Job {
     pub name: String,
-    /// The schedule as written, and its expression in the job's zone (shared with the
-    /// scheduler). `None` for a job that runs only after others.
-    pub schedule_text: Option<Box<str>>,
+    /// The schedule (its text: [`Job::schedule_text`]) in the job's zone, shared with the
+    /// scheduler. `None` for a job that runs only after others.
     pub schedule: Option<Arc<Schedule>>,
     /// The configured zone (job, else `[settings]`, whose text the jobs share); `tz` is that
     /// zone or the system's.
@@ -294,6 +293,11 @@ impl Job {
     /// Whether the job has the tag.
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags().iter().any(|t| t == tag)
+    }
+
+    /// The schedule as written, `None` for a job that runs only after others.
+    pub fn schedule_text(&self) -> Option<&str> {
+        self.schedule.as_deref().map(Schedule::text)
     }
 
     /// The jobs this one runs after (`after`), empty for a job of its own.

@@ -32,11 +32,10 @@ impl Job {
         };
         Some(Job {
             name: name.to_string(),
-            schedule_text: s.schedule.as_ref().map(|a| Box::from(a.v.0.as_str())),
             schedule: s
                 .schedule
                 .as_ref()
-                .map(|a| Arc::new(Schedule::new(a.v.1.clone(), tz.clone()))),
+                .map(|a| Arc::new(Schedule::new(a.v.1.clone(), tz.clone()).with_text(&a.v.0))),
             timezone,
             tz,
             command: value(&s.command)?,

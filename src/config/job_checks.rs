@@ -74,7 +74,7 @@ impl Loader<'_> {
                      often than scheduled",
                     crate::units::format_duration(jitter),
                     crate::units::format_duration(gap),
-                    job.schedule_text.as_deref().unwrap_or_default()
+                    job.schedule_text().unwrap_or_default()
                 ),
             );
         }

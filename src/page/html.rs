@@ -209,7 +209,7 @@ fn jobs_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
                 "\u{a0}\u{a0}\u{a0}".repeat(d - 1)
             ),
         };
-        let schedule = match (&job.schedule, &job.schedule_text) {
+        let schedule = match (&job.schedule, job.schedule_text()) {
             (Some(s), Some(t)) => format!(
                 "{}<br><code>{}</code>",
                 escape(&s.expr().describe()),
