@@ -14,9 +14,9 @@ use crate::schedule::Schedule;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandLine {
     /// Run directly, no shell: the first element is the program.
-    Argv(Vec<String>),
+    Argv(Box<[String]>),
     /// Run with `shell -c TEXT`, like cron.
-    Shell(String),
+    Shell(Box<str>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
