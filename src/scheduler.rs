@@ -679,9 +679,11 @@ mod tests {
     fn sizes() {
         use std::mem::size_of;
         println!(
-            "Job {} B, scheduler entry {} B, heap item {} B, Schedule {} B, CronSpec {} B",
+            "Job {} B, scheduler entry {} B (an instant {} B), heap item {} B, Schedule {} B, \
+             CronSpec {} B",
             size_of::<Job>(),
             size_of::<Entry>(),
+            size_of::<Option<Timestamp>>(),
             size_of::<Reverse<(Timestamp, u32)>>(),
             size_of::<Schedule>(),
             size_of::<crate::schedule::CronSpec>(),
