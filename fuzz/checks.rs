@@ -313,7 +313,7 @@ pub(crate) fn table(data: &[u8]) {
                 job.name
             );
         }
-        for p in &job.after {
+        for p in job.after() {
             assert!(
                 cfg.job(p).is_some(),
                 "job {:?}: unknown parent {p:?} accepted",

@@ -111,16 +111,23 @@ impl Metrics {
     }
 
     /// The next scheduled instant of every job (replaces the previous snapshot).
-    pub(crate) fn set_next_runs(
+    pub(crate) fn set_next_runs<'a>(
         &self,
-        next: impl IntoIterator<Item = (String, Option<Timestamp>)>,
+        next: impl IntoIterator<Item = (&'a str, Option<Timestamp>)>,
     ) {
         let mut jobs = lock(&self.jobs);
         for m in jobs.values_mut() {
             m.next_run = None;
         }
         for (name, t) in next {
-            jobs.entry(name).or_default().next_run = t.map(|t| t.as_second());
+            let next_run = t.map(|t| t.as_second());
+            match jobs.get_mut(name) {
+                Some(m) => m.next_run = next_run,
+                None => {
+                    let m = jobs.entry(name.to_string()).or_default();
+                    m.next_run = next_run;
+                }
+            }
         }
     }
 

@@ -127,7 +127,7 @@ impl<'a> Pipeline<'a> {
                 let p = if j.name == start.root.name {
                     Vec::new()
                 } else {
-                    j.after
+                    j.after()
                         .iter()
                         .map(String::as_str)
                         .filter(|a| in_run.contains(a))
@@ -429,7 +429,7 @@ fn descends(cfg: &Config, job: &str, ancestor: &str) -> bool {
     let mut seen = BTreeSet::new();
     while let Some(j) = stack.pop() {
         let Some(jj) = cfg.job(&j) else { continue };
-        for p in &jj.after {
+        for p in jj.after() {
             if p == ancestor {
                 return true;
             }

@@ -129,18 +129,20 @@ pub enum Expr {
     Manual,
 }
 
-/// The fields of a cron expression as bit sets, plus the two flags cron derives from the text.
+/// The fields of a cron expression as bit sets, each as wide as its field (32 bytes, one per
+/// job: issue 21), plus the flags cron derives from the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CronSpec {
     seconds: u64,
     minutes: u64,
-    hours: u64,
+    /// Bits 0..=23.
+    hours: u32,
     /// Bits 1..=31.
-    dom: u64,
+    dom: u32,
     /// Bits 1..=12.
-    months: u64,
+    months: u16,
     /// Bits 0..=6, Sunday = 0 (7 is folded into 0 at parse time).
-    dow: u64,
+    dow: u8,
     dom_star: bool,
     dow_star: bool,
     /// The minute or hour field starts with `*`: such a job skips DST gaps and runs in both
@@ -282,14 +284,19 @@ fn parse_fields(text: &str) -> Result<CronSpec, ParseError> {
     Ok(CronSpec {
         seconds,
         minutes,
-        hours,
-        dom,
-        months,
-        dow,
+        hours: narrow(hours, Field::Hour)?,
+        dom: narrow(dom, Field::DayOfMonth)?,
+        months: narrow(months, Field::Month)?,
+        dow: narrow(dow, Field::DayOfWeek)?,
         dom_star: rest[2].starts_with('*'),
         dow_star: rest[4].starts_with('*'),
         wild: rest[0].starts_with('*') || rest[1].starts_with('*'),
     })
+}
+
+/// A field's bit set in the width its bounds need (the parser sets no higher bit).
+fn narrow<T: TryFrom<u64>>(bits: u64, field: Field) -> Result<T, ParseError> {
+    T::try_from(bits).map_err(|_| general(format!("{} field out of range", field.name())))
 }
 
 /// Parses one field (a comma list of `*`, `N`, `N-M`, `*/S`, `N-M/S`) into a bit set.
@@ -446,11 +453,11 @@ impl CronSpec {
     /// Cron's day rule: when either day field starts with `*`, both must match; when neither
     /// does, either may match.
     fn day_matches(&self, month: u32, day: u32, weekday: u32) -> bool {
-        if self.months & (1 << month) == 0 {
+        if u64::from(self.months) & (1 << month) == 0 {
             return false;
         }
-        let dom = self.dom & (1 << day) != 0;
-        let dow = self.dow & (1 << weekday) != 0;
+        let dom = u64::from(self.dom) & (1 << day) != 0;
+        let dow = u64::from(self.dow) & (1 << weekday) != 0;
         if self.dom_star || self.dow_star {
             dom && dow
         } else {
@@ -468,15 +475,15 @@ impl CronSpec {
             return self.months != 0;
         }
         (1..=12).any(|m| {
-            self.months & (1 << m) != 0
-                && (1..=days_in_month(2000, m)).any(|d| self.dom & (1 << d) != 0)
+            u64::from(self.months) & (1 << m) != 0
+                && (1..=days_in_month(2000, m)).any(|d| u64::from(self.dom) & (1 << d) != 0)
         })
     }
 
     /// The first time of day at or after `(h, m, s)` that the time fields match.
     fn first_time_from(&self, lower: (u32, u32, u32)) -> Option<(u32, u32, u32)> {
         let (lh, lm, ls) = lower;
-        let mut h = next_bit(self.hours, lh)?;
+        let mut h = next_bit(self.hours.into(), lh)?;
         loop {
             let mut m = next_bit(self.minutes, if h == lh { lm } else { 0 });
             while let Some(mm) = m {
@@ -486,7 +493,7 @@ impl CronSpec {
                 }
                 m = next_bit(self.minutes, mm + 1);
             }
-            h = next_bit(self.hours, h + 1)?;
+            h = next_bit(self.hours.into(), h + 1)?;
         }
     }
 
@@ -505,7 +512,7 @@ impl CronSpec {
                 return None;
             }
             let (y, m, d) = civil_from_days(day);
-            if self.months & (1 << m) == 0 {
+            if u64::from(self.months) & (1 << m) == 0 {
                 // Jump to the first day of the next month.
                 day += i64::from(days_in_month(y, m) - d) + 1;
                 lower = (0, 0, 0);
@@ -530,6 +537,9 @@ impl CronSpec {
 pub struct Schedule {
     expr: Expr,
     tz: TimeZone,
+    /// The expression as written (empty for a schedule built from an expression alone): kept
+    /// here rather than beside it in each job, so that a job's schedule is one allocation.
+    text: Box<str>,
 }
 
 /// A stretch of the timeline with one UTC offset.
@@ -543,7 +553,24 @@ struct Segment {
 
 impl Schedule {
     pub fn new(expr: Expr, tz: TimeZone) -> Schedule {
-        Schedule { expr, tz }
+        Schedule {
+            expr,
+            tz,
+            text: Box::default(),
+        }
+    }
+
+    /// The schedule with the text it was parsed from.
+    pub fn with_text(self, text: &str) -> Schedule {
+        Schedule {
+            text: text.into(),
+            ..self
+        }
+    }
+
+    /// The expression as written (empty when the schedule was not built from a text).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn expr(&self) -> &Expr {

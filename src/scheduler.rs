@@ -10,8 +10,18 @@
 //! counted from the previous observation (the daemon wakes before every instant, so nothing
 //! was due between that look and the step): instants from `previous wall + step` up to the
 //! observation fell due in the new time and are handed out as usual.
+//!
+//! The per-wake cost does not grow with the table: the entries' next instants are kept in a
+//! min-heap of (instant, entry), so finding the next wake-up is a look at its top and handing
+//! out `k` due instants costs O(k log n). An entry whose next instant changes gets a new heap
+//! item; the old one is recognised as stale when it comes to the top (its instant is no
+//! longer the entry's) and dropped. Clock events (a step, a suspend, a freeze) and a reload
+//! are rare and look at every entry (linear), then rebuild the heap.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -69,23 +79,26 @@ pub(crate) struct Observation {
 }
 
 struct Entry {
-    name: String,
-    schedule: Schedule,
-    catchup: Catchup,
-    wild: bool,
-    /// Schedule text and zone: a reload that changes them resets the job's clock.
-    key: String,
+    /// Shared with the job of the table.
+    schedule: Arc<Schedule>,
     next: Option<Timestamp>,
     /// The latest scheduled instant dispatched (persisted by the daemon before the job starts).
     mark: Option<Timestamp>,
+    /// A hash of the schedule text and zone: a reload that changes them resets the job's clock.
+    key: u64,
+    /// The job's name: where it is in the scheduler's `names` (start, length).
+    name: (u32, u32),
+    catchup: Catchup,
+    wild: bool,
 }
 
 /// A job as the scheduler needs it.
 pub(crate) struct Timed {
     pub name: String,
-    pub schedule: Schedule,
+    pub schedule: Arc<Schedule>,
     pub catchup: Catchup,
-    pub key: String,
+    /// [`Timed::key`] of the schedule text and zone.
+    pub key: u64,
 }
 
 impl Timed {
@@ -97,21 +110,34 @@ impl Timed {
                 let s = j.schedule.as_ref().filter(|s| s.expr().is_calendar())?;
                 Some(Timed {
                     name: j.name.clone(),
-                    schedule: s.clone(),
+                    schedule: Arc::clone(s),
                     catchup: j.catchup,
-                    key: format!(
-                        "{}|{}",
-                        j.schedule_text.as_deref().unwrap_or(""),
-                        crate::schedule::zone_name(&j.tz)
+                    key: Timed::key(
+                        j.schedule_text().unwrap_or(""),
+                        &crate::schedule::zone_name(&j.tz),
                     ),
                 })
             })
             .collect()
     }
+
+    /// What identifies a job's clock across a reload: its schedule text and zone, hashed
+    /// (SipHash with fixed keys; a collision, about 2^-64 per changed job, would keep the
+    /// old clock).
+    pub(crate) fn key(text: &str, zone: &str) -> u64 {
+        let mut h = DefaultHasher::new();
+        (text, zone).hash(&mut h);
+        h.finish()
+    }
 }
 
 pub(crate) struct Scheduler {
     entries: Vec<Entry>,
+    /// Every entry's name, one after the other.
+    names: String,
+    /// (next instant, entry index) of every entry with a next instant; items whose instant
+    /// is no longer their entry's are stale and skipped.
+    heap: BinaryHeap<Reverse<(Timestamp, u32)>>,
     /// The wall clock at the previous observation.
     wall: Timestamp,
     /// Instants up to here were handed out (the previous observation's `wall + ahead`).
@@ -136,7 +162,9 @@ impl Scheduler {
         marks: &HashMap<String, Timestamp>,
     ) -> (Scheduler, Vec<Dispatch>, Vec<String>) {
         let mut s = Scheduler {
-            entries: Vec::new(),
+            entries: Vec::with_capacity(jobs.len()),
+            names: String::new(),
+            heap: BinaryHeap::new(),
             wall: now,
             horizon: now,
         };
@@ -157,21 +185,44 @@ impl Scheduler {
             }
             s.entries.push(e);
         }
+        s.rebuild_heap();
         (s, out, notes)
     }
 
-    fn entry(&self, t: Timed, now: Timestamp, mark: Option<Timestamp>) -> Entry {
+    /// A new entry; its name goes to `names`.
+    fn entry(&mut self, t: Timed, now: Timestamp, mark: Option<Timestamp>) -> Entry {
         let wild = t.schedule.expr().is_wild();
         let from = mark.map_or(now, |m| m.max(now));
+        let at = self.names.len();
+        self.names.push_str(&t.name);
         Entry {
             next: t.schedule.next_after(from),
-            name: t.name,
+            name: (
+                u32::try_from(at).unwrap_or(u32::MAX),
+                u32::try_from(t.name.len()).unwrap_or(0),
+            ),
             catchup: t.catchup,
             wild,
             key: t.key,
             schedule: t.schedule,
             mark,
         }
+    }
+
+    /// The name of the job of `e`.
+    fn name<'a>(&'a self, e: &Entry) -> &'a str {
+        name_in(&self.names, e)
+    }
+
+    /// Every entry with a next instant in the heap, and nothing else (after an event that
+    /// moved many of them).
+    fn rebuild_heap(&mut self) {
+        let mut items = Vec::with_capacity(self.entries.len());
+        items.extend(self.entries.iter().enumerate().filter_map(|(i, e)| {
+            let i = u32::try_from(i).ok()?;
+            Some(Reverse((e.next?, i)))
+        }));
+        self.heap = BinaryHeap::from(items);
     }
 
     /// Applies `catchup` to the instants of `e` in `(from, to]`.
@@ -192,6 +243,7 @@ impl Scheduler {
         if missed.is_empty() {
             return;
         }
+        let name = self.name(e);
         let n = missed.len();
         let more = if n > MAX_PER_OBSERVATION {
             "more than "
@@ -201,7 +253,7 @@ impl Scheduler {
         match e.catchup {
             Catchup::None => notes.push(format!(
                 "job {}: {more}{n} run(s) missed {when}, not caught up (catchup = \"none\")",
-                e.name
+                name
             )),
             Catchup::Once => {
                 let last = missed[n.min(MAX_PER_OBSERVATION) - 1];
@@ -216,9 +268,9 @@ impl Scheduler {
                 };
                 notes.push(format!(
                     "job {}: {more}{n} run(s) missed {when}; running once for {last}",
-                    e.name
+                    name
                 ));
-                Self::dispatch(e, last, Why::Catchup, out);
+                dispatch(name, e, last, Why::Catchup, out);
             }
             Catchup::All => {
                 let keep: Vec<Timestamp> = if n > CATCHUP_ALL_LIMIT {
@@ -229,7 +281,7 @@ impl Scheduler {
                         .collect();
                     notes.push(format!(
                         "job {}: {} runs missed {when}; catchup = \"all\" runs only the last {}",
-                        e.name,
+                        name,
                         all.len(),
                         CATCHUP_ALL_LIMIT
                     ));
@@ -237,43 +289,47 @@ impl Scheduler {
                 } else {
                     notes.push(format!(
                         "job {}: {n} run(s) missed {when}; running each",
-                        e.name
+                        name
                     ));
                     missed
                 };
                 for t in keep {
-                    Self::dispatch(e, t, Why::Catchup, out);
+                    dispatch(name, e, t, Why::Catchup, out);
                 }
             }
         }
     }
 
-    fn dispatch(e: &mut Entry, at: Timestamp, why: Why, out: &mut Vec<Dispatch>) {
-        e.mark = Some(e.mark.map_or(at, |m| m.max(at)));
-        out.push(Dispatch {
-            job: e.name.clone(),
-            scheduled: at,
-            why,
-        });
+    /// The earliest instant any job is due, if any: the heap's top (never stale between
+    /// calls, see [`Scheduler::settle`]).
+    pub(crate) fn next_due(&self) -> Option<Timestamp> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// The earliest instant any job is due, if any.
-    pub(crate) fn next_due(&self) -> Option<Timestamp> {
-        self.entries.iter().filter_map(|e| e.next).min()
+    /// Drops the stale items at the top of the heap, and rebuilds it when stale items make
+    /// up more than half of it.
+    fn settle(&mut self) {
+        while let Some(Reverse((t, i))) = self.heap.peek() {
+            let e = self.entries.get(*i as usize);
+            if e.is_some_and(|e| e.next == Some(*t)) {
+                break;
+            }
+            self.heap.pop();
+        }
+        if self.heap.len() > 2 * self.entries.len() + 64 {
+            self.rebuild_heap();
+        }
     }
 
     /// Every job's next instant.
-    pub(crate) fn next_runs(&self) -> Vec<(String, Option<Timestamp>)> {
-        self.entries
-            .iter()
-            .map(|e| (e.name.clone(), e.next))
-            .collect()
+    pub(crate) fn next_runs(&self) -> impl Iterator<Item = (&str, Option<Timestamp>)> {
+        self.entries.iter().map(|e| (self.name(e), e.next))
     }
 
     /// The next instant of one job.
     #[cfg(test)]
     pub(crate) fn next_of(&self, job: &str) -> Option<Timestamp> {
-        self.entries.iter().find(|e| e.name == job)?.next
+        self.entries.iter().find(|e| self.name(e) == job)?.next
     }
 
     /// Advances the clock to an observation; returns what is due, in order, and notes.
@@ -320,12 +376,20 @@ impl Scheduler {
             self.horizon = limit.max(done);
         }
         self.due(limit, &mut out);
+        self.settle();
         out.sort_by_key(|d| d.scheduled);
         (out, notes)
     }
 
     /// How long ago the earliest instant that is due and not handed out fell due.
+    /// When the earliest next instant of all is less than [`FROZEN_AFTER`] ago (the usual
+    /// wake-up, before it), that figure is returned: an upper bound, enough for the caller's
+    /// test. Only a wake-up later than that looks at every entry.
     fn late_by(&self, wall: Timestamp) -> Option<SignedDuration> {
+        let earliest = wall.duration_since(self.next_due()?);
+        if earliest <= FROZEN_AFTER {
+            return Some(earliest);
+        }
         self.entries
             .iter()
             .filter_map(|e| e.next.filter(|n| e.wild || e.mark.is_none_or(|m| *n > m)))
@@ -333,9 +397,35 @@ impl Scheduler {
             .map(|n| wall.duration_since(n))
     }
 
-    /// Hands out every instant up to `limit` (fixed-time jobs never one already dispatched).
+    /// Hands out every instant up to `limit` (fixed-time jobs never one already dispatched),
+    /// in table order (as a scan of the table would), from the entries at the top of the heap.
     fn due(&mut self, limit: Timestamp, out: &mut Vec<Dispatch>) {
-        for e in &mut self.entries {
+        let mut hits: Vec<u32> = Vec::new();
+        while let Some(Reverse((t, i))) = self.heap.peek().copied() {
+            if t > limit {
+                break;
+            }
+            self.heap.pop();
+            if self
+                .entries
+                .get(i as usize)
+                .is_some_and(|e| e.next == Some(t))
+            {
+                hits.push(i);
+            }
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        let Scheduler {
+            entries,
+            names,
+            heap,
+            ..
+        } = self;
+        for i in hits {
+            let Some(e) = entries.get_mut(i as usize) else {
+                continue;
+            };
             let mut count = 0;
             while let Some(n) = e.next.filter(|n| *n <= limit) {
                 if count >= MAX_PER_OBSERVATION {
@@ -343,10 +433,13 @@ impl Scheduler {
                     break;
                 }
                 if e.wild || e.mark.is_none_or(|m| n > m) {
-                    Self::dispatch(e, n, Why::Scheduled, out);
+                    dispatch(name_in(names, e), e, n, Why::Scheduled, out);
                     count += 1;
                 }
                 e.next = e.schedule.next_after(n);
+            }
+            if let Some(n) = e.next {
+                heap.push(Reverse((n, i)));
             }
         }
     }
@@ -374,6 +467,7 @@ impl Scheduler {
             e.next = e.schedule.next_after(to.max(done));
             self.entries[i] = e;
         }
+        self.rebuild_heap();
     }
 
     /// A step of the wall clock, noticed at `wall`, by `step` since the previous look at
@@ -419,23 +513,26 @@ impl Scheduler {
                 fmt_signed(-step)
             )
         });
+        let names = &self.names;
         for e in &mut self.entries {
+            let name = name_in(names, e);
             if step > SignedDuration::ZERO {
-                Self::jumped(e, done, landing, correction, out, notes);
+                Self::jumped(name, e, done, landing, correction, out, notes);
             } else if let Some(m) = e.mark.filter(|m| !e.wild && *m > landing) {
                 notes.push(format!(
-                    "job {}: the clock shows instants up to {m} again; they already ran and \
-                     do not run again",
-                    e.name
+                    "job {name}: the clock shows instants up to {m} again; they already ran \
+                     and do not run again"
                 ));
             }
             e.next = e.schedule.next_after(landing);
         }
+        self.rebuild_heap();
     }
 
     /// The instants of `e` a forward step jumped over, `(done, landing]`: a fixed-time job
     /// runs once for the latest of them (not after a correction); a wild job none.
     fn jumped(
+        name: &str,
         e: &mut Entry,
         done: Timestamp,
         landing: Timestamp,
@@ -470,7 +567,7 @@ impl Scheduler {
             };
             notes.push(format!(
                 "job {}: {n} instant(s) jumped over ({span}); not run: {why}",
-                e.name
+                name
             ));
         } else {
             // Like a DST gap: a fixed-time job whose instants were skipped runs once. Never
@@ -478,24 +575,30 @@ impl Scheduler {
             let last = skipped[skipped.len().min(MAX_PER_OBSERVATION) - 1];
             notes.push(format!(
                 "job {}: {n} instant(s) jumped over ({span}); running once for {last}",
-                e.name
+                name
             ));
-            Self::dispatch(e, last, Why::ClockStep, out);
+            dispatch(name, e, last, Why::ClockStep, out);
         }
     }
 
     /// Takes a new table: jobs whose schedule and zone did not change keep their clock;
     /// new or changed jobs start from now (no catch-up); removed jobs are dropped.
     pub(crate) fn reload(&mut self, jobs: Vec<Timed>, now: Timestamp) {
-        let mut old: HashMap<String, Entry> = self
+        let old_names = std::mem::take(&mut self.names);
+        let mut old: HashMap<&str, Entry> = self
             .entries
             .drain(..)
-            .map(|e| (e.name.clone(), e))
+            .map(|e| (name_in(&old_names, &e), e))
             .collect();
+        self.entries.reserve(jobs.len());
         for t in jobs {
-            let entry = match old.remove(&t.name) {
+            let entry = match old.remove(t.name.as_str()) {
                 Some(mut e) if e.key == t.key => {
                     e.catchup = t.catchup;
+                    e.schedule = t.schedule;
+                    let at = self.names.len();
+                    self.names.push_str(&t.name);
+                    e.name.0 = u32::try_from(at).unwrap_or(u32::MAX);
                     e
                 }
                 Some(e) => self.entry(t, now, e.mark),
@@ -503,6 +606,7 @@ impl Scheduler {
             };
             self.entries.push(entry);
         }
+        self.rebuild_heap();
     }
 
     /// The jobs and their next instants (for status lines).
@@ -513,14 +617,32 @@ impl Scheduler {
 
 fn placeholder() -> Entry {
     Entry {
-        name: String::new(),
-        schedule: Schedule::new(crate::schedule::Expr::Manual, jiff::tz::TimeZone::UTC),
+        name: (0, 0),
+        schedule: Arc::new(Schedule::new(
+            crate::schedule::Expr::Manual,
+            jiff::tz::TimeZone::UTC,
+        )),
         catchup: Catchup::None,
         wild: false,
-        key: String::new(),
+        key: 0,
         next: None,
         mark: None,
     }
+}
+
+/// The name of the job of `e` in `names`.
+fn name_in<'a>(names: &'a str, e: &Entry) -> &'a str {
+    let (at, len) = (e.name.0 as usize, e.name.1 as usize);
+    names.get(at..at + len).unwrap_or("")
+}
+
+fn dispatch(name: &str, e: &mut Entry, at: Timestamp, why: Why, out: &mut Vec<Dispatch>) {
+    e.mark = Some(e.mark.map_or(at, |m| m.max(at)));
+    out.push(Dispatch {
+        job: name.to_string(),
+        scheduled: at,
+        why,
+    });
 }
 
 fn fmt_signed(d: SignedDuration) -> String {
@@ -541,13 +663,31 @@ mod tests {
     fn timed(name: &str, expr: &str, tz: &str, catchup: Catchup) -> Timed {
         Timed {
             name: name.to_string(),
-            schedule: Schedule::new(
+            schedule: Arc::new(Schedule::new(
                 Expr::parse(expr).expect("expr"),
                 TimeZone::get(tz).expect("zone"),
-            ),
+            )),
             catchup,
-            key: format!("{expr}|{tz}"),
+            key: Timed::key(expr, tz),
         }
+    }
+
+    /// The sizes of what each job keeps in memory (issue 21):
+    /// `cargo test --lib scheduler::tests::sizes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints sizes, asserts nothing"]
+    fn sizes() {
+        use std::mem::size_of;
+        println!(
+            "Job {} B, scheduler entry {} B (an instant {} B), heap item {} B, Schedule {} B, \
+             CronSpec {} B",
+            size_of::<Job>(),
+            size_of::<Entry>(),
+            size_of::<Option<Timestamp>>(),
+            size_of::<Reverse<(Timestamp, u32)>>(),
+            size_of::<Schedule>(),
+            size_of::<crate::schedule::CronSpec>(),
+        );
     }
 
     fn ts(s: &str) -> Timestamp {
@@ -1105,6 +1245,28 @@ mod tests {
             Duration::from_millis(500),
         );
         assert_eq!(f.instants("s").len(), 3);
+    }
+
+    /// The heap hands out what a scan of the table would, in the same order: by instant,
+    /// then table order.
+    #[test]
+    fn same_instant_dispatches_come_in_table_order() {
+        let mut f = Fake::new(
+            vec![
+                timed("x", "*/2 * * * * *", "UTC", Catchup::None),
+                timed("y", "* * * * * *", "UTC", Catchup::None),
+                timed("z", "0 0 1 1 *", "UTC", Catchup::None),
+            ],
+            "2026-01-01T00:00:00Z",
+            &[],
+        );
+        let late = Duration::from_millis(2500);
+        f.observe(ts("2026-01-01T00:00:02.5Z"), late, late);
+        let got: Vec<_> = f.log.iter().map(|(j, t, _)| (j.as_str(), *t)).collect();
+        let at = |s| ts(&format!("2026-01-01T00:00:0{s}Z"));
+        assert_eq!(got, [("y", at(1)), ("x", at(2)), ("y", at(2))]);
+        assert_eq!(f.s.next_due(), Some(at(3)));
+        assert_eq!(f.s.next_of("z"), Some(ts("2027-01-01T00:00:00Z")));
     }
 
     #[test]

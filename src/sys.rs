@@ -1060,6 +1060,22 @@ fn default_dispositions() {
     }
 }
 
+/// Fixed thresholds for glibc's malloc (`mallopt`): blocks of 128 kB and more are mapped
+/// on their own (and unmapped when freed), and a thread arena's free top above 128 kB goes
+/// back to the system when a free grows it. The defaults move both thresholds up to the
+/// largest block freed so far (twice that for the trim), so after a large table's load the
+/// freed top of the loading thread's arena stayed resident: `malloc_trim` returns free pages
+/// inside an arena, but not a thread arena's top (BENCHMARKS.md, "Memory per job").
+pub(crate) fn malloc_fixed_thresholds() {
+    const LIMIT: libc::c_int = 128 * 1024;
+    // SAFETY: mallopt takes a parameter number and an integer value and only changes the
+    // allocator's tuning, under its own lock; both parameters are valid numbers for glibc.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
+    }
+}
+
 /// Returns free heap memory to the system (glibc's malloc_trim).
 pub(crate) fn malloc_trim() {
     // SAFETY: malloc_trim takes an integer (the padding to keep) and only releases free

@@ -41,7 +41,7 @@ env = { B = "from-job" }
     assert_eq!(j.retry.retries, 5);
     assert_eq!(j.env["A"], "from-defaults");
     assert_eq!(j.env["B"], "from-job");
-    assert_eq!(j.params["mode"], "full");
+    assert_eq!(j.params()["mode"], "full");
     // The documented defaults for everything unset.
     assert_eq!(j.kill_grace, Duration::from_secs(10));
     assert_eq!(j.retry.delay, Duration::from_secs(30));
@@ -56,7 +56,7 @@ env = { B = "from-job" }
     assert!(j.enabled);
     assert_eq!(
         j.command,
-        CommandLine::Argv(vec!["/bin/echo".into(), "{{ params.mode }}".into()])
+        CommandLine::Argv(vec!["/bin/echo".into(), "{{ params.mode }}".into()].into())
     );
     assert_eq!(c.settings.max_concurrent, 64);
     assert_eq!(c.settings.shutdown_grace, Duration::from_secs(300));
@@ -393,4 +393,36 @@ trigger = "one_success"
     );
     assert!(has("trigger: \"one_success\" is not allowed"), "{msgs:?}");
     assert!(msgs.iter().all(|m| m.contains("jobs.toml:")), "{msgs:?}");
+}
+
+/// Issue 21: what jobs have in common is one allocation (equal run policies, the file they
+/// are defined in, the schedule shared with the scheduler), and a job is found by name in
+/// a table of any order.
+#[test]
+fn jobs_share_equal_policies_and_are_found_by_name() {
+    let mut text = String::from("[defaults]\nretries = 3\nalert = []\n\n");
+    for name in ["m", "b", "z", "a", "q"] {
+        text.push_str(&format!(
+            "[jobs.{name}]\nschedule = \"@hourly\"\ncommand = \"/bin/true {name}\"\n"
+        ));
+    }
+    text.push_str("[jobs.other]\nschedule = \"@daily\"\ncommand = \"/bin/true\"\nretries = 1\n");
+    let p = write("share", &text, 0o644);
+    let c = config::load(&p, LoadOptions { as_root: false })
+        .config
+        .expect("valid");
+    for j in &c.jobs {
+        assert_eq!(c.job(&j.name).map(|f| &f.name), Some(&j.name));
+        assert!(std::sync::Arc::ptr_eq(
+            &j.defined_at.0,
+            &c.jobs[0].defined_at.0
+        ));
+    }
+    assert!(c.job("nope").is_none());
+    let (m, a, other) = (c.job("m"), c.job("a"), c.job("other"));
+    let (m, a, other) = (m.expect("m"), a.expect("a"), other.expect("other"));
+    assert!(std::sync::Arc::ptr_eq(&m.policy, &a.policy));
+    assert_eq!(a.retry.retries, 3);
+    assert!(!std::sync::Arc::ptr_eq(&m.policy, &other.policy));
+    assert_eq!(other.retry.retries, 1);
 }

@@ -86,8 +86,8 @@ fn run_command(
 ) -> Result<(), DeliveryError> {
     let transient = DeliveryError::transient;
     let argv = match command {
-        CommandLine::Argv(a) => a.clone(),
-        CommandLine::Shell(t) => vec!["/bin/sh".into(), "-c".into(), t.clone()],
+        CommandLine::Argv(a) => a.to_vec(),
+        CommandLine::Shell(t) => vec!["/bin/sh".into(), "-c".into(), t.to_string()],
     };
     let r = &alert.run;
     let mut env: Vec<(String, String)> = vec![

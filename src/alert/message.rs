@@ -397,7 +397,7 @@ pub(super) fn make_alert(
         event: event.to_string(),
         job: job.name.clone(),
         host: host(),
-        schedule: job.schedule_text.clone(),
+        schedule: job.schedule_text().map(str::to_string),
         zone: crate::schedule::zone_name(&job.tz),
         run: rec.clone(),
         next_run: job

@@ -321,7 +321,7 @@ mod tests {
         AlertChannel {
             name: "c".to_string(),
             kind: AlertKind::Command {
-                command: CommandLine::Shell("true".to_string()),
+                command: CommandLine::Shell("true".into()),
                 timeout: Duration::from_secs(1),
             },
             on: on.to_vec(),

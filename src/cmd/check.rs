@@ -89,7 +89,7 @@ fn limit_warnings(jobs: &[Job], host: &Result<(PathBuf, Vec<String>), String>) -
             };
             warnings.push(Diagnostic {
                 severity: Severity::Warning,
-                file: job.defined_at.0.clone(),
+                file: job.defined_at.0.to_path_buf(),
                 line: job.defined_at.1,
                 col: 1,
                 subject: Some(format!("job {:?}", job.name)),

@@ -17,7 +17,7 @@ pub(super) fn warnings(jobs: &[Job]) -> Vec<Diagnostic> {
         let mut warn = |message: String| {
             out.push(Diagnostic {
                 severity: Severity::Warning,
-                file: job.defined_at.0.clone(),
+                file: job.defined_at.0.to_path_buf(),
                 line: job.defined_at.1,
                 col: 1,
                 subject: Some(format!("job {:?}", job.name)),

@@ -21,7 +21,7 @@ pub(super) fn check_tag(cfg: &Config, tag: Option<&str>) -> Result<(), Failure> 
     let mut all: Vec<&str> = cfg
         .jobs
         .iter()
-        .flat_map(|j| &j.tags)
+        .flat_map(|j| j.tags())
         .map(String::as_str)
         .collect();
     all.sort_unstable();
@@ -84,8 +84,8 @@ pub(super) fn parse_params(
         let (k, v) = p
             .split_once('=')
             .ok_or_else(|| Failure::usage(format!("--param {p:?}: write it as NAME=VALUE")))?;
-        if !job.params.contains_key(k) {
-            let declared: Vec<&str> = job.params.keys().map(String::as_str).collect();
+        if !job.params().contains_key(k) {
+            let declared: Vec<&str> = job.params().keys().map(String::as_str).collect();
             return Err(Failure::usage(format!(
                 "--param {k}: job {:?} declares no parameter {k:?} (declared: {})",
                 job.name,

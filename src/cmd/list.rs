@@ -41,7 +41,7 @@ fn next_run(job: &Job, now: Timestamp, host: &str) -> String {
                 None => "never".to_string(),
             },
         },
-        None => format!("after {}", job.after.join(", ")),
+        None => format!("after {}", job.after().join(", ")),
     }
 }
 
@@ -95,7 +95,7 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
         };
         rows.push([
             name,
-            job.schedule_text.clone().unwrap_or_else(|| "-".to_string()),
+            job.schedule_text().unwrap_or("-").to_string(),
             zone_name(&job.tz),
             next_run(job, now, &host),
             last_result(config, job, now),
@@ -105,11 +105,11 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
                 "no"
             }
             .to_string(),
-            job.tags.join(","),
+            job.tags().join(","),
         ]);
     }
     // TAGS only when a job has tags.
-    let tagged = config.jobs.iter().any(|j| !j.tags.is_empty());
+    let tagged = config.jobs.iter().any(|j| !j.tags().is_empty());
     let keep: Vec<usize> = (0..header.len()).filter(|i| *i < 6 || tagged).collect();
     super::print::out(render_kept(&header, &rows, &keep))?;
     Ok(exit::OK)

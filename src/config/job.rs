@@ -1,7 +1,8 @@
 //! [`Job`], a job as the rest of cronwarden sees it, and its value types.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -13,9 +14,9 @@ use crate::schedule::Schedule;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandLine {
     /// Run directly, no shell: the first element is the program.
-    Argv(Vec<String>),
+    Argv(Box<[String]>),
     /// Run with `shell -c TEXT`, like cron.
-    Shell(String),
+    Shell(Box<str>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,17 +180,62 @@ pub struct Verify {
     pub max_ratio: Option<f64>,
 }
 
+/// A job as the rest of cronwarden sees it. What it shares with other jobs (mostly what
+/// `[defaults]` gives every job) is its [`RunPolicy`], one allocation for all the jobs whose
+/// policies are equal; `job.retry`, `job.umask` ... read it through `Deref`.
 #[derive(Clone, Debug)]
 pub struct Job {
     pub name: String,
-    /// The schedule as written, and its expression in the job's zone. `None` for a job that
-    /// runs only after others.
-    pub schedule_text: Option<String>,
-    pub schedule: Option<Schedule>,
-    /// The configured zone (job, else `[settings]`); `tz` is that zone or the system's.
-    pub timezone: Option<String>,
+    /// The schedule (its text: [`Job::schedule_text`]) in the job's zone, shared with the
+    /// scheduler. `None` for a job that runs only after others.
+    pub schedule: Option<Arc<Schedule>>,
+    /// The configured zone (job, else `[settings]`, whose text the jobs share); `tz` is that
+    /// zone or the system's.
+    pub timezone: Option<Arc<str>>,
     pub tz: TimeZone,
     pub command: CommandLine,
+    /// What most jobs do not have (`after`, `healthcheck_url`, `params`, `tags`), out of line
+    /// so that a plain job stays small: `None` when all of it is empty. Read it through
+    /// [`Job::after`], [`Job::healthcheck_url`], [`Job::params`] and [`Job::tags`].
+    pub extra: Option<Box<JobExtra>>,
+    /// Where the job is defined: file (shared by the jobs of that file) and line.
+    pub defined_at: (Arc<Path>, usize),
+    /// How the job runs: shared by the jobs whose policies are equal.
+    pub policy: Arc<RunPolicy>,
+}
+
+/// The keys of a job that are usually unset, kept out of line (see [`Job::extra`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobExtra {
+    pub after: Vec<String>,
+    pub healthcheck_url: Option<String>,
+    pub params: BTreeMap<String, String>,
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub tags: Vec<String>,
+}
+
+impl JobExtra {
+    /// `Some` only when something is set, so that a plain job keeps no allocation for it.
+    pub fn boxed(self) -> Option<Box<JobExtra>> {
+        (self != JobExtra::default()).then(|| Box::new(self))
+    }
+}
+
+/// The `params` of a job without any.
+static NO_PARAMS: BTreeMap<String, String> = BTreeMap::new();
+
+impl std::ops::Deref for Job {
+    type Target = RunPolicy;
+
+    fn deref(&self) -> &RunPolicy {
+        &self.policy
+    }
+}
+
+/// How a job runs, apart from its command and schedule: the keys `[defaults]` can give
+/// every job. Jobs whose policies are equal share one (see [`super::Config::share`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPolicy {
     pub shell: PathBuf,
     pub stdin: Option<String>,
     pub user: Option<String>,
@@ -221,21 +267,14 @@ pub struct Job {
     pub depends_on_past: bool,
     pub jitter: Option<Duration>,
     pub jitter_mode: JitterMode,
-    pub after: Vec<String>,
     /// `trigger`: when the step runs, from how its parents ended.
     pub trigger: TriggerRule,
     pub alert: Vec<String>,
-    pub healthcheck_url: Option<String>,
-    pub params: BTreeMap<String, String>,
     pub enabled: bool,
-    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
-    pub tags: Vec<String>,
     /// Records older than this are pruned from the history (job, else `[settings]`).
     pub history_max_age: Option<Duration>,
     /// Output files older than this are removed (job, else `[settings]`).
     pub output_max_age: Option<Duration>,
-    /// Where the job is defined: file and line.
-    pub defined_at: (PathBuf, usize),
 }
 
 impl Job {
@@ -253,7 +292,32 @@ impl Job {
 
     /// Whether the job has the tag.
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
+        self.tags().iter().any(|t| t == tag)
+    }
+
+    /// The schedule as written, `None` for a job that runs only after others.
+    pub fn schedule_text(&self) -> Option<&str> {
+        self.schedule.as_deref().map(Schedule::text)
+    }
+
+    /// The jobs this one runs after (`after`), empty for a job of its own.
+    pub fn after(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |x| &x.after)
+    }
+
+    /// `healthcheck_url`, if set.
+    pub fn healthcheck_url(&self) -> Option<&str> {
+        self.extra.as_ref()?.healthcheck_url.as_deref()
+    }
+
+    /// The job's declared `params` and their defaults.
+    pub fn params(&self) -> &BTreeMap<String, String> {
+        self.extra.as_ref().map_or(&NO_PARAMS, |x| &x.params)
+    }
+
+    /// `tags`: words that select jobs (`list`, `status`, `trigger --tag`) and label metrics.
+    pub fn tags(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |x| &x.tags)
     }
 
     /// With `jitter_mode = "fixed"`: the delay of every scheduled run of this job on the host

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Settings;
 use super::job::{
-    Catchup, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap, Retry, RetryCodes,
-    RetryOn, TriggerRule, Verify,
+    Catchup, Expect, IoClass, JitterMode, Job, JobExtra, Leftovers, Limits, Overlap, Retry,
+    RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
@@ -26,72 +27,81 @@ impl Job {
         defined_at: (PathBuf, usize),
     ) -> Option<Job> {
         let (timezone, tz) = match &s.timezone {
-            Some(z) => (Some(z.v.0.clone()), z.v.1.clone()),
+            Some(z) => (Some(Arc::from(z.v.0.as_str())), z.v.1.clone()),
             None => (settings.timezone.clone(), settings.tz.clone()),
         };
         Some(Job {
             name: name.to_string(),
-            schedule_text: s.schedule.as_ref().map(|a| a.v.0.clone()),
             schedule: s
                 .schedule
                 .as_ref()
-                .map(|a| Schedule::new(a.v.1.clone(), tz.clone())),
+                .map(|a| Arc::new(Schedule::new(a.v.1.clone(), tz.clone()).with_text(&a.v.0))),
             timezone,
             tz,
             command: value(&s.command)?,
-            shell: value(&s.shell).unwrap_or_else(|| PathBuf::from("/bin/sh")),
-            stdin: value(&s.stdin),
-            user: value(&s.user),
-            group: value(&s.group),
-            workdir: value(&s.workdir),
-            env: s
-                .env
-                .iter()
-                .map(|(k, (_, v))| (k.clone(), v.v.clone()))
-                .collect(),
-            env_files: s.env_file.iter().map(|a| a.v.clone()).collect(),
-            credentials: s
-                .credentials
-                .iter()
-                .map(|(k, (_, v))| (k.clone(), PathBuf::from(&v.v)))
-                .collect(),
-            umask: value(&s.umask).unwrap_or(0o022),
-            nice: value(&s.nice),
-            timeout: value(&s.timeout).filter(|d| !d.is_zero()),
-            kill_grace: value(&s.kill_grace).unwrap_or(Duration::from_secs(10)),
-            leftovers: value(&s.leftovers).unwrap_or(Leftovers::Stop),
-            limits: limits(s),
-            retry: retry(s),
-            success_codes: value(&s.success_codes).unwrap_or_else(|| vec![0]),
-            warning_codes: value(&s.warning_codes).unwrap_or_default(),
-            expect: Expect {
-                success_within: value(&s.expect_success_within).filter(|d| !d.is_zero()),
-                warn_after: value(&s.warn_after).filter(|d| !d.is_zero()),
-                min_duration: value(&s.min_duration).filter(|d| !d.is_zero()),
-            },
-            output_limit: value(&s.output_limit).unwrap_or(1 << 20),
-            output_to_log: value(&s.output_to_log).unwrap_or(false),
-            verify: verify(s),
-            overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
-            catchup: value(&s.catchup).unwrap_or(Catchup::None),
-            depends_on_past: value(&s.depends_on_past).unwrap_or(false),
-            jitter: value(&s.jitter).filter(|d| !d.is_zero()),
-            jitter_mode: value(&s.jitter_mode).unwrap_or(JitterMode::Random),
-            after: names(&s.after),
-            trigger: value(&s.trigger).unwrap_or(TriggerRule::AllSuccess),
-            alert: names(&s.alert),
-            healthcheck_url: value(&s.healthcheck_url),
-            params,
-            enabled: value(&s.enabled).unwrap_or(true),
-            tags: names(&s.tags),
-            history_max_age: value(&s.history_max_age)
-                .or(settings.history_max_age)
-                .filter(|d| !d.is_zero()),
-            output_max_age: value(&s.output_max_age)
-                .or(settings.output_max_age)
-                .filter(|d| !d.is_zero()),
-            defined_at,
+            extra: JobExtra {
+                after: names(&s.after),
+                healthcheck_url: value(&s.healthcheck_url),
+                params,
+                tags: names(&s.tags),
+            }
+            .boxed(),
+            defined_at: (Arc::from(defined_at.0), defined_at.1),
+            policy: Arc::new(policy(s, settings)),
         })
+    }
+}
+
+/// The run policy of a spec, with the defaults of the keys left unset.
+fn policy(s: &JobSpec, settings: &Settings) -> RunPolicy {
+    RunPolicy {
+        shell: value(&s.shell).unwrap_or_else(|| PathBuf::from("/bin/sh")),
+        stdin: value(&s.stdin),
+        user: value(&s.user),
+        group: value(&s.group),
+        workdir: value(&s.workdir),
+        env: s
+            .env
+            .iter()
+            .map(|(k, (_, v))| (k.clone(), v.v.clone()))
+            .collect(),
+        env_files: s.env_file.iter().map(|a| a.v.clone()).collect(),
+        credentials: s
+            .credentials
+            .iter()
+            .map(|(k, (_, v))| (k.clone(), PathBuf::from(&v.v)))
+            .collect(),
+        umask: value(&s.umask).unwrap_or(0o022),
+        nice: value(&s.nice),
+        timeout: value(&s.timeout).filter(|d| !d.is_zero()),
+        kill_grace: value(&s.kill_grace).unwrap_or(Duration::from_secs(10)),
+        leftovers: value(&s.leftovers).unwrap_or(Leftovers::Stop),
+        limits: limits(s),
+        retry: retry(s),
+        success_codes: value(&s.success_codes).unwrap_or_else(|| vec![0]),
+        warning_codes: value(&s.warning_codes).unwrap_or_default(),
+        expect: Expect {
+            success_within: value(&s.expect_success_within).filter(|d| !d.is_zero()),
+            warn_after: value(&s.warn_after).filter(|d| !d.is_zero()),
+            min_duration: value(&s.min_duration).filter(|d| !d.is_zero()),
+        },
+        output_limit: value(&s.output_limit).unwrap_or(1 << 20),
+        output_to_log: value(&s.output_to_log).unwrap_or(false),
+        verify: verify(s),
+        overlap: value(&s.overlap).unwrap_or(Overlap::Skip),
+        catchup: value(&s.catchup).unwrap_or(Catchup::None),
+        depends_on_past: value(&s.depends_on_past).unwrap_or(false),
+        jitter: value(&s.jitter).filter(|d| !d.is_zero()),
+        jitter_mode: value(&s.jitter_mode).unwrap_or(JitterMode::Random),
+        trigger: value(&s.trigger).unwrap_or(TriggerRule::AllSuccess),
+        alert: names(&s.alert),
+        enabled: value(&s.enabled).unwrap_or(true),
+        history_max_age: value(&s.history_max_age)
+            .or(settings.history_max_age)
+            .filter(|d| !d.is_zero()),
+        output_max_age: value(&s.output_max_age)
+            .or(settings.output_max_age)
+            .filter(|d| !d.is_zero()),
     }
 }
 

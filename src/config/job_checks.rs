@@ -74,7 +74,7 @@ impl Loader<'_> {
                      often than scheduled",
                     crate::units::format_duration(jitter),
                     crate::units::format_duration(gap),
-                    job.schedule_text.as_deref().unwrap_or_default()
+                    job.schedule_text().unwrap_or_default()
                 ),
             );
         }
@@ -122,7 +122,7 @@ impl Loader<'_> {
         if let Some(cmd) = &s.command {
             let texts: Vec<(&str, bool)> = match &cmd.v {
                 CommandLine::Argv(a) => a.iter().map(|x| (x.as_str(), true)).collect(),
-                CommandLine::Shell(text) => vec![(text.as_str(), false)],
+                CommandLine::Shell(text) => vec![(&**text, false)],
             };
             for (text, allow_params) in texts {
                 for p in template::check(text, params, allow_params, upstream) {

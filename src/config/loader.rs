@@ -235,6 +235,7 @@ impl<'s> Loader<'s> {
             alerts,
             cluster,
             jobs,
+            by_name: Vec::new(),
         })
     }
 

@@ -41,16 +41,19 @@ mod values;
 pub use alerts::{AlertChannel, AlertEvent, AlertKind, SmtpTls, SmtpTransport, WebhookFormat};
 pub use cluster::{Cluster, ClusterUrl};
 pub use job::{
-    Catchup, CommandLine, EnvFile, Expect, IoClass, JitterMode, Job, Leftovers, Limits, Overlap,
-    Retry, RetryCodes, RetryOn, TriggerRule, Verify,
+    Catchup, CommandLine, EnvFile, Expect, IoClass, JitterMode, Job, JobExtra, Leftovers, Limits,
+    Overlap, Retry, RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
 };
 pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings, StatusPage};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Severity, Sink};
+use crate::schedule::Schedule;
 use loader::Loader;
 
 /// The whole job table, validated.
@@ -66,15 +69,100 @@ pub struct Config {
     pub alerts: Vec<AlertChannel>,
     pub cluster: Option<Cluster>,
     pub jobs: Vec<Job>,
+    /// The positions in `jobs`, ordered by the jobs' names: [`Config::job`] looks a name up
+    /// by binary search (made by [`Config::share`], at load).
+    pub(crate) by_name: Vec<u32>,
 }
 
 impl Config {
     pub fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.iter().find(|j| j.name == name)
+        if self.by_name.len() != self.jobs.len() {
+            // Not indexed (a table put together by hand): look at each.
+            return self.jobs.iter().find(|j| j.name == name);
+        }
+        let at = self
+            .by_name
+            .binary_search_by(|&i| self.jobs[i as usize].name.as_str().cmp(name))
+            .ok()?;
+        self.jobs.get(self.by_name[at] as usize)
+    }
+
+    /// What the jobs have in common, shared: equal run policies become one allocation, and
+    /// so do the paths of the files the jobs are defined in; then the index by name. The
+    /// table of values seen lives only during this call.
+    pub(crate) fn share(&mut self) {
+        let mut policies: HashMap<u64, Vec<Arc<RunPolicy>>> = HashMap::new();
+        let mut files: HashSet<Arc<Path>> = HashSet::new();
+        for job in &mut self.jobs {
+            // Debug prints every field, so equal policies hash alike; equality decides.
+            let mut h = DefaultHasher::new();
+            format!("{:?}", job.policy).hash(&mut h);
+            let same = policies.entry(h.finish()).or_default();
+            match same.iter().find(|p| ***p == *job.policy) {
+                Some(p) => job.policy = Arc::clone(p),
+                None => same.push(Arc::clone(&job.policy)),
+            }
+            match files.get(&job.defined_at.0) {
+                Some(f) => job.defined_at.0 = Arc::clone(f),
+                None => {
+                    files.insert(Arc::clone(&job.defined_at.0));
+                }
+            }
+        }
+        // The table was collected without knowing its length: up to twice the room.
+        self.jobs.shrink_to_fit();
+        let mut by_name: Vec<u32> = (0..self.jobs.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
+        by_name.sort_by(|&a, &b| self.jobs[a as usize].name.cmp(&self.jobs[b as usize].name));
+        self.by_name = by_name;
     }
 
     pub fn alert(&self, name: &str) -> Option<&AlertChannel> {
         self.alerts.iter().find(|a| a.name == name)
+    }
+
+    /// A deep copy made of fresh allocations (every job's strings, schedule and policy; equal
+    /// policies and paths stay shared), so that it does not keep the pages of the original's
+    /// allocator arena in use.
+    pub fn compact(&self) -> Config {
+        let mut policies: HashMap<*const RunPolicy, Arc<RunPolicy>> = HashMap::new();
+        let mut files: HashMap<*const Path, Arc<Path>> = HashMap::new();
+        let mut jobs = Vec::with_capacity(self.jobs.len());
+        for j in &self.jobs {
+            let mut job = j.clone();
+            job.schedule = j.schedule.as_ref().map(|s| Arc::new(Schedule::clone(s)));
+            job.policy = Arc::clone(
+                policies
+                    .entry(Arc::as_ptr(&j.policy))
+                    .or_insert_with(|| Arc::new(RunPolicy::clone(&j.policy))),
+            );
+            let file = &j.defined_at.0;
+            job.defined_at.0 = Arc::clone(
+                files
+                    .entry(Arc::as_ptr(file))
+                    .or_insert_with(|| Arc::from(file.to_path_buf())),
+            );
+            jobs.push(job);
+        }
+        Config {
+            jobs,
+            by_name: self.by_name.clone(),
+            ..self.clone_without_jobs()
+        }
+    }
+
+    fn clone_without_jobs(&self) -> Config {
+        Config {
+            path: self.path.clone(),
+            files: self.files.clone(),
+            include_patterns: self.include_patterns.clone(),
+            settings: self.settings.clone(),
+            alerts: self.alerts.clone(),
+            cluster: self.cluster.clone(),
+            jobs: Vec::new(),
+            by_name: Vec::new(),
+        }
     }
 
     /// This host's name for `jitter_mode = "fixed"`: the fleet node's name (`[cluster]
@@ -93,7 +181,7 @@ impl Config {
     pub fn children(&self, name: &str) -> Vec<&Job> {
         self.jobs
             .iter()
-            .filter(|j| j.after.iter().any(|a| a == name))
+            .filter(|j| j.after().iter().any(|a| a == name))
             .collect()
     }
 
@@ -102,12 +190,12 @@ impl Config {
     pub fn tree_order(&self) -> Vec<(&Job, usize)> {
         let config = self;
         let mut out = Vec::with_capacity(config.jobs.len());
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         fn walk<'c>(
             config: &'c Config,
             job: &'c Job,
             depth: usize,
-            seen: &mut std::collections::HashSet<&'c str>,
+            seen: &mut HashSet<&'c str>,
             out: &mut Vec<(&'c Job, usize)>,
         ) {
             if !seen.insert(job.name.as_str()) {
@@ -115,12 +203,12 @@ impl Config {
             }
             out.push((job, depth));
             for child in config.children(&job.name) {
-                if child.after.first() == Some(&job.name) {
+                if child.after().first() == Some(&job.name) {
                     walk(config, child, depth + 1, seen, out);
                 }
             }
         }
-        for job in config.jobs.iter().filter(|j| j.after.is_empty()) {
+        for job in config.jobs.iter().filter(|j| j.after().is_empty()) {
             walk(config, job, 0, &mut seen, &mut out);
         }
         // Anything not reached (a cycle is rejected by check, so only odd shapes) goes last.
@@ -184,8 +272,12 @@ pub fn load(path: &Path, opts: LoadOptions) -> Loaded {
             d.col,
         )
     });
+    let config = config.filter(|_| !failed).map(|mut c| {
+        c.share();
+        c
+    });
     Loaded {
-        config: if failed { None } else { config },
+        config,
         diagnostics: sink.diags,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -69,7 +70,7 @@ pub enum LogFormat {
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The configured zone name, if any; `tz` is that zone or the system's.
-    pub timezone: Option<String>,
+    pub timezone: Option<Arc<str>>,
     pub tz: TimeZone,
     pub state_dir: PathBuf,
     pub lock_dir: PathBuf,
@@ -177,7 +178,7 @@ impl Loader<'_> {
             return None;
         }
         let (timezone, tz) = match zone {
-            Some((n, tz)) => (Some(n), tz),
+            Some((n, tz)) => (Some(Arc::from(n)), tz),
             None => (None, crate::schedule::system_zone()),
         };
         Some(Settings {

@@ -67,7 +67,7 @@ impl Loader<'_> {
             Kind::String(_) => {
                 let s = t.nonempty(self.sink, key)?;
                 Some(At {
-                    v: CommandLine::Shell(s.v),
+                    v: CommandLine::Shell(s.v.into()),
                     loc: s.loc,
                 })
             }

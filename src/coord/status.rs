@@ -91,7 +91,7 @@ pub(crate) fn job_status(
         next: job
             .next_start(&cfg.host_name(), now)
             .filter(|_| job.enabled),
-        tags: job.tags.clone(),
+        tags: job.tags().to_vec(),
         enabled: job.enabled,
         rate: (!finished.is_empty()).then_some((ok, finished.len())),
         health,

@@ -211,7 +211,7 @@ fn answer(req: Request, shared: &Arc<Shared>, conn: &UnixStream) -> Response {
         },
         "trigger" => {
             for k in req.params.keys() {
-                if !job.params.contains_key(k) {
+                if !job.params().contains_key(k) {
                     return fail(
                         exit::USAGE,
                         format!("job {name:?} declares no parameter {k:?}"),

@@ -120,7 +120,7 @@ fn record_not_run(shared: &Arc<Shared>, job: &Job, t: &Tick, why: &str) {
     let reason = format!("missed: {why}; not caught up ({what})");
     let r = execute::not_run(shared.ctx(&cfg), &req, &t.run_id, reason, None);
     shared.metrics.finished(&job.name, false, &r.record);
-    shared.watch.ended(&r.record);
+    shared.watch.ended(&cfg, &r.record);
 }
 
 /// The record a `missed` alert carries: no run; the first missed instant as its scheduled

@@ -146,7 +146,7 @@ pub(super) fn run_one(
         );
         for step in p.steps.iter().skip(1) {
             shared.metrics.finished(&step.job, false, step);
-            shared.watch.ended(step);
+            shared.watch.ended(cfg, step);
         }
     }
 }
@@ -318,7 +318,7 @@ pub(super) fn record_not_started(shared: &Arc<Shared>, launch: &Launch, reason: 
 /// --wait`).
 fn report(shared: &Shared, launch: &Launch, rec: RunRecord, was_running: bool) {
     shared.metrics.finished(&rec.job, was_running, &rec);
-    shared.watch.ended(&rec);
+    shared.watch.ended(&shared.current(), &rec);
     if let Some(tx) = &launch.done {
         let _ = tx.send(rec);
     }

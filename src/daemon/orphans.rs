@@ -171,7 +171,7 @@ fn adopt(shared: &Arc<Shared>, path: &Path) {
     {
         // Recorded now; alerted from a thread, so a slow channel holds nothing up.
         if let Some(rec) = orphan::finish(shared.ctx(&cfg), path, m, &Interrupt::none()) {
-            shared.watch.ended(&rec);
+            shared.watch.ended(&cfg, &rec);
             let sh = Arc::clone(shared);
             let _ = std::thread::Builder::new()
                 .name("orphan alert".into())
@@ -194,7 +194,7 @@ fn adopt(shared: &Arc<Shared>, path: &Path) {
         .name(format!("orphan {job}"))
         .spawn(move || {
             if let Some(rec) = orphan::finish(sh.ctx(&cfg), &p, m, &interrupt) {
-                sh.watch.ended(&rec);
+                sh.watch.ended(&cfg, &rec);
                 orphan::alert(sh.ctx(&cfg), &rec);
             }
             sh.active.leave();

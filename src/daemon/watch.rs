@@ -4,7 +4,9 @@
 //! Each enabled job has a view: the end of its last success (or warning), its first
 //! appearance, its failure streak, and the deadline already alerted. Views are read from the
 //! coordinator's history at start (and for new jobs at a reload; `coord::standing`) and kept
-//! up to date by the ends of the runs this daemon sees. The loop sleeps until the nearest
+//! up to date by the ends of the runs this daemon sees. Only the views with something in
+//! them are kept (an `expect_success_within`, a success, a streak...): a job that never ran
+//! and is not expected to succeed has the empty view, which costs nothing per job. The loop sleeps until the nearest
 //! deadline not yet alerted as it sleeps until its next instant ([`Watch::next_deadline`]):
 //! watching adds no wake-up of its own. When a deadline passes, a thread reads the job's
 //! history again (a success of another process, or of another fleet node, moves the
@@ -39,10 +41,9 @@ const RETRY: Duration = Duration::from_secs(60);
 const LOOP_GRACE: Duration = Duration::from_secs(30);
 
 /// What the daemon knows of one job's health.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct View {
     within: Option<Duration>,
-    threshold: u32,
     /// When the last success (or warning) ended.
     last_success: Option<Timestamp>,
     /// The job's first appearance (its deadline's start while it never succeeded).
@@ -86,12 +87,18 @@ impl View {
         Some(self.retry_at.map_or(d, |r| r.max(d)))
     }
 
-    fn health(&self, job: &str, now: Timestamp) -> JobHealth {
+    /// Nothing in it: the view of a job that is not expected to succeed and of which
+    /// nothing is known (not kept).
+    fn is_empty(&self) -> bool {
+        *self == View::default()
+    }
+
+    fn health(&self, job: &str, threshold: u32, now: Timestamp) -> JobHealth {
         let stale_deadline = self.deadline();
         JobHealth {
             job: job.to_string(),
             failure_streak: self.streak,
-            streak_threshold: self.threshold,
+            streak_threshold: threshold,
             expect_success_within: self.within.map(format_duration),
             last_success: self.last_success,
             stale_deadline,
@@ -108,9 +115,10 @@ struct Settled {
     view: View,
 }
 
-/// The views of the enabled jobs of the table in force.
+/// The views of the enabled jobs of the table in force, by job name: the views that are not
+/// empty (a job without one has the empty view).
 pub(super) struct Watch {
-    views: Mutex<HashMap<String, View>>,
+    views: Mutex<HashMap<Box<str>, View>>,
 }
 
 impl Watch {
@@ -118,54 +126,73 @@ impl Watch {
     pub(super) fn load(cfg: &Config, coord: &dyn Coordinator, log: &Logger) -> Watch {
         let now = Timestamp::now();
         let views = watched(cfg)
-            .map(|j| (j.name.clone(), view(cfg, j, coord, log, now)))
+            .map(|j| (j.name.as_str().into(), view(cfg, j, coord, log, now)))
+            .filter(|(_, v): &(Box<str>, View)| !v.is_empty())
             .collect();
         Watch {
             views: Mutex::new(views),
         }
     }
 
-    /// A new table: views of jobs that are new (or newly expected to succeed) are read from
-    /// their histories; the others keep what is known of them.
-    pub(super) fn reload(&self, cfg: &Config, coord: &dyn Coordinator, log: &Logger) {
+    /// A new table `cfg` in place of `old`: views of jobs that are new (or newly expected to
+    /// succeed) are read from their histories; the others keep what is known of them.
+    pub(super) fn reload(&self, old: &Config, cfg: &Config, coord: &dyn Coordinator, log: &Logger) {
         let now = Timestamp::now();
-        let known: HashMap<String, bool> = lock(&self.views)
-            .iter()
-            .map(|(name, v)| (name.clone(), v.within.is_some()))
-            .collect();
+        // Watched before (enabled in the old table), and then expected to succeed.
+        let known = |name: &str| {
+            let job = old.job(name).filter(|j| j.enabled)?;
+            Some(job.expect.success_within.is_some())
+        };
+        let read = |j: &Job| match known(&j.name) {
+            None => true,
+            Some(expected) => !expected && j.expect.success_within.is_some(),
+        };
         // Read outside the lock: runs that end meanwhile still find their views.
-        let mut fresh: HashMap<String, View> = watched(cfg)
-            .filter(|j| match known.get(&j.name) {
-                None => true,
-                Some(expected) => !expected && j.expect.success_within.is_some(),
-            })
-            .map(|j| (j.name.clone(), view(cfg, j, coord, log, now)))
+        let mut fresh: HashMap<&str, View> = watched(cfg)
+            .filter(|j| read(j))
+            .map(|j| (j.name.as_str(), view(cfg, j, coord, log, now)))
+            .filter(|(_, v)| !v.is_empty())
             .collect();
         let mut views = lock(&self.views);
-        let mut old = std::mem::take(&mut *views);
+        let mut old_views = std::mem::take(&mut *views);
         for job in watched(cfg) {
-            let mut v = match (old.remove(&job.name), fresh.remove(&job.name)) {
+            let o = old_views.remove(job.name.as_str()).unwrap_or_default();
+            let f = fresh.remove(job.name.as_str()).unwrap_or_default();
+            let mut v = match (known(&job.name), read(job)) {
                 // Newly expected to succeed: its first appearance (or, behind a long
                 // failure streak, a check at once to find it).
-                (Some(o), Some(f)) => View {
+                (Some(_), true) => View {
                     first_seen: f.first_seen,
                     alerted: f.alerted,
                     partial: f.partial,
                     ..o
                 },
-                (Some(v), None) | (None, Some(v)) => v,
-                (None, None) => continue,
+                (Some(_), false) => o,
+                (None, _) => f,
             };
             v.within = job.expect.success_within;
-            v.threshold = standing::threshold(cfg, job);
-            views.insert(job.name.clone(), v);
+            if !v.is_empty() {
+                views.insert(job.name.as_str().into(), v);
+            }
         }
+        views.shrink_to_fit();
     }
 
-    /// A run of a watched job ended (this daemon's, or one it took over).
-    pub(super) fn ended(&self, rec: &RunRecord) {
+    /// A run of a job of `cfg` ended (this daemon's, or one it took over): counted if the
+    /// job is watched.
+    pub(super) fn ended(&self, cfg: &Config, rec: &RunRecord) {
         let mut views = lock(&self.views);
-        let Some(v) = views.get_mut(&rec.job) else {
+        if !views.contains_key(rec.job.as_str()) {
+            let Some(job) = cfg.job(&rec.job).filter(|j| j.enabled) else {
+                return;
+            };
+            let v = View {
+                within: job.expect.success_within,
+                ..View::default()
+            };
+            views.insert(rec.job.as_str().into(), v);
+        }
+        let Some(v) = views.get_mut(rec.job.as_str()) else {
             return;
         };
         v.ends += 1;
@@ -192,7 +219,7 @@ impl Watch {
             if v.pending().is_some_and(|d| d <= now) {
                 v.checking = true;
                 v.retry_at = None;
-                due.push(name.clone());
+                due.push(name.to_string());
             }
         }
         due
@@ -247,10 +274,16 @@ impl Watch {
         Some(out)
     }
 
-    /// Every watched job's health at `now`, by name.
-    pub(super) fn health(&self, now: Timestamp) -> Vec<JobHealth> {
+    /// Every watched job of `cfg`'s health at `now`, by name.
+    pub(super) fn health(&self, cfg: &Config, now: Timestamp) -> Vec<JobHealth> {
         let views = lock(&self.views);
-        let mut out: Vec<JobHealth> = views.iter().map(|(j, v)| v.health(j, now)).collect();
+        let empty = View::default();
+        let mut out: Vec<JobHealth> = watched(cfg)
+            .map(|j| {
+                let v = views.get(j.name.as_str()).unwrap_or(&empty);
+                v.health(&j.name, standing::threshold(cfg, j), now)
+            })
+            .collect();
         out.sort_by(|a, b| a.job.cmp(&b.job));
         out
     }
@@ -283,7 +316,6 @@ fn view(cfg: &Config, job: &Job, coord: &dyn Coordinator, log: &Logger, now: Tim
     }
     View {
         within: job.expect.success_within,
-        threshold: standing::threshold(cfg, job),
         last_success: read.standing.last_success_end(),
         first_seen: kept.first_seen,
         streak: read.standing.failure_streak,
@@ -411,7 +443,7 @@ impl Beat {
 pub(super) fn health(shared: &Shared) -> Health {
     Health::new(
         shared.beat.problem().into_iter().collect(),
-        shared.watch.health(Timestamp::now()),
+        shared.watch.health(&shared.current(), Timestamp::now()),
     )
 }
 
@@ -429,13 +461,46 @@ mod tests {
     fn watch() -> Watch {
         let v = View {
             within: Some(Duration::from_secs(10)),
-            threshold: 1,
             first_seen: Some(t("2026-01-01T00:00:00Z")),
             ..View::default()
         };
         Watch {
-            views: Mutex::new(HashMap::from([("j".to_string(), v)])),
+            views: Mutex::new(HashMap::from([("j".into(), v)])),
         }
+    }
+
+    /// A table of `jobs` (`[jobs.NAME]` followed by its keys, schedule and command given).
+    fn table(name: &str, jobs: &[(&str, &str)]) -> Config {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cw-watch-{}-{name}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut text = format!("[settings]\nstate_dir = {:?}\n", dir.join("state"));
+        for (job, keys) in jobs {
+            text.push_str(&format!(
+                "[jobs.{job}]\nschedule = \"@daily\"\ncommand = \"true\"\n{keys}\n"
+            ));
+        }
+        let path = dir.join("jobs.toml");
+        std::fs::write(&path, text).expect("write table");
+        let loaded = crate::config::load(&path, crate::config::LoadOptions { as_root: false });
+        loaded
+            .config
+            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+    }
+
+    /// The directory of a [`table`], removed.
+    fn remove(c: &Config) {
+        if let Some(dir) = c.settings.state_dir.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// The table of [`watch`]: `j` expected to succeed within 10 s.
+    fn cfg() -> Config {
+        let c = table("j", &[("j", "expect_success_within = \"10s\"")]);
+        remove(&c);
+        c
     }
 
     /// A whole read of a history whose standing is `standing`.
@@ -448,11 +513,14 @@ mod tests {
     }
 
     fn ended(w: &Watch, outcome: Outcome, at: &str) {
-        w.ended(&RunRecord {
-            outcome,
-            ended: at.to_string(),
-            ..rec("r")
-        });
+        w.ended(
+            &cfg(),
+            &RunRecord {
+                outcome,
+                ended: at.to_string(),
+                ..rec("r")
+            },
+        );
     }
 
     #[test]
@@ -479,13 +547,16 @@ mod tests {
         );
         assert_eq!(w.next_deadline(), None);
         assert!(w.take_due(t("2026-01-02T00:00:00Z")).is_empty());
-        let h = &w.health(t("2026-01-01T00:00:11Z"))[0];
+        let h = &w.health(&cfg(), t("2026-01-01T00:00:11Z"))[0];
         assert!(h.stale && h.failure_streak == 1, "{h:?}");
         // A success (a warning counts) moves the deadline: due again 10 s after it.
         ended(&w, Outcome::Warning, "2026-01-01T00:01:00Z");
         assert_eq!(w.next_deadline(), Some(t("2026-01-01T00:01:10Z")));
-        assert!(!w.health(t("2026-01-01T00:01:01Z"))[0].stale);
-        assert_eq!(w.health(t("2026-01-01T00:01:01Z"))[0].failure_streak, 0);
+        assert!(!w.health(&cfg(), t("2026-01-01T00:01:01Z"))[0].stale);
+        assert_eq!(
+            w.health(&cfg(), t("2026-01-01T00:01:01Z"))[0].failure_streak,
+            0
+        );
         assert_eq!(w.take_due(t("2026-01-01T00:01:10Z")), ["j"]);
     }
 
@@ -521,11 +592,17 @@ mod tests {
             t("2026-01-01T00:00:12Z"),
         );
         assert!(settled.is_some_and(|s| s.stale.is_some()));
-        assert_eq!(w.health(t("2026-01-01T00:00:12Z"))[0].failure_streak, 2);
+        assert_eq!(
+            w.health(&cfg(), t("2026-01-01T00:00:12Z"))[0].failure_streak,
+            2
+        );
         // Skipped and interrupted runs leave the streak alone.
         ended(&w, Outcome::Skipped, "2026-01-01T00:00:13Z");
         ended(&w, Outcome::Interrupted, "2026-01-01T00:00:14Z");
-        assert_eq!(w.health(t("2026-01-01T00:00:14Z"))[0].failure_streak, 2);
+        assert_eq!(
+            w.health(&cfg(), t("2026-01-01T00:00:14Z"))[0].failure_streak,
+            2
+        );
         // A check that cannot read the history is due again at its retry, not before.
         let w = watch();
         assert_eq!(w.take_due(t("2026-01-01T00:00:10Z")), ["j"]);
@@ -566,8 +643,60 @@ mod tests {
             s.stale,
             Some((t("2026-01-01T00:00:10Z"), t("2026-01-01T00:00:00Z")))
         );
-        assert_eq!(w.health(t("2026-01-01T01:00:00Z"))[0].failure_streak, 500);
+        assert_eq!(
+            w.health(&cfg(), t("2026-01-01T01:00:00Z"))[0].failure_streak,
+            500
+        );
         assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
+    fn only_views_with_something_in_them_are_kept_and_every_enabled_job_has_health() {
+        let c = table(
+            "sparse",
+            &[
+                ("idle", ""),
+                ("off", "enabled = false"),
+                ("j", "expect_success_within = \"10s\""),
+            ],
+        );
+        let w = Watch::load(&c, &crate::coord::Local::default(), &Logger::stderr());
+        // `j` is expected to succeed (first seen now); `idle` has the empty view.
+        let kept: Vec<String> = lock(&w.views).keys().map(|k| k.to_string()).collect();
+        assert_eq!(kept, ["j"]);
+        let h = w.health(&c, Timestamp::now());
+        let names: Vec<&str> = h.iter().map(|h| h.job.as_str()).collect();
+        assert_eq!(names, ["idle", "j"]);
+        assert!(
+            h[0].failure_streak == 0 && h[0].streak_threshold == 1,
+            "{h:?}"
+        );
+        // A failure of `idle` gives it a view; a disabled job's or an unknown one's none.
+        for job in ["idle", "off", "gone"] {
+            let failed = RunRecord {
+                outcome: Outcome::Failure,
+                ..rec(job)
+            };
+            w.ended(
+                &c,
+                &RunRecord {
+                    job: job.into(),
+                    ..failed
+                },
+            );
+        }
+        assert_eq!(lock(&w.views).len(), 2);
+        assert_eq!(w.health(&c, Timestamp::now())[0].failure_streak, 1);
+        // A reload keeps what is known of the jobs still watched, and only theirs.
+        let c2 = table("sparse2", &[("idle", ""), ("new", "")]);
+        w.reload(&c, &c2, &crate::coord::Local::default(), &Logger::stderr());
+        let kept: Vec<String> = lock(&w.views).keys().map(|k| k.to_string()).collect();
+        assert_eq!(kept, ["idle"]);
+        let h = w.health(&c2, Timestamp::now());
+        assert_eq!((h[0].job.as_str(), h[0].failure_streak), ("idle", 1));
+        assert_eq!((h[1].job.as_str(), h[1].failure_streak), ("new", 0));
+        remove(&c);
+        remove(&c2);
     }
 
     #[test]

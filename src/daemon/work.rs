@@ -142,7 +142,7 @@ impl Sink {
         if !attempts_left {
             // With a retry coming, the record that counts is the retry's (same run id).
             shared.coord.record_lost(&rec);
-            shared.watch.ended(&rec);
+            shared.watch.ended(&cfg, &rec);
         }
         shared.ctx(&cfg).alerts().node_lost(job, &rec);
         if attempts_left {

@@ -131,7 +131,7 @@ impl Attempts<'_, '_> {
     ) -> (Vec<AttemptRecord>, Outcome, Option<String>) {
         let req = self.facts.req;
         let job = req.job;
-        let mut params = job.params.clone();
+        let mut params = job.params().clone();
         params.extend(req.params.clone());
         let first = req.first_attempt.max(1);
         let max_attempts = job.retry.retries.saturating_add(1);

@@ -215,7 +215,7 @@ pub(crate) fn execute_locked(
     interrupt: &Interrupt,
 ) -> RunReport {
     let (job, log) = (req.job, ctx.log);
-    let url = job.healthcheck_url.as_deref();
+    let url = job.healthcheck_url();
     let ca_file = ctx.cfg.settings.healthcheck_ca_file.as_deref();
     std::thread::scope(|s| {
         let start = url.map(|u| {

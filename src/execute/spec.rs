@@ -163,7 +163,7 @@ pub(super) fn attempt_spec(
     env.insert("LOGNAME".into(), who.user.clone());
     env.insert("SHELL".into(), job.shell.to_string_lossy().into_owned());
     if let Some(tz) = &job.timezone {
-        env.insert("TZ".into(), tz.clone());
+        env.insert("TZ".into(), tz.to_string());
     }
     // The job's `env` wins over its `env_file`s.
     env.extend(who.file_env.iter().cloned());

@@ -209,13 +209,13 @@ fn jobs_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
                 "\u{a0}\u{a0}\u{a0}".repeat(d - 1)
             ),
         };
-        let schedule = match (&job.schedule, &job.schedule_text) {
+        let schedule = match (&job.schedule, job.schedule_text()) {
             (Some(s), Some(t)) => format!(
                 "{}<br><code>{}</code>",
                 escape(&s.expr().describe()),
                 escape(t)
             ),
-            _ => format!("after {}", escape(&job.after.join(", "))),
+            _ => format!("after {}", escape(&job.after().join(", "))),
         };
         let next = match (s.next, job.enabled, s.paused) {
             (_, false, _) => "disabled".to_string(),

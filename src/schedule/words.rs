@@ -60,7 +60,7 @@ impl CronSpec {
     fn describe(&self) -> String {
         let secs = values(self.seconds, 0, 59);
         let mins = values(self.minutes, 0, 59);
-        let hours = values(self.hours, 0, 23);
+        let hours = values(self.hours.into(), 0, 23);
         let time = match (secs.as_slice(), mins.len(), hours.len()) {
             ([0], 60, 24) => "every minute".to_string(),
             (_, 60, 24) if secs.len() == 60 => "every second".to_string(),
@@ -97,8 +97,8 @@ impl CronSpec {
             ),
         };
         let mut days = Vec::new();
-        let dow = values(self.dow, 0, 6);
-        let dom = values(self.dom, 1, 31);
+        let dow = values(self.dow.into(), 0, 6);
+        let dom = values(self.dom.into(), 1, 31);
         let dow_text = || format!("on {}", ranges(&dow, |d| DAYS[d as usize].to_string()));
         let dom_text = || format!("on day {} of the month", ranges(&dom, |d| d.to_string()));
         match (self.dom_star, self.dow_star) {
@@ -107,7 +107,7 @@ impl CronSpec {
             (false, true) => days.push(dom_text()),
             (false, false) => days.push(format!("{} or {}", dom_text(), dow_text())),
         }
-        let months = values(self.months, 1, 12);
+        let months = values(self.months.into(), 1, 12);
         if months.len() < 12 {
             let name = |m: u32| MONTHS[m as usize - 1].to_string();
             days.push(format!("in {}", ranges(&months, name)));
