@@ -426,3 +426,36 @@ fn jobs_share_equal_policies_and_are_found_by_name() {
     assert!(!std::sync::Arc::ptr_eq(&m.policy, &other.policy));
     assert_eq!(other.retry.retries, 1);
 }
+
+/// Issue 21: a job's pipeline steps are found through the index of steps, in table order.
+#[test]
+fn children_are_the_steps_that_name_the_job_in_table_order() {
+    let mut text = String::new();
+    for (name, after) in [
+        ("load", ""),
+        ("c2", "after = [\"load\"]\n"),
+        ("idle", ""),
+        ("c1", "after = [\"other\", \"load\"]\n"),
+        ("other", ""),
+        ("c3", "after = [\"other\"]\n"),
+    ] {
+        let schedule = if after.is_empty() {
+            "schedule = \"@hourly\"\n"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "[jobs.{name}]\n{schedule}{after}command = \"/bin/true\"\n"
+        ));
+    }
+    let p = write("children", &text, 0o644);
+    let c = config::load(&p, LoadOptions { as_root: false })
+        .config
+        .expect("valid");
+    let names = |c: &config::Config, job: &str| -> Vec<String> {
+        c.children(job).iter().map(|j| j.name.clone()).collect()
+    };
+    assert_eq!(names(&c, "load"), ["c2", "c1"]);
+    assert_eq!(names(&c, "other"), ["c1", "c3"]);
+    assert!(names(&c, "idle").is_empty());
+}

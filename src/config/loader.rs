@@ -236,6 +236,7 @@ impl<'s> Loader<'s> {
             cluster,
             jobs,
             by_name: Vec::new(),
+            steps: Vec::new(),
         })
     }
 

@@ -72,6 +72,9 @@ pub struct Config {
     /// The positions in `jobs`, ordered by the jobs' names: [`Config::job`] looks a name up
     /// by binary search (made by [`Config::share`], at load).
     pub(crate) by_name: Vec<u32>,
+    /// The positions of the jobs with `after` (pipeline steps), in table order:
+    /// [`Config::children`] looks only at them (made with `by_name`).
+    pub(crate) steps: Vec<u32>,
 }
 
 impl Config {
@@ -116,6 +119,10 @@ impl Config {
             .collect();
         by_name.sort_by(|&a, &b| self.jobs[a as usize].name.cmp(&self.jobs[b as usize].name));
         self.by_name = by_name;
+        self.steps = (0..self.jobs.len())
+            .filter(|&i| !self.jobs[i].after().is_empty())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
     }
 
     pub fn alert(&self, name: &str) -> Option<&AlertChannel> {
@@ -148,6 +155,7 @@ impl Config {
         Config {
             jobs,
             by_name: self.by_name.clone(),
+            steps: self.steps.clone(),
             ..self.clone_without_jobs()
         }
     }
@@ -162,6 +170,7 @@ impl Config {
             cluster: self.cluster.clone(),
             jobs: Vec::new(),
             by_name: Vec::new(),
+            steps: Vec::new(),
         }
     }
 
@@ -177,11 +186,18 @@ impl Config {
         }
     }
 
-    /// The jobs that name `name` in their `after`, in table order.
+    /// The jobs that name `name` in their `after`, in table order. Called for every run
+    /// that ends: it looks only at the pipeline steps, not at every job of the table.
     pub fn children(&self, name: &str) -> Vec<&Job> {
-        self.jobs
+        let names = |j: &&Job| j.after().iter().any(|a| a == name);
+        if self.by_name.len() != self.jobs.len() {
+            // Not indexed (a table put together by hand): look at each.
+            return self.jobs.iter().filter(names).collect();
+        }
+        self.steps
             .iter()
-            .filter(|j| j.after().iter().any(|a| a == name))
+            .filter_map(|&i| self.jobs.get(i as usize))
+            .filter(names)
             .collect()
     }
 
