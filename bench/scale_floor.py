@@ -6,19 +6,11 @@ posix_spawn (as bench/daemon_floor.py), off the daemon's instants so that they n
 Usage: scale_floor.py DIR P0 COUNT BURST. One job at P0 + k + 0.5 for k = 0 .. COUNT-1
 (DIR/persec.txt: the daemon's per-second job runs at the whole seconds), and 100 at once at
 BURST + 5 (DIR/burst.txt: the daemon's 100 are due at BURST)."""
-import os
 import sys
-import time
+
+from daemon_floor import run
 
 out, p0, count, burst = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 events = [(p0 + k + 0.5, "persec", 1) for k in range(count)]
 events.append((burst + 5, "burst", 100))
-for at, name, n in sorted(events):
-    delay = at - time.time()
-    if delay < 0:
-        continue
-    time.sleep(delay)
-    argv = ["sh", "-c", f"date +%s.%N >> {out}/{name}.txt"]
-    pids = [os.posix_spawn("/bin/sh", argv, os.environ) for _ in range(n)]
-    for p in pids:
-        os.waitpid(p, 0)
+run(out, events)
