@@ -31,6 +31,7 @@ mod job_build;
 mod job_checks;
 mod job_spec;
 mod loader;
+mod policy_hash;
 mod reader;
 mod secret;
 mod settings;
@@ -97,9 +98,9 @@ impl Config {
         let mut policies: HashMap<u64, Vec<Arc<RunPolicy>>> = HashMap::new();
         let mut files: HashSet<Arc<Path>> = HashSet::new();
         for job in &mut self.jobs {
-            // Debug prints every field, so equal policies hash alike; equality decides.
+            // Equal policies hash alike; equality decides.
             let mut h = DefaultHasher::new();
-            format!("{:?}", job.policy).hash(&mut h);
+            job.policy.hash(&mut h);
             let same = policies.entry(h.finish()).or_default();
             match same.iter().find(|p| ***p == *job.policy) {
                 Some(p) => job.policy = Arc::clone(p),
