@@ -49,9 +49,11 @@ pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings, StatusPage};
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::diag::{Diagnostic, Severity, Sink};
 use crate::schedule::Schedule;
@@ -95,11 +97,14 @@ impl Config {
     /// so do the paths of the files the jobs are defined in; then the index by name. The
     /// table of values seen lives only during this call.
     pub(crate) fn share(&mut self) {
-        let mut policies: HashMap<u64, Vec<Arc<RunPolicy>>> = HashMap::new();
-        let mut files: HashSet<Arc<Path>> = HashSet::new();
+        // rustc-hash's Fx hash rather than std's SipHash: SipHash of every policy was half of
+        // this function (callgrind, `check` of 100,000 jobs: 408 of 755 million instructions).
+        // The table is the administrator's, so no defence against chosen collisions is needed.
+        let mut policies: FxHashMap<u64, Vec<Arc<RunPolicy>>> = FxHashMap::default();
+        let mut files: FxHashSet<Arc<Path>> = FxHashSet::default();
         for job in &mut self.jobs {
             // Equal policies hash alike; equality decides.
-            let mut h = DefaultHasher::new();
+            let mut h = FxHasher::default();
             job.policy.hash(&mut h);
             let same = policies.entry(h.finish()).or_default();
             match same.iter().find(|p| ***p == *job.policy) {
