@@ -102,6 +102,7 @@ impl Config {
         // The table is the administrator's, so no defence against chosen collisions is needed.
         let mut policies: FxHashMap<u64, Vec<Arc<RunPolicy>>> = FxHashMap::default();
         let mut files: FxHashSet<Arc<Path>> = FxHashSet::default();
+        let mut last_file: Option<Arc<Path>> = None;
         for job in &mut self.jobs {
             // Equal policies hash alike; equality decides.
             let mut h = FxHasher::default();
@@ -111,12 +112,20 @@ impl Config {
                 Some(p) => job.policy = Arc::clone(p),
                 None => same.push(Arc::clone(&job.policy)),
             }
+            // The loader gives the jobs of a file one path: most are that of the job before.
+            if last_file
+                .as_ref()
+                .is_some_and(|f| Arc::ptr_eq(f, &job.defined_at.0))
+            {
+                continue;
+            }
             match files.get(&job.defined_at.0) {
                 Some(f) => job.defined_at.0 = Arc::clone(f),
                 None => {
                     files.insert(Arc::clone(&job.defined_at.0));
                 }
             }
+            last_file = Some(Arc::clone(&job.defined_at.0));
         }
         // The table was collected without knowing its length: up to twice the room.
         self.jobs.shrink_to_fit();
