@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// One `env_file` entry: the path, and whether a missing file is fine (written with a
 /// leading `-`, as in systemd).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EnvFile {
     pub path: PathBuf,
     pub optional: bool,

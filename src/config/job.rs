@@ -19,7 +19,7 @@ pub enum CommandLine {
     Shell(Box<str>),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Overlap {
     Skip,
     Queue,
@@ -28,7 +28,7 @@ pub enum Overlap {
 }
 
 /// What happens to processes of a run still alive when its main process has exited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Leftovers {
     /// SIGTERM, then SIGKILL after `kill_grace`; each one is named in the record.
     Stop,
@@ -37,7 +37,7 @@ pub enum Leftovers {
 }
 
 /// The I/O scheduling class of a job's processes (ioprio_set(2)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IoClass {
     Realtime,
     BestEffort,
@@ -46,7 +46,7 @@ pub enum IoClass {
 
 /// A run's resource limits (job keys, also in `[defaults]`). The cgroup ones need the
 /// controller on the host; `io_class`/`io_priority` work without cgroups.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// `memory_max`: bytes (cgroup memory.max).
     pub memory_max: Option<u64>,
@@ -83,7 +83,7 @@ impl Limits {
 
 /// When a pipeline step runs, from how its parents in the pipeline run ended (`trigger`,
 /// Airflow's trigger rules).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TriggerRule {
     /// Once every parent succeeded (or ended with a warning); skipped when one did not.
     AllSuccess,
@@ -105,7 +105,7 @@ impl TriggerRule {
 }
 
 /// How `jitter` delays a run (`jitter_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JitterMode {
     /// A new random delay for every run.
     Random,
@@ -114,7 +114,7 @@ pub enum JitterMode {
     Fixed,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Catchup {
     None,
     Once,
@@ -136,7 +136,7 @@ pub struct Retry {
 }
 
 /// Which failing exit codes are retried.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RetryCodes {
     /// Every one (the default).
     All,
@@ -147,7 +147,7 @@ pub enum RetryCodes {
 }
 
 /// A kind of failed attempt (`retry_on`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RetryOn {
     /// A failing exit code.
     Exit,
@@ -159,7 +159,7 @@ pub enum RetryOn {
 }
 
 /// What a run is expected to look like (a run outside it is told, or fails).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Expect {
     /// `expect_success_within`: the last success may not be older (else `stale`).
     pub success_within: Option<Duration>,

@@ -2,7 +2,7 @@
 //! here.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ impl Job {
         s: &JobSpec,
         settings: &Settings,
         params: BTreeMap<String, String>,
-        defined_at: (PathBuf, usize),
+        defined_at: (Arc<Path>, usize),
     ) -> Option<Job> {
         let (timezone, tz) = match &s.timezone {
             Some(z) => (Some(Arc::from(z.v.0.as_str())), z.v.1.clone()),
@@ -46,7 +46,7 @@ impl Job {
                 tags: names(&s.tags),
             }
             .boxed(),
-            defined_at: (Arc::from(defined_at.0), defined_at.1),
+            defined_at,
             policy: Arc::new(policy(s, settings)),
         })
     }

@@ -40,8 +40,7 @@ impl Loader<'_> {
             return None;
         }
         let settings = settings?;
-        let (path, (line, _)) = self.where_is(loc);
-        let job = Job::from_spec(name, s, settings, params, (path, line))?;
+        let job = Job::from_spec(name, s, settings, params, self.job_file(loc))?;
         self.check_jitter(&job, s, subj);
         Some(job)
     }

@@ -34,6 +34,8 @@ pub(crate) struct Loader<'s> {
     pub(crate) schedules: HashMap<String, Result<Expr, schedule::ParseError>>,
     /// What is left of [`table_file::MAX_TABLE_BYTES`] for the files not read yet.
     bytes_left: u64,
+    /// Each file's path, made once for all its jobs ([`Loader::job_file`]).
+    job_files: Vec<Option<Arc<Path>>>,
 }
 
 /// One parsed file.
@@ -51,6 +53,7 @@ impl<'s> Loader<'s> {
             zones: HashMap::new(),
             schedules: HashMap::new(),
             bytes_left: table_file::MAX_TABLE_BYTES,
+            job_files: Vec::new(),
         }
     }
 
@@ -274,6 +277,20 @@ impl<'s> Loader<'s> {
             Some(f) => (f.path.clone(), f.line_col(loc.offset as usize)),
             None => (PathBuf::from("?"), (0, 0)),
         }
+    }
+
+    /// The file (one allocation shared by the jobs of that file) and line of `loc`.
+    pub(crate) fn job_file(&mut self, loc: Loc) -> (Arc<Path>, usize) {
+        let (path, (line, _)) = match self.sink.files.get(loc.file as usize) {
+            Some(f) => (&f.path, f.line_col(loc.offset as usize)),
+            None => return (Arc::from(Path::new("?")), 0),
+        };
+        let i = loc.file as usize;
+        if self.job_files.len() <= i {
+            self.job_files.resize(i + 1, None);
+        }
+        let shared = self.job_files[i].get_or_insert_with(|| Arc::from(path.as_path()));
+        (Arc::clone(shared), line)
     }
 
     /// Job and channel names become file names and log fields: keep them plain.

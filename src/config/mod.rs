@@ -31,6 +31,7 @@ mod job_build;
 mod job_checks;
 mod job_spec;
 mod loader;
+mod policy_hash;
 mod reader;
 mod secret;
 mod settings;
@@ -48,9 +49,11 @@ pub use secret::Secret;
 pub use settings::{ContainmentSetting, LogFormat, Settings, StatusPage};
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::diag::{Diagnostic, Severity, Sink};
 use crate::schedule::Schedule;
@@ -94,16 +97,27 @@ impl Config {
     /// so do the paths of the files the jobs are defined in; then the index by name. The
     /// table of values seen lives only during this call.
     pub(crate) fn share(&mut self) {
-        let mut policies: HashMap<u64, Vec<Arc<RunPolicy>>> = HashMap::new();
-        let mut files: HashSet<Arc<Path>> = HashSet::new();
+        // rustc-hash's Fx hash rather than std's SipHash: SipHash of every policy was half of
+        // this function (callgrind, `check` of 100,000 jobs: 408 of 755 million instructions).
+        // The table is the administrator's, so no defence against chosen collisions is needed.
+        let mut policies: FxHashMap<u64, Vec<Arc<RunPolicy>>> = FxHashMap::default();
+        let mut files: FxHashSet<Arc<Path>> = FxHashSet::default();
+        let mut last_file: Option<Arc<Path>> = None;
         for job in &mut self.jobs {
-            // Debug prints every field, so equal policies hash alike; equality decides.
-            let mut h = DefaultHasher::new();
-            format!("{:?}", job.policy).hash(&mut h);
+            // Equal policies hash alike; equality decides.
+            let mut h = FxHasher::default();
+            job.policy.hash(&mut h);
             let same = policies.entry(h.finish()).or_default();
             match same.iter().find(|p| ***p == *job.policy) {
                 Some(p) => job.policy = Arc::clone(p),
                 None => same.push(Arc::clone(&job.policy)),
+            }
+            // The loader gives the jobs of a file one path: most are that of the job before.
+            if last_file
+                .as_ref()
+                .is_some_and(|f| Arc::ptr_eq(f, &job.defined_at.0))
+            {
+                continue;
             }
             match files.get(&job.defined_at.0) {
                 Some(f) => job.defined_at.0 = Arc::clone(f),
@@ -111,6 +125,7 @@ impl Config {
                     files.insert(Arc::clone(&job.defined_at.0));
                 }
             }
+            last_file = Some(Arc::clone(&job.defined_at.0));
         }
         // The table was collected without knowing its length: up to twice the room.
         self.jobs.shrink_to_fit();
