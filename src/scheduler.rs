@@ -103,7 +103,7 @@ impl Secs {
     }
 }
 
-/// One job's clock: 40 bytes (`cargo test --lib scheduler::tests::sizes -- --ignored
+/// One job's clock: 32 bytes (`cargo test --lib scheduler::tests::sizes -- --ignored
 /// --nocapture`).
 struct Entry {
     /// Shared with the job of the table.
@@ -111,8 +111,6 @@ struct Entry {
     next: Secs,
     /// The latest scheduled instant dispatched (persisted by the daemon before the job starts).
     mark: Secs,
-    /// A hash of the schedule text and zone: a reload that changes them resets the job's clock.
-    key: u64,
     /// Where the job's name starts in the scheduler's `names`.
     name_at: u32,
     /// The name's length (a job name is at most 100 bytes; a longer one reads as "").
@@ -141,13 +139,16 @@ impl Timed {
                     name: j.name.clone(),
                     schedule: Arc::clone(s),
                     catchup: j.catchup,
-                    key: Timed::key(
-                        j.schedule_text().unwrap_or(""),
-                        &crate::schedule::zone_name(&j.tz),
-                    ),
+                    key: Timed::key_of(s),
                 })
             })
             .collect()
+    }
+
+    /// [`Timed::key`] of a schedule's text and zone (an entry keeps no key of its own: it
+    /// is made again from the entry's schedule when a reload compares it).
+    pub(crate) fn key_of(s: &Schedule) -> u64 {
+        Timed::key(s.text(), &crate::schedule::zone_name(s.time_zone()))
     }
 
     /// What identifies a job's clock across a reload: its schedule text and zone, hashed
@@ -230,7 +231,6 @@ impl Scheduler {
             name_len,
             catchup: t.catchup,
             wild,
-            key: t.key,
             schedule: t.schedule,
             mark: Secs::of(mark),
         }
@@ -642,7 +642,7 @@ impl Scheduler {
         self.entries.reserve(jobs.len());
         for t in jobs {
             let entry = match old.remove(t.name.as_str()) {
-                Some(mut e) if e.key == t.key => {
+                Some(mut e) if Timed::key_of(&e.schedule) == t.key => {
                     e.catchup = t.catchup;
                     e.schedule = t.schedule;
                     (e.name_at, e.name_len) = self.push_name(&t.name);
@@ -672,7 +672,6 @@ fn placeholder() -> Entry {
         )),
         catchup: Catchup::None,
         wild: false,
-        key: 0,
         next: Secs::NONE,
         mark: Secs::NONE,
     }
@@ -711,10 +710,13 @@ mod tests {
     fn timed(name: &str, expr: &str, tz: &str, catchup: Catchup) -> Timed {
         Timed {
             name: name.to_string(),
-            schedule: Arc::new(Schedule::new(
-                Expr::parse(expr).expect("expr"),
-                TimeZone::get(tz).expect("zone"),
-            )),
+            schedule: Arc::new(
+                Schedule::new(
+                    Expr::parse(expr).expect("expr"),
+                    TimeZone::get(tz).expect("zone"),
+                )
+                .with_text(expr),
+            ),
             catchup,
             key: Timed::key(expr, tz),
         }
