@@ -186,12 +186,6 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// leaving them scattered among the freed pages of the load (BENCHMARKS.md, "Idle memory by
 /// USS and PSS").
 fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
-    read(path, log).map(|c| c.compact())
-}
-
-/// The table at `path`, read in a thread of its own, not compacted (a reload compacts it
-/// once the old table is gone, see [`Daemon::compact_table`]); diagnostics are logged.
-fn read(path: &Path, log: &Logger) -> Result<Config, usize> {
     crate::sys::malloc_fixed_thresholds();
     let p = path.to_path_buf();
     let read = std::thread::Builder::new()
@@ -199,11 +193,12 @@ fn read(path: &Path, log: &Logger) -> Result<Config, usize> {
         .spawn(move || config::load(&p, LoadOptions::default()))
         .ok()
         .and_then(|t| t.join().ok());
-    let loaded = match read {
+    let mut loaded = match read {
         Some(l) => l,
         // No thread (or it panicked): here, without the compact copy.
         None => config::load(path, LoadOptions::default()),
     };
+    loaded.config = loaded.config.map(|c| c.compact());
     for d in &loaded.diagnostics {
         let level = match d.severity {
             Severity::Error => Level::Error,
@@ -598,10 +593,8 @@ impl<'p> Daemon<'p> {
                 .unwrap_or(sd_notify::NotifyState::Custom("")),
         ]);
         let log = &self.shared.log;
-        let mut loaded = false;
-        match read(self.config_path, log) {
+        match load(self.config_path, log) {
             Ok(new) => {
-                loaded = true;
                 self.sched
                     .reload(Timed::from_jobs(&new.jobs), self.shared.coord.now());
                 self.shared
@@ -628,28 +621,10 @@ impl<'p> Daemon<'p> {
         // The load's garbage and the old table: back to the system, so that a reload does
         // not leave the daemon bigger.
         trim_memory();
-        if loaded {
-            self.compact_table();
-            trim_memory();
-        }
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status_line(&self.cfg, &self.sched)),
         ]);
-    }
-
-    /// Replaces the table in force by its compact copy (as at start). A reload reads the new
-    /// table in the loader thread's arena and copies it only here, after the old table was
-    /// dropped and trimmed: the copy reuses the old one's pages of the main arena. Made
-    /// while the old table lived, it doubled the main arena (BENCHMARKS.md, "Memory per
-    /// job, fourth round"). The scheduler takes the copy's schedules (the same texts, so
-    /// every job keeps its clock).
-    fn compact_table(&mut self) {
-        let c = Arc::new(self.cfg.compact());
-        self.sched
-            .reload(Timed::from_jobs(&c.jobs), self.shared.coord.now());
-        self.cfg = Arc::clone(&c);
-        *lock(&self.shared.current) = c;
     }
 
     /// Looks at the clocks and starts what is due.
