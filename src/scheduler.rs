@@ -78,16 +78,43 @@ pub(crate) struct Observation {
     pub busy: Duration,
 }
 
+/// An instant as whole seconds since the epoch, or none: 8 bytes where an
+/// `Option<Timestamp>` takes 24 (issue 21: 100,000 idle jobs in 40 MB). Fire instants are
+/// whole seconds ([`Schedule::next_after`]); a mark read from the state directory with a
+/// fraction is rounded down, which compares the same with every whole-second instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Secs(i64);
+
+impl Secs {
+    /// No instant (`i64::MIN` seconds is far outside the range of a `Timestamp`).
+    const NONE: Secs = Secs(i64::MIN);
+
+    fn of(t: Option<Timestamp>) -> Secs {
+        t.map_or(Secs::NONE, |t| {
+            Secs(t.as_second() - i64::from(t.subsec_nanosecond() < 0))
+        })
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        if self == Secs::NONE {
+            return None;
+        }
+        Timestamp::from_second(self.0).ok()
+    }
+}
+
+/// One job's clock: 32 bytes (`cargo test --lib scheduler::tests::sizes -- --ignored
+/// --nocapture`).
 struct Entry {
     /// Shared with the job of the table.
     schedule: Arc<Schedule>,
-    next: Option<Timestamp>,
+    next: Secs,
     /// The latest scheduled instant dispatched (persisted by the daemon before the job starts).
-    mark: Option<Timestamp>,
-    /// A hash of the schedule text and zone: a reload that changes them resets the job's clock.
-    key: u64,
-    /// The job's name: where it is in the scheduler's `names` (start, length).
-    name: (u32, u32),
+    mark: Secs,
+    /// Where the job's name starts in the scheduler's `names`.
+    name_at: u32,
+    /// The name's length (a job name is at most 100 bytes; a longer one reads as "").
+    name_len: u8,
     catchup: Catchup,
     wild: bool,
 }
@@ -112,13 +139,16 @@ impl Timed {
                     name: j.name.clone(),
                     schedule: Arc::clone(s),
                     catchup: j.catchup,
-                    key: Timed::key(
-                        j.schedule_text().unwrap_or(""),
-                        &crate::schedule::zone_name(&j.tz),
-                    ),
+                    key: Timed::key_of(s),
                 })
             })
             .collect()
+    }
+
+    /// [`Timed::key`] of a schedule's text and zone (an entry keeps no key of its own: it
+    /// is made again from the entry's schedule when a reload compares it).
+    pub(crate) fn key_of(s: &Schedule) -> u64 {
+        Timed::key(s.text(), &crate::schedule::zone_name(s.time_zone()))
     }
 
     /// What identifies a job's clock across a reload: its schedule text and zone, hashed
@@ -137,7 +167,8 @@ pub(crate) struct Scheduler {
     names: String,
     /// (next instant, entry index) of every entry with a next instant; items whose instant
     /// is no longer their entry's are stale and skipped.
-    heap: BinaryHeap<Reverse<(Timestamp, u32)>>,
+    /// Instants in whole seconds, as the entries' (16 bytes an item).
+    heap: BinaryHeap<Reverse<(i64, u32)>>,
     /// The wall clock at the previous observation.
     wall: Timestamp,
     /// Instants up to here were handed out (the previous observation's `wall + ahead`).
@@ -193,19 +224,28 @@ impl Scheduler {
     fn entry(&mut self, t: Timed, now: Timestamp, mark: Option<Timestamp>) -> Entry {
         let wild = t.schedule.expr().is_wild();
         let from = mark.map_or(now, |m| m.max(now));
-        let at = self.names.len();
-        self.names.push_str(&t.name);
+        let (name_at, name_len) = self.push_name(&t.name);
         Entry {
-            next: t.schedule.next_after(from),
-            name: (
-                u32::try_from(at).unwrap_or(u32::MAX),
-                u32::try_from(t.name.len()).unwrap_or(0),
-            ),
+            next: Secs::of(t.schedule.next_after(from)),
+            name_at,
+            name_len,
             catchup: t.catchup,
             wild,
-            key: t.key,
             schedule: t.schedule,
-            mark,
+            mark: Secs::of(mark),
+        }
+    }
+
+    /// Appends a job's name to `names`: where it starts and its length (`u32::MAX`, which
+    /// reads as "", for a name that does not fit).
+    fn push_name(&mut self, name: &str) -> (u32, u8) {
+        let at = u32::try_from(self.names.len()).ok();
+        match (at, u8::try_from(name.len()).ok()) {
+            (Some(at), Some(len)) => {
+                self.names.push_str(name);
+                (at, len)
+            }
+            _ => (u32::MAX, 0),
         }
     }
 
@@ -220,7 +260,7 @@ impl Scheduler {
         let mut items = Vec::with_capacity(self.entries.len());
         items.extend(self.entries.iter().enumerate().filter_map(|(i, e)| {
             let i = u32::try_from(i).ok()?;
-            Some(Reverse((e.next?, i)))
+            (e.next != Secs::NONE).then_some(Reverse((e.next.0, i)))
         }));
         self.heap = BinaryHeap::from(items);
     }
@@ -303,7 +343,9 @@ impl Scheduler {
     /// The earliest instant any job is due, if any: the heap's top (never stale between
     /// calls, see [`Scheduler::settle`]).
     pub(crate) fn next_due(&self) -> Option<Timestamp> {
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        self.heap
+            .peek()
+            .and_then(|Reverse((t, _))| Timestamp::from_second(*t).ok())
     }
 
     /// Drops the stale items at the top of the heap, and rebuilds it when stale items make
@@ -311,7 +353,7 @@ impl Scheduler {
     fn settle(&mut self) {
         while let Some(Reverse((t, i))) = self.heap.peek() {
             let e = self.entries.get(*i as usize);
-            if e.is_some_and(|e| e.next == Some(*t)) {
+            if e.is_some_and(|e| e.next == Secs(*t)) {
                 break;
             }
             self.heap.pop();
@@ -323,13 +365,17 @@ impl Scheduler {
 
     /// Every job's next instant.
     pub(crate) fn next_runs(&self) -> impl Iterator<Item = (&str, Option<Timestamp>)> {
-        self.entries.iter().map(|e| (self.name(e), e.next))
+        self.entries.iter().map(|e| (self.name(e), e.next.get()))
     }
 
     /// The next instant of one job.
     #[cfg(test)]
     pub(crate) fn next_of(&self, job: &str) -> Option<Timestamp> {
-        self.entries.iter().find(|e| self.name(e) == job)?.next
+        self.entries
+            .iter()
+            .find(|e| self.name(e) == job)?
+            .next
+            .get()
     }
 
     /// Advances the clock to an observation; returns what is due, in order, and notes.
@@ -392,8 +438,10 @@ impl Scheduler {
         }
         self.entries
             .iter()
-            .filter_map(|e| e.next.filter(|n| e.wild || e.mark.is_none_or(|m| *n > m)))
+            .filter(|e| e.next != Secs::NONE && (e.wild || e.next > e.mark))
+            .map(|e| e.next)
             .min()
+            .and_then(Secs::get)
             .map(|n| wall.duration_since(n))
     }
 
@@ -401,15 +449,16 @@ impl Scheduler {
     /// in table order (as a scan of the table would), from the entries at the top of the heap.
     fn due(&mut self, limit: Timestamp, out: &mut Vec<Dispatch>) {
         let mut hits: Vec<u32> = Vec::new();
+        let top = Secs::of(Some(limit)).0;
         while let Some(Reverse((t, i))) = self.heap.peek().copied() {
-            if t > limit {
+            if t > top {
                 break;
             }
             self.heap.pop();
             if self
                 .entries
                 .get(i as usize)
-                .is_some_and(|e| e.next == Some(t))
+                .is_some_and(|e| e.next == Secs(t))
             {
                 hits.push(i);
             }
@@ -427,19 +476,19 @@ impl Scheduler {
                 continue;
             };
             let mut count = 0;
-            while let Some(n) = e.next.filter(|n| *n <= limit) {
+            while let Some(n) = e.next.get().filter(|n| *n <= limit) {
                 if count >= MAX_PER_OBSERVATION {
-                    e.next = e.schedule.next_after(limit);
+                    e.next = Secs::of(e.schedule.next_after(limit));
                     break;
                 }
-                if e.wild || e.mark.is_none_or(|m| n > m) {
+                if e.wild || e.next > e.mark {
                     dispatch(name_in(names, e), e, n, Why::Scheduled, out);
                     count += 1;
                 }
-                e.next = e.schedule.next_after(n);
+                e.next = Secs::of(e.schedule.next_after(n));
             }
-            if let Some(n) = e.next {
-                heap.push(Reverse((n, i)));
+            if e.next != Secs::NONE {
+                heap.push(Reverse((e.next.0, i)));
             }
         }
     }
@@ -457,14 +506,14 @@ impl Scheduler {
         for i in 0..self.entries.len() {
             let mut e = std::mem::replace(&mut self.entries[i], placeholder());
             // A fixed-time job never runs an instant again (after a step back).
-            let from = match e.mark {
+            let from = match e.mark.get() {
                 Some(m) if !e.wild => m.max(done),
                 _ => done,
             };
             if from < to {
                 self.catch_up(&mut e, from, to, out, notes, what);
             }
-            e.next = e.schedule.next_after(to.max(done));
+            e.next = Secs::of(e.schedule.next_after(to.max(done)));
             self.entries[i] = e;
         }
         self.rebuild_heap();
@@ -518,13 +567,13 @@ impl Scheduler {
             let name = name_in(names, e);
             if step > SignedDuration::ZERO {
                 Self::jumped(name, e, done, landing, correction, out, notes);
-            } else if let Some(m) = e.mark.filter(|m| !e.wild && *m > landing) {
+            } else if let Some(m) = e.mark.get().filter(|m| !e.wild && *m > landing) {
                 notes.push(format!(
                     "job {name}: the clock shows instants up to {m} again; they already ran \
                      and do not run again"
                 ));
             }
-            e.next = e.schedule.next_after(landing);
+            e.next = Secs::of(e.schedule.next_after(landing));
         }
         self.rebuild_heap();
     }
@@ -540,7 +589,7 @@ impl Scheduler {
         out: &mut Vec<Dispatch>,
         notes: &mut Vec<String>,
     ) {
-        let mark = e.mark.filter(|_| !e.wild);
+        let mark = e.mark.get().filter(|_| !e.wild);
         let skipped: Vec<Timestamp> =
             instants_between(&e.schedule, done, landing, MAX_PER_OBSERVATION)
                 .into_iter()
@@ -593,15 +642,13 @@ impl Scheduler {
         self.entries.reserve(jobs.len());
         for t in jobs {
             let entry = match old.remove(t.name.as_str()) {
-                Some(mut e) if e.key == t.key => {
+                Some(mut e) if Timed::key_of(&e.schedule) == t.key => {
                     e.catchup = t.catchup;
                     e.schedule = t.schedule;
-                    let at = self.names.len();
-                    self.names.push_str(&t.name);
-                    e.name.0 = u32::try_from(at).unwrap_or(u32::MAX);
+                    (e.name_at, e.name_len) = self.push_name(&t.name);
                     e
                 }
-                Some(e) => self.entry(t, now, e.mark),
+                Some(e) => self.entry(t, now, e.mark.get()),
                 None => self.entry(t, now, None),
             };
             self.entries.push(entry);
@@ -617,27 +664,27 @@ impl Scheduler {
 
 fn placeholder() -> Entry {
     Entry {
-        name: (0, 0),
+        name_at: 0,
+        name_len: 0,
         schedule: Arc::new(Schedule::new(
             crate::schedule::Expr::Manual,
             jiff::tz::TimeZone::UTC,
         )),
         catchup: Catchup::None,
         wild: false,
-        key: 0,
-        next: None,
-        mark: None,
+        next: Secs::NONE,
+        mark: Secs::NONE,
     }
 }
 
 /// The name of the job of `e` in `names`.
 fn name_in<'a>(names: &'a str, e: &Entry) -> &'a str {
-    let (at, len) = (e.name.0 as usize, e.name.1 as usize);
+    let (at, len) = (e.name_at as usize, usize::from(e.name_len));
     names.get(at..at + len).unwrap_or("")
 }
 
 fn dispatch(name: &str, e: &mut Entry, at: Timestamp, why: Why, out: &mut Vec<Dispatch>) {
-    e.mark = Some(e.mark.map_or(at, |m| m.max(at)));
+    e.mark = e.mark.max(Secs::of(Some(at)));
     out.push(Dispatch {
         job: name.to_string(),
         scheduled: at,
@@ -663,10 +710,13 @@ mod tests {
     fn timed(name: &str, expr: &str, tz: &str, catchup: Catchup) -> Timed {
         Timed {
             name: name.to_string(),
-            schedule: Arc::new(Schedule::new(
-                Expr::parse(expr).expect("expr"),
-                TimeZone::get(tz).expect("zone"),
-            )),
+            schedule: Arc::new(
+                Schedule::new(
+                    Expr::parse(expr).expect("expr"),
+                    TimeZone::get(tz).expect("zone"),
+                )
+                .with_text(expr),
+            ),
             catchup,
             key: Timed::key(expr, tz),
         }
@@ -683,8 +733,8 @@ mod tests {
              CronSpec {} B",
             size_of::<Job>(),
             size_of::<Entry>(),
-            size_of::<Option<Timestamp>>(),
-            size_of::<Reverse<(Timestamp, u32)>>(),
+            size_of::<Secs>(),
+            size_of::<Reverse<(i64, u32)>>(),
             size_of::<Schedule>(),
             size_of::<crate::schedule::CronSpec>(),
         );
