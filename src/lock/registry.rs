@@ -4,12 +4,12 @@
 //! `rm -rf lock_dir` the next run of a job opens a new `JOB.lock`, locks it at once, and a
 //! second copy starts beside the first. Whether one of this process's runs holds a job must
 //! not depend on a file surviving, so every lock taken through the [`Registry`] is recorded
-//! here until its [`JobLock`] is dropped, and every acquisition looks here first, under the
-//! same mutex as the flock. [`Registry::keep`] (called at the daemon's wake-ups) notices a
+//! here until its [`JobLock`] is dropped, and every acquisition looks here first (and
+//! leaves a placeholder for the job while it takes the flock). [`Registry::keep`] (called at the daemon's wake-ups) notices a
 //! removed `lock_dir` or lock file, creates it again and locks the new file for the run that
 //! holds the job, so that other processes (`cronwarden run`) see the job as held too.
 //!
-//! The mutex is never held across a lock file's open, flock or holder write: a run that
+//! The mutex is not held across a lock file's open, flock or descriptor copy: a run that
 //! goes for a job first puts a placeholder entry in (so that a second run of the same job in
 //! this process meets `Own` as before), then opens and locks the file without the mutex,
 //! then fills the entry in (or takes it out). When 100 jobs are due at the same instant,
