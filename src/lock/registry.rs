@@ -4,10 +4,16 @@
 //! `rm -rf lock_dir` the next run of a job opens a new `JOB.lock`, locks it at once, and a
 //! second copy starts beside the first. Whether one of this process's runs holds a job must
 //! not depend on a file surviving, so every lock taken through the [`Registry`] is recorded
-//! here until its [`JobLock`] is dropped, and every acquisition looks here first, under the
-//! same mutex as the flock. [`Registry::keep`] (called at the daemon's wake-ups) notices a
+//! here until its [`JobLock`] is dropped, and every acquisition looks here first (and
+//! leaves a placeholder for the job while it takes the flock). [`Registry::keep`] (called at the daemon's wake-ups) notices a
 //! removed `lock_dir` or lock file, creates it again and locks the new file for the run that
 //! holds the job, so that other processes (`cronwarden run`) see the job as held too.
+//!
+//! The mutex is not held across a lock file's open, flock or descriptor copy: a run that
+//! goes for a job first puts a placeholder entry in (so that a second run of the same job in
+//! this process meets `Own` as before), then opens and locks the file without the mutex,
+//! then fills the entry in (or takes it out). When 100 jobs are due at the same instant,
+//! their lock takings no longer queue on the one mutex.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,8 +45,9 @@ pub(crate) struct Registry {
 struct Entry {
     id: u64,
     /// The held lock file (a duplicate descriptor of the lock): its holder line, and whether
-    /// `lock_dir/JOB.lock` still names it.
-    file: File,
+    /// `lock_dir/JOB.lock` still names it. `None` while the run that put the entry in is
+    /// still opening and locking it.
+    file: Option<File>,
     /// The lock file created again (and locked) for this run after the first was removed.
     again: Option<File>,
     /// A problem with putting the lock file back was logged (once per run).
@@ -76,21 +83,69 @@ impl Registered {
     }
 }
 
+impl Entry {
+    fn placeholder(id: u64) -> Entry {
+        Entry {
+            id,
+            file: None,
+            again: None,
+            reported: false,
+        }
+    }
+}
+
+/// The holder of a job one of this process's runs holds (or is taking: then this process).
+fn own_holder(e: &mut Entry) -> Holder {
+    match e.file.as_mut() {
+        Some(f) => read_holder(f),
+        None => Holder {
+            pid: Some(std::process::id() as i32),
+            ..Holder::default()
+        },
+    }
+}
+
 fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
 impl Registry {
     /// Takes the job's lock unless a run of this process (`Own`) or another process (`Held`)
-    /// holds it.
+    /// holds it. The file is opened and locked outside the mutex, under a placeholder entry.
     pub(crate) fn try_acquire(self: &Arc<Self>, dir: &Path, job: &str) -> io::Result<Acquired> {
+        let id = {
+            let mut held = lock(&self.held);
+            if let Some(e) = held.get_mut(job) {
+                return Ok(Acquired::Own(own_holder(e)));
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            held.insert(job.to_string(), Entry::placeholder(id));
+            id
+        };
+        let got = super::try_acquire(dir, job).and_then(|a| match a {
+            Acquired::Locked(l) => l
+                .file
+                .try_clone()
+                .map(|dup| (Acquired::Locked(l), Some(dup))),
+            other => Ok((other, None)),
+        });
         let mut held = lock(&self.held);
-        if let Some(e) = held.get_mut(job) {
-            return Ok(Acquired::Own(read_holder(&mut e.file)));
-        }
-        match super::try_acquire(dir, job)? {
-            Acquired::Locked(l) => Ok(Acquired::Locked(self.register(&mut held, job, l)?)),
-            other => Ok(other),
+        match got {
+            Ok((Acquired::Locked(mut l), Some(dup))) => {
+                if let Some(e) = held.get_mut(job).filter(|e| e.id == id) {
+                    e.file = Some(dup);
+                }
+                l.registered = Some(self.registered(job, id));
+                Ok(Acquired::Locked(l))
+            }
+            other => {
+                if held.get(job).is_some_and(|e| e.id == id) {
+                    held.remove(job);
+                }
+                drop(held);
+                self.freed.notify_all();
+                other.map(|(a, _)| a)
+            }
         }
     }
 
@@ -109,6 +164,7 @@ impl Registry {
             let Some(l) = super::acquire_wait(dir, job, cancelled)? else {
                 return Ok(None);
             };
+            let dup = l.file.try_clone()?;
             let mut held = lock(&self.held);
             if held.contains_key(job) {
                 // Another run of this process took the job meanwhile (on a lock file created
@@ -117,7 +173,7 @@ impl Registry {
                 drop(l);
                 continue;
             }
-            return self.register(&mut held, job, l).map(Some);
+            return Ok(Some(self.register(&mut held, job, l, dup)));
         }
     }
 
@@ -141,23 +197,22 @@ impl Registry {
         held: &mut HashMap<String, Entry>,
         job: &str,
         mut l: JobLock,
-    ) -> io::Result<JobLock> {
+        dup: File,
+    ) -> JobLock {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        held.insert(
-            job.to_string(),
-            Entry {
-                id,
-                file: l.file.try_clone()?,
-                again: None,
-                reported: false,
-            },
-        );
-        l.registered = Some(Registered {
+        let mut e = Entry::placeholder(id);
+        e.file = Some(dup);
+        held.insert(job.to_string(), e);
+        l.registered = Some(self.registered(job, id));
+        l
+    }
+
+    fn registered(self: &Arc<Self>, job: &str, id: u64) -> Registered {
+        Registered {
             registry: Arc::clone(self),
             job: job.to_string(),
             id,
-        });
-        Ok(l)
+        }
     }
 
     /// Puts back what was removed from under this process's runs: `lock_dir` itself, and
@@ -167,7 +222,7 @@ impl Registry {
     pub(crate) fn keep(&self, dir: &Path, log: &Logger) {
         self.keep_dir(dir, log);
         let mut held = lock(&self.held);
-        for (job, e) in held.iter_mut() {
+        for (job, e) in held.iter_mut().filter(|(_, e)| e.file.is_some()) {
             keep_file(dir, job, e, log);
         }
     }
@@ -217,14 +272,14 @@ impl Registry {
 fn keep_file(dir: &Path, job: &str, e: &mut Entry, log: &Logger) {
     let path = lock_path(dir, job);
     let named = std::fs::metadata(&path).ok().map(|m| identity(&m));
-    let ours = [Some(&e.file), e.again.as_ref()]
+    let ours = [e.file.as_ref(), e.again.as_ref()]
         .into_iter()
         .flatten()
         .any(|f| f.metadata().ok().map(|m| identity(&m)) == named);
     if named.is_some() && ours {
         return;
     }
-    let holder = read_holder(&mut e.file);
+    let holder = own_holder(e);
     let mut f = vec![
         ("job", job.to_string()),
         ("path", path.display().to_string()),
