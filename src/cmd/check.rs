@@ -87,25 +87,13 @@ fn limit_warnings(jobs: &[Job], host: &Result<(PathBuf, Vec<String>), String>) -
                      limit can be applied on this host: {e}"
                 ),
             };
-            warnings.push(job_warning(
+            warnings.push(super::check_files::job_warning(
                 job,
                 format!("{why}; the limit will not be applied"),
             ));
         }
     }
     warnings
-}
-
-/// A warning about a job, at the line that defines it.
-pub(super) fn job_warning(job: &Job, message: String) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Warning,
-        file: job.defined_at.0.to_path_buf(),
-        line: job.defined_at.1,
-        col: 1,
-        subject: Some(format!("job {:?}", job.name)),
-        message,
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::config::{Job, env_file};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Severity};
 
 /// A warning for each `env_file` that is missing (without `-`), unreadable or does not parse,
 /// and for each `credentials` file that cannot be read; and for each of them that another
@@ -14,7 +14,7 @@ use crate::diag::Diagnostic;
 pub(super) fn warnings(jobs: &[Job]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for job in jobs {
-        let mut warn = |message: String| out.push(super::check::job_warning(job, message));
+        let mut warn = |message: String| out.push(job_warning(job, message));
         for f in &job.env_files {
             if f.optional && !f.path.exists() {
                 continue;
@@ -71,4 +71,16 @@ fn private(path: &Path) -> Option<String> {
         ));
     }
     None
+}
+
+/// A warning about a job, at the line that defines it.
+pub(super) fn job_warning(job: &Job, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Warning,
+        file: job.defined_at.0.to_path_buf(),
+        line: job.defined_at.1,
+        col: 1,
+        subject: Some(format!("job {:?}", job.name)),
+        message,
+    }
 }
