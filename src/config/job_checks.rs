@@ -13,18 +13,18 @@ use crate::diag::{Loc, suggest};
 use crate::template;
 
 impl Loader<'_> {
-    /// The job named `name` (written at `loc`), or `None` when a check failed (reported) or
-    /// `[settings]` did.
+    /// The job named `name` (written at `loc`, reported as `subject`), or `None` when a check
+    /// failed (reported) or `[settings]` did. What the job takes is moved out of `s`.
     pub(crate) fn finish_job(
         &mut self,
         name: &str,
         loc: Loc,
-        s: &JobSpec,
+        subject: &str,
+        s: &mut JobSpec,
         settings: Option<&Settings>,
         (alerts, upstream): (&HashMap<String, Loc>, &BTreeSet<String>),
     ) -> Option<Job> {
-        let subject = super::job_spec::job_subject(name);
-        let subj = Some(subject.as_str());
+        let subj = Some(subject);
         let errors_before = self.sink.diags.len();
         self.check_required(loc, s, subj);
         let params: BTreeMap<String, String> = s

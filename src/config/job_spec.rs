@@ -2,7 +2,6 @@
 //! by key group, each key checked on its own, then merged over `[defaults]`. The checks that
 //! need several keys or the whole table come later (`job_checks.rs`, `after_graph.rs`).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use crate::diag::Loc;
 use crate::schedule::Expr;
 
 /// Every key a job (or `[defaults]`) may set.
-const JOB_KEYS: &[&str] = &[
+pub(crate) const JOB_KEYS: &[&str] = &[
     "schedule",
     "command",
     "shell",
@@ -111,6 +110,16 @@ impl Entries {
     /// The entries in name order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.0.iter().map(|(n, e)| (n, e))
+    }
+}
+
+impl IntoIterator for Entries {
+    type Item = (String, Entry);
+    type IntoIter = std::vec::IntoIter<(String, Entry)>;
+
+    /// The entries in name order, moved out.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 
@@ -327,51 +336,8 @@ pub(crate) fn job_subject(name: &str) -> String {
 }
 
 impl Loader<'_> {
-    /// The job tables of every file, each merged over `[defaults]`: name, where the name is
-    /// written, and the keys. A name defined twice keeps its first definition.
-    pub(crate) fn job_specs(&mut self, readers: &[TableReader]) -> Vec<(String, Loc, JobSpec)> {
-        let defaults = match readers[0].table(self.sink, "defaults") {
-            Some(t) => {
-                let t = TableReader::new_from(t, Some("[defaults]".to_string()));
-                t.check_keys(self.sink, JOB_KEYS, "job");
-                let mut d = self.job_spec(&t);
-                // A rule about a step's parents: every job without `after` would refuse it.
-                if let Some(tr) = d.trigger.take() {
-                    let msg = "trigger: set it on the steps it is about (jobs with after), not \
-                               in [defaults]";
-                    self.sink.error(tr.loc, t.subject(), msg);
-                }
-                d
-            }
-            None => JobSpec::default(),
-        };
-        let mut specs: Vec<(String, Loc, JobSpec)> = Vec::new();
-        let mut job_locs: HashMap<String, Loc> = HashMap::new();
-        for r in readers {
-            let Some(t) = r.table(self.sink, "jobs") else {
-                continue;
-            };
-            for (name, loc, value) in t.entries() {
-                let subject = job_subject(name);
-                if !self.first_definition(&mut job_locs, name, loc, &subject) {
-                    continue;
-                }
-                self.check_name(name, loc, &subject);
-                let Some(jt) = t.table_value(self.sink, name, value) else {
-                    continue;
-                };
-                let mut jt = TableReader::new_from(jt, Some(subject));
-                jt.loc = loc;
-                jt.check_keys(self.sink, JOB_KEYS, "job");
-                let spec = self.job_spec(&jt);
-                specs.push((name.to_string(), loc, spec.merged_over(&defaults)));
-            }
-        }
-        specs
-    }
-
     /// One job table's keys (or `[defaults]`), group by group.
-    fn job_spec(&mut self, t: &TableReader) -> JobSpec {
+    pub(crate) fn job_spec(&mut self, t: &TableReader) -> JobSpec {
         let mut s = JobSpec::default();
         self.read_command_keys(t, &mut s);
         self.read_identity_keys(t, &mut s);

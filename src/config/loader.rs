@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 use super::reader::TableReader;
 use super::table_file::{self, ReadError};
 use super::toml_tree::{self, Table};
-use super::{Config, Job, LoadOptions};
+use super::{Config, LoadOptions};
 use crate::diag::{Diagnostic, Loc, Severity, Sink};
 use crate::schedule::{self, Expr};
 
@@ -211,21 +211,10 @@ impl<'s> Loader<'s> {
             .and_then(|t| self.cluster(t));
         // Alert channels and jobs from every file; [defaults] from the main one.
         let (alerts, alert_locs) = self.alert_channels(&readers);
-        let specs = self.job_specs(&readers);
-        // Everything is read out of the trees: free them now, so that the jobs built next
-        // reuse their memory instead of touching new pages (a page fault each 4 KiB, which
-        // was about a third of `check`'s time on the heavy table of bench/check.sh).
+        let jobs = self.jobs(&readers, settings.as_ref(), &alert_locs);
         drop(readers);
         drop(inc_tables);
         drop(main_table);
-        let parents = Self::parent_map(&specs);
-        let mut jobs: Vec<Job> = Vec::with_capacity(specs.len());
-        jobs.extend(specs.iter().filter_map(|(name, loc, spec)| {
-            let upstream = Self::ancestors(&parents, name);
-            let named = (&alert_locs, &upstream);
-            self.finish_job(name, *loc, spec, settings.as_ref(), named)
-        }));
-        self.check_graph(&specs);
 
         let settings = settings?;
         let mut files = vec![path.to_path_buf()];

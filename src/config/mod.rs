@@ -18,6 +18,7 @@
 //! - `env_file.rs`: the files `env_file` names, read at each run;
 //! - `values.rs`: time zones, absolute paths and command lines, which several tables use;
 //! - `job_spec.rs`: a job's keys as written (or `[defaults]`), and the merge over `[defaults]`;
+//! - `job_table.rs`: the `[jobs]` tables, job by job: read, merged, checked and built in turn;
 //! - `job_checks.rs`: the checks of a merged job that need several keys or the whole table;
 //! - `job.rs`: the [`Job`] type, and the defaults of the keys left unset;
 //! - `after_graph.rs`: `after`: unknown names, dependency cycles, fan-ins.
@@ -30,6 +31,7 @@ mod job;
 mod job_build;
 mod job_checks;
 mod job_spec;
+mod job_table;
 mod loader;
 mod policy_hash;
 mod reader;
