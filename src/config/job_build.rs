@@ -19,12 +19,13 @@ impl Job {
     /// The job of a spec merged over `[defaults]` and checked, with the defaults of
     /// `cronwarden.toml(5)` for the keys left unset. `None` only without a command (which the
     /// checks have reported). The strings and lists are moved out of `s`, not copied (`after`
-    /// stays, for the graph of the jobs).
+    /// stays, for the graph of the jobs). `shared`: the run policy, when the caller knows it
+    /// already (a job that sets none of its keys has `[defaults]`' one).
     pub(crate) fn from_spec(
         name: &str,
         s: &mut JobSpec,
         settings: &Settings,
-        params: BTreeMap<String, String>,
+        (params, shared): (BTreeMap<String, String>, Option<Arc<RunPolicy>>),
         defined_at: (Arc<Path>, usize),
     ) -> Option<Job> {
         let (timezone, tz) = match &s.timezone {
@@ -48,9 +49,28 @@ impl Job {
             }
             .boxed(),
             defined_at,
-            policy: Arc::new(policy(s, settings)),
+            policy: shared.unwrap_or_else(|| Arc::new(policy(s, settings))),
         })
     }
+}
+
+/// The keys of a job that are not part of its run policy: a job table that sets no other
+/// key has the run policy of `[defaults]`, [`defaults_policy`].
+pub(crate) const NON_POLICY_KEYS: &[&str] = &[
+    "schedule",
+    "command",
+    "timezone",
+    "after",
+    "healthcheck_url",
+    "params",
+    "tags",
+];
+
+/// The run policy of `[defaults]` (`d`, as read): that of every job that sets no key of its
+/// own but [`NON_POLICY_KEYS`]. Made once, it spares each such job building a policy that
+/// [`super::Config::share`] would then find equal to another and drop.
+pub(crate) fn defaults_policy(d: &JobSpec, settings: &Settings) -> Arc<RunPolicy> {
+    Arc::new(policy(&mut d.clone(), settings))
 }
 
 /// The run policy of a spec, with the defaults of the keys left unset.

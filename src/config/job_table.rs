@@ -11,12 +11,14 @@
 //! its own keys, its name or `[defaults]`' keys, where no other job's reading reports.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use super::Settings;
 use super::after_graph::Step;
-use super::job::Job;
+use super::job::{Job, RunPolicy};
+use super::job_build::{NON_POLICY_KEYS, defaults_policy};
 use super::job_spec::{JOB_KEYS, JobSpec, job_subject};
 use super::loader::Loader;
 use super::reader::{At, TableReader};
@@ -52,6 +54,8 @@ impl Loader<'_> {
             .iter()
             .map(|(name, a)| (*name, a.v.iter().map(|x| x.v.as_str()).collect()))
             .collect();
+        // `[defaults]`' run policy, made for the first job that has it.
+        let mut default_run: Option<Arc<RunPolicy>> = None;
         let mut jobs = Vec::with_capacity(defs.len());
         let mut steps: Vec<(&str, Loc, Step)> = Vec::with_capacity(defs.len());
         for d in &defs {
@@ -66,9 +70,13 @@ impl Loader<'_> {
             let mut spec = self.job_spec(&jt).merged_over(&defaults);
             let scheduled = spec.schedule.is_some();
             let upstream = ancestors(&parents, d.name);
-            let subject = jt.subject().unwrap_or_default();
+            let own_policy = jt.entries().any(|(k, _, _)| !NON_POLICY_KEYS.contains(&k));
+            let shared = settings.filter(|_| !own_policy).map(|st| {
+                Arc::clone(default_run.get_or_insert_with(|| defaults_policy(&defaults, st)))
+            });
+            let at = (d.name, d.loc, jt.subject().unwrap_or_default());
             let named = (alerts, &upstream);
-            if let Some(job) = self.finish_job(d.name, d.loc, subject, &mut spec, settings, named) {
+            if let Some(job) = self.finish_job(at, &mut spec, settings, named, shared) {
                 jobs.push(job);
             }
             let after = spec.after.take();
