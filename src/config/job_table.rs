@@ -19,7 +19,7 @@ use super::Settings;
 use super::after_graph::Step;
 use super::job::{Job, RunPolicy};
 use super::job_build::{NON_POLICY_KEYS, defaults_policy};
-use super::job_spec::{JOB_KEYS, JobSpec, job_subject};
+use super::job_spec::{JobSpec, job_subject};
 use super::loader::Loader;
 use super::reader::{At, TableReader};
 use super::toml_tree::Value;
@@ -66,7 +66,6 @@ impl Loader<'_> {
             };
             let mut jt = TableReader::new_from(jt, Some(subject));
             jt.loc = d.loc;
-            jt.check_keys(self.sink, JOB_KEYS, "job");
             let mut spec = self.job_spec(&jt).merged_over(&defaults);
             let scheduled = spec.schedule.is_some();
             let upstream = ancestors(&parents, d.name);
@@ -92,7 +91,6 @@ impl Loader<'_> {
             return JobSpec::default();
         };
         let t = TableReader::new_from(t, Some("[defaults]".to_string()));
-        t.check_keys(self.sink, JOB_KEYS, "job");
         let mut d = self.job_spec(&t);
         // A rule about a step's parents: every job without `after` would refuse it.
         if let Some(tr) = d.trigger.take() {

@@ -95,20 +95,33 @@ impl<'t, 'i> TableReader<'t, 'i> {
     pub(crate) fn check_keys(&self, sink: &mut Sink, allowed: &[&str], what: &str) {
         for (key, loc, _) in self.entries() {
             if !allowed.contains(&key) {
-                let hint = match suggest(key, allowed.iter().copied()) {
-                    Some(s) => format!(" (did you mean {s:?}?)"),
-                    None => String::new(),
-                };
-                sink.error(
-                    loc,
-                    self.subject(),
-                    format!(
-                        "unknown key {key:?}{hint}; {what} keys are: {}",
-                        allowed.join(", ")
-                    ),
-                );
+                self.unknown_key(sink, key, loc, allowed, what);
             }
         }
+    }
+
+    /// Reports `key` (written at `loc`), which is not in `allowed`, with a "did you mean"
+    /// hint.
+    pub(crate) fn unknown_key(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        loc: Loc,
+        allowed: &[&str],
+        what: &str,
+    ) {
+        let hint = match suggest(key, allowed.iter().copied()) {
+            Some(s) => format!(" (did you mean {s:?}?)"),
+            None => String::new(),
+        };
+        sink.error(
+            loc,
+            self.subject(),
+            format!(
+                "unknown key {key:?}{hint}; {what} keys are: {}",
+                allowed.join(", ")
+            ),
+        );
     }
 
     pub(crate) fn error(&self, sink: &mut Sink, v: &Value<'_>, key: &str, msg: impl AsRef<str>) {
