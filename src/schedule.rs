@@ -561,7 +561,7 @@ impl Schedule {
     }
 
     /// The schedule with the text it was parsed from.
-    pub fn with_text(self, text: &str) -> Schedule {
+    pub fn with_text(self, text: impl Into<Box<str>>) -> Schedule {
         Schedule {
             text: text.into(),
             ..self

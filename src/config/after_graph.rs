@@ -2,7 +2,9 @@
 //! is a job, there is no cycle, and the parents of a fan-in share a root, so that one
 //! pipeline run can start the job.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 
 use super::loader::Loader;
 use super::reader::At;
@@ -32,7 +34,7 @@ impl Loader<'_> {
     /// For each job, the jobs it runs after (by index); the names that are no job (or the
     /// job itself) are reported and left out.
     fn after_edges(&mut self, specs: &Specs) -> Vec<Vec<usize>> {
-        let index: HashMap<&str, usize> = specs
+        let index: FxHashMap<&str, usize> = specs
             .iter()
             .enumerate()
             .map(|(i, (n, _, _))| (*n, i))

@@ -34,10 +34,8 @@ impl Job {
         };
         Some(Job {
             name: name.to_string(),
-            schedule: s
-                .schedule
-                .as_ref()
-                .map(|a| Arc::new(Schedule::new(a.v.1.clone(), tz.clone()).with_text(&a.v.0))),
+            schedule: take(&mut s.schedule)
+                .map(|(text, e)| Arc::new(Schedule::new(e, tz.clone()).with_text(text))),
             timezone,
             tz,
             command: take(&mut s.command)?,

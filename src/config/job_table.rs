@@ -109,17 +109,21 @@ impl Loader<'_> {
     ) -> (Vec<TableReader<'t, 'i>>, Vec<Definition<'t, 'i>>) {
         let mut tables = Vec::new();
         let mut defs = Vec::new();
-        let mut job_locs: HashMap<String, Loc> = HashMap::new();
+        // Names borrowed from the trees, Fx-hashed: with a `String` made for each name and
+        // std's SipHash, this map and its 100,000 insertions were about 100 of the 2,742
+        // million instructions of `check` of 100,000 jobs (callgrind).
+        let mut job_locs: FxHashMap<&str, Loc> = FxHashMap::default();
         for r in readers {
             let Some(t) = r.table(self.sink, "jobs") else {
                 continue;
             };
+            job_locs.reserve(t.len());
             for (name, loc, value) in t.entries() {
-                if job_locs.contains_key(name) {
-                    self.first_definition(&mut job_locs, name, loc, &job_subject(name));
+                if let Some(&first) = job_locs.get(name) {
+                    self.defined_twice(first, loc, &job_subject(name));
                     continue;
                 }
-                job_locs.insert(name.to_string(), loc);
+                job_locs.insert(name, loc);
                 let table = tables.len();
                 defs.push(Definition {
                     name,

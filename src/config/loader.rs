@@ -249,16 +249,21 @@ impl<'s> Loader<'s> {
         subject: &str,
     ) -> bool {
         if let Some(first) = seen.get(name) {
-            let (p, (l, _)) = self.where_is(*first);
-            self.sink.error(
-                loc,
-                Some(subject),
-                format!("defined twice (first at {}:{l})", p.display()),
-            );
+            self.defined_twice(*first, loc, subject);
             return false;
         }
         seen.insert(name.to_string(), loc);
         true
+    }
+
+    /// Reports a second definition (at `loc`) of what is first defined at `first`.
+    pub(crate) fn defined_twice(&mut self, first: Loc, loc: Loc, subject: &str) {
+        let (p, (l, _)) = self.where_is(first);
+        self.sink.error(
+            loc,
+            Some(subject),
+            format!("defined twice (first at {}:{l})", p.display()),
+        );
     }
 
     pub(crate) fn where_is(&self, loc: Loc) -> (PathBuf, (usize, usize)) {
