@@ -1,6 +1,7 @@
 //! A job's keys as written, in a job table or in `[defaults]`: [`JobSpec`], read key by key
-//! in one walk over the table, each key checked on its own, then merged over `[defaults]`. The checks that
-//! need several keys or the whole table come later (`job_checks.rs`, `after_graph.rs`).
+//! in one walk over the table, each key checked on its own, then merged over `[defaults]`.
+//! The checks that need several keys or the whole table come later (`job_checks.rs`,
+//! `after_graph.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
