@@ -49,9 +49,19 @@ pub(crate) struct ProcId {
 }
 
 impl ProcId {
-    /// This process.
+    /// This process. Read from /proc once per process (its pid and start do not change
+    /// while it runs), not at every run it supervises.
     pub(crate) fn me() -> ProcId {
+        static ME: std::sync::OnceLock<ProcId> = std::sync::OnceLock::new();
         let pid = std::process::id() as i32;
+        let me = ME.get_or_init(|| ProcId {
+            pid,
+            start: start_ticks(pid).unwrap_or(0),
+            boot: boot_id(),
+        });
+        if me.pid == pid && me.start != 0 {
+            return me.clone();
+        }
         ProcId {
             pid,
             start: start_ticks(pid).unwrap_or(0),
@@ -382,10 +392,20 @@ fn same_program(pid: i32) -> bool {
     start_ticks(pid).is_some() && comm(&pid.to_string()) == comm("self")
 }
 
+/// This boot's id, read once per process (it cannot change while the process runs); empty
+/// when it cannot be read (then read again the next time).
 fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(b) = BOOT.get() {
+        return b.clone();
+    }
+    let read = fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if read.is_empty() {
+        return read;
+    }
+    BOOT.get_or_init(|| read).clone()
 }
 
 #[cfg(test)]
