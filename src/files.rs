@@ -87,13 +87,19 @@ pub(crate) fn overwrite_padded(f: &fs::File, data: &[u8]) -> io::Result<()> {
     f.write_all_at(&padded, 0)
 }
 
-/// Writes a small file that its readers trim: in place when it exists
-/// ([`overwrite_padded`]), else created atomically ([`write_replace`]).
+/// Writes a small file that its readers trim: in place when it is a regular file
+/// ([`overwrite_padded`]), else (none yet, or anything else, a symbolic link included)
+/// made anew atomically ([`write_replace`]).
 pub(crate) fn write_small(path: &Path, data: &[u8]) -> io::Result<()> {
-    match OpenOptions::new().write(true).open(path) {
-        Ok(f) => overwrite_padded(&f, data),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => write_replace(path, data),
-        Err(e) => Err(e),
+    let existing = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+    match existing {
+        Some(f) => overwrite_padded(&f, data),
+        None => write_replace(path, data),
     }
 }
 
@@ -145,6 +151,14 @@ mod tests {
         assert_eq!(fs::read(&path).expect("read"), b"records=1000");
         // The same file: neither replaced nor truncated.
         assert_eq!(fs::metadata(&path).expect("stat").ino(), ino);
+        // Anything but a regular file is replaced, as before: never written through.
+        let other = dir.join("other");
+        fs::write(&other, b"keep").expect("write");
+        fs::remove_file(&path).expect("rm");
+        std::os::unix::fs::symlink(&other, &path).expect("symlink");
+        write_small(&path, b"records=1").expect("replaced");
+        assert_eq!(fs::read(&other).expect("read"), b"keep");
+        assert_eq!(fs::read(&path).expect("read"), b"records=1");
         let _ = fs::remove_dir_all(&dir);
     }
 

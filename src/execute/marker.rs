@@ -290,7 +290,12 @@ impl RunMarker {
         let Ok(line) = line(&self.marker) else {
             return;
         };
-        if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&self.path) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path);
+        if let Ok(mut f) = opened {
             let _ = f.write_all(&line);
         }
     }
