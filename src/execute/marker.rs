@@ -9,8 +9,8 @@
 //! that reads being the marker: it is created atomically (a temporary file renamed) at the
 //! run's start, and each attempt's start appends a line to it. A reader never sees a mix
 //! of two versions (a line cut short by the death of its writer, or read while it is
-//! written, does not count: the line before it does), and no new file is made, renamed
-//! over the marker (which on ext4 writes it out at once) and freed for every run
+//! written, does not count: the line before it does), and no second file is made for an
+//! attempt, renamed over the marker (which on ext4 writes it out at once) and freed
 //! (issues 14 and 21). A supervisor that takes a run over rewrites the marker whole.
 //! Markers written by older versions (one object, no newline; a bare run record) still
 //! read. Writing one is best effort: a state directory that cannot be written does not
