@@ -1,8 +1,10 @@
 //! `cronwarden daemon`: the loop around the scheduler and the run engine.
 //!
-//! The main thread sleeps in poll(2) until the earliest due instant (at most a minute, so a
-//! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
-//! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
+//! The main thread sleeps in poll(2) until the earliest due instant, with the signal pipes
+//! as its other wake-up sources. In local mode with no run in flight it sleeps until the
+//! next thing that needs it, and a clock change, a kept file removed or an alert spooled by
+//! another process wake it (`idle`); otherwise (a fleet node, runs in flight, or those
+//! wake sources not available) it looks at the clock at least once a minute. Each due instant is marked in the
 //! state directory (atomically, before the job starts, so a crash never runs an instant
 //! twice; a mark that cannot be written does not stop the job: `health`) and handed to a
 //! thread that waits for the instant, takes the job's exclusion and a `max_concurrent` slot,
@@ -16,7 +18,8 @@
 //! `control` (the control socket server), `work` (work the coordination backend brings),
 //! `clock` (a skewed clock the backend reports, alerted once),
 //! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`),
-//! `changes` (`reload_on_change`: the table's files watched with inotify).
+//! `changes` (`reload_on_change`: the table's files watched with inotify), `idle` (what wakes
+//! an idle daemon instead of the minute's look).
 
 mod catchup;
 mod changes;
@@ -24,6 +27,7 @@ mod clock;
 mod control;
 mod dispatch;
 mod health;
+mod idle;
 mod late;
 mod launch;
 mod orphans;
@@ -65,10 +69,18 @@ use state::{Marks, Paused};
 /// alerts other processes spooled; the thread times its own retries).
 const SPOOL_CHECK: Duration = Duration::from_secs(5);
 
-/// The longest the loop sleeps without looking at the wall clock.
 /// How often `history_max_age` and `output_max_age` are applied.
 const AGE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// The longest the loop sleeps without looking at the wall clock, without the idle wake
+/// sources (`idle`) or with runs in flight.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The longest it sleeps with them: without end in practice (ppoll's timeout is clamped to
+/// 2^31 - 1 s here); only what is due, a deadline or a wake source ends the sleep.
+const IDLE_SLEEP: Duration = Duration::from_secs(i32::MAX as u64);
+/// After `idle` saw a kept file removed, the loop puts it back once the directory has been
+/// left alone this long: an `rm -rf lock_dir` finishes first (a socket bound again in the
+/// middle of it would make it fail with "Directory not empty").
+const KEEP_SETTLE: Duration = Duration::from_secs(1);
 
 /// Runs are handed to their threads this much before their instant: the thread writes the
 /// dispatch mark and the run marker ahead and waits for the exact instant; then it takes the
@@ -155,6 +167,14 @@ struct Daemon<'p> {
     /// The thread that delivers alerts (`alert::serve`).
     alerts: Option<JoinHandle<()>>,
     next_spool_look: Instant,
+    /// What wakes the loop instead of the minute's look (local mode, the sources set up).
+    idle: Option<idle::Idle>,
+    /// A kept file was seen removed: `keep_files` (and new watches) at this instant.
+    keep_due: Option<Instant>,
+    /// The spool is to be looked at (at start, and when `idle` saw an alert written in it).
+    spool_seen: bool,
+    /// Whether some job has `history_max_age` or `output_max_age` (a wake-up for them).
+    prunes: bool,
     /// When the history and output files are next pruned by age (at start, then every
     /// [`AGE_PRUNE_EVERY`], at a wake-up that happens anyway).
     next_age_prune: Instant,
@@ -365,6 +385,10 @@ impl<'p> Daemon<'p> {
             control,
             alerts: Some(alerts),
             next_spool_look: Instant::now(),
+            idle: None,
+            keep_due: None,
+            spool_seen: true,
+            prunes: false,
             next_age_prune: Instant::now(),
             watchdog,
             next_watchdog: watchdog.map(|w| Instant::now() + w),
@@ -373,7 +397,10 @@ impl<'p> Daemon<'p> {
             busy: Duration::ZERO,
             _daemon_lock: daemon_lock,
         };
+        d.prunes = prunes_by_age(&d.cfg);
         d.boot(startup);
+        // After `boot` wrote its files: their events would wake the loop once, for nothing.
+        d.idle = d.idle_sources();
         Ok(d)
     }
 
@@ -446,6 +473,7 @@ impl<'p> Daemon<'p> {
             fds.extend(src.raw_fds());
         }
         fds.extend(self.changes.as_ref().map(changes::Changes::fd));
+        fds.extend(self.idle.iter().flat_map(idle::Idle::fds));
         if self.trim_again {
             // Once more at the first wait: what only start-up and the first pass of the loop
             // touched goes too; a wake-up brings back only what it uses.
@@ -454,6 +482,14 @@ impl<'p> Daemon<'p> {
         }
         self.shared.beat.sleeps(sleep);
         let ready = wait_readable(&fds, sleep);
+        let seen = match (ready, self.idle.as_mut()) {
+            (true, Some(i)) => i.take(),
+            _ => idle::Seen::default(),
+        };
+        self.spool_seen |= seen.spool;
+        if seen.files {
+            self.keep_due = Some(Instant::now() + KEEP_SETTLE);
+        }
         if let Some(w) = self.watchdog
             && self.next_watchdog.is_some_and(|n| Instant::now() >= n)
         {
@@ -484,6 +520,19 @@ impl<'p> Daemon<'p> {
         true
     }
 
+    /// The idle wake sources, in local mode (a fleet node keeps the minute's look).
+    fn idle_sources(&self) -> Option<idle::Idle> {
+        if self.shared.coord.wants_idle_looks() {
+            return None;
+        }
+        let settings = &self.cfg.settings;
+        idle::Idle::watch(&idle::Paths {
+            lock_dir: &settings.lock_dir,
+            socket: &self.control.path,
+            state_dir: &settings.state_dir,
+        })
+    }
+
     /// `history_max_age` and `output_max_age`: at the first wake-up, then at most every
     /// [`AGE_PRUNE_EVERY`] (no wake-up of its own).
     fn prune_by_age(&mut self) {
@@ -508,14 +557,24 @@ impl<'p> Daemon<'p> {
         }
     }
 
-    /// What can be removed from under a running daemon is put back at its wake-ups (which
-    /// happen anyway, at least once a minute): `lock_dir`, the lock files of running jobs
-    /// (whether a run is in progress never depends on them: the backend knows its own runs),
-    /// and the control socket.
+    /// What can be removed from under a running daemon is put back at its wake-ups:
+    /// `lock_dir`, the lock files of running jobs (whether a run is in progress never depends
+    /// on them: the backend knows its own runs), and the control socket. An idle daemon
+    /// (`idle`) is woken by the removal and acts once it settled ([`KEEP_SETTLE`]); its wake
+    /// sources are then made again (the directories may be new), and the spool looked at
+    /// (an alert written before the new watches).
     fn keep_files(&mut self) {
+        if self.keep_due.is_some_and(|d| Instant::now() < d) {
+            return;
+        }
+        let rewatch = self.keep_due.take().is_some() || self.idle.is_none();
         let (settings, shared) = (&self.cfg.settings, &self.shared);
         shared.coord.keep_locks(settings, &shared.log);
         control::keep(&mut self.control, settings, shared);
+        if rewatch {
+            self.idle = self.idle_sources();
+            self.spool_seen |= self.idle.is_some();
+        }
     }
 
     /// How long to sleep: until the next due instant (less the look-ahead), the nearest stale
@@ -524,7 +583,17 @@ impl<'p> Daemon<'p> {
     /// here, at most every `SPOOL_CHECK`; the thread times its own retries.
     fn sleep_time(&mut self) -> Duration {
         let now = self.shared.coord.now();
-        let mut sleep = MAX_SLEEP;
+        let idle = self.idle.is_some() && self.shared.active.none();
+        let mut sleep = match idle {
+            true => IDLE_SLEEP,
+            false => MAX_SLEEP,
+        };
+        if idle && self.prunes {
+            sleep = sleep.min(
+                self.next_age_prune
+                    .saturating_duration_since(Instant::now()),
+            );
+        }
         if let Some(due) = self.sched.next_due() {
             let until = Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO);
             sleep = sleep.min(until.saturating_sub(LOOKAHEAD));
@@ -536,13 +605,26 @@ impl<'p> Daemon<'p> {
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
         }
+        if let Some(due) = self.keep_due {
+            sleep = sleep.min(due.saturating_duration_since(Instant::now()));
+        }
         if let Some(due) = self.changes.as_ref().and_then(changes::Changes::due) {
             sleep = sleep.min(due.saturating_duration_since(Instant::now()));
         }
-        if Instant::now() >= self.next_spool_look {
-            self.next_spool_look = Instant::now() + SPOOL_CHECK;
-            if alert::spool_size(&self.shared.state_dir) > 0 {
-                self.shared.outbox.wake();
+        // With the idle wake sources, the spool is looked at when an alert was written in it.
+        if self.idle.is_none() || self.spool_seen {
+            if Instant::now() >= self.next_spool_look {
+                self.next_spool_look = Instant::now() + SPOOL_CHECK;
+                self.spool_seen = false;
+                if alert::spool_size(&self.shared.state_dir) > 0 {
+                    self.shared.outbox.wake();
+                }
+            } else if self.idle.is_some() {
+                // An alert seen within SPOOL_CHECK of the last look: at the end of it.
+                let until = self
+                    .next_spool_look
+                    .saturating_duration_since(Instant::now());
+                sleep = sleep.min(until);
             }
         }
         sleep
@@ -601,6 +683,7 @@ impl<'p> Daemon<'p> {
                     .watch
                     .reload(&self.cfg, &new, &*self.shared.coord, log);
                 self.cfg = Arc::new(new);
+                self.prunes = prunes_by_age(&self.cfg);
                 // The CA bundles are read again when next used (update-ca-certificates, a
                 // changed ca_file).
                 crate::tls::forget();
@@ -618,6 +701,8 @@ impl<'p> Daemon<'p> {
             ),
         }
         self.rewatch();
+        // lock_dir and state_dir may have moved.
+        self.idle = self.idle_sources();
         // The load's garbage and the old table: back to the system, so that a reload does
         // not leave the daemon bigger.
         trim_memory();
@@ -732,6 +817,13 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served,
         .map_err(|e| Failure::config(format!("control socket: {e}")))?;
     control::serve(socket, Arc::clone(shared))
         .map_err(|e| Failure::config(format!("control socket: {e}")))
+}
+
+/// Whether some job has `history_max_age` or `output_max_age`.
+fn prunes_by_age(cfg: &Config) -> bool {
+    cfg.jobs
+        .iter()
+        .any(|j| j.history_max_age.is_some() || j.output_max_age.is_some())
 }
 
 /// Starts now every enabled job whose schedule is `expr` (`@reboot`, `@start`).
