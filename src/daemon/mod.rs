@@ -82,6 +82,11 @@ const IDLE_SLEEP: Duration = Duration::from_secs(i32::MAX as u64);
 /// middle of it would make it fail with "Directory not empty").
 const KEEP_SETTLE: Duration = Duration::from_secs(1);
 
+/// The start-up trim waits for the other threads to sleep (`others_asleep`), looking again
+/// this often, at most [`TRIM_LOOKS`] times (then it trims anyway).
+const TRIM_RETRY: Duration = Duration::from_millis(20);
+const TRIM_LOOKS: u32 = 100;
+
 /// Runs are handed to their threads this much before their instant: the thread writes the
 /// dispatch mark and the run marker ahead and waits for the exact instant; then it takes the
 /// job's exclusion and a slot (cheap: a flock on the lock file and a mutex), so that skipping
@@ -182,6 +187,8 @@ struct Daemon<'p> {
     next_watchdog: Option<Instant>,
     clocks: (Duration, Duration),
     trim_again: bool,
+    /// How many times the pending trim waited for the other threads.
+    trim_looks: u32,
     /// Time spent on work of the loop's own (reloads) since the last look at the clock: a
     /// late look because of it is not a freeze.
     busy: Duration,
@@ -394,6 +401,7 @@ impl<'p> Daemon<'p> {
             next_watchdog: watchdog.map(|w| Instant::now() + w),
             clocks: clocks(),
             trim_again: true,
+            trim_looks: 0,
             busy: Duration::ZERO,
             _daemon_lock: daemon_lock,
         };
@@ -474,14 +482,9 @@ impl<'p> Daemon<'p> {
         }
         fds.extend(self.changes.as_ref().map(changes::Changes::fd));
         fds.extend(self.idle.iter().flat_map(idle::Idle::fds));
-        if self.trim_again {
-            // Once more at the first wait: what only start-up and the first pass of the loop
-            // touched goes too; a wake-up brings back only what it uses.
-            self.trim_again = false;
-            trim_memory();
-        }
+        let (trim, sleep) = self.trim_now(sleep);
         self.shared.beat.sleeps(sleep);
-        let ready = wait_readable(&fds, sleep);
+        let ready = wait_readable(&fds, sleep, trim);
         let seen = match (ready, self.idle.as_mut()) {
             (true, Some(i)) => i.take(),
             _ => idle::Seen::default(),
@@ -518,6 +521,26 @@ impl<'p> Daemon<'p> {
         self.keep_files();
         self.prune_by_age();
         true
+    }
+
+    /// Once more at the first wait (and the first after a reload): what only start-up and the
+    /// first pass of the loop touched goes too; a wake-up brings back only what it uses. Not
+    /// while another thread still runs (starting, or ending as the `work` thread of the local
+    /// backend does): what it runs after the trim would map its code back, whole page-cache
+    /// folios of it; the loop looks again after [`TRIM_RETRY`]. Whether to trim now, and the
+    /// sleep.
+    fn trim_now(&mut self, sleep: Duration) -> (bool, Duration) {
+        if !self.trim_again {
+            return (false, sleep);
+        }
+        if self.trim_looks < TRIM_LOOKS && !others_asleep() {
+            self.trim_looks += 1;
+            return (false, sleep.min(TRIM_RETRY));
+        }
+        self.trim_again = false;
+        self.trim_looks = 0;
+        crate::sys::malloc_trim();
+        (true, sleep)
     }
 
     /// The idle wake sources, in local mode (a fleet node keeps the minute's look).
@@ -704,8 +727,9 @@ impl<'p> Daemon<'p> {
         // lock_dir and state_dir may have moved.
         self.idle = self.idle_sources();
         // The load's garbage and the old table: back to the system, so that a reload does
-        // not leave the daemon bigger.
-        trim_memory();
+        // not leave the daemon bigger; the code only the reload ran, at the next wait.
+        crate::sys::malloc_trim();
+        self.trim_again = true;
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status_line(&self.cfg, &self.sched)),
@@ -838,12 +862,33 @@ fn start_each(shared: &Arc<Shared>, cfg: &Arc<Config>, expr: &Expr, why: &'stati
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up
-/// to whole milliseconds: waking a little late is fine, early would mean a second wake-up.)
-fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
+/// Waits until one of `fds` is readable or `timeout` passes; true when one is. With `trim`,
+/// the pages of read-only file mappings are dropped right before (`sys`).
+fn wait_readable(fds: &[i32], timeout: Duration, trim: bool) -> bool {
     let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| crate::sys::pollin(fd)).collect();
-    crate::sys::poll(&mut pfds, Some(timeout));
+    match trim {
+        true => crate::sys::trim_file_mappings_then_poll(&mut pfds, Some(timeout)),
+        false => crate::sys::poll(&mut pfds, Some(timeout)),
+    }
     pfds.iter().any(|p| p.revents != 0)
+}
+
+/// Whether every other thread of this process sleeps (`S` in /proc/self/task/TID/stat: blocked
+/// in a wait of its own). True when it cannot be told.
+fn others_asleep() -> bool {
+    let me = nix::unistd::gettid().as_raw().to_string();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    tasks
+        .flatten()
+        .filter(|t| t.file_name() != me.as_str())
+        .all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // The state follows the name, which is in parentheses and may hold any byte.
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            state.is_none_or(|s| s.starts_with('S'))
+        })
 }
 
 /// Lets go of the memory only start-up needed: free heap goes back to the system, and the
@@ -851,4 +896,25 @@ fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
 fn trim_memory() {
     crate::sys::malloc_trim();
     crate::sys::trim_file_mappings();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_thread_that_runs_is_not_asleep() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let spin = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        let seen = super::others_asleep();
+        stop.store(true, Ordering::Relaxed);
+        spin.join().expect("the spinning thread");
+        assert!(!seen);
+    }
 }
