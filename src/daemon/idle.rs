@@ -120,12 +120,13 @@ impl Idle {
     fn add(&mut self, dir: &Path, role: Role) -> Option<()> {
         use AddWatchFlags as F;
         let mask = match role {
+            // Not IN_CREATE: a file created at the socket's name needs the name freed first
+            // (seen), and lock files created by `cronwarden run` would wake the loop each.
             Role::LockDir | Role::SocketDir => {
                 F::IN_DELETE_SELF
                     | F::IN_MOVE_SELF
                     | F::IN_DELETE
                     | F::IN_MOVED_FROM
-                    | F::IN_CREATE
                     | F::IN_MOVED_TO
             }
             Role::StateDir | Role::Spool => F::IN_CREATE | F::IN_MOVED_TO,

@@ -3,9 +3,9 @@
 //! The main thread sleeps in poll(2) until the earliest due instant, with the signal pipes
 //! as its other wake-up sources. In local mode with no run in flight it sleeps until the
 //! next thing that needs it, and a clock change, a kept file removed or an alert spooled by
-//! another process wake it (`idle`); otherwise (a fleet node, runs in flight, or those
-//! wake sources not available) it looks at the clock at least once a minute. Each due instant is marked in the
-//! state directory (atomically, before the job starts, so a crash never runs an instant
+//! another process wake it (`idle`); otherwise (a fleet node, runs in flight, or those wake
+//! sources not available) it looks at the clock at least once a minute. Each due instant
+//! is marked in the state directory (atomically, before the job starts, so a crash never runs an instant
 //! twice; a mark that cannot be written does not stop the job: `health`) and handed to a
 //! thread that waits for the instant, takes the job's exclusion and a `max_concurrent` slot,
 //! then runs the very same `execute_locked` path as `cronwarden run`.
@@ -181,7 +181,7 @@ struct Daemon<'p> {
     /// Whether some job has `history_max_age` or `output_max_age` (a wake-up for them).
     prunes: bool,
     /// When the history and output files are next pruned by age (at start, then every
-    /// [`AGE_PRUNE_EVERY`], at a wake-up that happens anyway).
+    /// [`AGE_PRUNE_EVERY`], at a wake-up that happens anyway or, idle, one of its own).
     next_age_prune: Instant,
     watchdog: Option<Duration>,
     next_watchdog: Option<Instant>,
@@ -557,7 +557,8 @@ impl<'p> Daemon<'p> {
     }
 
     /// `history_max_age` and `output_max_age`: at the first wake-up, then at most every
-    /// [`AGE_PRUNE_EVERY`] (no wake-up of its own).
+    /// [`AGE_PRUNE_EVERY`] (at a wake-up that happens anyway; an idle daemon with one of them
+    /// set wakes for it).
     fn prune_by_age(&mut self) {
         if Instant::now() < self.next_age_prune {
             return;
