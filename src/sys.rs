@@ -1131,6 +1131,9 @@ pub(crate) fn trim_file_mappings_then_poll(fds: &mut [libc::pollfd], timeout: Op
         libc::syscall as *const () as usize,
     ];
     let ranges = without_pages(file_ranges(&smaps), &keep, page);
+    let marker = 0u8;
+    let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+    let stack = dead_stack(&smaps, here, page);
     drop(smaps);
     let ts = timeout.map(timespec);
     let tsp = ts
@@ -1138,9 +1141,32 @@ pub(crate) fn trim_file_mappings_then_poll(fds: &mut [libc::pollfd], timeout: Op
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `ranges` are parts of the ranges `file_ranges` found (private, read-only file
     // mappings without anonymous pages, as `drop_then_ppoll` requires: see
-    // `trim_file_mappings`); nothing maps or unmaps memory since smaps was read. `fds` and
-    // `tsp` are as for ppoll in [`poll`].
-    unsafe { drop_then_ppoll(&ranges, fds, tsp) };
+    // `trim_file_mappings`); nothing maps or unmaps memory since smaps was read. `stack` is
+    // from `dead_stack`: this thread's own stack, ending [`STACK_KEEP`] below a local of this
+    // frame, and the calls below this frame (`drop_then_ppoll`, libc's `syscall`) use far
+    // less. `fds` and `tsp` are as for ppoll in [`poll`].
+    unsafe { drop_then_ppoll(stack, &ranges, fds, tsp) };
+}
+
+/// How much of the main thread's stack below the trimming frame is kept: the frames of the
+/// calls made after the trim (a few hundred bytes) and of a signal handler, with room.
+const STACK_KEEP: usize = 16 * 1024;
+
+/// The part of the main thread's stack (the mapping smaps calls `[stack]`) from its lowest
+/// address to [`STACK_KEEP`] below the page of `here`, an address in the caller's frame; `None`
+/// unless `here` lies in that mapping (so this is the main thread). Below the stack pointer
+/// nothing is live: what is there are the frames of calls that returned (the start's deepest,
+/// parsing arguments and the table), dirty pages the idle daemon never reads again.
+fn dead_stack(smaps: &str, here: usize, page: usize) -> Option<(usize, usize)> {
+    let line = smaps.lines().find(|l| l.trim_end().ends_with("[stack]"))?;
+    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+    let start = usize::from_str_radix(a, 16).ok()?;
+    let end = usize::from_str_radix(b, 16).ok()?;
+    if here <= start || here >= end {
+        return None;
+    }
+    let top = (here & !(page - 1)).checked_sub(STACK_KEEP)?;
+    (top > start).then_some((start, top))
 }
 
 /// A timeout as ppoll(2) takes it (at most 2^31 - 1 s).
@@ -1169,21 +1195,40 @@ fn without_pages(ranges: Vec<(usize, usize)>, keep: &[usize], page: usize) -> Ve
     out
 }
 
-/// Drops `ranges` (MADV_RANDOM, then MADV_DONTNEED, as [`drop_file_pages`]) and waits in
-/// ppoll(2), through libc's `syscall` only: the code that runs after the first drop is this
-/// function's and `syscall`'s, whose pages the caller keeps.
+/// Drops the dead part of the stack (MADV_DONTNEED) and `ranges` (MADV_RANDOM, then
+/// MADV_DONTNEED, as [`drop_file_pages`]) and waits in ppoll(2), through libc's `syscall`
+/// only: the code that runs after the first drop is this function's and `syscall`'s, whose
+/// pages the caller keeps.
 ///
 /// # Safety
 ///
-/// Every range must be as [`drop_file_pages`] requires (within a private, non-writable file
-/// mapping without anonymous pages); `fds` and `tsp` as ppoll(2) takes them (`tsp` null or a
-/// live timespec).
+/// `stack` must be a range of this thread's stack that holds nothing live, with room below
+/// the frame of the caller for this call and the ones it makes. Every range must be as
+/// [`drop_file_pages`] requires (within a private, non-writable file mapping without
+/// anonymous pages); `fds` and `tsp` as ppoll(2) takes them (`tsp` null or a live timespec).
 #[inline(never)]
 unsafe fn drop_then_ppoll(
+    stack: Option<(usize, usize)>,
     ranges: &[(usize, usize)],
     fds: &mut [libc::pollfd],
     tsp: *const libc::timespec,
 ) {
+    if let Some((start, end)) = stack {
+        let (addr, len) = (
+            start as libc::c_long,
+            end.wrapping_sub(start) as libc::c_long,
+        );
+        // SAFETY: the caller guarantees nothing live is there: the pages go back to the system
+        // and read as zeros when this thread's stack grows down into them again.
+        unsafe {
+            libc::syscall(
+                libc::SYS_madvise,
+                addr,
+                len,
+                libc::c_long::from(libc::MADV_DONTNEED),
+            );
+        }
+    }
     for &(start, end) in ranges {
         let (addr, len) = (
             start as libc::c_long,
@@ -1297,6 +1342,20 @@ mod tests {
             without_pages(vec![(0, 0x1000)], &[0x8000], 0x1000),
             vec![(0, 0x1000)]
         );
+    }
+
+    #[test]
+    fn the_dead_stack_is_below_the_frame_and_only_on_the_main_stack() {
+        let smaps =
+            "7ffd1f09f000-7ffd1f0c0000 rw-p 00000000 00:00 0                          [stack]\n";
+        let (start, end) = (0x7ffd_1f09_f000, 0x7ffd_1f0c_0000);
+        let here = end - 0x2010;
+        let (lo, hi) = dead_stack(smaps, here, 0x1000).expect("a dead part");
+        assert_eq!(lo, start);
+        assert_eq!(hi, ((here & !0xfff) - STACK_KEEP));
+        // Not the main thread's stack, or no room below the frame: nothing.
+        assert_eq!(dead_stack(smaps, 0x1000, 0x1000), None);
+        assert_eq!(dead_stack(smaps, start + 0x3000, 0x1000), None);
     }
 
     #[test]
