@@ -1327,6 +1327,11 @@ unsafe fn drop_file_pages(start: usize, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::Instant;
 
     #[test]
     fn the_kept_pages_are_cut_out_of_the_ranges() {
@@ -1366,11 +1371,6 @@ mod tests {
         trim_file_mappings_then_poll(&mut fds, Some(Duration::from_secs(30)));
         assert_ne!(fds[0].revents & libc::POLLIN, 0);
     }
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-    use std::time::Instant;
 
     fn sleeper() -> std::process::Child {
         Command::new("sleep")
