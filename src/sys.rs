@@ -22,8 +22,9 @@
 //! - [`oom_score_adj`], [`set_oom_score_adj`]: this process's standing with the OOM killer
 //!   (safe: a file of /proc);
 //! - [`with_umask`]: a call made under another process umask;
-//! - [`malloc_trim`], [`trim_file_mappings`]: the daemon's idle memory trim (free heap, and
-//!   the pages of read-only file mappings, found in /proc/self/smaps).
+//! - [`malloc_trim`], [`trim_file_mappings`], [`trim_file_mappings_then_poll`]: the daemon's
+//!   idle memory trim (free heap, and the pages of read-only file mappings, found in
+//!   /proc/self/smaps; the last one goes straight into ppoll(2) after it).
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
@@ -65,10 +66,7 @@ pub(crate) fn pollin(fd: RawFd) -> libc::pollfd {
 /// the revents and at the clock again.
 /// (nix's ppoll takes borrowed descriptors; the callers' poll sets are raw pollfds.)
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
-    });
+    let ts = timeout.map(timespec);
     let tsp = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
@@ -1109,6 +1107,166 @@ pub(crate) fn trim_file_mappings() {
     }
 }
 
+/// [`trim_file_mappings`], then [`poll`], with nothing in between that could fault a dropped
+/// page back in. A fault in a dropped file mapping maps back the whole page-cache folio
+/// around the page (64 KiB to 2 MiB of a binary's code, as the file was cached), so the few
+/// functions that used to run between the trim and the poll brought back 0.3 to 1.8 MB of
+/// code that the idle daemon never runs (BENCHMARKS.md, "Idle memory with 100 jobs, round
+/// 2"). Here the last instructions before the poll are those of one small function and of
+/// libc's `syscall`, whose pages are kept (the page of each and the next one: nothing else
+/// of them is kept); every other page of those mappings is dropped as by
+/// [`trim_file_mappings`].
+pub(crate) fn trim_file_mappings_then_poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return poll(fds, timeout);
+    };
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| usize::try_from(p).ok())
+        .filter(|p| p.is_power_of_two())
+        .unwrap_or(4096);
+    let keep = [
+        drop_then_ppoll as *const () as usize,
+        libc::syscall as *const () as usize,
+    ];
+    let ranges = without_pages(file_ranges(&smaps), &keep, page);
+    let marker = 0u8;
+    let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+    let stack = dead_stack(&smaps, here, page);
+    drop(smaps);
+    let ts = timeout.map(timespec);
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `ranges` are parts of the ranges `file_ranges` found (private, read-only file
+    // mappings without anonymous pages, as `drop_then_ppoll` requires: see
+    // `trim_file_mappings`); nothing maps or unmaps memory since smaps was read. `stack` is
+    // from `dead_stack`: this thread's own stack, ending [`STACK_KEEP`] below a local of this
+    // frame, and the calls below this frame (`drop_then_ppoll`, libc's `syscall`) use far
+    // less. `fds` and `tsp` are as for ppoll in [`poll`].
+    unsafe { drop_then_ppoll(stack, &ranges, fds, tsp) };
+}
+
+/// How much of the main thread's stack below the trimming frame is kept: the frames of the
+/// calls made after the trim (a few hundred bytes) and of a signal handler, with room.
+const STACK_KEEP: usize = 16 * 1024;
+
+/// The part of the main thread's stack (the mapping smaps calls `[stack]`) from its lowest
+/// address to [`STACK_KEEP`] below the page of `here`, an address in the caller's frame; `None`
+/// unless `here` lies in that mapping (so this is the main thread). Below the stack pointer
+/// nothing is live: what is there are the frames of calls that returned (the start's deepest,
+/// parsing arguments and the table), dirty pages the idle daemon never reads again.
+fn dead_stack(smaps: &str, here: usize, page: usize) -> Option<(usize, usize)> {
+    let line = smaps.lines().find(|l| l.trim_end().ends_with("[stack]"))?;
+    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+    let start = usize::from_str_radix(a, 16).ok()?;
+    let end = usize::from_str_radix(b, 16).ok()?;
+    if here <= start || here >= end {
+        return None;
+    }
+    let top = (here & !(page - 1)).checked_sub(STACK_KEEP)?;
+    (top > start).then_some((start, top))
+}
+
+/// A timeout as ppoll(2) takes it (at most 2^31 - 1 s).
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    }
+}
+
+/// `ranges` without the page of each address of `keep` and the page after it.
+fn without_pages(ranges: Vec<(usize, usize)>, keep: &[usize], page: usize) -> Vec<(usize, usize)> {
+    let mut out = ranges;
+    for &addr in keep {
+        let lo = addr & !(page - 1);
+        let hi = lo.saturating_add(2 * page);
+        out = out
+            .into_iter()
+            .flat_map(|(s, e)| {
+                let before = (s < lo.min(e)).then_some((s, lo.min(e)));
+                let after = (hi.max(s) < e).then_some((hi.max(s), e));
+                before.into_iter().chain(after)
+            })
+            .collect();
+    }
+    out
+}
+
+/// Drops the dead part of the stack (MADV_DONTNEED) and `ranges` (MADV_RANDOM, then
+/// MADV_DONTNEED, as [`drop_file_pages`]) and waits in ppoll(2), through libc's `syscall`
+/// only: the code that runs after the first drop is this function's and `syscall`'s, whose
+/// pages the caller keeps.
+///
+/// # Safety
+///
+/// `stack` must be a range of this thread's stack that holds nothing live, with room below
+/// the frame of the caller for this call and the ones it makes. Every range must be as
+/// [`drop_file_pages`] requires (within a private, non-writable file mapping without
+/// anonymous pages); `fds` and `tsp` as ppoll(2) takes them (`tsp` null or a live timespec).
+#[inline(never)]
+unsafe fn drop_then_ppoll(
+    stack: Option<(usize, usize)>,
+    ranges: &[(usize, usize)],
+    fds: &mut [libc::pollfd],
+    tsp: *const libc::timespec,
+) {
+    if let Some((start, end)) = stack {
+        let (addr, len) = (
+            start as libc::c_long,
+            end.wrapping_sub(start) as libc::c_long,
+        );
+        // SAFETY: the caller guarantees nothing live is there: the pages go back to the system
+        // and read as zeros when this thread's stack grows down into them again.
+        unsafe {
+            libc::syscall(
+                libc::SYS_madvise,
+                addr,
+                len,
+                libc::c_long::from(libc::MADV_DONTNEED),
+            );
+        }
+    }
+    for &(start, end) in ranges {
+        let (addr, len) = (
+            start as libc::c_long,
+            end.wrapping_sub(start) as libc::c_long,
+        );
+        // SAFETY: the caller guarantees each range is a private read-only file mapping
+        // without anonymous pages: dropping its pages only makes them come back from the
+        // page cache when used.
+        unsafe {
+            libc::syscall(
+                libc::SYS_madvise,
+                addr,
+                len,
+                libc::c_long::from(libc::MADV_RANDOM),
+            );
+            libc::syscall(
+                libc::SYS_madvise,
+                addr,
+                len,
+                libc::c_long::from(libc::MADV_DONTNEED),
+            );
+        }
+    }
+    // SAFETY: as in [`poll`]: `fds` is exclusively borrowed (the kernel writes `revents`
+    // within `fds.len()` entries), `tsp` is null or live (the caller's), no signal mask
+    // (null, with the kernel's sigset size).
+    unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            fds.len() as libc::c_long,
+            tsp,
+            std::ptr::null::<libc::sigset_t>(),
+            8 as libc::c_long,
+        );
+    }
+}
+
 /// The mappings of an smaps text that may be dropped: private, read-only mappings of a file
 /// (the path starts with '/') in which no page is anonymous (copied on write).
 fn file_ranges(smaps: &str) -> Vec<(usize, usize)> {
@@ -1174,6 +1332,45 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
     use std::time::Instant;
+
+    #[test]
+    fn the_kept_pages_are_cut_out_of_the_ranges() {
+        let r = vec![(0x1000, 0x9000), (0x10000, 0x12000)];
+        // 0x3010: pages 0x3000 and 0x4000 kept; 0x11000: the rest of the second range.
+        let out = without_pages(r, &[0x3010, 0x11000], 0x1000);
+        assert_eq!(
+            out,
+            vec![(0x1000, 0x3000), (0x5000, 0x9000), (0x10000, 0x11000)]
+        );
+        // An address outside every range changes nothing.
+        assert_eq!(
+            without_pages(vec![(0, 0x1000)], &[0x8000], 0x1000),
+            vec![(0, 0x1000)]
+        );
+    }
+
+    #[test]
+    fn the_dead_stack_is_below_the_frame_and_only_on_the_main_stack() {
+        let smaps =
+            "7ffd1f09f000-7ffd1f0c0000 rw-p 00000000 00:00 0                          [stack]\n";
+        let (start, end) = (0x7ffd_1f09_f000, 0x7ffd_1f0c_0000);
+        let here = end - 0x2010;
+        let (lo, hi) = dead_stack(smaps, here, 0x1000).expect("a dead part");
+        assert_eq!(lo, start);
+        assert_eq!(hi, ((here & !0xfff) - STACK_KEEP));
+        // Not the main thread's stack, or no room below the frame: nothing.
+        assert_eq!(dead_stack(smaps, 0x1000, 0x1000), None);
+        assert_eq!(dead_stack(smaps, start + 0x3000, 0x1000), None);
+    }
+
+    #[test]
+    fn the_trim_then_poll_returns_on_a_readable_descriptor() {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        nix::unistd::write(&w, b"x").expect("write");
+        let mut fds = [pollin(r.as_raw_fd())];
+        trim_file_mappings_then_poll(&mut fds, Some(Duration::from_secs(30)));
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
+    }
 
     fn sleeper() -> std::process::Child {
         Command::new("sleep")

@@ -44,7 +44,7 @@ pub(crate) use message::Alert;
 pub(crate) use outbox::Outbox;
 pub(crate) use pass::serve;
 pub(crate) use ping::{Ping, USER_AGENT, end_ping, ping};
-pub(crate) use spool::spool_size;
+pub(crate) use spool::{spool_dir, spool_size};
 
 use crate::config::{AlertChannel, AlertEvent, Config, Job};
 use crate::coord::Coordinator;

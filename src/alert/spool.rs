@@ -159,7 +159,7 @@ pub(super) struct Spool<'a> {
 }
 
 /// The spool directory of a state directory.
-fn spool_dir(state: &Path) -> PathBuf {
+pub(crate) fn spool_dir(state: &Path) -> PathBuf {
     state.join("spool")
 }
 

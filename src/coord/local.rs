@@ -52,6 +52,10 @@ impl Coordinator for Local {
         acquire_lock(&self.locks, &want, log, interrupt)
     }
 
+    fn wants_idle_looks(&self) -> bool {
+        false
+    }
+
     fn keep_locks(&self, settings: &Settings, log: &Logger) {
         self.locks.keep(&settings.lock_dir, log);
     }

@@ -321,6 +321,12 @@ pub(crate) trait Coordinator: Send + Sync {
         interrupt: &Interrupt,
         own: OwnRun,
     ) -> Result<Option<Exclusion>, String>;
+    /// Whether the daemon's loop must look at the backend at least once a minute while
+    /// nothing is due (a fleet: the database's clock and its skew). The local backend has
+    /// nothing to look at: an idle daemon then sleeps until something needs it.
+    fn wants_idle_looks(&self) -> bool {
+        true
+    }
     /// At the daemon's wake-ups: puts back a removed `lock_dir`, and the lock files of the
     /// runs this process holds (created again and locked for them), and logs it.
     fn keep_locks(&self, settings: &Settings, log: &Logger);

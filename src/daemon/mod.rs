@@ -1,9 +1,11 @@
 //! `cronwarden daemon`: the loop around the scheduler and the run engine.
 //!
-//! The main thread sleeps in poll(2) until the earliest due instant (at most a minute, so a
-//! suspend or a clock step is noticed), with the signal pipes as its only other wake-up
-//! sources: an idle daemon wakes at most once a minute. Each due instant is marked in the
-//! state directory (atomically, before the job starts, so a crash never runs an instant
+//! The main thread sleeps in poll(2) until the earliest due instant, with the signal pipes
+//! as its other wake-up sources. In local mode with no run in flight it sleeps until the
+//! next thing that needs it, and a clock change, a kept file removed or an alert spooled by
+//! another process wake it (`idle`); otherwise (a fleet node, runs in flight, or those wake
+//! sources not available) it looks at the clock at least once a minute. Each due instant
+//! is marked in the state directory (atomically, before the job starts, so a crash never runs an instant
 //! twice; a mark that cannot be written does not stop the job: `health`) and handed to a
 //! thread that waits for the instant, takes the job's exclusion and a `max_concurrent` slot,
 //! then runs the very same `execute_locked` path as `cronwarden run`.
@@ -16,7 +18,8 @@
 //! `control` (the control socket server), `work` (work the coordination backend brings),
 //! `clock` (a skewed clock the backend reports, alerted once),
 //! `watch` (the staleness watchdog, failure streaks and the daemon's health: `/healthz`),
-//! `changes` (`reload_on_change`: the table's files watched with inotify).
+//! `changes` (`reload_on_change`: the table's files watched with inotify), `idle` (what wakes
+//! an idle daemon instead of the minute's look).
 
 mod catchup;
 mod changes;
@@ -24,6 +27,7 @@ mod clock;
 mod control;
 mod dispatch;
 mod health;
+mod idle;
 mod late;
 mod launch;
 mod orphans;
@@ -65,10 +69,23 @@ use state::{Marks, Paused};
 /// alerts other processes spooled; the thread times its own retries).
 const SPOOL_CHECK: Duration = Duration::from_secs(5);
 
-/// The longest the loop sleeps without looking at the wall clock.
 /// How often `history_max_age` and `output_max_age` are applied.
 const AGE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// The longest the loop sleeps without looking at the wall clock, without the idle wake
+/// sources (`idle`) or with runs in flight.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The longest it sleeps with them: without end in practice (ppoll's timeout is clamped to
+/// 2^31 - 1 s here); only what is due, a deadline or a wake source ends the sleep.
+const IDLE_SLEEP: Duration = Duration::from_secs(i32::MAX as u64);
+/// After `idle` saw a kept file removed, the loop puts it back once the directory has been
+/// left alone this long: an `rm -rf lock_dir` finishes first (a socket bound again in the
+/// middle of it would make it fail with "Directory not empty").
+const KEEP_SETTLE: Duration = Duration::from_secs(1);
+
+/// The start-up trim waits for the other threads to sleep (`others_asleep`), looking again
+/// this often, at most [`TRIM_LOOKS`] times (then it trims anyway).
+const TRIM_RETRY: Duration = Duration::from_millis(20);
+const TRIM_LOOKS: u32 = 100;
 
 /// Runs are handed to their threads this much before their instant: the thread writes the
 /// dispatch mark and the run marker ahead and waits for the exact instant; then it takes the
@@ -155,13 +172,23 @@ struct Daemon<'p> {
     /// The thread that delivers alerts (`alert::serve`).
     alerts: Option<JoinHandle<()>>,
     next_spool_look: Instant,
+    /// What wakes the loop instead of the minute's look (local mode, the sources set up).
+    idle: Option<idle::Idle>,
+    /// A kept file was seen removed: `keep_files` (and new watches) at this instant.
+    keep_due: Option<Instant>,
+    /// The spool is to be looked at (at start, and when `idle` saw an alert written in it).
+    spool_seen: bool,
+    /// Whether some job has `history_max_age` or `output_max_age` (a wake-up for them).
+    prunes: bool,
     /// When the history and output files are next pruned by age (at start, then every
-    /// [`AGE_PRUNE_EVERY`], at a wake-up that happens anyway).
+    /// [`AGE_PRUNE_EVERY`], at a wake-up that happens anyway or, idle, one of its own).
     next_age_prune: Instant,
     watchdog: Option<Duration>,
     next_watchdog: Option<Instant>,
     clocks: (Duration, Duration),
     trim_again: bool,
+    /// How many times the pending trim waited for the other threads.
+    trim_looks: u32,
     /// Time spent on work of the loop's own (reloads) since the last look at the clock: a
     /// late look because of it is not a freeze.
     busy: Duration,
@@ -365,15 +392,23 @@ impl<'p> Daemon<'p> {
             control,
             alerts: Some(alerts),
             next_spool_look: Instant::now(),
+            idle: None,
+            keep_due: None,
+            spool_seen: true,
+            prunes: false,
             next_age_prune: Instant::now(),
             watchdog,
             next_watchdog: watchdog.map(|w| Instant::now() + w),
             clocks: clocks(),
             trim_again: true,
+            trim_looks: 0,
             busy: Duration::ZERO,
             _daemon_lock: daemon_lock,
         };
+        d.prunes = prunes_by_age(&d.cfg);
         d.boot(startup);
+        // After `boot` wrote its files: their events would wake the loop once, for nothing.
+        d.idle = d.idle_sources();
         Ok(d)
     }
 
@@ -446,14 +481,18 @@ impl<'p> Daemon<'p> {
             fds.extend(src.raw_fds());
         }
         fds.extend(self.changes.as_ref().map(changes::Changes::fd));
-        if self.trim_again {
-            // Once more at the first wait: what only start-up and the first pass of the loop
-            // touched goes too; a wake-up brings back only what it uses.
-            self.trim_again = false;
-            trim_memory();
-        }
+        fds.extend(self.idle.iter().flat_map(idle::Idle::fds));
+        let (trim, sleep) = self.trim_now(sleep);
         self.shared.beat.sleeps(sleep);
-        let ready = wait_readable(&fds, sleep);
+        let ready = wait_readable(&fds, sleep, trim);
+        let seen = match (ready, self.idle.as_mut()) {
+            (true, Some(i)) => i.take(),
+            _ => idle::Seen::default(),
+        };
+        self.spool_seen |= seen.spool;
+        if seen.files {
+            self.keep_due = Some(Instant::now() + KEEP_SETTLE);
+        }
         if let Some(w) = self.watchdog
             && self.next_watchdog.is_some_and(|n| Instant::now() >= n)
         {
@@ -484,8 +523,42 @@ impl<'p> Daemon<'p> {
         true
     }
 
+    /// Once more at the first wait (and the first after a reload): what only start-up and the
+    /// first pass of the loop touched goes too; a wake-up brings back only what it uses. Not
+    /// while another thread still runs (starting, or ending as the `work` thread of the local
+    /// backend does): what it runs after the trim would map its code back, whole page-cache
+    /// folios of it; the loop looks again after [`TRIM_RETRY`]. Whether to trim now, and the
+    /// sleep.
+    fn trim_now(&mut self, sleep: Duration) -> (bool, Duration) {
+        if !self.trim_again {
+            return (false, sleep);
+        }
+        if self.trim_looks < TRIM_LOOKS && !others_asleep() {
+            self.trim_looks += 1;
+            return (false, sleep.min(TRIM_RETRY));
+        }
+        self.trim_again = false;
+        self.trim_looks = 0;
+        crate::sys::malloc_trim();
+        (true, sleep)
+    }
+
+    /// The idle wake sources, in local mode (a fleet node keeps the minute's look).
+    fn idle_sources(&self) -> Option<idle::Idle> {
+        if self.shared.coord.wants_idle_looks() {
+            return None;
+        }
+        let settings = &self.cfg.settings;
+        idle::Idle::watch(&idle::Paths {
+            lock_dir: &settings.lock_dir,
+            socket: &self.control.path,
+            state_dir: &settings.state_dir,
+        })
+    }
+
     /// `history_max_age` and `output_max_age`: at the first wake-up, then at most every
-    /// [`AGE_PRUNE_EVERY`] (no wake-up of its own).
+    /// [`AGE_PRUNE_EVERY`] (at a wake-up that happens anyway; an idle daemon with one of them
+    /// set wakes for it).
     fn prune_by_age(&mut self) {
         if Instant::now() < self.next_age_prune {
             return;
@@ -508,14 +581,24 @@ impl<'p> Daemon<'p> {
         }
     }
 
-    /// What can be removed from under a running daemon is put back at its wake-ups (which
-    /// happen anyway, at least once a minute): `lock_dir`, the lock files of running jobs
-    /// (whether a run is in progress never depends on them: the backend knows its own runs),
-    /// and the control socket.
+    /// What can be removed from under a running daemon is put back at its wake-ups:
+    /// `lock_dir`, the lock files of running jobs (whether a run is in progress never depends
+    /// on them: the backend knows its own runs), and the control socket. An idle daemon
+    /// (`idle`) is woken by the removal and acts once it settled ([`KEEP_SETTLE`]); its wake
+    /// sources are then made again (the directories may be new), and the spool looked at
+    /// (an alert written before the new watches).
     fn keep_files(&mut self) {
+        if self.keep_due.is_some_and(|d| Instant::now() < d) {
+            return;
+        }
+        let rewatch = self.keep_due.take().is_some() || self.idle.is_none();
         let (settings, shared) = (&self.cfg.settings, &self.shared);
         shared.coord.keep_locks(settings, &shared.log);
         control::keep(&mut self.control, settings, shared);
+        if rewatch {
+            self.idle = self.idle_sources();
+            self.spool_seen |= self.idle.is_some();
+        }
     }
 
     /// How long to sleep: until the next due instant (less the look-ahead), the nearest stale
@@ -524,7 +607,17 @@ impl<'p> Daemon<'p> {
     /// here, at most every `SPOOL_CHECK`; the thread times its own retries.
     fn sleep_time(&mut self) -> Duration {
         let now = self.shared.coord.now();
-        let mut sleep = MAX_SLEEP;
+        let idle = self.idle.is_some() && self.shared.active.none();
+        let mut sleep = match idle {
+            true => IDLE_SLEEP,
+            false => MAX_SLEEP,
+        };
+        if idle && self.prunes {
+            sleep = sleep.min(
+                self.next_age_prune
+                    .saturating_duration_since(Instant::now()),
+            );
+        }
         if let Some(due) = self.sched.next_due() {
             let until = Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO);
             sleep = sleep.min(until.saturating_sub(LOOKAHEAD));
@@ -536,13 +629,26 @@ impl<'p> Daemon<'p> {
         if let Some(w) = self.next_watchdog {
             sleep = sleep.min(w.saturating_duration_since(Instant::now()));
         }
+        if let Some(due) = self.keep_due {
+            sleep = sleep.min(due.saturating_duration_since(Instant::now()));
+        }
         if let Some(due) = self.changes.as_ref().and_then(changes::Changes::due) {
             sleep = sleep.min(due.saturating_duration_since(Instant::now()));
         }
-        if Instant::now() >= self.next_spool_look {
-            self.next_spool_look = Instant::now() + SPOOL_CHECK;
-            if alert::spool_size(&self.shared.state_dir) > 0 {
-                self.shared.outbox.wake();
+        // With the idle wake sources, the spool is looked at when an alert was written in it.
+        if self.idle.is_none() || self.spool_seen {
+            if Instant::now() >= self.next_spool_look {
+                self.next_spool_look = Instant::now() + SPOOL_CHECK;
+                self.spool_seen = false;
+                if alert::spool_size(&self.shared.state_dir) > 0 {
+                    self.shared.outbox.wake();
+                }
+            } else if self.idle.is_some() {
+                // An alert seen within SPOOL_CHECK of the last look: at the end of it.
+                let until = self
+                    .next_spool_look
+                    .saturating_duration_since(Instant::now());
+                sleep = sleep.min(until);
             }
         }
         sleep
@@ -601,6 +707,7 @@ impl<'p> Daemon<'p> {
                     .watch
                     .reload(&self.cfg, &new, &*self.shared.coord, log);
                 self.cfg = Arc::new(new);
+                self.prunes = prunes_by_age(&self.cfg);
                 // The CA bundles are read again when next used (update-ca-certificates, a
                 // changed ca_file).
                 crate::tls::forget();
@@ -618,9 +725,12 @@ impl<'p> Daemon<'p> {
             ),
         }
         self.rewatch();
+        // lock_dir and state_dir may have moved.
+        self.idle = self.idle_sources();
         // The load's garbage and the old table: back to the system, so that a reload does
-        // not leave the daemon bigger.
-        trim_memory();
+        // not leave the daemon bigger; the code only the reload ran, at the next wait.
+        crate::sys::malloc_trim();
+        self.trim_again = true;
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status_line(&self.cfg, &self.sched)),
@@ -734,6 +844,13 @@ fn open_listeners(cfg: &Config, shared: &Arc<Shared>) -> Result<control::Served,
         .map_err(|e| Failure::config(format!("control socket: {e}")))
 }
 
+/// Whether some job has `history_max_age` or `output_max_age`.
+fn prunes_by_age(cfg: &Config) -> bool {
+    cfg.jobs
+        .iter()
+        .any(|j| j.history_max_age.is_some() || j.output_max_age.is_some())
+}
+
 /// Starts now every enabled job whose schedule is `expr` (`@reboot`, `@start`).
 fn start_each(shared: &Arc<Shared>, cfg: &Arc<Config>, expr: &Expr, why: &'static str) {
     let now = Timestamp::now();
@@ -746,12 +863,33 @@ fn start_each(shared: &Arc<Shared>, cfg: &Arc<Config>, expr: &Expr, why: &'stati
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes; true when one is. (Rounded up
-/// to whole milliseconds: waking a little late is fine, early would mean a second wake-up.)
-fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
+/// Waits until one of `fds` is readable or `timeout` passes; true when one is. With `trim`,
+/// the pages of read-only file mappings are dropped right before (`sys`).
+fn wait_readable(fds: &[i32], timeout: Duration, trim: bool) -> bool {
     let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| crate::sys::pollin(fd)).collect();
-    crate::sys::poll(&mut pfds, Some(timeout));
+    match trim {
+        true => crate::sys::trim_file_mappings_then_poll(&mut pfds, Some(timeout)),
+        false => crate::sys::poll(&mut pfds, Some(timeout)),
+    }
     pfds.iter().any(|p| p.revents != 0)
+}
+
+/// Whether every other thread of this process sleeps (`S` in /proc/self/task/TID/stat: blocked
+/// in a wait of its own). True when it cannot be told.
+fn others_asleep() -> bool {
+    let me = nix::unistd::gettid().as_raw().to_string();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    tasks
+        .flatten()
+        .filter(|t| t.file_name() != me.as_str())
+        .all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // The state follows the name, which is in parentheses and may hold any byte.
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            state.is_none_or(|s| s.starts_with('S'))
+        })
 }
 
 /// Lets go of the memory only start-up needed: free heap goes back to the system, and the
@@ -759,4 +897,25 @@ fn wait_readable(fds: &[i32], timeout: Duration) -> bool {
 fn trim_memory() {
     crate::sys::malloc_trim();
     crate::sys::trim_file_mappings();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_thread_that_runs_is_not_asleep() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let spin = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        let seen = super::others_asleep();
+        stop.store(true, Ordering::Relaxed);
+        spin.join().expect("the spinning thread");
+        assert!(!seen);
+    }
 }

@@ -108,6 +108,11 @@ impl Active {
         *lock(&self.count) += 1;
     }
 
+    /// Whether no thread is working.
+    pub(super) fn none(&self) -> bool {
+        *lock(&self.count) == 0
+    }
+
     pub(super) fn leave(&self) {
         let mut c = lock(&self.count);
         *c = c.saturating_sub(1);

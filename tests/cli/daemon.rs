@@ -658,6 +658,29 @@ overlap = "skip"
     assert_eq!(d.wait(), Some(0));
 }
 
+/// Issue 21: an idle daemon does not look at its files every minute any more; removing
+/// `lock_dir` (with the control socket in it) wakes it, and it puts both back.
+#[test]
+fn an_idle_daemon_puts_back_a_removed_lock_dir_and_its_socket() {
+    let t = Table::new(
+        "d-idle-rm-lockdir",
+        "[jobs.far]\nschedule = \"0 0 1 1 *\"\ncommand = \"true\"\n",
+    );
+    let d = Daemon::start(&t);
+    let (code, _, err) = t.run(&["status", "far"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_dir_all(t.dir().join("run")).expect("remove lock_dir");
+    wait_for(|| {
+        t.log()
+            .contains("the control socket was removed; bound it again")
+    });
+    assert!(t.dir().join("run").is_dir(), "{}", t.log());
+    let (code, _, err) = t.run(&["trigger", "far", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(), Some(0));
+}
+
 const EVERY_TWO: &str = r#"
 [jobs.two]
 schedule = "*/2 * * * * *"

@@ -533,6 +533,12 @@ fn the_page_is_off_by_default_and_its_keys_need_it() {
     }
 }
 
+/// Whether the main thread of `pid` sleeps in ppoll(2): the daemon's loop waits.
+fn loop_waits(pid: i32) -> bool {
+    let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    call.split_whitespace().next() == Some(libc::SYS_ppoll.to_string().as_str())
+}
+
 /// voluntary and involuntary context switches of each thread of `pid`, by thread name.
 fn switches(pid: u32) -> Vec<(String, u64)> {
     let mut out = Vec::new();
@@ -579,6 +585,8 @@ fn an_idle_daemon_wakes_no_more_with_the_page_on() {
             .iter()
             .all(|(n, _)| !n.starts_with("metrics client"))
     });
+    // Both loops wait (the start's last steps, logged before they end, are over).
+    wait_for(|| loop_waits(d_on.pid()) && loop_waits(d_off.pid()));
     let (a_on, a_off) = (switches(d_on.pid() as u32), switches(d_off.pid() as u32));
     std::thread::sleep(Duration::from_secs(6));
     let (b_on, b_off) = (switches(d_on.pid() as u32), switches(d_off.pid() as u32));
