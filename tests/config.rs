@@ -453,7 +453,7 @@ fn children_are_the_steps_that_name_the_job_in_table_order() {
         .config
         .expect("valid");
     let names = |c: &config::Config, job: &str| -> Vec<String> {
-        c.children(job).iter().map(|j| j.name.clone()).collect()
+        c.children(job).iter().map(|j| j.name.to_string()).collect()
     };
     assert_eq!(names(&c, "load"), ["c2", "c1"]);
     assert_eq!(names(&c, "other"), ["c3"]);

@@ -395,7 +395,7 @@ pub(super) fn make_alert(
 ) -> Alert {
     Alert {
         event: event.to_string(),
-        job: job.name.clone(),
+        job: job.name.to_string(),
         host: host(),
         schedule: job.schedule_text().map(str::to_string),
         zone: crate::schedule::zone_name(&job.tz),

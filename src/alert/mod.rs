@@ -241,7 +241,7 @@ impl Alerts<'_> {
         let now = Timestamp::now().to_string();
         RunRecord {
             run_id: format!("stale-{}", deadline.strftime("%Y%m%dT%H%M%S")),
-            job: job.name.clone(),
+            job: job.name.to_string(),
             scheduled: crate::schedule::format_rfc3339(deadline, &job.tz),
             started: now.clone(),
             ended: now,
@@ -355,7 +355,7 @@ impl Alerts<'_> {
             Level::Info,
             "alert-suppressed",
             &[
-                ("job", job.name.clone()),
+                ("job", job.name.to_string()),
                 ("channel", ch.name.clone()),
                 ("event", ev.name().to_string()),
             ],

@@ -84,7 +84,7 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
             continue;
         }
         let name = if depth == 0 {
-            job.name.clone()
+            job.name.to_string()
         } else {
             format!("{}└─ {}", "   ".repeat(depth - 1), job.name)
         };
@@ -99,7 +99,7 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
             zone_name(&job.tz),
             next_run(job, now, &host),
             last_result(config, job, now),
-            if paused.contains(&job.name) {
+            if paused.contains(job.name.as_str()) {
                 "yes"
             } else {
                 "no"

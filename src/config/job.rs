@@ -9,6 +9,7 @@ use jiff::tz::TimeZone;
 
 pub use super::env_file::EnvFile;
 use crate::schedule::Schedule;
+use crate::text::Text;
 
 /// How a job's command is started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum CommandLine {
     /// Run directly, no shell: the first element is the program.
     Argv(Box<[String]>),
     /// Run with `shell -c TEXT`, like cron.
-    Shell(Box<str>),
+    Shell(Text),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,7 +186,8 @@ pub struct Verify {
 /// policies are equal; `job.retry`, `job.umask` ... read it through `Deref`.
 #[derive(Clone, Debug)]
 pub struct Job {
-    pub name: String,
+    /// A stretch of a buffer shared with the table's other texts ([`crate::text::Text`]).
+    pub name: Text,
     /// The schedule (its text: [`Job::schedule_text`]) in the job's zone, shared with the
     /// scheduler. `None` for a job that runs only after others.
     pub schedule: Option<Arc<Schedule>>,

@@ -14,6 +14,7 @@ use super::job::{
 use super::job_spec::JobSpec;
 use super::reader::At;
 use crate::schedule::Schedule;
+use crate::text::Text;
 
 impl Job {
     /// The job of a spec merged over `[defaults]` and checked, with the defaults of
@@ -30,12 +31,16 @@ impl Job {
             Some(z) => (Some(Arc::from(z.v.0.as_str())), z.v.1.clone()),
             None => (settings.timezone.clone(), settings.tz.clone()),
         };
+        // The name and the schedule's text in one allocation (issue 21); the daemon packs
+        // all the table's texts together (`Config::compact`).
+        let text = s.schedule.as_ref().map_or("", |a| a.v.0.as_str());
+        let [name, text] = Text::joined([name, text]);
         Some(Job {
-            name: name.to_string(),
+            name,
             schedule: s
                 .schedule
                 .as_ref()
-                .map(|a| Arc::new(Schedule::new(a.v.1.clone(), tz.clone()).with_text(&a.v.0))),
+                .map(|a| Arc::new(Schedule::of(a.v.1.clone(), tz.clone(), text))),
             timezone,
             tz,
             command: value(&s.command)?,

@@ -25,6 +25,7 @@
 mod after_graph;
 mod alerts;
 mod cluster;
+mod compact;
 pub mod env_file;
 mod job;
 mod job_build;
@@ -56,7 +57,6 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::diag::{Diagnostic, Severity, Sink};
-use crate::schedule::Schedule;
 use loader::Loader;
 
 /// The whole job table, validated.
@@ -144,51 +144,6 @@ impl Config {
         self.alerts.iter().find(|a| a.name == name)
     }
 
-    /// A deep copy made of fresh allocations (every job's strings, schedule and policy; equal
-    /// policies and paths stay shared), so that it does not keep the pages of the original's
-    /// allocator arena in use.
-    pub fn compact(&self) -> Config {
-        let mut policies: HashMap<*const RunPolicy, Arc<RunPolicy>> = HashMap::new();
-        let mut files: HashMap<*const Path, Arc<Path>> = HashMap::new();
-        let mut jobs = Vec::with_capacity(self.jobs.len());
-        for j in &self.jobs {
-            let mut job = j.clone();
-            job.schedule = j.schedule.as_ref().map(|s| Arc::new(Schedule::clone(s)));
-            job.policy = Arc::clone(
-                policies
-                    .entry(Arc::as_ptr(&j.policy))
-                    .or_insert_with(|| Arc::new(RunPolicy::clone(&j.policy))),
-            );
-            let file = &j.defined_at.0;
-            job.defined_at.0 = Arc::clone(
-                files
-                    .entry(Arc::as_ptr(file))
-                    .or_insert_with(|| Arc::from(file.to_path_buf())),
-            );
-            jobs.push(job);
-        }
-        Config {
-            jobs,
-            by_name: self.by_name.clone(),
-            steps: self.steps.clone(),
-            ..self.clone_without_jobs()
-        }
-    }
-
-    fn clone_without_jobs(&self) -> Config {
-        Config {
-            path: self.path.clone(),
-            files: self.files.clone(),
-            include_patterns: self.include_patterns.clone(),
-            settings: self.settings.clone(),
-            alerts: self.alerts.clone(),
-            cluster: self.cluster.clone(),
-            jobs: Vec::new(),
-            by_name: Vec::new(),
-            steps: Vec::new(),
-        }
-    }
-
     /// This host's name for `jitter_mode = "fixed"`: the fleet node's name (`[cluster]
     /// node`), else the host name.
     pub fn host_name(&self) -> String {
@@ -234,7 +189,7 @@ impl Config {
             }
             out.push((job, depth));
             for child in config.children(&job.name) {
-                if child.after().first() == Some(&job.name) {
+                if child.after().first().is_some_and(|a| *a == job.name) {
                     walk(config, child, depth + 1, seen, out);
                 }
             }

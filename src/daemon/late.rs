@@ -129,7 +129,7 @@ fn missed_record(shared: &Shared, job: &Job, first: Timestamp, reason: &str) -> 
     let now = Timestamp::now().to_string();
     RunRecord {
         run_id: format!("missed-{}", first.strftime("%Y%m%dT%H%M%S")),
-        job: job.name.clone(),
+        job: job.name.to_string(),
         scheduled: format_rfc3339(first, &job.tz),
         started: now.clone(),
         ended: now,

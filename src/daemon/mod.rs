@@ -501,9 +501,12 @@ impl<'p> Daemon<'p> {
             let n = crate::execute::prune_old_outputs(&dir, age);
             if n > 0 {
                 let msg = format!("removed {n} output file(s) older than output_max_age");
-                shared
-                    .log
-                    .log(Level::Info, "output", &[("job", job.name.clone())], &msg);
+                shared.log.log(
+                    Level::Info,
+                    "output",
+                    &[("job", job.name.to_string())],
+                    &msg,
+                );
             }
         }
     }

@@ -119,7 +119,7 @@ impl RunFacts<'_> {
         let job = self.req.job;
         RunRecord {
             run_id: self.run_id.to_string(),
-            job: job.name.clone(),
+            job: job.name.to_string(),
             scheduled: format_rfc3339(self.req.scheduled, &job.tz),
             started: self.started.to_string(),
             ended: Timestamp::now().to_string(),

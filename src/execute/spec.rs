@@ -123,7 +123,7 @@ pub(super) fn vars(
     v.insert("ds".into(), zoned.strftime("%Y-%m-%d").to_string());
     v.insert("ds_nodash".into(), zoned.strftime("%Y%m%d").to_string());
     v.insert("ts".into(), format_rfc3339(scheduled, &job.tz));
-    v.insert("job".into(), job.name.clone());
+    v.insert("job".into(), job.name.to_string());
     v.insert("run_id".into(), run_id.to_string());
     v.insert("attempt".into(), attempt.to_string());
     for (k, val) in params {
