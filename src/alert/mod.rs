@@ -184,7 +184,7 @@ impl Alerts<'_> {
         files.save_streaks(&streaks);
         let facts = EventFacts {
             last_success: last_success.map(facts::last_success),
-            deadline: Some(crate::schedule::format_rfc3339(deadline, &job.tz)),
+            deadline: Some(crate::schedule::format_rfc3339(deadline, job.tz())),
             expected_within: job.expect.success_within,
             ..Default::default()
         };
@@ -242,7 +242,7 @@ impl Alerts<'_> {
         RunRecord {
             run_id: format!("stale-{}", deadline.strftime("%Y%m%dT%H%M%S")),
             job: job.name.to_string(),
-            scheduled: crate::schedule::format_rfc3339(deadline, &job.tz),
+            scheduled: crate::schedule::format_rfc3339(deadline, job.tz()),
             started: now.clone(),
             ended: now,
             duration_ms: 0,

@@ -5,7 +5,7 @@
 //! command and schedule text go into one buffer for the whole table ([`crate::text::Pack`]),
 //! which saves malloc's header and rounding (16 to 31 bytes) on each of them; jobs whose
 //! schedules are equal (the same text, expression and zone: `0 * * * *` in many tables)
-//! share one `Schedule`; equal run policies and the paths of the files stay shared, as
+//! share one `Schedule`, and jobs of one zone one `Zone`; equal run policies and the paths of the files stay shared, as
 //! [`Config::share`] made them.
 
 use std::collections::HashMap;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::job::Zone;
 use super::{CommandLine, Config, Job, RunPolicy};
 use crate::schedule::Schedule;
 use crate::text::{Pack, Packed, Packs};
@@ -86,6 +87,7 @@ impl Config {
             .collect();
         let mut policies: HashMap<*const RunPolicy, Arc<RunPolicy>> = HashMap::new();
         let mut files: HashMap<*const Path, Arc<Path>> = HashMap::new();
+        let mut zones: Vec<Arc<Zone>> = Vec::new();
         let mut jobs = Vec::with_capacity(self.jobs.len());
         for (j, t) in self.jobs.iter().zip(texts) {
             let mut job = j.clone();
@@ -95,6 +97,7 @@ impl Config {
                     .entry(Arc::as_ptr(&j.policy))
                     .or_insert_with(|| Arc::new(RunPolicy::clone(&j.policy))),
             );
+            job.zone = zone(&mut zones, &j.zone);
             let file = &j.defined_at.0;
             job.defined_at.0 = Arc::clone(
                 files
@@ -134,6 +137,16 @@ fn text_len(j: &Job) -> usize {
         CommandLine::Argv(_) => 0,
     };
     j.name.len() + shell + j.schedule_text().map_or(0, str::len)
+}
+
+/// One copy of each distinct zone (a table names few): the jobs with a `timezone` of their
+/// own each had one.
+fn zone(zones: &mut Vec<Arc<Zone>>, z: &Zone) -> Arc<Zone> {
+    if let Some(same) = zones.iter().find(|s| s.name == z.name && s.tz == z.tz) {
+        return Arc::clone(same);
+    }
+    zones.push(Arc::new(z.clone()));
+    Arc::clone(&zones[zones.len() - 1])
 }
 
 /// The job's texts and schedule from the pack and the distinct schedules.
@@ -184,6 +197,10 @@ mod tests {
                 ),
                 ("d", "schedule = \"5 4 * * *\"\ncommand = \"echo d\""),
                 ("e", "after = [\"a\"]\ncommand = \"echo e\""),
+                (
+                    "f",
+                    "schedule = \"@daily\"\ncommand = \"echo f\"\ntimezone = \"Asia/Tokyo\"",
+                ),
             ],
         )
         .compact();
@@ -196,9 +213,13 @@ mod tests {
         assert_eq!(job("c").schedule_text(), Some("0 * * * *"));
         assert_eq!(job("d").schedule_text(), Some("5 4 * * *"));
         assert!(job("e").schedule.is_none());
+        assert!(Arc::ptr_eq(&job("a").zone, &job("e").zone));
+        assert!(Arc::ptr_eq(&job("c").zone, &job("f").zone));
+        assert_eq!(job("f").timezone(), Some("Asia/Tokyo"));
+        assert_eq!(job("a").timezone(), None);
         // Every name, shell command and schedule text: read back, from one buffer.
         let first = &job("a").name;
-        for n in ["a", "b", "c", "d", "e"] {
+        for n in ["a", "b", "c", "d", "e", "f"] {
             assert_eq!(job(n).name, n);
             assert!(job(n).name.same_buffer(first));
             match &job(n).command {

@@ -191,10 +191,10 @@ pub struct Job {
     /// The schedule (its text: [`Job::schedule_text`]) in the job's zone, shared with the
     /// scheduler. `None` for a job that runs only after others.
     pub schedule: Option<Arc<Schedule>>,
-    /// The configured zone (job, else `[settings]`, whose text the jobs share); `tz` is that
-    /// zone or the system's.
-    pub timezone: Option<Arc<str>>,
-    pub tz: TimeZone,
+    /// The zone: the job's `timezone`, else that of `[settings]` (one allocation shared by
+    /// the jobs without a zone of their own). Read it through [`Job::tz`] and
+    /// [`Job::timezone`].
+    pub zone: Arc<Zone>,
     pub command: CommandLine,
     /// What most jobs do not have (`after`, `healthcheck_url`, `params`, `tags`), out of line
     /// so that a plain job stays small: `None` when all of it is empty. Read it through
@@ -204,6 +204,14 @@ pub struct Job {
     pub defined_at: (Arc<Path>, usize),
     /// How the job runs: shared by the jobs whose policies are equal.
     pub policy: Arc<RunPolicy>,
+}
+
+/// A zone as configured: its name (`timezone`, of the job or of `[settings]`), and the zone,
+/// which is the system's without a name.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub name: Option<Box<str>>,
+    pub tz: TimeZone,
 }
 
 /// The keys of a job that are usually unset, kept out of line (see [`Job::extra`]).
@@ -290,6 +298,16 @@ impl Job {
         };
         let d = jiff::SignedDuration::try_from(d).ok()?;
         s.next_after(now.checked_sub(d).ok()?)?.checked_add(d).ok()
+    }
+
+    /// The job's zone (its `timezone`, else that of `[settings]`, else the system's).
+    pub fn tz(&self) -> &TimeZone {
+        &self.zone.tz
+    }
+
+    /// The configured zone's name (job, else `[settings]`), `None` for the system's.
+    pub fn timezone(&self) -> Option<&str> {
+        self.zone.name.as_deref()
     }
 
     /// Whether the job has the tag.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::Settings;
 use super::job::{
     Catchup, Expect, IoClass, JitterMode, Job, JobExtra, Leftovers, Limits, Overlap, Retry,
-    RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
+    RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify, Zone,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
@@ -27,9 +27,12 @@ impl Job {
         params: BTreeMap<String, String>,
         defined_at: (Arc<Path>, usize),
     ) -> Option<Job> {
-        let (timezone, tz) = match &s.timezone {
-            Some(z) => (Some(Arc::from(z.v.0.as_str())), z.v.1.clone()),
-            None => (settings.timezone.clone(), settings.tz.clone()),
+        let zone = match &s.timezone {
+            Some(z) => Arc::new(Zone {
+                name: Some(z.v.0.as_str().into()),
+                tz: z.v.1.clone(),
+            }),
+            None => Arc::clone(&settings.zone),
         };
         // The name and the schedule's text in one allocation (issue 21); the daemon packs
         // all the table's texts together (`Config::compact`).
@@ -40,9 +43,8 @@ impl Job {
             schedule: s
                 .schedule
                 .as_ref()
-                .map(|a| Arc::new(Schedule::of(a.v.1.clone(), tz.clone(), text))),
-            timezone,
-            tz,
+                .map(|a| Arc::new(Schedule::of(a.v.1.clone(), zone.tz.clone(), text))),
+            zone,
             command: value(&s.command)?,
             extra: JobExtra {
                 after: names(&s.after),

@@ -215,7 +215,7 @@ fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
 fn status_line(cfg: &Config, sched: &Scheduler) -> String {
     let next = sched
         .next_due()
-        .map(|t| format!("; next run {}", format_rfc3339(t, &cfg.settings.tz)))
+        .map(|t| format!("; next run {}", format_rfc3339(t, cfg.settings.tz())))
         .unwrap_or_default();
     format!("{} jobs, {} scheduled{next}", cfg.jobs.len(), sched.len())
 }

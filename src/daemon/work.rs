@@ -125,7 +125,7 @@ impl Sink {
         let rec = RunRecord {
             run_id: l.run_id.clone(),
             job: l.job.clone(),
-            scheduled: format_rfc3339(l.scheduled, &job.tz),
+            scheduled: format_rfc3339(l.scheduled, job.tz()),
             started: now.clone(),
             ended: now,
             duration_ms: 0,
