@@ -733,13 +733,13 @@ mod tests {
     fn per_job_sizes_stay_small() {
         use std::mem::size_of;
         let sizes = [
-            ("Job", size_of::<Job>(), 96),
+            ("Job", size_of::<Job>(), 88),
             ("scheduler entry", size_of::<Entry>(), 32),
             ("an instant", size_of::<Secs>(), 8),
             ("heap item", size_of::<Reverse<(i64, u32)>>(), 16),
             ("Schedule", size_of::<Schedule>(), 56),
             ("CronSpec", size_of::<crate::schedule::CronSpec>(), 32),
-            ("CommandLine", size_of::<crate::config::CommandLine>(), 24),
+            ("CommandLine", size_of::<crate::config::CommandLine>(), 16),
         ];
         for (what, size, most) in sizes {
             println!("{what}: {size} B (at most {most})");

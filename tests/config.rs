@@ -56,7 +56,9 @@ env = { B = "from-job" }
     assert!(j.enabled);
     assert_eq!(
         j.command,
-        CommandLine::Argv(vec!["/bin/echo".into(), "{{ params.mode }}".into()].into())
+        CommandLine::Argv(Box::new(
+            vec!["/bin/echo".into(), "{{ params.mode }}".into()].into()
+        ))
     );
     assert_eq!(c.settings.max_concurrent, 64);
     assert_eq!(c.settings.shutdown_grace, Duration::from_secs(300));

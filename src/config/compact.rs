@@ -227,7 +227,7 @@ mod tests {
                     assert_eq!(*s, format!("echo {n}"));
                     assert!(s.same_buffer(first));
                 }
-                CommandLine::Argv(a) => assert_eq!(a.as_ref(), ["/bin/echo", "b"]),
+                CommandLine::Argv(a) => assert_eq!(a[..], ["/bin/echo", "b"]),
             }
         }
     }

@@ -14,8 +14,9 @@ use crate::text::Text;
 /// How a job's command is started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandLine {
-    /// Run directly, no shell: the first element is the program.
-    Argv(Box<[String]>),
+    /// Run directly, no shell: the first element is the program. Boxed once more (a thin
+    /// pointer) so that a `CommandLine` is 16 bytes, as the `Shell` text is (issue 21).
+    Argv(Box<Box<[String]>>),
     /// Run with `shell -c TEXT`, like cron.
     Shell(Text),
 }
