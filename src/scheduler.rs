@@ -733,7 +733,7 @@ mod tests {
     fn per_job_sizes_stay_small() {
         use std::mem::size_of;
         let sizes = [
-            ("Job", size_of::<Job>(), 88),
+            ("Job", size_of::<Job>(), 80),
             ("scheduler entry", size_of::<Entry>(), 32),
             ("an instant", size_of::<Secs>(), 8),
             ("heap item", size_of::<Reverse<(i64, u32)>>(), 16),

@@ -9,7 +9,7 @@
 //! [`Config::share`] made them.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -86,7 +86,7 @@ impl Config {
             })
             .collect();
         let mut policies: HashMap<*const RunPolicy, Arc<RunPolicy>> = HashMap::new();
-        let mut files: HashMap<*const Path, Arc<Path>> = HashMap::new();
+        let mut files: HashMap<*const PathBuf, Arc<PathBuf>> = HashMap::new();
         let mut zones: Vec<Arc<Zone>> = Vec::new();
         let mut jobs = Vec::with_capacity(self.jobs.len());
         for (j, t) in self.jobs.iter().zip(texts) {
@@ -102,7 +102,7 @@ impl Config {
             job.defined_at.0 = Arc::clone(
                 files
                     .entry(Arc::as_ptr(file))
-                    .or_insert_with(|| Arc::from(file.to_path_buf())),
+                    .or_insert_with(|| Arc::new(PathBuf::clone(file))),
             );
             jobs.push(job);
         }

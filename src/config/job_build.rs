@@ -2,7 +2,7 @@
 //! here.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ impl Job {
         s: &JobSpec,
         settings: &Settings,
         params: BTreeMap<String, String>,
-        defined_at: (Arc<Path>, usize),
+        defined_at: (Arc<PathBuf>, u32),
     ) -> Option<Job> {
         let zone = match &s.timezone {
             Some(z) => Arc::new(Zone {
