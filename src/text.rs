@@ -4,93 +4,85 @@
 //! Why (issue 21, BENCHMARKS.md "Memory per job, fifth round"): an idle daemon with 100,000
 //! jobs kept each job's name, command and schedule text in an allocation of its own, and
 //! malloc gives each at least 32 bytes (a 16-byte header, rounded to 16): 112 bytes a job for
-//! about 45 bytes of text. [`Pack`] puts the texts of a whole table in one buffer; a `Text`
-//! is 16 bytes (a thin pointer to the buffer, an offset and a length), the size of a
-//! `Box<str>`. A `Text` made from a single string ([`Text::from`]) owns a buffer of its own.
+//! about 48 bytes of text. [`Pack`] puts the texts of a whole table in one buffer; a `Text`
+//! is 16 bytes, the size of a `Box<str>`. A `Text` made from a single string
+//! ([`Text::from`]) has a buffer of its own; [`Text::joined`] puts a few in one.
 //!
-//! Arena and interning crates (`bumpalo`, `lasso`) were not used: their strings borrow the
-//! arena (a lifetime on `Job`) or need the interner to be read, and neither shares a buffer
-//! between threads by reference counting, which the jobs of a table (handed to run threads
-//! as `Arc<Config>`) need.
+//! The buffer and the stretches are `arcstr`'s `ArcStr` (a thin pointer to one allocation
+//! holding the count and the bytes) and `Substr` (an `ArcStr` and two 4-byte offsets). The
+//! offsets limit a buffer to 4 GiB; the texts of a table are at most the table's size (16
+//! MiB, `config::table_file`), and a longer buffer is never made here (texts beyond it
+//! get buffers of their own).
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
-/// A string: bytes `at..at + len` of a shared buffer (16 bytes).
-#[derive(Clone)]
-pub struct Text {
-    buf: Arc<String>,
-    at: u32,
-    len: u32,
-}
+use arcstr::{ArcStr, Substr};
 
-/// The longest buffer a [`Text`] can point into (offsets are 4 bytes).
+/// A string: a stretch of a shared buffer (16 bytes).
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Substr);
+
+/// The longest buffer a [`Text`] can point into (`Substr`'s offsets are 4 bytes).
 const MAX_BUF: usize = u32::MAX as usize;
 
 impl Text {
     /// The text as a `&str`.
     pub fn as_str(&self) -> &str {
-        let at = self.at as usize;
-        // Made only by `From` and `Pack::add`, which keep `at..at + len` on char boundaries
-        // within the buffer; "" would stand for a broken one rather than a panic.
-        self.buf.get(at..at + self.len as usize).unwrap_or("")
+        self.0.as_str()
     }
 
-    /// Texts of the parts, all in one buffer: one allocation for the bytes and one for the
-    /// shared count, however many parts (a job's name and schedule text at load).
+    /// A text of its own buffer (`s` is at most [`MAX_BUF`] bytes).
+    fn of(s: &str) -> Text {
+        Text(Substr::full(ArcStr::from(s)))
+    }
+
+    /// Texts of the parts, all in one buffer: one allocation however many parts (a job's
+    /// name and schedule text at load).
     pub fn joined<const N: usize>(parts: [&str; N]) -> [Text; N] {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > MAX_BUF {
             return parts.map(Text::from);
         }
-        let mut buf = String::with_capacity(total);
-        let spans = parts.map(|p| {
-            let at = buf.len();
-            buf.push_str(p);
-            (at as u32, p.len() as u32)
+        let copied = ArcStr::init_with(total, |buf| {
+            let mut at = 0;
+            for p in parts {
+                buf[at..at + p.len()].copy_from_slice(p.as_bytes());
+                at += p.len();
+            }
         });
-        let buf = Arc::new(buf);
-        spans.map(|(at, len)| Text {
-            buf: Arc::clone(&buf),
-            at,
-            len,
+        // The parts are `str`s: their concatenation is UTF-8.
+        let Ok(buf) = copied else {
+            return parts.map(Text::from);
+        };
+        let mut at = 0;
+        parts.map(|p| {
+            at += p.len();
+            Text(buf.substr(at - p.len()..at))
         })
     }
 
     /// Whether two texts are stretches of one buffer (for tests of the packing).
     pub fn same_buffer(&self, other: &Text) -> bool {
-        Arc::ptr_eq(&self.buf, &other.buf)
-    }
-}
-
-impl Default for Text {
-    fn default() -> Text {
-        Text::from(String::new())
-    }
-}
-
-impl From<String> for Text {
-    /// A text with a buffer of its own. A string over 4 GiB is cut to its first 4 GiB (at a
-    /// char boundary); no table text comes near that (a table file is read whole, with a size
-    /// limit).
-    fn from(s: String) -> Text {
-        let mut len = s.len().min(MAX_BUF);
-        while !s.is_char_boundary(len) {
-            len -= 1;
-        }
-        Text {
-            buf: Arc::new(s),
-            at: 0,
-            len: len as u32,
-        }
+        ArcStr::ptr_eq(self.0.parent(), other.0.parent())
     }
 }
 
 impl From<&str> for Text {
+    /// A text with a buffer of its own. A string over 4 GiB (never a table's: see the module
+    /// documentation) is cut to its first 4 GiB, at a char boundary.
     fn from(s: &str) -> Text {
-        Text::from(s.to_string())
+        let mut len = s.len().min(MAX_BUF);
+        while !s.is_char_boundary(len) {
+            len -= 1;
+        }
+        Text::of(&s[..len])
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::from(s.as_str())
     }
 }
 
@@ -150,14 +142,6 @@ impl fmt::Debug for Text {
     }
 }
 
-impl PartialEq for Text {
-    fn eq(&self, other: &Text) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Text {}
-
 impl PartialEq<str> for Text {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
@@ -194,106 +178,73 @@ impl PartialEq<Text> for String {
     }
 }
 
-impl PartialOrd for Text {
-    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Text {
-    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
-
-impl Hash for Text {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h);
-    }
-}
-
-/// A filled buffer of a [`Pack`], shared, and the stretches of the texts added to it.
-type Filled = (Arc<String>, Vec<(u32, u32)>);
-
-/// Puts many texts into shared buffers: [`Pack::add`] copies a text into the buffer being
-/// filled and gives back a [`Text`] of it, [`Pack::finish`] makes the buffer shared. Texts
-/// added before `finish` point into it; each buffer holds at most 4 GiB (a new one starts
-/// beyond).
+/// Puts many texts into one shared buffer: [`Pack::add`] copies a text into the buffer being
+/// filled and tells where it is, [`Pack::finish`] makes the buffer shared, and
+/// [`Packed::text`] gives each text added as a [`Text`] of it.
 pub struct Pack {
-    /// The texts added, each a stretch of the buffer being filled, until `finish`.
-    pending: Vec<(u32, u32)>,
     buf: String,
-    /// Filled buffers, shared.
-    done: Vec<Filled>,
+    /// The texts that did not fit in a buffer of 4 GiB (never a table's).
+    own: Vec<Text>,
 }
 
-/// A text added to a [`Pack`]: which buffer and stretch ([`Pack::finish`] resolves it).
+/// Where a text added to a [`Pack`] is.
 #[derive(Clone, Copy, Debug)]
-pub struct Packed {
-    buffer: u32,
-    index: u32,
+pub enum Packed {
+    /// A stretch of the shared buffer.
+    At(u32, u32),
+    /// The text of its own, by its index.
+    Own(usize),
 }
 
 impl Pack {
-    /// A pack whose first buffer has room for `capacity` bytes (the sum of the texts' lengths
-    /// makes it exact: no room is wasted).
+    /// A pack with room for `capacity` bytes (the sum of the texts' lengths makes it exact).
     pub fn with_capacity(capacity: usize) -> Pack {
         Pack {
-            pending: Vec::new(),
             buf: String::with_capacity(capacity.min(MAX_BUF)),
-            done: Vec::new(),
+            own: Vec::new(),
         }
     }
 
     /// Copies `s` into the pack.
     pub fn add(&mut self, s: &str) -> Packed {
         if s.len() > MAX_BUF - self.buf.len() {
-            let full = std::mem::take(&mut self.buf);
-            let spans = std::mem::take(&mut self.pending);
-            self.done.push((Arc::new(full), spans));
+            self.own.push(Text::from(s));
+            return Packed::Own(self.own.len() - 1);
         }
-        let at = self.buf.len();
-        // A text over 4 GiB is cut (`Text::from` says why that is never met).
-        let mut len = s.len().min(MAX_BUF - at);
-        while !s.is_char_boundary(len) {
-            len -= 1;
-        }
-        self.buf.push_str(&s[..len]);
-        self.pending.push((at as u32, len as u32));
-        Packed {
-            buffer: self.done.len() as u32,
-            index: (self.pending.len() - 1) as u32,
-        }
+        let at = self.buf.len() as u32;
+        self.buf.push_str(s);
+        Packed::At(at, s.len() as u32)
     }
 
-    /// The shared buffers: [`Packed::text`] gives each added text.
-    pub fn finish(mut self) -> Packs {
-        // Room asked for and not used (a shared text is counted but added once) goes back.
-        self.buf.shrink_to_fit();
-        let spans = std::mem::take(&mut self.pending);
-        self.done.push((Arc::new(self.buf), spans));
-        Packs(self.done)
+    /// The shared buffer (one allocation, of the texts' bytes and no more).
+    pub fn finish(self) -> Packs {
+        Packs {
+            buf: ArcStr::from(self.buf),
+            own: self.own,
+        }
     }
 }
 
-/// The buffers of a finished [`Pack`].
-pub struct Packs(Vec<Filled>);
+/// The buffer of a finished [`Pack`].
+pub struct Packs {
+    buf: ArcStr,
+    own: Vec<Text>,
+}
 
 impl Packed {
-    /// The text as a [`Text`] of its shared buffer.
+    /// The text as a [`Text`] of the shared buffer.
     pub fn text(self, packs: &Packs) -> Text {
-        let found = packs
-            .0
-            .get(self.buffer as usize)
-            .and_then(|(buf, spans)| Some((buf, *spans.get(self.index as usize)?)));
-        match found {
-            Some((buf, (at, len))) => Text {
-                buf: Arc::clone(buf),
-                at,
-                len,
-            },
-            // Only a `Packed` of another pack: not made by this crate.
-            None => Text::default(),
+        match self {
+            Packed::At(at, len) => {
+                let range = at as usize..at as usize + len as usize;
+                // Every stretch was a whole `str` pushed to the buffer; "" would stand for a
+                // `Packed` of another pack rather than a panic.
+                match packs.buf.get(range.clone()) {
+                    Some(_) => Text(packs.buf.substr(range)),
+                    None => Text::default(),
+                }
+            }
+            Packed::Own(i) => packs.own.get(i).cloned().unwrap_or_default(),
         }
     }
 }
@@ -305,6 +256,7 @@ mod tests {
     #[test]
     fn a_text_is_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<Text>(), 16);
+        assert_eq!(std::mem::size_of::<Option<Text>>(), 16);
     }
 
     #[test]
@@ -318,8 +270,6 @@ mod tests {
             assert_eq!(t.as_str(), *w);
             assert!(t.same_buffer(&texts[0]));
         }
-        assert_eq!(packs.0.len(), 1);
-        assert_eq!(packs.0[0].0.capacity(), packs.0[0].0.len());
     }
 
     #[test]
