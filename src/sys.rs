@@ -1076,28 +1076,6 @@ pub(crate) fn malloc_fixed_thresholds() {
     }
 }
 
-/// A block of glibc's malloc that, freed last, makes the arena it came from give its free
-/// top back to the system. A free of 64 kB or more (`FASTBIN_CONSOLIDATION_THRESHOLD`)
-/// merges the arena's small free blocks and trims its top; small frees do neither (they go to
-/// the freeing thread's cache and the arena's fast bins), and `malloc_trim` trims only the
-/// main arena's top. So the table a loading thread made, freed later in small blocks by
-/// another thread, could leave that thread's arena with its free top resident: 50 MB after
-/// one reload in two of two runs of a 100,000-job daemon (BENCHMARKS.md, "Memory per job,
-/// fifth round"). 96 kB: at least 64 kB, and under the 128 kB from which blocks are mapped
-/// on their own ([`malloc_fixed_thresholds`]), so that it comes from the arena.
-pub(crate) struct ArenaTrim {
-    _block: Vec<u8>,
-}
-
-impl ArenaTrim {
-    /// A block of the calling thread's arena (nothing is written to it).
-    pub(crate) fn new() -> ArenaTrim {
-        ArenaTrim {
-            _block: Vec::with_capacity(96 * 1024),
-        }
-    }
-}
-
 /// Returns free heap memory to the system (glibc's malloc_trim).
 pub(crate) fn malloc_trim() {
     // SAFETY: malloc_trim takes an integer (the padding to keep) and only releases free

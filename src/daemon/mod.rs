@@ -184,23 +184,19 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// allocations (the TOML tree, the specs, several kB per job) come from its own malloc
 /// arena: the copy made here packs the jobs together in the daemon's heap instead of
 /// leaving them scattered among the freed pages of the load (BENCHMARKS.md, "Idle memory by
-/// USS and PSS"). Once all that the thread made is freed, so is a block of its arena
-/// ([`crate::sys::ArenaTrim`]), which gives the arena's free top back to the system.
+/// USS and PSS").
 fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
     crate::sys::malloc_fixed_thresholds();
     let p = path.to_path_buf();
     let read = std::thread::Builder::new()
         .name("load".into())
-        .spawn(move || {
-            let loaded = config::load(&p, LoadOptions::default());
-            (loaded, crate::sys::ArenaTrim::new())
-        })
+        .spawn(move || config::load(&p, LoadOptions::default()))
         .ok()
         .and_then(|t| t.join().ok());
-    let (mut loaded, trim) = match read {
-        Some((l, trim)) => (l, Some(trim)),
+    let mut loaded = match read {
+        Some(l) => l,
         // No thread (or it panicked): here, without the compact copy.
-        None => (config::load(path, LoadOptions::default()), None),
+        None => config::load(path, LoadOptions::default()),
     };
     loaded.config = loaded.config.map(|c| c.compact());
     for d in &loaded.diagnostics {
@@ -210,14 +206,10 @@ fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
         };
         log.log(level, "config", &[], &d.to_string());
     }
-    let result = match loaded.config.take() {
+    match loaded.config {
         Some(c) => Ok(c),
         None => Err(loaded.errors().count()),
-    };
-    // Last, after the load's table and diagnostics.
-    drop(loaded);
-    drop(trim);
-    result
+    }
 }
 
 fn status_line(cfg: &Config, sched: &Scheduler) -> String {
