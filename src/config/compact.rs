@@ -5,8 +5,8 @@
 //! command and schedule text go into one buffer for the whole table ([`crate::text::Pack`]),
 //! which saves malloc's header and rounding (16 to 31 bytes) on each of them; jobs whose
 //! schedules are equal (the same text, expression and zone: `0 * * * *` in many tables)
-//! share one `Schedule`, and jobs of one zone one `Zone`; equal run policies and the paths of the files stay shared, as
-//! [`Config::share`] made them.
+//! share one `Schedule`, and the jobs of one zone one `Zone`; equal run policies and the
+//! paths of the files stay shared, as [`Config::share`] made them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -217,7 +217,7 @@ mod tests {
         assert!(Arc::ptr_eq(&job("c").zone, &job("f").zone));
         assert_eq!(job("f").timezone(), Some("Asia/Tokyo"));
         assert_eq!(job("a").timezone(), None);
-        // Every name, shell command and schedule text: read back, from one buffer.
+        // Every name and shell command: read back, from one buffer.
         let first = &job("a").name;
         for n in ["a", "b", "c", "d", "e", "f"] {
             assert_eq!(job(n).name, n);
