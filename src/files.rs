@@ -67,6 +67,42 @@ pub(crate) fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
     write_renamed(path, data, false)
 }
 
+/// Rewrites a small file in place: `data` at its start, padded with spaces to the file's
+/// length (for files whose readers trim). Neither a rename over the file nor a truncation:
+/// on ext4 both make the file's new data be written out at once (`auto_da_alloc`), and the
+/// replaced or truncated blocks freed (a discard, waited for, on a `discard` mount) — on
+/// the paths run for every run or dispatch (issues 14 and 21). One write of under a page
+/// at offset 0: the death of the writer never leaves part of it (a power loss can take the
+/// new text back, as with [`write_replace`]); but a reader running at the same time could
+/// see a mix, so only for files read when their writer cannot be writing.
+pub(crate) fn overwrite_padded(f: &fs::File, data: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    if len <= data.len() {
+        return f.write_all_at(data, 0);
+    }
+    let mut padded = Vec::with_capacity(len);
+    padded.extend_from_slice(data);
+    padded.resize(len, b' ');
+    f.write_all_at(&padded, 0)
+}
+
+/// Writes a small file that its readers trim: in place when it is a regular file
+/// ([`overwrite_padded`]), else (none yet, or anything else, a symbolic link included)
+/// made anew atomically ([`write_replace`]).
+pub(crate) fn write_small(path: &Path, data: &[u8]) -> io::Result<()> {
+    let existing = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+    match existing {
+        Some(f) => overwrite_padded(&f, data),
+        None => write_replace(path, data),
+    }
+}
+
 fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -101,6 +137,30 @@ fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_small_file_is_rewritten_in_place_padded_to_its_length() {
+        let dir = std::env::temp_dir().join(format!("cw-small-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("mark");
+        write_small(&path, b"records=100").expect("created");
+        let ino = fs::metadata(&path).expect("stat").ino();
+        write_small(&path, b"records=99").expect("rewritten");
+        assert_eq!(fs::read(&path).expect("read"), b"records=99 ");
+        write_small(&path, b"records=1000").expect("rewritten");
+        assert_eq!(fs::read(&path).expect("read"), b"records=1000");
+        // The same file: neither replaced nor truncated.
+        assert_eq!(fs::metadata(&path).expect("stat").ino(), ino);
+        // Anything but a regular file is replaced, as before: never written through.
+        let other = dir.join("other");
+        fs::write(&other, b"keep").expect("write");
+        fs::remove_file(&path).expect("rm");
+        std::os::unix::fs::symlink(&other, &path).expect("symlink");
+        write_small(&path, b"records=1").expect("replaced");
+        assert_eq!(fs::read(&other).expect("read"), b"keep");
+        assert_eq!(fs::read(&path).expect("read"), b"records=1");
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn only_the_system_log_dir_is_made_readable_by_adm_and_only_when_created() {

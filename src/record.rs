@@ -374,9 +374,9 @@ pub(crate) fn append(state_dir: &Path, rec: &RunRecord, keep: usize) -> io::Resu
         crate::files::write_atomic(&path, &out)?;
         n = count_records(&out);
     }
-    guard.set_len(0)?;
-    use std::os::unix::fs::FileExt;
-    guard.write_all_at(format!("records={n}").as_bytes(), 0)?;
+    // In place, padded, never truncated (a truncation makes ext4 write the file out and
+    // free its block at once: `files::overwrite_padded`).
+    crate::files::overwrite_padded(&guard, format!("records={n}").as_bytes())?;
     Ok(())
 }
 
@@ -432,9 +432,7 @@ pub(crate) fn prune_ended_before(
     let pruned = records.len() - kept;
     if pruned > 0 {
         crate::files::write_atomic(&path, &out)?;
-        guard.set_len(0)?;
-        use std::os::unix::fs::FileExt;
-        guard.write_all_at(format!("records={kept}").as_bytes(), 0)?;
+        crate::files::overwrite_padded(&guard, format!("records={kept}").as_bytes())?;
     }
     Ok(pruned)
 }

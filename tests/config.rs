@@ -462,3 +462,57 @@ fn children_are_the_steps_that_name_the_job_in_table_order() {
     assert!(names(&c, "c2").is_empty());
     assert!(names(&c, "idle").is_empty());
 }
+
+/// Issue 21: a job that sets no run policy key of its own gets `[defaults]`' policy without
+/// building one; it is the policy a job building its own from the same keys gets.
+#[test]
+fn a_job_without_policy_keys_has_the_policy_it_would_build() {
+    let keys = r#"schedule = "@daily"
+command = ["/bin/echo", "{{ params.p }}"]
+timezone = "UTC"
+tags = ["t"]
+params = { p = "1" }
+healthcheck_url = "http://127.0.0.1:9/ping"
+"#;
+    let text = format!(
+        r#"[settings]
+history_max_age = "3d"
+
+[defaults]
+timeout = "1h"
+retries = 2
+retry_codes = [3]
+success_codes = [0, 1]
+env = {{ A = "a", B = "{{{{ params.p }}}}" }}
+env_file = ["-/etc/none"]
+credentials = {{ c = "/etc/hostname" }}
+verify = {{ files = ["/tmp/x"], min_size = 2 }}
+overlap = "queue"
+jitter = "1m"
+alert = []
+nice = 5
+memory_max = "1GiB"
+
+[jobs.plain]
+{keys}
+[jobs.explicit]
+{keys}enabled = true
+"#
+    );
+    let p = write("default-policy", &text, 0o644);
+    let c = config::load(&p, LoadOptions { as_root: false })
+        .config
+        .expect("valid");
+    let (plain, explicit) = (
+        c.job("plain").expect("plain"),
+        c.job("explicit").expect("x"),
+    );
+    assert_eq!(*plain.policy, *explicit.policy);
+    assert!(std::sync::Arc::ptr_eq(&plain.policy, &explicit.policy));
+    assert_eq!(plain.retry.retries, 2);
+    assert_eq!(
+        plain.env.get("B").map(String::as_str),
+        Some("{{ params.p }}")
+    );
+    assert_eq!(plain.history_max_age, Some(Duration::from_secs(3 * 86_400)));
+}

@@ -2,40 +2,26 @@
 //! is a job, there is no cycle, and the parents of a fan-in share a root, so that one
 //! pipeline run can start the job.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use super::job_spec::JobSpec;
+use rustc_hash::FxHashMap;
+
 use super::loader::Loader;
+use super::reader::At;
 use crate::diag::{Loc, suggest};
 
-/// Jobs by table order: name, where the name is written, and the keys.
-type Specs = [(String, Loc, JobSpec)];
+/// What the graph needs of a job (merged over `[defaults]`).
+pub(crate) struct Step {
+    /// `after`, as written.
+    pub(crate) after: Option<At<Vec<At<String>>>>,
+    /// Whether it has a schedule (a job with one starts pipeline runs of its own).
+    pub(crate) scheduled: bool,
+}
+
+/// Jobs by table order: name, where the name is written, and what the graph needs.
+type Specs<'a> = [(&'a str, Loc, Step)];
 
 impl Loader<'_> {
-    /// Each job's `after` names, by job.
-    pub(crate) fn parent_map(specs: &Specs) -> HashMap<&str, Vec<&str>> {
-        specs
-            .iter()
-            .map(|(n, _, s)| {
-                let after = s.after.as_ref().map(|a| a.v.iter().map(|x| x.v.as_str()));
-                (n.as_str(), after.into_iter().flatten().collect())
-            })
-            .collect()
-    }
-
-    /// The jobs `name` runs after, directly or not (whose results it may name as
-    /// `{{ upstream.JOB }}`), from [`Loader::parent_map`].
-    pub(crate) fn ancestors(parents: &HashMap<&str, Vec<&str>>, name: &str) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut stack: Vec<&str> = parents.get(name).cloned().unwrap_or_default();
-        while let Some(p) = stack.pop() {
-            if p != name && out.insert(p.to_string()) {
-                stack.extend(parents.get(p).into_iter().flatten());
-            }
-        }
-        out
-    }
-
     /// Unknown `after` names, dependency cycles, and fan-ins whose parents share no root.
     pub(crate) fn check_graph(&mut self, specs: &Specs) {
         let edges = self.after_edges(specs);
@@ -48,10 +34,10 @@ impl Loader<'_> {
     /// For each job, the jobs it runs after (by index); the names that are no job (or the
     /// job itself) are reported and left out.
     fn after_edges(&mut self, specs: &Specs) -> Vec<Vec<usize>> {
-        let index: HashMap<&str, usize> = specs
+        let index: FxHashMap<&str, usize> = specs
             .iter()
             .enumerate()
-            .map(|(i, (n, _, _))| (n.as_str(), i))
+            .map(|(i, (n, _, _))| (*n, i))
             .collect();
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
         for (i, (name, _, spec)) in specs.iter().enumerate() {
@@ -72,7 +58,7 @@ impl Loader<'_> {
                     ),
                     Some(&j) => edges[i].push(j),
                     None => {
-                        let hint = suggest(&a.v, specs.iter().map(|(n, _, _)| n.as_str()))
+                        let hint = suggest(&a.v, specs.iter().map(|(n, _, _)| *n))
                             .map(|h| format!(" (did you mean {h:?}?)"))
                             .unwrap_or_default();
                         self.sink.error(
@@ -131,7 +117,7 @@ impl Loader<'_> {
     /// One cycle (job indices, each running after the next), printed in the direction the
     /// jobs run: parent -> child.
     fn report_cycle(&mut self, specs: &Specs, cycle: &[usize]) {
-        let mut names: Vec<&str> = cycle.iter().rev().map(|&n| specs[n].0.as_str()).collect();
+        let mut names: Vec<&str> = cycle.iter().rev().map(|&n| specs[n].0).collect();
         names.push(names[0]);
         let first = cycle[cycle.len() - 1];
         let (name, loc, spec) = &specs[first];
@@ -164,7 +150,7 @@ impl Loader<'_> {
                     .iter()
                     .zip(&sets)
                     .map(|(&p, s)| {
-                        let r: Vec<&str> = s.iter().map(|&x| specs[x].0.as_str()).collect();
+                        let r: Vec<&str> = s.iter().map(|&x| specs[x].0).collect();
                         format!("{} (from {})", specs[p].0, r.join(", "))
                     })
                     .collect();
@@ -194,7 +180,7 @@ fn roots_of(
         return r.clone();
     }
     let mut r = BTreeSet::new();
-    if specs[i].2.schedule.is_some() || edges[i].is_empty() {
+    if specs[i].2.scheduled || edges[i].is_empty() {
         r.insert(i);
     }
     for &p in &edges[i] {

@@ -4,27 +4,28 @@
 //! whether `user` and `group` can work. A job that passes becomes a [`Job`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::Settings;
-use super::job::{CommandLine, Job};
+use super::job::{CommandLine, Job, RunPolicy};
 use super::job_spec::JobSpec;
 use super::loader::Loader;
 use crate::diag::{Loc, suggest};
 use crate::template;
 
 impl Loader<'_> {
-    /// The job named `name` (written at `loc`), or `None` when a check failed (reported) or
-    /// `[settings]` did.
+    /// The job named `name` (written at `loc`, reported as `subject`), or `None` when a check
+    /// failed (reported) or `[settings]` did. What the job takes is moved out of `s`;
+    /// `shared` is its run policy when known already ([`Job::from_spec`]).
     pub(crate) fn finish_job(
         &mut self,
-        name: &str,
-        loc: Loc,
-        s: &JobSpec,
+        (name, loc, subject): (&str, Loc, &str),
+        s: &mut JobSpec,
         settings: Option<&Settings>,
         (alerts, upstream): (&HashMap<String, Loc>, &BTreeSet<String>),
+        shared: Option<Arc<RunPolicy>>,
     ) -> Option<Job> {
-        let subject = super::job_spec::job_subject(name);
-        let subj = Some(subject.as_str());
+        let subj = Some(subject);
         let errors_before = self.sink.diags.len();
         self.check_required(loc, s, subj);
         let params: BTreeMap<String, String> = s
@@ -40,7 +41,7 @@ impl Loader<'_> {
             return None;
         }
         let settings = settings?;
-        let job = Job::from_spec(name, s, settings, params, self.job_file(loc))?;
+        let job = Job::from_spec(name, s, settings, (params, shared), self.job_file(loc))?;
         self.check_jitter(&job, s, subj);
         Some(job)
     }

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
+use rustc_hash::FxHashMap;
 
 use super::reader::TableReader;
 use super::table_file::{self, ReadError};
 use super::toml_tree::{self, Table};
-use super::{Config, Job, LoadOptions};
+use super::{Config, LoadOptions};
 use crate::diag::{Diagnostic, Loc, Severity, Sink};
 use crate::schedule::{self, Expr};
 
@@ -27,11 +28,12 @@ pub(crate) struct Loader<'s> {
     pub(crate) sink: &'s mut Sink,
     pub(crate) opts: LoadOptions,
     /// Zones by name: a table names a few zones for many jobs.
-    pub(crate) zones: HashMap<String, Option<TimeZone>>,
+    pub(crate) zones: FxHashMap<String, Option<TimeZone>>,
     /// Parsed `schedule` expressions by text, for the same reason: the heavy 10,000-job table
     /// of `bench/check.sh` has 8,000 schedules of eight distinct texts. Parsing each took 22
     /// of `check`'s 766 million instructions (callgrind); with this, 8 parses take 0.02.
-    pub(crate) schedules: HashMap<String, Result<Expr, schedule::ParseError>>,
+    /// (Both Fx-hashed rather than SipHash-ed: every job looks its schedule up.)
+    pub(crate) schedules: FxHashMap<String, Result<Expr, schedule::ParseError>>,
     /// What is left of [`table_file::MAX_TABLE_BYTES`] for the files not read yet.
     bytes_left: u64,
     /// Each file's path, made once for all its jobs ([`Loader::job_file`]).
@@ -50,8 +52,8 @@ impl<'s> Loader<'s> {
         Loader {
             sink,
             opts,
-            zones: HashMap::new(),
-            schedules: HashMap::new(),
+            zones: FxHashMap::default(),
+            schedules: FxHashMap::default(),
             bytes_left: table_file::MAX_TABLE_BYTES,
             job_files: Vec::new(),
         }
@@ -211,21 +213,10 @@ impl<'s> Loader<'s> {
             .and_then(|t| self.cluster(t));
         // Alert channels and jobs from every file; [defaults] from the main one.
         let (alerts, alert_locs) = self.alert_channels(&readers);
-        let specs = self.job_specs(&readers);
-        // Everything is read out of the trees: free them now, so that the jobs built next
-        // reuse their memory instead of touching new pages (a page fault each 4 KiB, which
-        // was about a third of `check`'s time on the heavy table of bench/check.sh).
+        let jobs = self.jobs(&readers, settings.as_ref(), &alert_locs);
         drop(readers);
         drop(inc_tables);
         drop(main_table);
-        let parents = Self::parent_map(&specs);
-        let mut jobs: Vec<Job> = Vec::with_capacity(specs.len());
-        jobs.extend(specs.iter().filter_map(|(name, loc, spec)| {
-            let upstream = Self::ancestors(&parents, name);
-            let named = (&alert_locs, &upstream);
-            self.finish_job(name, *loc, spec, settings.as_ref(), named)
-        }));
-        self.check_graph(&specs);
 
         let settings = settings?;
         let mut files = vec![path.to_path_buf()];
@@ -260,16 +251,21 @@ impl<'s> Loader<'s> {
         subject: &str,
     ) -> bool {
         if let Some(first) = seen.get(name) {
-            let (p, (l, _)) = self.where_is(*first);
-            self.sink.error(
-                loc,
-                Some(subject),
-                format!("defined twice (first at {}:{l})", p.display()),
-            );
+            self.defined_twice(*first, loc, subject);
             return false;
         }
         seen.insert(name.to_string(), loc);
         true
+    }
+
+    /// Reports a second definition (at `loc`) of what is first defined at `first`.
+    pub(crate) fn defined_twice(&mut self, first: Loc, loc: Loc, subject: &str) {
+        let (p, (l, _)) = self.where_is(first);
+        self.sink.error(
+            loc,
+            Some(subject),
+            format!("defined twice (first at {}:{l})", p.display()),
+        );
     }
 
     pub(crate) fn where_is(&self, loc: Loc) -> (PathBuf, (usize, usize)) {

@@ -18,6 +18,7 @@
 //! - `env_file.rs`: the files `env_file` names, read at each run;
 //! - `values.rs`: time zones, absolute paths and command lines, which several tables use;
 //! - `job_spec.rs`: a job's keys as written (or `[defaults]`), and the merge over `[defaults]`;
+//! - `job_table.rs`: the `[jobs]` tables, job by job: read, merged, checked and built in turn;
 //! - `job_checks.rs`: the checks of a merged job that need several keys or the whole table;
 //! - `job.rs`: the [`Job`] type, and the defaults of the keys left unset;
 //! - `after_graph.rs`: `after`: unknown names, dependency cycles, fan-ins.
@@ -31,6 +32,7 @@ mod job;
 mod job_build;
 mod job_checks;
 mod job_spec;
+mod job_table;
 mod loader;
 mod policy_hash;
 mod reader;
@@ -101,16 +103,24 @@ impl Config {
         // this function (callgrind, `check` of 100,000 jobs: 408 of 755 million instructions).
         // The table is the administrator's, so no defence against chosen collisions is needed.
         let mut policies: FxHashMap<u64, Vec<Arc<RunPolicy>>> = FxHashMap::default();
+        // The policies kept so far, by address: the loader gives the jobs that set no run
+        // policy key of their own `[defaults]`' policy, which needs no hashing again.
+        let mut kept: FxHashSet<*const RunPolicy> = FxHashSet::default();
         let mut files: FxHashSet<Arc<PathBuf>> = FxHashSet::default();
         let mut last_file: Option<Arc<PathBuf>> = None;
         for job in &mut self.jobs {
-            // Equal policies hash alike; equality decides.
-            let mut h = FxHasher::default();
-            job.policy.hash(&mut h);
-            let same = policies.entry(h.finish()).or_default();
-            match same.iter().find(|p| ***p == *job.policy) {
-                Some(p) => job.policy = Arc::clone(p),
-                None => same.push(Arc::clone(&job.policy)),
+            if !kept.contains(&Arc::as_ptr(&job.policy)) {
+                // Equal policies hash alike; equality decides.
+                let mut h = FxHasher::default();
+                job.policy.hash(&mut h);
+                let same = policies.entry(h.finish()).or_default();
+                match same.iter().find(|p| ***p == *job.policy) {
+                    Some(p) => job.policy = Arc::clone(p),
+                    None => {
+                        kept.insert(Arc::as_ptr(&job.policy));
+                        same.push(Arc::clone(&job.policy));
+                    }
+                }
             }
             // The loader gives the jobs of a file one path: most are that of the job before.
             if last_file

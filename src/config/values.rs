@@ -15,11 +15,14 @@ impl Loader<'_> {
     /// An IANA time zone name and the zone, with a "did you mean" for an unknown one.
     pub(crate) fn zone(&mut self, r: &TableReader, key: &str) -> Option<(String, TimeZone)> {
         let name = r.nonempty(self.sink, key)?;
-        let found = self
-            .zones
-            .entry(name.v.clone())
-            .or_insert_with(|| crate::schedule::load_zone(&name.v).ok())
-            .clone();
+        let found = match self.zones.get(&name.v) {
+            Some(z) => z.clone(),
+            None => {
+                let z = crate::schedule::load_zone(&name.v).ok();
+                self.zones.insert(name.v.clone(), z.clone());
+                z
+            }
+        };
         match found {
             Some(tz) => Some((name.v, tz)),
             None => {

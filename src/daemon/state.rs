@@ -58,9 +58,12 @@ impl Marks {
         }
     }
 
-    /// Records `at` as the job's last dispatched instant, atomically (rename) and never
-    /// backwards, before the run starts: after a crash of the daemon, no instant runs twice.
-    /// (When it cannot be written, the run goes on all the same: `health`.)
+    /// Records `at` as the job's last dispatched instant, never backwards, before the run
+    /// starts: after a crash of the daemon, no instant runs twice. (When it cannot be
+    /// written, the run goes on all the same: `health`.) The job's mark file is created once
+    /// and then rewritten in place (`files::write_small`: one write, never torn by the
+    /// death of the daemon; marks are read only when a daemon starts), not replaced: no new
+    /// file, no rename, no flush per job and instant (issue 21).
     /// No fsync on this hot path: a crashed process loses nothing the kernel has; only a
     /// power loss can take the newest marks back, and then those instants count as missed
     /// (`catchup`).
@@ -70,7 +73,7 @@ impl Marks {
         if last.is_some_and(|l| l >= at) {
             return Ok(());
         }
-        crate::files::write_replace(&mark_path(&self.state_dir, job), at.to_string().as_bytes())
+        crate::files::write_small(&mark_path(&self.state_dir, job), at.to_string().as_bytes())
             .map_err(|e| {
                 format!(
                     "cannot record the dispatch of {at} in {}: {e}",

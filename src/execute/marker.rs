@@ -5,9 +5,16 @@
 //! (`orphan`) finds the marker, enforces the attempt's deadline on its group, and records the
 //! run once the group has ended.
 //!
-//! A marker is replaced atomically (rename) at the run's start and at each attempt's start;
-//! markers written by older versions (a bare run record) still read. Writing one is best
-//! effort: a state directory that cannot be written does not stop the run.
+//! A marker is one JSON object per line, the last complete line (ended by its newline)
+//! that reads being the marker: it is created atomically (a temporary file renamed) at the
+//! run's start, and each attempt's start appends a line to it. A reader never sees a mix
+//! of two versions (a line cut short by the death of its writer, or read while it is
+//! written, does not count: the line before it does), and no second file is made for an
+//! attempt, renamed over the marker (which on ext4 writes it out at once) and freed
+//! (issues 14 and 21). A supervisor that takes a run over rewrites the marker whole.
+//! Markers written by older versions (one object, no newline; a bare run record) still
+//! read. Writing one is best effort: a state directory that cannot be written does not
+//! stop the run.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,9 +49,19 @@ pub(crate) struct ProcId {
 }
 
 impl ProcId {
-    /// This process.
+    /// This process. Read from /proc once per process (its pid and start do not change
+    /// while it runs), not at every run it supervises.
     pub(crate) fn me() -> ProcId {
+        static ME: std::sync::OnceLock<ProcId> = std::sync::OnceLock::new();
         let pid = std::process::id() as i32;
+        let me = ME.get_or_init(|| ProcId {
+            pid,
+            start: start_ticks(pid).unwrap_or(0),
+            boot: boot_id(),
+        });
+        if me.pid == pid && me.start != 0 {
+            return me.clone();
+        }
         ProcId {
             pid,
             start: start_ticks(pid).unwrap_or(0),
@@ -233,7 +250,7 @@ impl RunMarker {
                 group: None,
             },
         };
-        m.write();
+        let _ = write(&m.path, &m.marker);
         m
     }
 
@@ -266,9 +283,20 @@ impl RunMarker {
         self.marker.record.attempts.push(attempt);
     }
 
+    /// The marker's new version, appended as a line (to the marker [`RunMarker::start`]
+    /// made: none is created here).
     fn write(&self) {
-        if let Ok(text) = serde_json::to_vec(&self.marker) {
-            let _ = crate::files::write_replace(&self.path, &text);
+        use std::io::Write;
+        let Ok(line) = line(&self.marker) else {
+            return;
+        };
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path);
+        if let Ok(mut f) = opened {
+            let _ = f.write_all(&line);
         }
     }
 
@@ -288,13 +316,32 @@ pub(crate) fn path(state_dir: &Path, run_id: &str) -> PathBuf {
 
 /// Reads a marker.
 pub(crate) fn read(path: &Path) -> Option<Marker> {
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
+    parse(&fs::read(path).ok()?)
 }
 
-/// Rewrites a marker (atomically).
+/// A marker's text: the last complete line that reads (a line without its newline, cut
+/// short or still being written, does not count); a marker of an older version (one
+/// object, no newline) whole.
+fn parse(text: &[u8]) -> Option<Marker> {
+    let Some(end) = text.iter().rposition(|b| *b == b'\n') else {
+        return serde_json::from_slice(text).ok();
+    };
+    text[..end]
+        .split(|b| *b == b'\n')
+        .rev()
+        .find_map(|l| serde_json::from_slice(l).ok())
+}
+
+/// A marker as one line of its file.
+fn line(m: &Marker) -> std::io::Result<Vec<u8>> {
+    let mut text = serde_json::to_vec(m).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// Writes a marker whole (atomically: a temporary file renamed over it).
 pub(crate) fn write(path: &Path, m: &Marker) -> std::io::Result<()> {
-    let text = serde_json::to_vec(m).map_err(std::io::Error::other)?;
-    crate::files::write_replace(path, &text)
+    crate::files::write_replace(path, &line(m)?)
 }
 
 /// The markers in the state directory. A marker's temporary file (before its rename) whose
@@ -350,10 +397,20 @@ fn same_program(pid: i32) -> bool {
     start_ticks(pid).is_some() && comm(&pid.to_string()) == comm("self")
 }
 
+/// This boot's id, read once per process (it cannot change while the process runs); empty
+/// when it cannot be read (then read again the next time).
 fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(b) = BOOT.get() {
+        return b.clone();
+    }
+    let read = fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if read.is_empty() {
+        return read;
+    }
+    BOOT.get_or_init(|| read).clone()
 }
 
 #[cfg(test)]
@@ -374,6 +431,45 @@ mod tests {
         let pid = child.id() as i32;
         child.wait().expect("wait");
         assert_eq!(start_ticks(pid), None);
+    }
+
+    #[test]
+    fn an_attempt_appends_its_line_and_a_line_cut_short_does_not_count() {
+        let state = std::env::temp_dir().join(format!("cw-marker-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&state);
+        let old = r#"{"run_id":"r1","job":"j","scheduled":"2026-01-01T00:00:00+00:00","started":"2026-01-01T00:00:00Z","ended":"","duration_ms":0,"attempts":[],"outcome":"lost","trigger":"schedule"}"#;
+        let rec: Marker = serde_json::from_str(old).expect("a record");
+        let mut m = RunMarker::start(&state, rec.record);
+        let p = path(&state, "r1");
+        let first = read(&p).expect("the marker at the start");
+        assert!(first.group.is_none() && first.supervisor == Some(ProcId::me()));
+        let me = std::process::id() as i32;
+        let ms = Duration::from_millis;
+        m.attempt_started(me, 1, Some(ms(5000)), ms(100), None);
+        let text = fs::read(&p).expect("read");
+        assert_eq!(
+            text.iter().filter(|b| **b == b'\n').count(),
+            2,
+            "one line each"
+        );
+        let g = read(&p).and_then(|m| m.group).expect("the attempt's group");
+        assert_eq!((g.pgid, g.attempt, g.timeout_ms), (me, 1, Some(5000)));
+        // A writer killed in the middle of its line (or a line read while it is written):
+        // the marker is the line before it, never a mix.
+        let mut cut = text.clone();
+        cut.extend_from_slice(&text[..text.len() / 3]);
+        fs::write(&p, &cut).expect("write");
+        assert_eq!(read(&p).and_then(|m| m.group).map(|g| g.pgid), Some(me));
+        let cut_first = &text[..text.iter().position(|b| *b == b'\n').expect("a line") + 5];
+        fs::write(&p, cut_first).expect("write");
+        assert!(read(&p).expect("the first line").group.is_none());
+        // Taken over: written whole again, one line.
+        write(&p, &first).expect("rewritten");
+        assert!(fs::read(&p).expect("read").ends_with(b"}\n"));
+        assert_eq!(read(&p).map(|m| m.record.run_id), Some("r1".to_string()));
+        m.remove();
+        assert!(!p.exists());
+        let _ = fs::remove_dir_all(&state);
     }
 
     #[test]

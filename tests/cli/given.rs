@@ -431,9 +431,14 @@ overlap = "queue"
         .expect("a failure");
     let skipped = h.last().expect("a skip");
     assert_eq!(skipped["trigger"], "schedule");
-    let when = super::ts(&failed["scheduled"])
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string();
+    // The instant as the reason gives it: without ":00" when the failed run was due at a
+    // minute's second 0, as a per-second job's run may be.
+    let failed_at = super::ts(&failed["scheduled"]).to_zoned(jiff::tz::TimeZone::UTC);
+    let when = match failed_at.second() {
+        0 => failed_at.strftime("%Y-%m-%dT%H:%M"),
+        _ => failed_at.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    .to_string();
     assert_eq!(
         skipped["reason"].as_str(),
         Some(format!("previous run {when} failed (depends_on_past)").as_str()),

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A quick look at 100 jobs due at the same second (issue 21), without the rest of
+# bench/scale.sh: a daemon with the table of bench/scale_tables.py (100 idle jobs, the 100
+# `date +%s.%N >> FILE` jobs, the per-second job), on a new state directory.
+#   first:  the 100 fire once, 4 s after the start: every job's first run (it also makes the
+#           job's dispatch mark, lock file and output directory), as in scale.sh;
+#   second: the 100 fire twice, 8 s apart, and the second burst is measured: the files a run
+#           makes every time.
+# Prints the first, median and last start after the instant, and the daemon's CPU (utime +
+# stime of /proc/PID/stat, all its threads, not the jobs') from 1 s before the instant until
+# the 100 have started. No floor: compare binaries alternately, in the same minutes.
+# Usage: bench/burst.sh BIN [first|second] [LABEL]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$1; mode=${2:-first}; label=${3:-$mode}
+dir=$(mktemp -d); chmod 0755 "$dir"; mkdir -p "$dir/cw"
+pid=""
+cleanup() { [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+now=$(date +%s); b1=$((now + 4)); b2=$b1
+if [ "$mode" = second ]; then
+  b2=$((b1 + 8))
+  # Both seconds in one minute (the schedule is `S1,S2 * * * * *`).
+  if [ $((b2 % 60)) -lt $((b1 % 60)) ]; then
+    sleep $((60 - now % 60 + 1)); now=$(date +%s); b1=$((now + 4)); b2=$((b1 + 8))
+  fi
+fi
+python3 bench/scale_tables.py cronwarden 100 "$dir" "$b1" "$dir/cw" > "$dir/jobs.toml"
+if [ "$mode" = second ]; then
+  s1=$((b1 % 60)); s2=$((b2 % 60))
+  sed -i -E "s/^schedule = \"$s1 [0-9]+ [0-9]+ \* \* \*\"/schedule = \"$s1,$s2 * * * * *\"/" "$dir/jobs.toml"
+  [ "$(grep -c "^schedule = \"$s1,$s2 " "$dir/jobs.toml")" = 100 ] || { echo "burst.sh: no two-second table" >&2; exit 1; }
+fi
+want=100; [ "$mode" = second ] && want=200
+"$bin" -c "$dir/jobs.toml" daemon 2> "$dir/daemon.err" & pid=$!
+cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+sleep $((b2 - $(date +%s) - 1)); c0=$(cpu)
+for _ in $(seq 60); do
+  [ "$(cat "$dir/cw/burst.txt" 2>/dev/null | wc -l)" -ge "$want" ] && break
+  sleep 0.2
+done
+c1=$(cpu)
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+python3 - "$dir/cw/burst.txt" "$b2" "$label" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY'
+import sys
+path, b, label, ticks, hz = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+ts = sorted(float(l) for l in open(path) if l.strip() and float(l) >= b)
+ms = lambda t: (t - b) * 1000
+print(f"{label}: {len(ts)}/100 started; first {ms(ts[0]):.0f} ms, median {ms(ts[len(ts) // 2]):.0f} ms, "
+      f"last {ms(ts[-1]):.0f} ms; daemon CPU {ticks * 1000 // hz} ms")
+PY
