@@ -291,7 +291,7 @@ pub(crate) fn table(data: &[u8]) {
                     "job {:?}: an empty argv was accepted",
                     job.name
                 );
-                for a in argv {
+                for a in argv.iter() {
                     let _ = cronwarden::template::render(a, &vars);
                 }
             }

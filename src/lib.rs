@@ -48,5 +48,6 @@ mod journal;
 mod paths;
 mod sync;
 mod sys;
+pub mod text;
 mod tls;
 mod units;

@@ -31,7 +31,7 @@ pub(crate) fn members<'c>(cfg: &'c Config, root: &str, only: bool) -> Vec<&'c Jo
         while let Some(j) = queue.pop() {
             for c in cfg.children(&j) {
                 if c.enabled && set.insert(c.name.as_str()) {
-                    queue.push(c.name.clone());
+                    queue.push(c.name.to_string());
                 }
             }
         }
@@ -182,8 +182,9 @@ impl<'a> Pipeline<'a> {
     fn run(mut self, root_done: Option<(RunRecord, Tails)>) -> PipelineReport {
         let root = self.start.root;
         if let Some((rec, tails)) = root_done {
-            self.deferred.push((root.name.clone(), rec.clone(), tails));
-            self.done.insert(root.name.clone(), rec.outcome);
+            self.deferred
+                .push((root.name.to_string(), rec.clone(), tails));
+            self.done.insert(root.name.to_string(), rec.outcome);
             self.root_exit = Some(if rec.outcome.ended_well() { 0 } else { 1 });
             self.records.push(rec);
         }
@@ -198,12 +199,12 @@ impl<'a> Pipeline<'a> {
                         break;
                     }
                     running += 1;
-                    self.started.insert(j.name.clone());
+                    self.started.insert(j.name.to_string());
                     let req = self.request(j);
                     let (tx, ctx, interrupt) = (tx.clone(), self.ctx, self.interrupt);
                     scope.spawn(move || {
                         let r = execute::execute(ctx, req, interrupt);
-                        let _ = tx.send((j.name.clone(), r));
+                        let _ = tx.send((j.name.to_string(), r));
                     });
                 }
                 if running == 0 {
@@ -225,7 +226,8 @@ impl<'a> Pipeline<'a> {
         while changed {
             changed = false;
             for j in self.steps.clone() {
-                if self.started.contains(&j.name) || self.done.contains_key(&j.name) {
+                if self.started.contains(j.name.as_str()) || self.done.contains_key(j.name.as_str())
+                {
                     continue;
                 }
                 let Verdict::Skip(why, kind) = self.verdict(j) else {
@@ -235,11 +237,11 @@ impl<'a> Pipeline<'a> {
                 req.alerts = false;
                 let r = execute::not_run(self.ctx, &req, &execute::new_run_id(), why, None);
                 self.records.push(r.record);
-                self.done.insert(j.name.clone(), Outcome::Skipped);
+                self.done.insert(j.name.to_string(), Outcome::Skipped);
                 match kind {
-                    SkipKind::UpstreamFailed => self.upstream_failed.insert(j.name.clone()),
+                    SkipKind::UpstreamFailed => self.upstream_failed.insert(j.name.to_string()),
                     SkipKind::UpstreamSkipped | SkipKind::NotNeeded => {
-                        self.not_needed.insert(j.name.clone())
+                        self.not_needed.insert(j.name.to_string())
                     }
                 };
                 changed = true;
@@ -299,7 +301,9 @@ impl<'a> Pipeline<'a> {
         self.steps
             .iter()
             .copied()
-            .filter(|j| !self.started.contains(&j.name) && !self.done.contains_key(&j.name))
+            .filter(|j| {
+                !self.started.contains(j.name.as_str()) && !self.done.contains_key(j.name.as_str())
+            })
             .filter(|j| matches!(self.verdict(j), Verdict::Run))
             .collect()
     }
@@ -403,7 +407,7 @@ fn outside_results(ctx: Ctx<'_>, root: &str, scheduled: Timestamp) -> BTreeMap<S
                     .is_ok_and(|t| t == scheduled)
         });
         if let Some(r) = same.and_then(|r| r.facts.result.clone()) {
-            out.insert(job.name.clone(), r);
+            out.insert(job.name.to_string(), r);
         }
     }
     out

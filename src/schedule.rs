@@ -26,6 +26,8 @@ use std::fmt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use crate::text::Text;
+
 const SECS_PER_DAY: i64 = 86_400;
 /// How far `next_after` looks before it concludes that nothing fires: the Gregorian calendar
 /// repeats every 400 years, so a schedule that matches any date matches within this window.
@@ -538,8 +540,9 @@ pub struct Schedule {
     expr: Expr,
     tz: TimeZone,
     /// The expression as written (empty for a schedule built from an expression alone): kept
-    /// here rather than beside it in each job, so that a job's schedule is one allocation.
-    text: Box<str>,
+    /// here rather than beside it in each job; a stretch of a buffer shared with other texts
+    /// of the table (the job's name at load, all the table's texts in the daemon's copy).
+    text: Text,
 }
 
 /// A stretch of the timeline with one UTC offset.
@@ -556,12 +559,17 @@ impl Schedule {
         Schedule {
             expr,
             tz,
-            text: Box::default(),
+            text: Text::default(),
         }
     }
 
+    /// The schedule of `expr` in `tz`, parsed from `text`.
+    pub fn of(expr: Expr, tz: TimeZone, text: Text) -> Schedule {
+        Schedule { expr, tz, text }
+    }
+
     /// The schedule with the text it was parsed from.
-    pub fn with_text(self, text: impl Into<Box<str>>) -> Schedule {
+    pub fn with_text(self, text: impl Into<Text>) -> Schedule {
         Schedule {
             text: text.into(),
             ..self

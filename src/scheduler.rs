@@ -136,7 +136,7 @@ impl Timed {
             .filter_map(|j| {
                 let s = j.schedule.as_ref().filter(|s| s.expr().is_calendar())?;
                 Some(Timed {
-                    name: j.name.clone(),
+                    name: j.name.to_string(),
                     schedule: Arc::clone(s),
                     catchup: j.catchup,
                     key: Timed::key_of(s),
@@ -194,7 +194,9 @@ impl Scheduler {
     ) -> (Scheduler, Vec<Dispatch>, Vec<String>) {
         let mut s = Scheduler {
             entries: Vec::with_capacity(jobs.len()),
-            names: String::new(),
+            // Room for every name, no more: grown by doubling, 100,000 names of about 6 bytes
+            // took 1 MiB for 0.59 MB (massif).
+            names: String::with_capacity(jobs.iter().map(|t| t.name.len()).sum()),
             heap: BinaryHeap::new(),
             wall: now,
             horizon: now,
@@ -633,7 +635,10 @@ impl Scheduler {
     /// Takes a new table: jobs whose schedule and zone did not change keep their clock;
     /// new or changed jobs start from now (no catch-up); removed jobs are dropped.
     pub(crate) fn reload(&mut self, jobs: Vec<Timed>, now: Timestamp) {
-        let old_names = std::mem::take(&mut self.names);
+        let old_names = std::mem::replace(
+            &mut self.names,
+            String::with_capacity(jobs.iter().map(|t| t.name.len()).sum()),
+        );
         let mut old: HashMap<&str, Entry> = self
             .entries
             .drain(..)
@@ -728,12 +733,13 @@ mod tests {
     fn per_job_sizes_stay_small() {
         use std::mem::size_of;
         let sizes = [
-            ("Job", size_of::<Job>(), 120),
+            ("Job", size_of::<Job>(), 80),
             ("scheduler entry", size_of::<Entry>(), 32),
             ("an instant", size_of::<Secs>(), 8),
             ("heap item", size_of::<Reverse<(i64, u32)>>(), 16),
             ("Schedule", size_of::<Schedule>(), 56),
             ("CronSpec", size_of::<crate::schedule::CronSpec>(), 32),
+            ("CommandLine", size_of::<crate::config::CommandLine>(), 16),
         ];
         for (what, size, most) in sizes {
             println!("{what}: {size} B (at most {most})");

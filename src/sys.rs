@@ -1064,13 +1064,23 @@ fn default_dispositions() {
 /// largest block freed so far (twice that for the trim), so after a large table's load the
 /// freed top of the loading thread's arena stayed resident: `malloc_trim` returns free pages
 /// inside an arena, but not a thread arena's top (BENCHMARKS.md, "Memory per job").
+///
+/// And no "fast bins" (`M_MXFAST` 0): a small block freed goes back at once, merged with its
+/// free neighbours (and into the arena's top, which is then trimmed). With fast bins, the
+/// loaded table's small blocks, freed by the main thread after its compact copy was made,
+/// waited in the loading thread's arena's fast bins, and (most likely) `malloc_trim` then
+/// merged them into that arena's top, which it does not trim: a 100,000-job daemon kept
+/// that memory resident, 46 to 58 MB more after a reload, in four of four runs with four
+/// daemons reloading at once, and in none of four with no fast bins (BENCHMARKS.md, "Memory
+/// per job, fifth round").
 pub(crate) fn malloc_fixed_thresholds() {
     const LIMIT: libc::c_int = 128 * 1024;
     // SAFETY: mallopt takes a parameter number and an integer value and only changes the
-    // allocator's tuning, under its own lock; both parameters are valid numbers for glibc.
+    // allocator's tuning, under its own lock; the parameters are valid numbers for glibc.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
         libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
+        libc::mallopt(libc::M_MXFAST, 0);
     }
 }
 

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 /// layer or a lower one, never a higher one. Every top-level module under `src/` must be here.
 #[rustfmt::skip]
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaf",         &["exit", "sync", "files", "sys", "paths", "units", "diag", "tls", "journal"]),
+    ("leaf",         &["exit", "sync", "files", "sys", "paths", "units", "diag", "tls", "journal", "text"]),
     ("core",         &["config", "schedule", "scheduler", "template", "record", "log", "import"]),
     ("process",      &["runner", "contain", "output", "policy"]),
     ("coordination", &["coord", "lock", "fleet", "control"]),

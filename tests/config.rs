@@ -56,7 +56,9 @@ env = { B = "from-job" }
     assert!(j.enabled);
     assert_eq!(
         j.command,
-        CommandLine::Argv(vec!["/bin/echo".into(), "{{ params.mode }}".into()].into())
+        CommandLine::Argv(Box::new(
+            vec!["/bin/echo".into(), "{{ params.mode }}".into()].into()
+        ))
     );
     assert_eq!(c.settings.max_concurrent, 64);
     assert_eq!(c.settings.shutdown_grace, Duration::from_secs(300));
@@ -453,7 +455,7 @@ fn children_are_the_steps_that_name_the_job_in_table_order() {
         .config
         .expect("valid");
     let names = |c: &config::Config, job: &str| -> Vec<String> {
-        c.children(job).iter().map(|j| j.name.clone()).collect()
+        c.children(job).iter().map(|j| j.name.to_string()).collect()
     };
     assert_eq!(names(&c, "load"), ["c2", "c1"]);
     assert_eq!(names(&c, "other"), ["c3"]);

@@ -395,16 +395,16 @@ pub(super) fn make_alert(
 ) -> Alert {
     Alert {
         event: event.to_string(),
-        job: job.name.clone(),
+        job: job.name.to_string(),
         host: host(),
         schedule: job.schedule_text().map(str::to_string),
-        zone: crate::schedule::zone_name(&job.tz),
+        zone: crate::schedule::zone_name(job.tz()),
         run: rec.clone(),
         next_run: job
             .schedule
             .as_ref()
             .and_then(|s| s.next_after(Timestamp::now()))
-            .map(|t| crate::schedule::format_rfc3339(t, &job.tz)),
+            .map(|t| crate::schedule::format_rfc3339(t, job.tz())),
         stdout_tail: tail(tails.0),
         stderr_tail: tail(tails.1),
         suppressed,

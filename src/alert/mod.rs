@@ -184,7 +184,7 @@ impl Alerts<'_> {
         files.save_streaks(&streaks);
         let facts = EventFacts {
             last_success: last_success.map(facts::last_success),
-            deadline: Some(crate::schedule::format_rfc3339(deadline, &job.tz)),
+            deadline: Some(crate::schedule::format_rfc3339(deadline, job.tz())),
             expected_within: job.expect.success_within,
             ..Default::default()
         };
@@ -241,8 +241,8 @@ impl Alerts<'_> {
         let now = Timestamp::now().to_string();
         RunRecord {
             run_id: format!("stale-{}", deadline.strftime("%Y%m%dT%H%M%S")),
-            job: job.name.clone(),
-            scheduled: crate::schedule::format_rfc3339(deadline, &job.tz),
+            job: job.name.to_string(),
+            scheduled: crate::schedule::format_rfc3339(deadline, job.tz()),
             started: now.clone(),
             ended: now,
             duration_ms: 0,
@@ -355,7 +355,7 @@ impl Alerts<'_> {
             Level::Info,
             "alert-suppressed",
             &[
-                ("job", job.name.clone()),
+                ("job", job.name.to_string()),
                 ("channel", ch.name.clone()),
                 ("event", ev.name().to_string()),
             ],

@@ -343,38 +343,43 @@ pub(crate) fn serve(outbox: &Outbox, current: &dyn Fn() -> Arc<Config>, log: &Lo
             if end == End::Now {
                 break;
             }
-            let cfg = current();
-            let pass = Pass::new(&cfg, log, outbox);
-            pass.tidy();
-            if !outbox.closed() {
-                for name in pass.due() {
-                    if !lock(&busy).insert(name.clone()) {
-                        continue;
-                    }
-                    let (cfg, mine) = (Arc::clone(&cfg), &busy);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("alerts {name}"))
-                        .spawn_scoped(s, {
-                            let name = name.clone();
-                            move || {
-                                Pass::new(&cfg, log, outbox).drain(&name);
-                                lock(mine).remove(&name);
-                                outbox.wake();
-                            }
-                        });
-                    if let Err(e) = spawned {
-                        lock(&busy).remove(&name);
-                        let msg = format!("cannot start a delivery thread: {e}");
-                        log.log(Level::Error, "alert-spool", &[], &msg);
+            // The table is let go before the wait: held through it, a reload's old table
+            // (megabytes for a big one) would stay alive until the next alert woke the loop.
+            let wake_at = {
+                let cfg = current();
+                let pass = Pass::new(&cfg, log, outbox);
+                pass.tidy();
+                if !outbox.closed() {
+                    for name in pass.due() {
+                        if !lock(&busy).insert(name.clone()) {
+                            continue;
+                        }
+                        let (cfg, mine) = (Arc::clone(&cfg), &busy);
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("alerts {name}"))
+                            .spawn_scoped(s, {
+                                let name = name.clone();
+                                move || {
+                                    Pass::new(&cfg, log, outbox).drain(&name);
+                                    lock(mine).remove(&name);
+                                    outbox.wake();
+                                }
+                            });
+                        if let Err(e) = spawned {
+                            lock(&busy).remove(&name);
+                            let msg = format!("cannot start a delivery thread: {e}");
+                            log.log(Level::Error, "alert-spool", &[], &msg);
+                        }
                     }
                 }
-            }
-            // Draining: done once nothing is being delivered and nothing more is due (or
-            // may start).
-            if end != End::No && lock(&busy).is_empty() {
-                break;
-            }
-            outbox.wait(pass.wake_at());
+                // Draining: done once nothing is being delivered and nothing more is due (or
+                // may start).
+                if end != End::No && lock(&busy).is_empty() {
+                    break;
+                }
+                pass.wake_at()
+            };
+            outbox.wait(wake_at);
         }
     });
     Pass::new(&current(), log, outbox).report_left();

@@ -32,17 +32,17 @@ pub(super) fn backfill(
         .ok_or_else(|| {
             Failure::usage(format!("job {name:?} has no calendar schedule to backfill"))
         })?;
-    let start = match TimeArg::parse(from, &job.tz).map_err(Failure::usage)? {
+    let start = match TimeArg::parse(from, job.tz()).map_err(Failure::usage)? {
         TimeArg::Instant(t) => t,
-        d @ TimeArg::Date(_) => d.instant(&job.tz).map_err(Failure::usage)?,
+        d @ TimeArg::Date(_) => d.instant(job.tz()).map_err(Failure::usage)?,
     };
-    let end = match TimeArg::parse(to, &job.tz).map_err(Failure::usage)? {
+    let end = match TimeArg::parse(to, job.tz()).map_err(Failure::usage)? {
         TimeArg::Instant(t) => t,
         // A bare date means the whole day: up to the next day's midnight.
         TimeArg::Date(d) => {
             let next = d.tomorrow().map_err(|e| Failure::usage(e.to_string()))?;
             TimeArg::Date(next)
-                .instant(&job.tz)
+                .instant(job.tz())
                 .map_err(Failure::usage)?
                 - jiff::SignedDuration::from_nanos(1)
         }
@@ -105,7 +105,7 @@ fn backfill_each(
             "failure"
         };
         rows.push([
-            format_rfc3339(t, &job.tz),
+            format_rfc3339(t, job.tz()),
             outcome.to_string(),
             format!("{ok}/{}", report.steps.len()),
             report

@@ -78,7 +78,7 @@ pub(super) fn job_warning(job: &Job, message: String) -> Diagnostic {
     Diagnostic {
         severity: Severity::Warning,
         file: job.defined_at.0.to_path_buf(),
-        line: job.defined_at.1,
+        line: job.defined_at.1 as usize,
         col: 1,
         subject: Some(format!("job {:?}", job.name)),
         message,

@@ -29,7 +29,7 @@ pub(super) fn history(path: &Path, name: &str, count: usize, json: bool) -> CmdR
     }
     // Fleet mode: the node each run ran on.
     let fleet = coord.node().is_some();
-    print::out(table_text(recent, &job.tz, fleet))?;
+    print::out(table_text(recent, job.tz(), fleet))?;
     Ok(exit::OK)
 }
 

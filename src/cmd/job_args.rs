@@ -59,16 +59,16 @@ pub(super) fn scheduled_at(job: &Job, at: Option<&str>) -> Result<Timestamp, Fai
     let Some(text) = at else {
         return Ok(Timestamp::now());
     };
-    match TimeArg::parse(text, &job.tz).map_err(Failure::usage)? {
+    match TimeArg::parse(text, job.tz()).map_err(Failure::usage)? {
         TimeArg::Instant(t) => Ok(t),
         TimeArg::Date(d) => {
-            let midnight = TimeArg::Date(d).instant(&job.tz).map_err(Failure::usage)?;
+            let midnight = TimeArg::Date(d).instant(job.tz()).map_err(Failure::usage)?;
             let first = job
                 .schedule
                 .as_ref()
                 .filter(|s| s.expr().is_calendar())
                 .and_then(|s| s.next_after(midnight - jiff::SignedDuration::from_secs(1)))
-                .filter(|t| t.to_zoned(job.tz.clone()).date() == d);
+                .filter(|t| t.to_zoned(job.tz().clone()).date() == d);
             Ok(first.unwrap_or(midnight))
         }
     }

@@ -35,7 +35,8 @@ fn next_run(job: &Job, now: Timestamp, host: &str) -> String {
             _ => match job.next_start(host, now) {
                 Some(t) => format!(
                     "{} ({})",
-                    t.to_zoned(job.tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    t.to_zoned(job.tz().clone())
+                        .strftime("%Y-%m-%d %H:%M:%S %Z"),
                     relative(now, t)
                 ),
                 None => "never".to_string(),
@@ -84,7 +85,7 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
             continue;
         }
         let name = if depth == 0 {
-            job.name.clone()
+            job.name.to_string()
         } else {
             format!("{}└─ {}", "   ".repeat(depth - 1), job.name)
         };
@@ -96,10 +97,10 @@ pub(super) fn run(config: &Config, tag: Option<&str>) -> CmdResult {
         rows.push([
             name,
             job.schedule_text().unwrap_or("-").to_string(),
-            zone_name(&job.tz),
+            zone_name(job.tz()),
             next_run(job, now, &host),
             last_result(config, job, now),
-            if paused.contains(&job.name) {
+            if paused.contains(job.name.as_str()) {
                 "yes"
             } else {
                 "no"

@@ -52,7 +52,7 @@ pub(super) fn run(
         crate::execute::orphan::settle_job(ctx, job, &runner.interrupt);
         pipeline::run(ctx, start, &runner.interrupt)
     });
-    print::errln(format!("{name} ({}):", format_rfc3339(scheduled, &job.tz)));
+    print::errln(format!("{name} ({}):", format_rfc3339(scheduled, job.tz())));
     for r in &report.steps {
         print::errln(format!("  {}", step_line(r)));
     }

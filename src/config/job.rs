@@ -1,7 +1,7 @@
 //! [`Job`], a job as the rest of cronwarden sees it, and its value types.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,14 +9,16 @@ use jiff::tz::TimeZone;
 
 pub use super::env_file::EnvFile;
 use crate::schedule::Schedule;
+use crate::text::Text;
 
 /// How a job's command is started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandLine {
-    /// Run directly, no shell: the first element is the program.
-    Argv(Box<[String]>),
+    /// Run directly, no shell: the first element is the program. Boxed once more (a thin
+    /// pointer) so that a `CommandLine` is 16 bytes, as the `Shell` text is (issue 21).
+    Argv(Box<Box<[String]>>),
     /// Run with `shell -c TEXT`, like cron.
-    Shell(Box<str>),
+    Shell(Text),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,23 +187,33 @@ pub struct Verify {
 /// policies are equal; `job.retry`, `job.umask` ... read it through `Deref`.
 #[derive(Clone, Debug)]
 pub struct Job {
-    pub name: String,
+    /// A stretch of a buffer shared with the table's other texts ([`crate::text::Text`]).
+    pub name: Text,
     /// The schedule (its text: [`Job::schedule_text`]) in the job's zone, shared with the
     /// scheduler. `None` for a job that runs only after others.
     pub schedule: Option<Arc<Schedule>>,
-    /// The configured zone (job, else `[settings]`, whose text the jobs share); `tz` is that
-    /// zone or the system's.
-    pub timezone: Option<Arc<str>>,
-    pub tz: TimeZone,
+    /// The zone: the job's `timezone`, else that of `[settings]` (one allocation shared by
+    /// the jobs without a zone of their own). Read it through [`Job::tz`] and
+    /// [`Job::timezone`].
+    pub zone: Arc<Zone>,
     pub command: CommandLine,
     /// What most jobs do not have (`after`, `healthcheck_url`, `params`, `tags`), out of line
     /// so that a plain job stays small: `None` when all of it is empty. Read it through
     /// [`Job::after`], [`Job::healthcheck_url`], [`Job::params`] and [`Job::tags`].
     pub extra: Option<Box<JobExtra>>,
-    /// Where the job is defined: file (shared by the jobs of that file) and line.
-    pub defined_at: (Arc<Path>, usize),
+    /// Where the job is defined: file (shared by the jobs of that file; a thin pointer) and
+    /// line, 16 bytes (issue 21).
+    pub defined_at: (Arc<PathBuf>, u32),
     /// How the job runs: shared by the jobs whose policies are equal.
     pub policy: Arc<RunPolicy>,
+}
+
+/// A zone as configured: its name (`timezone`, of the job or of `[settings]`), and the zone,
+/// which is the system's without a name.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub name: Option<Box<str>>,
+    pub tz: TimeZone,
 }
 
 /// The keys of a job that are usually unset, kept out of line (see [`Job::extra`]).
@@ -288,6 +300,16 @@ impl Job {
         };
         let d = jiff::SignedDuration::try_from(d).ok()?;
         s.next_after(now.checked_sub(d).ok()?)?.checked_add(d).ok()
+    }
+
+    /// The job's zone (its `timezone`, else that of `[settings]`, else the system's).
+    pub fn tz(&self) -> &TimeZone {
+        &self.zone.tz
+    }
+
+    /// The configured zone's name (job, else `[settings]`), `None` for the system's.
+    pub fn timezone(&self) -> Option<&str> {
+        self.zone.name.as_deref()
     }
 
     /// Whether the job has the tag.

@@ -2,18 +2,19 @@
 //! here.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Settings;
 use super::job::{
     Catchup, Expect, IoClass, JitterMode, Job, JobExtra, Leftovers, Limits, Overlap, Retry,
-    RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify,
+    RetryCodes, RetryOn, RunPolicy, TriggerRule, Verify, Zone,
 };
 use super::job_spec::JobSpec;
 use super::reader::At;
 use crate::schedule::Schedule;
+use crate::text::Text;
 
 impl Job {
     /// The job of a spec merged over `[defaults]` and checked, with the defaults of
@@ -26,18 +27,24 @@ impl Job {
         s: &mut JobSpec,
         settings: &Settings,
         (params, shared): (BTreeMap<String, String>, Option<Arc<RunPolicy>>),
-        defined_at: (Arc<Path>, usize),
+        defined_at: (Arc<PathBuf>, u32),
     ) -> Option<Job> {
-        let (timezone, tz) = match &s.timezone {
-            Some(z) => (Some(Arc::from(z.v.0.as_str())), z.v.1.clone()),
-            None => (settings.timezone.clone(), settings.tz.clone()),
+        let zone = match &s.timezone {
+            Some(z) => Arc::new(Zone {
+                name: Some(z.v.0.as_str().into()),
+                tz: z.v.1.clone(),
+            }),
+            None => Arc::clone(&settings.zone),
         };
+        // The name and the schedule's text in one allocation (issue 21); the daemon packs
+        // all the table's texts together (`Config::compact`).
+        let text = s.schedule.as_ref().map_or("", |a| a.v.0.as_str());
+        let [name, text] = Text::joined([name, text]);
         Some(Job {
-            name: name.to_string(),
+            name,
             schedule: take(&mut s.schedule)
-                .map(|(text, e)| Arc::new(Schedule::new(e, tz.clone()).with_text(text))),
-            timezone,
-            tz,
+                .map(|(_, e)| Arc::new(Schedule::of(e, zone.tz.clone(), text))),
+            zone,
             command: take(&mut s.command)?,
             extra: JobExtra {
                 after: names(&s.after),

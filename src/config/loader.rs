@@ -37,7 +37,7 @@ pub(crate) struct Loader<'s> {
     /// What is left of [`table_file::MAX_TABLE_BYTES`] for the files not read yet.
     bytes_left: u64,
     /// Each file's path, made once for all its jobs ([`Loader::job_file`]).
-    job_files: Vec<Option<Arc<Path>>>,
+    job_files: Vec<Option<Arc<PathBuf>>>,
 }
 
 /// One parsed file.
@@ -276,17 +276,18 @@ impl<'s> Loader<'s> {
     }
 
     /// The file (one allocation shared by the jobs of that file) and line of `loc`.
-    pub(crate) fn job_file(&mut self, loc: Loc) -> (Arc<Path>, usize) {
+    pub(crate) fn job_file(&mut self, loc: Loc) -> (Arc<PathBuf>, u32) {
         let (path, (line, _)) = match self.sink.files.get(loc.file as usize) {
             Some(f) => (&f.path, f.line_col(loc.offset as usize)),
-            None => return (Arc::from(Path::new("?")), 0),
+            None => return (Arc::new(PathBuf::from("?")), 0),
         };
         let i = loc.file as usize;
         if self.job_files.len() <= i {
             self.job_files.resize(i + 1, None);
         }
-        let shared = self.job_files[i].get_or_insert_with(|| Arc::from(path.as_path()));
-        (Arc::clone(shared), line)
+        let shared = self.job_files[i].get_or_insert_with(|| Arc::new(path.clone()));
+        // A table file is read whole, within a size limit: its lines fit in 4 bytes.
+        (Arc::clone(shared), u32::try_from(line).unwrap_or(u32::MAX))
     }
 
     /// Job and channel names become file names and log fields: keep them plain.

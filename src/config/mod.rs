@@ -26,6 +26,7 @@
 mod after_graph;
 mod alerts;
 mod cluster;
+mod compact;
 pub mod env_file;
 mod job;
 mod job_build;
@@ -58,7 +59,6 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::diag::{Diagnostic, Severity, Sink};
-use crate::schedule::Schedule;
 use loader::Loader;
 
 /// The whole job table, validated.
@@ -106,8 +106,8 @@ impl Config {
         // The policies kept so far, by address: the loader gives the jobs that set no run
         // policy key of their own `[defaults]`' policy, which needs no hashing again.
         let mut kept: FxHashSet<*const RunPolicy> = FxHashSet::default();
-        let mut files: FxHashSet<Arc<Path>> = FxHashSet::default();
-        let mut last_file: Option<Arc<Path>> = None;
+        let mut files: FxHashSet<Arc<PathBuf>> = FxHashSet::default();
+        let mut last_file: Option<Arc<PathBuf>> = None;
         for job in &mut self.jobs {
             if !kept.contains(&Arc::as_ptr(&job.policy)) {
                 // Equal policies hash alike; equality decides.
@@ -152,51 +152,6 @@ impl Config {
 
     pub fn alert(&self, name: &str) -> Option<&AlertChannel> {
         self.alerts.iter().find(|a| a.name == name)
-    }
-
-    /// A deep copy made of fresh allocations (every job's strings, schedule and policy; equal
-    /// policies and paths stay shared), so that it does not keep the pages of the original's
-    /// allocator arena in use.
-    pub fn compact(&self) -> Config {
-        let mut policies: HashMap<*const RunPolicy, Arc<RunPolicy>> = HashMap::new();
-        let mut files: HashMap<*const Path, Arc<Path>> = HashMap::new();
-        let mut jobs = Vec::with_capacity(self.jobs.len());
-        for j in &self.jobs {
-            let mut job = j.clone();
-            job.schedule = j.schedule.as_ref().map(|s| Arc::new(Schedule::clone(s)));
-            job.policy = Arc::clone(
-                policies
-                    .entry(Arc::as_ptr(&j.policy))
-                    .or_insert_with(|| Arc::new(RunPolicy::clone(&j.policy))),
-            );
-            let file = &j.defined_at.0;
-            job.defined_at.0 = Arc::clone(
-                files
-                    .entry(Arc::as_ptr(file))
-                    .or_insert_with(|| Arc::from(file.to_path_buf())),
-            );
-            jobs.push(job);
-        }
-        Config {
-            jobs,
-            by_name: self.by_name.clone(),
-            steps: self.steps.clone(),
-            ..self.clone_without_jobs()
-        }
-    }
-
-    fn clone_without_jobs(&self) -> Config {
-        Config {
-            path: self.path.clone(),
-            files: self.files.clone(),
-            include_patterns: self.include_patterns.clone(),
-            settings: self.settings.clone(),
-            alerts: self.alerts.clone(),
-            cluster: self.cluster.clone(),
-            jobs: Vec::new(),
-            by_name: Vec::new(),
-            steps: Vec::new(),
-        }
     }
 
     /// This host's name for `jitter_mode = "fixed"`: the fleet node's name (`[cluster]
@@ -244,7 +199,7 @@ impl Config {
             }
             out.push((job, depth));
             for child in config.children(&job.name) {
-                if child.after().first() == Some(&job.name) {
+                if child.after().first().is_some_and(|a| *a == job.name) {
                     walk(config, child, depth + 1, seen, out);
                 }
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
+use super::job::Zone;
 use super::loader::Loader;
 use super::reader::TableReader;
 use super::toml_tree::Table;
@@ -69,9 +70,9 @@ pub enum LogFormat {
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The configured zone name, if any; `tz` is that zone or the system's.
-    pub timezone: Option<Arc<str>>,
-    pub tz: TimeZone,
+    /// The configured zone (`timezone`), or the system's: shared with the jobs without a
+    /// zone of their own.
+    pub zone: Arc<Zone>,
     pub state_dir: PathBuf,
     pub lock_dir: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -98,6 +99,13 @@ pub struct Settings {
     pub healthcheck_ca_file: Option<PathBuf>,
     /// The daemon reloads the table when its files change (inotify), as on SIGHUP.
     pub reload_on_change: bool,
+}
+
+impl Settings {
+    /// The zone of `[settings]` (`timezone`, else the system's).
+    pub fn tz(&self) -> &TimeZone {
+        &self.zone.tz
+    }
 }
 
 impl Loader<'_> {
@@ -177,13 +185,18 @@ impl Loader<'_> {
         if self.errors_since(errors_before) {
             return None;
         }
-        let (timezone, tz) = match zone {
-            Some((n, tz)) => (Some(Arc::from(n)), tz),
-            None => (None, crate::schedule::system_zone()),
+        let zone = match zone {
+            Some((n, tz)) => Zone {
+                name: Some(n.into()),
+                tz,
+            },
+            None => Zone {
+                name: None,
+                tz: crate::schedule::system_zone(),
+            },
         };
         Some(Settings {
-            timezone,
-            tz,
+            zone: Arc::new(zone),
             state_dir,
             lock_dir,
             log_file,

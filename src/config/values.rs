@@ -78,7 +78,7 @@ impl Loader<'_> {
                 let list = t.strings(self.sink, key, false)?;
                 match list.v.first() {
                     Some(first) if !first.v.is_empty() => Some(At {
-                        v: CommandLine::Argv(list.v.into_iter().map(|a| a.v).collect()),
+                        v: CommandLine::Argv(Box::new(list.v.into_iter().map(|a| a.v).collect())),
                         loc: list.loc,
                     }),
                     _ => {

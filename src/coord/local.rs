@@ -134,7 +134,7 @@ impl Coordinator for Local {
             .filter_map(|j| {
                 let holder = lock::held_by(&settings.lock_dir, &j.name)?;
                 Some((
-                    j.name.clone(),
+                    j.name.to_string(),
                     Running {
                         holder,
                         node: None,
@@ -277,7 +277,7 @@ pub(crate) fn prune_by_age(cfg: &Config, log: &Logger) {
         else {
             continue;
         };
-        let f = [("job", job.name.clone())];
+        let f = [("job", job.name.to_string())];
         match record::prune_ended_before(state, &job.name, before) {
             Ok(0) => {}
             Ok(n) => {

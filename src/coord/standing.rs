@@ -119,7 +119,7 @@ pub(crate) fn job_health(
     let within = job.expect.success_within.filter(|_| job.enabled);
     let stale_deadline = within.and_then(|w| deadline(last_success.or(first_seen)?, w));
     JobHealth {
-        job: job.name.clone(),
+        job: job.name.to_string(),
         failure_streak: st.failure_streak,
         streak_threshold: threshold(cfg, job),
         expect_success_within: within.map(crate::units::format_duration),

@@ -73,15 +73,15 @@ pub(crate) fn job_status(
         .count();
     let running = match job.overlap {
         crate::config::Overlap::Allow => None,
-        _ => running.remove(&job.name),
+        _ => running.remove(job.name.as_str()),
     };
     let skipped_since = match (&last.real, last.newest_skip.clone()) {
         (Some(_), Some(newest)) => Some((last.skipped, newest)),
         _ => None,
     };
     Ok(JobStatus {
-        name: job.name.clone(),
-        paused: paused.contains(&job.name),
+        name: job.name.to_string(),
+        paused: paused.contains(job.name.as_str()),
         node: running.as_ref().and_then(|r| r.node.clone()),
         doubt: running.as_ref().and_then(|r| r.doubt.clone()),
         running: running.map(|r| r.holder),

@@ -26,7 +26,7 @@ pub(super) fn check(shared: &Arc<Shared>) {
                 .alert(name)
                 .is_some_and(|ch| ch.on.contains(&AlertEvent::Failure));
             if hears && !to.iter().any(|(c, _)| c == name) {
-                to.push((name.clone(), job.name.clone()));
+                to.push((name.to_string(), job.name.to_string()));
             }
         }
     }

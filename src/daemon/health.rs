@@ -158,7 +158,7 @@ pub(super) fn alert(
                 let rec = RunRecord {
                     run_id: run_id.clone(),
                     job: name.clone(),
-                    scheduled: format_rfc3339(scheduled, &job.tz),
+                    scheduled: format_rfc3339(scheduled, job.tz()),
                     started: now.clone(),
                     ended: now,
                     duration_ms: 0,

@@ -60,7 +60,7 @@ pub(super) fn take(shared: &Arc<Shared>, late: LateTicks) {
     let n = ticks.len();
     let instants: Vec<String> = ticks
         .iter()
-        .map(|t| format_rfc3339(t.scheduled, &job.tz))
+        .map(|t| format_rfc3339(t.scheduled, job.tz()))
         .collect();
     let older = match late.not_kept {
         0 => String::new(),
@@ -71,7 +71,7 @@ pub(super) fn take(shared: &Arc<Shared>, late: LateTicks) {
          claims failed from {} on: {})",
         if n == 1 { "it" } else { "them" },
         shared.coord.node().unwrap_or("?"),
-        format_rfc3339(late.since, &job.tz),
+        format_rfc3339(late.since, job.tz()),
         late.error
     );
     let reason = format!(
@@ -129,8 +129,8 @@ fn missed_record(shared: &Shared, job: &Job, first: Timestamp, reason: &str) -> 
     let now = Timestamp::now().to_string();
     RunRecord {
         run_id: format!("missed-{}", first.strftime("%Y%m%dT%H%M%S")),
-        job: job.name.clone(),
-        scheduled: format_rfc3339(first, &job.tz),
+        job: job.name.to_string(),
+        scheduled: format_rfc3339(first, job.tz()),
         started: now.clone(),
         ended: now,
         duration_ms: 0,

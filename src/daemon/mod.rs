@@ -242,7 +242,7 @@ fn load(path: &Path, log: &Logger) -> Result<Config, usize> {
 fn status_line(cfg: &Config, sched: &Scheduler) -> String {
     let next = sched
         .next_due()
-        .map(|t| format!("; next run {}", format_rfc3339(t, &cfg.settings.tz)))
+        .map(|t| format!("; next run {}", format_rfc3339(t, cfg.settings.tz())))
         .unwrap_or_default();
     format!("{} jobs, {} scheduled{next}", cfg.jobs.len(), sched.len())
 }
@@ -574,9 +574,12 @@ impl<'p> Daemon<'p> {
             let n = crate::execute::prune_old_outputs(&dir, age);
             if n > 0 {
                 let msg = format!("removed {n} output file(s) older than output_max_age");
-                shared
-                    .log
-                    .log(Level::Info, "output", &[("job", job.name.clone())], &msg);
+                shared.log.log(
+                    Level::Info,
+                    "output",
+                    &[("job", job.name.to_string())],
+                    &msg,
+                );
             }
         }
     }

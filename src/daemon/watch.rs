@@ -299,7 +299,7 @@ fn watched(cfg: &Config) -> impl Iterator<Item = &Job> {
 /// Behind a failure streak longer than those records, the view is partial: a check reads
 /// the rest at once, off the loop.
 fn view(cfg: &Config, job: &Job, coord: &dyn Coordinator, log: &Logger, now: Timestamp) -> View {
-    let f = [("job", job.name.clone())];
+    let f = [("job", job.name.to_string())];
     let read = standing::recent(coord, &cfg.settings, &job.name).unwrap_or_else(|e| {
         let msg = format!("cannot read the history: {e}; streak and last success unknown");
         log.log(Level::Warn, "watch", &f, &msg);

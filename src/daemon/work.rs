@@ -25,7 +25,7 @@ impl WorkSink for Sink {
             .current()
             .jobs
             .iter()
-            .map(|j| j.name.clone())
+            .map(|j| j.name.to_string())
             .collect()
     }
 
@@ -36,7 +36,9 @@ impl WorkSink for Sink {
     fn history_max_ages(&self) -> (Option<Duration>, Vec<(String, Option<Duration>)>) {
         let cfg = self.0.current();
         let jobs = cfg.jobs.iter();
-        let ages = jobs.map(|j| (j.name.clone(), j.history_max_age)).collect();
+        let ages = jobs
+            .map(|j| (j.name.to_string(), j.history_max_age))
+            .collect();
         (cfg.settings.history_max_age, ages)
     }
 
@@ -123,7 +125,7 @@ impl Sink {
         let rec = RunRecord {
             run_id: l.run_id.clone(),
             job: l.job.clone(),
-            scheduled: format_rfc3339(l.scheduled, &job.tz),
+            scheduled: format_rfc3339(l.scheduled, job.tz()),
             started: now.clone(),
             ended: now,
             duration_ms: 0,

@@ -119,8 +119,8 @@ impl RunFacts<'_> {
         let job = self.req.job;
         RunRecord {
             run_id: self.run_id.to_string(),
-            job: job.name.clone(),
-            scheduled: format_rfc3339(self.req.scheduled, &job.tz),
+            job: job.name.to_string(),
+            scheduled: format_rfc3339(self.req.scheduled, job.tz()),
             started: self.started.to_string(),
             ended: Timestamp::now().to_string(),
             duration_ms: (Timestamp::now() - self.started)
@@ -179,7 +179,7 @@ pub(crate) fn not_run(
         Outcome::Skipped
     };
     let mut f = fields(&job.name, run_id);
-    f.push(("scheduled", format_rfc3339(req.scheduled, &job.tz)));
+    f.push(("scheduled", format_rfc3339(req.scheduled, job.tz())));
     ctx.log.log(Level::Warn, outcome.as_str(), &f, &reason);
     let facts = RunFacts {
         req,
@@ -254,7 +254,7 @@ fn run_locked(
     };
     let t0 = Instant::now();
     let mut f = fields(&job.name, run_id);
-    f.push(("scheduled", format_rfc3339(req.scheduled, &job.tz)));
+    f.push(("scheduled", format_rfc3339(req.scheduled, job.tz())));
     let start = RunStart {
         run_id,
         job: &job.name,

@@ -40,7 +40,7 @@ pub(crate) fn blocker(ctx: Ctx<'_>, job: &Job, scheduled: Timestamp) -> Option<S
         Outcome::Interrupted => "was interrupted",
         Outcome::Skipped => "was skipped",
     };
-    let zoned = at.to_zoned(job.tz.clone());
+    let zoned = at.to_zoned(job.tz().clone());
     let when = match zoned.second() {
         0 => zoned.strftime("%Y-%m-%dT%H:%M"),
         _ => zoned.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -118,12 +118,12 @@ pub(super) fn vars(
     attempt: u32,
     (params, upstream): (&BTreeMap<String, String>, &BTreeMap<String, String>),
 ) -> BTreeMap<String, String> {
-    let zoned = scheduled.to_zoned(job.tz.clone());
+    let zoned = scheduled.to_zoned(job.tz().clone());
     let mut v = BTreeMap::new();
     v.insert("ds".into(), zoned.strftime("%Y-%m-%d").to_string());
     v.insert("ds_nodash".into(), zoned.strftime("%Y%m%d").to_string());
-    v.insert("ts".into(), format_rfc3339(scheduled, &job.tz));
-    v.insert("job".into(), job.name.clone());
+    v.insert("ts".into(), format_rfc3339(scheduled, job.tz()));
+    v.insert("job".into(), job.name.to_string());
     v.insert("run_id".into(), run_id.to_string());
     v.insert("attempt".into(), attempt.to_string());
     for (k, val) in params {
@@ -162,7 +162,7 @@ pub(super) fn attempt_spec(
     env.insert("USER".into(), who.user.clone());
     env.insert("LOGNAME".into(), who.user.clone());
     env.insert("SHELL".into(), job.shell.to_string_lossy().into_owned());
-    if let Some(tz) = &job.timezone {
+    if let Some(tz) = job.timezone() {
         env.insert("TZ".into(), tz.to_string());
     }
     // The job's `env` wins over its `env_file`s.

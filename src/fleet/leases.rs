@@ -150,7 +150,10 @@ impl Fleet {
                 log.log(
                     Level::Info,
                     "queued",
-                    &[("job", job.name.clone()), ("run_id", run_id.to_string())],
+                    &[
+                        ("job", job.name.to_string()),
+                        ("run_id", run_id.to_string()),
+                    ],
                     &format!("waiting for the fleet lease held by {who}"),
                 );
             }

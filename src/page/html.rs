@@ -49,7 +49,7 @@ pub(crate) fn page(src: &dyn Source, cfg: &Config, q: &Query) -> Result<Reply, R
     main.push_str(&super::trend::section(&snap));
     let note = format!(
         "as of {}; refreshed every 10 s while shown (with JavaScript)",
-        format_rfc3339(snap.now, &cfg.settings.tz)
+        format_rfc3339(snap.now, cfg.settings.tz())
     );
     let title = match &snap.node {
         Some(n) => format!("cronwarden on {n}"),
@@ -236,7 +236,7 @@ fn jobs_section(out: &mut String, cfg: &Config, snap: &Snapshot) {
              <td>{schedule}</td><td>{zone}</td><td class=\"state s-{class}\">{words}</td>{last}\
              <td>{next}</td><td>{rate}</td><td class=\"streak\">{streak}</td></tr>",
             name = escape(&s.name),
-            zone = escape(&zone_name(&job.tz)),
+            zone = escape(&zone_name(job.tz())),
             words = escape(&words),
             last = last_cell(s.last.as_ref(), snap.now),
             streak = s.health.failure_streak,

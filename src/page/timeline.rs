@@ -195,7 +195,7 @@ fn grid(
         "7d" => (86_400, "%a %d"),
         _ => (3 * 3600, "%H:%M"),
     };
-    let tz = &cfg.settings.tz;
+    let tz = cfg.settings.tz();
     // Lines at whole steps of the zone's wall clock.
     let offset = tz.to_offset(now).seconds() as i64;
     let first = ((since.as_second() + offset) / step + 1) * step - offset;
