@@ -12,11 +12,13 @@
 #     /etc/cron.d, in files of 5,000 lines (cron ignores a whole file of over 10,000 lines);
 #  3. a new daemon with the N idle jobs plus 100 jobs due at the same second and one job every
 #     second, each `date +%s.%N >> FILE`: the per-second job's start latency (the time `date`
-#     ran minus the whole second; p50/p99 over ~60 samples), then the 100 at once (from the
-#     instant to the last of the 100 `date` stamps). The floor (bench/scale_floor.py) starts
-#     the same commands from a python loop (sleep, posix_spawn) half a second off the
-#     per-second instants and 5 s after the 100's instant, so that they never compete.
-# Targets (issue 21): 100 at once: last start within 1.3x the floor's; per-second p99 within
+#     ran minus the whole second; p50/p99 over ~60 samples), then the 100 at once, four times
+#     10 s apart (from each instant to the last of its 100 `date` stamps; the first instant
+#     is each job's first run). The floor (bench/scale_floor.py) starts the same commands
+#     from a python loop (sleep, posix_spawn) half a second off the per-second instants and
+#     5 s after each of the 100's instants, so that they never compete.
+# Targets (issue 21): 100 at once: last start within 1.3x the floor's (the median of the
+# four instants, as the issue measured it); per-second p99 within
 # 1.5 ms of the floor's; idle USS per job <= cron's, 100,000 jobs in <= 40 MB; 100 jobs
 # <= 1 MB USS. The report (bench/scale_report.py) says pass or MISS for each.
 # About 2.3 minutes per size (most of it waiting: 65 s idle, ~70 s of latencies): 7 min 17 s
@@ -162,6 +164,8 @@ active() {
   # daemon's time, as the table is larger) and 60 per-second samples.
   r=$(sed -n 's/^idle_ready_s=//p' "$o/meta")
   burst=$(awk -v n="$(now)" -v r="$r" 'BEGIN { printf "%d", n + 2 * r + 3 + 64 }')
+  # Four bursts 10 s apart in one minute (`S,S+10,S+20,S+30`): the first second at most 29.
+  while [ $((burst % 60)) -gt 29 ]; do burst=$((burst + 1)); done
   python3 bench/scale_tables.py cronwarden "$n" "$d/active" "$burst" "$d/cw" > "$d/active.toml"
   load "before latency $n"
   start_cw "$d/active.toml" active "$o/meta"
@@ -170,10 +174,10 @@ active() {
   [ "$count" -ge 10 ] || { echo "scale.sh: the daemon took too long to start ($n jobs); $count per-second samples left" >&2; exit 1; }
   python3 bench/scale_floor.py "$d/floor" "$p0" "$count" "$burst" & pids+=("$!")
   printf 'p0=%s\ncount=%s\nburst=%s\n' "$p0" "$count" "$burst" >> "$o/meta"
-  echo "   latency: $count per-second samples from $(date -u -d "@$p0" +%T), the 100 at $(date -u -d "@$burst" +%T) UTC"
-  sleep_until $((burst + 6))
+  echo "   latency: $count per-second samples from $(date -u -d "@$p0" +%T), the 100 at $(date -u -d "@$burst" +%T) UTC and 10, 20, 30 s later"
+  sleep_until $((burst + 36))
   for _ in $(seq 30); do
-    [ "$(cat "$d/cw/burst.txt" 2>/dev/null | wc -l)" -ge 100 ] && [ "$(cat "$d/floor/burst.txt" 2>/dev/null | wc -l)" -ge 100 ] && break
+    [ "$(cat "$d/cw/burst.txt" 2>/dev/null | wc -l)" -ge 400 ] && [ "$(cat "$d/floor/burst.txt" 2>/dev/null | wc -l)" -ge 400 ] && break
     sleep 0.5
   done
   alive "$cw_pid" || { echo "scale.sh: the daemon died ($n jobs)" >&2; exit 1; }

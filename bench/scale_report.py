@@ -130,19 +130,51 @@ def latency_rows(s):
     ok = bool(cw) and bool(fl) and not cmiss and pct(cw, .99) <= pct(fl, .99) + 1.5
     rows.append(("per-second job: start latency", "p99 <= floor's + 1.5 ms", cell(cw, cmiss),
                  "n/a (minutes only)", cell(fl, fmiss), verdict(ok)))
-    cb = [(t - burst) * 1000 for t in starts(d / "cronwarden" / "burst.txt")]
-    fb = [(t - burst - 5) * 1000 for t in starts(d / "floor" / "burst.txt")]
+    cb = bursts(starts(d / "cronwarden" / "burst.txt"), burst)
+    fb = bursts(starts(d / "floor" / "burst.txt"), burst + 5)
 
-    def bcell(lat):
-        if not lat:
+    def bcell(lats):
+        if not any(lats):
             return "none started"
-        return (f"{len(lat)}/100 started; first {ms(lat[0])}, median {ms(pct(lat, .5))}, "
-                f"**last {ms(lat[-1])}**")
-    ok = len(cb) == 100 and len(fb) == 100 and cb[-1] <= 1.3 * fb[-1]
-    ratio = f" ({cb[-1] / fb[-1]:.2f}x the floor)" if cb and fb and fb[-1] > 0 else ""
-    rows.append(("100 jobs due the same second: start latency", "last <= 1.3x floor's",
-                 bcell(cb) + ratio, "n/a (not measured)", bcell(fb), verdict(ok)))
+        first = lats[0]
+        lasts = [f"{ms(b[-1])}" for b in lats if b]
+        c = (f"{sum(map(len, lats))}/{100 * BURSTS} started; median of the {BURSTS} instants' "
+             f"last start **{ms(median_last(lats))}** (each: {', '.join(lasts)})")
+        if first:
+            c += f"; first instant: median {ms(pct(first, .5))}, last {ms(first[-1])}"
+        return c
+    complete = all(len(b) == 100 for b in cb + fb)
+    c, f = median_last(cb), median_last(fb)
+    ok = complete and c <= 1.3 * f
+    ratio = f" ({c / f:.2f}x the floor)" if f > 0 and c > 0 else ""
+    rows.append(("100 jobs due the same second (4 instants 10 s apart): start latency",
+                 "last <= 1.3x floor's (median of the instants)", bcell(cb) + ratio,
+                 "n/a (not measured)", bcell(fb), verdict(ok)))
     return rows
+
+
+# The 100 jobs are due at BURST + 10 k, k < BURSTS (bench/scale_tables.py); the floor's 100
+# at 5 s after each.
+BURSTS = 4
+
+
+def bursts(stamps, at):
+    """Start latencies (ms, sorted) of each burst, from `at` + 10 k."""
+    out = [[] for _ in range(BURSTS)]
+    for t in stamps:
+        k = int((t - at) // 10)
+        if 0 <= k < BURSTS:
+            out[k].append((t - at - 10 * k) * 1000)
+    return [sorted(b) for b in out]
+
+
+def median_last(lats):
+    """The median over the bursts of each one's last start (0 when none started)."""
+    lasts = sorted(b[-1] for b in lats if b)
+    if not lasts:
+        return 0.0
+    mid = len(lasts) // 2
+    return lasts[mid] if len(lasts) % 2 else (lasts[mid - 1] + lasts[mid]) / 2
 
 
 def load_rows(s):
@@ -177,7 +209,8 @@ def main():
         p()
         p(f"{s.n:,} idle jobs `M H D Mon * /usr/local/bin/job-i --flag`, none due for months; "
           f"cron got the same jobs in {m.get('cron_files', '?')} file(s) of /etc/cron.d. The "
-          "full table adds 100 jobs due at the same second and one every second.")
+          "full table adds 100 jobs due at the same second (four times, 10 s apart) and one "
+          "every second.")
         p()
         p("| measure | target | cronwarden | cron | floor (sleep + posix_spawn) | |")
         p("|---|---|---|---|---|---|")
@@ -188,7 +221,9 @@ def main():
       "MB = 10^6 bytes; the memory targets are judged on the 65 s sample. Latency = the "
       "time the job's `date +%s.%N` ran minus its instant. "
       "The floor starts the same commands half a second off the per-second instants and "
-      "5 s after the 100's instant.")
+      "5 s after each of the 100's instants (the 100 are due four times, 10 s apart; the "
+      "first is each job's first run, which makes its files: its output directory and "
+      "dispatch mark).")
     p()
     p("Load (`uptime`) before and after each part:")
     p()

@@ -8,7 +8,8 @@
 
 Each idle job has its own instant, none of them due for months: the months are 4 to 6 after
 the current one (gen-idle-table.py starts at January, which can be now). With BURST (a Unix
-time) the table also has 100 jobs due at that second (`S M H * * *`, UTC) and one job every
+time) the table also has 100 jobs due at that second and 10, 20 and 30 s after it
+(`S,S+10,S+20,S+30 M H * * *`, UTC: four bursts; BURST's second is at most 29) and one job every
 second (`* * * * * *`), each `date +%s.%N >> OUT/burst.txt` or `OUT/persec.txt`, and
 `max_concurrent = 128` so that the 100 may start at once (the default 64 queues 36 of them).
 
@@ -21,6 +22,8 @@ import sys
 import time
 
 CRON_LINES = 5000
+# How many times the 100 jobs are due, 10 s apart (the first burst is each job's first run).
+BURSTS = 4
 
 
 def instant(i, month_now):
@@ -44,7 +47,10 @@ def cronwarden(n, state, burst=None, out=None):
     if burst is not None:
         t = time.gmtime(burst)
         for i in range(100):
-            lines.append(f'[jobs.burst-{i}]\nschedule = "{t.tm_sec} {t.tm_min} {t.tm_hour} * * *"\n'
+            # (Wrapped into the minute for a BURST whose second is over 29: only `check`
+            # reads such a table.)
+            secs = ",".join(str(x) for x in sorted((t.tm_sec + 10 * k) % 60 for k in range(BURSTS)))
+            lines.append(f'[jobs.burst-{i}]\nschedule = "{secs} {t.tm_min} {t.tm_hour} * * *"\n'
                          f'command = "date +%s.%N >> {out}/burst.txt"\n')
         lines.append(f'[jobs.persec]\nschedule = "* * * * * *"\n'
                      f'command = "date +%s.%N >> {out}/persec.txt"\n')
