@@ -32,8 +32,6 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 /// What the wake sources saw since the last look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Seen {
-    /// The wall clock was set, or the machine resumed.
-    pub(super) clock: bool,
     /// A kept file (`lock_dir`, the control socket) may be gone: the watches are made again
     /// after the loop put it back.
     pub(super) files: bool,
@@ -148,14 +146,15 @@ impl Idle {
     /// Reads what the descriptors hold (they do not block).
     pub(super) fn take(&mut self) -> Seen {
         let mut seen = Seen::default();
-        // Readable (a read that returns, or fails with ECANCELED) after a clock change; the
-        // timer is armed again for the next one.
-        if self.clock.wait().is_ok() {
-            seen.clock = true;
-            if arm(&self.clock).is_none() {
-                // Not armed: the watches are made again (or the minute's look comes back).
-                seen.files = true;
-            }
+        // After a clock change the timer is readable and its read fails with ECANCELED; the
+        // wake-up itself is what matters (the loop looks at the clock at every wake-up:
+        // `clock::check`). The timer is armed again, to be sure of the next change; a read
+        // that finds nothing (EAGAIN) leaves it as it is.
+        if !matches!(self.clock.wait(), Err(nix::errno::Errno::EAGAIN))
+            && arm(&self.clock).is_none()
+        {
+            // Not armed: the watches are made again (or the minute's look comes back).
+            seen.files = true;
         }
         while let Ok(events) = self.files.read_events() {
             if events.is_empty() {
