@@ -5,10 +5,10 @@
 //! next thing that needs it, and a clock change, a kept file removed or an alert spooled by
 //! another process wake it (`idle`); otherwise (a fleet node, runs in flight, or those wake
 //! sources not available) it looks at the clock at least once a minute. Each due instant
-//! is marked in the state directory (atomically, before the job starts, so a crash never runs an instant
-//! twice; a mark that cannot be written does not stop the job: `health`) and handed to a
-//! thread that waits for the instant, takes the job's exclusion and a `max_concurrent` slot,
-//! then runs the very same `execute_locked` path as `cronwarden run`.
+//! is marked in the state directory (in one write, before the job starts, so a crash never
+//! runs an instant twice; a mark that cannot be written does not stop the job: `health`)
+//! and handed to a thread that waits for the instant, takes the job's exclusion and a
+//! `max_concurrent` slot, then runs the very same `execute_locked` path as `cronwarden run`.
 //!
 //! Files: this one (start, one step of the loop, reload, shutdown), `dispatch` (from due
 //! instants to run threads), `launch` (one run's thread), `catchup` (missed instants, one
