@@ -331,10 +331,13 @@ impl Loader<'_> {
                 format!("url: {:?} must start with http:// or https://", url.v),
             );
         }
-        let format = match t.choice(self.sink, "format", &["json", "slack"]) {
-            Some(f) if f.v == "slack" => WebhookFormat::Slack,
-            _ => WebhookFormat::Json,
-        };
+        let formats = [
+            ("json", WebhookFormat::Json),
+            ("slack", WebhookFormat::Slack),
+        ];
+        let format = t
+            .choice_of(self.sink, "format", &formats)
+            .map_or(WebhookFormat::Json, |a| a.v);
         let timeout = t
             .duration(self.sink, "timeout")
             .map_or(Duration::from_secs(10), |a| a.v);

@@ -426,56 +426,36 @@ impl Loader<'_> {
             "timezone" => s.timezone = self.zone(t, "timezone").map(|z| At { v: z, loc: t.loc }),
             "after" => s.after = t.strings(sink, "after", true),
             "trigger" => {
-                s.trigger = t
-                    .choice(sink, "trigger", &["all_success", "all_done", "one_failed"])
-                    .map(|a| At {
-                        v: match a.v.as_str() {
-                            "all_done" => TriggerRule::AllDone,
-                            "one_failed" => TriggerRule::OneFailed,
-                            _ => TriggerRule::AllSuccess,
-                        },
-                        loc: a.loc,
-                    })
+                let options = [
+                    ("all_success", TriggerRule::AllSuccess),
+                    ("all_done", TriggerRule::AllDone),
+                    ("one_failed", TriggerRule::OneFailed),
+                ];
+                s.trigger = t.choice_of(sink, "trigger", &options)
             }
             "enabled" => s.enabled = t.bool(sink, "enabled"),
             "overlap" => {
-                s.overlap = t
-                    .choice(sink, "overlap", &["skip", "queue", "replace", "allow"])
-                    .map(|a| At {
-                        v: match a.v.as_str() {
-                            "queue" => Overlap::Queue,
-                            "replace" => Overlap::Replace,
-                            "allow" => Overlap::Allow,
-                            _ => Overlap::Skip,
-                        },
-                        loc: a.loc,
-                    })
+                let options = [
+                    ("skip", Overlap::Skip),
+                    ("queue", Overlap::Queue),
+                    ("replace", Overlap::Replace),
+                    ("allow", Overlap::Allow),
+                ];
+                s.overlap = t.choice_of(sink, "overlap", &options)
             }
             "catchup" => {
-                s.catchup = t
-                    .choice(sink, "catchup", &["none", "once", "all"])
-                    .map(|a| At {
-                        v: match a.v.as_str() {
-                            "once" => Catchup::Once,
-                            "all" => Catchup::All,
-                            _ => Catchup::None,
-                        },
-                        loc: a.loc,
-                    })
+                let options = [
+                    ("none", Catchup::None),
+                    ("once", Catchup::Once),
+                    ("all", Catchup::All),
+                ];
+                s.catchup = t.choice_of(sink, "catchup", &options)
             }
             "depends_on_past" => s.depends_on_past = t.bool(sink, "depends_on_past"),
             "jitter" => s.jitter = jitter(t, sink),
             "jitter_mode" => {
-                s.jitter_mode = t
-                    .choice(sink, "jitter_mode", &["random", "fixed"])
-                    .map(|a| At {
-                        v: if a.v == "fixed" {
-                            JitterMode::Fixed
-                        } else {
-                            JitterMode::Random
-                        },
-                        loc: a.loc,
-                    })
+                let options = [("random", JitterMode::Random), ("fixed", JitterMode::Fixed)];
+                s.jitter_mode = t.choice_of(sink, "jitter_mode", &options)
             }
             "timeout" => s.timeout = t.duration(sink, "timeout"),
             "kill_grace" => s.kill_grace = t.duration(sink, "kill_grace"),
@@ -521,14 +501,8 @@ impl Loader<'_> {
         let sink = &mut *self.sink;
         match key {
             "leftovers" => {
-                s.leftovers = t.choice(sink, "leftovers", &["stop", "keep"]).map(|a| At {
-                    v: if a.v == "keep" {
-                        Leftovers::Keep
-                    } else {
-                        Leftovers::Stop
-                    },
-                    loc: a.loc,
-                })
+                let options = [("stop", Leftovers::Stop), ("keep", Leftovers::Keep)];
+                s.leftovers = t.choice_of(sink, "leftovers", &options)
             }
             "memory_max" => s.memory_max = memory_max(t, sink),
             "cpu_max" => s.cpu_max = cpu_percent(t, sink),
@@ -545,16 +519,12 @@ impl Loader<'_> {
                 })
             }
             "io_class" => {
-                s.io_class = t
-                    .choice(sink, "io_class", &["idle", "best-effort", "realtime"])
-                    .map(|a| At {
-                        v: match a.v.as_str() {
-                            "idle" => IoClass::Idle,
-                            "realtime" => IoClass::Realtime,
-                            _ => IoClass::BestEffort,
-                        },
-                        loc: a.loc,
-                    })
+                let options = [
+                    ("idle", IoClass::Idle),
+                    ("best-effort", IoClass::BestEffort),
+                    ("realtime", IoClass::Realtime),
+                ];
+                s.io_class = t.choice_of(sink, "io_class", &options)
             }
             "io_priority" => {
                 s.io_priority = t.int(sink, "io_priority", 0, 7).map(|a| At {

@@ -314,6 +314,20 @@ impl<'t, 'i> TableReader<'t, 'i> {
         None
     }
 
+    /// One of the named `options` (a string key), as its value: each name is written once,
+    /// with what it means ([`TableReader::choice`] says what is wrong with another).
+    pub(crate) fn choice_of<T: Copy>(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        options: &[(&str, T)],
+    ) -> Option<At<T>> {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let a = self.choice(sink, key, &names)?;
+        let v = options.iter().find(|(n, _)| *n == a.v).map(|(_, v)| *v)?;
+        Some(At { v, loc: a.loc })
+    }
+
     /// An array of strings; with `allow_single`, a lone string counts as a list of one.
     pub(crate) fn strings(
         &self,

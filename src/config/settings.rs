@@ -176,11 +176,14 @@ impl Loader<'_> {
         let metrics_listen = self.metrics_listen(&t);
         let status_page = self.status_page(&t, metrics_listen.is_some());
         let healthcheck_ca_file = self.ca_file(&t, "healthcheck_ca_file");
-        let containment = match t.choice(self.sink, "containment", &["auto", "cgroup", "process"]) {
-            Some(s) if s.v == "cgroup" => ContainmentSetting::Cgroup,
-            Some(s) if s.v == "process" => ContainmentSetting::Process,
-            _ => ContainmentSetting::Auto,
-        };
+        let containments = [
+            ("auto", ContainmentSetting::Auto),
+            ("cgroup", ContainmentSetting::Cgroup),
+            ("process", ContainmentSetting::Process),
+        ];
+        let containment = t
+            .choice_of(self.sink, "containment", &containments)
+            .map_or(ContainmentSetting::Auto, |a| a.v);
         let reload_on_change = t.bool(self.sink, "reload_on_change").is_some_and(|a| a.v);
         if self.errors_since(errors_before) {
             return None;
