@@ -6,12 +6,12 @@
 //! coordinator's history at start (and for new jobs at a reload; `coord::standing`) and kept
 //! up to date by the ends of the runs this daemon sees. Only the views with something in
 //! them are kept (an `expect_success_within`, a success, a streak...): a job that never ran
-//! and is not expected to succeed has the empty view, which costs nothing per job. The loop sleeps until the nearest
-//! deadline not yet alerted as it sleeps until its next instant ([`Watch::next_deadline`]):
-//! watching adds no wake-up of its own. When a deadline passes, a thread reads the job's
-//! history again (a success of another process, or of another fleet node, moves the
-//! deadline) and, if it did pass, alerts `stale` once: not again until a later success
-//! (kept in `state_dir/watch/JOB.json`, so not after a restart either). A paused job goes
+//! and is not expected to succeed has the empty view, which costs nothing per job. The loop
+//! sleeps until the nearest deadline not yet alerted as it sleeps until its next instant
+//! ([`Watch::next_deadline`]): watching adds no wake-up of its own. When a deadline passes,
+//! a thread reads the job's history again (a success of another process, or of another
+//! fleet node, moves the deadline) and, if it did pass, alerts `stale` once: not again until
+//! a later success (kept in `state_dir/watch/JOB.json`, so not after a restart either). A paused job goes
 //! stale like any other: a job paused and forgotten is one the watchdog is for.
 //!
 //! Streaks count the runs this daemon saw end, from the history at its start; in fleet mode

@@ -5,9 +5,10 @@
 //! second copy starts beside the first. Whether one of this process's runs holds a job must
 //! not depend on a file surviving, so every lock taken through the [`Registry`] is recorded
 //! here until its [`JobLock`] is dropped, and every acquisition looks here first (and
-//! leaves a placeholder for the job while it takes the flock). [`Registry::keep`] (called at the daemon's wake-ups) notices a
-//! removed `lock_dir` or lock file, creates it again and locks the new file for the run that
-//! holds the job, so that other processes (`cronwarden run`) see the job as held too.
+//! leaves a placeholder for the job while it takes the flock). [`Registry::keep`] (called at
+//! the daemon's wake-ups) notices a removed `lock_dir` or lock file, creates it again and
+//! locks the new file for the run that holds the job, so that other processes (`cronwarden
+//! run`) see the job as held too.
 //!
 //! The mutex is not held across a lock file's open, flock or descriptor copy: a run that
 //! goes for a job first puts a placeholder entry in (so that a second run of the same job in
