@@ -336,7 +336,10 @@ fn run_locked(
     let tails = (out.stdout.bytes(), out.stderr.bytes());
     finish(ctx, req, &rec, &f, fenced.is_some(), &tails);
     marker.remove();
-    prune_outputs(&output_dir);
+    if rec.output.is_some() {
+        // A new file: the oldest beyond the kept number go (a silent run made none).
+        prune_outputs(&output_dir);
+    }
     if let Some(age) = job.output_max_age {
         prune_old_outputs(&output_dir, age);
     }
