@@ -25,6 +25,10 @@ pub(crate) fn base_dir(lock_dir: &Path) -> PathBuf {
     lock_dir.with_file_name(name)
 }
 
+/// The directory (under [`base_dir`], 0700) of the result files that the jobs run as this
+/// process's user make themselves (`result_file`).
+pub(super) const OWN_RESULTS: &str = "own";
+
 /// A run's credential directory, removed (with its files) when dropped.
 pub(super) struct Staged {
     pub(super) dir: PathBuf,
@@ -127,13 +131,22 @@ pub(crate) fn remove(lock_dir: &Path, run_id: &str) {
 /// Removes every credential directory whose run has no marker in `state_dir` (its run
 /// ended while no process could clean up after it: a crash). Returns how many.
 pub(crate) fn sweep(lock_dir: &Path, state_dir: &Path) -> usize {
+    let base = base_dir(lock_dir);
+    sweep_dir(&base, state_dir) + sweep_dir(&base.join(OWN_RESULTS), state_dir)
+}
+
+/// [`sweep`] in one directory (the directory of the result files the jobs make is left).
+fn sweep_dir(dir: &Path, state_dir: &Path) -> usize {
     let running = super::marker::running_dir(state_dir);
-    let Ok(entries) = fs::read_dir(base_dir(lock_dir)) else {
+    let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
     let mut n = 0;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if name == OWN_RESULTS {
+            continue;
+        }
         // A run's directory, or its result file (`RUN_ID.result`).
         let run_id = name.strip_suffix(".result").unwrap_or(&name);
         let marker = running.join(format!("{run_id}.json"));

@@ -312,3 +312,46 @@ command = ["/bin/sh", "-c", "echo \"$CRONWARDEN_TS $1\" >> $DIR/got", "-", "{{ u
         assert_eq!(arg, format!("file-{ts}"), "{l}");
     }
 }
+
+#[test]
+fn a_job_of_the_daemons_user_makes_its_result_file_in_a_private_directory_and_a_silent_run_no_file()
+{
+    let t = Table::new(
+        "xcom-own",
+        r#"
+[jobs.silent]
+schedule = "@manual"
+command = "echo \"$CRONWARDEN_RESULT_FILE\" > $DIR/where; test ! -e \"$CRONWARDEN_RESULT_FILE\""
+
+[jobs.writes]
+schedule = "@manual"
+command = "umask 022; echo \"$CRONWARDEN_RESULT_FILE\" > $DIR/where2; echo the-result > \"$CRONWARDEN_RESULT_FILE\""
+"#,
+    );
+    // Nothing is made for a run that leaves no result, and it has none.
+    let (code, _, err) = t.run(&["run", "silent"]);
+    assert_eq!(
+        code, 0,
+        "the file is not there before the job makes it: {err}"
+    );
+    let path = std::fs::read_to_string(t.dir().join("where")).expect("the path");
+    let path = std::path::PathBuf::from(path.trim());
+    let own = t.dir().join("run-credentials").join("own");
+    assert_eq!(path.parent(), Some(own.as_path()));
+    let rec = &t.history("silent")[0];
+    assert!(rec.get("result").is_none_or(|r| r.is_null()), "{rec}");
+    // It printed nothing either: no output file.
+    assert!(rec.get("output").is_none_or(|r| r.is_null()), "{rec}");
+    assert!(!t.dir().join("state/output/silent").exists());
+    // The job makes it with its own umask: the directory is what keeps it private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&own).expect("own").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    assert_eq!(t.run(&["run", "writes"]).0, 0);
+    assert_eq!(t.history("writes")[0]["result"], "the-result");
+    let written = std::fs::read_to_string(t.dir().join("where2")).expect("the path");
+    assert!(
+        !std::path::Path::new(written.trim()).exists(),
+        "removed after the run"
+    );
+}
