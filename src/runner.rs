@@ -446,7 +446,10 @@ impl<'a> Supervisor<'a> {
             linger_until: None,
             timed_out: false,
             interrupted: None,
-            buf: vec![0u8; 256 * 1024],
+            // Under malloc's mapping threshold (128 kB, `sys::malloc_fixed_thresholds`): a
+            // buffer of its own mapping (it was 256 kB) was unmapped at every run's end, a TLB
+            // flush on every CPU the daemon's threads ran on (issue 21).
+            buf: vec![0u8; 64 * 1024],
         })
     }
 
