@@ -28,6 +28,11 @@ use crate::journal::{self, Journal};
 pub(crate) struct Logger {
     inner: Mutex<Inner>,
     format: LogFormat,
+    /// `log_file` (the target's path, which never changes): looked at before the lock is
+    /// taken.
+    file_path: Option<PathBuf>,
+    /// The target is the journal (its entry is made before the lock is taken, too).
+    to_journal: bool,
 }
 
 /// Where the lines go.
@@ -104,6 +109,11 @@ impl Logger {
 
     fn with_target(target: Target, format: LogFormat) -> Logger {
         Logger {
+            file_path: match &target {
+                Target::File(p) => Some(p.clone()),
+                _ => None,
+            },
+            to_journal: matches!(target, Target::Journal(_)),
             inner: Mutex::new(Inner {
                 target,
                 file: None,
@@ -144,22 +154,32 @@ impl Logger {
         Logger::new(None, LogFormat::Text)
     }
 
-    /// One event: `fields` are key/value pairs (job, run id, attempt, ...).
+    /// One event: `fields` are key/value pairs (job, run id, attempt, ...). The line is made,
+    /// and the log file's path looked at, before the lock is taken: the lock is held for the
+    /// write alone (100 runs starting at once each log while they start: issue 21).
     pub(crate) fn log(&self, level: Level, event: &str, fields: &[(&str, String)], message: &str) {
         let ts = jiff::Timestamp::now();
-        let mut inner = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
         let line = match self.format {
             LogFormat::Json => json_line(ts, level, event, fields, message),
             LogFormat::Text | LogFormat::Journal => text_line(ts, level, event, fields, message),
         };
-        if let Target::Journal(_) = inner.target {
-            let entry = journal_entry(&line, level, event, fields);
+        let journal = self
+            .to_journal
+            .then(|| journal_entry(&line, level, event, fields));
+        // Which file the path names now (a rotation renames it): compared under the lock.
+        let named = self
+            .file_path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.dev(), m.ino()));
+        let mut inner = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(entry) = journal {
             return inner.send_journal(&entry, &line);
         }
-        inner.write_line(&line);
+        inner.write_line(&line, named);
     }
 }
 
@@ -234,7 +254,9 @@ impl Inner {
         }
     }
 
-    fn write_line(&mut self, line: &str) {
+    /// `named`: the device and inode the log file's path named just before the lock was
+    /// taken (`None`: nothing there, or not a file target).
+    fn write_line(&mut self, line: &str, named: Option<(u64, u64)>) {
         let path = match &self.target {
             Target::File(p) => p.clone(),
             Target::Stdout => {
@@ -250,8 +272,7 @@ impl Inner {
             }
         };
         // Reopen when the path no longer names the open file (rotated or deleted).
-        let current = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
-        let stale = match (&self.file, current) {
+        let stale = match (&self.file, named) {
             (Some((_, dev, ino)), Some(cur)) => (*dev, *ino) != cur,
             _ => true,
         };
