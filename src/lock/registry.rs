@@ -40,6 +40,10 @@ pub(crate) struct Registry {
     next_id: AtomicU64,
     /// `lock_dir` and its identity (device, inode) when last looked at.
     dir: Mutex<Option<(PathBuf, (u64, u64))>>,
+    /// A lock file was ever created again for a run (an entry has `again`): until then a
+    /// holder line has no second file to go to, and [`Registered::set_holder`] (three
+    /// times per run) does not take the mutex.
+    recreated: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -66,14 +70,20 @@ pub(super) struct Registered {
 impl Registered {
     pub(super) fn release(self) {
         let mut held = lock(&self.registry.held);
-        if held.get(&self.job).is_some_and(|e| e.id == self.id) {
-            held.remove(&self.job);
-        }
+        let entry = held
+            .get(&self.job)
+            .is_some_and(|e| e.id == self.id)
+            .then(|| held.remove(&self.job));
         drop(held);
+        // Its descriptors are closed without the mutex held.
+        drop(entry);
         self.registry.freed.notify_all();
     }
 
     pub(super) fn set_holder(&self, holder: &Holder) {
+        if !self.registry.recreated.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(f) = lock(&self.registry.held)
             .get(&self.job)
             .filter(|e| e.id == self.id)
@@ -225,6 +235,9 @@ impl Registry {
         let mut held = lock(&self.held);
         for (job, e) in held.iter_mut().filter(|(_, e)| e.file.is_some()) {
             keep_file(dir, job, e, log);
+        }
+        if held.values().any(|e| e.again.is_some()) {
+            self.recreated.store(true, Ordering::Release);
         }
     }
 
