@@ -61,7 +61,7 @@ fn tick_launch(shared: &Shared, d: Dispatch) -> Option<Launch> {
     Some(Launch::tick(&d.job, d.scheduled, why))
 }
 
-/// Hands one run to a thread: jitter, exclusion, slot, run.
+/// Hands one run to a run thread (`pool`): jitter, exclusion, slot, run.
 pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) {
     let Some(j) = cfg.job(&launch.job) else {
         let f = [
@@ -95,19 +95,17 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
     let cfg = Arc::clone(cfg);
     shared.active.enter();
     let coalesce = launch.coalesce;
-    let spawned = std::thread::Builder::new()
-        .name(format!("job {job}"))
-        .spawn({
-            let shared = Arc::clone(shared);
-            let job = job.clone();
-            move || {
-                run_one(&shared, &cfg, launch, jitter);
-                if coalesce {
-                    lock(&shared.pending).remove(&job);
-                }
-                shared.active.leave();
+    let spawned = shared.pool.spawn(format!("job {job}"), {
+        let shared = Arc::clone(shared);
+        let job = job.clone();
+        move || {
+            run_one(&shared, &cfg, launch, jitter);
+            if coalesce {
+                lock(&shared.pending).remove(&job);
             }
-        });
+            shared.active.leave();
+        }
+    });
     if let Err(e) = spawned {
         if coalesce {
             lock(&shared.pending).remove(&job);

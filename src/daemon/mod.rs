@@ -32,6 +32,7 @@ mod late;
 mod launch;
 mod orphans;
 mod page;
+mod pool;
 mod slots;
 mod state;
 mod watch;
@@ -106,6 +107,8 @@ pub(crate) struct Shared {
     outbox: alert::Outbox,
     slots: Slots,
     active: Active,
+    /// The run threads.
+    pool: pool::Pool,
     /// Jobs with a run waiting for its lock or a slot: further ticks coalesce into it.
     pending: Mutex<HashSet<String>>,
     /// Catch-up runs waiting for their turn, per job.
@@ -341,6 +344,7 @@ impl<'p> Daemon<'p> {
             outbox,
             slots: Slots::new(cfg.settings.max_concurrent),
             active: Active::default(),
+            pool: pool::Pool::default(),
             pending: Mutex::new(HashSet::new()),
             catchups: catchup::Catchups::default(),
             stop: stop_rx,
