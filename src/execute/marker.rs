@@ -17,7 +17,8 @@
 //! [`SPARES`] of them), which a later run claims (renamed to a name of its own), rewrites
 //! and renames into place: a rename is all a run's start and end cost, not a new file and a
 //! deleted one (on ext4 without a journal each new inode is a scan past every inode freed
-//! in the last half minute: with 100 runs at once a third of the daemon's time, issue 21).
+//! in the last half minute: with 100 jobs at once, a run's new files, its marker, output
+//! and result file, were half of the daemon's time; issue 21).
 //! Spares and claimed files start with a dot, so no reader takes them for markers; a
 //! claimed file whose writer died goes at the next look (as a temporary file does).
 //! Markers written by older versions (one object, no newline; a bare run record) still
@@ -240,12 +241,12 @@ fn started_at(ticks: u64) -> Option<Timestamp> {
         .ok()
 }
 
-/// The marker of a run this process supervises; removed when the run is recorded.
 /// The most spare markers the running directory keeps.
 const SPARES: u64 = 256;
 /// How many spare slots a run's start or end looks at.
 const PROBES: u64 = 16;
 
+/// The marker of a run this process supervises; removed when the run is recorded.
 pub(crate) struct RunMarker {
     path: PathBuf,
     marker: Marker,
@@ -313,8 +314,7 @@ impl RunMarker {
         }
     }
 
-    /// The run is recorded: the marker goes.
-    /// The run ended: its marker goes (kept as a spare where a slot is free).
+    /// The run is recorded: the marker goes (kept as a spare where a slot is free).
     pub(crate) fn remove(self) {
         use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
         if let Some(dir) = self.path.parent() {

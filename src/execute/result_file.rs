@@ -4,9 +4,9 @@
 //! owned by that user, mode 0600; a job run as this process's user is given
 //! `LOCK_DIR-credentials/own/RUN_ID.result` (`own` 0700: whatever mode the job makes the
 //! file with, only this user reaches it) and makes it itself when it writes it, so that a
-//! run that leaves no result (most) makes no file: a new inode for every run, freed at its end,
-//! was a third of the daemon's time with 100 jobs at once on ext4 without a journal (issue
-//! 21). After the run's last attempt its text is read into the run's record (at most
+//! run that leaves no result (most) makes no file (on ext4 without a journal a run's new
+//! files were, together, half of the daemon's time with 100 jobs at once: issue 21). After
+//! the run's last attempt its text is read into the run's record (at most
 //! [`MAX_RESULT_BYTES`]; more fails the run) and the file is removed.
 
 use std::fs;
