@@ -76,8 +76,13 @@ pub(crate) fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
 /// new text back, as with [`write_replace`]); but a reader running at the same time could
 /// see a mix, so only for files read when their writer cannot be writing.
 pub(crate) fn overwrite_padded(f: &fs::File, data: &[u8]) -> io::Result<()> {
+    padded_at_start(f, f.metadata()?.len(), data)
+}
+
+/// [`overwrite_padded`] of a file whose length `len` is known.
+fn padded_at_start(f: &fs::File, len: u64, data: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len <= data.len() {
         return f.write_all_at(data, 0);
     }
@@ -91,16 +96,24 @@ pub(crate) fn overwrite_padded(f: &fs::File, data: &[u8]) -> io::Result<()> {
 /// ([`overwrite_padded`]), else (none yet, or anything else, a symbolic link included)
 /// made anew atomically ([`write_replace`]).
 pub(crate) fn write_small(path: &Path, data: &[u8]) -> io::Result<()> {
-    let existing = OpenOptions::new()
+    match open_regular(path) {
+        Ok((f, len)) => padded_at_start(&f, len, data),
+        Err(_) => write_replace(path, data),
+    }
+}
+
+/// Opens an existing regular file for writing, never through a symbolic link (nor blocking
+/// on a FIFO): the file and its length; an error for anything else.
+pub(crate) fn open_regular(path: &Path) -> io::Result<(fs::File, u64)> {
+    let f = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()
-        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
-    match existing {
-        Some(f) => overwrite_padded(&f, data),
-        None => write_replace(path, data),
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
     }
+    Ok((f, meta.len()))
 }
 
 fn write_renamed(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {

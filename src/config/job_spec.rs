@@ -414,8 +414,9 @@ impl Loader<'_> {
         true
     }
 
-    /// When, and for how long: `schedule`, `timezone`, `after`, `enabled`, `overlap`,
-    /// `catchup`, `jitter`, `timeout`, `kill_grace`.
+    /// When, and for how long: `schedule`, `timezone`, `after`, `trigger`, `enabled`,
+    /// `overlap`, `catchup`, `depends_on_past`, `jitter`, `jitter_mode`, `timeout`,
+    /// `kill_grace`.
     fn read_timing_key(&mut self, t: &TableReader, key: &str, s: &mut JobSpec) -> bool {
         let sink = &mut *self.sink;
         match key {

@@ -377,14 +377,8 @@ fn claim_spare(path: &Path, job: &str, run_id: &str) -> Option<PathBuf> {
 /// A claimed spare made the marker `line` (written from its start and cut to its length:
 /// nobody reads a claimed file), then renamed to `path`.
 fn reuse(claimed: &Path, line: &[u8], path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(claimed)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
+    use std::os::unix::fs::FileExt;
+    let (f, _) = crate::files::open_regular(claimed)?;
     f.write_all_at(line, 0)?;
     f.set_len(line.len() as u64)?;
     fs::rename(claimed, path)
