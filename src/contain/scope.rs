@@ -19,6 +19,8 @@ pub(crate) struct Scope<'a> {
     marker: Vec<u8>,
     /// The current attempt's cgroup (cgroup mode, once [`Scope::begin`] made it).
     group: Option<cgroup::Group>,
+    /// The attempt [`Scope::begin`] was last called for (0: none, or it has ended).
+    begun: u32,
     /// Processes the run let go of (`leftovers = "keep"`, process mode), by pid and start.
     released: HashSet<(i32, u64)>,
     /// What was left behind, over all attempts.
@@ -35,6 +37,7 @@ impl<'a> Scope<'a> {
             run_id: run_id.to_string(),
             marker: format!("CRONWARDEN_RUN_ID={run_id}").into_bytes(),
             group: None,
+            begun: 0,
             released: HashSet::new(),
             leftovers: Vec::new(),
             not_applied: Vec::new(),
@@ -42,9 +45,14 @@ impl<'a> Scope<'a> {
     }
 
     /// Before an attempt: its cgroup, with the job's limits written to it. A cgroup that
-    /// cannot be made leaves the attempt to the process walk, and says so.
+    /// cannot be made leaves the attempt to the process walk, and says so. Called again for
+    /// the same attempt (made ready before the run's instant), it keeps what it made.
     pub(crate) fn begin(&mut self, attempt: u32) {
+        if attempt == self.begun {
+            return;
+        }
         self.end();
+        self.begun = attempt;
         let limits = &self.job.limits;
         let tree = match &self.containment.mode {
             Mode::Cgroup(t) => t,
@@ -233,8 +241,9 @@ impl<'a> Scope<'a> {
 
     /// The attempt is over: its cgroup goes.
     pub(crate) fn end(&mut self) {
-        if let Some(g) = self.group.take() {
-            g.remove();
+        self.begun = 0;
+        if let (Some(g), Mode::Cgroup(tree)) = (self.group.take(), &self.containment.mode) {
+            tree.remove(g);
         }
     }
 }

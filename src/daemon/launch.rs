@@ -114,14 +114,20 @@ pub(super) fn run_one(
         upstream: BTreeMap::new(),
     };
     // Whether another run is in the way (skip, queue, replace) is a question about the
-    // instant itself: the run was handed over early (`LOOKAHEAD`), but looks at the job's
-    // exclusion only once its instant has come. (`execute_locked` writes the run's marker.)
-    let exclusion = match wait_for_instant(&*shared.coord, launch.scheduled, jitter, &interrupt) {
-        Ok(()) => admit(shared, ctx, &req, &launch, &interrupt),
+    // instant itself: the run was handed over early (`LOOKAHEAD`), and has its cgroup and
+    // identity ready by then, but looks at the job's exclusion only once its instant has
+    // come. (`execute_locked` writes the run's marker.)
+    let waited =
+        wait_jitter(jitter, &interrupt).map(|()| execute::Ready::new(ctx, &req, &launch.run_id));
+    let waited = waited.and_then(|ready| {
+        wait_for_instant(&*shared.coord, launch.scheduled, &interrupt).map(|()| ready)
+    });
+    let (exclusion, ready) = match waited {
+        Ok(ready) => (admit(shared, ctx, &req, &launch, &interrupt), ready),
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
             report(shared, &launch, r.record, false);
-            None
+            return;
         }
     };
     let Some(exclusion) = exclusion else {
@@ -129,7 +135,8 @@ pub(super) fn run_one(
         return;
     };
     shared.metrics.started(name);
-    let r = execute::execute_locked(ctx, &req, &launch.run_id, exclusion, &interrupt);
+    let held = (exclusion, ready);
+    let r = execute::execute_locked(ctx, &req, &launch.run_id, held, &interrupt);
     let (root_record, root_tails) = (r.record.clone(), r.tails);
     report(shared, &launch, r.record, true);
     shared.slots.release();
@@ -262,21 +269,25 @@ fn admit(
     Some(exclusion)
 }
 
-/// Waits out the jitter, then (handed over early, `LOOKAHEAD`) for the instant: nothing about
-/// the run is decided before its instant, and it never starts before it, by the backend's
-/// time (a fleet node with a skewed clock waits for the instant by the database's clock;
-/// looked at again after each wait, since that time can move with a new clock offset). A
-/// stop meanwhile is recorded by the caller (a claimed instant is never dropped without a
-/// record).
-fn wait_for_instant(
-    coord: &dyn crate::coord::Coordinator,
-    scheduled: Timestamp,
-    jitter: Duration,
-    interrupt: &Interrupt,
-) -> Result<(), String> {
+/// Waits out the jitter. A stop meanwhile is recorded by the caller (a claimed instant is
+/// never dropped without a record).
+fn wait_jitter(jitter: Duration, interrupt: &Interrupt) -> Result<(), String> {
     if !jitter.is_zero() && interrupt.sleep(jitter).is_some() {
         return Err("the daemon stopped before it started (during its jitter)".to_string());
     }
+    Ok(())
+}
+
+/// Waits (handed over early, `LOOKAHEAD`) for the instant: nothing about the run is decided
+/// before its instant, and it never starts before it, by the backend's time (a fleet node
+/// with a skewed clock waits for the instant by the database's clock; looked at again after
+/// each wait, since that time can move with a new clock offset). A stop meanwhile is
+/// recorded by the caller.
+fn wait_for_instant(
+    coord: &dyn crate::coord::Coordinator,
+    scheduled: Timestamp,
+    interrupt: &Interrupt,
+) -> Result<(), String> {
     while let Ok(early) = Duration::try_from(scheduled.duration_since(coord.now()))
         && !early.is_zero()
     {

@@ -92,12 +92,16 @@ pub(super) struct Attempts<'r, 'a> {
 impl Attempts<'_, '_> {
     /// Runs the attempts; returns their records, the outcome and its reason (why the run
     /// failed, or which warning it ended with). What fired is left in `found`.
-    pub(super) fn run(&mut self) -> (Vec<AttemptRecord>, Outcome, Option<String>) {
+    /// `who`: the job's identity ([`spec::identity`]).
+    pub(super) fn run(
+        &mut self,
+        who: Result<Identity, String>,
+    ) -> (Vec<AttemptRecord>, Outcome, Option<String>) {
         let job = self.facts.req.job;
         // The run's credentials and result file stay until its last attempt is over (they
         // are dropped when this returns, whatever the outcome).
         let (mut staged, mut result) = (None, None);
-        let who = spec::identity(job).and_then(|mut w| {
+        let who = who.and_then(|mut w| {
             let (lock_dir, run_id) = (&self.ctx.cfg.settings.lock_dir, self.facts.run_id);
             staged = credentials::stage(lock_dir, run_id, &job.credentials, w.owner())?;
             w.cred_dir = staged.as_ref().map(|s| s.dir.clone());

@@ -246,6 +246,54 @@ const SPARES: u64 = 256;
 /// How many spare slots a run's start or end looks at.
 const PROBES: u64 = 16;
 
+/// The file a run's marker is to be (got before the run's instant, while nothing is due):
+/// a spare claimed for the run, or else a new empty file, under a hidden name of its own
+/// (`.claimed.tmpPID.RUN_ID`), which [`RunMarker::start`] writes and renames into place.
+/// Dropped unused (the run did not start), it becomes a spare.
+pub(crate) struct MarkerFile {
+    /// The marker's own path.
+    path: PathBuf,
+    /// The hidden file (`None` once used, or when none could be had).
+    hidden: Option<PathBuf>,
+    job: String,
+}
+
+impl MarkerFile {
+    pub(crate) fn ready(state_dir: &Path, job: &str, run_id: &str) -> MarkerFile {
+        let dir = running_dir(state_dir);
+        let hidden = dir.join(format!(".claimed.tmp{}.{run_id}", std::process::id()));
+        let claimed = slots(job)
+            .map(|k| dir.join(format!(".spare{k}")))
+            .any(|spare| fs::rename(spare, &hidden).is_ok());
+        let made = claimed || new_empty(&dir, &hidden).is_ok();
+        MarkerFile {
+            path: path(state_dir, run_id),
+            hidden: made.then_some(hidden),
+            job: job.to_string(),
+        }
+    }
+}
+
+impl Drop for MarkerFile {
+    fn drop(&mut self) {
+        if let Some(hidden) = self.hidden.take() {
+            stash(&hidden, &self.job);
+        }
+    }
+}
+
+/// A new empty file, only this user's (its directory made if need be).
+fn new_empty(dir: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    crate::files::ensure_dir(dir)?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
 /// The marker of a run this process supervises; removed when the run is recorded.
 pub(crate) struct RunMarker {
     path: PathBuf,
@@ -253,18 +301,25 @@ pub(crate) struct RunMarker {
 }
 
 impl RunMarker {
-    /// Writes the marker of a run that starts: `record` is the run as it would be recorded
-    /// if this process died now.
-    pub(crate) fn start(state_dir: &Path, record: RunRecord) -> RunMarker {
+    /// Writes the marker of a run that starts, into `file` (made ready for the run):
+    /// `record` is the run as it would be recorded if this process died now.
+    pub(crate) fn start(mut file: MarkerFile, record: RunRecord) -> RunMarker {
         let m = RunMarker {
-            path: path(state_dir, &record.run_id),
+            path: std::mem::take(&mut file.path),
             marker: Marker {
                 record,
                 supervisor: Some(ProcId::me()),
                 group: None,
             },
         };
-        let _ = create(&m.path, &m.marker);
+        let written = line(&m.marker).and_then(|line| match file.hidden.take() {
+            Some(hidden) => reuse(&hidden, &line, &m.path).inspect_err(|_| {
+                let _ = fs::remove_file(&hidden);
+            }),
+            None => crate::files::write_replace(&m.path, &line),
+        });
+        // Best effort (see the module's doc).
+        drop(written);
         m
     }
 
@@ -316,27 +371,32 @@ impl RunMarker {
 
     /// The run is recorded: the marker goes (kept as a spare where a slot is free).
     pub(crate) fn remove(self) {
-        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-        if let Some(dir) = self.path.parent() {
-            for k in slots(&self.marker.record.job) {
-                let spare = dir.join(format!(".spare{k}"));
-                match renameat2(
-                    AT_FDCWD,
-                    &self.path,
-                    AT_FDCWD,
-                    &spare,
-                    RenameFlags::RENAME_NOREPLACE,
-                ) {
-                    Ok(()) => return,
-                    Err(nix::errno::Errno::EEXIST) => continue,
-                    // No such rename here (a file system without it), or the marker is
-                    // gone: removed below.
-                    Err(_) => break,
-                }
+        stash(&self.path, &self.marker.record.job);
+    }
+}
+
+/// Keeps the file at `path` as a spare for runs of `job` where a slot is free; else it goes.
+fn stash(path: &Path, job: &str) {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    if let Some(dir) = path.parent() {
+        for k in slots(job) {
+            let spare = dir.join(format!(".spare{k}"));
+            match renameat2(
+                AT_FDCWD,
+                path,
+                AT_FDCWD,
+                &spare,
+                RenameFlags::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => return,
+                Err(nix::errno::Errno::EEXIST) => continue,
+                // No such rename here (a file system without it), or the file is gone:
+                // removed below.
+                Err(_) => break,
             }
         }
-        let _ = fs::remove_file(&self.path);
     }
+    let _ = fs::remove_file(path);
 }
 
 /// The spare slots a run of `job` looks at, in order: from one given by the job's name, so
@@ -349,32 +409,7 @@ fn slots(job: &str) -> impl Iterator<Item = u64> {
     (0..PROBES).map(move |i| (h + i) % SPARES)
 }
 
-/// Writes a new run's marker at `path`: into a spare claimed for it, else a new file.
-fn create(path: &Path, m: &Marker) -> std::io::Result<()> {
-    let line = line(m)?;
-    if let Some(claimed) = claim_spare(path, &m.record.job, &m.record.run_id) {
-        match reuse(&claimed, &line, path) {
-            Ok(()) => return Ok(()),
-            Err(_) => {
-                let _ = fs::remove_file(&claimed);
-            }
-        }
-    }
-    crate::files::write_replace(path, &line)
-}
-
-/// Claims a spare for the run `run_id` of `job` (renamed to a hidden name of its own,
-/// which only one claimer gets): its path, or `None` when no slot looked at has one.
-fn claim_spare(path: &Path, job: &str, run_id: &str) -> Option<PathBuf> {
-    let dir = path.parent()?;
-    let claimed = dir.join(format!(".claimed.tmp{}.{run_id}", std::process::id()));
-    slots(job)
-        .map(|k| dir.join(format!(".spare{k}")))
-        .find(|spare| fs::rename(spare, &claimed).is_ok())
-        .map(|_| claimed)
-}
-
-/// A claimed spare made the marker `line` (written from its start and cut to its length:
+/// A claimed file made the marker `line` (written from its start and cut to its length:
 /// nobody reads a claimed file), then renamed to `path`.
 fn reuse(claimed: &Path, line: &[u8], path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
@@ -517,7 +552,10 @@ mod tests {
         let _ = fs::remove_dir_all(&state);
         let old = r#"{"run_id":"r1","job":"j","scheduled":"2026-01-01T00:00:00+00:00","started":"2026-01-01T00:00:00Z","ended":"","duration_ms":0,"attempts":[],"outcome":"lost","trigger":"schedule"}"#;
         let rec: Marker = serde_json::from_str(old).expect("a record");
-        let mut m = RunMarker::start(&state, rec.record);
+        let mut m = RunMarker::start(
+            MarkerFile::ready(&state, "j", &rec.record.run_id),
+            rec.record,
+        );
         let p = path(&state, "r1");
         let first = read(&p).expect("the marker at the start");
         assert!(first.group.is_none() && first.supervisor == Some(ProcId::me()));
@@ -566,7 +604,10 @@ mod tests {
         let me = std::process::id() as i32;
         let ms = Duration::from_millis;
         // A long first run: three attempts' lines.
-        let mut m = RunMarker::start(&state, rec("a-long-first-run-id"));
+        let mut m = RunMarker::start(
+            MarkerFile::ready(&state, "j", "a-long-first-run-id"),
+            rec("a-long-first-run-id"),
+        );
         let first = path(&state, "a-long-first-run-id");
         let inode = fs::metadata(&first).expect("the marker").ino();
         for n in 1..=3 {
@@ -576,7 +617,7 @@ mod tests {
         assert!(!first.exists());
         assert_eq!(list(&state), Vec::<PathBuf>::new(), "a spare is no marker");
         // The next run's marker is that file, with nothing of the first run left in it.
-        let mut m = RunMarker::start(&state, rec("r2"));
+        let mut m = RunMarker::start(MarkerFile::ready(&state, "j", "r2"), rec("r2"));
         let second = path(&state, "r2");
         assert_eq!(fs::metadata(&second).expect("marker").ino(), inode);
         let text = fs::read(&second).expect("read");

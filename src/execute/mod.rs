@@ -138,6 +138,30 @@ impl RunFacts<'_> {
     }
 }
 
+/// What a run can have ready before its instant (the daemon hands runs over a little
+/// early): the first attempt's cgroup, with the job's limits written to it, the identity
+/// the job runs as (its passwd entry, groups and `env_file`s) and the file its marker is
+/// to be. Nothing in it decides whether the run happens; dropped unused (a run skipped or
+/// stopped), its cgroup goes and its file becomes a spare.
+pub(crate) struct Ready<'a> {
+    scope: Scope<'a>,
+    who: Result<spec::Identity, String>,
+    marker: marker::MarkerFile,
+}
+
+impl<'a> Ready<'a> {
+    pub(crate) fn new(ctx: Ctx<'a>, req: &RunRequest<'a>, run_id: &str) -> Self {
+        let mut scope = Scope::new(ctx.contain, req.job, run_id);
+        scope.begin(req.first_attempt.max(1));
+        let state_dir = &ctx.cfg.settings.state_dir;
+        Ready {
+            scope,
+            who: spec::identity(req.job),
+            marker: marker::MarkerFile::ready(state_dir, &req.job.name, run_id),
+        }
+    }
+}
+
 /// Runs a job through the whole path and records it.
 pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) -> RunReport {
     let run_id = new_run_id();
@@ -157,7 +181,10 @@ pub(crate) fn execute(ctx: Ctx<'_>, req: RunRequest<'_>, interrupt: &Interrupt) 
                 drop(exclusion);
                 not_run(ctx, &req, &run_id, reason, None)
             }
-            None => execute_locked(ctx, &req, &run_id, exclusion, interrupt),
+            None => {
+                let ready = Ready::new(ctx, &req, &run_id);
+                execute_locked(ctx, &req, &run_id, (exclusion, ready), interrupt)
+            }
         },
         Err(reason) => not_run(ctx, &req, &run_id, reason, interrupt.received()),
     }
@@ -207,11 +234,11 @@ pub(crate) fn not_run(
 /// beside it: the start ping in a thread of its own (a healthcheck server that is down,
 /// retried for up to half a minute, never delays the job), the end ping after the job's
 /// lock is let go (it never holds the job).
-pub(crate) fn execute_locked(
-    ctx: Ctx<'_>,
-    req: &RunRequest<'_>,
+pub(crate) fn execute_locked<'a>(
+    ctx: Ctx<'a>,
+    req: &RunRequest<'a>,
     run_id: &str,
-    exclusion: Option<Exclusion>,
+    held: (Option<Exclusion>, Ready<'a>),
     interrupt: &Interrupt,
 ) -> RunReport {
     let (job, log) = (req.job, ctx.log);
@@ -221,7 +248,7 @@ pub(crate) fn execute_locked(
         let start = url.map(|u| {
             s.spawn(move || alert::ping(u, Ping::Start, run_id, &[], log, &job.name, ca_file))
         });
-        let (report, fenced) = run_locked(ctx, req, run_id, exclusion, interrupt);
+        let (report, fenced) = run_locked(ctx, req, run_id, held, interrupt);
         if let Some(h) = start {
             let _ = h.join();
         }
@@ -238,14 +265,19 @@ pub(crate) fn execute_locked(
 }
 
 /// [`execute_locked`] without its pings; whether the run was fenced (fleet mode).
-fn run_locked(
-    ctx: Ctx<'_>,
-    req: &RunRequest<'_>,
+fn run_locked<'a>(
+    ctx: Ctx<'a>,
+    req: &RunRequest<'a>,
     run_id: &str,
-    mut exclusion: Option<Exclusion>,
+    (mut exclusion, ready): (Option<Exclusion>, Ready<'a>),
     interrupt: &Interrupt,
 ) -> (RunReport, bool) {
     let job = req.job;
+    let Ready {
+        mut scope,
+        who,
+        marker,
+    } = ready;
     let facts = RunFacts {
         req,
         run_id,
@@ -289,16 +321,13 @@ fn run_locked(
     let state_dir = &ctx.cfg.settings.state_dir;
     // While it runs, a marker says so: should this process die, the next supervisor keeps
     // the attempt's deadline and records the run when it ends.
-    let mut marker = marker::RunMarker::start(
-        state_dir,
-        facts.record(Outcome::Lost, None, Vec::new(), None),
-    );
+    let mut marker =
+        marker::RunMarker::start(marker, facts.record(Outcome::Lost, None, Vec::new(), None));
     let output_dir = output_dir(state_dir, &job.name);
     let mut out = Output::new(&output_dir, run_id, job.output_limit);
     if job.output_to_log {
         out.forward_to(crate::output::Forward::new(ctx.log, &job.name, run_id));
     }
-    let mut scope = Scope::new(ctx.contain, job, run_id);
     let mut run = attempts::Attempts {
         ctx,
         facts: &facts,
@@ -312,7 +341,7 @@ fn run_locked(
         started: t0,
         found: Default::default(),
     };
-    let (attempts, mut outcome, mut reason) = run.run();
+    let (attempts, mut outcome, mut reason) = run.run(who);
     let found = std::mem::take(&mut run.found);
     let contained = contained(ctx, &f, &scope, &attempts);
     drop(scope);
