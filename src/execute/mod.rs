@@ -147,7 +147,13 @@ pub(crate) struct Ready<'a> {
     scope: Scope<'a>,
     who: Result<spec::Identity, String>,
     marker: marker::MarkerFile,
+    made: Instant,
 }
+
+/// How long a [`Ready`] identity stays good: one got longer ago (the run waited for its
+/// lock, `overlap = "queue"`, or for a `max_concurrent` slot) is looked up again at the
+/// run's start, so that the run reads its `env_file`s as they are when it starts.
+const READY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<'a> Ready<'a> {
     pub(crate) fn new(ctx: Ctx<'a>, req: &RunRequest<'a>, run_id: &str) -> Self {
@@ -158,6 +164,7 @@ impl<'a> Ready<'a> {
             scope,
             who: spec::identity(req.job),
             marker: marker::MarkerFile::ready(state_dir, &req.job.name, run_id),
+            made: Instant::now(),
         }
     }
 }
@@ -277,7 +284,13 @@ fn run_locked<'a>(
         mut scope,
         who,
         marker,
+        made,
     } = ready;
+    let who = if made.elapsed() > READY_FOR {
+        spec::identity(job)
+    } else {
+        who
+    };
     let facts = RunFacts {
         req,
         run_id,

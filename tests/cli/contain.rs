@@ -557,3 +557,93 @@ fn the_daemon_lowers_its_oom_score_adj_or_says_it_could_not() {
     }
     assert_eq!(job, ours, "a job gets the usual oom_score_adj");
 }
+
+/// The cgroup2 mount point (from /proc/self/mountinfo).
+fn cgroup2_mount() -> std::path::PathBuf {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .map(std::path::PathBuf::from)
+        .expect("a cgroup2 mount")
+}
+
+/// The names in the run's state directory's `running/` that are not spares: the markers,
+/// and any file claimed for a run that never went.
+fn markers_and_claimed(t: &Table) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(t.dir().join("state/running"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(".spare"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A run is made ready before its instant (its first attempt's cgroup, the file its marker
+/// will be): one that is skipped at its instant leaves neither behind, and the run that
+/// holds the job keeps its own.
+#[test]
+fn a_run_skipped_at_its_instant_leaves_no_cgroup_and_no_marker_file() {
+    for mode in modes("what a skipped run had ready") {
+        // A name of this test's own: the runs' cgroups of every test run as root are in
+        // one directory.
+        let long = format!("long-{}", std::process::id());
+        let long = long.as_str();
+        let t = table(
+            "c-ready",
+            mode,
+            &job(
+                long,
+                "",
+                "echo $$ > $DIR/main; until [ -e $DIR/end ]; do sleep 0.05; done",
+            ),
+        );
+        let d = Daemon::start(&t);
+        assert_eq!(t.run(&["trigger", long]).0, 0, "{mode}");
+        let main = Stray::from(&t.dir().join("main"));
+        let cgroup = main.cgroup();
+        let (code, _, err) = t.run(&["trigger", long, "--wait"]);
+        assert_eq!(code, 75, "{mode}: {err}");
+        let skipped = t.history(long)[0]["run_id"].clone();
+        assert_eq!(t.outcomes(long), ["skipped"], "{mode}");
+        // The skipped run's cgroup went (the running run's stays), and nothing was left
+        // claimed in running/: one marker, the running run's.
+        let groups = || -> Vec<String> {
+            let dir = cgroup2_mount().join(cgroup.trim_start_matches('/'));
+            let parent = dir.parent().expect("the runs' cgroups").to_path_buf();
+            let mut v: Vec<String> = std::fs::read_dir(parent)
+                .expect("cgroup dir")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{long}.")))
+                .collect();
+            v.sort();
+            v
+        };
+        if mode == "cgroup" {
+            assert!(cgroup.contains(&format!("/cronwarden/{long}.")), "{cgroup}");
+            wait_for(|| groups().len() == 1);
+            assert!(cgroup.ends_with(&groups()[0]), "{cgroup}: {:?}", groups());
+        }
+        wait_for(|| markers_and_claimed(&t).len() == 1);
+        let marker = &markers_and_claimed(&t)[0];
+        assert!(
+            marker.ends_with(".json") && !marker.starts_with('.'),
+            "{mode}: {marker}"
+        );
+        assert!(!marker.contains(skipped.as_str().unwrap_or("-")), "{mode}");
+        // Once the run ends, nothing of either run is left.
+        std::fs::write(t.dir().join("end"), "").expect("end");
+        wait_for(|| t.history(long).len() == 2);
+        wait_for(|| markers_and_claimed(&t).is_empty());
+        if mode == "cgroup" {
+            wait_for(|| groups().is_empty());
+        }
+        drop(d);
+    }
+}

@@ -74,6 +74,45 @@ env = { D = "from-env" }
     assert_nowhere(&t, "app", SECRET);
 }
 
+/// The daemon reads a run's `env_file`s a little before its instant; a run that then waits
+/// for its lock (`overlap = "queue"`) reads them again when it starts, as they are then.
+#[test]
+fn a_queued_run_reads_its_env_file_when_it_starts_not_when_it_was_queued() {
+    let t = Table::new(
+        "env-queued",
+        r#"
+[jobs.q]
+schedule = "@manual"
+overlap = "queue"
+env_file = "$DIR/q.env"
+command = "echo $V >> $DIR/seen; until [ -e $DIR/go.$V ]; do sleep 0.05; done"
+"#,
+    );
+    t.dir.write("q.env", "V=first\n");
+    let d = Daemon::start(&t);
+    let seen = || std::fs::read_to_string(t.dir().join("seen")).unwrap_or_default();
+    assert_eq!(t.run(&["trigger", "q"]).0, 0);
+    wait_for(|| seen() == "first\n");
+    // The second run is made ready (its env_file read), then waits for the first.
+    assert_eq!(t.run(&["trigger", "q"]).0, 0);
+    wait_for(|| t.log().contains(" queued job=q "));
+    t.dir.write("q.env", "V=second\n");
+    // Longer than a ready run's identity is kept (1 s): a lower bound, not a wait for an
+    // event.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    t.dir.write("go.first", "");
+    wait_for(|| seen().lines().count() == 2);
+    assert_eq!(
+        seen(),
+        "first\nsecond\n",
+        "the queued run read the old env_file"
+    );
+    t.dir.write("go.second", "");
+    wait_for(|| t.history("q").len() == 2);
+    assert_eq!(t.outcomes("q"), ["success", "success"]);
+    drop(d);
+}
+
 #[test]
 fn a_missing_env_file_fails_the_run_with_the_reason_and_check_warns() {
     let t = Table::new(
