@@ -14,7 +14,7 @@ mod registry;
 pub(crate) use registry::Registry;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,10 @@ impl Holder {
 /// until they have exited.
 #[derive(Debug)]
 pub(crate) struct JobLock {
-    file: File,
+    /// Shared with the [`Registry`]'s entry for the job (one descriptor, not two: every
+    /// descriptor the daemon holds is copied into each child it starts and closed again at
+    /// the child's exec).
+    file: std::sync::Arc<File>,
     registered: Option<registry::Registered>,
     /// Unlock when dropped (not when the lock lives on in [`JobLock::into_file`]'s copy).
     unlock: bool,
@@ -119,19 +122,25 @@ fn open(lock_dir: &Path, job: &str) -> io::Result<File> {
     Ok(file)
 }
 
-fn read_holder(file: &mut File) -> Holder {
-    let mut text = String::new();
-    let _ = file.seek(SeekFrom::Start(0));
-    let _ = file.take(4096).read_to_string(&mut text);
-    Holder::parse(&text)
+fn read_holder(file: &File) -> Holder {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    Holder::parse(&String::from_utf8_lossy(&buf[..len]))
 }
 
 /// Takes the job's lock if it is free; otherwise says who holds it.
 pub(crate) fn try_acquire(lock_dir: &Path, job: &str) -> io::Result<Acquired> {
-    let mut file = open(lock_dir, job)?;
+    let file = open(lock_dir, job)?;
     match file.try_lock() {
         Ok(()) => Ok(Acquired::Locked(JobLock::new(file))),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Held(read_holder(&mut file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Held(read_holder(&file))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
@@ -153,8 +162,8 @@ pub(crate) fn held_by(lock_dir: &Path, job: &str) -> Option<Holder> {
     if !held {
         return None;
     }
-    let mut file = File::open(&path).ok()?;
-    Some(read_holder(&mut file))
+    let file = File::open(&path).ok()?;
+    Some(read_holder(&file))
 }
 
 /// Waits for the job's lock. `cancelled` is polled a few times a second; when it returns
@@ -216,7 +225,7 @@ fn write_holder(file: &File, holder: &Holder) {
 impl JobLock {
     fn new(file: File) -> JobLock {
         JobLock {
-            file,
+            file: std::sync::Arc::new(file),
             registered: None,
             unlock: true,
         }

@@ -22,6 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -150,7 +151,9 @@ pub(crate) struct AttemptResult {
 /// Signals that ask the current run to stop (SIGINT/SIGTERM to `cronwarden run`, or a
 /// daemon's shutdown). Each source is a socket that becomes readable when its signal arrived.
 pub(crate) struct Interrupt {
-    sources: Vec<(UnixStream, i32)>,
+    /// Shared, not duplicated: one descriptor for all the runs that wait on the daemon's
+    /// stop (each descriptor the daemon holds is copied into every child it starts).
+    sources: Vec<(Arc<UnixStream>, i32)>,
     received: std::sync::atomic::AtomicI32,
 }
 
@@ -170,7 +173,7 @@ impl Interrupt {
             let (read, write) = UnixStream::pair()?;
             read.set_nonblocking(true)?;
             signal_hook::low_level::pipe::register(sig, write)?;
-            sources.push((read, sig));
+            sources.push((Arc::new(read), sig));
         }
         Ok(Interrupt {
             sources,
@@ -180,7 +183,7 @@ impl Interrupt {
 
     /// Interrupted (as if by `sig`) when `source` becomes readable: a byte arrives, or its
     /// peer is closed. Several runs can share one source through clones of the socket.
-    pub(crate) fn on_stream(source: UnixStream, sig: i32) -> io::Result<Interrupt> {
+    pub(crate) fn on_stream(source: Arc<UnixStream>, sig: i32) -> io::Result<Interrupt> {
         source.set_nonblocking(true)?;
         Ok(Interrupt {
             sources: vec![(source, sig)],
@@ -189,14 +192,14 @@ impl Interrupt {
     }
 
     /// This interrupt plus one more source (a run's fence in fleet mode): the new one shares
-    /// the existing sources through duplicated descriptors.
+    /// the existing sources.
     pub(crate) fn with_source(&self, source: UnixStream, sig: i32) -> io::Result<Interrupt> {
         source.set_nonblocking(true)?;
         let mut sources = Vec::with_capacity(self.sources.len() + 1);
         for (s, sg) in &self.sources {
-            sources.push((s.try_clone()?, *sg));
+            sources.push((Arc::clone(s), *sg));
         }
-        sources.push((source, sig));
+        sources.push((Arc::new(source), sig));
         Ok(Interrupt {
             sources,
             received: std::sync::atomic::AtomicI32::new(
@@ -215,7 +218,7 @@ impl Interrupt {
     pub(crate) fn reset(&self) {
         let mut buf = [0u8; 64];
         for (sock, _) in &self.sources {
-            while let Ok(n) = (&*sock).read(&mut buf) {
+            while let Ok(n) = (&**sock).read(&mut buf) {
                 if n == 0 {
                     break;
                 }
@@ -300,7 +303,8 @@ fn spawn_child(spec: &AttemptSpec, scope: Option<&Scope<'_>>) -> io::Result<Spaw
             stdin_piped: spec.stdin.is_some(),
         };
         let cgroup = scope.and_then(Scope::cgroup_fd);
-        match sys::spawn(&exec, cgroup, child_setup(spec, None)) {
+        let cgroup_fd = cgroup.as_ref().map(std::os::fd::AsFd::as_fd);
+        match sys::spawn(&exec, cgroup_fd, child_setup(spec, None)) {
             Ok(child) => return Ok(child),
             Err(SpawnError::Failed(e)) => return Err(e),
             Err(SpawnError::Unsupported(e)) => {
@@ -310,7 +314,14 @@ fn spawn_child(spec: &AttemptSpec, scope: Option<&Scope<'_>>) -> io::Result<Spaw
             }
         }
     }
-    let mut child = command(spec, scope.and_then(Scope::procs_fd)).spawn()?;
+    let procs = scope.and_then(Scope::procs_fd);
+    if procs.is_none() && scope.is_some_and(Scope::has_cgroup) {
+        // Started without it, the child would be outside the attempt's cgroup, uncounted.
+        return Err(io::Error::other(
+            "cannot open the attempt's cgroup.procs to move its process into its cgroup",
+        ));
+    }
+    let mut child = command(spec, procs).spawn()?;
     let file = |fd: Option<OwnedFd>| {
         fd.map(File::from)
             .ok_or_else(|| io::Error::other("the child's output is not piped"))

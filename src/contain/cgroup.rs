@@ -20,10 +20,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::sync::lock;
@@ -107,24 +107,23 @@ impl Tree {
             }
             _ => {}
         }
-        let procs = OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         // (std opens every file close-on-exec.)
         let fd = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(&dir)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-        Ok(Group { dir, procs, fd })
+        Ok(Group {
+            dir,
+            fd: Mutex::new(Some(fd)),
+            procs: OnceLock::new(),
+        })
     }
 
     /// Removes an attempt's cgroup once its last process is gone (a process that just
     /// exited may keep it busy for a moment).
     pub(crate) fn remove(&self, g: Group) {
-        let Group { dir, procs, fd } = g;
-        drop((procs, fd));
+        let Group { dir, .. } = g;
         let until = Instant::now() + Duration::from_millis(500);
         loop {
             let removed = {
@@ -218,25 +217,39 @@ fn pids_in(dir: &Path) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// One attempt's cgroup.
+/// One attempt's cgroup. Its descriptors are held only as long as they are needed: every
+/// descriptor the daemon holds is copied into each child it starts and closed again at the
+/// child's exec (with 100 runs at once, 8 descriptors per run made `do_close_on_exec` a
+/// tenth of the daemon's time).
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) dir: PathBuf,
-    /// Its `cgroup.procs`, open for writing: the child writes "0" to it before exec.
-    procs: File,
-    /// The directory itself, open O_RDONLY|O_DIRECTORY: the child is started in it
-    /// (clone3's CLONE_INTO_CGROUP).
-    fd: File,
+    /// The directory itself, open O_RDONLY|O_DIRECTORY, until the child is started in it
+    /// (clone3's CLONE_INTO_CGROUP) or without it.
+    fd: Mutex<Option<File>>,
+    /// Its `cgroup.procs`, opened for writing when a child is to write "0" to it before its
+    /// exec (where clone3 cannot start it inside); `None` inside when it cannot be opened.
+    procs: OnceLock<Option<File>>,
 }
 
 impl Group {
-    pub(crate) fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// `cgroup.procs`, opened at the first call (`None` when it cannot be).
+    pub(crate) fn procs_fd(&self) -> Option<RawFd> {
+        self.procs
+            .get_or_init(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(self.dir.join("cgroup.procs"))
+                    .ok()
+            })
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
     }
 
-    /// The cgroup's directory, open to start a child in it.
-    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The cgroup's directory, open to start a child in it: handed over once (closed when
+    /// the caller drops it).
+    pub(crate) fn take_dir_fd(&self) -> Option<File> {
+        lock(&self.fd).take()
     }
 
     /// The live processes in it.

@@ -2,7 +2,7 @@
 //! signals that stop all of it, its leftovers, and what it used.
 
 use std::collections::HashSet;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use super::{Containment, Mode, cgroup, limits, procs};
@@ -88,15 +88,21 @@ impl<'a> Scope<'a> {
         self.group.as_ref().map(|g| g.dir.as_path())
     }
 
-    /// The descriptor the child writes itself into (cgroup mode).
+    /// Whether the current attempt has a cgroup (cgroup mode).
+    pub(crate) fn has_cgroup(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// The descriptor the child writes itself into (cgroup mode; `None` also when it
+    /// cannot be opened).
     pub(crate) fn procs_fd(&self) -> Option<RawFd> {
-        self.group.as_ref().map(cgroup::Group::procs_fd)
+        self.group.as_ref().and_then(cgroup::Group::procs_fd)
     }
 
     /// The current attempt's cgroup directory, to start the child in with clone3 (cgroup
-    /// mode; see [`Scope::may_clone3`]).
-    pub(crate) fn cgroup_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.group.as_ref().map(cgroup::Group::dir_fd)
+    /// mode; see [`Scope::may_clone3`]): handed over once, closed when dropped.
+    pub(crate) fn cgroup_fd(&self) -> Option<std::fs::File> {
+        self.group.as_ref().and_then(cgroup::Group::take_dir_fd)
     }
 
     /// Whether children start with clone3 (unless this host was found not to allow it:

@@ -187,11 +187,7 @@ fn prepare(
         let marked = shared.marks.mark(name, launch.scheduled);
         super::health::marked(shared, name, &launch.run_id, launch.scheduled, marked);
     }
-    let interrupt = match shared
-        .stop
-        .try_clone()
-        .and_then(|s| Interrupt::on_stream(s, libc::SIGTERM))
-    {
+    let interrupt = match Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM) {
         Ok(i) => i,
         Err(e) => {
             let msg = format!("cannot set up the run: {e}");

@@ -114,7 +114,7 @@ pub(crate) struct Shared {
     /// Catch-up runs waiting for their turn, per job.
     catchups: catchup::Catchups,
     /// Readable (its peer closed) once running jobs must stop.
-    stop: UnixStream,
+    stop: Arc<UnixStream>,
     marks: Marks,
     /// Whether the marks (so the state directory) can be written.
     health: health::Health,
@@ -347,7 +347,7 @@ impl<'p> Daemon<'p> {
             pool: pool::Pool::default(),
             pending: Mutex::new(HashSet::new()),
             catchups: catchup::Catchups::default(),
-            stop: stop_rx,
+            stop: Arc::new(stop_rx),
             marks: Marks::new(&state),
             health: health::Health::default(),
             paused: Paused::load(&state),

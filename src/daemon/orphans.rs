@@ -179,11 +179,7 @@ fn adopt(shared: &Arc<Shared>, path: &Path) {
         }
         return;
     }
-    let interrupt = match shared
-        .stop
-        .try_clone()
-        .and_then(|s| Interrupt::on_stream(s, libc::SIGTERM))
-    {
+    let interrupt = match Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM) {
         Ok(i) => i,
         Err(_) => Interrupt::none(),
     };

@@ -49,10 +49,10 @@ pub(crate) struct Registry {
 #[derive(Debug)]
 struct Entry {
     id: u64,
-    /// The held lock file (a duplicate descriptor of the lock): its holder line, and whether
+    /// The held lock file (the [`JobLock`]'s descriptor, shared): its holder line, and whether
     /// `lock_dir/JOB.lock` still names it. `None` while the run that put the entry in is
     /// still opening and locking it.
-    file: Option<File>,
+    file: Option<Arc<File>>,
     /// The lock file created again (and locked) for this run after the first was removed.
     again: Option<File>,
     /// A problem with putting the lock file back was logged (once per run).
@@ -107,7 +107,7 @@ impl Entry {
 
 /// The holder of a job one of this process's runs holds (or is taking: then this process).
 fn own_holder(e: &mut Entry) -> Holder {
-    match e.file.as_mut() {
+    match e.file.as_deref() {
         Some(f) => read_holder(f),
         None => Holder {
             pid: Some(std::process::id() as i32),
@@ -133,12 +133,12 @@ impl Registry {
             held.insert(job.to_string(), Entry::placeholder(id));
             id
         };
-        let got = super::try_acquire(dir, job).and_then(|a| match a {
-            Acquired::Locked(l) => l
-                .file
-                .try_clone()
-                .map(|dup| (Acquired::Locked(l), Some(dup))),
-            other => Ok((other, None)),
+        let got = super::try_acquire(dir, job).map(|a| match a {
+            Acquired::Locked(l) => {
+                let shared = Arc::clone(&l.file);
+                (Acquired::Locked(l), Some(shared))
+            }
+            other => (other, None),
         });
         let mut held = lock(&self.held);
         match got {
@@ -175,7 +175,7 @@ impl Registry {
             let Some(l) = super::acquire_wait(dir, job, cancelled)? else {
                 return Ok(None);
             };
-            let dup = l.file.try_clone()?;
+            let dup = Arc::clone(&l.file);
             let mut held = lock(&self.held);
             if held.contains_key(job) {
                 // Another run of this process took the job meanwhile (on a lock file created
@@ -208,7 +208,7 @@ impl Registry {
         held: &mut HashMap<String, Entry>,
         job: &str,
         mut l: JobLock,
-        dup: File,
+        dup: Arc<File>,
     ) -> JobLock {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut e = Entry::placeholder(id);
@@ -286,7 +286,7 @@ impl Registry {
 fn keep_file(dir: &Path, job: &str, e: &mut Entry, log: &Logger) {
     let path = lock_path(dir, job);
     let named = std::fs::metadata(&path).ok().map(|m| identity(&m));
-    let ours = [e.file.as_ref(), e.again.as_ref()]
+    let ours = [e.file.as_deref(), e.again.as_ref()]
         .into_iter()
         .flatten()
         .any(|f| f.metadata().ok().map(|m| identity(&m)) == named);
