@@ -314,6 +314,11 @@ mod tests {
         };
         let name = dir.file_name().and_then(|n| n.to_str()).expect("name");
         let g = tree.group(name).expect("group");
+        // The directory's descriptor is handed over once (to start the child in it);
+        // cgroup.procs is opened when first asked for, then kept.
+        assert!(g.take_dir_fd().is_some() && g.take_dir_fd().is_none());
+        let procs = g.procs_fd().expect("cgroup.procs opened");
+        assert_eq!(g.procs_fd(), Some(procs));
         assert_eq!(g.cpu_seconds(), Some(0.612345));
         assert_eq!(g.memory_peak(), Some(64 << 20));
         assert!(populated(&dir));
