@@ -167,6 +167,24 @@ impl<'a> Ready<'a> {
             made: Instant::now(),
         }
     }
+
+    /// What the run starts with: its scope, its identity (looked up again when this is
+    /// older than [`READY_FOR`]) and its marker's file.
+    fn open(
+        self,
+        job: &Job,
+    ) -> (
+        Scope<'a>,
+        Result<spec::Identity, String>,
+        marker::MarkerFile,
+    ) {
+        let who = if self.made.elapsed() > READY_FOR {
+            spec::identity(job)
+        } else {
+            self.who
+        };
+        (self.scope, who, self.marker)
+    }
 }
 
 /// Runs a job through the whole path and records it.
@@ -280,17 +298,7 @@ fn run_locked<'a>(
     interrupt: &Interrupt,
 ) -> (RunReport, bool) {
     let job = req.job;
-    let Ready {
-        mut scope,
-        who,
-        marker,
-        made,
-    } = ready;
-    let who = if made.elapsed() > READY_FOR {
-        spec::identity(job)
-    } else {
-        who
-    };
+    let (mut scope, who, marker) = ready.open(job);
     let facts = RunFacts {
         req,
         run_id,
