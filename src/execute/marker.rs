@@ -312,11 +312,15 @@ impl RunMarker {
                 group: None,
             },
         };
-        let written = line(&m.marker).and_then(|line| match file.hidden.take() {
-            Some(hidden) => reuse(&hidden, &line, &m.path).inspect_err(|_| {
+        let written = line(&m.marker).and_then(|line| {
+            if let Some(hidden) = file.hidden.take() {
+                if reuse(&hidden, &line, &m.path).is_ok() {
+                    return Ok(());
+                }
+                // Not a marker: it goes, and the marker is made as a new file.
                 let _ = fs::remove_file(&hidden);
-            }),
-            None => crate::files::write_replace(&m.path, &line),
+            }
+            crate::files::write_replace(&m.path, &line)
         });
         // Best effort (see the module's doc).
         drop(written);
