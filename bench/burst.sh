@@ -6,16 +6,27 @@
 #           job's dispatch mark, lock file and output directory), as in scale.sh;
 #   second: the second time the 100 fire, 10 s later (the table has them due four times, 10 s
 #           apart, as in scale.sh): the files a run makes every time.
-# Prints the first, median and last start after the instant, and the daemon's CPU (utime +
-# stime of /proc/PID/stat, all its threads, not the jobs') from 1 s before the instant until
-# the 100 have started. No floor: compare binaries alternately, in the same minutes.
+# Prints the first, median and last start after the instant, and the daemon's CPU from 1 s
+# before the instant until the 100 have started: as root with a cgroup2 mount, the daemon
+# runs in a cgroup of its own and its CPU is `usage_usec` of that cgroup's cpu.stat minus
+# its jobs' cgroups (microseconds); else utime + stime of /proc/PID/stat (all its threads,
+# not the jobs'; 10 ms ticks). No floor: compare binaries alternately, in the same minutes.
 # Usage: bench/burst.sh BIN [first|second] [LABEL]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1; mode=${2:-first}; label=${3:-$mode}
 dir=$(mktemp -d); chmod 0755 "$dir"; mkdir -p "$dir/cw"
 pid=""
-cleanup() { [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true; rm -rf "$dir"; }
+cg=""
+mnt=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+if [ "$(id -u)" = 0 ] && [ -n "$mnt" ] && mkdir "$mnt/cwburst$$" 2>/dev/null; then cg=$mnt/cwburst$$; fi
+cleanup() {
+  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
+  if [ -n "$cg" ]; then
+    sleep 0.5; rmdir "$cg"/cronwarden/* "$cg"/cronwarden "$cg" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 now=$(date +%s); b1=$((now + 4)); b2=$b1
 if [ "$mode" = second ]; then
@@ -27,8 +38,14 @@ if [ "$mode" = second ]; then
 fi
 python3 bench/scale_tables.py cronwarden 100 "$dir" "$b1" "$dir/cw" > "$dir/jobs.toml"
 want=100; [ "$mode" = second ] && want=200
-"$bin" -c "$dir/jobs.toml" daemon 2> "$dir/daemon.err" & pid=$!
-cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+if [ -n "$cg" ]; then
+  ( echo "$BASHPID" > "$cg/cgroup.procs"; exec "$bin" -c "$dir/jobs.toml" daemon 2> "$dir/daemon.err" ) & pid=$!
+  usec() { awk '/^usage_usec/ { print $2 }' "$1/cpu.stat" 2>/dev/null || echo 0; }
+  cpu() { echo $(( $(usec "$cg") - $(usec "$cg/cronwarden") )); }; per_s=1000000
+else
+  "$bin" -c "$dir/jobs.toml" daemon 2> "$dir/daemon.err" & pid=$!
+  cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }; per_s=$(getconf CLK_TCK)
+fi
 sleep $((b2 - $(date +%s) - 1)); c0=$(cpu)
 for _ in $(seq 60); do
   [ "$(cat "$dir/cw/burst.txt" 2>/dev/null | wc -l)" -ge "$want" ] && break
@@ -36,7 +53,7 @@ for _ in $(seq 60); do
 done
 c1=$(cpu)
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-python3 - "$dir/cw/burst.txt" "$b2" "$label" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$dir/cw/burst.txt" "$b2" "$label" "$((c1 - c0))" "$per_s" <<'PY'
 import sys
 path, b, label, ticks, hz = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 ts = sorted(float(l) for l in open(path) if l.strip() and float(l) >= b)
