@@ -182,13 +182,12 @@ impl Interrupt {
     }
 
     /// Interrupted (as if by `sig`) when `source` becomes readable: a byte arrives, or its
-    /// peer is closed. Several runs can share one source through clones of the socket.
-    pub(crate) fn on_stream(source: Arc<UnixStream>, sig: i32) -> io::Result<Interrupt> {
-        source.set_nonblocking(true)?;
-        Ok(Interrupt {
+    /// peer is closed. Several runs share one source (it is only polled, never read).
+    pub(crate) fn on_stream(source: Arc<UnixStream>, sig: i32) -> Interrupt {
+        Interrupt {
             sources: vec![(source, sig)],
             received: std::sync::atomic::AtomicI32::new(0),
-        })
+        }
     }
 
     /// This interrupt plus one more source (a run's fence in fleet mode): the new one shares

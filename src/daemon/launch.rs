@@ -96,9 +96,7 @@ pub(super) fn run_one(
         Some(offset) => fixed_wait(shared, &launch, offset),
         None => j.mul_f64(crate::policy::random01()),
     });
-    let Some((interrupt, jitter)) = prepare(shared, &launch, delay) else {
-        return;
-    };
+    let (interrupt, jitter) = prepare(shared, &launch, delay);
     let ctx = shared.ctx(cfg);
     // A job with jobs after it alerts at the end of its pipeline run (the failure alert
     // then also lists what was skipped).
@@ -174,28 +172,20 @@ fn fixed_wait(shared: &Shared, launch: &Launch, offset: Duration) -> Duration {
 }
 
 /// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
-/// gives back the jitter's `delay` to wait; `None` when the run must not go on.
+/// gives back the jitter's `delay` to wait.
 fn prepare(
     shared: &Arc<Shared>,
     launch: &Launch,
     delay: Option<Duration>,
-) -> Option<(Interrupt, Duration)> {
+) -> (Interrupt, Duration) {
     let name = launch.job.as_str();
-    let f = [("job", name.to_string())];
     if launch.mark {
         // Without its mark the run goes on all the same (`health` says why, and alerts).
         let marked = shared.marks.mark(name, launch.scheduled);
         super::health::marked(shared, name, &launch.run_id, launch.scheduled, marked);
     }
-    let interrupt = match Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM) {
-        Ok(i) => i,
-        Err(e) => {
-            let msg = format!("cannot set up the run: {e}");
-            shared.log.log(Level::Error, "dispatch", &f, &msg);
-            return None;
-        }
-    };
-    Some((interrupt, delay.unwrap_or(Duration::ZERO)))
+    let interrupt = Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM);
+    (interrupt, delay.unwrap_or(Duration::ZERO))
 }
 
 /// Takes the job's exclusion, then a `max_concurrent` slot. `None` when the run does not

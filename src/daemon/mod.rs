@@ -328,8 +328,10 @@ impl<'p> Daemon<'p> {
             true => Some(signals(&[libc::SIGCHLD])?),
             false => None,
         };
-        let (stop_tx, stop_rx) =
-            UnixStream::pair().map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
+        // Shared by every run's interrupt (polled, never read; non-blocking all the same).
+        let (stop_tx, stop_rx) = UnixStream::pair()
+            .and_then(|(tx, rx)| rx.set_nonblocking(true).map(|()| (tx, rx)))
+            .map_err(|e| Failure::usage(format!("socketpair: {e}")))?;
         let coord = connect(&cfg)?;
         let outbox = alert::Outbox::new();
         let log = Logger::for_settings(&cfg.settings, env);

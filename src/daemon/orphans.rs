@@ -65,9 +65,7 @@ fn watch_dir(dir: &Path) -> Result<Inotify, String> {
 
 /// The thread: waits for a new marker, a supervisor's end or the daemon's stop.
 fn monitor(shared: &Arc<Shared>, inotify: Option<Inotify>, mut sups: Supervisors) {
-    let Ok(stop) = shared.stop.try_clone() else {
-        return;
-    };
+    let stop = &shared.stop;
     loop {
         let mut fds = vec![crate::sys::pollin(stop.as_raw_fd())];
         if let Some(i) = &inotify {
@@ -179,10 +177,7 @@ fn adopt(shared: &Arc<Shared>, path: &Path) {
         }
         return;
     }
-    let interrupt = match Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM) {
-        Ok(i) => i,
-        Err(_) => Interrupt::none(),
-    };
+    let interrupt = Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM);
     shared.active.enter();
     let (sh, p) = (Arc::clone(shared), path.to_path_buf());
     let job = m.record.job.clone();
