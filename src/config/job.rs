@@ -343,8 +343,9 @@ impl Job {
     }
 
     /// With `jitter_mode = "fixed"`: the delay of every scheduled run of this job on the host
-    /// (or fleet node) `host`, within `[0, jitter)`, from a hash of both names (FNV-1a, the
-    /// same in every version and on every machine). `None` otherwise.
+    /// (or fleet node) `host`, within `[0, jitter)`, from a hash of both names (FNV-1a, then
+    /// MurmurHash3's 64-bit finalizer; the same on every machine, and kept so from version to
+    /// version). `None` otherwise.
     pub fn fixed_delay(&self, host: &str) -> Option<Duration> {
         let jitter = self
             .jitter
@@ -354,6 +355,14 @@ impl Job {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
+        // The offset comes from the top bits, which FNV-1a's last steps barely reach: without
+        // the finalizer, names that differ only at the end (backup-1 ... backup-8) got one
+        // and the same offset. It spreads every bit of the input over all 64.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
         let nanos = jitter.as_nanos();
         let offset = (u128::from(h) * nanos) >> 64;
         Some(Duration::from_nanos(offset as u64))

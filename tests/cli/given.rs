@@ -366,6 +366,37 @@ jitter_mode = "fixed"
     }
 }
 
+/// Names that differ only in their last character (a common way to name a set of jobs) get
+/// offsets spread over the jitter, not one and the same.
+#[test]
+fn a_fixed_jitter_spreads_jobs_whose_names_differ_only_at_the_end() {
+    let jobs: String = (1..=8)
+        .map(|i| {
+            format!(
+                "[jobs.backup-{i}]\nschedule = \"@daily\"\ncommand = [\"/bin/true\"]\n\
+                 jitter = \"1h\"\njitter_mode = \"fixed\"\n\n"
+            )
+        })
+        .collect();
+    let t = Table::new("jitter-names", &jobs);
+    // Seconds into the hour of each job's next start (`list`: mm:ss after 00:).
+    let secs: Vec<u32> = list_offsets(&t)
+        .iter()
+        .map(|(_, mm_ss)| {
+            let (m, s) = mm_ss.split_once(':').expect("mm:ss");
+            m.parse::<u32>().expect("mm") * 60 + s.parse::<u32>().expect("ss")
+        })
+        .collect();
+    assert_eq!(secs.len(), 8);
+    let spread = secs.iter().max().expect("8") - secs.iter().min().expect("8");
+    // Eight offsets drawn evenly from an hour lie within 15 minutes of each other with a
+    // chance of 1 in 2,500; one hash for all of them, never.
+    assert!(
+        spread >= 15 * 60,
+        "offsets within {spread} s of each other: {secs:?}"
+    );
+}
+
 /// Makes the job's first `n` runs look `days` old: their records end then, their output
 /// files were last written then.
 fn age_runs(t: &Table, job: &str, n: usize, when: &str) {
