@@ -107,7 +107,9 @@ pub enum Command {
         wait: bool,
     },
     /// Stop scheduling a job (the running daemon, or every node in fleet mode; survives
-    /// restarts). Without a daemon, the pause is saved for the daemon to apply when it starts
+    /// restarts). A run the daemon has already handed to its thread (0.1 s before its instant)
+    /// does not start either: it is recorded as skipped. Without a daemon, the pause is saved
+    /// for the daemon to apply when it starts
     Pause {
         #[arg(value_name = "JOB")]
         job: String,

@@ -295,7 +295,7 @@ _cronwarden_commands() {
 'list:One row per job\: schedule, zone, next run, last result, paused, tags' \
 'next:Print the next fire instants of a schedule expression' \
 'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
-'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
+'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). A run the daemon has already handed to its thread (0.1 s before its instant) does not start either\: it is recorded as skipped. Without a daemon, the pause is saved for the daemon to apply when it starts' \
 'resume:Schedule a paused job again (without a daemon\: from when it starts)' \
 'status:The state of each job (or one)\: running or idle, last run, next run, success rate. The next run says "paused", "disabled", or "no daemon" when none runs the schedule' \
 'health:Whether the daemon does its work\: exit 0 when healthy, else 1 with one line per reason' \
@@ -343,7 +343,7 @@ _cronwarden__subcmd__help_commands() {
 'list:One row per job\: schedule, zone, next run, last result, paused, tags' \
 'next:Print the next fire instants of a schedule expression' \
 'trigger:Ask the running daemon (in fleet mode\: one node of the fleet) to run a job now, as a background task (prints the run id)' \
-'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). Without a daemon, the pause is saved for the daemon to apply when it starts' \
+'pause:Stop scheduling a job (the running daemon, or every node in fleet mode; survives restarts). A run the daemon has already handed to its thread (0.1 s before its instant) does not start either\: it is recorded as skipped. Without a daemon, the pause is saved for the daemon to apply when it starts' \
 'resume:Schedule a paused job again (without a daemon\: from when it starts)' \
 'status:The state of each job (or one)\: running or idle, last run, next run, success rate. The next run says "paused", "disabled", or "no daemon" when none runs the schedule' \
 'health:Whether the daemon does its work\: exit 0 when healthy, else 1 with one line per reason' \

@@ -56,6 +56,11 @@ impl Launch {
         }
     }
 
+    /// A run of the schedule (`schedule`, `catchup`, `clock-step`): one a pause holds back.
+    pub(super) fn is_tick(&self) -> bool {
+        matches!(self.why, "schedule" | "catchup" | "clock-step")
+    }
+
     /// An instant claimed late (after the backend was unreachable when it was due): a
     /// catch-up run with the run id it was claimed with.
     pub(super) fn late(tick: crate::coord::Tick) -> Launch {
@@ -96,7 +101,7 @@ pub(super) fn run_one(
         Some(offset) => fixed_wait(shared, &launch, offset),
         None => j.mul_f64(crate::policy::random01()),
     });
-    let (interrupt, jitter) = prepare(shared, &launch, delay);
+    let (interrupt, jitter) = prepare(shared, delay);
     let ctx = shared.ctx(cfg);
     // A job with jobs after it alerts at the end of its pipeline run (the failure alert
     // then also lists what was skipped).
@@ -120,7 +125,22 @@ pub(super) fn run_one(
     let waited = waited.and_then(|ready| {
         wait_for_instant(&*shared.coord, launch.scheduled, &interrupt).map(|()| ready)
     });
+    mark_dispatched(shared, &launch);
     let (exclusion, ready) = match waited {
+        // A pause that came after the hand-over holds for this instant too: recorded as
+        // skipped, without an alert (a claimed instant is never dropped without a record;
+        // what was made ready goes with `waited`: the cgroup removed, the marker's file kept
+        // as a spare).
+        Ok(_) if launch.is_tick() && shared.paused.contains(name) => {
+            let reason = "the job was paused after this run was handed over, before its instant";
+            let quiet = RunRequest {
+                alerts: false,
+                ..req
+            };
+            let r = execute::not_run(ctx, &quiet, &launch.run_id, reason.to_string(), None);
+            report(shared, &launch, r.record, false);
+            return;
+        }
         Ok(ready) => (admit(shared, ctx, &req, &launch, &interrupt), ready),
         Err(reason) => {
             let r = execute::not_run(ctx, &req, &launch.run_id, reason, interrupt.received());
@@ -171,21 +191,29 @@ fn fixed_wait(shared: &Shared, launch: &Launch, offset: Duration) -> Duration {
     Duration::try_from(wait).unwrap_or(Duration::ZERO)
 }
 
-/// Marks the instant as dispatched, sets up the run's interrupt (the daemon's stop) and
-/// gives back the jitter's `delay` to wait.
-fn prepare(
-    shared: &Arc<Shared>,
-    launch: &Launch,
-    delay: Option<Duration>,
-) -> (Interrupt, Duration) {
-    let name = launch.job.as_str();
-    if launch.mark {
-        // Without its mark the run goes on all the same (`health` says why, and alerts).
-        let marked = shared.marks.mark(name, launch.scheduled);
-        super::health::marked(shared, name, &launch.run_id, launch.scheduled, marked);
-    }
+/// Sets up the run's interrupt (the daemon's stop) and gives back the jitter's `delay` to
+/// wait.
+fn prepare(shared: &Shared, delay: Option<Duration>) -> (Interrupt, Duration) {
     let interrupt = Interrupt::on_stream(Arc::clone(&shared.stop), libc::SIGTERM);
     (interrupt, delay.unwrap_or(Duration::ZERO))
+}
+
+/// Marks a tick's instant as dispatched once the wait for it is over, whichever way (the
+/// run starts, or is recorded as not run): a daemon killed before that (in the run's jitter,
+/// or in the `LOOKAHEAD` before its instant) leaves the instant to the next daemon's
+/// `catchup`, instead of counting it as dispatched with no run and no record. Without its
+/// mark the run goes on all the same (`health` says why, and alerts).
+fn mark_dispatched(shared: &Arc<Shared>, launch: &Launch) {
+    if launch.mark {
+        let marked = shared.marks.mark(&launch.job, launch.scheduled);
+        super::health::marked(
+            shared,
+            &launch.job,
+            &launch.run_id,
+            launch.scheduled,
+            marked,
+        );
+    }
 }
 
 /// Takes the job's exclusion, then a `max_concurrent` slot. `None` when the run does not

@@ -95,6 +95,62 @@ fn pause_stops_a_job_across_a_restart_and_resume_restarts_it() {
     drop(d);
 }
 
+/// The daemon hands a run to its thread a little before its instant (0.1 s); a pause that
+/// comes in between still holds for that instant: no run of the job starts at an instant
+/// after the pause was answered.
+#[test]
+fn a_pause_just_before_an_instant_holds_for_that_instant() {
+    use jiff::Timestamp;
+    let t = table("c-pause-late");
+    let _d = Daemon::start(&t);
+    wait_for(|| !t.history("tick").is_empty());
+    // 60 ms before a whole second: after that second's run was handed over, when the machine
+    // keeps up (a slower pause only makes the check looser, never wrong).
+    let now = Timestamp::now();
+    let into = std::time::Duration::from_nanos(now.subsec_nanosecond().unsigned_abs().into());
+    let to_next = std::time::Duration::from_secs(1) - into;
+    let wait = to_next
+        .checked_sub(std::time::Duration::from_millis(60))
+        .unwrap_or(to_next + std::time::Duration::from_millis(940));
+    let target = Timestamp::now() + wait + std::time::Duration::from_millis(60);
+    let target = Timestamp::from_second(target.as_second()).expect("instant");
+    std::thread::sleep(wait);
+    let (code, _, err) = t.run(&["pause", "tick"]);
+    let answered = Timestamp::now();
+    assert_eq!(code, 0, "{err}");
+    // Two later ticks turned down when they came due (so the one after the pause is over).
+    wait_for(|| t.log().matches(" paused job=tick").count() >= 2);
+    let after: Vec<serde_json::Value> = t
+        .history("tick")
+        .into_iter()
+        .filter(|r| super::ts(&r["scheduled"]) > answered)
+        .collect();
+    for r in &after {
+        assert_eq!(
+            r["outcome"], "skipped",
+            "a run started after the pause: {r}"
+        );
+        assert!(
+            r["reason"]
+                .as_str()
+                .is_some_and(|m| m.contains("paused after this run was handed over")),
+            "{r}"
+        );
+    }
+    // The second aimed at, when the pause came before it: turned down one way or the other.
+    if answered < target {
+        let skipped = after.iter().any(|r| super::ts(&r["scheduled"]) == target);
+        let logged = t
+            .log()
+            .contains(&format!(" paused job=tick scheduled={target}"));
+        assert!(
+            skipped || logged,
+            "{target}: neither skipped nor paused\n{}",
+            t.log()
+        );
+    }
+}
+
 #[test]
 fn garbage_and_stuck_clients_do_not_hurt_the_daemon() {
     use std::os::unix::fs::PermissionsExt;

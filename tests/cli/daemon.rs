@@ -140,6 +140,76 @@ command = "echo $CRONWARDEN_TS $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) >> $DIR/tocks"
     assert!(late.is_empty(), "removed job still ran: {late:?}");
 }
 
+/// An instant is marked as dispatched when its run's wait for it ends, not when the run is
+/// handed to its thread: a daemon killed while a run waits out its jitter leaves that
+/// instant to the next daemon's `catchup` (it was neither run nor recorded).
+#[test]
+fn kill_9_during_a_runs_jitter_leaves_its_instant_to_catch_up() {
+    use jiff::{SignedDuration, Timestamp};
+    let jobs: String = (0..8)
+        .map(|i| {
+            format!(
+                "[jobs.j{i}]\nschedule = \"*/10 * * * * *\"\njitter = \"8s\"\n\
+                 jitter_mode = \"fixed\"\ncatchup = \"once\"\ncommand = \"true\"\n\n"
+            )
+        })
+        .collect();
+    let t = Table::new("d-jitter-crash", &jobs);
+    // `jitter job=J scheduled=S offset_ms=N` lines: (job, instant, offset).
+    let offsets = |t: &Table| -> Vec<(String, Timestamp, i64)> {
+        t.log()
+            .lines()
+            .filter(|l| l.contains(" info jitter "))
+            .filter_map(|l| {
+                let field = |k: &str| {
+                    l.split(' ')
+                        .find_map(|w| w.strip_prefix(k))
+                        .map(|v| v.trim_end_matches(':').to_string())
+                };
+                Some((
+                    field("job=")?,
+                    field("scheduled=")?.parse().ok()?,
+                    field("offset_ms=")?.parse().ok()?,
+                ))
+            })
+            .collect()
+    };
+    let d = Daemon::start(&t);
+    wait_for(|| offsets(&t).len() >= 8);
+    // The job whose fixed offset is the largest (each is uniform in 0..8 s for its name).
+    let (job, first, offset) = offsets(&t)
+        .into_iter()
+        .max_by_key(|(_, _, o)| *o)
+        .expect("offsets");
+    assert!(
+        offset >= 2000,
+        "no job's offset is 2 s or more: {offset} ms"
+    );
+    wait_for(|| !t.history(&job).is_empty());
+    let next = first + SignedDuration::from_secs(10);
+    wait_for(|| offsets(&t).iter().any(|(j, s, _)| *j == job && *s == next));
+    d.signal(libc::SIGKILL);
+    d.wait();
+    let killed = Timestamp::now();
+    assert!(
+        killed < next + SignedDuration::from_millis(offset),
+        "the test killed the daemon at {killed}, after {job}'s run of {next} started"
+    );
+    assert!(scheduled(&t, &job).iter().all(|s| *s < next));
+    // Down until the instant has clearly passed (the next one is 10 s after it).
+    wait_for(|| Timestamp::now() > next + SignedDuration::from_secs(2));
+    let d = Daemon::start(&t);
+    wait_for(|| scheduled(&t, &job).contains(&next));
+    drop(d);
+    let recs = t.history(&job);
+    let caught: Vec<_> = recs
+        .iter()
+        .filter(|r| super::ts(&r["scheduled"]) == next)
+        .collect();
+    assert_eq!(caught.len(), 1, "{recs:#?}");
+    assert_eq!(caught[0]["trigger"], "catchup", "{recs:#?}");
+}
+
 #[test]
 fn kill_9_and_restart_runs_no_instant_twice_and_catches_up_once() {
     let t = Table::new("d-crash", &format!("{TICK}catchup = \"once\"\n"));
