@@ -248,6 +248,12 @@ pub(crate) fn retry_delay(r: &Retry, n: u32, random01: f64) -> Duration {
 
 /// A random number in [0, 1) from the standard library's per-process random keys.
 pub(crate) fn random01() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// 64 random bits: SipHash of the time in nanoseconds, keyed by the standard library's
+/// random hash keys (drawn from the OS once per thread; every call takes the next key).
+pub(crate) fn random_u64() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     let mut h = RandomState::new().build_hasher();
@@ -256,7 +262,7 @@ pub(crate) fn random01() -> f64 {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    h.finish()
 }
 
 #[cfg(test)]

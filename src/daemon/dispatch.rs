@@ -19,7 +19,12 @@ pub(super) fn start_all(shared: &Arc<Shared>, cfg: &Arc<Config>, due: Vec<Dispat
     let mut launches: HashMap<String, Launch> = HashMap::new();
     let mut ticks = Vec::new();
     for d in due {
-        if let Some(l) = tick_launch(shared, d) {
+        if let Some(mut l) = tick_launch(shared, d) {
+            // The launches are found again by run id: a second run with the same id would
+            // replace the first, which would then never run.
+            while launches.contains_key(&l.run_id) {
+                l.run_id = crate::execute::new_run_id();
+            }
             ticks.push(Tick {
                 job: l.job.clone(),
                 scheduled: l.scheduled,
