@@ -25,6 +25,9 @@ for line in open(sys.argv[1]):
     by[int(t) // 5 * 5].append(t)
 last = [(max(v) - k) * 1000 for k, v in sorted(by.items()) if len(v) == 100]
 rest = sorted(last[1:])
+# A burst of fewer than 100 (not the window's last, cut by the daemon's stop) lost a run.
+short = [(k, len(v)) for k, v in sorted(by.items())[:-1] if len(v) < 100]
 print(f"{sys.argv[2]}: {len(last)} bursts; first {last[0]:.0f} ms; rest median "
-      f"{statistics.median(rest):.0f} ms; sorted {[round(x) for x in rest]}")
+      f"{statistics.median(rest):.0f} ms; sorted {[round(x) for x in rest]}"
+      + (f"; INCOMPLETE bursts (instant, starts): {short}" if short else ""))
 PY

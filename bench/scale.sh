@@ -32,7 +32,7 @@
 #   (default 200). Builds the release binary unless
 #   CRONWARDEN_BIN names one (CRONWARDEN_REV=COMMIT names its commit in the report).
 # Output: BENCH_OUT=DIR (bench/all.sh sets it), else bench/results/scale-DATE/: per size the
-#   raw start stamps, smaps_rollup samples, hyperfine JSON and the daemons' logs; load.txt
+#   raw start stamps, smaps_rollup samples, hyperfine JSON and the daemons' logs and standard error; load.txt
 #   (`uptime` before and after each part) and report.md, the markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -163,6 +163,7 @@ idle() {
   load "after idle $n"
   rm -f /etc/cron.d/"$prefix"-*
   cp "$d/idle/log" "$o/idle.log" 2>/dev/null || true
+  cp "$d/idle.err" "$o/idle.err" 2>/dev/null || true
 }
 
 # Phase 2: `check` of the full table, then its daemon: the per-second job, then the 100.
@@ -202,6 +203,7 @@ active() {
   load "after latency $n"
   for t in cw:cronwarden floor:floor; do cp "$d/${t%%:*}"/*.txt "$o/${t#*:}/" 2>/dev/null || true; done
   cp "$d/active/log" "$o/active.log" 2>/dev/null || true
+  cp "$d/active.err" "$o/active.err" 2>/dev/null || true
 }
 
 for n in $sizes; do
