@@ -11,3 +11,24 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(p) => p.into_inner(),
     }
 }
+
+/// Runs `f`, then `done`, told whether `f` panicked: the bookkeeping around a run (the job
+/// no longer waiting, the daemon no longer busy) happens however the run ended. A panic is
+/// a bug; its message goes to standard error as always, and the thread lives on.
+pub(crate) fn finally<F: FnOnce(), D: FnOnce(bool)>(f: F, done: D) {
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+    done(panicked);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::finally;
+
+    #[test]
+    fn the_bookkeeping_after_a_run_happens_when_the_run_panics() {
+        let mut told = Vec::new();
+        finally(|| {}, |p| told.push(p));
+        finally(|| panic!("a bug in a run"), |p| told.push(p));
+        assert_eq!(told, [false, true]);
+    }
+}

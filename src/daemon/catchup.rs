@@ -39,8 +39,17 @@ pub(super) fn push(shared: &Arc<Shared>, launch: Launch) {
             let shared = Arc::clone(shared);
             let job = job.clone();
             move || {
-                drain(&shared, &job);
-                shared.active.leave();
+                crate::sync::finally(
+                    || drain(&shared, &job),
+                    |panicked| {
+                        if panicked {
+                            super::dispatch::panicked_run(&shared, &job);
+                            // Its queue goes with it: the next catch-up starts a thread.
+                            lock(&shared.catchups.queues).remove(&job);
+                        }
+                        shared.active.leave();
+                    },
+                );
             }
         });
     if let Err(e) = spawned {

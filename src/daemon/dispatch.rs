@@ -104,11 +104,16 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
         let shared = Arc::clone(shared);
         let job = job.clone();
         move || {
-            run_one(&shared, &cfg, launch, jitter);
-            if coalesce {
-                lock(&shared.pending).remove(&job);
-            }
-            shared.active.leave();
+            let run = || run_one(&shared, &cfg, launch, jitter);
+            crate::sync::finally(run, |panicked| {
+                if panicked {
+                    panicked_run(&shared, &job);
+                }
+                if coalesce {
+                    lock(&shared.pending).remove(&job);
+                }
+                shared.active.leave();
+            });
         }
     });
     if let Err(e) = spawned {
@@ -123,6 +128,18 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
             &format!("cannot start a thread: {e}"),
         );
     }
+}
+
+/// Logs a run whose thread panicked (a bug): without this the log would not say that the
+/// run ended, and nothing else would (its record may be missing).
+pub(super) fn panicked_run(shared: &Shared, job: &str) {
+    shared.log.log(
+        Level::Error,
+        "dispatch",
+        &[("job", job.to_string())],
+        "the run's thread panicked (a bug in cronwarden; the message is on the daemon's \
+         standard error): the run ends here, perhaps without its record",
+    );
 }
 
 /// A tick of a job with a run still waiting to start joins that run (its instant is marked
