@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The per-second job's start latency over SECONDS samples (issue 21), beside the floor's
 # loop (bench/daemon_floor.py, half a second off the whole seconds) in the same minutes:
-# bench/scale.sh takes 60 samples, of which the "p99" is the largest; this takes more.
+# bench/scale.sh does the same beside the rest of its parts (200 samples); this alone.
 # Prints p50, p90, p99 and max for both, and the samples over 6 ms with their index.
 # Usage: bench/persec.sh BIN [SECONDS]
 set -euo pipefail

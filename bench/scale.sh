@@ -24,7 +24,7 @@
 # 1.5 ms of the floor's; idle USS per job <= cron's, 100,000 jobs in <= 40 MB; 100 jobs
 # <= 1 MB USS. The report (bench/scale_report.py) says pass or MISS for each.
 # About 5 minutes per size (most of it waiting: 65 s idle, ~210 s of latencies); the three
-# sizes took 7 min 17 s with 60 per-second samples, so about 14 min with 200.
+# sizes took 7 min 17 s with 60 per-second samples, 16 min with 200 (2026-12-02).
 #
 # Usage: sudo bench/scale.sh   (as root on Debian: cron reads /etc/cron.d; installs cron and
 #   hyperfine with apt-get when missing; cron must not already be running). SIZES="100 10000"
