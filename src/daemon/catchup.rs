@@ -43,7 +43,7 @@ pub(super) fn push(shared: &Arc<Shared>, launch: Launch) {
                     || drain(&shared, &job),
                     |panicked| {
                         if panicked {
-                            super::dispatch::panicked_run(&shared, &job);
+                            super::launch::panicked_run(&shared, &job);
                             // Its queue goes with it: the next catch-up starts a thread.
                             lock(&shared.catchups.queues).remove(&job);
                         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Shared;
-use super::launch::{Launch, run_one};
+use super::launch::{Launch, panicked_run, run_one};
 use crate::config::Config;
 use crate::coord::Tick;
 use crate::log::Level;
@@ -128,18 +128,6 @@ pub(super) fn dispatch(shared: &Arc<Shared>, cfg: &Arc<Config>, launch: Launch) 
             &format!("cannot start a thread: {e}"),
         );
     }
-}
-
-/// Logs a run whose thread panicked (a bug): without this the log would not say that the
-/// run ended, and nothing else would (its record may be missing).
-pub(super) fn panicked_run(shared: &Shared, job: &str) {
-    shared.log.log(
-        Level::Error,
-        "dispatch",
-        &[("job", job.to_string())],
-        "the run's thread panicked (a bug in cronwarden; the message is on the daemon's \
-         standard error): the run ends here, perhaps without its record",
-    );
 }
 
 /// A tick of a job with a run still waiting to start joins that run (its instant is marked

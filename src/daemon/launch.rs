@@ -176,6 +176,18 @@ pub(super) fn run_one(
     }
 }
 
+/// Logs a run whose thread panicked (a bug): without this the log would not say that the
+/// run ended, and nothing else would (its record may be missing).
+pub(super) fn panicked_run(shared: &Shared, job: &str) {
+    shared.log.log(
+        Level::Error,
+        "dispatch",
+        &[("job", job.to_string())],
+        "the run's thread panicked (a bug in cronwarden; the message is on the daemon's \
+         standard error): the run ends here, perhaps without its record",
+    );
+}
+
 /// `jitter_mode = "fixed"`: the wait until the same offset after the scheduled instant every
 /// time (an instant already past, as a catch-up's, starts at once). Logged with the offset.
 fn fixed_wait(shared: &Shared, launch: &Launch, offset: Duration) -> Duration {
