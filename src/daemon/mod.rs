@@ -88,9 +88,9 @@ const KEEP_SETTLE: Duration = Duration::from_secs(1);
 const TRIM_RETRY: Duration = Duration::from_millis(20);
 const TRIM_LOOKS: u32 = 100;
 
-/// Runs are handed to their threads this much before their instant: the thread writes the
-/// dispatch mark, makes the run ready (`execute::Ready`: its cgroup, its user, its marker's
-/// file) and waits for the exact instant; then it looks at a pause again, takes the job's
+/// Runs are handed to their threads this much before their instant: the thread makes the
+/// run ready (`execute::Ready`: its cgroup, its user, its marker's file) and waits for the
+/// exact instant; then it writes the dispatch mark, looks at a pause again, takes the job's
 /// exclusion and a slot (cheap: a flock on the lock file and a mutex), so that skipping or
 /// queueing is decided about the instant itself, and starts the process. A job never starts
 /// before its scheduled instant.
